@@ -1,0 +1,96 @@
+//! A consistent-hashing ring for sharding keys across nodes: fast, deterministic across
+//! processes and releases, and exact about what moves when membership changes.
+//!
+//! ```
+//! use shardkit_hashring::HashRing;
+//!
+//! let mut ring = HashRing::new();
+//! ring.add("db-1")?;
+//! ring.add("db-2")?;
+//! ring.add_weighted("db-3", 2)?; // a bigger machine: twice the keys
+//!
+//! // Route a key, and choose three distinct nodes to hold its copies.
+//! let owner = ring.get("order:1001").unwrap();
+//! let copies: Vec<_> = ring.replicas("order:1001", 3).collect();
+//! assert_eq!(copies[0], owner);
+//!
+//! // Membership changes report exactly which hash ranges change owner.
+//! let plan = ring.add("db-4")?;
+//! for m in &plan {
+//!     assert_eq!(*m.to(), "db-4"); // only keys the new node takes move
+//! }
+//! # Ok::<(), shardkit_hashring::Error>(())
+//! ```
+//!
+//! # What it offers
+//!
+//! - [`HashRing`]: virtual nodes (default [`DEFAULT_VNODES`] per unit of weight), integer
+//!   weights, O(1) expected lookup through a prefix-bucket index over the sorted points
+//!   ([`get`](HashRing::get), [`get_hash`](HashRing::get_hash)), and Dynamo-style preference
+//!   lists of distinct nodes ([`replicas`](HashRing::replicas)).
+//! - **Rebalancing plans**: [`add`](HashRing::add), [`remove`](HashRing::remove) and
+//!   [`diff`](HashRing::diff) return a [`Rebalance`]: the hash ranges that change owner, from
+//!   which node to which, so a service knows exactly which data to migrate.
+//! - [`BoundedLoads`]: consistent hashing with bounded loads; no node takes more than `c×` its
+//!   fair share of the keys placed.
+//! - [`SlotMap`]: a fixed number of slots (as Redis Cluster's 16,384) placed on the ring, with a
+//!   slot-level diff; [`jump_hash`] for fixed bucket counts.
+//! - [`SharedRing`]: readers never block and never see a half-built ring while a writer
+//!   publishes the next version.
+//! - [`Membership`] snapshots (serde with the `serde` feature) rebuild the same ring anywhere.
+//!
+//! # Guarantees
+//!
+//! - **Stable placement.** A key's hash is XXH3-64 over the little-endian byte stream its
+//!   [`Hash`](std::hash::Hash) impl writes ([`stable_hash`]), and a node's points are XXH3-64 of
+//!   its identity hash and point index. The scheme is fixed and pinned by golden tests: every
+//!   process, platform and release of this major version maps keys the same way.
+//! - **Minimal disruption.** Adding a node moves only keys to it; removing one moves only its
+//!   keys; no key ever moves between two nodes that stay. Points at the same hash are ordered by
+//!   their nodes' identity hashes, never by insertion order, so the guarantee holds on ties
+//!   too and the same membership always gives the same ring.
+//! - **Errors, not panics.** Zero weights, duplicate or missing nodes and empty rings are
+//!   [`Error`]s. Asking [`replicas`](HashRing::replicas) for more nodes than the ring has yields
+//!   each node once.
+//!
+//! # Costs
+//!
+//! | operation | time | notes |
+//! |---|---|---|
+//! | `get`, `get_hash` | O(1) expected | hash, one index read, a scan of 2-4 points |
+//! | `replicas(key, n)` | O(n) expected | no allocation for n ≤ 8 |
+//! | `add`, `remove` | O(points) memory moves + O(vnodes) | plan included |
+//! | build, `add_all` | O(points) | counting sort by bucket; no scratch copy of the points |
+//! | `diff` | O(points of both rings) | |
+//!
+//! Memory is about 11 bytes per point while the ring has at most 65,536 nodes (8 for the hash,
+//! 2 for the owner, 0.5-1 for the index) and 13 above.
+//!
+//! # Features
+//!
+//! - `serde`: `Serialize`/`Deserialize` for [`Membership`] and [`HashRing`].
+//!
+//! The minimum supported Rust version is 1.88. The crate has no `unsafe` code.
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod bounded;
+mod error;
+mod hash;
+mod membership;
+mod plan;
+mod points;
+mod replicas;
+mod ring;
+mod shared;
+mod slots;
+
+pub use bounded::BoundedLoads;
+pub use error::Error;
+pub use hash::stable_hash;
+pub use membership::Membership;
+pub use plan::{HashRange, RangeMove, Rebalance};
+pub use replicas::Replicas;
+pub use ring::{DEFAULT_SEED, DEFAULT_VNODES, HashRing, RingBuilder};
+pub use shared::SharedRing;
+pub use slots::{REDIS_CLUSTER_SLOTS, SlotMap, SlotMove, jump, jump_hash};

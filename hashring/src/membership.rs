@@ -1,0 +1,74 @@
+//! Membership snapshots: what a ring is made of, to store, send and rebuild it.
+
+use std::hash::Hash;
+
+use crate::error::Error;
+use crate::ring::HashRing;
+
+/// Everything that determines a ring: seed, points per unit of weight, and the weighted nodes.
+/// The same membership always rebuilds the same ring, in any process and on any platform, and
+/// whatever the order of `nodes`.
+///
+/// With the `serde` feature it is `Serialize`/`Deserialize`, and so is [`HashRing`] (as its
+/// membership).
+///
+/// # Examples
+///
+/// ```
+/// use shardkit_hashring::{HashRing, Membership};
+///
+/// let ring = HashRing::builder().seed(9).nodes(["a", "b", "c"]).build()?;
+/// let copy = HashRing::from_membership(ring.membership())?;
+/// assert_eq!(copy.get("some key"), ring.get("some key"));
+/// # Ok::<(), shardkit_hashring::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Membership<N> {
+    /// The hash seed.
+    pub seed: u64,
+    /// Points per unit of weight.
+    pub vnodes_per_weight: u32,
+    /// The nodes with their weights.
+    pub nodes: Vec<(N, u32)>,
+}
+
+impl<N: Hash + Eq + Clone> HashRing<N> {
+    /// This ring's membership.
+    pub fn membership(&self) -> Membership<N> {
+        Membership {
+            seed: self.seed(),
+            vnodes_per_weight: self.vnodes_per_weight(),
+            nodes: self.weighted_nodes().map(|(n, w)| (n.clone(), w)).collect(),
+        }
+    }
+
+    /// Rebuilds a ring from a membership.
+    ///
+    /// # Errors
+    ///
+    /// As [`RingBuilder::build`](crate::RingBuilder::build): zero vnodes or weights, duplicate
+    /// nodes, too many points.
+    pub fn from_membership(membership: Membership<N>) -> Result<Self, Error> {
+        HashRing::builder()
+            .seed(membership.seed)
+            .vnodes(membership.vnodes_per_weight)
+            .weighted_nodes(membership.nodes)
+            .build()
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<N: Hash + Eq + Clone + serde::Serialize> serde::Serialize for HashRing<N> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.membership().serialize(serializer)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de, N: Hash + Eq + Clone + serde::Deserialize<'de>> serde::Deserialize<'de> for HashRing<N> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let membership = Membership::deserialize(deserializer)?;
+        HashRing::from_membership(membership).map_err(serde::de::Error::custom)
+    }
+}

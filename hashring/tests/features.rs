@@ -1,0 +1,123 @@
+//! Bounded loads, slot maps, weights and snapshots do what their docs promise.
+
+use std::collections::HashMap;
+
+use shardkit_hashring::{BoundedLoads, HashRing, Membership, jump_hash, stable_hash};
+
+fn loads_of(ring: &HashRing<String>, keys: u64) -> HashMap<String, u64> {
+    let mut loads = HashMap::new();
+    for k in 0..keys {
+        *loads.entry(ring.get(&k).unwrap().clone()).or_default() += 1;
+    }
+    loads
+}
+
+#[test]
+fn bounded_loads_cap_every_node() {
+    let ring = HashRing::builder()
+        .nodes((0..100).map(|i| format!("n{i}")))
+        .build()
+        .unwrap();
+    let plain = loads_of(&ring, 100_000);
+    let plain_max = *plain.values().max().unwrap();
+    let mut bounded = BoundedLoads::new(&ring, 1.1).unwrap();
+    let mut stayed = 0;
+    for k in 0..100_000u64 {
+        let node = bounded.place(&k).unwrap();
+        stayed += u64::from(Some(node) == ring.get(&k));
+    }
+    let max = bounded.loads().map(|(_, l)| l).max().unwrap();
+    assert!(max <= 1100, "max load {max} above 1.1 x mean 1000");
+    assert!(
+        plain_max > 1100,
+        "the plain ring should exceed the bound ({plain_max})"
+    );
+    // Most keys still go to their ring owner.
+    assert!(stayed > 85_000, "{stayed}");
+    assert_eq!(bounded.total(), 100_000);
+}
+
+#[test]
+fn weights_scale_shares() {
+    let ring = HashRing::builder()
+        .weighted_nodes([("small".to_string(), 1), ("big".to_string(), 4)])
+        .build()
+        .unwrap();
+    let loads = loads_of(&ring, 100_000);
+    let share = loads["big"] as f64 / 100_000.0;
+    assert!((share - 0.8).abs() < 0.05, "big's share {share}");
+}
+
+#[test]
+fn slot_maps_move_only_slots_whose_owner_changed() {
+    let mut ring = HashRing::builder()
+        .nodes((0..8).map(|i| format!("n{i}")))
+        .build()
+        .unwrap();
+    let before = ring
+        .slot_map(shardkit_hashring::REDIS_CLUSTER_SLOTS)
+        .unwrap();
+    ring.add("n8".to_string()).unwrap();
+    let after = ring
+        .slot_map(shardkit_hashring::REDIS_CLUSTER_SLOTS)
+        .unwrap();
+    let moves = before.diff(&after).unwrap();
+    assert!(moves.iter().all(|m| m.to == "n8"));
+    let share = moves.len() as f64 / 16_384.0;
+    assert!((share - 1.0 / 9.0).abs() < 0.05, "moved share {share}");
+    for (slot, owner) in after.iter() {
+        let hash = after.slot_hash(slot).unwrap();
+        assert_eq!(Some(owner), ring.replicas_hash(hash, 2).next());
+    }
+}
+
+#[test]
+fn jump_moves_only_to_the_new_bucket() {
+    for k in 0..10_000u64 {
+        let h = stable_hash(0, &k);
+        let (a, b) = (jump_hash(h, 30).unwrap(), jump_hash(h, 31).unwrap());
+        assert!(a == b || b == 30);
+    }
+}
+
+#[test]
+fn membership_rebuilds_the_same_ring() {
+    let mut ring = HashRing::builder()
+        .seed(3)
+        .vnodes(50)
+        .nodes(["a", "b", "c", "d"])
+        .build()
+        .unwrap();
+    ring.remove(&"b").unwrap();
+    ring.add_weighted("e", 2).unwrap();
+    let mut m = ring.membership();
+    m.nodes.reverse();
+    let copy = HashRing::from_membership(m).unwrap();
+    for k in 0..10_000u32 {
+        assert_eq!(copy.get(&k), ring.get(&k));
+    }
+    let bad = Membership {
+        seed: 0,
+        vnodes_per_weight: 10,
+        nodes: vec![("a", 1), ("a", 2)],
+    };
+    assert!(HashRing::from_membership(bad).is_err());
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn serde_round_trip() {
+    let ring = HashRing::builder()
+        .seed(5)
+        .nodes(["x".to_string(), "y".to_string()])
+        .build()
+        .unwrap();
+    let json = serde_json::to_string(&ring).unwrap();
+    let back: HashRing<String> = serde_json::from_str(&json).unwrap();
+    for k in 0..1000u32 {
+        assert_eq!(back.get(&k), ring.get(&k));
+    }
+    let dup = r#"{"seed":0,"vnodes_per_weight":10,"nodes":[["a",1],["a",1]]}"#;
+    let err = serde_json::from_str::<HashRing<String>>(dup).unwrap_err();
+    assert!(err.to_string().contains("already in the ring"), "{err}");
+}
