@@ -1,2 +1,42 @@
-//! x
-fn main() {}
+//! `shardkit`: demonstrates and operates the shardkit crates.
+//!
+//! `shardkit demo` tours the crates; `shardkit ring` measures a ring's balance and what a
+//! membership change moves. Run `shardkit --help` for every command.
+
+mod demo;
+mod ring;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Sharding, replication, caching and pagination building blocks for scaled-out services.
+#[derive(Debug, Parser)]
+#[command(name = "shardkit", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A short tour of the crates, with real figures computed as it runs.
+    Demo(demo::DemoArgs),
+    /// Load per node for a ring, and what adding or removing nodes moves.
+    Ring(ring::RingArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
+        Command::Ring(args) => ring::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

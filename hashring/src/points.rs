@@ -48,9 +48,14 @@ pub(crate) struct Point {
     pub(crate) owner: u32,
 }
 
+/// Sentinel hashes after the last point, so a lookup can compare a fixed window of hashes
+/// without a bounds branch: `u64::MAX` is never below a key's hash.
+const PAD: usize = 8;
+
 /// The sorted points and their bucket index.
 #[derive(Debug, Clone)]
 pub(crate) struct Points<O> {
+    /// The points' hashes, then [`PAD`] sentinels.
     hashes: Vec<u64>,
     owners: Vec<O>,
     /// `table[b]` is the index of the first point whose bucket is `>= b`; `table[buckets]` is
@@ -69,7 +74,7 @@ fn bucket_bits(points: usize) -> u32 {
 impl<O: OwnerId> Points<O> {
     pub(crate) fn empty() -> Self {
         Self {
-            hashes: Vec::new(),
+            hashes: vec![u64::MAX; PAD],
             owners: Vec::new(),
             table: vec![0, 0],
             shift: 64,
@@ -77,7 +82,7 @@ impl<O: OwnerId> Points<O> {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.hashes.len()
+        self.owners.len()
     }
 
     #[inline]
@@ -100,17 +105,22 @@ impl<O: OwnerId> Points<O> {
     /// when there are no points.
     #[inline]
     pub(crate) fn successor(&self, hash: u64) -> Option<usize> {
-        if self.hashes.is_empty() {
+        let len = self.len();
+        if len == 0 {
             return None;
         }
-        let b = self.bucket(hash);
-        let start = self.table[b] as usize;
-        let end = self.table[b + 1] as usize;
-        let mut i = start;
-        while i < end && self.hashes[i] < hash {
-            i += 1;
+        let start = self.table[self.bucket(hash)] as usize;
+        // Buckets hold 2 to 4 points on average: count the ones below `hash` in a fixed window,
+        // without a data-dependent branch (later buckets' points and the sentinels are never
+        // below it), and walk on only for the rare bucket that overflows the window.
+        let window = &self.hashes[start..start + PAD];
+        let mut i = start + window.iter().map(|&h| usize::from(h < hash)).sum::<usize>();
+        if i == start + PAD {
+            while self.hashes[i] < hash {
+                i += 1;
+            }
         }
-        Some(if i == self.hashes.len() { 0 } else { i })
+        Some(if i >= len { 0 } else { i })
     }
 
     /// Builds from scratch: a counting sort by bucket (which yields the table), then a sort of
@@ -124,7 +134,7 @@ impl<O: OwnerId> Points<O> {
         let buckets = 1usize << bits;
         let shift = 64 - bits;
         let mut this = Self {
-            hashes: vec![0; count],
+            hashes: vec![u64::MAX; count + PAD],
             owners: vec![O::default(); count],
             table: vec![0; buckets + 1],
             shift,
@@ -171,7 +181,7 @@ impl<O: OwnerId> Points<O> {
     fn insertion_index(&self, hash: u64, tie_key: u64, tie: &impl Fn(u32) -> u64) -> usize {
         let b = self.bucket(hash);
         let mut i = self.table[b] as usize;
-        let end = self.hashes.len();
+        let end = self.len();
         while i < end
             && (self.hashes[i] < hash || (self.hashes[i] == hash && tie(self.owner(i)) <= tie_key))
         {
@@ -189,11 +199,12 @@ impl<O: OwnerId> Points<O> {
         tie: &impl Fn(u32) -> u64,
     ) -> Vec<usize> {
         let tie_key = tie(owner);
-        let old_len = self.hashes.len();
+        let old_len = self.len();
         let at: Vec<usize> = new
             .iter()
             .map(|&h| self.insertion_index(h, tie_key, tie))
             .collect();
+        self.hashes.truncate(old_len);
         self.hashes.resize(old_len + new.len(), 0);
         self.owners.resize(old_len + new.len(), O::default());
         let mut end = old_len;
@@ -204,6 +215,7 @@ impl<O: OwnerId> Points<O> {
             self.owners[pos + j] = O::from_index(owner);
             end = pos;
         }
+        self.hashes.resize(self.len() + PAD, u64::MAX);
         let final_at: Vec<usize> = at.iter().enumerate().map(|(j, &pos)| pos + j).collect();
         self.reindex(new, 1);
         final_at
@@ -233,7 +245,8 @@ impl<O: OwnerId> Points<O> {
     /// and relabels the points of `relabel.0` as `relabel.1`: the node table moved its last node
     /// into the freed slot.
     pub(crate) fn remove(&mut self, at: &[usize], gone: &[u64], relabel: Option<(u32, u32)>) {
-        let len = self.hashes.len();
+        let len = self.len();
+        self.hashes.truncate(len);
         let mut write = 0;
         let mut read = 0;
         for &i in at {
@@ -246,6 +259,7 @@ impl<O: OwnerId> Points<O> {
         self.owners.copy_within(read..len, write);
         write += len - read;
         self.hashes.truncate(write);
+        self.hashes.resize(write + PAD, u64::MAX);
         self.owners.truncate(write);
         if let Some((from, to)) = relabel {
             let (from, to) = (O::from_index(from), O::from_index(to));
@@ -261,7 +275,7 @@ impl<O: OwnerId> Points<O> {
     /// Brings the table up to date after `changed` (sorted) hashes were inserted (`sign` 1) or
     /// removed (`sign` -1): in place when the bucket count stays, rebuilt otherwise.
     fn reindex(&mut self, changed: &[u64], sign: i64) {
-        let bits = bucket_bits(self.hashes.len());
+        let bits = bucket_bits(self.len());
         if 64 - bits != self.shift {
             self.rebuild_table(bits);
             return;
@@ -283,7 +297,7 @@ impl<O: OwnerId> Points<O> {
         let buckets = 1usize << bits;
         self.shift = 64 - bits;
         self.table = vec![0; buckets + 1];
-        for &h in &self.hashes {
+        for &h in &self.hashes[..self.len()] {
             let b = self.bucket(h);
             self.table[b + 1] += 1;
         }

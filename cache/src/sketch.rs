@@ -1,0 +1,146 @@
+//! A count-min sketch of 4-bit counters with periodic aging (TinyLFU's frequency estimate).
+
+/// Counters saturate at 15: TinyLFU only needs to tell "rare" from "popular".
+const MAX_COUNT: u64 = 15;
+
+/// Each key touches one counter per row; the minimum of the four is its estimate.
+const ROWS: usize = 4;
+
+/// Mixing constants that give each row an independent-looking index from one 64-bit hash.
+const ROW_SEEDS: [u64; ROWS] =
+    [0x9e37_79b9_7f4a_7c15, 0xc2b2_ae3d_27d4_eb4f, 0x1656_67b1_9e37_79f9, 0x27d4_eb2f_1656_67c5];
+
+/// Estimates how often each key was seen recently, in about one byte per cached entry.
+///
+/// Counts are over-estimates (hash collisions only add) capped at 15. After `10 × capacity`
+/// increments every counter is halved, so the sketch reflects recent popularity rather than all
+/// history (TinyLFU's "reset").
+///
+/// # Examples
+///
+/// ```
+/// use shardkit_cache::FrequencySketch;
+///
+/// let mut sketch = FrequencySketch::new(100);
+/// sketch.increment(42);
+/// sketch.increment(42);
+/// assert_eq!(sketch.frequency(42), 2);
+/// assert_eq!(sketch.frequency(7), 0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct FrequencySketch {
+    /// 16 counters of 4 bits per word.
+    words: Vec<u64>,
+    /// `counters - 1`; the counter count is a power of two.
+    mask: u64,
+    additions: u64,
+    sample_size: u64,
+}
+
+impl FrequencySketch {
+    /// A sketch sized for a cache of `capacity` entries (at least 16 counters).
+    pub fn new(capacity: usize) -> Self {
+        let counters = (capacity.max(16) as u64).next_power_of_two();
+        Self {
+            words: vec![0; (counters / 16) as usize],
+            mask: counters - 1,
+            additions: 0,
+            sample_size: 10 * counters,
+        }
+    }
+
+    fn slot(&self, hash: u64, row: usize) -> (usize, u32) {
+        let mixed = (hash ^ ROW_SEEDS[row]).wrapping_mul(ROW_SEEDS[(row + 1) % ROWS]);
+        let counter = (mixed ^ (mixed >> 29)) & self.mask;
+        ((counter / 16) as usize, ((counter % 16) * 4) as u32)
+    }
+
+    /// Records one access of the key whose hash is `hash`.
+    pub fn increment(&mut self, hash: u64) {
+        let mut added = false;
+        for row in 0..ROWS {
+            let (word, shift) = self.slot(hash, row);
+            if (self.words[word] >> shift) & MAX_COUNT < MAX_COUNT {
+                self.words[word] += 1 << shift;
+                added = true;
+            }
+        }
+        if added {
+            self.additions += 1;
+            if self.additions >= self.sample_size {
+                self.age();
+            }
+        }
+    }
+
+    /// Halves every counter, so old popularity fades.
+    fn age(&mut self) {
+        for word in &mut self.words {
+            *word = (*word >> 1) & 0x7777_7777_7777_7777;
+        }
+        self.additions /= 2;
+    }
+
+    /// The estimated recent access count of `hash`'s key, 0 to 15.
+    pub fn frequency(&self, hash: u64) -> u8 {
+        (0..ROWS)
+            .map(|row| {
+                let (word, shift) = self.slot(hash, row);
+                ((self.words[word] >> shift) & MAX_COUNT) as u8
+            })
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// TinyLFU's admission test: whether `candidate` is seen more often than `victim`, the
+    /// entry it would replace.
+    pub fn admit(&self, candidate: u64, victim: u64) -> bool {
+        self.frequency(candidate) > self.frequency(victim)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_saturate_at_fifteen() {
+        let mut s = FrequencySketch::new(64);
+        for _ in 0..100 {
+            s.increment(5);
+        }
+        assert_eq!(s.frequency(5), 15);
+    }
+
+    #[test]
+    fn aging_halves_counts() {
+        let mut s = FrequencySketch::new(16);
+        for _ in 0..9 {
+            s.increment(1);
+        }
+        s.age();
+        assert_eq!(s.frequency(1), 4);
+    }
+
+    #[test]
+    fn aging_runs_after_the_sample_size() {
+        let mut s = FrequencySketch::new(16);
+        for k in 0..s.sample_size {
+            s.increment(k);
+        }
+        assert!(s.additions < s.sample_size, "no halving after {} additions", s.sample_size);
+    }
+
+    #[test]
+    fn estimates_never_undercount_below_saturation() {
+        let mut s = FrequencySketch::new(1024);
+        for k in 0..500u64 {
+            for _ in 0..(k % 7) {
+                s.increment(k.wrapping_mul(0x2545_f491_4f6c_dd1d));
+            }
+        }
+        for k in 0..500u64 {
+            assert!(u64::from(s.frequency(k.wrapping_mul(0x2545_f491_4f6c_dd1d))) >= k % 7);
+        }
+    }
+}

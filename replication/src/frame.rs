@@ -1,0 +1,169 @@
+//! The checksummed frame records are stored and shipped in (layout in the crate docs).
+
+use crate::error::FrameError;
+use crate::record::{Epoch, Offset, Record};
+
+/// Bytes before the body: length and checksum.
+pub const FRAME_HEADER_LEN: usize = 8;
+
+/// The largest frame body accepted, 64 MiB: a length beyond it is garbage, not a record.
+pub const MAX_FRAME_BODY: usize = 64 << 20;
+
+/// Fixed-size body fields: offset, epoch, timestamp, key length.
+const FIXED_BODY: usize = 8 + 8 + 8 + 4;
+
+/// Key length stored for "no key".
+const NO_KEY: u32 = u32::MAX;
+
+/// Appends `record`'s frame to `out`.
+///
+/// # Errors
+///
+/// [`FrameError::TooLarge`] if the body would exceed [`MAX_FRAME_BODY`]; `out` is unchanged.
+pub fn encode(record: &Record, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    let key_len = record.key.as_ref().map_or(0, Vec::len);
+    let body = FIXED_BODY + key_len + record.payload.len();
+    if body > MAX_FRAME_BODY {
+        return Err(FrameError::TooLarge { len: body as u64 });
+    }
+    out.reserve(FRAME_HEADER_LEN + body);
+    let start = out.len();
+    out.extend_from_slice(&(body as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&record.offset.get().to_le_bytes());
+    out.extend_from_slice(&record.epoch.get().to_le_bytes());
+    out.extend_from_slice(&record.timestamp_ms.to_le_bytes());
+    match &record.key {
+        Some(key) => {
+            out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            out.extend_from_slice(key);
+        }
+        None => out.extend_from_slice(&NO_KEY.to_le_bytes()),
+    }
+    out.extend_from_slice(&record.payload);
+    let crc = crc32c::crc32c(&out[start + FRAME_HEADER_LEN..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+fn u32_at(buf: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+}
+
+fn u64_at(buf: &[u8], at: usize) -> u64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&buf[at..at + 8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// Decodes the frame at the start of `buf`, returning the record and the bytes it took.
+///
+/// Never panics, whatever `buf` holds.
+///
+/// # Errors
+///
+/// [`FrameError::Incomplete`] if `buf` ends inside the frame, [`FrameError::TooLarge`] for a
+/// length beyond [`MAX_FRAME_BODY`], [`FrameError::ChecksumMismatch`] for damaged bytes, and
+/// [`FrameError::Malformed`] for fields that do not fit the frame.
+pub fn decode(buf: &[u8]) -> Result<(Record, usize), FrameError> {
+    if buf.len() < FRAME_HEADER_LEN {
+        return Err(FrameError::Incomplete { needed: FRAME_HEADER_LEN, available: buf.len() });
+    }
+    let body_len = u32_at(buf, 0) as usize;
+    if body_len > MAX_FRAME_BODY {
+        return Err(FrameError::TooLarge { len: body_len as u64 });
+    }
+    let total = FRAME_HEADER_LEN + body_len;
+    if buf.len() < total {
+        return Err(FrameError::Incomplete { needed: total, available: buf.len() });
+    }
+    let body = &buf[FRAME_HEADER_LEN..total];
+    let stored = u32_at(buf, 4);
+    let computed = crc32c::crc32c(body);
+    if stored != computed {
+        return Err(FrameError::ChecksumMismatch { stored, computed });
+    }
+    if body.len() < FIXED_BODY {
+        return Err(FrameError::Malformed { reason: "body shorter than its fixed fields" });
+    }
+    let key_len = u32_at(body, 24);
+    let (key, rest) = if key_len == NO_KEY {
+        (None, &body[FIXED_BODY..])
+    } else {
+        let end = FIXED_BODY
+            .checked_add(key_len as usize)
+            .filter(|&end| end <= body.len())
+            .ok_or(FrameError::Malformed { reason: "key longer than the frame" })?;
+        (Some(body[FIXED_BODY..end].to_vec()), &body[end..])
+    };
+    let record = Record {
+        offset: Offset::new(u64_at(body, 0)),
+        epoch: Epoch::new(u64_at(body, 8)),
+        timestamp_ms: u64_at(body, 16),
+        key,
+        payload: rest.to_vec(),
+    };
+    Ok((record, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        let record = Record::new(Offset::new(1), Epoch::new(3), 99, vec![7; 40]).with_key(b"k".to_vec());
+        let mut buf = Vec::new();
+        encode(&record, &mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn every_truncation_is_incomplete() {
+        let buf = sample();
+        for cut in 0..buf.len() {
+            assert!(matches!(decode(&buf[..cut]), Err(FrameError::Incomplete { .. })), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn every_bit_flip_in_the_body_is_caught() {
+        let buf = sample();
+        for byte in 4..buf.len() {
+            for bit in 0..8 {
+                let mut bad = buf.clone();
+                bad[byte] ^= 1 << bit;
+                assert!(decode(&bad).is_err(), "flip at byte {byte} bit {bit} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut state = 0x1234_5678_9abc_def0u64;
+        for len in 0..2000 {
+            let buf: Vec<u8> = (0..len % 97)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            let _ = decode(&buf);
+        }
+        let mut huge = vec![0xff; 16];
+        huge[3] = 0x7f;
+        assert!(matches!(decode(&huge), Err(FrameError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn keys_and_empty_payloads_round_trip() {
+        for key in [None, Some(vec![]), Some(b"abc".to_vec())] {
+            let mut r = Record::new(Offset::new(u64::MAX), Epoch::new(0), 0, vec![]);
+            r.key = key;
+            let mut buf = Vec::new();
+            encode(&r, &mut buf).unwrap();
+            assert_eq!(decode(&buf).unwrap(), (r, buf.len()));
+        }
+    }
+}
