@@ -77,7 +77,11 @@ impl Ring for HashringCrate {
     const VNODES: bool = true;
     fn build(nodes: u32, vnodes: u32) -> Self {
         let mut ring = hashring::HashRing::new();
-        ring.batch_add((0..nodes).flat_map(|id| (0..vnodes).map(move |index| VNode { id, index })).collect());
+        ring.batch_add(
+            (0..nodes)
+                .flat_map(|id| (0..vnodes).map(move |index| VNode { id, index }))
+                .collect(),
+        );
         Self { ring, vnodes }
     }
     #[inline]
@@ -85,7 +89,8 @@ impl Ring for HashringCrate {
         self.ring.get(&key).expect("ring is not empty").id
     }
     fn add(&mut self, id: u32) {
-        self.ring.batch_add((0..self.vnodes).map(|index| VNode { id, index }).collect());
+        self.ring
+            .batch_add((0..self.vnodes).map(|index| VNode { id, index }).collect());
     }
     fn remove(&mut self, id: u32) {
         for index in 0..self.vnodes {
@@ -103,7 +108,12 @@ impl Ring for ConsistentHashRing {
     const NAME: &'static str = "consistent_hash_ring 0.8";
     const VNODES: bool = true;
     fn build(nodes: u32, vnodes: u32) -> Self {
-        Self(consistent_hash_ring::RingBuilder::default().vnodes(vnodes as usize).nodes_iter(0..nodes).build())
+        Self(
+            consistent_hash_ring::RingBuilder::default()
+                .vnodes(vnodes as usize)
+                .nodes_iter(0..nodes)
+                .build(),
+        )
     }
     #[inline]
     fn get(&self, key: &str) -> u32 {
@@ -139,7 +149,8 @@ impl Ring for HashRingsCrate {
         *self.ring.get_node(&key)
     }
     fn add(&mut self, id: u32) {
-        self.ring.insert_node(&NODE_IDS[id as usize], self.vnodes as usize);
+        self.ring
+            .insert_node(&NODE_IDS[id as usize], self.vnodes as usize);
     }
     fn remove(&mut self, id: u32) {
         self.ring.remove_node(&id);
@@ -155,7 +166,11 @@ impl Ring for AnchorHashCrate {
     const VNODES: bool = false;
     fn build(nodes: u32, _vnodes: u32) -> Self {
         let capacity = u16::try_from(2 * nodes).expect("at most 32,767 nodes");
-        Self(anchorhash::Builder::with_hasher(FixedSip::default()).with_resources(0..nodes).build(capacity))
+        Self(
+            anchorhash::Builder::with_hasher(FixedSip::default())
+                .with_resources(0..nodes)
+                .build(capacity),
+        )
     }
     #[inline]
     fn get(&self, key: &str) -> u32 {
@@ -184,7 +199,10 @@ impl Ring for MaglevCrate {
     const VNODES: bool = false;
     fn build(nodes: u32, _vnodes: u32) -> Self {
         let nodes: Vec<u32> = (0..nodes).collect();
-        Self { table: maglev::Maglev::new(nodes.clone()), nodes }
+        Self {
+            table: maglev::Maglev::new(nodes.clone()),
+            nodes,
+        }
     }
     #[inline]
     fn get(&self, key: &str) -> u32 {
@@ -213,7 +231,9 @@ impl Ring for JumpCrate {
     const NAME: &'static str = "jump-consistent-hash 0.1";
     const VNODES: bool = false;
     fn build(nodes: u32, _vnodes: u32) -> Self {
-        Self { nodes: (0..nodes).collect() }
+        Self {
+            nodes: (0..nodes).collect(),
+        }
     }
     #[inline]
     fn get(&self, key: &str) -> u32 {

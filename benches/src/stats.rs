@@ -7,7 +7,11 @@ pub fn median(samples: &mut [f64]) -> f64 {
     }
     samples.sort_by(f64::total_cmp);
     let mid = samples.len() / 2;
-    if samples.len() % 2 == 1 { samples[mid] } else { (samples[mid - 1] + samples[mid]) / 2.0 }
+    if samples.len() % 2 == 1 {
+        samples[mid]
+    } else {
+        (samples[mid - 1] + samples[mid]) / 2.0
+    }
 }
 
 /// `(max / mean, standard deviation / mean)` of per-node loads.
@@ -17,7 +21,11 @@ pub fn balance(loads: &[u64]) -> (f64, f64) {
     }
     let n = loads.len() as f64;
     let mean = loads.iter().sum::<u64>() as f64 / n;
-    let var = loads.iter().map(|&l| (l as f64 - mean).powi(2)).sum::<f64>() / n;
+    let var = loads
+        .iter()
+        .map(|&l| (l as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
     let max = loads.iter().copied().max().unwrap_or(0) as f64;
     (max / mean, var.sqrt() / mean)
 }

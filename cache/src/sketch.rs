@@ -7,8 +7,12 @@ const MAX_COUNT: u64 = 15;
 const ROWS: usize = 4;
 
 /// Mixing constants that give each row an independent-looking index from one 64-bit hash.
-const ROW_SEEDS: [u64; ROWS] =
-    [0x9e37_79b9_7f4a_7c15, 0xc2b2_ae3d_27d4_eb4f, 0x1656_67b1_9e37_79f9, 0x27d4_eb2f_1656_67c5];
+const ROW_SEEDS: [u64; ROWS] = [
+    0x9e37_79b9_7f4a_7c15,
+    0xc2b2_ae3d_27d4_eb4f,
+    0x1656_67b1_9e37_79f9,
+    0x27d4_eb2f_1656_67c5,
+];
 
 /// Estimates how often each key was seen recently, in about one byte per cached entry.
 ///
@@ -128,7 +132,11 @@ mod tests {
         for k in 0..s.sample_size {
             s.increment(k);
         }
-        assert!(s.additions < s.sample_size, "no halving after {} additions", s.sample_size);
+        assert!(
+            s.additions < s.sample_size,
+            "no halving after {} additions",
+            s.sample_size
+        );
     }
 
     #[test]

@@ -37,13 +37,23 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
 }
 
 fn check(ok: bool, what: &str) -> Result<(), String> {
-    if ok { Ok(()) } else { Err(format!("demo check failed: {what}")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("demo check failed: {what}"))
+    }
 }
 
 fn ring_tour(args: &DemoArgs) -> Result<(), String> {
-    println!("== shardkit-hashring: route {} keys over {} nodes ==", args.keys, args.nodes);
+    println!(
+        "== shardkit-hashring: route {} keys over {} nodes ==",
+        args.keys, args.nodes
+    );
     let names: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();
-    let mut ring = HashRing::builder().nodes(names).build().map_err(|e| e.to_string())?;
+    let mut ring = HashRing::builder()
+        .nodes(names)
+        .build()
+        .map_err(|e| e.to_string())?;
     print!("{}", load_report(&ring, args.keys));
 
     let key = "user:1001";
@@ -54,7 +64,10 @@ fn ring_tour(args: &DemoArgs) -> Result<(), String> {
     let newcomer = format!("node-{}", args.nodes + 1);
     let plan = ring.add(newcomer.clone()).map_err(|e| e.to_string())?;
     let keys: Vec<String> = (0..args.keys).map(|i| format!("key-{i}")).collect();
-    let moved: Vec<&String> = keys.iter().filter(|k| before.get(*k) != ring.get(*k)).collect();
+    let moved: Vec<&String> = keys
+        .iter()
+        .filter(|k| before.get(*k) != ring.get(*k))
+        .collect();
     let to_newcomer = moved.iter().all(|k| ring.get(*k) == Some(&newcomer));
     println!(
         "add {newcomer}: {} keys moved ({:.2}%, ideal {:.2}%), all to {newcomer}: {to_newcomer}; \
@@ -76,19 +89,30 @@ fn replication_tour() -> Result<(), String> {
     println!("== shardkit-replication: checksummed record frames ==");
     let mut log = Vec::new();
     for i in 0..1_000u64 {
-        let record = Record::new(Offset::new(i), Epoch::new(1), 1_700_000_000_000 + i, vec![b'x'; 100])
-            .with_key(format!("k{i}").into_bytes());
+        let record = Record::new(
+            Offset::new(i),
+            Epoch::new(1),
+            1_700_000_000_000 + i,
+            vec![b'x'; 100],
+        )
+        .with_key(format!("k{i}").into_bytes());
         encode(&record, &mut log).map_err(|e| e.to_string())?;
     }
     let mut at = 0;
     let mut count = 0u64;
     while at < log.len() {
         let (record, used) = decode(&log[at..]).map_err(|e| e.to_string())?;
-        check(record.offset == Offset::new(count), "offsets read back in order")?;
+        check(
+            record.offset == Offset::new(count),
+            "offsets read back in order",
+        )?;
         at += used;
         count += 1;
     }
-    println!("wrote and read back {count} records ({} bytes), offsets dense and in order", log.len());
+    println!(
+        "wrote and read back {count} records ({} bytes), offsets dense and in order",
+        log.len()
+    );
 
     let torn = &log[..log.len() - 10];
     let mut at = 0;
@@ -103,14 +127,22 @@ fn replication_tour() -> Result<(), String> {
         }
     };
     println!("a torn write (last 10 bytes lost): {intact} records intact, then: {tail}");
-    check(matches!(tail, FrameError::Incomplete { .. }) && intact == count - 1, "torn tail detected")?;
+    check(
+        matches!(tail, FrameError::Incomplete { .. }) && intact == count - 1,
+        "torn tail detected",
+    )?;
 
     let mut rotten = log.clone();
     rotten[500] ^= 0x04;
-    let damaged = (0..).try_fold(0usize, |at, _| decode(&rotten[at..]).map(|(_, used)| at + used));
+    let damaged = (0..).try_fold(0usize, |at, _| {
+        decode(&rotten[at..]).map(|(_, used)| at + used)
+    });
     let err = damaged.err().ok_or("a flipped bit went unnoticed")?;
     println!("one flipped bit in the middle: {err}\n");
-    check(matches!(err, FrameError::ChecksumMismatch { .. }), "bit rot detected")
+    check(
+        matches!(err, FrameError::ChecksumMismatch { .. }),
+        "bit rot detected",
+    )
 }
 
 fn cache_tour(seed: u64) {
@@ -127,7 +159,10 @@ fn cache_tour(seed: u64) {
         sketch.increment(stable_hash(0, &k));
     }
     for k in [0u64, 100, 1_000, 3_000, 9_000] {
-        println!("estimated frequency of key {k:>5}: {:>2}", sketch.frequency(stable_hash(0, &k)));
+        println!(
+            "estimated frequency of key {k:>5}: {:>2}",
+            sketch.frequency(stable_hash(0, &k))
+        );
     }
     let admit = sketch.admit(stable_hash(0, &9_000u64), stable_hash(0, &0u64));
     println!("admit cold key 9000 over hot key 0? {admit}\n");
@@ -143,9 +178,20 @@ fn pagination_tour() -> Result<(), String> {
         ("?first=5&last=5", Some(5), None, Some(5), None),
     ];
     for (query, first, after, last, before) in cases {
-        let req = PageRequest::from_relay(first, after.map(Into::into), last, before.map(Into::into), sizes);
+        let req = PageRequest::from_relay(
+            first,
+            after.map(Into::into),
+            last,
+            before.map(Into::into),
+            sizes,
+        );
         match req {
-            Ok(r) => println!("{query:<22} -> {:?} page of {} from {:?}", r.direction(), r.size(), r.cursor()),
+            Ok(r) => println!(
+                "{query:<22} -> {:?} page of {} from {:?}",
+                r.direction(),
+                r.size(),
+                r.cursor()
+            ),
             Err(e) => println!("{query:<22} -> 400 Bad Request: {e}"),
         }
     }

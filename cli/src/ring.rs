@@ -19,7 +19,9 @@ impl FromStr for NodeSpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, weight) = match s.rsplit_once(':') {
             Some((name, w)) => {
-                let weight = w.parse().map_err(|_| format!("weight {w:?} of {name:?} is not a whole number"))?;
+                let weight = w
+                    .parse()
+                    .map_err(|_| format!("weight {w:?} of {name:?} is not a whole number"))?;
                 (name, weight)
             }
             None => (s, 1),
@@ -27,7 +29,10 @@ impl FromStr for NodeSpec {
         if name.is_empty() {
             return Err(format!("node {s:?} has no name"));
         }
-        Ok(Self { name: name.to_string(), weight })
+        Ok(Self {
+            name: name.to_string(),
+            weight,
+        })
     }
 }
 
@@ -77,7 +82,10 @@ pub(crate) fn balance(loads: &[u64], weights: &[u32]) -> Balance {
         .collect();
     let n = ratios.len() as f64;
     let var = ratios.iter().map(|r| (r - 1.0).powi(2)).sum::<f64>() / n;
-    Balance { max_over_mean: ratios.iter().copied().fold(0.0, f64::max), std_over_mean: var.sqrt() }
+    Balance {
+        max_over_mean: ratios.iter().copied().fold(0.0, f64::max),
+        std_over_mean: var.sqrt(),
+    }
 }
 
 fn key(i: u64) -> String {
@@ -86,9 +94,14 @@ fn key(i: u64) -> String {
 
 /// Each key's owner as an index into `ring.nodes()`; empty when the ring is.
 fn owners(ring: &HashRing<String>, keys: u64) -> Vec<u32> {
-    let index: std::collections::HashMap<&String, u32> =
-        ring.nodes().enumerate().map(|(i, n)| (n, i as u32)).collect();
-    (0..keys).filter_map(|i| ring.get(&key(i)).map(|n| index[n])).collect()
+    let index: std::collections::HashMap<&String, u32> = ring
+        .nodes()
+        .enumerate()
+        .map(|(i, n)| (n, i as u32))
+        .collect();
+    (0..keys)
+        .filter_map(|i| ring.get(&key(i)).map(|n| index[n]))
+        .collect()
 }
 
 pub(crate) fn run(args: &RingArgs) -> Result<(), String> {
@@ -119,12 +132,18 @@ pub(crate) fn run(args: &RingArgs) -> Result<(), String> {
     let before_weight: u64 = ring.weighted_nodes().map(|(_, w)| u64::from(w)).sum();
     let mut ideal = 0.0;
     for name in &args.remove {
-        let weight = ring.weight(name).ok_or_else(|| format!("cannot remove {name:?}: not in the ring"))?;
+        let weight = ring
+            .weight(name)
+            .ok_or_else(|| format!("cannot remove {name:?}: not in the ring"))?;
         ideal += f64::from(weight) / before_weight as f64;
-        after.remove(name).map_err(|e| format!("cannot remove {name:?}: {e}"))?;
+        after
+            .remove(name)
+            .map_err(|e| format!("cannot remove {name:?}: {e}"))?;
     }
     for spec in &args.add {
-        after.add_weighted(spec.name.clone(), spec.weight).map_err(|e| format!("cannot add {:?}: {e}", spec.name))?;
+        after
+            .add_weighted(spec.name.clone(), spec.weight)
+            .map_err(|e| format!("cannot add {:?}: {e}", spec.name))?;
     }
     if after.is_empty() {
         return Err("the change leaves the ring empty: no node to place keys on".into());
@@ -132,7 +151,9 @@ pub(crate) fn run(args: &RingArgs) -> Result<(), String> {
     let after_weight: u64 = after.weighted_nodes().map(|(_, w)| u64::from(w)).sum();
     ideal += args.add.iter().map(|s| f64::from(s.weight)).sum::<f64>() / after_weight as f64;
 
-    let moved = (0..args.keys).filter(|&i| ring.get(&key(i)) != after.get(&key(i))).count();
+    let moved = (0..args.keys)
+        .filter(|&i| ring.get(&key(i)) != after.get(&key(i)))
+        .count();
     let plan = ring.diff(&after).map_err(|e| e.to_string())?;
     println!(
         "\nafter the change: {} of {} keys moved ({:.2}%), ideal {:.2}%; {} hash ranges ({:.2}% of the hash space) change owner",
@@ -145,7 +166,13 @@ pub(crate) fn run(args: &RingArgs) -> Result<(), String> {
     );
     for m in plan.iter().take(args.ranges) {
         let r = m.range();
-        println!("  {:#018x}..={:#018x}  {} -> {}", r.start(), r.end(), m.from(), m.to());
+        println!(
+            "  {:#018x}..={:#018x}  {} -> {}",
+            r.start(),
+            r.end(),
+            m.from(),
+            m.to()
+        );
     }
     if plan.len() > args.ranges {
         println!("  ... and {} more", plan.len() - args.ranges);
@@ -163,9 +190,16 @@ pub(crate) fn load_report(ring: &HashRing<String>, keys: u64) -> String {
     let weights: Vec<u32> = ring.weighted_nodes().map(|(_, w)| w).collect();
     let total_weight: u32 = weights.iter().sum();
     let mut out = String::new();
-    let _ = writeln!(out, "{:<16} {:>6} {:>10} {:>8} {:>8}", "node", "weight", "keys", "share", "fair");
-    let mut rows: Vec<(&String, u32, u64)> =
-        ring.weighted_nodes().zip(&loads).map(|((n, w), &l)| (n, w, l)).collect();
+    let _ = writeln!(
+        out,
+        "{:<16} {:>6} {:>10} {:>8} {:>8}",
+        "node", "weight", "keys", "share", "fair"
+    );
+    let mut rows: Vec<(&String, u32, u64)> = ring
+        .weighted_nodes()
+        .zip(&loads)
+        .map(|((n, w), &l)| (n, w, l))
+        .collect();
     rows.sort();
     for (node, weight, load) in rows {
         let _ = writeln!(

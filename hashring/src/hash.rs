@@ -106,8 +106,14 @@ impl Hasher for StableHasher {
     }
 }
 
-/// Hashes `value` with the stable scheme: XXH3-64 with `seed` over the little-endian byte stream
-/// that `value`'s [`Hash`] impl writes.
+/// Hashes `value` with the stable scheme.
+///
+/// The state starts as `seed`. Each byte-slice write replaces it with XXH3-64 of the bytes,
+/// seeded with the state; each integer write (`usize`/`isize` widened to 64 bits, 128-bit
+/// integers as their low then high half) replaces it with `fold(state ^ value)`, the high half
+/// xor the low half of the 128-bit product with `0x9E3779B97F4A7C15`. The result is XXH3's
+/// avalanche of the final state (`h ^= h >> 37; h *= 0x165667919E3779F9; h ^= h >> 32`). The
+/// writes are those of `value`'s [`Hash`] impl: std's `str` writes its bytes, then `0xff`.
 ///
 /// This is the hash [`HashRing::get`](crate::HashRing::get) computes for a key, so a service
 /// can hash once and call [`HashRing::get_hash`](crate::HashRing::get_hash) on several rings.
@@ -131,13 +137,16 @@ pub fn stable_hash<T: Hash + ?Sized>(seed: u64, value: &T) -> u64 {
     hasher.finish()
 }
 
-/// The position of virtual node `index` of a node whose identity hashes to `node_hash`.
+/// The position of virtual node `index` of a node whose identity hashes to `node_hash`: the
+/// `index + 1`-th output of SplitMix64 seeded with the identity hash. (The ring's seed is
+/// already in `node_hash`.) Cheap enough that a ring of 160,000 points hashes them in well
+/// under a millisecond, twice over.
 #[inline]
-pub(crate) fn point_hash(seed: u64, node_hash: u64, index: u32) -> u64 {
-    let mut bytes = [0u8; 12];
-    bytes[..8].copy_from_slice(&node_hash.to_le_bytes());
-    bytes[8..].copy_from_slice(&index.to_le_bytes());
-    xxh3_64_with_seed(&bytes, seed)
+pub(crate) fn point_hash(node_hash: u64, index: u32) -> u64 {
+    let mut z = node_hash.wrapping_add((u64::from(index) + 1).wrapping_mul(FOLD));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

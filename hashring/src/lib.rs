@@ -41,10 +41,12 @@
 //!
 //! # Guarantees
 //!
-//! - **Stable placement.** A key's hash is XXH3-64 over the little-endian byte stream its
-//!   [`Hash`](std::hash::Hash) impl writes ([`stable_hash`]), and a node's points are XXH3-64 of
-//!   its identity hash and point index. The scheme is fixed and pinned by golden tests: every
-//!   process, platform and release of this major version maps keys the same way.
+//! - **Stable placement.** A key's hash is [`stable_hash`]: XXH3-64 over the byte slices its
+//!   [`Hash`](std::hash::Hash) impl writes, with integers folded in little-endian and
+//!   platform-independent (the exact scheme is in [`stable_hash`]'s docs). Point `i` of a node is
+//!   output `i + 1` of SplitMix64 seeded with the node's own stable hash. The scheme is fixed and
+//!   pinned by golden tests that an independent implementation agrees with: every process,
+//!   platform and release of this major version maps keys the same way.
 //! - **Minimal disruption.** Adding a node moves only keys to it; removing one moves only its
 //!   keys; no key ever moves between two nodes that stay. Points at the same hash are ordered by
 //!   their nodes' identity hashes, never by insertion order, so the guarantee holds on ties
@@ -63,8 +65,9 @@
 //! | build, `add_all` | O(points) | counting sort by bucket; no scratch copy of the points |
 //! | `diff` | O(points of both rings) | |
 //!
-//! Memory is about 11 bytes per point while the ring has at most 65,536 nodes (8 for the hash,
-//! 2 for the owner, 0.5-1 for the index) and 13 above.
+//! Memory is under 12 bytes per point while the ring has at most 65,536 nodes (8 for the hash,
+//! 2 for the owner, 0.5-1.6 for the index, 1/64 spare capacity so that membership changes
+//! rarely reallocate) and 2 more above that.
 //!
 //! # Features
 //!

@@ -53,7 +53,7 @@ pub(crate) struct Point {
 const PAD: usize = 8;
 
 /// The sorted points and their bucket index.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Points<O> {
     /// The points' hashes, then [`PAD`] sentinels.
     hashes: Vec<u64>,
@@ -65,10 +65,33 @@ pub(crate) struct Points<O> {
     shift: u32,
 }
 
+/// Spare point capacity kept beyond `points`: 1/64 of them, so membership changes rarely
+/// reallocate, for 0.2 bytes per point.
+fn slack(points: usize) -> usize {
+    points / 64
+}
+
 /// log2 of the bucket count for `points` points: one bucket per 2 to 4 points.
 fn bucket_bits(points: usize) -> u32 {
     let pow = points.max(1).next_power_of_two().trailing_zeros();
     pow.saturating_sub(2).min(40)
+}
+
+/// Keeps the spare capacity (a derived clone would drop it), so the first change to a cloned
+/// ring, as [`SharedRing`](crate::SharedRing) makes, does not reallocate.
+impl<O: Copy> Clone for Points<O> {
+    fn clone(&self) -> Self {
+        let mut hashes = Vec::with_capacity(self.hashes.capacity());
+        hashes.extend_from_slice(&self.hashes);
+        let mut owners = Vec::with_capacity(self.owners.capacity());
+        owners.extend_from_slice(&self.owners);
+        Self {
+            hashes,
+            owners,
+            table: self.table.clone(),
+            shift: self.shift,
+        }
+    }
 }
 
 impl<O: OwnerId> Points<O> {
@@ -133,9 +156,13 @@ impl<O: OwnerId> Points<O> {
         let bits = bucket_bits(count);
         let buckets = 1usize << bits;
         let shift = 64 - bits;
+        let mut hashes = Vec::with_capacity(count + PAD + slack(count));
+        hashes.resize(count + PAD, u64::MAX);
+        let mut owners = Vec::with_capacity(count + slack(count));
+        owners.resize(count, O::default());
         let mut this = Self {
-            hashes: vec![u64::MAX; count + PAD],
-            owners: vec![O::default(); count],
+            hashes,
+            owners,
             table: vec![0; buckets + 1],
             shift,
         };
@@ -146,34 +173,39 @@ impl<O: OwnerId> Points<O> {
         for b in 0..buckets {
             this.table[b + 1] += this.table[b];
         }
-        let mut cursor: Vec<u32> = this.table[..buckets].to_vec();
+        // Scatter with each bucket's start as its write cursor; afterwards every entry holds the
+        // next bucket's start, so shifting the table by one restores it, with no scratch copy.
         for p in points() {
             let b = this.bucket(p.hash);
-            let at = cursor[b] as usize;
-            cursor[b] += 1;
+            let at = this.table[b] as usize;
+            this.table[b] += 1;
             this.hashes[at] = p.hash;
             this.owners[at] = O::from_index(p.owner);
         }
-        drop(cursor);
+        this.table.copy_within(0..buckets, 1);
+        this.table[0] = 0;
         for b in 0..buckets {
             this.sort_range(this.table[b] as usize, this.table[b + 1] as usize, &tie);
         }
         this
     }
 
-    /// Insertion sort of `start..end` by `(hash, tie(owner))`; buckets hold a few points.
+    /// Insertion sort of `start..end` by `(hash, tie(owner))`; buckets hold a few points, and
+    /// `tie` is only consulted for equal hashes.
     fn sort_range(&mut self, start: usize, end: usize, tie: &impl Fn(u32) -> u64) {
+        let before = |a: (u64, O), b: (u64, O)| {
+            a.0 < b.0 || (a.0 == b.0 && tie(a.1.index()) < tie(b.1.index()))
+        };
         for i in start + 1..end {
-            let (h, o) = (self.hashes[i], self.owners[i]);
-            let key = (h, tie(o.index()));
+            let item = (self.hashes[i], self.owners[i]);
             let mut j = i;
-            while j > start && (self.hashes[j - 1], tie(self.owners[j - 1].index())) > key {
+            while j > start && before(item, (self.hashes[j - 1], self.owners[j - 1])) {
                 self.hashes[j] = self.hashes[j - 1];
                 self.owners[j] = self.owners[j - 1];
                 j -= 1;
             }
-            self.hashes[j] = h;
-            self.owners[j] = o;
+            self.hashes[j] = item.0;
+            self.owners[j] = item.1;
         }
     }
 
@@ -204,9 +236,17 @@ impl<O: OwnerId> Points<O> {
             .iter()
             .map(|&h| self.insertion_index(h, tie_key, tie))
             .collect();
+        let total = old_len + new.len();
+        // Growing past the capacity reserves some slack, so a run of additions does not copy
+        // the whole ring into a new allocation each time.
+        let slack = slack(total);
         self.hashes.truncate(old_len);
-        self.hashes.resize(old_len + new.len(), 0);
-        self.owners.resize(old_len + new.len(), O::default());
+        if self.hashes.capacity() < total + PAD {
+            self.hashes.reserve_exact(new.len() + PAD + slack);
+            self.owners.reserve_exact(new.len() + slack);
+        }
+        self.hashes.resize(total, 0);
+        self.owners.resize(total, O::default());
         let mut end = old_len;
         for (j, (&h, &pos)) in new.iter().zip(&at).enumerate().rev() {
             self.hashes.copy_within(pos..end, pos + j + 1);
@@ -215,10 +255,9 @@ impl<O: OwnerId> Points<O> {
             self.owners[pos + j] = O::from_index(owner);
             end = pos;
         }
-        self.hashes.resize(self.len() + PAD, u64::MAX);
-        let final_at: Vec<usize> = at.iter().enumerate().map(|(j, &pos)| pos + j).collect();
+        self.hashes.extend_from_slice(&[u64::MAX; PAD]);
         self.reindex(new, 1);
-        final_at
+        at.iter().enumerate().map(|(j, &pos)| pos + j).collect()
     }
 
     /// Indices of the points of `owner` whose hashes are `gone` (sorted), ascending.

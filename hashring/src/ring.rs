@@ -228,7 +228,7 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
         let hash = self.admit(&node, weight, 0)?;
         let idx = self.members.len() as u32;
         let mut new: Vec<u64> = (0..weight * self.vnodes)
-            .map(|i| point_hash(self.seed, hash, i))
+            .map(|i| point_hash(hash, i))
             .collect();
         new.sort_unstable();
         let old_owners: Vec<Option<u32>> = new.iter().map(|&h| self.owner_index(h)).collect();
@@ -305,11 +305,11 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
             .iter()
             .map(|m| (m.weight * self.vnodes) as usize)
             .sum();
-        let (seed, vnodes, members) = (self.seed, self.vnodes, &self.members);
+        let (vnodes, members) = (self.vnodes, &self.members);
         let points = || {
             members.iter().enumerate().flat_map(move |(owner, m)| {
                 (0..m.weight * vnodes).map(move |i| Point {
-                    hash: point_hash(seed, m.hash, i),
+                    hash: point_hash(m.hash, i),
                     owner: owner as u32,
                 })
             })
@@ -344,7 +344,7 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
         let idx = self.member_index(node).ok_or(Error::NodeNotFound)?;
         let member = &self.members[idx as usize];
         let mut gone: Vec<u64> = (0..member.weight * self.vnodes)
-            .map(|i| point_hash(self.seed, member.hash, i))
+            .map(|i| point_hash(member.hash, i))
             .collect();
         gone.sort_unstable();
         let at = with_points!(&self.store, p => p.positions(&gone, idx));

@@ -41,8 +41,8 @@ const GOLDEN_HASH_STR: u64 = 10446874516351092595;
 const GOLDEN_HASH_U64: u64 = 1249018091513223230;
 const GOLDEN_HASH_TUPLE: u64 = 2284246154396825521;
 const GOLDEN_OWNERS: [&str; 16] = [
-    "big", "node-2", "node-4", "node-3", "node-8", "node-8", "node-7", "node-5", "node-8", "node-4",
-    "big", "node-4", "node-5", "node-0", "node-7", "big",
+    "node-2", "node-8", "big", "node-3", "node-5", "node-1", "node-8", "node-4", "big", "node-9",
+    "node-0", "node-6", "big", "node-5", "node-7", "big",
 ];
-const GOLDEN_REPLICAS: [&str; 3] = ["big", "node-6", "node-4"];
+const GOLDEN_REPLICAS: [&str; 3] = ["node-2", "node-1", "node-0"];
 const GOLDEN_JUMP: [u32; 16] = [0, 40, 23, 39, 65, 53, 44, 21, 21, 70, 93, 1, 23, 7, 62, 4];

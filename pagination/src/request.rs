@@ -78,7 +78,11 @@ pub struct PageRequest {
 impl PageRequest {
     /// The first page forwards, at `size` items.
     pub fn first(size: u32) -> Self {
-        Self { direction: Direction::Forward, size: size.max(1), cursor: None }
+        Self {
+            direction: Direction::Forward,
+            size: size.max(1),
+            cursor: None,
+        }
     }
 
     /// Builds a request from Relay-style arguments: `first`/`after` page forwards,
@@ -145,14 +149,20 @@ mod tests {
         assert_eq!(p.resolve(Some(1)), Ok(1));
         assert_eq!(p.resolve(Some(50)), Ok(50));
         assert_eq!(p.resolve(Some(i64::MAX)), Ok(50));
-        assert_eq!(p.resolve(Some(i64::MIN)), Err(Error::InvalidPageSize(i64::MIN)));
+        assert_eq!(
+            p.resolve(Some(i64::MIN)),
+            Err(Error::InvalidPageSize(i64::MIN))
+        );
     }
 
     #[test]
     fn backwards_requests() {
         let p = PageSize::new(5, 50).unwrap();
         let r = PageRequest::from_relay(None, None, Some(7), Some("c".into()), p).unwrap();
-        assert_eq!((r.direction(), r.size(), r.cursor()), (Direction::Backward, 7, Some("c")));
+        assert_eq!(
+            (r.direction(), r.size(), r.cursor()),
+            (Direction::Backward, 7, Some("c"))
+        );
         let r = PageRequest::from_relay(None, None, None, Some("c".into()), p).unwrap();
         assert_eq!(r.size(), 5);
         assert_eq!(

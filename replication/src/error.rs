@@ -38,7 +38,10 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameError::Incomplete { needed, available } => {
-                write!(f, "incomplete frame: needs {needed} bytes, {available} available")
+                write!(
+                    f,
+                    "incomplete frame: needs {needed} bytes, {available} available"
+                )
             }
             FrameError::ChecksumMismatch { stored, computed } => write!(
                 f,

@@ -67,15 +67,23 @@ fn u64_at(buf: &[u8], at: usize) -> u64 {
 /// [`FrameError::Malformed`] for fields that do not fit the frame.
 pub fn decode(buf: &[u8]) -> Result<(Record, usize), FrameError> {
     if buf.len() < FRAME_HEADER_LEN {
-        return Err(FrameError::Incomplete { needed: FRAME_HEADER_LEN, available: buf.len() });
+        return Err(FrameError::Incomplete {
+            needed: FRAME_HEADER_LEN,
+            available: buf.len(),
+        });
     }
     let body_len = u32_at(buf, 0) as usize;
     if body_len > MAX_FRAME_BODY {
-        return Err(FrameError::TooLarge { len: body_len as u64 });
+        return Err(FrameError::TooLarge {
+            len: body_len as u64,
+        });
     }
     let total = FRAME_HEADER_LEN + body_len;
     if buf.len() < total {
-        return Err(FrameError::Incomplete { needed: total, available: buf.len() });
+        return Err(FrameError::Incomplete {
+            needed: total,
+            available: buf.len(),
+        });
     }
     let body = &buf[FRAME_HEADER_LEN..total];
     let stored = u32_at(buf, 4);
@@ -84,7 +92,9 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), FrameError> {
         return Err(FrameError::ChecksumMismatch { stored, computed });
     }
     if body.len() < FIXED_BODY {
-        return Err(FrameError::Malformed { reason: "body shorter than its fixed fields" });
+        return Err(FrameError::Malformed {
+            reason: "body shorter than its fixed fields",
+        });
     }
     let key_len = u32_at(body, 24);
     let (key, rest) = if key_len == NO_KEY {
@@ -93,7 +103,9 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), FrameError> {
         let end = FIXED_BODY
             .checked_add(key_len as usize)
             .filter(|&end| end <= body.len())
-            .ok_or(FrameError::Malformed { reason: "key longer than the frame" })?;
+            .ok_or(FrameError::Malformed {
+                reason: "key longer than the frame",
+            })?;
         (Some(body[FIXED_BODY..end].to_vec()), &body[end..])
     };
     let record = Record {
@@ -111,7 +123,8 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        let record = Record::new(Offset::new(1), Epoch::new(3), 99, vec![7; 40]).with_key(b"k".to_vec());
+        let record =
+            Record::new(Offset::new(1), Epoch::new(3), 99, vec![7; 40]).with_key(b"k".to_vec());
         let mut buf = Vec::new();
         encode(&record, &mut buf).unwrap();
         buf
@@ -121,7 +134,10 @@ mod tests {
     fn every_truncation_is_incomplete() {
         let buf = sample();
         for cut in 0..buf.len() {
-            assert!(matches!(decode(&buf[..cut]), Err(FrameError::Incomplete { .. })), "cut {cut}");
+            assert!(
+                matches!(decode(&buf[..cut]), Err(FrameError::Incomplete { .. })),
+                "cut {cut}"
+            );
         }
     }
 
@@ -132,7 +148,10 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = buf.clone();
                 bad[byte] ^= 1 << bit;
-                assert!(decode(&bad).is_err(), "flip at byte {byte} bit {bit} went unnoticed");
+                assert!(
+                    decode(&bad).is_err(),
+                    "flip at byte {byte} bit {bit} went unnoticed"
+                );
             }
         }
     }

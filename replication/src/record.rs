@@ -70,7 +70,13 @@ pub struct Record {
 impl Record {
     /// A record without a key.
     pub fn new(offset: Offset, epoch: Epoch, timestamp_ms: u64, payload: Vec<u8>) -> Self {
-        Self { offset, epoch, timestamp_ms, key: None, payload }
+        Self {
+            offset,
+            epoch,
+            timestamp_ms,
+            key: None,
+            payload,
+        }
     }
 
     /// The same record with `key`.

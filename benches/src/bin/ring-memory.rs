@@ -21,14 +21,22 @@ fn measure<R: Ring>(nodes: u32, vnodes: u32) -> (usize, usize, u64) {
     // Nothing before the build allocated much, so the process's peak is the build's.
     let peak = ALLOCATOR.max_allocated() - base;
     std::hint::black_box(&ring);
-    let points = if R::VNODES { u64::from(nodes) * u64::from(vnodes) } else { 0 };
+    let points = if R::VNODES {
+        u64::from(nodes) * u64::from(vnodes)
+    } else {
+        0
+    };
     (live, peak, points)
 }
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let parsed = match &args[..] {
-        [_, name, nodes, vnodes] => nodes.parse().ok().zip(vnodes.parse().ok()).map(|nv| (name.as_str(), nv)),
+        [_, name, nodes, vnodes] => nodes
+            .parse()
+            .ok()
+            .zip(vnodes.parse().ok())
+            .map(|nv| (name.as_str(), nv)),
         _ => None,
     };
     let Some((name, (nodes, vnodes))) = parsed else {

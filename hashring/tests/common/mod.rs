@@ -4,7 +4,14 @@
 #![allow(dead_code, unreachable_pub)]
 
 use shardkit_hashring::stable_hash;
-use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// Point `index` of a node: output `index + 1` of SplitMix64 seeded with the node's hash.
+fn splitmix(node_hash: u64, index: u32) -> u64 {
+    let mut z = node_hash.wrapping_add((u64::from(index) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 /// One point: its hash, its node's identity hash (the tie-break), and the node.
 pub type NaivePoint = (u64, u64, String);
@@ -15,9 +22,7 @@ pub fn naive_points(seed: u64, vnodes: u32, nodes: &[(String, u32)]) -> Vec<Naiv
     for (node, weight) in nodes {
         let node_hash = stable_hash(seed, node);
         for i in 0..weight * vnodes {
-            let mut bytes = node_hash.to_le_bytes().to_vec();
-            bytes.extend_from_slice(&i.to_le_bytes());
-            points.push((xxh3_64_with_seed(&bytes, seed), node_hash, node.clone()));
+            points.push((splitmix(node_hash, i), node_hash, node.clone()));
         }
     }
     points.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));

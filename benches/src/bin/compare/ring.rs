@@ -93,11 +93,19 @@ fn interleaved(timers: &mut [Timer<'_>], rounds: usize, window: usize) -> Vec<f6
 }
 
 fn ratio(value: f64, ours: f64) -> String {
-    if ours == 0.0 { "-".into() } else { format!("{:.2}x", value / ours) }
+    if ours == 0.0 {
+        "-".into()
+    } else {
+        format!("{:.2}x", value / ours)
+    }
 }
 
 fn lookup_table(args: &RingArgs, keys: &RingKeys, out: &mut String) {
-    let _ = writeln!(out, "### Lookup, ns per `get` of a 16-byte string key (median of {} rounds; ratio = time / ours)\n", args.rounds);
+    let _ = writeln!(
+        out,
+        "### Lookup, ns per `get` of a 16-byte string key (median of {} rounds; ratio = time / ours)\n",
+        args.rounds
+    );
     let _ = writeln!(out, "| crate | n=10 | n=100 | n=1000 |\n|---|---|---|---|");
     let mut columns = Vec::new();
     for nodes in SIZES {
@@ -145,11 +153,24 @@ fn replicas_table(args: &RingArgs, keys: &RingKeys, out: &mut String) {
         }),
     ];
     let m = interleaved(&mut timers, args.rounds, args.window);
-    let _ = writeln!(out, "### Preference list of 3 distinct nodes at n=1000 (ns, median)\n");
+    let _ = writeln!(
+        out,
+        "### Preference list of 3 distinct nodes at n=1000 (ns, median)\n"
+    );
     let _ = writeln!(out, "| operation | ns | vs our `get` |\n|---|---|---|");
     let _ = writeln!(out, "| shardkit-hashring `get` | {:.1} | 1.00x |", m[0]);
-    let _ = writeln!(out, "| shardkit-hashring `replicas(key, 3)` | {:.1} | {} |", m[1], ratio(m[1], m[0]));
-    let _ = writeln!(out, "| consistent_hash_ring `replicas(key).take(3)` | {:.1} | {} |\n", m[2], ratio(m[2], m[0]));
+    let _ = writeln!(
+        out,
+        "| shardkit-hashring `replicas(key, 3)` | {:.1} | {} |",
+        m[1],
+        ratio(m[1], m[0])
+    );
+    let _ = writeln!(
+        out,
+        "| consistent_hash_ring `replicas(key).take(3)` | {:.1} | {} |\n",
+        m[2],
+        ratio(m[2], m[0])
+    );
 }
 
 /// Milliseconds to build, add one node and remove one node at n=1000: `[build, add, remove]`.
@@ -171,10 +192,13 @@ fn churn_timer<R: Ring>(vnodes: u32, victim: u32) -> Box<dyn FnMut() -> [f64; 3]
 }
 
 fn churn_table(args: &RingArgs, out: &mut String) {
-    let victims: Vec<u32> = (0..args.rounds as u64).map(|r| (r * 7919 + 17) as u32 % 1000).collect();
+    let victims: Vec<u32> = (0..args.rounds as u64)
+        .map(|r| (r * 7919 + 17) as u32 % 1000)
+        .collect();
     let mut samples: Vec<[Vec<f64>; 3]> = names().iter().map(|_| Default::default()).collect();
     for (round, &victim) in victims.iter().enumerate() {
-        let mut timers: Vec<Box<dyn FnMut() -> [f64; 3]>> = each_ring!(churn_timer(args.vnodes, victim));
+        let mut timers: Vec<Box<dyn FnMut() -> [f64; 3]>> =
+            each_ring!(churn_timer(args.vnodes, victim));
         for k in 0..timers.len() {
             let i = (k + round) % timers.len();
             let t = timers[i]();
@@ -183,12 +207,24 @@ fn churn_table(args: &RingArgs, out: &mut String) {
             }
         }
     }
-    let _ = writeln!(out, "### Build n=1000 x {} vnodes, add one node, remove one node (ms, median of {} rounds)\n", args.vnodes, args.rounds);
-    let _ = writeln!(out, "Our add and remove include computing the rebalancing plan. Maglev has no incremental update (rebuild).\n");
+    let _ = writeln!(
+        out,
+        "### Build n=1000 x {} vnodes, add one node, remove one node (ms, median of {} rounds)\n",
+        args.vnodes, args.rounds
+    );
+    let _ = writeln!(
+        out,
+        "Our add and remove include computing the rebalancing plan. Maglev has no incremental update (rebuild).\n"
+    );
     let _ = writeln!(out, "| crate | build | add | remove |\n|---|---|---|---|");
-    let meds: Vec<[f64; 3]> = samples.iter_mut().map(|[a, b, c]| [median(a), median(b), median(c)]).collect();
+    let meds: Vec<[f64; 3]> = samples
+        .iter_mut()
+        .map(|[a, b, c]| [median(a), median(b), median(c)])
+        .collect();
     for (i, name) in names().iter().enumerate() {
-        let cells: Vec<String> = (0..3).map(|j| format!("{:.3} ({})", meds[i][j], ratio(meds[i][j], meds[0][j]))).collect();
+        let cells: Vec<String> = (0..3)
+            .map(|j| format!("{:.3} ({})", meds[i][j], ratio(meds[i][j], meds[0][j])))
+            .collect();
         let _ = writeln!(out, "| {name} | {} |", cells.join(" | "));
     }
     let _ = writeln!(out);
@@ -199,20 +235,39 @@ fn churn_table(args: &RingArgs, out: &mut String) {
 fn memory_table(args: &RingArgs, out: &mut String) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let tool = exe.with_file_name(format!("ring-memory{}", std::env::consts::EXE_SUFFIX));
-    let _ = writeln!(out, "### Memory at n=1000 x {} vnodes (heap bytes after build; peak during build)\n", args.vnodes);
-    let _ = writeln!(out, "| crate | live | bytes per point | peak during build |\n|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "### Memory at n=1000 x {} vnodes (heap bytes after build; peak during build)\n",
+        args.vnodes
+    );
+    let _ = writeln!(
+        out,
+        "| crate | live | bytes per point | peak during build |\n|---|---|---|---|"
+    );
     for name in names() {
         let output = Command::new(&tool)
             .args([name, "1000", &args.vnodes.to_string()])
             .output()
             .map_err(|e| format!("cannot run {} (build it with `cargo build --release -p shardkit-benches`): {e}", tool.display()))?;
         let text = String::from_utf8_lossy(&output.stdout);
-        let nums: Vec<f64> = text.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        let nums: Vec<f64> = text
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
         let [live, peak, points] = nums[..] else {
             return Err(format!("ring-memory {name} printed {text:?}"));
         };
-        let per_point = if points > 0.0 { format!("{:.1}", live / points) } else { "-".into() };
-        let _ = writeln!(out, "| {name} | {:.2} MB | {per_point} | {:.2} MB |", live / 1e6, peak / 1e6);
+        let per_point = if points > 0.0 {
+            format!("{:.1}", live / points)
+        } else {
+            "-".into()
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {:.2} MB | {per_point} | {:.2} MB |",
+            live / 1e6,
+            peak / 1e6
+        );
     }
     let _ = writeln!(out);
     Ok(())
@@ -241,18 +296,29 @@ fn balance_row<R: Ring>(vnodes: u32, keys: &RingKeys, count: usize) -> Vec<(f64,
 }
 
 fn balance_table(args: &RingArgs, keys: &RingKeys, out: &mut String) -> Result<(), String> {
-    let _ = writeln!(out, "### Balance over {} keys: max/mean and std/mean of keys per node\n", args.keys);
-    let _ = writeln!(out, "Sampling floor for a perfect spread: std/mean = sqrt(n/keys).\n");
+    let _ = writeln!(
+        out,
+        "### Balance over {} keys: max/mean and std/mean of keys per node\n",
+        args.keys
+    );
+    let _ = writeln!(
+        out,
+        "Sampling floor for a perfect spread: std/mean = sqrt(n/keys).\n"
+    );
     let _ = writeln!(out, "| crate | n=10 | n=100 | n=1000 |\n|---|---|---|---|");
     let rows = each_ring!(balance_row(args.vnodes, keys, args.keys));
     for (name, row) in names().iter().zip(rows) {
-        let cells: Vec<String> = row.iter().map(|(max, std)| format!("{max:.3} / {std:.3}")).collect();
+        let cells: Vec<String> = row
+            .iter()
+            .map(|(max, std)| format!("{max:.3} / {std:.3}"))
+            .collect();
         let _ = writeln!(out, "| {name} | {} |", cells.join(" | "));
     }
     let mut cells = Vec::new();
     for n in SIZES {
         let ring = Shardkit::build(n, args.vnodes);
-        let mut bounded = shardkit_hashring::BoundedLoads::new(&ring.0, 1.25).map_err(|e| e.to_string())?;
+        let mut bounded =
+            shardkit_hashring::BoundedLoads::new(&ring.0, 1.25).map_err(|e| e.to_string())?;
         for i in 0..args.keys {
             bounded.place(keys.get(i)).map_err(|e| e.to_string())?;
         }
@@ -260,12 +326,22 @@ fn balance_table(args: &RingArgs, keys: &RingKeys, out: &mut String) -> Result<(
         let (max, std) = balance(&l);
         cells.push(format!("{max:.3} / {std:.3}"));
     }
-    let _ = writeln!(out, "| shardkit-hashring, bounded loads c=1.25 | {} |\n", cells.join(" | "));
+    let _ = writeln!(
+        out,
+        "| shardkit-hashring, bounded loads c=1.25 | {} |\n",
+        cells.join(" | ")
+    );
     Ok(())
 }
 
 /// `(moved fraction, defects)` when adding node `n` and when removing `victim`, at `n` nodes.
-fn movement_row<R: Ring>(n: u32, vnodes: u32, victim: u32, keys: &RingKeys, count: usize) -> [(f64, u64); 2] {
+fn movement_row<R: Ring>(
+    n: u32,
+    vnodes: u32,
+    victim: u32,
+    keys: &RingKeys,
+    count: usize,
+) -> [(f64, u64); 2] {
     let before = R::build(n, vnodes);
     let owners: Vec<u32> = (0..count).map(|i| before.get(keys.get(i))).collect();
     let mut grown = R::build(n, vnodes);
@@ -285,15 +361,30 @@ fn movement_row<R: Ring>(n: u32, vnodes: u32, victim: u32, keys: &RingKeys, coun
         }
     }
     let c = count as f64;
-    [(add_moved as f64 / c, add_bad), (rm_moved as f64 / c, rm_bad)]
+    [
+        (add_moved as f64 / c, add_bad),
+        (rm_moved as f64 / c, rm_bad),
+    ]
 }
 
 fn movement_table(args: &RingArgs, keys: &RingKeys, out: &mut String) {
     let n = 100;
     let victim = 37;
-    let _ = writeln!(out, "### Key movement at n={n} over {} keys: fraction moved (ideal) and defects\n", args.keys);
-    let _ = writeln!(out, "Defects are keys that moved between two nodes that both stayed.\n");
-    let _ = writeln!(out, "| crate | add: moved (ideal {:.4}) | add: defects | remove: moved (ideal ~{:.4}) | remove: defects |\n|---|---|---|---|---|", 1.0 / f64::from(n + 1), 1.0 / f64::from(n));
+    let _ = writeln!(
+        out,
+        "### Key movement at n={n} over {} keys: fraction moved (ideal) and defects\n",
+        args.keys
+    );
+    let _ = writeln!(
+        out,
+        "Defects are keys that moved between two nodes that both stayed.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| crate | add: moved (ideal {:.4}) | add: defects | remove: moved (ideal ~{:.4}) | remove: defects |\n|---|---|---|---|---|",
+        1.0 / f64::from(n + 1),
+        1.0 / f64::from(n)
+    );
     let rows = each_ring!(movement_row(n, args.vnodes, victim, keys, args.keys));
     for (name, [(am, ab), (rm, rb)]) in names().iter().zip(rows) {
         let _ = writeln!(out, "| {name} | {am:.4} | {ab} | {rm:.4} | {rb} |");
@@ -307,7 +398,11 @@ pub(crate) fn run(args: &RingArgs, out: &mut String) -> Result<(), String> {
     }
     let keys = RingKeys::new(args.keys.max(args.rounds * args.window), 42);
     let _ = writeln!(out, "## Consistent-hashing rings\n");
-    let _ = writeln!(out, "Reproduce: `cargo run --release -p shardkit-benches --bin compare -- ring --rounds {} --window {} --keys {} --vnodes {}`\n", args.rounds, args.window, args.keys, args.vnodes);
+    let _ = writeln!(
+        out,
+        "Reproduce: `cargo run --release -p shardkit-benches --bin compare -- ring --rounds {} --window {} --keys {} --vnodes {}`\n",
+        args.rounds, args.window, args.keys, args.vnodes
+    );
     lookup_table(args, &keys, out);
     replicas_table(args, &keys, out);
     churn_table(args, out);
