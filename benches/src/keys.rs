@@ -10,36 +10,39 @@ pub const KEY_LEN: usize = 16;
 /// a cache miss on a scattered heap string.
 #[derive(Debug, Clone)]
 pub struct RingKeys {
-    bytes: Vec<u8>,
+    text: String,
 }
 
 impl RingKeys {
     /// `count` keys, `"k"` and the low 60 bits of a `StdRng(seed)` draw as 15 hex digits.
     pub fn new(count: usize, seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut bytes = Vec::with_capacity(count * KEY_LEN);
+        let mut text = String::with_capacity(count * KEY_LEN);
         for _ in 0..count {
             let v: u64 = rng.r#gen::<u64>() & ((1 << 60) - 1);
-            bytes.extend_from_slice(format!("k{v:015x}").as_bytes());
+            text.push_str(&format!("k{v:015x}"));
         }
-        Self { bytes }
+        Self { text }
     }
 
     /// The number of keys.
     pub fn len(&self) -> usize {
-        self.bytes.len() / KEY_LEN
+        self.text.len() / KEY_LEN
     }
 
     /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.text.is_empty()
     }
 
-    /// Key `i` (wrapping).
+    /// Key `i`. No modulo or UTF-8 check here: the harness must not add cost to the lookups
+    /// it times.
+    ///
+    /// # Panics
+    ///
+    /// If `i >= self.len()`.
     #[inline]
     pub fn get(&self, i: usize) -> &str {
-        let at = (i % self.len()) * KEY_LEN;
-        // Keys are ASCII by construction.
-        std::str::from_utf8(&self.bytes[at..at + KEY_LEN]).unwrap_or_default()
+        &self.text[i * KEY_LEN..(i + 1) * KEY_LEN]
     }
 }

@@ -2,10 +2,10 @@
 //!
 //! Points live in two parallel arrays, `hashes` (8 bytes) and `owners` (2 bytes while the ring
 //! has at most 65,536 nodes, 4 bytes past that), sorted by `(hash, owner's node hash)`. The index
-//! `table` splits the hash space into `2^k` equal buckets by the top bits of the hash and records
-//! where each bucket starts, so a lookup reads one table entry and scans the handful of points in
-//! one bucket (2 to 4 on average), instead of a binary search whose probes each miss the cache at
-//! 160,000 points. The table costs 0.5 to 1 byte per point.
+//! `table` splits the hash space into equal buckets (one per 4 points) and records where each
+//! bucket starts, so a lookup reads one table entry and compares one fixed window of hashes,
+//! instead of a binary search whose probes each miss the cache at 160,000 points. The table
+//! costs about one byte per point.
 //!
 //! Ties between equal hashes are broken by the owners' node hashes, never by insertion order, so
 //! the same membership always yields the same order, whatever order nodes were added in.
@@ -61,8 +61,8 @@ pub(crate) struct Points<O> {
     /// `table[b]` is the index of the first point whose bucket is `>= b`; `table[buckets]` is
     /// the number of points.
     table: Vec<u32>,
-    /// A point's bucket is `hash >> shift`.
-    shift: u32,
+    /// The number of buckets; a hash's bucket is `hash × buckets / 2^64`.
+    buckets: usize,
 }
 
 /// Spare point capacity kept beyond `points`: 1/64 of them, so membership changes rarely
@@ -71,10 +71,16 @@ fn slack(points: usize) -> usize {
     points / 64
 }
 
-/// log2 of the bucket count for `points` points: one bucket per 2 to 4 points.
-fn bucket_bits(points: usize) -> u32 {
-    let pow = points.max(1).next_power_of_two().trailing_zeros();
-    pow.saturating_sub(2).min(40)
+/// The bucket count a table is built with: 4 points a bucket on average, which the lookup
+/// window of [`PAD`] hashes covers in one go, for one byte of index per point.
+fn bucket_count(points: usize) -> usize {
+    (points / 4).max(1)
+}
+
+/// Whether `buckets` still suit `points`: membership changes keep the table (and update it in
+/// place) while buckets average 2 to 8 points, and rebuild it beyond.
+fn buckets_fit(buckets: usize, points: usize) -> bool {
+    buckets == bucket_count(points) || (2 * buckets <= points && points <= 8 * buckets)
 }
 
 /// Keeps the spare capacity (a derived clone would drop it), so the first change to a cloned
@@ -89,7 +95,7 @@ impl<O: Copy> Clone for Points<O> {
             hashes,
             owners,
             table: self.table.clone(),
-            shift: self.shift,
+            buckets: self.buckets,
         }
     }
 }
@@ -100,7 +106,7 @@ impl<O: OwnerId> Points<O> {
             hashes: vec![u64::MAX; PAD],
             owners: Vec::new(),
             table: vec![0, 0],
-            shift: 64,
+            buckets: 1,
         }
     }
 
@@ -120,8 +126,8 @@ impl<O: OwnerId> Points<O> {
 
     #[inline]
     fn bucket(&self, hash: u64) -> usize {
-        // `checked_shr` covers the one-bucket case, whose shift is 64.
-        hash.checked_shr(self.shift).unwrap_or(0) as usize
+        // A multiply-shift maps hashes to buckets in order, for any bucket count.
+        ((u128::from(hash) * self.buckets as u128) >> 64) as usize
     }
 
     /// Index of the first point with hash `>= hash`, wrapping to 0 past the last point; `None`
@@ -153,9 +159,7 @@ impl<O: OwnerId> Points<O> {
     where
         I: Iterator<Item = Point>,
     {
-        let bits = bucket_bits(count);
-        let buckets = 1usize << bits;
-        let shift = 64 - bits;
+        let buckets = bucket_count(count);
         let mut hashes = Vec::with_capacity(count + PAD + slack(count));
         hashes.resize(count + PAD, u64::MAX);
         let mut owners = Vec::with_capacity(count + slack(count));
@@ -164,7 +168,7 @@ impl<O: OwnerId> Points<O> {
             hashes,
             owners,
             table: vec![0; buckets + 1],
-            shift,
+            buckets,
         };
         for p in points() {
             let b = this.bucket(p.hash);
@@ -314,9 +318,8 @@ impl<O: OwnerId> Points<O> {
     /// Brings the table up to date after `changed` (sorted) hashes were inserted (`sign` 1) or
     /// removed (`sign` -1): in place when the bucket count stays, rebuilt otherwise.
     fn reindex(&mut self, changed: &[u64], sign: i64) {
-        let bits = bucket_bits(self.len());
-        if 64 - bits != self.shift {
-            self.rebuild_table(bits);
+        if !buckets_fit(self.buckets, self.len()) {
+            self.rebuild_table(bucket_count(self.len()));
             return;
         }
         let mut below = 0i64;
@@ -332,9 +335,8 @@ impl<O: OwnerId> Points<O> {
         }
     }
 
-    fn rebuild_table(&mut self, bits: u32) {
-        let buckets = 1usize << bits;
-        self.shift = 64 - bits;
+    fn rebuild_table(&mut self, buckets: usize) {
+        self.buckets = buckets;
         self.table = vec![0; buckets + 1];
         for &h in &self.hashes[..self.len()] {
             let b = self.bucket(h);
@@ -351,7 +353,7 @@ impl<O: OwnerId> Points<O> {
             hashes: self.hashes.clone(),
             owners: self.owners.iter().map(|o| o.index()).collect(),
             table: self.table.clone(),
-            shift: self.shift,
+            buckets: self.buckets,
         }
     }
 }

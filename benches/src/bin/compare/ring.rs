@@ -30,6 +30,15 @@ pub(crate) struct RingArgs {
     /// Virtual nodes per node for the crates that have them.
     #[arg(long, default_value_t = 160)]
     vnodes: u32,
+    /// Only these tables (lookup, replicas, churn, memory, balance, movement); default all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+impl RingArgs {
+    fn wants(&self, table: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|t| t == table)
+    }
 }
 
 /// Node counts of the lookup, balance and movement tables.
@@ -403,11 +412,23 @@ pub(crate) fn run(args: &RingArgs, out: &mut String) -> Result<(), String> {
         "Reproduce: `cargo run --release -p shardkit-benches --bin compare -- ring --rounds {} --window {} --keys {} --vnodes {}`\n",
         args.rounds, args.window, args.keys, args.vnodes
     );
-    lookup_table(args, &keys, out);
-    replicas_table(args, &keys, out);
-    churn_table(args, out);
-    memory_table(args, out)?;
-    balance_table(args, &keys, out)?;
-    movement_table(args, &keys, out);
+    if args.wants("lookup") {
+        lookup_table(args, &keys, out);
+    }
+    if args.wants("replicas") {
+        replicas_table(args, &keys, out);
+    }
+    if args.wants("churn") {
+        churn_table(args, out);
+    }
+    if args.wants("memory") {
+        memory_table(args, out)?;
+    }
+    if args.wants("balance") {
+        balance_table(args, &keys, out)?;
+    }
+    if args.wants("movement") {
+        movement_table(args, &keys, out);
+    }
     Ok(())
 }
