@@ -2,59 +2,83 @@
 
 use std::fmt;
 
+use crate::points::{OwnerId, Points};
 use crate::ring::{HashRing, with_points};
 
-/// How many chosen nodes are remembered inline before the iterator spills to the heap.
+/// Preference lists up to this long are found in one tight walk when the iterator is created
+/// and kept inline; longer ones continue lazily and remember extra nodes on the heap.
 const INLINE: usize = 8;
-
-/// The nodes already yielded, so each physical node is yielded once.
-#[derive(Debug, Clone)]
-struct Seen {
-    inline: [u32; INLINE],
-    len: usize,
-    spill: Vec<u32>,
-}
-
-impl Seen {
-    fn contains(&self, owner: u32) -> bool {
-        self.inline[..self.len.min(INLINE)].contains(&owner) || self.spill.contains(&owner)
-    }
-
-    fn insert(&mut self, owner: u32) {
-        if self.len < INLINE {
-            self.inline[self.len] = owner;
-        } else {
-            self.spill.push(owner);
-        }
-        self.len += 1;
-    }
-}
 
 /// Iterator over a key's preference list, from [`HashRing::replicas`]: the owner first, then
 /// the next distinct nodes clockwise.
 pub struct Replicas<'a, N> {
     ring: &'a HashRing<N>,
-    next: usize,
-    /// Points not yet examined; stops the walk after one full turn.
-    left: usize,
-    /// Nodes still to yield.
+    /// The first nodes of the list, found eagerly.
+    inline: [u32; INLINE],
+    inline_len: usize,
+    /// Nodes found lazily past the inline ones.
+    spill: Vec<u32>,
+    /// How many nodes have been yielded.
+    yielded: usize,
+    /// How many nodes the list has in all.
     wanted: usize,
-    seen: Seen,
+    /// The walk: the next point to examine, and how many remain before a full turn.
+    next: usize,
+    left: usize,
+}
+
+/// Walks from point `*next` to the first owner that `seen` rejects, or `None` after a full turn.
+#[inline]
+fn walk<O: OwnerId>(
+    p: &Points<O>,
+    next: &mut usize,
+    left: &mut usize,
+    seen: impl Fn(u32) -> bool,
+) -> Option<u32> {
+    let len = p.len();
+    while *left > 0 {
+        let owner = p.owner(*next);
+        *left -= 1;
+        *next = if *next + 1 == len { 0 } else { *next + 1 };
+        if !seen(owner) {
+            return Some(owner);
+        }
+    }
+    None
 }
 
 impl<'a, N> Replicas<'a, N> {
+    #[inline]
     pub(crate) fn new(ring: &'a HashRing<N>, start: usize, wanted: usize) -> Self {
-        Self {
+        let mut this = Self {
             ring,
+            inline: [0; INLINE],
+            inline_len: 0,
+            spill: Vec::new(),
+            yielded: 0,
+            wanted,
             next: start,
             left: ring.point_count(),
-            wanted,
-            seen: Seen {
-                inline: [0; INLINE],
-                len: 0,
-                spill: Vec::new(),
-            },
-        }
+        };
+        let (inline, len) = (&mut this.inline, &mut this.inline_len);
+        with_points!(&ring.store, p => {
+            while *len < wanted.min(INLINE) {
+                let seen = |o: u32| inline[..*len].contains(&o);
+                let Some(owner) = walk(p, &mut this.next, &mut this.left, seen) else { break };
+                inline[*len] = owner;
+                *len += 1;
+            }
+        });
+        this
+    }
+
+    fn find_next(&mut self) -> Option<u32> {
+        let (inline, spill) = (&self.inline[..self.inline_len], &self.spill);
+        let seen = |o: u32| inline.contains(&o) || spill.contains(&o);
+        let owner =
+            with_points!(&self.ring.store, p => walk(p, &mut self.next, &mut self.left, seen))?;
+        self.spill.push(owner);
+        Some(owner)
     }
 }
 
@@ -63,25 +87,22 @@ impl<'a, N> Iterator for Replicas<'a, N> {
 
     #[inline]
     fn next(&mut self) -> Option<&'a N> {
-        let ring = self.ring;
-        with_points!(&ring.store, p => {
-            while self.wanted > 0 && self.left > 0 {
-                let owner = p.owner(self.next);
-                self.left -= 1;
-                self.next = if self.next + 1 == p.len() { 0 } else { self.next + 1 };
-                if !self.seen.contains(owner) {
-                    self.seen.insert(owner);
-                    self.wanted -= 1;
-                    return Some(&ring.members[owner as usize].node);
-                }
-            }
-            None
-        })
+        if self.yielded >= self.wanted {
+            return None;
+        }
+        let owner = if self.yielded < self.inline_len {
+            self.inline[self.yielded]
+        } else {
+            self.find_next()?
+        };
+        self.yielded += 1;
+        Some(&self.ring.members[owner as usize].node)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         // Every node owns at least one point, so the walk finds all `wanted` nodes.
-        (self.wanted, Some(self.wanted))
+        let left = self.wanted - self.yielded;
+        (left, Some(left))
     }
 }
 
@@ -91,7 +112,7 @@ impl<N> std::iter::FusedIterator for Replicas<'_, N> {}
 impl<N: fmt::Debug> fmt::Debug for Replicas<'_, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Replicas")
-            .field("next", &self.next)
+            .field("yielded", &self.yielded)
             .field("wanted", &self.wanted)
             .finish()
     }

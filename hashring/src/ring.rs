@@ -392,11 +392,13 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
     /// assert_eq!(copies, ["a", "b"]);
     /// # Ok::<(), shardkit_hashring::Error>(())
     /// ```
+    #[inline]
     pub fn replicas<K: Hash + ?Sized>(&self, key: &K, n: usize) -> Replicas<'_, N> {
         self.replicas_hash(stable_hash(self.seed, key), n)
     }
 
     /// [`replicas`](Self::replicas) for a pre-hashed key.
+    #[inline]
     pub fn replicas_hash(&self, hash: u64, n: usize) -> Replicas<'_, N> {
         let start = with_points!(&self.store, p => p.successor(hash));
         Replicas::new(self, start.unwrap_or(0), n.min(self.members.len()))
