@@ -12,7 +12,7 @@ pub type FixedSip = BuildHasherDefault<DefaultHasher>;
 static NODE_IDS: LazyLock<Vec<u32>> = LazyLock::new(|| (0..MAX_NODES).collect());
 
 /// The most nodes any benchmark uses, plus room to add one.
-pub const MAX_NODES: u32 = 4096;
+pub const MAX_NODES: u32 = 1 << 15;
 
 /// What the benchmarks need from a consistent-hashing implementation.
 pub trait Ring: Sized {
@@ -20,8 +20,12 @@ pub trait Ring: Sized {
     const NAME: &'static str;
     /// Whether the algorithm has virtual nodes (the `vnodes` argument means something).
     const VNODES: bool;
+    /// A ring of nodes `first..first + nodes` with `vnodes` points each.
+    fn build_ids(first: u32, nodes: u32, vnodes: u32) -> Self;
     /// A ring of nodes `0..nodes` with `vnodes` points each.
-    fn build(nodes: u32, vnodes: u32) -> Self;
+    fn build(nodes: u32, vnodes: u32) -> Self {
+        Self::build_ids(0, nodes, vnodes)
+    }
     /// The owner of `key`.
     fn get(&self, key: &str) -> u32;
     /// Adds node `id`.
@@ -37,11 +41,11 @@ pub struct Shardkit(pub shardkit_hashring::HashRing<u32>);
 impl Ring for Shardkit {
     const NAME: &'static str = "shardkit-hashring";
     const VNODES: bool = true;
-    fn build(nodes: u32, vnodes: u32) -> Self {
+    fn build_ids(first: u32, nodes: u32, vnodes: u32) -> Self {
         Self(
             shardkit_hashring::HashRing::builder()
                 .vnodes(vnodes)
-                .nodes(0..nodes)
+                .nodes(first..first + nodes)
                 .build()
                 .expect("valid ring"),
         )
@@ -75,10 +79,10 @@ pub struct HashringCrate {
 impl Ring for HashringCrate {
     const NAME: &'static str = "hashring 0.3";
     const VNODES: bool = true;
-    fn build(nodes: u32, vnodes: u32) -> Self {
+    fn build_ids(first: u32, nodes: u32, vnodes: u32) -> Self {
         let mut ring = hashring::HashRing::new();
         ring.batch_add(
-            (0..nodes)
+            (first..first + nodes)
                 .flat_map(|id| (0..vnodes).map(move |index| VNode { id, index }))
                 .collect(),
         );
@@ -107,11 +111,11 @@ pub struct ConsistentHashRing(pub consistent_hash_ring::Ring<u32>);
 impl Ring for ConsistentHashRing {
     const NAME: &'static str = "consistent_hash_ring 0.8";
     const VNODES: bool = true;
-    fn build(nodes: u32, vnodes: u32) -> Self {
+    fn build_ids(first: u32, nodes: u32, vnodes: u32) -> Self {
         Self(
             consistent_hash_ring::RingBuilder::default()
                 .vnodes(vnodes as usize)
-                .nodes_iter(0..nodes)
+                .nodes_iter(first..first + nodes)
                 .build(),
         )
     }
@@ -137,9 +141,9 @@ pub struct HashRingsCrate {
 impl Ring for HashRingsCrate {
     const NAME: &'static str = "hash-rings 1.1";
     const VNODES: bool = true;
-    fn build(nodes: u32, vnodes: u32) -> Self {
+    fn build_ids(first: u32, nodes: u32, vnodes: u32) -> Self {
         let mut ring = hash_rings::consistent::Ring::with_hasher(FixedSip::default());
-        for id in &NODE_IDS[..nodes as usize] {
+        for id in &NODE_IDS[first as usize..(first + nodes) as usize] {
             ring.insert_node(id, vnodes as usize);
         }
         Self { ring, vnodes }
@@ -164,11 +168,11 @@ pub struct AnchorHashCrate(anchorhash::AnchorHash<&'static str, u32, FixedSip>);
 impl Ring for AnchorHashCrate {
     const NAME: &'static str = "anchorhash 0.2";
     const VNODES: bool = false;
-    fn build(nodes: u32, _vnodes: u32) -> Self {
+    fn build_ids(first: u32, nodes: u32, _vnodes: u32) -> Self {
         let capacity = u16::try_from(2 * nodes).expect("at most 32,767 nodes");
         Self(
             anchorhash::Builder::with_hasher(FixedSip::default())
-                .with_resources(0..nodes)
+                .with_resources(first..first + nodes)
                 .build(capacity),
         )
     }
@@ -197,8 +201,8 @@ pub struct MaglevCrate {
 impl Ring for MaglevCrate {
     const NAME: &'static str = "maglev 0.2";
     const VNODES: bool = false;
-    fn build(nodes: u32, _vnodes: u32) -> Self {
-        let nodes: Vec<u32> = (0..nodes).collect();
+    fn build_ids(first: u32, nodes: u32, _vnodes: u32) -> Self {
+        let nodes: Vec<u32> = (first..first + nodes).collect();
         Self {
             table: maglev::Maglev::new(nodes.clone()),
             nodes,
@@ -230,9 +234,9 @@ pub struct JumpCrate {
 impl Ring for JumpCrate {
     const NAME: &'static str = "jump-consistent-hash 0.1";
     const VNODES: bool = false;
-    fn build(nodes: u32, _vnodes: u32) -> Self {
+    fn build_ids(first: u32, nodes: u32, _vnodes: u32) -> Self {
         Self {
-            nodes: (0..nodes).collect(),
+            nodes: (first..first + nodes).collect(),
         }
     }
     #[inline]

@@ -39,3 +39,8 @@
 mod sketch;
 
 pub use sketch::FrequencySketch;
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -97,3 +97,8 @@ pub use replicas::Replicas;
 pub use ring::{DEFAULT_SEED, DEFAULT_VNODES, HashRing, RingBuilder};
 pub use shared::SharedRing;
 pub use slots::{REDIS_CLUSTER_SLOTS, SlotMap, SlotMove, jump, jump_hash};
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -22,6 +22,22 @@ use crate::ring::HashRing;
 /// assert_eq!(copy.get("some key"), ring.get("some key"));
 /// # Ok::<(), shardkit_hashring::Error>(())
 /// ```
+///
+/// With the `serde` feature, a ring travels as its membership (here as JSON):
+///
+/// ```
+/// # #[cfg(feature = "serde")]
+/// # {
+/// use shardkit_hashring::HashRing;
+///
+/// let ring: HashRing<String> = HashRing::builder().nodes(["a".to_string(), "b".to_string()]).build()?;
+/// let json = serde_json::to_string(&ring).unwrap();
+/// assert_eq!(json, r#"{"seed":0,"vnodes_per_weight":160,"nodes":[["a",1],["b",1]]}"#);
+/// let back: HashRing<String> = serde_json::from_str(&json).unwrap();
+/// assert_eq!(back.get("key"), ring.get("key"));
+/// # }
+/// # Ok::<(), shardkit_hashring::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Membership<N> {

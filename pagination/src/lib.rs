@@ -38,3 +38,8 @@ mod request;
 
 pub use error::Error;
 pub use request::{Direction, PageRequest, PageSize};
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -58,3 +58,8 @@ mod record;
 pub use error::FrameError;
 pub use frame::{FRAME_HEADER_LEN, MAX_FRAME_BODY, decode, encode};
 pub use record::{Epoch, Offset, Record};
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
