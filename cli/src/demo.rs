@@ -168,16 +168,19 @@ fn cache_tour(seed: u64) {
     println!("admit cold key 9000 over hot key 0? {admit}\n");
 }
 
+/// Relay's `first`, `after`, `last` and `before` query arguments.
+type RelayArgs<'a> = (Option<i64>, Option<&'a str>, Option<i64>, Option<&'a str>);
+
 fn pagination_tour() -> Result<(), String> {
     println!("== shardkit-pagination: page requests ==");
     let sizes = PageSize::new(20, 100).map_err(|e| e.to_string())?;
-    let cases: [(&str, Option<i64>, Option<&str>, Option<i64>, Option<&str>); 4] = [
-        ("?first=500&after=c1", Some(500), Some("c1"), None, None),
-        ("?last=10&before=c9", None, None, Some(10), Some("c9")),
-        ("?first=0", Some(0), None, None, None),
-        ("?first=5&last=5", Some(5), None, Some(5), None),
+    let cases: [(&str, RelayArgs<'_>); 4] = [
+        ("?first=500&after=c1", (Some(500), Some("c1"), None, None)),
+        ("?last=10&before=c9", (None, None, Some(10), Some("c9"))),
+        ("?first=0", (Some(0), None, None, None)),
+        ("?first=5&last=5", (Some(5), None, Some(5), None)),
     ];
-    for (query, first, after, last, before) in cases {
+    for (query, (first, after, last, before)) in cases {
         let req = PageRequest::from_relay(
             first,
             after.map(Into::into),

@@ -234,10 +234,10 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
         let old_owners: Vec<Option<u32>> = new.iter().map(|&h| self.owner_index(h)).collect();
         self.members.push(Member { node, hash, weight });
         self.index.insert(hash, idx);
-        if self.members.len() > u16::MAX_NODES {
-            if let Store::Narrow(p) = &self.store {
-                self.store = Store::Wide(p.widen());
-            }
+        if let Store::Narrow(p) = &self.store
+            && self.members.len() > u16::MAX_NODES
+        {
+            self.store = Store::Wide(p.widen());
         }
         let members = &self.members;
         let tie = |o: u32| members[o as usize].hash;

@@ -121,3 +121,25 @@ fn serde_round_trip() {
     let err = serde_json::from_str::<HashRing<String>>(dup).unwrap_err();
     assert!(err.to_string().contains("already in the ring"), "{err}");
 }
+
+#[test]
+fn rings_past_65536_nodes_widen_their_owner_index() {
+    let nodes = (0..65_536u32).map(|n| (n, 1));
+    let mut ring = HashRing::builder()
+        .vnodes(1)
+        .weighted_nodes(nodes)
+        .build()
+        .unwrap();
+    ring.add(65_536).unwrap();
+    ring.add(65_537).unwrap();
+    let rebuilt = HashRing::from_membership(ring.membership()).unwrap();
+    assert_eq!(ring.len(), 65_538);
+    for k in 0..20_000u64 {
+        let h = stable_hash(99, &k);
+        assert_eq!(ring.get_hash(h), rebuilt.get_hash(h));
+    }
+    let mut owners: Vec<u32> = (0..200_000u64).map(|k| *ring.get(&k).unwrap()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    assert!(owners.iter().any(|&o| o >= 65_536), "new nodes own no key");
+}

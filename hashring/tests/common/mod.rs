@@ -25,7 +25,7 @@ pub fn naive_points(seed: u64, vnodes: u32, nodes: &[(String, u32)]) -> Vec<Naiv
             points.push((splitmix(node_hash, i), node_hash, node.clone()));
         }
     }
-    points.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    points.sort_by_key(|a| (a.0, a.1));
     points
 }
 
