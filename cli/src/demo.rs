@@ -5,7 +5,7 @@ use clap::Args;
 use shardkit_cache::FrequencySketch;
 use shardkit_hashring::{HashRing, stable_hash};
 use shardkit_pagination::{PageRequest, PageSize};
-use shardkit_replication::{Epoch, FrameError, Offset, Record, decode, encode};
+use shardkit_replication::{Epoch, FrameError, Offset, Record, encode, frames};
 
 use crate::ring::load_report;
 
@@ -98,15 +98,13 @@ fn replication_tour() -> Result<(), String> {
         .with_key(format!("k{i}").into_bytes());
         encode(&record, &mut log).map_err(|e| e.to_string())?;
     }
-    let mut at = 0;
     let mut count = 0u64;
-    while at < log.len() {
-        let (record, used) = decode(&log[at..]).map_err(|e| e.to_string())?;
+    for record in frames(&log) {
+        let record = record.map_err(|e| e.to_string())?;
         check(
             record.offset == Offset::new(count),
             "offsets read back in order",
         )?;
-        at += used;
         count += 1;
     }
     println!(
@@ -115,17 +113,12 @@ fn replication_tour() -> Result<(), String> {
     );
 
     let torn = &log[..log.len() - 10];
-    let mut at = 0;
-    let mut intact = 0;
-    let tail = loop {
-        match decode(&torn[at..]) {
-            Ok((_, used)) => {
-                at += used;
-                intact += 1;
-            }
-            Err(e) => break e,
-        }
-    };
+    let mut reader = frames(torn);
+    let intact = reader.by_ref().filter_map(Result::ok).count() as u64;
+    let tail = reader
+        .error()
+        .cloned()
+        .ok_or("a torn tail went unnoticed")?;
     println!("a torn write (last 10 bytes lost): {intact} records intact, then: {tail}");
     check(
         matches!(tail, FrameError::Incomplete { .. }) && intact == count - 1,
@@ -134,10 +127,9 @@ fn replication_tour() -> Result<(), String> {
 
     let mut rotten = log.clone();
     rotten[500] ^= 0x04;
-    let damaged = (0..).try_fold(0usize, |at, _| {
-        decode(&rotten[at..]).map(|(_, used)| at + used)
-    });
-    let err = damaged.err().ok_or("a flipped bit went unnoticed")?;
+    let err = frames(&rotten)
+        .find_map(Result::err)
+        .ok_or("a flipped bit went unnoticed")?;
     println!("one flipped bit in the middle: {err}\n");
     check(
         matches!(err, FrameError::ChecksumMismatch { .. }),

@@ -3,7 +3,7 @@
 //!
 //! `cargo run --example recover_tail -p shardkit-replication`
 
-use shardkit_replication::{Epoch, FrameError, Offset, Record, decode, encode};
+use shardkit_replication::{Epoch, FrameError, Offset, Record, encode, frames};
 
 fn main() -> Result<(), FrameError> {
     let mut log = Vec::new();
@@ -15,20 +15,15 @@ fn main() -> Result<(), FrameError> {
     }
     log.truncate(log.len() - 20); // the crash: the last record is half written
 
-    let mut valid = 0;
-    let mut records = 0;
-    let outcome = loop {
-        match decode(&log[valid..]) {
-            Ok((_, used)) => {
-                valid += used;
-                records += 1;
-            }
-            Err(e) => break e,
-        }
-    };
-    assert!(matches!(outcome, FrameError::Incomplete { .. }));
+    let mut reader = frames(&log);
+    let records = reader.by_ref().filter_map(Result::ok).count();
+    let valid = reader.position();
+    assert!(matches!(
+        reader.error(),
+        Some(FrameError::Incomplete { .. })
+    ));
     println!(
-        "kept {records} records ({valid} bytes); dropped a torn tail of {} bytes: {outcome}",
+        "kept {records} records ({valid} bytes); dropped a torn tail of {} bytes",
         log.len() - valid
     );
     Ok(())

@@ -118,6 +118,77 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), FrameError> {
     Ok((record, total))
 }
 
+/// Reads the frames of `buf` in order, stopping after the first error: what a reader replaying a
+/// log, or recovery scanning a log's tail, does.
+///
+/// # Examples
+///
+/// ```
+/// use shardkit_replication::{Epoch, FrameError, Offset, Record, encode, frames};
+///
+/// let mut log = Vec::new();
+/// for i in 0..3 {
+///     encode(&Record::new(Offset::new(i), Epoch::new(1), 0, vec![7; 10]), &mut log)?;
+/// }
+/// log.truncate(log.len() - 1); // a torn last append
+///
+/// let mut reader = frames(&log);
+/// assert_eq!(reader.by_ref().filter_map(Result::ok).count(), 2);
+/// assert!(matches!(reader.error(), Some(FrameError::Incomplete { .. })));
+/// assert_eq!(log.len() - reader.position(), 45); // the torn bytes to truncate
+/// # Ok::<(), FrameError>(())
+/// ```
+pub fn frames(buf: &[u8]) -> Frames<'_> {
+    Frames {
+        buf,
+        position: 0,
+        error: None,
+    }
+}
+
+/// Iterator over the frames of a buffer, from [`frames`].
+#[derive(Debug, Clone)]
+pub struct Frames<'a> {
+    buf: &'a [u8],
+    position: usize,
+    error: Option<FrameError>,
+}
+
+impl Frames<'_> {
+    /// Bytes of complete, valid frames read so far: where a torn or damaged tail starts once the
+    /// iterator has stopped.
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// The error that stopped the iterator, if one did.
+    pub fn error(&self) -> Option<&FrameError> {
+        self.error.as_ref()
+    }
+}
+
+impl Iterator for Frames<'_> {
+    type Item = Result<Record, FrameError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.error.is_some() || self.position == self.buf.len() {
+            return None;
+        }
+        match decode(&self.buf[self.position..]) {
+            Ok((record, used)) => {
+                self.position += used;
+                Some(Ok(record))
+            }
+            Err(e) => {
+                self.error = Some(e.clone());
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl std::iter::FusedIterator for Frames<'_> {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

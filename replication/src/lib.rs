@@ -56,7 +56,7 @@ mod frame;
 mod record;
 
 pub use error::FrameError;
-pub use frame::{FRAME_HEADER_LEN, MAX_FRAME_BODY, decode, encode};
+pub use frame::{FRAME_HEADER_LEN, Frames, MAX_FRAME_BODY, decode, encode, frames};
 pub use record::{Epoch, Offset, Record};
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
