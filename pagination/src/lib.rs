@@ -1,43 +1,93 @@
-//! Cursor pagination for APIs that return large results: page requests that follow the
-//! conventions clients know (the Relay connections spec, Google's AIP-158, Stripe's list API),
-//! with page sizes that are coerced to a maximum rather than refused, and clear errors for
-//! requests that make no sense.
+//! Keyset (cursor) pagination for APIs that return large results: opaque, tamper-proof
+//! cursors bound to their query, exact `has_next_page`/`has_previous_page`, pages merged across
+//! shards, SQL keyset queries for real databases, and `Link` headers.
+//!
+//! Offset paging (`LIMIT 10 OFFSET 90000`) gets slower with every page and skips or repeats rows
+//! when data changes underneath; keyset paging ("the 10 rows after this key") costs the same on
+//! every page and is stable. This crate makes the usual mistakes impossible or loud: a sort
+//! without a unique tiebreaker is refused when built; keys compare as rows, in each column's
+//! direction, with NULLs placed explicitly; a short page is never taken as the end (one extra
+//! row is fetched); cursors are signed, can expire, and are rejected when replayed with other
+//! filters; a client's garbage cursor is a typed error, never a panic.
 //!
 //! ```
-//! use shardkit_pagination::{Direction, Error, PageRequest, PageSize};
+//! use std::collections::BTreeMap;
+//! use shardkit_pagination::{ColumnType, CursorCodec, PageRequest, PageSize, Sort, paginate};
 //!
-//! let sizes = PageSize::new(20, 100)?; // default 20, at most 100
+//! let orders: BTreeMap<u64, &str> = (1..=95).map(|id| (id, "order")).collect();
+//! let sort = Sort::builder().unique_asc("id", ColumnType::Uint).build()?;
+//! let codec = CursorCodec::builder(sort).signing_key(1, b"sixteen-byte-key!").build()?;
+//! let query = codec.bind(b"status=open"); // the request's filters
+//! let sizes = PageSize::new(20, 100)?;
 //!
-//! // GET /items?first=500&after=abc  → forwards, coerced to 100.
-//! let req = PageRequest::from_relay(Some(500), Some("abc".into()), None, None, sizes)?;
-//! assert_eq!(req.direction(), Direction::Forward);
-//! assert_eq!(req.size(), 100);
-//! assert_eq!(req.cursor(), Some("abc"));
-//!
-//! // GET /items  → the first page at the default size.
-//! let first = PageRequest::from_relay(None, None, None, None, sizes)?;
-//! assert_eq!((first.size(), first.cursor()), (20, None));
-//!
-//! // Zero, negative, or both directions at once are errors the API can return as a 400.
-//! assert_eq!(sizes.resolve(Some(0)), Err(Error::InvalidPageSize(0)));
-//! assert!(PageRequest::from_relay(Some(5), None, Some(5), None, sizes).is_err());
-//! # Ok::<(), Error>(())
+//! // Walk forwards through every page, as a client following `next` links would.
+//! let (mut after, mut seen) = (None, 0);
+//! loop {
+//!     let request = PageRequest::from_relay(Some(20), after.take(), None, None, sizes)?;
+//!     let page = paginate(&orders, &query, &request)?;
+//!     seen += page.edges.len();
+//!     match page.next_cursor() {
+//!         Some(cursor) => after = Some(cursor.to_string()),
+//!         None => break,
+//!     }
+//! }
+//! assert_eq!(seen, 95);
+//! # Ok::<(), shardkit_pagination::Error>(())
 //! ```
 //!
-//! # Status
+//! # The pieces
 //!
-//! This release ships page requests and size policies. Opaque signed cursors, keyset paging
-//! over sources, merged paging across shards and the SQL helper are being built on them.
+//! - [`PageRequest`] and [`PageSize`]: Relay/AIP-158/Stripe-style requests (`first`/`after`,
+//!   `last`/`before`), sizes coerced to a maximum, zero or negative refused.
+//! - [`Sort`]: columns of [`Value`]s (integers, text, bytes, timestamps, UUIDs, nullable with
+//!   NULLS FIRST/LAST), ascending, descending or mixed, ending in a unique tiebreaker.
+//! - [`CursorCodec`]: compact URL-safe tokens, versioned, optionally signed (HMAC-SHA256 with
+//!   key rotation) and expiring, bound to the query ([`CursorCodec::bind`]).
+//! - [`Source`] and [`paginate`]: keyset pages over a [`BTreeMap`](std::collections::BTreeMap),
+//!   a sorted slice ([`SliceSource`]), any re-startable iterator ([`IterSource`]), or several
+//!   shards merged into one ([`Merged`]).
+//! - [`keyset_sql`]: the `WHERE`/`ORDER BY`/`LIMIT` of a page query for real databases, with
+//!   bound parameters, in row-value or expanded form.
+//! - [`link_header`]: RFC 8288 `Link` headers.
+//!
+//! # Guarantees
+//!
+//! - Every item present for a whole walk is returned exactly once, in order, forwards or
+//!   backwards, however items are inserted or deleted between pages (property-tested).
+//! - `has_next_page` and `has_previous_page` are exact: one extra item is fetched in the walk's
+//!   direction and one probed the other way.
+//! - With signing on, any change to a token is rejected; decoding never panics (fuzz-tested).
+//!
+//! # Features
+//!
+//! - `serde`: `Serialize`/`Deserialize` for [`Page`], [`Edge`], [`PageInfo`], [`Cursor`] and
+//!   [`Value`].
 //!
 //! The minimum supported Rust version is 1.88. The crate has no `unsafe` code.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cursor;
 mod error;
+mod link;
+mod merge;
+mod page;
 mod request;
+mod sort;
+mod source;
+mod sql;
+mod value;
 
+pub use cursor::{BoundCodec, CURSOR_VERSION, CodecBuilder, Cursor, CursorCodec, MIN_KEY_LEN};
 pub use error::Error;
+pub use link::link_header;
+pub use merge::Merged;
+pub use page::{Edge, Page, PageInfo, paginate};
 pub use request::{Direction, PageRequest, PageSize};
+pub use sort::{Column, Nulls, Order, Sort, SortBuilder};
+pub use source::{IterSource, SliceSource, SortKey, Source};
+pub use sql::{KeysetSql, Placeholders, SqlOptions, keyset_sql};
+pub use value::{ColumnType, Value};
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
 #[cfg(doctest)]

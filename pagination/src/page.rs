@@ -1,0 +1,159 @@
+//! Pages and the keyset paging that cuts them.
+
+use crate::cursor::{BoundCodec, Cursor};
+use crate::error::Error;
+use crate::request::{Direction, PageRequest};
+use crate::source::Source;
+
+/// One item of a page with the cursor that points at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct Edge<T> {
+    /// The item.
+    pub node: T,
+    /// A cursor for paging from this item.
+    pub cursor: Cursor,
+}
+
+/// Where a page sits: whether there is more in each direction, and its boundary cursors (the
+/// Relay spec's `PageInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct PageInfo {
+    /// Whether items follow the last one of this page: exact, never a guess.
+    pub has_next_page: bool,
+    /// Whether items precede the first one of this page: exact, never a guess.
+    pub has_previous_page: bool,
+    /// The first item's cursor.
+    pub start_cursor: Option<Cursor>,
+    /// The last item's cursor.
+    pub end_cursor: Option<Cursor>,
+}
+
+/// A page of items in sort order, with their cursors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct Page<T> {
+    /// The items, in sort order whichever way the request walked.
+    pub edges: Vec<Edge<T>>,
+    /// The page's position.
+    pub page_info: PageInfo,
+}
+
+impl<T> Page<T> {
+    /// The items, in sort order.
+    pub fn items(&self) -> impl ExactSizeIterator<Item = &T> + '_ {
+        self.edges.iter().map(|e| &e.node)
+    }
+
+    /// The items, owned.
+    pub fn into_items(self) -> Vec<T> {
+        self.edges.into_iter().map(|e| e.node).collect()
+    }
+
+    /// The cursor to pass as `after` for the next page, if there is one.
+    pub fn next_cursor(&self) -> Option<&Cursor> {
+        self.page_info
+            .end_cursor
+            .as_ref()
+            .filter(|_| self.page_info.has_next_page)
+    }
+
+    /// The cursor to pass as `before` for the previous page, if there is one.
+    pub fn prev_cursor(&self) -> Option<&Cursor> {
+        self.page_info
+            .start_cursor
+            .as_ref()
+            .filter(|_| self.page_info.has_previous_page)
+    }
+}
+
+/// Cuts the page `request` asks for out of `source`.
+///
+/// It decodes the request's cursor with `codec` (which checks signature, expiry and query),
+/// fetches one item more than the page size to learn exactly whether more follow, and probes
+/// one item the other way to learn exactly whether more precede. Items present for a whole walk
+/// are returned exactly once, in order, however the source changes between pages.
+///
+/// # Examples
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use shardkit_pagination::{ColumnType, CursorCodec, PageRequest, PageSize, Sort, paginate};
+///
+/// let users: BTreeMap<u64, String> = (1..=25).map(|id| (id, format!("user {id}"))).collect();
+/// let sort = Sort::builder().unique_asc("id", ColumnType::Uint).build()?;
+/// let codec = CursorCodec::builder(sort).signing_key(1, b"a-secret-of-sixteen+").build()?;
+/// let query = codec.bind(b"");
+/// let sizes = PageSize::new(10, 100)?;
+///
+/// let first = paginate(&users, &query, &PageRequest::from_relay(None, None, None, None, sizes)?)?;
+/// assert_eq!(first.edges.len(), 10);
+/// assert!(first.page_info.has_next_page && !first.page_info.has_previous_page);
+///
+/// let after = first.next_cursor().map(|c| c.to_string());
+/// let second = paginate(&users, &query, &PageRequest::from_relay(None, after, None, None, sizes)?)?;
+/// assert_eq!(second.items().next().map(|(id, _)| *id), Some(11));
+/// assert!(second.page_info.has_previous_page);
+/// # Ok::<(), shardkit_pagination::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// The cursor's decoding errors ([`Error::BadSignature`], [`Error::WrongQuery`], ...), and the
+/// source's.
+pub fn paginate<S: Source>(
+    source: &S,
+    codec: &BoundCodec<'_>,
+    request: &PageRequest,
+) -> Result<Page<S::Item>, Error> {
+    let bound = request.cursor().map(|c| codec.decode(c)).transpose()?;
+    let size = request.size() as usize;
+    let direction = request.direction();
+    let mut items = source.scan(bound.as_deref(), direction, size + 1)?;
+    let more_this_way = items.len() > size;
+    items.truncate(size);
+    if direction == Direction::Backward {
+        items.reverse();
+    }
+    let keys: Vec<_> = items.iter().map(|item| source.key(item)).collect();
+    // The other way: anything beyond the page's edge item, or beyond the cursor for an empty
+    // page. Without a cursor the walk started at that end, so nothing lies beyond it.
+    let other_way = match direction {
+        Direction::Forward => Direction::Backward,
+        Direction::Backward => Direction::Forward,
+    };
+    let edge = match direction {
+        Direction::Forward => keys.first(),
+        Direction::Backward => keys.last(),
+    };
+    let more_other_way = match (edge, &bound) {
+        (Some(k), _) => !source.scan(Some(k), other_way, 1)?.is_empty(),
+        (None, Some(b)) => !source.scan(Some(b), other_way, 1)?.is_empty(),
+        (None, None) => false,
+    };
+    let (has_next_page, has_previous_page) = match direction {
+        Direction::Forward => (more_this_way, more_other_way),
+        Direction::Backward => (more_other_way, more_this_way),
+    };
+    let edges = items
+        .into_iter()
+        .zip(&keys)
+        .map(|(node, key)| {
+            Ok(Edge {
+                node,
+                cursor: codec.encode(key)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let page_info = PageInfo {
+        has_next_page,
+        has_previous_page,
+        start_cursor: edges.first().map(|e| e.cursor.clone()),
+        end_cursor: edges.last().map(|e| e.cursor.clone()),
+    };
+    Ok(Page { edges, page_info })
+}
