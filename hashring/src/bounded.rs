@@ -6,13 +6,16 @@ use crate::error::Error;
 use crate::hash::stable_hash;
 use crate::ring::{HashRing, with_points};
 
-/// Places keys on a ring so that no node holds more than `⌈c · m · w / W⌉` of the `m` keys
-/// placed so far (`w` its weight, `W` the total weight): a key goes to the first node clockwise
-/// from its hash that is below its bound.
+/// Places keys on a ring so that a node takes a key only while it holds fewer than
+/// `⌈c · (m + 1) · w / W⌉` keys, `m` being the keys held before this one (`w` the node's weight,
+/// `W` the total weight): a key goes to the first node clockwise from its hash that is below its
+/// bound.
 ///
-/// With `c = 1.25` no node ever carries more than 25% above its fair share, which a plain ring
-/// (7-9% standard deviation at 160 points per node, and a worst node 25-35% above the mean) does
-/// not promise. Keys still mostly land on their ring owner, so placement stays stable; HAProxy
+/// While keys are only placed, no node ever exceeds `⌈c · m · w / W⌉` of the `m` keys: with
+/// `c = 1.25`, at most 25% above its fair share (plus the rounding of one key), which a plain
+/// ring (7-9% standard deviation at 160 points per node, a worst node 25-35% above the mean) does
+/// not promise. Releases lower `m` without moving keys, so after them a node may sit above the
+/// current bound until keys leave it; new keys then go elsewhere. Keys still mostly land on their ring owner, so placement stays stable; HAProxy
 /// and Vimeo use this scheme to spread connections.
 ///
 /// The tracker borrows the ring: after a membership change, build a new tracker (and re-place
@@ -47,7 +50,7 @@ impl<'r, N: Hash + Eq + Clone> BoundedLoads<'r, N> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidLoadFactor`] unless `factor >= 1.0`.
+    /// [`Error::InvalidLoadFactor`] unless `factor` is finite and `>= 1.0`.
     pub fn new(ring: &'r HashRing<N>, factor: f64) -> Result<Self, Error> {
         if !(factor >= 1.0 && factor.is_finite()) {
             return Err(Error::InvalidLoadFactor(factor));

@@ -16,7 +16,9 @@ pub enum Error {
     /// The node is not a member of the ring.
     NodeNotFound,
     /// Two different nodes hash to the same 64-bit identity, so their points could not be
-    /// ordered by identity. Vanishingly rare (about 2^-64 per pair); rename one of them.
+    /// ordered by identity. Vanishingly rare (about 2^-64 per pair); rename one of them. (Single
+    /// points of two nodes may still coincide, about once in 2^63 / vnodes pairs; such ties are
+    /// ordered by identity and need no action.)
     NodeHashCollision,
     /// The ring would hold more points than its `u32` indices can address.
     TooManyPoints {
@@ -30,8 +32,8 @@ pub enum Error {
         /// The other ring's seed.
         right: u64,
     },
-    /// A bounded-load factor below 1.0 (or not a number) was given; no assignment can keep
-    /// every node below the average.
+    /// A bounded-load factor below 1.0, infinite, or not a number was given; no assignment can
+    /// keep every node below the average, and an infinite one bounds nothing.
     InvalidLoadFactor(f64),
     /// A bounded-load release named a node that holds no load.
     NoLoadToRelease,
@@ -46,6 +48,13 @@ pub enum Error {
     },
     /// The operation needs at least one node, and the ring is empty.
     EmptyRing,
+    /// Two slot maps with different slot counts were compared.
+    SlotCountMismatch {
+        /// This map's slot count.
+        left: u32,
+        /// The other map's slot count.
+        right: u32,
+    },
 }
 
 impl fmt::Display for Error {
@@ -77,6 +86,10 @@ impl fmt::Display for Error {
                 write!(f, "slot {slot} is out of range; the map has {slots} slots")
             }
             Error::EmptyRing => f.write_str("the ring has no nodes"),
+            Error::SlotCountMismatch { left, right } => write!(
+                f,
+                "slot maps have different slot counts ({left} vs {right}); only maps of the same size can be compared"
+            ),
         }
     }
 }

@@ -10,7 +10,10 @@
 //! The stream of writes is the value's [`Hash`] impl's (std's `str` writes its UTF-8 bytes and
 //! then the byte `0xff`; slices write their length first), so a key hashes the same on every
 //! platform and in every process, and changes only if a type's own `Hash` impl changes what it
-//! writes. Golden tests, cross-checked against an independent implementation, pin the scheme.
+//! writes. One exception comes from std itself: slices and arrays of integers wider than a byte
+//! (`[u32]`, `Vec<u64>`, `[usize; 4]`) are written as one block of native-endian bytes, so such
+//! keys hash differently on big-endian or 32-bit targets. Keys and node identities built from
+//! strings, byte slices, integers, `bool`, `char` and tuples or structs of these are portable. Golden tests, cross-checked against an independent implementation, pin the scheme.
 //! A string key costs one XXH3 call plus two multiplies, about a third of a buffering hasher.
 
 use std::hash::{Hash, Hasher};
@@ -114,6 +117,9 @@ impl Hasher for StableHasher {
 /// xor the low half of the 128-bit product with `0x9E3779B97F4A7C15`. The result is XXH3's
 /// avalanche of the final state (`h ^= h >> 37; h *= 0x165667919E3779F9; h ^= h >> 32`). The
 /// writes are those of `value`'s [`Hash`] impl: std's `str` writes its bytes, then `0xff`.
+///
+/// Portable across platforms for strings, byte slices, integers, `bool`, `char`, and tuples or
+/// structs of these; std writes slices of wider integers as native-endian bytes, which are not.
 ///
 /// This is the hash [`HashRing::get`](crate::HashRing::get) computes for a key, so a service
 /// can hash once and call [`HashRing::get_hash`](crate::HashRing::get_hash) on several rings.

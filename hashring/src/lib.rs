@@ -59,15 +59,17 @@
 //!
 //! | operation | time | notes |
 //! |---|---|---|
-//! | `get`, `get_hash` | O(1) expected | hash, one index read, a scan of 2-4 points |
-//! | `replicas(key, n)` | O(n) expected | no allocation for n ≤ 8 |
+//! | `get`, `get_hash` | O(1) expected | hash, one index read, a compare of a fixed window of 8 hashes |
+//! | `replicas(key, n)` | O(n) expected for n ≤ 8, O(n²) above | no allocation for n ≤ 8 |
 //! | `add`, `remove` | O(points) memory moves + O(vnodes) | plan included |
 //! | build, `add_all` | O(points) | counting sort by bucket; no scratch copy of the points |
 //! | `diff` | O(points of both rings) | |
 //!
-//! Memory is under 12 bytes per point while the ring has at most 65,536 nodes (8 for the hash,
-//! 2 for the owner, 0.5-1.6 for the index, 1/64 spare capacity so that membership changes
-//! rarely reallocate) and 2 more above that.
+//! Memory is about 11.5 bytes per point after a build while the ring has at most 65,536 nodes:
+//! 8 for the hash, 2 for the owner, 1 for the index, and 1/64 spare capacity so that membership
+//! changes rarely reallocate. The index is rebuilt only when membership changes take it outside
+//! 2 to 8 points a bucket, so it costs 0.5 to 2 bytes a point in between. Owners take 2 more
+//! bytes a point once the ring has held more than 65,536 nodes.
 //!
 //! # Features
 //!

@@ -304,6 +304,11 @@ impl<O: OwnerId> Points<O> {
         self.hashes.truncate(write);
         self.hashes.resize(write + PAD, u64::MAX);
         self.owners.truncate(write);
+        // Give memory back once the ring has shrunk to half its allocation.
+        if self.owners.capacity() > 2 * (write + slack(write)) {
+            self.hashes.shrink_to(write + PAD + slack(write));
+            self.owners.shrink_to(write + slack(write));
+        }
         if let Some((from, to)) = relabel {
             let (from, to) = (O::from_index(from), O::from_index(to));
             for o in &mut self.owners {

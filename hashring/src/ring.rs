@@ -195,7 +195,7 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
     /// Adds a node of weight 1.
     ///
     /// Only keys that the new node now owns move, each from the node that owned it before; the
-    /// returned plan lists those hash ranges.
+    /// returned plan lists those hash ranges (none when the ring was empty: no key had a node).
     ///
     /// # Errors
     ///
@@ -245,8 +245,9 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
         Ok(plan::after_add(self, idx, &at, &old_owners))
     }
 
-    /// Adds many nodes of weight 1 with one rebuild: O(total points), where adding them one by
-    /// one would move the points once per node.
+    /// Adds many `(node, weight)` pairs with one rebuild: O(total points), where adding them one
+    /// by one would move the points once per node. Returns no plan (use [`diff`](Self::diff)
+    /// against a copy if one is needed).
     ///
     /// # Errors
     ///
@@ -268,6 +269,9 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
             seen.insert(hash, fresh.len());
             extra += u64::from(weight) * u64::from(self.vnodes);
             fresh.push(Member { node, hash, weight });
+        }
+        if fresh.is_empty() {
+            return Ok(());
         }
         for member in fresh {
             self.index.insert(member.hash, self.members.len() as u32);
@@ -323,7 +327,8 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
     }
 
     /// Removes a node, and returns the ranges its keys move to: each goes to the next surviving
-    /// node clockwise, and no other key moves.
+    /// node clockwise, and no other key moves. Removing the last node returns an empty plan: its
+    /// keys have nowhere to go.
     ///
     /// # Examples
     ///

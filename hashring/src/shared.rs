@@ -49,7 +49,8 @@ impl<N: Hash + Eq + Clone> SharedRing<N> {
         }
     }
 
-    /// Runs `f` on the current ring without taking a lock or touching a reference count.
+    /// Runs `f` on the current ring without taking a lock (`arc_swap`'s fast path does not touch
+    /// the reference count either; a thread holding many guards at once falls back to it).
     #[inline]
     pub fn read<R>(&self, f: impl FnOnce(&HashRing<N>) -> R) -> R {
         f(&self.current.load())

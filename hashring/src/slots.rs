@@ -149,7 +149,7 @@ impl<N: Eq> SlotMap<N> {
     /// # Errors
     ///
     /// [`Error::SeedMismatch`] if the maps come from rings with different seeds, and
-    /// [`Error::SlotOutOfRange`] if their slot counts differ (naming the first missing slot).
+    /// [`Error::SlotCountMismatch`] if their slot counts differ.
     pub fn diff<'a>(&'a self, other: &'a SlotMap<N>) -> Result<Vec<SlotMove<'a, N>>, Error> {
         if self.seed != other.seed {
             return Err(Error::SeedMismatch {
@@ -158,9 +158,10 @@ impl<N: Eq> SlotMap<N> {
             });
         }
         if self.slot_count() != other.slot_count() {
-            let slot = self.slot_count().min(other.slot_count());
-            let slots = self.slot_count().max(other.slot_count());
-            return Err(Error::SlotOutOfRange { slot, slots });
+            return Err(Error::SlotCountMismatch {
+                left: self.slot_count(),
+                right: other.slot_count(),
+            });
         }
         Ok(self
             .iter()

@@ -91,6 +91,11 @@ fn bounded_load_and_slot_errors() {
         Err(Error::SlotOutOfRange { slot: 8, slots: 8 })
     );
     assert_eq!(jump_hash(1, 0), Err(Error::ZeroBuckets));
+    let other_size = r.slot_map(16).unwrap();
+    assert_eq!(
+        slots.diff(&other_size).unwrap_err(),
+        Error::SlotCountMismatch { left: 8, right: 16 }
+    );
     let other = HashRing::builder().seed(1).nodes(["a"]).build().unwrap();
     assert_eq!(
         r.diff(&other),

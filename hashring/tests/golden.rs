@@ -35,7 +35,7 @@ fn jump_placements() {
 
 // Every value below was computed independently by a Python transcription of the documented
 // scheme (the `xxhash` package's xxh3_64_intdigest, the 128-bit fold and XXH3's avalanche, the
-// point layout `xxh3(node_hash LE ++ index LE u32)`, a sorted list with bisect, and the jump
+// points as SplitMix64 outputs seeded with each node's hash, a sorted list with bisect, and the jump
 // loop from the paper), and the Rust implementation agrees with it.
 const GOLDEN_HASH_STR: u64 = 10446874516351092595;
 const GOLDEN_HASH_U64: u64 = 1249018091513223230;
