@@ -42,6 +42,23 @@ impl Default for SqlOptions {
     }
 }
 
+impl SqlOptions {
+    /// `$n` placeholders numbered from `first` (PostgreSQL), after the query's own parameters.
+    #[must_use]
+    pub fn numbered_from(mut self, first: usize) -> Self {
+        self.placeholders = Placeholders::Numbered;
+        self.first_param = first;
+        self
+    }
+
+    /// Whether to use a row-value comparison where the sort allows it.
+    #[must_use]
+    pub fn row_values(mut self, on: bool) -> Self {
+        self.row_values = on;
+        self
+    }
+}
+
 /// The keyset parts of a page query; splice them into `SELECT ... FROM t WHERE <filters> AND
 /// <where_clause> ORDER BY <order_by> LIMIT <limit>`, binding `params` in order.
 #[derive(Debug, Clone, PartialEq, Eq)]

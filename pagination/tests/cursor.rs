@@ -1,0 +1,224 @@
+//! Cursor decoding is safe on untrusted input: it never panics, and with signing on every
+//! tampered token is rejected. Also rotation, expiry, query binding and round trips.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use proptest::prelude::*;
+use shardkit_pagination::{ColumnType, CursorCodec, Error, Nulls, Order, Sort, Value};
+
+fn rich_sort() -> Sort {
+    Sort::builder()
+        .nullable(
+            "deleted_at",
+            ColumnType::Timestamp,
+            Order::Desc,
+            Nulls::First,
+        )
+        .asc("name", ColumnType::Text)
+        .desc("blob", ColumnType::Bytes)
+        .asc("score", ColumnType::Int)
+        .nullable("owner", ColumnType::Uuid, Order::Asc, Nulls::Last)
+        .unique_asc("id", ColumnType::Uint)
+        .build()
+        .unwrap()
+}
+
+fn value_for(ty: ColumnType, nullable: bool) -> BoxedStrategy<Value> {
+    let v: BoxedStrategy<Value> = match ty {
+        ColumnType::Int => any::<i64>().prop_map(Value::Int).boxed(),
+        ColumnType::Uint => any::<u64>().prop_map(Value::Uint).boxed(),
+        ColumnType::Text => ".{0,12}".prop_map(Value::Text).boxed(),
+        ColumnType::Bytes => prop::collection::vec(any::<u8>(), 0..12)
+            .prop_map(Value::Bytes)
+            .boxed(),
+        ColumnType::Timestamp => any::<i64>().prop_map(Value::Timestamp).boxed(),
+        ColumnType::Uuid => any::<[u8; 16]>().prop_map(Value::Uuid).boxed(),
+        _ => unreachable!("every column type is listed"),
+    };
+    if nullable {
+        prop_oneof![1 => Just(Value::Null), 3 => v].boxed()
+    } else {
+        v
+    }
+}
+
+fn key() -> impl Strategy<Value = Vec<Value>> {
+    rich_sort()
+        .columns()
+        .iter()
+        .map(|c| value_for(c.column_type(), c.nulls().is_some()))
+        .collect::<Vec<_>>()
+}
+
+fn signed() -> CursorCodec {
+    CursorCodec::builder(rich_sort())
+        .signing_key(7, b"current-signing-key-0123")
+        .signing_key(3, b"previous-signing-key-456")
+        .ttl(Duration::from_secs(600))
+        .build()
+        .unwrap()
+}
+
+/// Many cases in the release-mode CI run; fewer in debug so `cargo test` stays quick.
+const FUZZ_CASES: u32 = if cfg!(debug_assertions) {
+    2_000
+} else {
+    100_000
+};
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(FUZZ_CASES))]
+
+    #[test]
+    fn decoding_garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..96), text in "\\PC{0,80}") {
+        let codec = signed();
+        let query = codec.bind(b"q");
+        let unsigned = CursorCodec::builder(rich_sort()).build().unwrap();
+        let open = unsigned.bind(b"q");
+        let as_token = String::from_utf8_lossy(&bytes).into_owned();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes);
+        for token in [as_token.as_str(), text.as_str(), b64.as_str()] {
+            prop_assert!(query.decode(token).is_err());
+            let _ = open.decode(token);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(debug_assertions) { 200 } else { 2_000 }))]
+
+    #[test]
+    fn round_trips_and_rejects_every_flipped_bit(key in key(), query_text in "[a-z=&]{0,20}") {
+        let codec = signed();
+        let query = codec.bind(query_text.as_bytes());
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let token = query.encode_at(&key, now).unwrap();
+        prop_assert_eq!(query.decode_at(token.as_str(), now).unwrap(), key);
+        let bytes = token.as_str().as_bytes();
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut bad = bytes.to_vec();
+                bad[i] ^= 1 << bit;
+                let Ok(bad) = String::from_utf8(bad) else { continue };
+                prop_assert!(query.decode_at(&bad, now).is_err(), "flip of bit {} in char {} accepted", bit, i);
+            }
+        }
+    }
+}
+
+#[test]
+fn unsigned_round_trip_of_every_type() {
+    let codec = CursorCodec::builder(rich_sort()).build().unwrap();
+    let query = codec.bind(b"");
+    let key = vec![
+        Value::Null,
+        Value::Text("élan".into()),
+        Value::Bytes(vec![0, 255]),
+        Value::Int(-5),
+        Value::Null,
+        Value::Uint(u64::MAX),
+    ];
+    let token = query.encode(&key).unwrap();
+    assert_eq!(query.decode(token.as_str()).unwrap(), key);
+    // An unsigned codec's token is refused by a signing one.
+    assert_eq!(
+        signed().bind(b"").decode(token.as_str()),
+        Err(Error::UnsignedCursor)
+    );
+}
+
+#[test]
+fn rotation_expiry_and_query_binding() {
+    let two_col = Sort::builder()
+        .desc("at", ColumnType::Timestamp)
+        .unique_asc("id", ColumnType::Uint)
+        .build()
+        .unwrap();
+    let old = CursorCodec::builder(two_col.clone())
+        .signing_key(1, b"old-key-0123456789")
+        .build()
+        .unwrap();
+    let new = CursorCodec::builder(two_col.clone())
+        .signing_key(2, b"new-key-0123456789")
+        .signing_key(1, b"old-key-0123456789")
+        .ttl(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let retired = CursorCodec::builder(two_col)
+        .signing_key(2, b"new-key-0123456789")
+        .build()
+        .unwrap();
+    let key = [Value::Timestamp(1_700_000_000_000_000), Value::Uint(42)];
+    let from_old = old.bind(b"f").encode(&key).unwrap();
+    assert_eq!(
+        new.bind(b"f").decode(from_old.as_str()).unwrap(),
+        key,
+        "old key still verifies"
+    );
+    assert_eq!(
+        retired.bind(b"f").decode(from_old.as_str()),
+        Err(Error::BadSignature),
+        "retired key refused"
+    );
+
+    let now = SystemTime::now();
+    let fresh = new.bind(b"f").encode_at(&key, now).unwrap();
+    assert!(fresh.as_str().len() <= 64, "{} chars", fresh.as_str().len());
+    assert!(
+        new.bind(b"f")
+            .decode_at(fresh.as_str(), now + Duration::from_secs(59))
+            .is_ok()
+    );
+    assert!(matches!(
+        new.bind(b"f")
+            .decode_at(fresh.as_str(), now + Duration::from_secs(61)),
+        Err(Error::ExpiredCursor { .. })
+    ));
+    assert_eq!(
+        new.bind(b"g").decode_at(fresh.as_str(), now),
+        Err(Error::WrongQuery)
+    );
+}
+
+#[test]
+fn versions_and_bad_configuration_are_typed_errors() {
+    let sort = Sort::builder()
+        .unique_asc("id", ColumnType::Uint)
+        .build()
+        .unwrap();
+    let codec = CursorCodec::builder(sort.clone()).build().unwrap();
+    let q = codec.bind(b"");
+    use base64::Engine as _;
+    let v9 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([9u8, 0, 0, 0, 0, 0]);
+    assert_eq!(q.decode(&v9), Err(Error::UnsupportedVersion(9)));
+    assert!(matches!(
+        q.decode("!!!"),
+        Err(Error::MalformedCursor { .. })
+    ));
+    assert!(matches!(
+        q.decode(&"A".repeat(10_000)),
+        Err(Error::MalformedCursor { .. })
+    ));
+    assert!(matches!(
+        CursorCodec::builder(sort.clone())
+            .signing_key(1, b"short")
+            .build(),
+        Err(Error::InvalidCodec { .. })
+    ));
+    assert!(matches!(
+        CursorCodec::builder(sort)
+            .signing_key(1, b"0123456789abcdef")
+            .signing_key(1, b"fedcba9876543210")
+            .build(),
+        Err(Error::InvalidCodec { .. })
+    ));
+    assert!(matches!(
+        q.encode(&[Value::Int(1)]),
+        Err(Error::InvalidKey { .. })
+    ));
+    assert!(matches!(
+        q.encode(&[Value::Null]),
+        Err(Error::InvalidKey { .. })
+    ));
+}
