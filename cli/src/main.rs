@@ -4,6 +4,7 @@
 //! membership change moves. Run `shardkit --help` for every command.
 
 mod demo;
+mod page;
 mod ring;
 
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Load per node for a ring, and what adding or removing nodes moves.
     Ring(ring::RingArgs),
+    /// Cursor pagination: offset vs keyset paging, on one collection and merged shards.
+    #[command(subcommand)]
+    Page(page::PageCommand),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Ring(args) => ring::run(&args),
+        Command::Page(cmd) => page::run(&cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

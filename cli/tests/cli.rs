@@ -22,7 +22,7 @@ fn help_lists_the_commands() {
     let o = shardkit(&["--help"]);
     assert!(o.status.success());
     let text = stdout(&o);
-    for cmd in ["demo", "ring"] {
+    for cmd in ["demo", "ring", "page"] {
         assert!(text.contains(cmd), "help lacks {cmd}: {text}");
     }
 }
@@ -92,4 +92,14 @@ fn demo_tours_every_crate() {
         assert!(text.contains(section), "demo lacks {section}");
     }
     assert!(text.contains("All checks above held."));
+}
+
+#[test]
+fn page_demo_walks_and_compares() {
+    let o = shardkit(&["page", "demo", "--rows", "5000", "--size", "50", "--shards", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("one collection: 100 pages, 5000 rows, every row exactly once and in order: true"), "{text}");
+    assert!(text.contains("merged shards: 100 pages, 5000 rows, every row exactly once and in order: true"), "{text}");
+    assert!(text.contains("signature is invalid"), "{text}");
 }

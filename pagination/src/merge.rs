@@ -51,62 +51,70 @@ impl<S: Source> Merged<S> {
 
 /// One shard's fetched-but-unmerged items.
 struct Lane<T> {
-    buffered: VecDeque<(Vec<Value>, T)>,
+    buffered: VecDeque<T>,
     /// The key to continue the shard's scan from, once the buffer runs dry.
     resume: Option<Vec<Value>>,
     /// Whether the shard's last scan came back short: it has nothing more.
     exhausted: bool,
 }
 
-/// A lane's head in the merge heap, ordered so the heap pops the next item in scan order.
-struct Head<'s> {
-    key: Vec<Value>,
+/// A lane's head item in the merge heap, ordered so the heap pops the next item in scan order.
+struct Head<'s, S: Source> {
+    item: S::Item,
     lane: usize,
-    sort: &'s Sort,
+    source: &'s S,
     direction: Direction,
 }
 
-impl Ord for Head<'_> {
+impl<S: Source> Ord for Head<'_, S> {
     fn cmp(&self, other: &Self) -> Ordering {
-        let o = self.sort.compare(&self.key, &other.key);
+        let o = self.source.compare(&self.item, &other.item);
         // `BinaryHeap` pops the greatest: invert for forward scans, which want the smallest.
-        let o = if self.direction == Direction::Forward {
-            o.reverse()
-        } else {
-            o
-        };
+        let o = if self.direction == Direction::Forward { o.reverse() } else { o };
         o.then_with(|| other.lane.cmp(&self.lane))
     }
 }
 
-impl PartialOrd for Head<'_> {
+impl<S: Source> PartialOrd for Head<'_, S> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl PartialEq for Head<'_> {
+impl<S: Source> PartialEq for Head<'_, S> {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
 
-impl Eq for Head<'_> {}
+impl<S: Source> Eq for Head<'_, S> {}
 
 impl<S: Source> Merged<S> {
-    fn refill(
-        &self,
-        lane: &mut Lane<S::Item>,
+    fn refill(&self, lane: &mut Lane<S::Item>, i: usize, direction: Direction, chunk: usize) -> Result<(), Error> {
+        let items = self.shards[i].scan(lane.resume.as_deref(), direction, chunk)?;
+        lane.exhausted = items.len() < chunk;
+        if let Some(last) = items.last() {
+            lane.resume = Some(self.shards[i].key(last));
+        }
+        lane.buffered.extend(items);
+        Ok(())
+    }
+
+    /// Moves lane `i`'s next item into the heap, refilling the lane from its shard if needed.
+    fn advance<'s>(
+        &'s self,
+        lanes: &mut [Lane<S::Item>],
+        heap: &mut BinaryHeap<Head<'s, S>>,
         i: usize,
         direction: Direction,
         chunk: usize,
     ) -> Result<(), Error> {
-        let items = self.shards[i].scan(lane.resume.as_deref(), direction, chunk)?;
-        lane.exhausted = items.len() < chunk;
-        for item in items {
-            let key = self.shards[i].key(&item);
-            lane.resume = Some(key.clone());
-            lane.buffered.push_back((key, item));
+        let lane = &mut lanes[i];
+        if lane.buffered.is_empty() && !lane.exhausted {
+            self.refill(lane, i, direction, chunk)?;
+        }
+        if let Some(item) = lane.buffered.pop_front() {
+            heap.push(Head { item, lane: i, source: &self.shards[i], direction });
         }
         Ok(())
     }
@@ -120,54 +128,32 @@ impl<S: Source> Source for Merged<S> {
         self.shards.first().map_or_else(Vec::new, |s| s.key(item))
     }
 
-    fn scan(
-        &self,
-        bound: Option<&[Value]>,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<S::Item>, Error> {
+    fn compare(&self, a: &S::Item, b: &S::Item) -> Ordering {
+        self.shards.first().map_or(Ordering::Equal, |s| s.compare(a, b))
+    }
+
+    fn scan(&self, bound: Option<&[Value]>, direction: Direction, limit: usize) -> Result<Vec<S::Item>, Error> {
         if self.shards.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
+        if let Some(b) = bound {
+            self.sort.check(b)?;
+        }
         let chunk = limit / self.shards.len() + 1;
-        let mut lanes: Vec<Lane<S::Item>> = Vec::with_capacity(self.shards.len());
+        let mut lanes: Vec<Lane<S::Item>> = (0..self.shards.len())
+            .map(|_| Lane { buffered: VecDeque::new(), resume: bound.map(<[Value]>::to_vec), exhausted: false })
+            .collect();
         let mut heap = BinaryHeap::with_capacity(self.shards.len());
         for i in 0..self.shards.len() {
-            let mut lane = Lane {
-                buffered: VecDeque::new(),
-                resume: bound.map(<[Value]>::to_vec),
-                exhausted: false,
-            };
-            self.refill(&mut lane, i, direction, chunk)?;
-            if let Some((key, _)) = lane.buffered.front() {
-                heap.push(Head {
-                    key: key.clone(),
-                    lane: i,
-                    sort: &self.sort,
-                    direction,
-                });
-            }
-            lanes.push(lane);
+            self.advance(&mut lanes, &mut heap, i, direction, chunk)?;
         }
         let mut out = Vec::with_capacity(limit);
-        while out.len() < limit {
-            let Some(head) = heap.pop() else { break };
-            let lane = &mut lanes[head.lane];
-            let Some((_, item)) = lane.buffered.pop_front() else {
-                continue;
-            };
-            out.push(item);
-            if lane.buffered.is_empty() && !lane.exhausted && out.len() < limit {
-                self.refill(lane, head.lane, direction, chunk)?;
+        while let Some(head) = heap.pop() {
+            out.push(head.item);
+            if out.len() == limit {
+                break;
             }
-            if let Some((key, _)) = lane.buffered.front() {
-                heap.push(Head {
-                    key: key.clone(),
-                    lane: head.lane,
-                    sort: &self.sort,
-                    direction,
-                });
-            }
+            self.advance(&mut lanes, &mut heap, head.lane, direction, chunk)?;
         }
         Ok(out)
     }

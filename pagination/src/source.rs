@@ -22,6 +22,10 @@ pub trait Source {
     /// `item`'s sort key: one value per column of the sort.
     fn key(&self, item: &Self::Item) -> Vec<Value>;
 
+    /// Compares two items in sort order. [`Merged`](crate::Merged) orders shards' items with it;
+    /// sources whose items order natively (a map's keys) avoid building keys.
+    fn compare(&self, a: &Self::Item, b: &Self::Item) -> Ordering;
+
     /// Up to `limit` items strictly after `bound` (from the first item when `None`), in sort
     /// order, for [`Direction::Forward`]; for [`Direction::Backward`], up to `limit` items
     /// strictly before `bound` (from the last item when `None`), nearest first.
@@ -170,6 +174,10 @@ impl<K: SortKey, V: Clone> Source for BTreeMap<K, V> {
         out
     }
 
+    fn compare(&self, a: &(K, V), b: &(K, V)) -> Ordering {
+        a.0.cmp(&b.0)
+    }
+
     fn scan(
         &self,
         bound: Option<&[Value]>,
@@ -237,6 +245,10 @@ impl<T: Clone, F: Fn(&T) -> Vec<Value>> Source for SliceSource<'_, T, F> {
         (self.key)(item)
     }
 
+    fn compare(&self, a: &T, b: &T) -> Ordering {
+        self.sort.compare(&(self.key)(a), &(self.key)(b))
+    }
+
     fn scan(
         &self,
         bound: Option<&[Value]>,
@@ -291,6 +303,10 @@ where
 
     fn key(&self, item: &I::Item) -> Vec<Value> {
         (self.key)(item)
+    }
+
+    fn compare(&self, a: &I::Item, b: &I::Item) -> Ordering {
+        self.sort.compare(&(self.key)(a), &(self.key)(b))
     }
 
     fn scan(

@@ -2,6 +2,7 @@
 //! prints Markdown tables of medians and ratios. Run it with
 //! `cargo run --release -p shardkit-benches --bin compare -- ring`.
 
+mod page;
 mod ring;
 
 use std::io::Write as _;
@@ -24,6 +25,8 @@ struct Cli {
 enum Suite {
     /// Consistent-hashing rings: lookup, build, add/remove, memory, balance, movement.
     Ring(ring::RingArgs),
+    /// Pagination: keyset vs offset page cost by depth, cursor codec cost, merged shards.
+    Page(page::PageArgs),
 }
 
 /// What the report says about where it ran.
@@ -49,6 +52,7 @@ fn main() -> std::process::ExitCode {
     let mut report = format!("Machine: {}\n\n", machine());
     let result = match &cli.suite {
         Suite::Ring(args) => ring::run(args, &mut report),
+        Suite::Page(args) => page::run(args, &mut report),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
