@@ -19,26 +19,40 @@ fn cursor(c: &mut Criterion) {
         .build()
         .expect("valid codec");
     let query = codec.bind(b"status=open&owner=42");
-    let key = [Value::Timestamp(1_764_000_000_123_456), Value::Uint(98_765_432)];
+    let key = [
+        Value::Timestamp(1_764_000_000_123_456),
+        Value::Uint(98_765_432),
+    ];
     let token = query.encode(&key).expect("encodes");
     let mut group = c.benchmark_group("cursor_signed_2col");
     group.bench_function("encode", |b| b.iter(|| query.encode(black_box(&key))));
-    group.bench_function("decode_verify", |b| b.iter(|| query.decode(black_box(token.as_str()))));
+    group.bench_function("decode_verify", |b| {
+        b.iter(|| query.decode(black_box(token.as_str())))
+    });
     group.finish();
 }
 
 fn depth(c: &mut Criterion) {
     let items = 1_000_000u64;
     let data: BTreeMap<u64, u64> = (0..items).map(|k| (k, k)).collect();
-    let sort = Sort::builder().unique_asc("id", ColumnType::Uint).build().expect("valid sort");
+    let sort = Sort::builder()
+        .unique_asc("id", ColumnType::Uint)
+        .build()
+        .expect("valid sort");
     let codec = CursorCodec::builder(sort).build().expect("valid codec");
     let query = codec.bind(b"");
     let sizes = PageSize::new(100, 100).expect("valid sizes");
     let deep = items - 1_000;
-    let after = query.encode(&[Value::Uint(deep - 1)]).expect("encodes").to_string();
-    let req = PageRequest::from_relay(Some(100), Some(after), None, None, sizes).expect("valid request");
+    let after = query
+        .encode(&[Value::Uint(deep - 1)])
+        .expect("encodes")
+        .to_string();
+    let req =
+        PageRequest::from_relay(Some(100), Some(after), None, None, sizes).expect("valid request");
     let mut group = c.benchmark_group("page_at_offset_999000");
-    group.bench_function("keyset", |b| b.iter(|| paginate(&data, &query, black_box(&req)).map(|p| p.edges.len())));
+    group.bench_function("keyset", |b| {
+        b.iter(|| paginate(&data, &query, black_box(&req)).map(|p| p.edges.len()))
+    });
     group.bench_function("offset", |b| {
         b.iter(|| data.iter().skip(black_box(deep as usize)).take(101).count())
     });

@@ -96,10 +96,22 @@ fn demo_tours_every_crate() {
 
 #[test]
 fn page_demo_walks_and_compares() {
-    let o = shardkit(&["page", "demo", "--rows", "5000", "--size", "50", "--shards", "3"]);
+    let o = shardkit(&[
+        "page", "demo", "--rows", "5000", "--size", "50", "--shards", "3",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(text.contains("one collection: 100 pages, 5000 rows, every row exactly once and in order: true"), "{text}");
-    assert!(text.contains("merged shards: 100 pages, 5000 rows, every row exactly once and in order: true"), "{text}");
+    assert!(
+        text.contains(
+            "one collection: 100 pages, 5000 rows, every row exactly once and in order: true"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "merged shards: 100 pages, 5000 rows, every row exactly once and in order: true"
+        ),
+        "{text}"
+    );
     assert!(text.contains("signature is invalid"), "{text}");
 }

@@ -297,7 +297,12 @@ impl BoundCodec<'_> {
     /// [`Error::InvalidKey`] if `key` does not fit the sort.
     pub fn encode(&self, key: &[Value]) -> Result<Cursor, Error> {
         // Reading the clock costs more than a tenth of an encode: only when the token expires.
-        self.encode_with(key, || self.codec.ttl.map(|_| SystemTime::now()).unwrap_or(UNIX_EPOCH))
+        self.encode_with(key, || {
+            self.codec
+                .ttl
+                .map(|_| SystemTime::now())
+                .unwrap_or(UNIX_EPOCH)
+        })
     }
 
     /// Encodes `key` as if the time were `now` (expiry counts from it).
@@ -309,7 +314,11 @@ impl BoundCodec<'_> {
         self.encode_with(key, || now)
     }
 
-    fn encode_with(&self, key: &[Value], now: impl FnOnce() -> SystemTime) -> Result<Cursor, Error> {
+    fn encode_with(
+        &self,
+        key: &[Value],
+        now: impl FnOnce() -> SystemTime,
+    ) -> Result<Cursor, Error> {
         let codec = self.codec;
         codec.sort.check(key)?;
         let mut buf = Vec::with_capacity(48);
@@ -328,7 +337,10 @@ impl BoundCodec<'_> {
         }
         buf.extend_from_slice(&self.digest[..FINGERPRINT_LEN]);
         if let Some(ttl) = codec.ttl {
-            put_varint(&mut buf, seconds(now()).saturating_add(ttl.as_secs().max(1)));
+            put_varint(
+                &mut buf,
+                seconds(now()).saturating_add(ttl.as_secs().max(1)),
+            );
         }
         for (col, v) in codec.sort.columns().iter().zip(key) {
             if col.nulls().is_some() {
@@ -387,7 +399,11 @@ impl BoundCodec<'_> {
     }
 
     /// Decodes, reading the clock only for a token that can expire.
-    fn decode_with(&self, token: &str, now: impl FnOnce() -> SystemTime) -> Result<Vec<Value>, Error> {
+    fn decode_with(
+        &self,
+        token: &str,
+        now: impl FnOnce() -> SystemTime,
+    ) -> Result<Vec<Value>, Error> {
         let codec = self.codec;
         // A valid token for the longest keys is far below this; refuse huge inputs before work.
         if token.len() > 4096 {

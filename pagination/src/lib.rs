@@ -32,6 +32,16 @@
 //!     }
 //! }
 //! assert_eq!(seen, 95);
+//!
+//! // Backwards from the end (`last`/`before`): pages still list items in sort order.
+//! let request = PageRequest::from_relay(None, None, Some(20), None, sizes)?;
+//! let last = paginate(&orders, &query, &request)?;
+//! let ids: Vec<u64> = last.items().map(|(id, _)| *id).collect();
+//! assert_eq!(ids, (76..=95).collect::<Vec<_>>());
+//! assert!(last.page_info.has_previous_page && !last.page_info.has_next_page);
+//! let before = last.prev_cursor().map(|c| c.to_string());
+//! let earlier = paginate(&orders, &query, &PageRequest::from_relay(None, None, Some(20), before, sizes)?)?;
+//! assert_eq!(earlier.items().next().map(|(id, _)| *id), Some(56));
 //! # Ok::<(), shardkit_pagination::Error>(())
 //! ```
 //!

@@ -70,7 +70,11 @@ impl<S: Source> Ord for Head<'_, S> {
     fn cmp(&self, other: &Self) -> Ordering {
         let o = self.source.compare(&self.item, &other.item);
         // `BinaryHeap` pops the greatest: invert for forward scans, which want the smallest.
-        let o = if self.direction == Direction::Forward { o.reverse() } else { o };
+        let o = if self.direction == Direction::Forward {
+            o.reverse()
+        } else {
+            o
+        };
         o.then_with(|| other.lane.cmp(&self.lane))
     }
 }
@@ -90,7 +94,13 @@ impl<S: Source> PartialEq for Head<'_, S> {
 impl<S: Source> Eq for Head<'_, S> {}
 
 impl<S: Source> Merged<S> {
-    fn refill(&self, lane: &mut Lane<S::Item>, i: usize, direction: Direction, chunk: usize) -> Result<(), Error> {
+    fn refill(
+        &self,
+        lane: &mut Lane<S::Item>,
+        i: usize,
+        direction: Direction,
+        chunk: usize,
+    ) -> Result<(), Error> {
         let items = self.shards[i].scan(lane.resume.as_deref(), direction, chunk)?;
         lane.exhausted = items.len() < chunk;
         if let Some(last) = items.last() {
@@ -114,7 +124,12 @@ impl<S: Source> Merged<S> {
             self.refill(lane, i, direction, chunk)?;
         }
         if let Some(item) = lane.buffered.pop_front() {
-            heap.push(Head { item, lane: i, source: &self.shards[i], direction });
+            heap.push(Head {
+                item,
+                lane: i,
+                source: &self.shards[i],
+                direction,
+            });
         }
         Ok(())
     }
@@ -129,10 +144,17 @@ impl<S: Source> Source for Merged<S> {
     }
 
     fn compare(&self, a: &S::Item, b: &S::Item) -> Ordering {
-        self.shards.first().map_or(Ordering::Equal, |s| s.compare(a, b))
+        self.shards
+            .first()
+            .map_or(Ordering::Equal, |s| s.compare(a, b))
     }
 
-    fn scan(&self, bound: Option<&[Value]>, direction: Direction, limit: usize) -> Result<Vec<S::Item>, Error> {
+    fn scan(
+        &self,
+        bound: Option<&[Value]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<S::Item>, Error> {
         if self.shards.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
@@ -141,7 +163,11 @@ impl<S: Source> Source for Merged<S> {
         }
         let chunk = limit / self.shards.len() + 1;
         let mut lanes: Vec<Lane<S::Item>> = (0..self.shards.len())
-            .map(|_| Lane { buffered: VecDeque::new(), resume: bound.map(<[Value]>::to_vec), exhausted: false })
+            .map(|_| Lane {
+                buffered: VecDeque::new(),
+                resume: bound.map(<[Value]>::to_vec),
+                exhausted: false,
+            })
             .collect();
         let mut heap = BinaryHeap::with_capacity(self.shards.len());
         for i in 0..self.shards.len() {

@@ -31,7 +31,10 @@ pub(crate) struct PageArgs {
 }
 
 fn id_sort() -> Result<Sort, String> {
-    Sort::builder().unique_asc("id", ColumnType::Uint).build().map_err(|e| e.to_string())
+    Sort::builder()
+        .unique_asc("id", ColumnType::Uint)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// Median microseconds of `f` over `rounds` runs.
@@ -51,16 +54,25 @@ fn request_at(query: &BoundCodec<'_>, page: u64, size: u32) -> Result<PageReques
     let sizes = PageSize::new(size, size).map_err(|e| e.to_string())?;
     let after = match page {
         0 => None,
-        p => Some(query.encode(&[Value::Uint(p * u64::from(size) - 1)]).map_err(|e| e.to_string())?.to_string()),
+        p => Some(
+            query
+                .encode(&[Value::Uint(p * u64::from(size) - 1)])
+                .map_err(|e| e.to_string())?
+                .to_string(),
+        ),
     };
-    PageRequest::from_relay(Some(i64::from(size)), after, None, None, sizes).map_err(|e| e.to_string())
+    PageRequest::from_relay(Some(i64::from(size)), after, None, None, sizes)
+        .map_err(|e| e.to_string())
 }
 
 fn depth_table(args: &PageArgs, out: &mut String) -> Result<(), String> {
     let t = Instant::now();
     let data: BTreeMap<u64, u64> = (0..args.items).map(|k| (k, k ^ 0x5555)).collect();
     let built = t.elapsed().as_secs_f64();
-    let codec = CursorCodec::builder(id_sort()?).signing_key(1, b"benchmark-signing-key").build().map_err(|e| e.to_string())?;
+    let codec = CursorCodec::builder(id_sort()?)
+        .signing_key(1, b"benchmark-signing-key")
+        .build()
+        .map_err(|e| e.to_string())?;
     let query = codec.bind(b"");
     let last_page = args.items / u64::from(args.size) - 1;
     let mut depths: Vec<u64> = vec![0, 9, 99, 999, 9_999, 99_999];
@@ -68,9 +80,20 @@ fn depth_table(args: &PageArgs, out: &mut String) -> Result<(), String> {
     depths.push(last_page.min(98_999));
     depths.sort_unstable();
     depths.dedup();
-    let _ = writeln!(out, "### Page cost by depth: {} items in a `BTreeMap`, {} per page (median us of {} runs; built in {built:.1} s)\n", args.items, args.size, args.rounds);
-    let _ = writeln!(out, "Keyset: `paginate` with a signed cursor (decode, range scan of size + 1, a one-item probe back, {} cursors encoded). Offset: `iter().skip(offset).take(size + 1)`, what `LIMIT n OFFSET k` does.\n", args.size);
-    let _ = writeln!(out, "| page | offset | keyset us | keyset vs page 1 | offset us | offset vs page 1 |\n|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "### Page cost by depth: {} items in a `BTreeMap`, {} per page (median us of {} runs; built in {built:.1} s)\n",
+        args.items, args.size, args.rounds
+    );
+    let _ = writeln!(
+        out,
+        "Keyset: `paginate` with a signed cursor (decode, range scan of size + 1, a one-item probe back, {} cursors encoded). Offset: `iter().skip(offset).take(size + 1)`, what `LIMIT n OFFSET k` does.\n",
+        args.size
+    );
+    let _ = writeln!(
+        out,
+        "| page | offset | keyset us | keyset vs page 1 | offset us | offset vs page 1 |\n|---|---|---|---|---|---|"
+    );
     let (mut keyset_first, mut offset_first) = (0.0, 0.0);
     for &page in &depths {
         let req = request_at(&query, page, args.size)?;
@@ -86,7 +109,12 @@ fn depth_table(args: &PageArgs, out: &mut String) -> Result<(), String> {
         }
         let offset = page * u64::from(args.size);
         let offset_us = time_us(args.rounds.min(5), || {
-            black_box(data.iter().skip(offset as usize).take(args.size as usize + 1).count());
+            black_box(
+                data.iter()
+                    .skip(offset as usize)
+                    .take(args.size as usize + 1)
+                    .count(),
+            );
         });
         if page == 0 {
             (keyset_first, offset_first) = (keyset, offset_us);
@@ -114,7 +142,10 @@ fn codec_table(args: &PageArgs, out: &mut String) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let query = codec.bind(b"status=open&owner=42");
-    let key = [Value::Timestamp(1_764_000_000_123_456), Value::Uint(98_765_432)];
+    let key = [
+        Value::Timestamp(1_764_000_000_123_456),
+        Value::Uint(98_765_432),
+    ];
     let token = query.encode(&key).map_err(|e| e.to_string())?;
     let n = 100_000;
     let mut errors = 0;
@@ -122,18 +153,32 @@ fn codec_table(args: &PageArgs, out: &mut String) -> Result<(), String> {
         for _ in 0..n {
             errors += usize::from(query.encode(black_box(&key)).is_err());
         }
-    }) * 1e3 / f64::from(n);
+    }) * 1e3
+        / f64::from(n);
     let decode = time_us(args.rounds, || {
         for _ in 0..n {
             errors += usize::from(query.decode(black_box(token.as_str())).is_err());
         }
-    }) * 1e3 / f64::from(n);
+    }) * 1e3
+        / f64::from(n);
     if errors > 0 {
         return Err(format!("{errors} cursor round trips failed"));
     }
-    let _ = writeln!(out, "### Signed two-column cursor (timestamp, id), HMAC-SHA256, query-bound (median of {} runs of {n})\n", args.rounds);
-    let _ = writeln!(out, "| encode ns | decode + verify ns | together ns | token length |\n|---|---|---|---|");
-    let _ = writeln!(out, "| {encode:.0} | {decode:.0} | {:.0} | {} chars |\n", encode + decode, token.as_str().len());
+    let _ = writeln!(
+        out,
+        "### Signed two-column cursor (timestamp, id), HMAC-SHA256, query-bound (median of {} runs of {n})\n",
+        args.rounds
+    );
+    let _ = writeln!(
+        out,
+        "| encode ns | decode + verify ns | together ns | token length |\n|---|---|---|---|"
+    );
+    let _ = writeln!(
+        out,
+        "| {encode:.0} | {decode:.0} | {:.0} | {} chars |\n",
+        encode + decode,
+        token.as_str().len()
+    );
     Ok(())
 }
 
@@ -144,32 +189,60 @@ fn merged_table(args: &PageArgs, out: &mut String) -> Result<(), String> {
     let mut shards = vec![BTreeMap::new(); args.shards as usize];
     for k in 0..total {
         // Spread keys the way a hash ring would: no shard holds a contiguous run.
-        shards[(k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % args.shards as usize].insert(k, k);
+        shards[(k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % args.shards as usize]
+            .insert(k, k);
     }
     let merged = Merged::new(shards, sort.clone());
-    let codec = CursorCodec::builder(sort).build().map_err(|e| e.to_string())?;
+    let codec = CursorCodec::builder(sort)
+        .build()
+        .map_err(|e| e.to_string())?;
     let query = codec.bind(b"");
-    let _ = writeln!(out, "### Merged paging: {total} items in 1 shard vs {} shards, {} per page (median us of {} runs)\n", args.shards, args.size, args.rounds);
-    let _ = writeln!(out, "| page | one shard us | {} shards merged us | ratio |\n|---|---|---|---|", args.shards);
+    let _ = writeln!(
+        out,
+        "### Merged paging: {total} items in 1 shard vs {} shards, {} per page (median us of {} runs)\n",
+        args.shards, args.size, args.rounds
+    );
+    let _ = writeln!(
+        out,
+        "| page | one shard us | {} shards merged us | ratio |\n|---|---|---|---|",
+        args.shards
+    );
     for page in [0, 99, 4_999] {
         if page * u64::from(args.size) >= total {
             continue;
         }
         let req = request_at(&query, page, args.size)?;
         let one = time_us(args.rounds, || {
-            black_box(paginate(&single, &query, &req).map(|p| p.edges.len()).unwrap_or(0));
+            black_box(
+                paginate(&single, &query, &req)
+                    .map(|p| p.edges.len())
+                    .unwrap_or(0),
+            );
         });
         let many = time_us(args.rounds, || {
-            black_box(paginate(&merged, &query, &req).map(|p| p.edges.len()).unwrap_or(0));
+            black_box(
+                paginate(&merged, &query, &req)
+                    .map(|p| p.edges.len())
+                    .unwrap_or(0),
+            );
         });
-        let _ = writeln!(out, "| {} | {one:.1} | {many:.1} | {:.2}x |", page + 1, many / one);
+        let _ = writeln!(
+            out,
+            "| {} | {one:.1} | {many:.1} | {:.2}x |",
+            page + 1,
+            many / one
+        );
     }
     let _ = writeln!(out);
     Ok(())
 }
 
 pub(crate) fn run(args: &PageArgs, out: &mut String) -> Result<(), String> {
-    if args.items < u64::from(args.size) * 2 || args.size == 0 || args.rounds == 0 || args.shards == 0 {
+    if args.items < u64::from(args.size) * 2
+        || args.size == 0
+        || args.rounds == 0
+        || args.shards == 0
+    {
         return Err("need --items >= 2 x --size, and --size, --rounds, --shards >= 1".into());
     }
     let _ = writeln!(out, "## Pagination\n");
