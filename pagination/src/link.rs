@@ -47,3 +47,53 @@ pub fn link_header<T>(base_url: &str, size: u32, page: &Page<T>) -> Option<Strin
     }
     (!links.is_empty()).then(|| links.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::{ColumnType, CursorCodec, PageRequest, PageSize, Sort, paginate};
+
+    use super::*;
+
+    #[test]
+    fn both_links_with_encoded_cursors() {
+        let rows: BTreeMap<String, ()> = (0..30).map(|i| (format!("k/{i:02}?&"), ())).collect();
+        let sort = Sort::builder()
+            .unique_asc("name", ColumnType::Text)
+            .build()
+            .unwrap();
+        let codec = CursorCodec::builder(sort).build().unwrap();
+        let query = codec.bind(b"");
+        let sizes = PageSize::new(10, 10).unwrap();
+        let first = paginate(&rows, &query, &PageRequest::first(10)).unwrap();
+        let after = first.next_cursor().map(ToString::to_string);
+        let middle = paginate(
+            &rows,
+            &query,
+            &PageRequest::from_relay(None, after, None, None, sizes).unwrap(),
+        )
+        .unwrap();
+        let link = link_header("/items", 10, &middle).unwrap();
+        let next = middle.next_cursor().unwrap().as_str().to_string();
+        let prev = middle.prev_cursor().unwrap().as_str().to_string();
+        assert_eq!(
+            link,
+            format!(
+                "</items?first=10&after={next}>; rel=\"next\", </items?last=10&before={prev}>; rel=\"prev\""
+            )
+        );
+        // Base64url needs no escaping; anything else in a cursor would be percent-encoded.
+        assert_eq!(
+            utf8_percent_encode("a+b/c=d", QUERY_VALUE).to_string(),
+            "a%2Bb%2Fc%3Dd"
+        );
+        let none = paginate(
+            &BTreeMap::<String, ()>::new(),
+            &query,
+            &PageRequest::first(10),
+        )
+        .unwrap();
+        assert_eq!(link_header("/items", 10, &none), None);
+    }
+}

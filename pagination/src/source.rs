@@ -14,7 +14,7 @@ use crate::value::Value;
 ///
 /// Implement it for a database table (an index range scan), a remote shard, or anything else
 /// ordered; this crate implements it for [`BTreeMap`]s, sorted slices ([`SliceSource`]) and
-/// any re-startable iterator ([`IterSource`]), and merges several into one ([`Merged`]).
+/// any re-startable iterator ([`IterSource`]), and merges several into one ([`Merged`](crate::Merged)).
 pub trait Source {
     /// What the source yields.
     type Item;
