@@ -58,3 +58,141 @@ impl fmt::Display for FrameError {
 }
 
 impl std::error::Error for FrameError {}
+
+/// What went wrong in a log operation.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O call failed (disk full, permission denied, ...). The log stays consistent: a
+    /// failed append leaves no partial record behind.
+    Io {
+        /// What the log was doing.
+        op: &'static str,
+        /// The file or directory involved.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A record inside the log (not at its tail) is damaged: its bytes changed after they were
+    /// written. The log refuses to skip it; restore the segment from a replica.
+    Corrupt {
+        /// The segment file.
+        path: std::path::PathBuf,
+        /// The byte position of the damaged frame in the file.
+        position: u64,
+        /// What is wrong with it.
+        reason: FrameError,
+    },
+    /// A sync of the log's files failed earlier. Data the log acknowledged may not be on disk,
+    /// and the kernel may have dropped it, so the log refuses writes until it is reopened and
+    /// recovered.
+    Poisoned {
+        /// The failed sync's error.
+        reason: String,
+    },
+    /// The offset lies outside the log's retained range.
+    OffsetOutOfRange {
+        /// The offset asked for.
+        requested: u64,
+        /// The first offset the log holds.
+        start: u64,
+        /// One past the last offset the log holds.
+        end: u64,
+    },
+    /// Replicated records did not continue the log: their first offset must be its end.
+    NotContiguous {
+        /// The offset the log expected.
+        expected: u64,
+        /// The offset given.
+        got: u64,
+    },
+    /// A record's epoch is older than the log's current epoch.
+    StaleEpoch {
+        /// The log's latest epoch.
+        current: u64,
+        /// The epoch given.
+        got: u64,
+    },
+    /// A record is too large to frame.
+    RecordTooLarge {
+        /// The frame body's length.
+        len: u64,
+    },
+    /// A configuration value is out of range.
+    InvalidConfig {
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
+            Error::Corrupt {
+                path,
+                position,
+                reason,
+            } => write!(
+                f,
+                "corrupt record in {} at byte {position}: {reason}; restore the segment from a replica",
+                path.display()
+            ),
+            Error::Poisoned { reason } => write!(
+                f,
+                "the log is poisoned by a failed sync ({reason}); reopen it to recover before writing again"
+            ),
+            Error::OffsetOutOfRange {
+                requested,
+                start,
+                end,
+            } => {
+                write!(
+                    f,
+                    "offset {requested} is outside the log's range {start}..{end}"
+                )
+            }
+            Error::NotContiguous { expected, got } => {
+                write!(
+                    f,
+                    "records must continue the log at offset {expected}, got {got}"
+                )
+            }
+            Error::StaleEpoch { current, got } => {
+                write!(
+                    f,
+                    "epoch {got} is older than the log's current epoch {current}"
+                )
+            }
+            Error::RecordTooLarge { len } => write!(
+                f,
+                "record of {len} bytes exceeds the maximum frame body of {} bytes",
+                crate::MAX_FRAME_BODY
+            ),
+            Error::InvalidConfig { reason } => write!(f, "invalid log configuration: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Corrupt { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+impl Error {
+    pub(crate) fn io<'p>(
+        op: &'static str,
+        path: &'p std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> Error + 'p {
+        move |source| Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

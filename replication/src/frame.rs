@@ -21,7 +21,29 @@ const NO_KEY: u32 = u32::MAX;
 ///
 /// [`FrameError::TooLarge`] if the body would exceed [`MAX_FRAME_BODY`]; `out` is unchanged.
 pub fn encode(record: &Record, out: &mut Vec<u8>) -> Result<(), FrameError> {
-    let key_len = record.key.as_ref().map_or(0, Vec::len);
+    let parts = FrameParts {
+        offset: record.offset,
+        epoch: record.epoch,
+        timestamp_ms: record.timestamp_ms,
+        key: record.key.as_deref(),
+        payload: &record.payload,
+    };
+    encode_parts(&parts, out)
+}
+
+/// A record's fields, borrowed: what the log frames when it appends without copying payloads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FrameParts<'a> {
+    pub(crate) offset: Offset,
+    pub(crate) epoch: Epoch,
+    pub(crate) timestamp_ms: u64,
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) payload: &'a [u8],
+}
+
+/// [`encode`] from borrowed parts.
+pub(crate) fn encode_parts(record: &FrameParts<'_>, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    let key_len = record.key.map_or(0, <[u8]>::len);
     let body = FIXED_BODY + key_len + record.payload.len();
     if body > MAX_FRAME_BODY {
         return Err(FrameError::TooLarge { len: body as u64 });
@@ -33,17 +55,23 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) -> Result<(), FrameError> {
     out.extend_from_slice(&record.offset.get().to_le_bytes());
     out.extend_from_slice(&record.epoch.get().to_le_bytes());
     out.extend_from_slice(&record.timestamp_ms.to_le_bytes());
-    match &record.key {
+    match record.key {
         Some(key) => {
             out.extend_from_slice(&(key.len() as u32).to_le_bytes());
             out.extend_from_slice(key);
         }
         None => out.extend_from_slice(&NO_KEY.to_le_bytes()),
     }
-    out.extend_from_slice(&record.payload);
+    out.extend_from_slice(record.payload);
     let crc = crc32c::crc32c(&out[start + FRAME_HEADER_LEN..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     Ok(())
+}
+
+/// The length of the frame starting at `buf`, read from its header without checking it, or
+/// `None` if `buf` is shorter than a header.
+pub(crate) fn frame_len(buf: &[u8]) -> Option<usize> {
+    (buf.len() >= FRAME_HEADER_LEN).then(|| FRAME_HEADER_LEN + u32_at(buf, 0) as usize)
 }
 
 fn u32_at(buf: &[u8], at: usize) -> u32 {

@@ -49,14 +49,22 @@
 //!
 //! The minimum supported Rust version is 1.88. The crate has no `unsafe` code.
 #![forbid(unsafe_code)]
+#![cfg(unix)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod commit;
 mod error;
 mod frame;
+mod log;
+mod notify;
 mod record;
+mod sync;
 
-pub use error::FrameError;
+pub use error::{Error, FrameError};
 pub use frame::{FRAME_HEADER_LEN, Frames, MAX_FRAME_BODY, decode, encode, frames};
+pub use log::memory::MemoryLog;
+pub use log::storage::{Appended, Durability, Entry, LogStorage, Tail};
+pub use log::{FileLog, LogConfig, Recovery, SegmentInfo};
 pub use record::{Epoch, Offset, Record};
 
 /// The README's examples, compiled and run as doctests so they cannot rot.

@@ -1,0 +1,171 @@
+//! Group commit: appenders that need durability share one sync of the file.
+//!
+//! Each appender writes its records, then waits until the log is durable up to its own end. The
+//! first waiter to find no sync in progress becomes the syncer: it syncs everything written so
+//! far (its records and any that other appenders wrote meanwhile), publishes the new durable
+//! point, and wakes the others; those already covered return without a sync of their own. A
+//! failed sync poisons the log: every waiter, and every later append, gets the failure, because
+//! the kernel may have dropped the dirty pages and a retry would report success for lost data.
+
+use crate::sync::{Condvar, Mutex, lock};
+
+/// The shared state of the protocol.
+#[derive(Debug, Default)]
+struct State {
+    /// The end of what appenders have written (an offset; monotonic).
+    written: u64,
+    /// The end of what is known durable.
+    durable: u64,
+    /// Whether a syncer is at work.
+    syncing: bool,
+    /// Set forever by a failed sync, with its message.
+    failed: Option<String>,
+}
+
+/// The group-commit hand-off between appenders; see the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct GroupCommit {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl GroupCommit {
+    /// A protocol whose first `durable` offsets are already durable (after recovery).
+    pub(crate) fn new(durable: u64) -> Self {
+        Self {
+            state: Mutex::new(State {
+                written: durable,
+                durable,
+                ..State::default()
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Records that everything below `end` has been written (not yet synced).
+    pub(crate) fn written(&self, end: u64) {
+        let mut s = lock(&self.state);
+        s.written = s.written.max(end);
+    }
+
+    /// The failure that poisoned the log, if any.
+    pub(crate) fn failure(&self) -> Option<String> {
+        lock(&self.state).failed.clone()
+    }
+
+    /// Poisons the log: every waiter and later append fails with `reason`.
+    pub(crate) fn poison(&self, reason: String) {
+        let mut s = lock(&self.state);
+        s.failed.get_or_insert(reason);
+        self.changed.notify_all();
+    }
+
+    /// Lowers the written and durable points after a truncation to `end`.
+    pub(crate) fn truncated(&self, end: u64) {
+        let mut s = lock(&self.state);
+        s.written = s.written.min(end);
+        s.durable = s.durable.min(end);
+    }
+
+    /// Returns once everything below `target` is durable, calling `sync` (which makes everything
+    /// written so far durable) as the syncer when no sync already covers it.
+    ///
+    /// # Errors
+    ///
+    /// The message of the failed sync that poisoned the log, whoever ran it.
+    pub(crate) fn wait_durable(
+        &self,
+        target: u64,
+        sync: impl Fn() -> std::io::Result<()>,
+    ) -> Result<(), String> {
+        let mut s = lock(&self.state);
+        loop {
+            if let Some(e) = &s.failed {
+                return Err(e.clone());
+            }
+            if s.durable >= target {
+                return Ok(());
+            }
+            if s.syncing {
+                s = self
+                    .changed
+                    .wait(s)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            }
+            s.syncing = true;
+            let upto = s.written;
+            drop(s);
+            let result = sync();
+            s = lock(&self.state);
+            s.syncing = false;
+            match result {
+                Ok(()) => s.durable = s.durable.max(upto),
+                Err(e) => s.failed = Some(e.to_string()),
+            }
+            self.changed.notify_all();
+        }
+    }
+
+    /// Syncs if anything written is not yet durable (the `Interval` policy's timer).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_durable`](Self::wait_durable).
+    pub(crate) fn sync_pending(
+        &self,
+        sync: impl Fn() -> std::io::Result<()>,
+    ) -> Result<(), String> {
+        let target = lock(&self.state).written;
+        self.wait_durable(target, sync)
+    }
+}
+
+#[cfg(all(test, not(shardkit_loom)))]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn concurrent_waiters_share_syncs() {
+        let commit = Arc::new(GroupCommit::new(0));
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (1..=16u64)
+            .map(|i| {
+                let (commit, syncs) = (Arc::clone(&commit), Arc::clone(&syncs));
+                std::thread::spawn(move || {
+                    commit.written(i);
+                    commit
+                        .wait_durable(i, || {
+                            syncs.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(2));
+                            Ok(())
+                        })
+                        .unwrap();
+                    assert!(lock(&commit.state).durable >= i);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(syncs.load(Ordering::SeqCst) <= 16);
+        assert_eq!(lock(&commit.state).durable, 16);
+    }
+
+    #[test]
+    fn a_failed_sync_poisons_every_later_wait() {
+        let commit = GroupCommit::new(0);
+        commit.written(5);
+        let err = commit
+            .wait_durable(5, || Err(std::io::Error::other("EIO")))
+            .unwrap_err();
+        assert!(err.contains("EIO"));
+        // A later sync that would succeed is never attempted: the failure stays.
+        commit.written(6);
+        assert!(commit.wait_durable(6, || Ok(())).is_err());
+        assert!(commit.failure().is_some());
+    }
+}

@@ -1,0 +1,51 @@
+//! Tail notification: readers wait for the log to grow past an offset; the writer publishes.
+
+use std::time::{Duration, Instant};
+
+use crate::sync::{Condvar, Mutex, lock};
+
+/// The log's published end, with a condition variable for readers waiting on it.
+#[derive(Debug, Default)]
+pub(crate) struct Tail {
+    end: Mutex<u64>,
+    grew: Condvar,
+}
+
+impl Tail {
+    pub(crate) fn new(end: u64) -> Self {
+        Self {
+            end: Mutex::new(end),
+            grew: Condvar::new(),
+        }
+    }
+
+    /// The published end.
+    pub(crate) fn end(&self) -> u64 {
+        *lock(&self.end)
+    }
+
+    /// Publishes a new end (after an append, or lower after a truncation) and wakes readers.
+    pub(crate) fn publish(&self, end: u64) {
+        *lock(&self.end) = end;
+        self.grew.notify_all();
+    }
+
+    /// Waits until the end exceeds `offset` or `timeout` passes; returns the end.
+    pub(crate) fn wait_beyond(&self, offset: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut end = lock(&self.end);
+        while *end <= offset {
+            let Some(left) = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            else {
+                break;
+            };
+            end = self
+                .grew
+                .wait_timeout(end, left)
+                .map_or_else(|e| e.into_inner().0, |(guard, _)| guard);
+        }
+        *end
+    }
+}

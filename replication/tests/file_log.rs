@@ -1,0 +1,347 @@
+//! The file log: appends, reads across segments, reopening, truncation, retention, the epoch
+//! history, and recovery from torn writes and bit rot.
+
+use std::path::Path;
+
+use shardkit_replication::{
+    Durability, Entry, Epoch, Error, FileLog, LogConfig, LogStorage, Offset, Record,
+};
+
+/// Small segments so a few hundred records span many of them.
+fn config() -> LogConfig {
+    LogConfig::default()
+        .segment_bytes(4096)
+        .durability(Durability::Never)
+}
+
+fn payload(i: u64) -> Vec<u8> {
+    format!("record {i} {}", "x".repeat((i % 37) as usize)).into_bytes()
+}
+
+fn fill(dir: &Path, n: u64) {
+    let log = FileLog::open(dir, config()).unwrap();
+    for i in 0..n {
+        let p = payload(i);
+        log.append(Epoch::new(1 + i / 100), &[Entry::new(&p)])
+            .unwrap();
+    }
+}
+
+fn all(log: &FileLog) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut next = log.start_offset();
+    while next < log.end_offset() {
+        let batch = log.read(next, 2000).unwrap();
+        next = Offset::new(batch.last().unwrap().offset.get() + 1);
+        out.extend(batch);
+    }
+    out
+}
+
+fn check_prefix(log: &FileLog, n: u64) {
+    let records = all(log);
+    assert_eq!(records.len() as u64, n);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.offset, Offset::new(i as u64));
+        assert_eq!(r.payload, payload(i as u64));
+    }
+}
+
+#[test]
+fn appends_survive_reopening_and_span_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 300);
+    let log = FileLog::open(dir.path(), config()).unwrap();
+    assert!(
+        log.segments().len() > 3,
+        "{} segments",
+        log.segments().len()
+    );
+    assert_eq!(log.recovery().truncated_bytes, 0);
+    check_prefix(&log, 300);
+    // Seeks into the middle of every segment find the right record.
+    for from in [0, 1, 57, 150, 151, 299] {
+        assert_eq!(
+            log.read(Offset::new(from), 1).unwrap()[0].offset,
+            Offset::new(from)
+        );
+    }
+    assert_eq!(
+        log.epochs(),
+        vec![
+            (Epoch::new(1), Offset::new(0)),
+            (Epoch::new(2), Offset::new(100)),
+            (Epoch::new(3), Offset::new(200))
+        ]
+    );
+    assert!(log.verify().unwrap().is_empty());
+    assert!(matches!(
+        log.read(Offset::new(301), 10),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+    assert!(log.read(Offset::new(300), 10).unwrap().is_empty());
+}
+
+#[test]
+fn byte_limits_always_return_at_least_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 50);
+    let log = FileLog::open(dir.path(), config()).unwrap();
+    assert_eq!(log.read(Offset::new(10), 1).unwrap().len(), 1);
+    let some = log.read(Offset::new(10), 300).unwrap();
+    assert!(some.len() > 1 && some.len() < 40, "{}", some.len());
+}
+
+#[test]
+fn stale_epochs_and_gaps_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path(), config()).unwrap();
+    log.append(Epoch::new(5), &[Entry::new(b"a")]).unwrap();
+    assert!(matches!(
+        log.append(Epoch::new(4), &[Entry::new(b"b")]),
+        Err(Error::StaleEpoch { current: 5, got: 4 })
+    ));
+    let gap = Record::new(Offset::new(3), Epoch::new(5), 0, b"c".to_vec());
+    assert!(matches!(
+        log.append_records(&[gap]),
+        Err(Error::NotContiguous {
+            expected: 1,
+            got: 3
+        })
+    ));
+    let next = Record::new(Offset::new(1), Epoch::new(6), 0, b"c".to_vec());
+    log.append_records(&[next]).unwrap();
+    assert_eq!(log.end_offset(), Offset::new(2));
+}
+
+#[test]
+fn truncation_drops_a_suffix_and_its_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 300);
+    {
+        let log = FileLog::open(dir.path(), config()).unwrap();
+        log.truncate_from(Offset::new(150)).unwrap();
+        assert_eq!(log.end_offset(), Offset::new(150));
+        assert_eq!(
+            log.epochs(),
+            vec![
+                (Epoch::new(1), Offset::new(0)),
+                (Epoch::new(2), Offset::new(100))
+            ]
+        );
+        check_prefix(&log, 150);
+        // The log continues from the cut.
+        let p = payload(150);
+        assert_eq!(
+            log.append(Epoch::new(7), &[Entry::new(&p)])
+                .unwrap()
+                .first(),
+            Offset::new(150)
+        );
+    }
+    let log = FileLog::open(dir.path(), config()).unwrap();
+    check_prefix(&log, 151);
+    assert_eq!(
+        log.epochs().last(),
+        Some(&(Epoch::new(7), Offset::new(150)))
+    );
+}
+
+#[test]
+fn retention_drops_whole_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 300);
+    let log = FileLog::open(dir.path(), config()).unwrap();
+    let before = log.segments().len();
+    log.drop_before(Offset::new(120)).unwrap();
+    let start = log.start_offset().get();
+    assert!(start > 0 && start <= 120, "start {start}");
+    assert!(matches!(
+        log.read(Offset::new(0), 10),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(
+        log.read(Offset::new(start), 1).unwrap()[0].payload,
+        payload(start)
+    );
+    let deleted = log.apply_retention(Some(8192), None).unwrap();
+    assert!(deleted > 0 && log.segments().len() < before);
+    assert_eq!(log.end_offset(), Offset::new(300));
+}
+
+/// The segment files, oldest first.
+fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn a_torn_tail_is_cut_at_every_byte_position() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 40);
+    let tail = segment_files(dir.path()).pop().unwrap();
+    let bytes = std::fs::read(&tail).unwrap();
+    let log = FileLog::open(dir.path(), config()).unwrap();
+    let tail_base = log.segments().last().unwrap().base.get();
+    let in_tail = 40 - tail_base;
+    drop(log);
+    // Frame boundaries of the tail segment.
+    let mut ends = vec![0usize];
+    while *ends.last().unwrap() < bytes.len() {
+        let at = *ends.last().unwrap();
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        ends.push(at + 8 + len);
+    }
+    assert_eq!(ends.len() as u64 - 1, in_tail);
+    let start = ends[ends.len().saturating_sub(4)];
+    for cut in start..bytes.len() {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(copy.path().join(tail.file_name().unwrap()))
+            .unwrap();
+        f.set_len(cut as u64).unwrap();
+        let log = FileLog::open(copy.path(), config()).unwrap();
+        let whole = ends.iter().filter(|&&e| e <= cut).count() as u64 - 1;
+        check_prefix(&log, tail_base + whole);
+        let kept = ends[whole as usize];
+        assert_eq!(
+            log.recovery().truncated_bytes,
+            (cut - kept) as u64,
+            "cut at {cut}"
+        );
+        assert_eq!(log.recovery().dropped_records, u64::from(cut > kept));
+    }
+}
+
+fn flip(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0x10;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn bit_rot_in_the_tail_record_is_cut_and_in_the_middle_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 40);
+    let files = segment_files(dir.path());
+    let tail = files.last().unwrap().clone();
+    let len = std::fs::metadata(&tail).unwrap().len() as usize;
+
+    // The last record damaged: it is cut, nothing before it is lost.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    flip(&copy.path().join(tail.file_name().unwrap()), len - 3);
+    let log = FileLog::open(copy.path(), config()).unwrap();
+    check_prefix(&log, 39);
+    assert_eq!(log.recovery().dropped_records, 1);
+    drop(log);
+
+    // A record in the middle of the tail segment damaged: an error naming file and position.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    flip(&copy.path().join(tail.file_name().unwrap()), 20);
+    match FileLog::open(copy.path(), config()) {
+        Err(Error::Corrupt { path, position, .. }) => {
+            assert_eq!(path.file_name(), tail.file_name());
+            assert_eq!(position, 0);
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+
+    // A sealed segment damaged, its index gone: opening rescans it and reports the damage.
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 200);
+    let files = segment_files(dir.path());
+    assert!(files.len() > 2);
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    let first = copy.path().join(files[0].file_name().unwrap());
+    flip(&first, 30);
+    std::fs::remove_file(first.with_extension("index")).unwrap();
+    assert!(matches!(
+        FileLog::open(copy.path(), config()),
+        Err(Error::Corrupt { .. })
+    ));
+
+    // With its index intact, the damage is found when the record is read, never skipped.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    flip(&copy.path().join(files[0].file_name().unwrap()), 30);
+    let log = FileLog::open(copy.path(), config()).unwrap();
+    assert!(matches!(
+        log.read(Offset::new(0), 1 << 20),
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(!log.verify().unwrap().is_empty());
+}
+
+#[test]
+fn a_missing_index_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 200);
+    for f in segment_files(dir.path()) {
+        let _ = std::fs::remove_file(f.with_extension("index"));
+    }
+    let log = FileLog::open(dir.path(), config()).unwrap();
+    assert!(log.recovery().rebuilt_indexes > 0);
+    check_prefix(&log, 200);
+    assert!(log.verify().unwrap().is_empty());
+}
+
+#[test]
+fn io_failures_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    match FileLog::open(file.join("log"), config()) {
+        Err(e @ Error::Io { .. }) => assert!(e.to_string().contains("not-a-dir"), "{e}"),
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    assert!(matches!(
+        FileLog::open(dir.path(), LogConfig::default().segment_bytes(10)),
+        Err(Error::InvalidConfig { .. })
+    ));
+}
+
+#[test]
+fn always_durability_with_concurrent_appenders() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::sync::Arc::new(FileLog::open(dir.path(), LogConfig::default()).unwrap());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let log = std::sync::Arc::clone(&log);
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| {
+                        log.append(Epoch::new(1), &[Entry::new(format!("{t}-{i}").as_bytes())])
+                            .unwrap()
+                            .first()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut offsets: Vec<Offset> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    offsets.sort();
+    assert_eq!(offsets, (0..400).map(Offset::new).collect::<Vec<_>>());
+    drop(log);
+    let log = FileLog::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(all(&log).len(), 400);
+}
