@@ -169,3 +169,80 @@ mod tests {
         assert!(commit.failure().is_some());
     }
 }
+
+/// Loom models of the hand-off: every interleaving of two or three appenders.
+#[cfg(all(test, shardkit_loom))]
+mod loom_models {
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    /// Appender `i` writes up to `i` and waits; the fake sync makes durable what was written.
+    fn appender(
+        commit: Arc<GroupCommit>,
+        written: Arc<AtomicU64>,
+        disk: Arc<AtomicU64>,
+        syncs: Arc<AtomicU64>,
+        i: u64,
+    ) {
+        written.fetch_max(i, Ordering::SeqCst);
+        commit.written(i);
+        commit
+            .wait_durable(i, || {
+                syncs.fetch_add(1, Ordering::SeqCst);
+                disk.fetch_max(written.load(Ordering::SeqCst), Ordering::SeqCst);
+                Ok(())
+            })
+            .unwrap();
+        // The guarantee: an append returns only once it is on disk.
+        assert!(disk.load(Ordering::SeqCst) >= i);
+    }
+
+    #[test]
+    fn loom_every_appender_returns_only_when_durable() {
+        loom::model(|| {
+            let commit = Arc::new(GroupCommit::new(0));
+            let written = Arc::new(AtomicU64::new(0));
+            let disk = Arc::new(AtomicU64::new(0));
+            let syncs = Arc::new(AtomicU64::new(0));
+            let threads: Vec<_> = (1..=2)
+                .map(|i| {
+                    let (c, w, d, s) =
+                        (commit.clone(), written.clone(), disk.clone(), syncs.clone());
+                    loom::thread::spawn(move || appender(c, w, d, s, i))
+                })
+                .collect();
+            appender(
+                commit.clone(),
+                written.clone(),
+                disk.clone(),
+                syncs.clone(),
+                3,
+            );
+            for t in threads {
+                t.join().unwrap();
+            }
+            // Three appenders never need more than three syncs, and usually share them.
+            assert!(syncs.load(Ordering::SeqCst) <= 3);
+        });
+    }
+
+    #[test]
+    fn loom_a_failed_sync_reaches_every_waiter() {
+        loom::model(|| {
+            let commit = Arc::new(GroupCommit::new(0));
+            let other = {
+                let commit = commit.clone();
+                loom::thread::spawn(move || {
+                    commit.written(1);
+                    commit.wait_durable(1, || Err(std::io::Error::other("EIO")))
+                })
+            };
+            commit.written(2);
+            let mine = commit.wait_durable(2, || Err(std::io::Error::other("EIO")));
+            assert!(mine.is_err());
+            assert!(other.join().unwrap().is_err());
+        });
+    }
+}
