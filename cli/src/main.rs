@@ -4,6 +4,7 @@
 //! membership change moves. Run `shardkit --help` for every command.
 
 mod demo;
+mod log;
 mod page;
 mod ring;
 
@@ -25,6 +26,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Load per node for a ring, and what adding or removing nodes moves.
     Ring(ring::RingArgs),
+    /// The durable replication log: append, dump, verify, stats, bench.
+    #[command(subcommand)]
+    Log(log::LogCommand),
     /// Cursor pagination: offset vs keyset paging, on one collection and merged shards.
     #[command(subcommand)]
     Page(page::PageCommand),
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Ring(args) => ring::run(&args),
         Command::Page(cmd) => page::run(&cmd),
+        Command::Log(cmd) => log::run(&cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
