@@ -84,6 +84,34 @@ fn u64_at(buf: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes)
 }
 
+/// A record borrowed from the buffer it was decoded from: no copy of key or payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Where the record sits in the log.
+    pub offset: Offset,
+    /// The leader epoch that wrote it.
+    pub epoch: Epoch,
+    /// Milliseconds since the Unix epoch, as the writer saw them.
+    pub timestamp_ms: u64,
+    /// The key, if any.
+    pub key: Option<&'a [u8]>,
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
+impl RecordRef<'_> {
+    /// An owned copy.
+    pub fn to_record(&self) -> Record {
+        Record {
+            offset: self.offset,
+            epoch: self.epoch,
+            timestamp_ms: self.timestamp_ms,
+            key: self.key.map(<[u8]>::to_vec),
+            payload: self.payload.to_vec(),
+        }
+    }
+}
+
 /// Decodes the frame at the start of `buf`, returning the record and the bytes it took.
 ///
 /// Never panics, whatever `buf` holds.
@@ -94,6 +122,15 @@ fn u64_at(buf: &[u8], at: usize) -> u64 {
 /// length beyond [`MAX_FRAME_BODY`], [`FrameError::ChecksumMismatch`] for damaged bytes, and
 /// [`FrameError::Malformed`] for fields that do not fit the frame.
 pub fn decode(buf: &[u8]) -> Result<(Record, usize), FrameError> {
+    decode_ref(buf).map(|(r, used)| (r.to_record(), used))
+}
+
+/// [`decode`] without copying: the record borrows `buf`.
+///
+/// # Errors
+///
+/// As [`decode`].
+pub fn decode_ref(buf: &[u8]) -> Result<(RecordRef<'_>, usize), FrameError> {
     if buf.len() < FRAME_HEADER_LEN {
         return Err(FrameError::Incomplete {
             needed: FRAME_HEADER_LEN,
@@ -119,13 +156,18 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), FrameError> {
     if stored != computed {
         return Err(FrameError::ChecksumMismatch { stored, computed });
     }
+    Ok((fields(body)?, total))
+}
+
+/// The fields of a frame body whose checksum has been verified.
+pub(crate) fn fields(body: &[u8]) -> Result<RecordRef<'_>, FrameError> {
     if body.len() < FIXED_BODY {
         return Err(FrameError::Malformed {
             reason: "body shorter than its fixed fields",
         });
     }
     let key_len = u32_at(body, 24);
-    let (key, rest) = if key_len == NO_KEY {
+    let (key, payload) = if key_len == NO_KEY {
         (None, &body[FIXED_BODY..])
     } else {
         let end = FIXED_BODY
@@ -134,16 +176,15 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), FrameError> {
             .ok_or(FrameError::Malformed {
                 reason: "key longer than the frame",
             })?;
-        (Some(body[FIXED_BODY..end].to_vec()), &body[end..])
+        (Some(&body[FIXED_BODY..end]), &body[end..])
     };
-    let record = Record {
+    Ok(RecordRef {
         offset: Offset::new(u64_at(body, 0)),
         epoch: Epoch::new(u64_at(body, 8)),
         timestamp_ms: u64_at(body, 16),
         key,
-        payload: rest.to_vec(),
-    };
-    Ok((record, total))
+        payload,
+    })
 }
 
 /// Reads the frames of `buf` in order, stopping after the first error: what a reader replaying a

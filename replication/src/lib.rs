@@ -1,36 +1,71 @@
-//! The foundation of a leader-follower (master-slave) replication log: typed offsets and
-//! epochs, records, and the checksummed frame every record is stored and shipped in.
+//! The durable log under a leader-follower (master-slave) replication scheme: an append-only,
+//! segmented, checksummed record log that survives crashes, with dense offsets, leader epochs,
+//! group commit, tailing reads, truncation and retention.
 //!
-//! A replicated log is an append-only sequence of records, each with a dense offset assigned by
-//! the log and the leader epoch that wrote it. This crate frames each record with its length and
-//! a CRC-32C, so a reader can tell a torn tail (the frame is incomplete: the writer crashed
-//! mid-append) from corruption (the frame is complete but its checksum is wrong: bit rot or a
-//! bad sector), which recovery must treat differently.
+//! The leader appends every change to its log; followers copy it record for record
+//! ([`LogStorage::append_records`]); consumers replay it from any offset ([`Tail`]). A record
+//! acknowledged under [`Durability::Always`] is on disk before `append` returns, and survives a
+//! crash at any moment: on reopening, [`FileLog::open`] cuts a torn or damaged tail (and says how
+//! much, in [`FileLog::recovery`]) but refuses to skip damage in the middle of the log.
 //!
 //! ```
-//! use shardkit_replication::{Epoch, FrameError, Offset, Record, decode, encode};
+//! use std::time::Duration;
+//! use shardkit_replication::{Entry, Epoch, FileLog, LogConfig, LogStorage, Offset, Tail};
 //!
-//! let record = Record::new(Offset::new(7), Epoch::new(2), 1_700_000_000_000, b"hello".to_vec())
-//!     .with_key(b"user:1".to_vec());
-//! let mut buf = Vec::new();
-//! encode(&record, &mut buf)?;
+//! let dir = tempfile::tempdir().unwrap();
+//! let log = FileLog::open(dir.path(), LogConfig::default())?; // Durability::Always
 //!
-//! let (decoded, used) = decode(&buf)?;
-//! assert_eq!(decoded, record);
-//! assert_eq!(used, buf.len());
+//! // Write: a batch is one write and, with concurrent appenders, one shared sync.
+//! let batch = [Entry::keyed(b"user:1", b"created"), Entry::keyed(b"user:1", b"renamed")];
+//! let appended = log.append(Epoch::new(1), &batch)?;
+//! assert_eq!(appended.offsets().collect::<Vec<_>>(), [Offset::new(0), Offset::new(1)]);
 //!
-//! // A torn write is reported as incomplete, a flipped bit as corrupt.
-//! assert!(matches!(decode(&buf[..buf.len() - 1]), Err(FrameError::Incomplete { .. })));
-//! buf[20] ^= 0x01;
-//! assert!(matches!(decode(&buf), Err(FrameError::ChecksumMismatch { .. })));
-//! # Ok::<(), FrameError>(())
+//! // Read: by offset, with a byte limit.
+//! let records = log.read(Offset::new(1), 64 << 10)?;
+//! assert_eq!(records[0].payload, b"renamed");
+//!
+//! // Tail: a consumer waits for what comes next.
+//! let mut tail = Tail::new(&log, Offset::new(2));
+//! std::thread::scope(|s| {
+//!     s.spawn(|| log.append(Epoch::new(1), &[Entry::new(b"deleted")]));
+//!     let next = tail.next_batch(Duration::from_secs(5))?;
+//!     assert_eq!(next[0].offset, Offset::new(2));
+//!     Ok::<(), shardkit_replication::Error>(())
+//! })?;
+//!
+//! // Recover: reopening after a crash cuts a torn tail, never an acknowledged record.
+//! drop(log);
+//! let log = FileLog::open(dir.path(), LogConfig::default())?;
+//! assert_eq!(log.end_offset(), Offset::new(3));
+//! assert_eq!(log.recovery().truncated_bytes, 0);
+//! # Ok::<(), shardkit_replication::Error>(())
 //! ```
+//!
+//! # Guarantees
+//!
+//! - Offsets are dense and assigned by the log; epochs never decrease along it, and the
+//!   leader-epoch history (each epoch's first offset) is kept for divergence checks.
+//! - [`Durability::Always`]: an append returns only when its records are synced
+//!   (`fdatasync`); concurrent appenders share syncs (group commit). [`Durability::Interval`]:
+//!   a machine crash loses at most the interval. [`Durability::Never`]: the page cache only; a
+//!   process crash loses nothing acknowledged, a machine crash may.
+//! - A failed sync poisons the log: later appends fail with [`Error::Poisoned`] until it is
+//!   reopened, because a retried sync can report success for pages the kernel dropped.
+//! - Every record is framed with its length and CRC-32C. Recovery cuts a torn or damaged tail;
+//!   damage followed by valid records is [`Error::Corrupt`], with the file and byte position.
+//! - One writer at a time (appends from several threads are serialised); readers never block
+//!   it. The group-commit hand-off and the tail wake-up are model-checked with loom.
+//!
+//! # Costs
+//!
+//! Appends are one `write` per batch (plus the shared sync under `Always`); a read seeks with a
+//! sparse index (one entry per 4 KiB of frames) and scans at most that far; opening scans only
+//! the tail segment when the sealed segments' indexes are intact.
 //!
 //! # Status
 //!
-//! This release ships the record model and its frame format. The segmented file log with group
-//! commit and recovery, and the replication protocol (ack levels, in-sync set, epochs and
-//! fencing, failover), are being built on them.
+//! The replication protocol on top of this log (ack levels, in-sync replicas, fencing,
+//! failover) is the next part of the crate.
 //!
 //! # Frame format
 //!
@@ -47,7 +82,8 @@
 //! | key | key length | |
 //! | payload | the rest | |
 //!
-//! The minimum supported Rust version is 1.88. The crate has no `unsafe` code.
+//! The file log needs a Unix platform (positional reads and writes). The minimum supported Rust
+//! version is 1.88. The crate has no `unsafe` code.
 #![forbid(unsafe_code)]
 #![cfg(unix)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -61,10 +97,12 @@ mod record;
 mod sync;
 
 pub use error::{Error, FrameError};
-pub use frame::{FRAME_HEADER_LEN, Frames, MAX_FRAME_BODY, decode, encode, frames};
+pub use frame::{
+    FRAME_HEADER_LEN, Frames, MAX_FRAME_BODY, RecordRef, decode, decode_ref, encode, frames,
+};
 pub use log::memory::MemoryLog;
 pub use log::storage::{Appended, Durability, Entry, LogStorage, Tail};
-pub use log::{FileLog, LogConfig, Recovery, SegmentInfo};
+pub use log::{FileLog, LogConfig, RecordBatch, Recovery, SegmentInfo};
 pub use record::{Epoch, Offset, Record};
 
 /// The README's examples, compiled and run as doctests so they cannot rot.

@@ -15,9 +15,9 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The framed size of a record, for byte limits.
-pub(crate) fn framed_len(r: &Record) -> usize {
-    crate::FRAME_HEADER_LEN + 28 + r.key.as_ref().map_or(0, Vec::len) + r.payload.len()
+/// The framed size of a record with this key and payload, for byte limits.
+pub(crate) fn framed_len(key: Option<&[u8]>, payload: &[u8]) -> usize {
+    crate::FRAME_HEADER_LEN + 28 + key.map_or(0, <[u8]>::len) + payload.len()
 }
 
 #[derive(Debug, Default)]
@@ -121,7 +121,7 @@ impl LogStorage for MemoryLog {
         let mut out = Vec::new();
         let mut bytes = 0;
         for r in s.records.iter().skip((from.get() - s.start) as usize) {
-            bytes += framed_len(r);
+            bytes += framed_len(r.key.as_deref(), &r.payload);
             if bytes > max_bytes && !out.is_empty() {
                 break;
             }

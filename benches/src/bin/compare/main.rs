@@ -2,6 +2,7 @@
 //! prints Markdown tables of medians and ratios. Run it with
 //! `cargo run --release -p shardkit-benches --bin compare -- ring`.
 
+mod log;
 mod page;
 mod ring;
 
@@ -27,6 +28,8 @@ enum Suite {
     Ring(ring::RingArgs),
     /// Pagination: keyset vs offset page cost by depth, cursor codec cost, merged shards.
     Page(page::PageArgs),
+    /// The durable log against this machine's raw disk limits, okaywal and commitlog.
+    Log(log::LogArgs),
 }
 
 /// What the report says about where it ran.
@@ -53,6 +56,7 @@ fn main() -> std::process::ExitCode {
     let result = match &cli.suite {
         Suite::Ring(args) => ring::run(args, &mut report),
         Suite::Page(args) => page::run(args, &mut report),
+        Suite::Log(args) => log::run(args, &mut report),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
