@@ -242,7 +242,11 @@ impl FileLog {
             segments.push(Arc::new(seg));
         }
         if segments.is_empty() {
-            segments.push(Arc::new(Segment::create(&dir, 0)?));
+            segments.push(Arc::new(Segment::create(
+                &dir,
+                0,
+                config.durability != Durability::Never,
+            )?));
         }
         let end = segments.last().map_or(0, |s| s.meta().next);
         let mut epochs = EpochHistory::load(&dir)?;
@@ -465,8 +469,9 @@ impl FileLog {
         if inner.config.durability != Durability::Never {
             old.file.sync_data().map_err(Error::io("sync", &old.path))?;
         }
-        old.store_index()?;
-        let new = Arc::new(Segment::create(&inner.dir, base)?);
+        let durable = inner.config.durability != Durability::Never;
+        old.store_index(durable)?;
+        let new = Arc::new(Segment::create(&inner.dir, base, durable)?);
         inner
             .segments
             .write()
@@ -609,7 +614,10 @@ impl Drop for FileLog {
     fn drop(&mut self) {
         // A clean close leaves the active segment's index behind, sparing the next open a scan
         // of anything but the tail. Failure here only costs that scan.
-        let _ = self.inner.active().store_index();
+        let _ = self
+            .inner
+            .active()
+            .store_index(self.inner.config.durability != Durability::Never);
     }
 }
 
@@ -671,7 +679,7 @@ fn recover_sealed(
     meta.len = end.pos;
     meta.next = end.next;
     *seg.meta_mut() = meta;
-    seg.store_index()?;
+    seg.store_index(true)?;
     recovery.rebuilt_indexes += 1;
     Ok(())
 }

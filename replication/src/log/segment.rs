@@ -62,8 +62,8 @@ pub(crate) struct ScanEnd {
 }
 
 impl Segment {
-    /// Creates an empty segment file (failing if one exists) and syncs the directory.
-    pub(crate) fn create(dir: &Path, base: u64) -> Result<Self, Error> {
+    /// Creates an empty segment file (failing if one exists), syncing the directory if `durable`.
+    pub(crate) fn create(dir: &Path, base: u64, durable: bool) -> Result<Self, Error> {
         let path = log_path(dir, base);
         let file = OpenOptions::new()
             .read(true)
@@ -236,8 +236,9 @@ impl Segment {
         }
     }
 
-    /// Writes the index file for the segment as it is now.
-    pub(crate) fn store_index(&self) -> Result<(), Error> {
+    /// Writes the index file for the segment as it is now, synced if `durable`. (An index lost
+    /// in a crash is only rebuilt, so a log that does not sync its data need not sync it.)
+    pub(crate) fn store_index(&self, durable: bool) -> Result<(), Error> {
         let meta = self.meta().clone();
         let path = index_path(&self.path);
         let mut bytes = Vec::with_capacity(16 + meta.index.len() * 8);
@@ -250,7 +251,7 @@ impl Segment {
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&path)?;
             f.write_all(&bytes)?;
-            f.sync_all()
+            if durable { f.sync_all() } else { Ok(()) }
         };
         write().map_err(Error::io("write index", &path))
     }

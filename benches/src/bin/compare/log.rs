@@ -48,9 +48,21 @@ fn rate(budget: Duration, mut f: impl FnMut() -> Result<u64, String>) -> Result<
     Ok(units as f64 / t.elapsed().as_secs_f64())
 }
 
+/// The median of `n` samples, each taken after the kernel has written back every dirty page, so
+/// no measurement pays for the writeback of the one before it.
 fn rounds(n: usize, mut f: impl FnMut(usize) -> Result<f64, String>) -> Result<f64, String> {
-    let mut samples = (0..n).map(&mut f).collect::<Result<Vec<_>, _>>()?;
+    let mut samples = (0..n)
+        .map(|i| {
+            settle();
+            f(i)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(median(&mut samples))
+}
+
+/// Flushes every dirty page system-wide (`sync(1)`); a missing `sync` command only costs noise.
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -63,7 +75,10 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// A fresh directory; the previous one is deleted first, so gigabytes written by earlier
+    /// measurements do not weigh on later ones.
     fn dir(&mut self) -> Result<PathBuf, String> {
+        let _ = std::fs::remove_dir_all(self.root.join(format!("run-{}", self.next)));
         self.next += 1;
         let d = self.root.join(format!("run-{}", self.next));
         io(std::fs::create_dir_all(&d))?;
