@@ -71,9 +71,11 @@ impl Segment {
             .create_new(true)
             .open(&path)
             .map_err(Error::io("create", &path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(Error::io("sync directory", dir))?;
+        if durable {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(Error::io("sync directory", dir))?;
+        }
         Ok(Self {
             base,
             path,
