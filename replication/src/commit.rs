@@ -1,9 +1,10 @@
 //! Group commit: appenders that need durability share one sync of the file.
 //!
-//! Each appender writes its records, then waits until the log is durable up to its own end. The
-//! first waiter to find no sync in progress becomes the syncer: it syncs everything written so
-//! far (its records and any that other appenders wrote meanwhile), publishes the new durable
-//! point, and wakes the others; those already covered return without a sync of their own. A
+//! Each appender stages its records, then waits until the log is durable up to its own end. The
+//! first waiter to find no sync in progress becomes the syncer: it writes and syncs everything
+//! staged so far (its records and any that other appenders staged meanwhile) with one `write`
+//! and one `fdatasync`, publishes the new durable point, and wakes the others; those already
+//! covered return without a sync of their own. A
 //! failed sync poisons the log: every waiter, and every later append, gets the failure, because
 //! the kernel may have dropped the dirty pages and a retry would report success for lost data.
 
@@ -67,8 +68,9 @@ impl GroupCommit {
         s.durable = s.durable.min(end);
     }
 
-    /// Returns once everything below `target` is durable, calling `sync` (which makes everything
-    /// written so far durable) as the syncer when no sync already covers it.
+    /// Returns once everything below `target` is durable, calling `sync` as the syncer when no
+    /// sync already covers it; `sync` makes everything staged so far durable and returns the end
+    /// of what is now durable.
     ///
     /// # Errors
     ///
@@ -76,7 +78,7 @@ impl GroupCommit {
     pub(crate) fn wait_durable(
         &self,
         target: u64,
-        sync: impl Fn() -> std::io::Result<()>,
+        sync: impl Fn() -> std::io::Result<u64>,
     ) -> Result<(), String> {
         let mut s = lock(&self.state);
         loop {
@@ -94,13 +96,12 @@ impl GroupCommit {
                 continue;
             }
             s.syncing = true;
-            let upto = s.written;
             drop(s);
             let result = sync();
             s = lock(&self.state);
             s.syncing = false;
             match result {
-                Ok(()) => s.durable = s.durable.max(upto),
+                Ok(end) => s.durable = s.durable.max(end),
                 Err(e) => s.failed = Some(e.to_string()),
             }
             self.changed.notify_all();
@@ -114,7 +115,7 @@ impl GroupCommit {
     /// As [`wait_durable`](Self::wait_durable).
     pub(crate) fn sync_pending(
         &self,
-        sync: impl Fn() -> std::io::Result<()>,
+        sync: impl Fn() -> std::io::Result<u64>,
     ) -> Result<(), String> {
         let target = lock(&self.state).written;
         self.wait_durable(target, sync)
@@ -141,7 +142,7 @@ mod tests {
                         .wait_durable(i, || {
                             syncs.fetch_add(1, Ordering::SeqCst);
                             std::thread::sleep(std::time::Duration::from_millis(2));
-                            Ok(())
+                            Ok(lock(&commit.state).written)
                         })
                         .unwrap();
                     assert!(lock(&commit.state).durable >= i);
@@ -165,7 +166,7 @@ mod tests {
         assert!(err.contains("EIO"));
         // A later sync that would succeed is never attempted: the failure stays.
         commit.written(6);
-        assert!(commit.wait_durable(6, || Ok(())).is_err());
+        assert!(commit.wait_durable(6, || Ok(6)).is_err());
         assert!(commit.failure().is_some());
     }
 }
@@ -191,8 +192,9 @@ mod loom_models {
         commit
             .wait_durable(i, || {
                 syncs.fetch_add(1, Ordering::SeqCst);
-                disk.fetch_max(written.load(Ordering::SeqCst), Ordering::SeqCst);
-                Ok(())
+                let staged = written.load(Ordering::SeqCst);
+                disk.fetch_max(staged, Ordering::SeqCst);
+                Ok(staged)
             })
             .unwrap();
         // The guarantee: an append returns only once it is on disk.

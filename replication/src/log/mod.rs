@@ -138,9 +138,18 @@ impl RecordBatch {
     }
 }
 
+/// The append side, under one lock: records are framed into `staged` and written from there,
+/// at once (`Never`, `Interval`) or by the group-commit syncer together with every other
+/// appender's (`Always`).
 struct Writer {
-    /// Reused frame buffer.
-    buf: Vec<u8>,
+    /// Framed records not yet written to the active segment.
+    staged: Vec<u8>,
+    /// Where each staged frame starts in `staged`.
+    starts: Vec<u64>,
+    /// The offset of the first staged frame (the published end).
+    staged_first: u64,
+    /// One past the last offset assigned, staged or written.
+    next: u64,
     epochs: EpochHistory,
 }
 
@@ -260,7 +269,10 @@ impl FileLog {
             config,
             segments: RwLock::new(segments),
             writer: Mutex::new(Writer {
-                buf: Vec::new(),
+                staged: Vec::new(),
+                starts: Vec::new(),
+                staged_first: end,
+                next: end,
                 epochs,
             }),
             commit: GroupCommit::new(end),
@@ -369,8 +381,8 @@ impl FileLog {
         Ok(deleted)
     }
 
-    /// Appends `count` frames under the writer lock: `encode(i, offset, buf)` frames the `i`-th
-    /// record at `offset`; `expected_first`, for replicated records, must be the log's end.
+    /// Appends `count` frames: `encode(i, offset, buf)` frames the `i`-th record at `offset`;
+    /// `expected_first`, for replicated records, must be the log's end.
     fn append_frames(
         &self,
         count: u64,
@@ -383,7 +395,7 @@ impl FileLog {
             return Err(Error::Poisoned { reason });
         }
         let mut writer = lock(&inner.writer);
-        let first = inner.tail.end();
+        let first = writer.next;
         if let Some(got) = expected_first.filter(|&got| got != first) {
             return Err(Error::NotContiguous {
                 expected: first,
@@ -397,87 +409,40 @@ impl FileLog {
             epochs.check(epoch)?;
             new_epoch |= epochs.observe(epoch, Offset::new(first + i as u64));
         }
-        if new_epoch {
-            epochs.store(&inner.dir)?;
-        }
-        writer.epochs = epochs;
-        let mut buf = std::mem::take(&mut writer.buf);
-        buf.clear();
-        let mut starts = Vec::with_capacity(count as usize);
+        let mark = (writer.staged.len(), writer.starts.len());
         for i in 0..count as usize {
-            starts.push(buf.len() as u64);
-            if let Err(e) = encode(i, first + i as u64, &mut buf) {
-                writer.buf = buf;
+            let start = writer.staged.len() as u64;
+            writer.starts.push(start);
+            if let Err(e) = encode(i, first + i as u64, &mut writer.staged) {
+                writer.staged.truncate(mark.0);
+                writer.starts.truncate(mark.1);
                 let FrameError::TooLarge { len } = e else {
                     unreachable!("framing only fails on size")
                 };
                 return Err(Error::RecordTooLarge { len });
             }
         }
-        let result = self.write_batch(&buf, &starts, first);
-        writer.buf = buf;
-        result?;
+        if new_epoch && let Err(e) = epochs.store(&inner.dir) {
+            writer.staged.truncate(mark.0);
+            writer.starts.truncate(mark.1);
+            return Err(e);
+        }
+        writer.epochs = epochs;
         let end = first + count;
-        inner.commit.written(end);
-        inner.tail.publish(end);
-        drop(writer);
+        writer.next = end;
         if inner.config.durability == Durability::Always && count > 0 {
+            // Whoever syncs next writes these records together with everyone else's staged ones.
+            inner.commit.written(end);
+            drop(writer);
             inner
                 .commit
-                .wait_durable(end, || inner.sync_active())
+                .wait_durable(end, || inner.flush_and_sync())
                 .map_err(|reason| Error::Poisoned { reason })?;
+        } else {
+            inner.flush_locked(&mut writer)?;
+            inner.commit.written(end);
         }
         Ok(Appended::new(Offset::new(first), count))
-    }
-
-    /// Writes a batch of frames to the active segment, rolling first if it would overflow.
-    fn write_batch(&self, buf: &[u8], starts: &[u64], first: u64) -> Result<(), Error> {
-        let inner = &*self.inner;
-        let mut active = inner.active();
-        let len = active.meta().len;
-        if len > 0 && len + buf.len() as u64 > inner.config.segment_bytes {
-            active = self.roll(&active, first)?;
-        }
-        let at = active.meta().len;
-        if let Err(e) = std::os::unix::fs::FileExt::write_all_at(&active.file, buf, at) {
-            // Leave no partial frame behind; if even that fails, stop writing altogether.
-            if let Err(undo) = active.file.set_len(at) {
-                inner
-                    .commit
-                    .poison(format!("could not remove a partial append: {undo}"));
-            }
-            return Err(Error::io("append to", &active.path)(e));
-        }
-        let mut meta = active.meta_mut();
-        for (i, start) in starts.iter().enumerate() {
-            Segment::maybe_index(
-                &mut meta,
-                active.base,
-                first + i as u64,
-                at + start,
-                inner.config.index_interval,
-            );
-        }
-        meta.len = at + buf.len() as u64;
-        meta.next = first + starts.len() as u64;
-        Ok(())
-    }
-
-    /// Seals `old` (synced, index stored) and starts a segment at `base`.
-    fn roll(&self, old: &Arc<Segment>, base: u64) -> Result<Arc<Segment>, Error> {
-        let inner = &*self.inner;
-        if inner.config.durability != Durability::Never {
-            old.file.sync_data().map_err(Error::io("sync", &old.path))?;
-        }
-        let durable = inner.config.durability != Durability::Never;
-        old.store_index(durable)?;
-        let new = Arc::new(Segment::create(&inner.dir, base, durable)?);
-        inner
-            .segments
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::clone(&new));
-        Ok(new)
     }
 
     /// Reads records from `from` on, as one read from the segment holding `from`: at least one
@@ -592,6 +557,100 @@ fn read_exact_at(seg: &Segment, buf: &mut [u8], pos: u64) -> Result<(), Error> {
 }
 
 impl Inner {
+    /// Writes the staged frames to the active segment (rolling first if it would overflow) and
+    /// publishes them to readers. On failure the staged records are dropped, their offsets
+    /// freed, and no partial frame stays in the file.
+    fn flush_locked(&self, w: &mut Writer) -> Result<(), Error> {
+        if w.starts.is_empty() {
+            return Ok(());
+        }
+        let first = w.staged_first;
+        let end = first + w.starts.len() as u64;
+        let result = self.write_batch(&w.staged, &w.starts, first);
+        w.staged.clear();
+        w.starts.clear();
+        match result {
+            Ok(()) => {
+                w.staged_first = end;
+                self.tail.publish(end);
+                Ok(())
+            }
+            Err(e) => {
+                w.next = first;
+                let before = w.epochs.clone();
+                w.epochs.truncate_from(Offset::new(first));
+                if w.epochs != before {
+                    let _ = w.epochs.store(&self.dir);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes everything staged and syncs it; returns the end of what is now durable. The
+    /// group-commit syncer's action.
+    fn flush_and_sync(&self) -> std::io::Result<u64> {
+        let end = {
+            let mut w = lock(&self.writer);
+            self.flush_locked(&mut w)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            w.staged_first
+        };
+        // Earlier segments were synced when they were sealed.
+        self.active().file.sync_data()?;
+        Ok(end)
+    }
+
+    /// Writes a batch of frames to the active segment, rolling first if it would overflow.
+    fn write_batch(&self, buf: &[u8], starts: &[u64], first: u64) -> Result<(), Error> {
+        let inner = self;
+        let mut active = inner.active();
+        let len = active.meta().len;
+        if len > 0 && len + buf.len() as u64 > inner.config.segment_bytes {
+            active = self.roll(&active, first)?;
+        }
+        let at = active.meta().len;
+        if let Err(e) = std::os::unix::fs::FileExt::write_all_at(&active.file, buf, at) {
+            // Leave no partial frame behind; if even that fails, stop writing altogether.
+            if let Err(undo) = active.file.set_len(at) {
+                inner
+                    .commit
+                    .poison(format!("could not remove a partial append: {undo}"));
+            }
+            return Err(Error::io("append to", &active.path)(e));
+        }
+        let mut meta = active.meta_mut();
+        for (i, start) in starts.iter().enumerate() {
+            Segment::maybe_index(
+                &mut meta,
+                active.base,
+                first + i as u64,
+                at + start,
+                inner.config.index_interval,
+            );
+        }
+        meta.len = at + buf.len() as u64;
+        meta.next = first + starts.len() as u64;
+        Ok(())
+    }
+
+    /// Seals `old` (synced, index stored) and starts a segment at `base`.
+    fn roll(&self, old: &Arc<Segment>, base: u64) -> Result<Arc<Segment>, Error> {
+        let inner = self;
+        if inner.config.durability != Durability::Never {
+            old.file.sync_data().map_err(Error::io("sync", &old.path))?;
+        }
+        let durable = inner.config.durability != Durability::Never;
+        old.store_index(durable)?;
+        let new = Arc::new(Segment::create(&inner.dir, base, durable)?);
+        inner
+            .segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::clone(&new));
+        Ok(new)
+    }
+
     fn segments(&self) -> Vec<Arc<Segment>> {
         self.segments
             .read()
@@ -602,11 +661,6 @@ impl Inner {
     fn active(&self) -> Arc<Segment> {
         let segments = self.segments.read().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(segments.last().expect("a log always has an active segment"))
-    }
-
-    /// Syncs the active segment: every earlier segment was synced when it was sealed.
-    fn sync_active(&self) -> std::io::Result<()> {
-        self.active().file.sync_data()
     }
 }
 
@@ -627,7 +681,11 @@ fn spawn_flusher(inner: Weak<Inner>, every: Duration) {
         loop {
             std::thread::sleep(every);
             let Some(inner) = inner.upgrade() else { return };
-            if inner.commit.sync_pending(|| inner.sync_active()).is_err() {
+            if inner
+                .commit
+                .sync_pending(|| inner.flush_and_sync())
+                .is_err()
+            {
                 return;
             }
         }
@@ -828,6 +886,8 @@ impl LogStorage for FileLog {
     fn truncate_from(&self, offset: Offset) -> Result<(), Error> {
         let inner = &*self.inner;
         let mut writer = lock(&inner.writer);
+        // Staged records are written first, so the cut below sees every assigned offset.
+        inner.flush_locked(&mut writer)?;
         let end = inner.tail.end();
         let start = self.start_offset().get();
         if offset.get() < start {
@@ -878,6 +938,8 @@ impl LogStorage for FileLog {
             meta.last_indexed = meta.index.last().map(|&(_, p)| u64::from(p));
         }
         let _ = std::fs::remove_file(seg.path.with_extension("index"));
+        writer.next = offset.get();
+        writer.staged_first = offset.get();
         writer.epochs.truncate_from(offset);
         writer.epochs.store(&inner.dir)?;
         Ok(())
@@ -909,7 +971,7 @@ impl LogStorage for FileLog {
         let inner = &*self.inner;
         inner
             .commit
-            .sync_pending(|| inner.sync_active())
+            .sync_pending(|| inner.flush_and_sync())
             .map_err(|reason| Error::Poisoned { reason })
     }
 
