@@ -8,7 +8,7 @@
 //! failed sync poisons the log: every waiter, and every later append, gets the failure, because
 //! the kernel may have dropped the dirty pages and a retry would report success for lost data.
 
-use crate::sync::{Condvar, Mutex, lock};
+use crate::sync::{Condvar, Mutex, lock, wait};
 
 /// The shared state of the protocol.
 #[derive(Debug, Default)]
@@ -89,10 +89,7 @@ impl GroupCommit {
                 return Ok(());
             }
             if s.syncing {
-                s = self
-                    .changed
-                    .wait(s)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                s = wait(&self.changed, s);
                 continue;
             }
             s.syncing = true;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::sync::{Condvar, Mutex, lock};
+use crate::sync::{Condvar, Mutex, lock, wait_timeout};
 
 /// The log's published end, with a condition variable for readers waiting on it.
 #[derive(Debug, Default)]
@@ -41,10 +41,7 @@ impl Tail {
             else {
                 break;
             };
-            end = self
-                .grew
-                .wait_timeout(end, left)
-                .map_or_else(|e| e.into_inner().0, |(guard, _)| guard);
+            end = wait_timeout(&self.grew, end, left);
         }
         *end
     }
