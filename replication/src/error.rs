@@ -83,9 +83,9 @@ pub enum Error {
         /// What is wrong with it.
         reason: FrameError,
     },
-    /// A sync of the log's files failed earlier. Data the log acknowledged may not be on disk,
-    /// and the kernel may have dropped it, so the log refuses writes until it is reopened and
-    /// recovered.
+    /// A sync of the log's files failed earlier (or, under `Durability::Always`, the write of a
+    /// group of several appenders' records did). Data may not be on disk, and the kernel may
+    /// have dropped it, so the log refuses writes until it is reopened and recovered.
     Poisoned {
         /// The failed sync's error.
         reason: String,

@@ -46,11 +46,15 @@
 //! - Offsets are dense and assigned by the log; epochs never decrease along it, and the
 //!   leader-epoch history (each epoch's first offset) is kept for divergence checks.
 //! - [`Durability::Always`]: an append returns only when its records are synced
-//!   (`fdatasync`); concurrent appenders share syncs (group commit). [`Durability::Interval`]:
+//!   (`fdatasync`); concurrent appenders stage their records and share one write and one sync
+//!   (group commit). [`Durability::Interval`]:
 //!   a machine crash loses at most the interval. [`Durability::Never`]: the page cache only; a
 //!   process crash loses nothing acknowledged, a machine crash may.
 //! - A failed sync poisons the log: later appends fail with [`Error::Poisoned`] until it is
-//!   reopened, because a retried sync can report success for pages the kernel dropped.
+//!   reopened, because a retried sync can report success for pages the kernel dropped. Under
+//!   `Always` a failed write of a group of appenders' records poisons it too; under `Never` and
+//!   `Interval` a failed write (a full disk) is an [`Error::Io`] for that append alone, and the
+//!   log stays usable.
 //! - Every record is framed with its length and CRC-32C. Recovery cuts a torn or damaged tail;
 //!   damage followed by valid records is [`Error::Corrupt`], with the file and byte position.
 //! - One writer at a time (appends from several threads are serialised); readers never block
