@@ -21,6 +21,20 @@ struct State {
     syncing: bool,
     /// Set forever by a failed sync, with its message.
     failed: Option<String>,
+    /// Bumped by every truncation: a sync that started before one says nothing about the log
+    /// after it, and waiters for truncated offsets must not be told their records are durable.
+    generation: u64,
+    /// Where the latest truncation cut the log.
+    truncated_at: u64,
+}
+
+/// Why a wait for durability ended without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WaitError {
+    /// A sync failed (now or earlier): the log is poisoned.
+    Failed(String),
+    /// A truncation removed the waited-for records before they became durable.
+    Truncated { at: u64 },
 }
 
 /// The group-commit hand-off between appenders; see the module docs.
@@ -61,11 +75,15 @@ impl GroupCommit {
         self.changed.notify_all();
     }
 
-    /// Lowers the written and durable points after a truncation to `end`.
+    /// Lowers the written and durable points after a truncation to `end`, and tells waiters
+    /// for offsets at or after `end` that their records are gone.
     pub(crate) fn truncated(&self, end: u64) {
         let mut s = lock(&self.state);
         s.written = s.written.min(end);
         s.durable = s.durable.min(end);
+        s.generation += 1;
+        s.truncated_at = end;
+        self.changed.notify_all();
     }
 
     /// Returns once everything below `target` is durable, calling `sync` as the syncer when no
@@ -79,11 +97,15 @@ impl GroupCommit {
         &self,
         target: u64,
         sync: impl Fn() -> std::io::Result<u64>,
-    ) -> Result<(), String> {
+    ) -> Result<(), WaitError> {
         let mut s = lock(&self.state);
+        let generation = s.generation;
         loop {
             if let Some(e) = &s.failed {
-                return Err(e.clone());
+                return Err(WaitError::Failed(e.clone()));
+            }
+            if s.generation != generation && target > s.truncated_at {
+                return Err(WaitError::Truncated { at: s.truncated_at });
             }
             if s.durable >= target {
                 return Ok(());
@@ -93,12 +115,15 @@ impl GroupCommit {
                 continue;
             }
             s.syncing = true;
+            let started = s.generation;
             drop(s);
             let result = sync();
             s = lock(&self.state);
             s.syncing = false;
             match result {
-                Ok(end) => s.durable = s.durable.max(end),
+                // A truncation during the sync may have cut what it made durable.
+                Ok(end) if s.generation == started => s.durable = s.durable.max(end),
+                Ok(_) => {}
                 Err(e) => s.failed = Some(e.to_string()),
             }
             self.changed.notify_all();
@@ -113,7 +138,7 @@ impl GroupCommit {
     pub(crate) fn sync_pending(
         &self,
         sync: impl Fn() -> std::io::Result<u64>,
-    ) -> Result<(), String> {
+    ) -> Result<(), WaitError> {
         let target = lock(&self.state).written;
         self.wait_durable(target, sync)
     }
@@ -154,13 +179,33 @@ mod tests {
     }
 
     #[test]
+    fn a_truncation_during_a_wait_fails_the_cut_appends() {
+        let commit = Arc::new(GroupCommit::new(0));
+        commit.written(10);
+        let waiter = {
+            let commit = Arc::clone(&commit);
+            std::thread::spawn(move || {
+                commit.wait_durable(10, || {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    Ok(10)
+                })
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        commit.truncated(5);
+        assert_eq!(waiter.join().unwrap(), Err(WaitError::Truncated { at: 5 }));
+        // The sync that straddled the truncation did not count as making anything durable.
+        assert_eq!(lock(&commit.state).durable, 0);
+    }
+
+    #[test]
     fn a_failed_sync_poisons_every_later_wait() {
         let commit = GroupCommit::new(0);
         commit.written(5);
         let err = commit
             .wait_durable(5, || Err(std::io::Error::other("EIO")))
             .unwrap_err();
-        assert!(err.contains("EIO"));
+        assert!(matches!(err, WaitError::Failed(m) if m.contains("EIO")));
         // A later sync that would succeed is never attempted: the failure stays.
         commit.written(6);
         assert!(commit.wait_durable(6, || Ok(6)).is_err());

@@ -118,6 +118,12 @@ pub enum Error {
         /// The frame body's length.
         len: u64,
     },
+    /// A truncation removed the append's records before they became durable (a follower cut
+    /// its log while the append was waiting); the append did not happen.
+    Truncated {
+        /// Where the log was cut.
+        at: u64,
+    },
     /// A configuration value is out of range.
     InvalidConfig {
         /// What is wrong.
@@ -169,6 +175,10 @@ impl fmt::Display for Error {
                 "record of {len} bytes exceeds the maximum frame body of {} bytes",
                 crate::MAX_FRAME_BODY
             ),
+            Error::Truncated { at } => write!(
+                f,
+                "the log was truncated at offset {at} before this append became durable; the append did not happen"
+            ),
             Error::InvalidConfig { reason } => write!(f, "invalid log configuration: {reason}"),
         }
     }
@@ -180,6 +190,15 @@ impl std::error::Error for Error {
             Error::Io { source, .. } => Some(source),
             Error::Corrupt { reason, .. } => Some(reason),
             _ => None,
+        }
+    }
+}
+
+impl From<crate::commit::WaitError> for Error {
+    fn from(e: crate::commit::WaitError) -> Self {
+        match e {
+            crate::commit::WaitError::Failed(reason) => Error::Poisoned { reason },
+            crate::commit::WaitError::Truncated { at } => Error::Truncated { at },
         }
     }
 }

@@ -55,6 +55,11 @@
 //!   `Always` a failed write of a group of appenders' records poisons it too; under `Never` and
 //!   `Interval` a failed write (a full disk) is an [`Error::Io`] for that append alone, and the
 //!   log stays usable.
+//! - Readers see records once they are written, which under `Always` can be just before they
+//!   are synced: a machine crash can still take back what a reader saw but no appender was told
+//!   was durable. (The replication layer exposes only committed records to consumers.)
+//! - Under `Never`, sealed segments are not synced either: after a machine crash (not a process
+//!   crash) the log may report [`Error::Corrupt`] on opening, not only lose its newest records.
 //! - Every record is framed with its length and CRC-32C. Recovery cuts a torn or damaged tail;
 //!   damage followed by valid records is [`Error::Corrupt`], with the file and byte position.
 //! - One writer at a time (appends from several threads are serialised); readers never block

@@ -345,3 +345,23 @@ fn always_durability_with_concurrent_appenders() {
     let log = FileLog::open(dir.path(), LogConfig::default()).unwrap();
     assert_eq!(all(&log).len(), 400);
 }
+
+#[test]
+fn reads_near_window_edges_and_empty_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path(), config()).unwrap();
+    // 93-byte frames: headers straddle every window edge sooner or later.
+    let payload = [9u8; 57];
+    for _ in 0..120 {
+        log.append(Epoch::new(1), &[Entry::new(&payload)]).unwrap();
+    }
+    assert_eq!(log.append(Epoch::new(1), &[]).unwrap().count(), 0);
+    assert_eq!(log.end_offset(), Offset::new(120));
+    for from in 0..120 {
+        for max in 0..4 {
+            let got = log.read(Offset::new(from), max).unwrap();
+            assert_eq!(got.len(), 1, "read({from}, {max})");
+            assert_eq!(got[0].offset, Offset::new(from));
+        }
+    }
+}

@@ -250,6 +250,15 @@ impl FileLog {
             }
             segments.push(Arc::new(seg));
         }
+        // What recovery found may still sit unsynced in the page cache (the last run may have
+        // used `Never`, or died mid-append): make it durable before counting it so.
+        if config.durability != Durability::Never
+            && let Some(tail) = segments.last()
+        {
+            tail.file
+                .sync_all()
+                .map_err(Error::io("sync", &tail.path))?;
+        }
         if segments.is_empty() {
             segments.push(Arc::new(Segment::create(
                 &dir,
@@ -320,7 +329,15 @@ impl FileLog {
     /// [`Error::Io`] if a segment cannot be read.
     pub fn verify(&self) -> Result<Vec<String>, Error> {
         let mut problems = Vec::new();
+        let mut expected_base: Option<u64> = None;
         for seg in self.inner.segments() {
+            if let Some(base) = expected_base.filter(|&b| b != seg.base) {
+                problems.push(format!(
+                    "{}: starts at offset {}, but the previous segment ends at {base}",
+                    seg.path.display(),
+                    seg.base
+                ));
+            }
             let meta = seg.meta().clone();
             let mut positions = std::collections::HashMap::new();
             let end = seg.scan(0, seg.base, meta.len, |pos, r| {
@@ -330,6 +347,7 @@ impl FileLog {
             if let Some((pos, e)) = end.bad {
                 problems.push(format!("{}: byte {pos}: {e}", seg.path.display()));
             }
+            expected_base = Some(end.next);
             for (rel, pos) in &meta.index {
                 let offset = seg.base + u64::from(*rel);
                 if positions.get(&offset) != Some(&u64::from(*pos)) {
@@ -396,6 +414,9 @@ impl FileLog {
         }
         let mut writer = lock(&inner.writer);
         let first = writer.next;
+        if count == 0 {
+            return Ok(Appended::new(Offset::new(first), 0));
+        }
         if let Some(got) = expected_first.filter(|&got| got != first) {
             return Err(Error::NotContiguous {
                 expected: first,
@@ -437,12 +458,60 @@ impl FileLog {
             inner
                 .commit
                 .wait_durable(end, || inner.flush_and_sync())
-                .map_err(|reason| Error::Poisoned { reason })?;
+                .map_err(Error::from)?;
         } else {
             inner.flush_locked(&mut writer)?;
             inner.commit.written(end);
         }
         Ok(Appended::new(Offset::new(first), count))
+    }
+
+    /// Deletes the segments after `offset` and cuts the one holding it just before it.
+    fn cut_files(&self, offset: u64) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let mut segments = inner
+            .segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut deleted = false;
+        while segments.len() > 1 && segments.last().is_some_and(|s| s.base > offset) {
+            if let Some(seg) = segments.pop() {
+                seg.delete()?;
+                deleted = true;
+            }
+        }
+        let seg = Arc::clone(segments.last().expect("a log always has an active segment"));
+        drop(segments);
+        let mut cut = None;
+        let (pos, first) = seg.seek(offset);
+        let len = seg.meta().len;
+        seg.scan(pos, first, len, |at, r| {
+            if r.offset.get() == offset {
+                cut = Some(at);
+                return false;
+            }
+            true
+        })?;
+        let cut = cut.unwrap_or(len);
+        seg.file
+            .set_len(cut)
+            .map_err(Error::io("truncate", &seg.path))?;
+        seg.file.sync_all().map_err(Error::io("sync", &seg.path))?;
+        if deleted {
+            // Without this, a machine crash could bring the deleted segments back.
+            std::fs::File::open(&inner.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(Error::io("sync directory", &inner.dir))?;
+        }
+        let mut meta = seg.meta_mut();
+        meta.len = cut;
+        meta.next = offset;
+        let rel = offset - seg.base;
+        meta.index.retain(|&(r, _)| u64::from(r) < rel);
+        meta.last_indexed = meta.index.last().map(|&(_, p)| u64::from(p));
+        drop(meta);
+        let _ = std::fs::remove_file(seg.path.with_extension("index"));
+        Ok(())
     }
 
     /// Reads records from `from` on, as one read from the segment holding `from`: at least one
@@ -505,24 +574,29 @@ impl FileLog {
         let (pos, mut next) = seg.seek(from.get());
         let seg_len = seg.meta().len;
         // Frames between the index entry and `from`, then `max_bytes` of wanted frames.
-        let window =
-            (max_bytes as u64 + self.inner.config.index_interval).min(seg_len - pos) as usize;
+        let seg_rest = seg_len.saturating_sub(pos);
+        let window = (max_bytes as u64)
+            .saturating_add(self.inner.config.index_interval)
+            .min(seg_rest) as usize;
         // Shrinking keeps the old bytes (about to be overwritten): only growth is zeroed.
         batch.bytes.truncate(window);
         batch.bytes.resize(window, 0);
         read_exact_at(seg, &mut batch.bytes, pos)?;
         let mut at = 0;
         let mut wanted_bytes = 0;
-        while next < end && at < batch.bytes.len() {
+        while next < end && (at as u64) < seg_rest {
             let need = frame_len(&batch.bytes[at..]).unwrap_or(crate::FRAME_HEADER_LEN);
             if batch.bytes.len() - at < need {
-                if !batch.bodies.is_empty() || (pos + (at + need) as u64) > seg_len {
+                if !batch.bodies.is_empty() || (at + need) as u64 > seg_rest {
                     break;
                 }
-                // A single frame larger than the window: read the rest of it.
+                // Nothing wanted yet and the window ends inside a frame or its header (a frame
+                // larger than the window, or index entries further apart than expected): read
+                // on, then look at the frame again with its whole header.
                 let have = batch.bytes.len();
                 batch.bytes.resize(at + need, 0);
                 read_exact_at(seg, &mut batch.bytes[have..], pos + have as u64)?;
+                continue;
             }
             let corrupt = |reason| Error::Corrupt {
                 path: seg.path.clone(),
@@ -576,6 +650,10 @@ impl Inner {
                 Ok(())
             }
             Err(e) => {
+                if self.config.durability == Durability::Always {
+                    // Other appenders' records were in this write and they are waiting on it.
+                    self.commit.poison(e.to_string());
+                }
                 w.next = first;
                 let before = w.epochs.clone();
                 w.epochs.truncate_from(Offset::new(first));
@@ -666,12 +744,16 @@ impl Inner {
 
 impl Drop for FileLog {
     fn drop(&mut self) {
-        // A clean close leaves the active segment's index behind, sparing the next open a scan
-        // of anything but the tail. Failure here only costs that scan.
-        let _ = self
-            .inner
+        let inner = &*self.inner;
+        // `Interval` promises at most one interval of unsynced records; closing must not leave
+        // more behind. Failures here cannot be reported; recovery handles what they leave.
+        if inner.config.durability != Durability::Never {
+            let _ = inner.commit.sync_pending(|| inner.flush_and_sync());
+        }
+        // A clean close leaves the active segment's index behind, sparing the next open a scan.
+        let _ = inner
             .active()
-            .store_index(self.inner.config.durability != Durability::Never);
+            .store_index(inner.config.durability != Durability::Never);
     }
 }
 
@@ -821,7 +903,12 @@ impl LogStorage for FileLog {
             return Ok(Appended::new(self.end_offset(), 0));
         };
         for (i, r) in records.iter().enumerate() {
-            let expected = first.offset.get() + i as u64;
+            let Some(expected) = first.offset.get().checked_add(i as u64) else {
+                return Err(Error::NotContiguous {
+                    expected: u64::MAX,
+                    got: r.offset.get(),
+                });
+            };
             if r.offset.get() != expected {
                 return Err(Error::NotContiguous {
                     expected,
@@ -886,6 +973,9 @@ impl LogStorage for FileLog {
     fn truncate_from(&self, offset: Offset) -> Result<(), Error> {
         let inner = &*self.inner;
         let mut writer = lock(&inner.writer);
+        if let Some(reason) = inner.commit.failure() {
+            return Err(Error::Poisoned { reason });
+        }
         // Staged records are written first, so the cut below sees every assigned offset.
         inner.flush_locked(&mut writer)?;
         let end = inner.tail.end();
@@ -903,46 +993,18 @@ impl LogStorage for FileLog {
         // Readers stop at the published end, so lower it before cutting files.
         inner.tail.publish(offset.get());
         inner.commit.truncated(offset.get());
-        let mut segments = inner
-            .segments
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        while segments.len() > 1 && segments.last().is_some_and(|s| s.base > offset.get()) {
-            if let Some(seg) = segments.pop() {
-                seg.delete()?;
-            }
+        // Past this point the files no longer match the writer's state until the cut is done:
+        // a failure poisons the log, and reopening recovers a consistent one.
+        let result = self.cut_files(offset.get()).and_then(|()| {
+            writer.epochs.truncate_from(offset);
+            writer.epochs.store(&inner.dir)
+        });
+        if let Err(e) = &result {
+            inner.commit.poison(format!("truncation failed: {e}"));
         }
-        let seg = Arc::clone(segments.last().expect("a log always has an active segment"));
-        drop(segments);
-        let mut cut = None;
-        let (pos, first) = seg.seek(offset.get());
-        let len = seg.meta().len;
-        seg.scan(pos, first, len, |at, r| {
-            if r.offset.get() == offset.get() {
-                cut = Some(at);
-                return false;
-            }
-            true
-        })?;
-        let cut = cut.unwrap_or(len);
-        seg.file
-            .set_len(cut)
-            .map_err(Error::io("truncate", &seg.path))?;
-        seg.file.sync_all().map_err(Error::io("sync", &seg.path))?;
-        {
-            let mut meta = seg.meta_mut();
-            meta.len = cut;
-            meta.next = offset.get();
-            let rel = offset.get() - seg.base;
-            meta.index.retain(|&(r, _)| u64::from(r) < rel);
-            meta.last_indexed = meta.index.last().map(|&(_, p)| u64::from(p));
-        }
-        let _ = std::fs::remove_file(seg.path.with_extension("index"));
         writer.next = offset.get();
         writer.staged_first = offset.get();
-        writer.epochs.truncate_from(offset);
-        writer.epochs.store(&inner.dir)?;
-        Ok(())
+        result
     }
 
     fn drop_before(&self, offset: Offset) -> Result<(), Error> {
@@ -972,7 +1034,7 @@ impl LogStorage for FileLog {
         inner
             .commit
             .sync_pending(|| inner.flush_and_sync())
-            .map_err(|reason| Error::Poisoned { reason })
+            .map_err(Error::from)
     }
 
     fn epochs(&self) -> Vec<(Epoch, Offset)> {

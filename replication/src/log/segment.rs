@@ -221,7 +221,10 @@ impl Segment {
 
     /// Adds an index entry for the frame of `offset` at `pos` if `interval` bytes passed.
     pub(crate) fn maybe_index(meta: &mut Meta, base: u64, offset: u64, pos: u64, interval: u64) {
-        if meta.last_indexed.is_none_or(|last| pos >= last + interval) {
+        if meta
+            .last_indexed
+            .is_none_or(|last| pos >= last.saturating_add(interval))
+        {
             meta.index.push(((offset - base) as u32, pos as u32));
             meta.last_indexed = Some(pos);
         }

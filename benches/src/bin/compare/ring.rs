@@ -30,6 +30,9 @@ pub(crate) struct RingArgs {
     /// Virtual nodes per node for the crates that have them.
     #[arg(long, default_value_t = 160)]
     vnodes: u32,
+    /// Memberships each balance figure is averaged over (node ids shifted by 1001 each time).
+    #[arg(long, default_value_t = 16)]
+    memberships: u32,
     /// Only these tables (lookup, replicas, churn, memory, balance, movement); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -291,25 +294,29 @@ fn loads<R: Ring>(ring: &R, keys: &RingKeys, count: usize) -> HashMap<u32, u64> 
     loads
 }
 
-/// Memberships each balance figure is averaged over: node ids start at `k × MEMBERSHIP_STRIDE`.
-/// One membership's spread is one random draw (about 1/sqrt(vnodes) for any ring); the mean of
-/// several shows the expected spread rather than one lucky or unlucky placement.
-const MEMBERSHIPS: u32 = 16;
+/// Node ids of membership `k` start at `k × MEMBERSHIP_STRIDE`. One membership's spread is one
+/// random draw (about 1/sqrt(vnodes) for any ring); the mean of several shows the expected
+/// spread rather than one lucky or unlucky placement.
 const MEMBERSHIP_STRIDE: u32 = 1001;
 
-/// `[max/mean, std/mean]` at each of [`SIZES`], averaged over [`MEMBERSHIPS`].
-fn balance_row<R: Ring>(vnodes: u32, keys: &RingKeys, count: usize) -> Vec<(f64, f64)> {
+/// `[max/mean, std/mean]` at each of [`SIZES`], averaged over `memberships` memberships.
+fn balance_row<R: Ring>(
+    vnodes: u32,
+    memberships: u32,
+    keys: &RingKeys,
+    count: usize,
+) -> Vec<(f64, f64)> {
     SIZES
         .iter()
         .map(|&n| {
             let (mut max, mut std) = (0.0, 0.0);
-            for k in 0..MEMBERSHIPS {
+            for k in 0..memberships {
                 let ring = R::build_ids(k * MEMBERSHIP_STRIDE, n, vnodes);
                 let mut l: Vec<u64> = loads(&ring, keys, count).into_values().collect();
                 l.resize(n as usize, 0);
                 let (m, s) = balance(&l);
-                max += m / f64::from(MEMBERSHIPS);
-                std += s / f64::from(MEMBERSHIPS);
+                max += m / f64::from(memberships);
+                std += s / f64::from(memberships);
             }
             (max, std)
         })
@@ -324,13 +331,14 @@ fn balance_table(args: &RingArgs, keys: &RingKeys, out: &mut String) -> Result<(
     );
     let _ = writeln!(
         out,
-        "Each cell is the mean over {MEMBERSHIPS} memberships (node ids shifted by {MEMBERSHIP_STRIDE} each time). \
+        "Each cell is the mean over {} memberships (node ids shifted by {MEMBERSHIP_STRIDE} each time). \
          Every virtual-node ring sits near the theoretical 1/sqrt(vnodes) = {:.3}; the sampling floor of a perfect spread \
          is std/mean = sqrt(n/keys).\n",
+        args.memberships,
         1.0 / f64::from(args.vnodes).sqrt()
     );
     let _ = writeln!(out, "| crate | n=10 | n=100 | n=1000 |\n|---|---|---|---|");
-    let rows = each_ring!(balance_row(args.vnodes, keys, args.keys));
+    let rows = each_ring!(balance_row(args.vnodes, args.memberships, keys, args.keys));
     for (name, row) in names().iter().zip(rows) {
         let cells: Vec<String> = row
             .iter()
@@ -418,8 +426,8 @@ fn movement_table(args: &RingArgs, keys: &RingKeys, out: &mut String) {
 }
 
 pub(crate) fn run(args: &RingArgs, out: &mut String) -> Result<(), String> {
-    if args.rounds == 0 || args.window == 0 || args.keys == 0 {
-        return Err("--rounds, --window and --keys must be at least 1".into());
+    if args.rounds == 0 || args.window == 0 || args.keys == 0 || args.memberships == 0 {
+        return Err("--rounds, --window, --keys and --memberships must be at least 1".into());
     }
     let keys = RingKeys::new(args.keys.max(args.rounds * args.window), 42);
     let _ = writeln!(out, "## Consistent-hashing rings\n");
