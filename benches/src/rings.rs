@@ -12,7 +12,7 @@ pub type FixedSip = BuildHasherDefault<DefaultHasher>;
 static NODE_IDS: LazyLock<Vec<u32>> = LazyLock::new(|| (0..MAX_NODES).collect());
 
 /// The most nodes any benchmark uses, plus room to add one.
-pub const MAX_NODES: u32 = 1 << 15;
+pub const MAX_NODES: u32 = 1 << 17;
 
 /// What the benchmarks need from a consistent-hashing implementation.
 pub trait Ring: Sized {

@@ -429,6 +429,14 @@ pub(crate) fn run(args: &RingArgs, out: &mut String) -> Result<(), String> {
     if args.rounds == 0 || args.window == 0 || args.keys == 0 || args.memberships == 0 {
         return Err("--rounds, --window, --keys and --memberships must be at least 1".into());
     }
+    let highest_id = u64::from(args.memberships - 1) * u64::from(MEMBERSHIP_STRIDE) + 1001;
+    if highest_id > u64::from(shardkit_benches::rings::MAX_NODES) {
+        return Err(format!(
+            "--memberships {} needs node ids beyond {}",
+            args.memberships,
+            shardkit_benches::rings::MAX_NODES
+        ));
+    }
     let keys = RingKeys::new(args.keys.max(args.rounds * args.window), 42);
     let _ = writeln!(out, "## Consistent-hashing rings\n");
     let _ = writeln!(
