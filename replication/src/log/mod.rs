@@ -774,6 +774,23 @@ fn spawn_flusher(inner: Weak<Inner>, every: Duration) {
     });
 }
 
+/// Scans a whole segment, building its sparse index; returns it with where the scan stopped.
+fn index_by_scan(
+    seg: &Segment,
+    len: u64,
+    interval: u64,
+) -> Result<(segment::Meta, segment::ScanEnd), Error> {
+    let mut meta = segment::Meta {
+        next: seg.base,
+        ..Default::default()
+    };
+    let end = seg.scan(0, seg.base, len, |pos, r| {
+        Segment::maybe_index(&mut meta, seg.base, r.offset.get(), pos, interval);
+        true
+    })?;
+    Ok((meta, end))
+}
+
 /// Recovers a sealed segment: trusts a valid index covering the file, otherwise rescans it;
 /// any bad frame in a sealed segment is corruption in the middle of the log.
 fn recover_sealed(
@@ -791,14 +808,7 @@ fn recover_sealed(
         meta.next = next_base;
         return Ok(());
     }
-    let mut meta = segment::Meta {
-        next: seg.base,
-        ..Default::default()
-    };
-    let end = seg.scan(0, seg.base, len, |pos, r| {
-        Segment::maybe_index(&mut meta, seg.base, r.offset.get(), pos, interval);
-        true
-    })?;
+    let (mut meta, end) = index_by_scan(seg, len, interval)?;
     if let Some((position, reason)) = end.bad {
         return Err(Error::Corrupt {
             path: seg.path.clone(),
@@ -832,14 +842,7 @@ fn recover_tail(
     interval: u64,
     recovery: &mut Recovery,
 ) -> Result<(), Error> {
-    let mut meta = segment::Meta {
-        next: seg.base,
-        ..Default::default()
-    };
-    let end = seg.scan(0, seg.base, len, |pos, r| {
-        Segment::maybe_index(&mut meta, seg.base, r.offset.get(), pos, interval);
-        true
-    })?;
+    let (mut meta, end) = index_by_scan(seg, len, interval)?;
     if let Some((position, reason)) = end.bad {
         if seg.valid_frame_after(position, end.next, len)? {
             return Err(Error::Corrupt {

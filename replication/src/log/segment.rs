@@ -76,7 +76,12 @@ impl Segment {
                 .and_then(|d| d.sync_all())
                 .map_err(Error::io("sync directory", dir))?;
         }
-        Ok(Self {
+        Ok(Self::with_file(base, path, file))
+    }
+
+    /// A segment of `file`, empty until the caller fills in its metadata.
+    fn with_file(base: u64, path: PathBuf, file: File) -> Self {
+        Self {
             base,
             path,
             file,
@@ -84,7 +89,7 @@ impl Segment {
                 next: base,
                 ..Meta::default()
             }),
-        })
+        }
     }
 
     /// Opens an existing segment; its metadata is filled in by the caller's recovery.
@@ -94,15 +99,7 @@ impl Segment {
             .write(true)
             .open(&path)
             .map_err(Error::io("open", &path))?;
-        Ok(Self {
-            base,
-            path,
-            file,
-            meta: RwLock::new(Meta {
-                next: base,
-                ..Meta::default()
-            }),
-        })
+        Ok(Self::with_file(base, path, file))
     }
 
     pub(crate) fn meta(&self) -> RwLockReadGuard<'_, Meta> {
