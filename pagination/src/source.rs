@@ -76,31 +76,26 @@ scalar_key!(i32, Int, i64);
 scalar_key!(u64, Uint, u64);
 scalar_key!(u32, Uint, u64);
 
-impl SortKey for String {
-    const ARITY: usize = 1;
-    fn push_values(&self, out: &mut Vec<Value>) {
-        out.push(Value::Text(self.clone()));
-    }
-    fn from_values(values: &[Value]) -> Option<Self> {
-        match values {
-            [Value::Text(s)] => Some(s.clone()),
-            _ => None,
+/// Owned keys that clone into and out of one value variant.
+macro_rules! owned_key {
+    ($t:ty, $variant:ident) => {
+        impl SortKey for $t {
+            const ARITY: usize = 1;
+            fn push_values(&self, out: &mut Vec<Value>) {
+                out.push(Value::$variant(self.clone()));
+            }
+            fn from_values(values: &[Value]) -> Option<Self> {
+                match values {
+                    [Value::$variant(v)] => Some(v.clone()),
+                    _ => None,
+                }
+            }
         }
-    }
+    };
 }
 
-impl SortKey for Vec<u8> {
-    const ARITY: usize = 1;
-    fn push_values(&self, out: &mut Vec<Value>) {
-        out.push(Value::Bytes(self.clone()));
-    }
-    fn from_values(values: &[Value]) -> Option<Self> {
-        match values {
-            [Value::Bytes(b)] => Some(b.clone()),
-            _ => None,
-        }
-    }
-}
+owned_key!(String, Text);
+owned_key!(Vec<u8>, Bytes);
 
 impl<T: SortKey> SortKey for Reverse<T> {
     const ARITY: usize = T::ARITY;
