@@ -7,19 +7,36 @@ mod imp {
     use std::time::Duration;
 
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
+    pub(crate) use std::sync::Arc;
+    pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use std::thread::{Thread, current as current_thread, park, yield_now};
+
+    /// A time budget for a heuristic wait (spinning, gathering a batch): it only delays, so
+    /// correctness never depends on when it runs out.
+    #[derive(Debug)]
+    pub(crate) struct Budget {
+        deadline: std::time::Instant,
+    }
+
+    impl Budget {
+        pub(crate) fn new(limit: Duration) -> Self {
+            Self {
+                deadline: std::time::Instant::now() + limit,
+            }
+        }
+
+        /// Whether any of the budget is left.
+        pub(crate) fn left(&mut self) -> bool {
+            std::time::Instant::now() < self.deadline
+        }
+    }
 
     /// Locks `m`.
     pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         m.lock()
     }
 
-    /// Waits on `cv`, releasing and retaking `guard`'s lock.
-    pub(crate) fn wait<'a, T>(cv: &Condvar, mut guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-        cv.wait(&mut guard);
-        guard
-    }
-
-    /// [`wait`], for at most `timeout`.
+    /// Waits on `cv` for at most `timeout`, releasing and retaking `guard`'s lock.
     pub(crate) fn wait_timeout<'a, T>(
         cv: &Condvar,
         mut guard: MutexGuard<'a, T>,
@@ -35,7 +52,29 @@ mod imp {
     use std::sync::PoisonError;
     use std::time::Duration;
 
-    pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+    pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+    pub(crate) use loom::thread::{Thread, current as current_thread, park, yield_now};
+
+    /// The time budget of a heuristic wait, as one round whatever its length: loom needs
+    /// every execution to be deterministic, and one round explores both sides of running out.
+    #[derive(Debug)]
+    pub(crate) struct Budget {
+        rounds: u32,
+    }
+
+    impl Budget {
+        pub(crate) fn new(_limit: Duration) -> Self {
+            Self { rounds: 1 }
+        }
+
+        /// Whether any of the budget is left.
+        pub(crate) fn left(&mut self) -> bool {
+            let left = self.rounds > 0;
+            self.rounds = self.rounds.saturating_sub(1);
+            left
+        }
+    }
 
     /// Locks `m`; the protocols keep their state consistent at every step, so a lock poisoned
     /// by a panicking thread still holds valid state.
@@ -43,13 +82,8 @@ mod imp {
         m.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits on `cv`, releasing and retaking `guard`'s lock.
-    pub(crate) fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-        cv.wait(guard).unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// [`wait`], for at most `timeout` (loom never times out: a lost wake-up is a deadlock it
-    /// reports).
+    /// Waits on `cv` for at most `timeout`, releasing and retaking `guard`'s lock (loom never
+    /// times out: a lost wake-up is a deadlock it reports).
     pub(crate) fn wait_timeout<'a, T>(
         cv: &Condvar,
         guard: MutexGuard<'a, T>,
@@ -60,4 +94,7 @@ mod imp {
     }
 }
 
-pub(crate) use imp::{Condvar, Mutex, lock, wait, wait_timeout};
+pub(crate) use imp::{
+    Arc, AtomicU8, AtomicU64, AtomicUsize, Budget, Condvar, Mutex, Ordering, Thread,
+    current_thread, lock, park, wait_timeout, yield_now,
+};

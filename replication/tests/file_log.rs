@@ -365,3 +365,64 @@ fn reads_near_window_edges_and_empty_appends() {
         }
     }
 }
+
+#[test]
+fn preallocated_zeros_are_not_damage_and_a_torn_write_into_them_is_cut_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig::default().durability(Durability::Always);
+    let log = FileLog::open(dir.path(), config).unwrap();
+    for i in 0..20 {
+        log.append(Epoch::new(1), &[Entry::new(&payload(i))])
+            .unwrap();
+    }
+    let seg = log.segments().pop().unwrap();
+    // A crash: no clean close, so the zeros written ahead of the appends stay.
+    std::mem::forget(log);
+    assert!(std::fs::metadata(&seg.path).unwrap().len() > seg.bytes);
+
+    let log = FileLog::open(dir.path(), config).unwrap();
+    assert_eq!(log.recovery().truncated_bytes, 0);
+    assert_eq!(log.recovery().dropped_records, 0);
+    check_prefix(&log, 20);
+    log.append(Epoch::new(1), &[Entry::new(&payload(20))])
+        .unwrap();
+    let seg = log.segments().pop().unwrap();
+    std::mem::forget(log);
+
+    // A torn write into the zeros: the first half of a frame, the rest of it still zeros.
+    let mut frame = Vec::new();
+    shardkit_replication::encode(
+        &Record::new(Offset::new(21), Epoch::new(1), 0, payload(21)),
+        &mut frame,
+    )
+    .unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg.path)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &frame[..frame.len() / 2], seg.bytes).unwrap();
+    drop(f);
+    let log = FileLog::open(dir.path(), config).unwrap();
+    assert_eq!(log.recovery().truncated_bytes, frame.len() as u64);
+    assert_eq!(log.recovery().dropped_records, 1);
+    check_prefix(&log, 21);
+
+    // A clean close leaves no zeros behind.
+    drop(log);
+    assert_eq!(std::fs::metadata(&seg.path).unwrap().len(), seg.bytes);
+}
+
+#[test]
+fn logs_that_do_not_sync_or_opt_out_do_not_preallocate() {
+    for config in [
+        LogConfig::default().durability(Durability::Never),
+        LogConfig::default().preallocate(false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = FileLog::open(dir.path(), config).unwrap();
+        log.append(Epoch::new(1), &[Entry::new(b"x")]).unwrap();
+        let seg = log.segments().pop().unwrap();
+        std::mem::forget(log);
+        assert_eq!(std::fs::metadata(&seg.path).unwrap().len(), seg.bytes);
+    }
+}

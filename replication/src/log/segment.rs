@@ -20,11 +20,17 @@ const INDEX_MAGIC: &[u8; 8] = b"SKIX0001";
 /// Bytes read at a time when scanning.
 const READ_CHUNK: usize = 256 << 10;
 
+/// Zeros written at a time when preallocating.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
 /// A segment's mutable state, guarded for the writer and readers.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Meta {
     /// Bytes of complete frames.
     pub(crate) len: u64,
+    /// The file's length: `len` plus any zeros written ahead of appends (see
+    /// [`Segment::preallocate`]).
+    pub(crate) allocated: u64,
     /// One past the last offset in the segment.
     pub(crate) next: u64,
     /// Sparse index: `(offset - base, position)`, ascending.
@@ -205,15 +211,11 @@ impl Segment {
         }
     }
 
-    /// Whether a frame with offset at least `next` decodes anywhere after `pos`: tells a damaged
-    /// tail (nothing valid follows) from damage in the middle (valid records follow).
-    pub(crate) fn valid_frame_after(&self, pos: u64, next: u64, len: u64) -> Result<bool, Error> {
-        let mut bytes = vec![0; (len - pos) as usize];
-        self.file
-            .read_exact_at(&mut bytes, pos)
-            .map_err(Error::io("read", &self.path))?;
-        Ok((1..bytes.len())
-            .any(|q| matches!(decode(&bytes[q..]), Ok((r, _)) if r.offset.get() >= next)))
+    /// Whether a frame with offset at least `next` starts in `bytes` (the file from a bad frame on)
+    /// before `data_len`, other than at its very start: tells a damaged tail (nothing valid follows)
+    /// from damage in the middle (valid records follow).
+    pub(crate) fn valid_frame_after(bytes: &[u8], data_len: usize, next: u64) -> bool {
+        (1..data_len).any(|q| matches!(decode(&bytes[q..]), Ok((r, _)) if r.offset.get() >= next))
     }
 
     /// Adds an index entry for the frame of `offset` at `pos` if `interval` bytes passed.
@@ -282,6 +284,49 @@ impl Segment {
             .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
         let in_file = entries.iter().all(|&(_, p)| u64::from(p) < len);
         (sorted && in_file).then_some(entries)
+    }
+
+    /// Writes zeros from the file's end up to `end`, so later appends overwrite allocated blocks
+    /// and their `fdatasync` writes only data: on ext4 it then skips the journal commit a growing
+    /// file needs, which makes syncs much faster. Best effort: on failure (a full disk) the file
+    /// is cut back and appends simply grow it. Returns whether it succeeded.
+    pub(crate) fn preallocate(&self, end: u64) -> bool {
+        let mut meta = self.meta_mut();
+        let mut at = meta.allocated;
+        while at < end {
+            let n = ZEROS.len().min((end - at) as usize);
+            if self.file.write_all_at(&ZEROS[..n], at).is_err() {
+                // A failed cut leaves zeros past `allocated`, which appends overwrite anyway.
+                let _ = self.file.set_len(meta.allocated);
+                return false;
+            }
+            at += n as u64;
+        }
+        meta.allocated = meta.allocated.max(end);
+        true
+    }
+
+    /// Cuts preallocated zeros off the file (when it is sealed or closed).
+    pub(crate) fn trim(&self) -> Result<(), Error> {
+        let mut meta = self.meta_mut();
+        if meta.allocated > meta.len {
+            self.file
+                .set_len(meta.len)
+                .map_err(Error::io("truncate", &self.path))?;
+            meta.allocated = meta.len;
+        }
+        Ok(())
+    }
+
+    /// The end of the non-zero bytes from `pos` to `len` (`pos` if they are all zeros), with
+    /// those bytes read: what recovery tells preallocated space from a torn write by.
+    pub(crate) fn data_end(&self, pos: u64, len: u64) -> Result<(u64, Vec<u8>), Error> {
+        let mut bytes = vec![0; (len - pos) as usize];
+        self.file
+            .read_exact_at(&mut bytes, pos)
+            .map_err(Error::io("read", &self.path))?;
+        let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        Ok((pos + end as u64, bytes))
     }
 
     /// Deletes the segment's files.
