@@ -47,7 +47,8 @@
 //!   leader-epoch history (each epoch's first offset) is kept for divergence checks.
 //! - [`Durability::Always`]: an append returns only when its records are synced
 //!   (`fdatasync`); concurrent appenders stage their records and share one write and one sync
-//!   (group commit). [`Durability::Interval`]:
+//!   (group commit: the syncer wakes exactly the appenders its sync covered, and elects one of
+//!   the rest to run the next sync). [`Durability::Interval`]:
 //!   a machine crash loses at most the interval. [`Durability::Never`]: the page cache only; a
 //!   process crash loses nothing acknowledged, a machine crash may.
 //! - A failed sync poisons the log: later appends fail with [`Error::Poisoned`] until it is
@@ -69,7 +70,11 @@
 //!
 //! Appends are one `write` per batch (plus the shared sync under `Always`); a read seeks with a
 //! sparse index (one entry per 4 KiB of frames) and scans at most that far; opening scans only
-//! the tail segment when the sealed segments' indexes are intact.
+//! the tail segment when the sealed segments' indexes are intact. A log that syncs writes zeros
+//! 4 MiB ahead of its appends ([`LogConfig::preallocate`]), so a sync writes data only, not the
+//! file's growth; a queued appender spins (yielding the processor) for up to two syncs' time
+//! before it sleeps, and a syncer waits up to one sync's time for appenders about to stage
+//! records, so that one full sync replaces two half-full ones.
 //!
 //! # Status
 //!

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{Read as _, Write as _};
+use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -120,6 +120,21 @@ pub(crate) fn run(args: &LogArgs, out: &mut String) -> Result<(), String> {
             Ok(1)
         })
     })?;
+    // The same into space written with zeros beforehand, as our log preallocates it.
+    let mut raw_prealloc_latencies = Vec::new();
+    let raw_prealloc = rounds(n, |_| {
+        let mut f = io(File::create(scratch.dir()?.join("raw")))?;
+        io(f.write_all(&vec![0u8; 64 << 20]))?;
+        io(f.sync_all())?;
+        io(f.rewind())?;
+        rate(budget, || {
+            let t = Instant::now();
+            io(f.write_all(&payload))?;
+            io(f.sync_data())?;
+            raw_prealloc_latencies.push(t.elapsed().as_secs_f64() * 1e6);
+            Ok(1)
+        })
+    })?;
     let raw_batch = rounds(n, |_| {
         let mut f = io(File::create(scratch.dir()?.join("raw")))?;
         let batch = vec![2u8; FRAME * 1024];
@@ -173,7 +188,7 @@ pub(crate) fn run(args: &LogArgs, out: &mut String) -> Result<(), String> {
             Ok(1)
         })?;
     }
-    let (read_ours, read_raw) = read_rates(&mut scratch, n, &payload)?;
+    let read = read_rates(&mut scratch, n, &payload)?;
 
     // Peers.
     let okaywal_group = rounds(n, |_| {
@@ -216,6 +231,7 @@ pub(crate) fn run(args: &LogArgs, out: &mut String) -> Result<(), String> {
     })?;
 
     raw_sync_latencies.sort_by(f64::total_cmp);
+    raw_prealloc_latencies.sort_by(f64::total_cmp);
     latencies.sort_by(f64::total_cmp);
     let mb = |b: f64| b / 1e6;
     let _ = writeln!(out, "## Durable log\n");
@@ -242,12 +258,23 @@ pub(crate) fn run(args: &LogArgs, out: &mut String) -> Result<(), String> {
     );
     let _ = writeln!(
         out,
+        "| the same into preallocated space (zeros written and synced first) | {raw_prealloc:.0} /s (p50 {:.0} us, p99 {:.0} us) |",
+        percentile(&raw_prealloc_latencies, 0.5),
+        percentile(&raw_prealloc_latencies, 0.99)
+    );
+    let _ = writeln!(
+        out,
         "| `write` 1,024 x 136 bytes + `fdatasync` | {raw_batch:.0} records/s |"
     );
     let _ = writeln!(
         out,
-        "| sequential `read` of a file just written (page cache) | {:.0} MB/s |\n",
-        mb(read_raw)
+        "| sequential `read` of the log's files from the device (cache dropped) | {:.0} MB/s |",
+        mb(read.cold_raw)
+    );
+    let _ = writeln!(
+        out,
+        "| sequential `read` of the log's files from the page cache | {:.0} MB/s |\n",
+        mb(read.warm_raw)
     );
     let _ = writeln!(
         out,
@@ -271,23 +298,32 @@ pub(crate) fn run(args: &LogArgs, out: &mut String) -> Result<(), String> {
     );
     let _ = writeln!(
         out,
-        "| `Always`, {threads} threads x 1 record (records/s) | {group:.0} | {:.1}x one thread's write+fdatasync loop | {okaywal_group:.0} (we are {:.1}x) | - |",
+        "| `Always`, {threads} threads x 1 record (records/s) | {group:.0} | {:.1}x one thread's write+fdatasync loop ({:.1}x the loop into preallocated space) | {okaywal_group:.0} (we are {:.1}x) | - |",
         group / raw_sync,
+        group / raw_prealloc,
         group / okaywal_group
     );
     let _ = writeln!(
         out,
-        "| `Always`, 1 record, latency p50 / p99 (us) | {:.0} / {:.0} | {:.2}x / {:.2}x raw fdatasync | - | - |",
+        "| `Always`, 1 record, latency p50 / p99 (us) | {:.0} / {:.0} | {:.2}x / {:.2}x raw fdatasync ({:.2}x / {:.2}x into preallocated space) | - | - |",
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         percentile(&latencies, 0.5) / percentile(&raw_sync_latencies, 0.5),
-        percentile(&latencies, 0.99) / percentile(&raw_sync_latencies, 0.99)
+        percentile(&latencies, 0.99) / percentile(&raw_sync_latencies, 0.99),
+        percentile(&latencies, 0.5) / percentile(&raw_prealloc_latencies, 0.5),
+        percentile(&latencies, 0.99) / percentile(&raw_prealloc_latencies, 0.99)
     );
     let _ = writeln!(
         out,
-        "| read the whole log with `read_batch_into` (framed MB/s) | {:.0} | {:.0}% of sequential read | - | - |\n",
-        mb(read_ours),
-        100.0 * read_ours / read_raw
+        "| read the whole log with `read_batch_into`, from the device (framed MB/s) | {:.0} | {:.0}% of sequential read from the device | - | - |",
+        mb(read.cold_ours),
+        100.0 * read.cold_ours / read.cold_raw
+    );
+    let _ = writeln!(
+        out,
+        "| read the whole log with `read_batch_into`, from the page cache (framed MB/s) | {:.0} | {:.0}% of sequential read from the page cache | - | - |\n",
+        mb(read.warm_ours),
+        100.0 * read.warm_ours / read.warm_raw
     );
     Ok(())
 }
@@ -321,8 +357,17 @@ where
     Ok(total as f64 / t.elapsed().as_secs_f64())
 }
 
-/// `(our read rate, raw read rate)` in bytes per second over the same 256 MB of records.
-fn read_rates(scratch: &mut Scratch, n: usize, payload: &[u8]) -> Result<(f64, f64), String> {
+/// Read rates over the same 272 MB of records, in bytes per second: ours and raw `read`s, from
+/// the page cache ("warm") and from the device ("cold": each file's cached pages are dropped
+/// with `posix_fadvise(DONTNEED)` before every round, so both read the disk).
+struct ReadRates {
+    warm_ours: f64,
+    warm_raw: f64,
+    cold_ours: f64,
+    cold_raw: f64,
+}
+
+fn read_rates(scratch: &mut Scratch, n: usize, payload: &[u8]) -> Result<ReadRates, String> {
     let dir = scratch.dir()?;
     let log = file_log(&dir, Durability::Never)?;
     let entries = vec![Entry::new(payload); 1024];
@@ -330,39 +375,62 @@ fn read_rates(scratch: &mut Scratch, n: usize, payload: &[u8]) -> Result<(f64, f
         log.append(Epoch::new(1), &entries)
             .map_err(|e| e.to_string())?;
     }
-    let bytes: u64 = log.segments().iter().map(|s| s.bytes).sum();
-    let ours = rounds(n, |_| {
-        let t = Instant::now();
-        let mut next = Offset::new(0);
-        let mut checksum = 0u64;
-        let mut batch = shardkit_replication::RecordBatch::default();
-        while next < log.end_offset() {
-            log.read_batch_into(next, 1 << 20, &mut batch)
-                .map_err(|e| e.to_string())?;
-            for r in batch.iter() {
-                checksum = checksum.wrapping_add(u64::from(r.payload[0]));
-                next = Offset::new(r.offset.get() + 1);
-            }
-        }
-        std::hint::black_box(checksum);
-        Ok(bytes as f64 / t.elapsed().as_secs_f64())
-    })?;
+    log.sync().map_err(|e| e.to_string())?;
     let files: Vec<PathBuf> = log.segments().iter().map(|s| s.path.clone()).collect();
-    let raw = rounds(n, |_| {
-        let t = Instant::now();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        for path in &files {
-            let mut f = io(File::open(path))?;
-            loop {
-                let got = io(f.read(&mut buf))?;
-                if got == 0 {
-                    break;
-                }
-                total += got as u64;
-            }
+    for path in &files {
+        // Only clean pages can be dropped from the cache.
+        io(File::open(path).and_then(|f| f.sync_all()))?;
+    }
+    let bytes: u64 = log.segments().iter().map(|s| s.bytes).sum();
+    let drop_cache = |cold: bool| -> Result<(), String> {
+        for path in files.iter().filter(|_| cold) {
+            let f = io(File::open(path))?;
+            io(rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).map_err(Into::into))?;
         }
-        Ok(total as f64 / t.elapsed().as_secs_f64())
-    })?;
-    Ok((ours, raw))
+        Ok(())
+    };
+    let ours = |cold: bool| {
+        rounds(n, |_| {
+            drop_cache(cold)?;
+            let t = Instant::now();
+            let mut next = Offset::new(0);
+            let mut checksum = 0u64;
+            let mut batch = shardkit_replication::RecordBatch::default();
+            while next < log.end_offset() {
+                log.read_batch_into(next, 1 << 20, &mut batch)
+                    .map_err(|e| e.to_string())?;
+                for r in batch.iter() {
+                    checksum = checksum.wrapping_add(u64::from(r.payload[0]));
+                    next = Offset::new(r.offset.get() + 1);
+                }
+            }
+            std::hint::black_box(checksum);
+            Ok(bytes as f64 / t.elapsed().as_secs_f64())
+        })
+    };
+    let raw = |cold: bool| {
+        rounds(n, |_| {
+            drop_cache(cold)?;
+            let t = Instant::now();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0u64;
+            for path in &files {
+                let mut f = io(File::open(path))?;
+                loop {
+                    let got = io(f.read(&mut buf))?;
+                    if got == 0 {
+                        break;
+                    }
+                    total += got as u64;
+                }
+            }
+            Ok(total as f64 / t.elapsed().as_secs_f64())
+        })
+    };
+    Ok(ReadRates {
+        warm_ours: ours(false)?,
+        warm_raw: raw(false)?,
+        cold_ours: ours(true)?,
+        cold_raw: raw(true)?,
+    })
 }
