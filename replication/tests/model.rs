@@ -1,6 +1,6 @@
-//! Any sequence of appends, truncations, retention and reopenings leaves the file log holding
-//! exactly what a simple in-memory model says (retention may keep a little more: it drops
-//! whole segments only).
+//! Any sequence of appends, truncations, retention, reopenings and crashes leaves the file log
+//! holding exactly what a simple in-memory model says (retention may keep a little more: it
+//! drops whole segments only), with and without syncing (and so preallocation).
 
 use proptest::prelude::*;
 use shardkit_replication::{
@@ -9,10 +9,16 @@ use shardkit_replication::{
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { sizes: Vec<usize>, new_epoch: bool },
+    Append {
+        sizes: Vec<usize>,
+        new_epoch: bool,
+    },
     Truncate(prop::sample::Index),
     DropBefore(prop::sample::Index),
     Reopen,
+    /// Abandons the log without closing it (no final sync, no trimming of preallocated
+    /// zeros), as a killed process would, and opens it again.
+    Crash,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -21,13 +27,18 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<prop::sample::Index>().prop_map(Op::Truncate),
         1 => any::<prop::sample::Index>().prop_map(Op::DropBefore),
         1 => Just(Op::Reopen),
+        1 => Just(Op::Crash),
     ]
 }
 
-fn config() -> LogConfig {
+fn config(synced: bool) -> LogConfig {
     LogConfig::default()
         .segment_bytes(2048)
-        .durability(Durability::Never)
+        .durability(if synced {
+            Durability::Always
+        } else {
+            Durability::Never
+        })
 }
 
 fn read_all(log: &dyn LogStorage, from: Offset) -> Vec<Record> {
@@ -45,9 +56,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(if cfg!(debug_assertions) { 24 } else { 200 }))]
 
     #[test]
-    fn file_log_matches_the_model(ops in prop::collection::vec(op(), 1..40)) {
+    fn file_log_matches_the_model(ops in prop::collection::vec(op(), 1..40), synced in any::<bool>()) {
+        let config = config(synced);
         let dir = tempfile::tempdir().unwrap();
-        let mut log = FileLog::open(dir.path(), config()).unwrap();
+        let mut log = FileLog::open(dir.path(), config).unwrap();
         let model = MemoryLog::new();
         let mut epoch = 1;
         let mut counter = 0u64;
@@ -75,8 +87,16 @@ proptest! {
                 }
                 Op::Reopen => {
                     drop(log);
-                    log = FileLog::open(dir.path(), config()).unwrap();
+                    log = FileLog::open(dir.path(), config).unwrap();
                     prop_assert_eq!(log.recovery().truncated_bytes, 0);
+                }
+                Op::Crash => {
+                    // Every append completed its write, so nothing is torn: zeros left
+                    // preallocated are not damage.
+                    std::mem::forget(log);
+                    log = FileLog::open(dir.path(), config).unwrap();
+                    prop_assert_eq!(log.recovery().truncated_bytes, 0);
+                    prop_assert_eq!(log.recovery().dropped_records, 0);
                 }
             }
             prop_assert_eq!(log.end_offset(), model.end_offset());
