@@ -5,10 +5,11 @@
 //! staged so far (its records and any that other appenders staged meanwhile) with one `write`
 //! and one `fdatasync`. The others queue. When the sync ends, the syncer decides each queued
 //! appender's outcome and wakes exactly those it concerns: the ones its sync covered, and one
-//! not covered, elected to run the next sync. No appender wakes only to sleep again, none takes
-//! the lock on its way out, and no appender is left waiting for a sync nobody runs. (Woken
-//! through a condition variable, thirty appenders would instead pass its mutex from one to the
-//! next: a chain of context switches as long as a sync.)
+//! not covered, elected to run the next sync. No appender wakes only to sleep again, one whose
+//! records are durable returns without taking the lock again, and no appender is left waiting
+//! for a sync nobody runs (a sync that panics fails the log, like one that errs). (Woken through
+//! a condition variable, thirty appenders would instead pass its mutex from one to the next: a
+//! chain of context switches as long as a sync.)
 //!
 //! Two heuristics, both bounded by the recent time of a sync and both only ever delaying:
 //! - A queued appender yields the processor in a loop for up to two syncs' time before it parks,
@@ -31,14 +32,14 @@ use crate::sync::{
     park, yield_now,
 };
 
-/// The longest a queued appender spins before it parks.
+/// The longest a queued appender spins before it parks, and a syncer gathers.
 const MAX_SPIN: Duration = Duration::from_millis(2);
 
 /// A queued appender's outcome, set by whoever wakes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 enum Outcome {
-    /// Not decided yet: keep waiting.
+    /// Not decided yet: keep waiting (the initial value; never returned by a wait).
     Waiting,
     /// Its records are durable.
     Durable,
@@ -93,10 +94,21 @@ struct State {
     failed: Option<String>,
     /// Bumped by every truncation.
     generation: u64,
-    /// Where the latest truncation cut the log.
-    truncated_at: u64,
+    /// The cut of every truncation since generation `cuts_from`, in order (forgotten whenever a
+    /// truncation finds no appender waiting, since no wait can ask about older ones then).
+    cuts: Vec<u64>,
+    cuts_from: u64,
     /// Appenders parked until a sync covers them.
     queue: Vec<Arc<Waiter>>,
+}
+
+impl State {
+    /// The lowest cut of the truncations since `generation`, if any: records at or after it
+    /// written before then are gone, even if the log has grown back past them since.
+    fn cut_since(&self, generation: u64) -> Option<u64> {
+        let skip = generation.saturating_sub(self.cuts_from) as usize;
+        self.cuts.get(skip..).and_then(|c| c.iter().copied().min())
+    }
 }
 
 /// Why a wait for durability ended without it.
@@ -194,8 +206,12 @@ impl GroupCommit {
         let mut s = lock(&self.state);
         s.written = s.written.min(end);
         s.durable = s.durable.min(end);
+        if self.active.load(Ordering::Acquire) == 0 {
+            s.cuts.clear();
+            s.cuts_from = s.generation;
+        }
+        s.cuts.push(end);
         s.generation += 1;
-        s.truncated_at = end;
         s.voided |= s.syncing;
         self.settle(&mut s, Outcome::Ended, &mut woken, |w| w.target > end);
         drop(s);
@@ -235,9 +251,15 @@ impl GroupCommit {
         written: Written,
         sync: impl Fn() -> std::io::Result<u64>,
     ) -> Result<(), WaitError> {
-        let result = self.wait(&written, sync);
-        self.active.fetch_sub(1, Ordering::AcqRel);
-        result
+        /// Leaves the active count however the wait ends, a panic included.
+        struct Leave<'a>(&'a AtomicUsize);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let _leave = Leave(&self.active);
+        self.wait(&written, sync)
     }
 
     fn wait(
@@ -251,8 +273,8 @@ impl GroupCommit {
             if let Some(e) = &s.failed {
                 return Err(WaitError::Failed(e.clone()));
             }
-            if s.generation != written.generation && target > s.truncated_at {
-                return Err(WaitError::Truncated { at: s.truncated_at });
+            if let Some(at) = s.cut_since(written.generation).filter(|&at| target > at) {
+                return Err(WaitError::Truncated { at });
             }
             if s.durable >= target {
                 return Ok(());
@@ -266,28 +288,43 @@ impl GroupCommit {
                 s.queue.push(Arc::clone(&me));
                 self.queued.store(s.queue.len(), Ordering::Release);
                 drop(s);
-                match me.wait(self.sync_estimate().saturating_mul(2).min(MAX_SPIN)) {
+                let outcome = me.wait(self.sync_estimate().saturating_mul(2).min(MAX_SPIN));
+                if outcome == Outcome::Durable {
                     // Decided by the syncer with the state in hand: no need to look again.
-                    Outcome::Durable => return Ok(()),
-                    // Elected: `syncing` was kept set on our behalf.
-                    Outcome::Sync => {}
-                    Outcome::Waiting | Outcome::Ended => {
-                        s = lock(&self.state);
-                        continue;
-                    }
+                    return Ok(());
                 }
+                s = lock(&self.state);
+                if outcome != Outcome::Sync {
+                    continue;
+                }
+                // Elected, with `syncing` kept set on our behalf; but the log may have failed
+                // since (a failed truncation), and a failed log is never synced again.
+                if s.failed.is_some() {
+                    let woken = self.sync_ended(&mut s, Ok(0));
+                    drop(s);
+                    wake(woken);
+                    s = lock(&self.state);
+                    continue;
+                }
+                drop(s);
             } else {
                 s.syncing = true;
                 drop(s);
             }
             self.gather();
             let started = Instant::now();
-            let result = sync();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&sync));
             self.observe_sync(started.elapsed());
             s = lock(&self.state);
+            let panicked = result.is_err();
+            let result = result.unwrap_or_else(|_| Err(std::io::Error::other("the sync panicked")));
             let woken = self.sync_ended(&mut s, result);
             drop(s);
             wake(woken);
+            if panicked {
+                // Everyone else now fails with the log; the panic goes on to our caller.
+                std::panic::resume_unwind(Box::new("the sync panicked"));
+            }
             s = lock(&self.state);
         }
     }
@@ -311,7 +348,7 @@ impl GroupCommit {
 
     /// The syncer's wait for appenders about to stage records; see the module docs.
     fn gather(&self) {
-        let mut budget = Budget::new(self.sync_estimate());
+        let mut budget = Budget::new(self.sync_estimate().min(MAX_SPIN));
         while self.queued.load(Ordering::Acquire) + 1 < self.active.load(Ordering::Acquire)
             && budget.left()
         {
@@ -416,6 +453,45 @@ mod tests {
         assert_eq!(waiter.join().unwrap(), Err(WaitError::Truncated { at: 5 }));
         // The sync that straddled the truncation did not count as making anything durable.
         assert_eq!(lock(&commit.state).durable, 0);
+    }
+
+    #[test]
+    fn a_cut_stays_a_cut_after_a_later_higher_truncation() {
+        let commit = GroupCommit::new(0);
+        let written = commit.written_awaiting(10);
+        commit.truncated(5);
+        // The log grows back past 10 with other records, and is cut again higher up.
+        let others = commit.written_awaiting(30);
+        commit.truncated(20);
+        assert_eq!(
+            commit.wait_durable(written, || Ok(20)),
+            Err(WaitError::Truncated { at: 5 })
+        );
+        assert_eq!(
+            commit.wait_durable(others, || Ok(20)),
+            Err(WaitError::Truncated { at: 20 })
+        );
+    }
+
+    #[test]
+    fn a_panicking_sync_fails_the_waiters_and_the_log() {
+        let commit = Arc::new(GroupCommit::new(0));
+        let written = commit.written_awaiting(1);
+        let syncer = {
+            let commit = Arc::clone(&commit);
+            std::thread::spawn(move || {
+                commit.wait_durable(written, || {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    panic!("a bug in the sync")
+                })
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let written = commit.written_awaiting(2);
+        let waited = commit.wait_durable(written, || Ok(2));
+        assert!(matches!(waited, Err(WaitError::Failed(m)) if m.contains("panicked")));
+        assert!(syncer.join().is_err());
+        assert_eq!(commit.active.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The synchronisation primitives the log's custom protocols use: `parking_lot`'s (whose
-//! `notify_all` moves waiters onto the mutex instead of waking them all to fight for it), or
-//! loom's when the crate is built with `--cfg shardkit_loom` so the loom models can check them.
+//! The synchronisation primitives the log's custom protocols use: `parking_lot`'s mutex and
+//! condition variable with std's threads and atomics, or loom's when the crate is built with
+//! `--cfg shardkit_loom` so the loom models can check them.
 
 #[cfg(not(shardkit_loom))]
 mod imp {

@@ -118,7 +118,8 @@ pub struct SegmentInfo {
     pub base: Offset,
     /// One past its last offset.
     pub end: Offset,
-    /// Its size in bytes.
+    /// The bytes of its records (the active segment's file may be longer: zeros preallocated
+    /// for the appends to come).
     pub bytes: u64,
 }
 
@@ -426,10 +427,11 @@ impl FileLog {
         encode: impl Fn(usize, u64, &mut Vec<u8>) -> Result<(), FrameError>,
     ) -> Result<Appended, Error> {
         let inner = &*self.inner;
+        let mut writer = lock(&inner.writer);
+        // Under the writer lock: a truncation that fails poisons the log under it too.
         if let Some(reason) = inner.commit.failure() {
             return Err(Error::Poisoned { reason });
         }
-        let mut writer = lock(&inner.writer);
         let first = writer.next;
         if count == 0 {
             return Ok(Appended::new(Offset::new(first), 0));
@@ -782,11 +784,8 @@ impl Drop for FileLog {
         if inner.config.durability != Durability::Never {
             let _ = inner.commit.sync_pending(|| inner.flush_and_sync());
         }
-        // A clean close leaves no zeros and the active segment's index behind, sparing the next
-        // open a scan.
-        let active = inner.active();
-        let _ = active.trim();
-        let _ = active.store_index(inner.config.durability != Durability::Never);
+        // A clean close leaves no zeros behind.
+        let _ = inner.active().trim();
     }
 }
 
@@ -888,8 +887,11 @@ fn recover_tail(
     meta.next = end.next;
     if let Some((position, reason)) = end.bad {
         let (data_end, bytes) = seg.data_end(position, len)?;
-        if data_end > position {
-            if Segment::valid_frame_after(&bytes, (data_end - position) as usize, end.next) {
+        let data = (data_end - position) as usize;
+        if data > 0 {
+            if let Some(next_valid) = Segment::valid_frame_after(&bytes, data, end.next)
+                && !has_unwritten_sector(position, &bytes[..next_valid])
+            {
                 return Err(Error::Corrupt {
                     path: seg.path.clone(),
                     position,
@@ -897,12 +899,20 @@ fn recover_tail(
                 });
             }
             // The damaged frame reaches as far as its header says (zeros may end a torn one).
-            let frame_end = frame_len(&bytes)
-                .filter(|&n| n <= crate::FRAME_HEADER_LEN + crate::MAX_FRAME_BODY)
-                .map_or(len, |n| (position + n as u64).min(len));
-            let damaged_end = data_end.max(frame_end);
-            recovery.truncated_bytes += damaged_end - position;
-            recovery.dropped_records += count_frames(seg, position, damaged_end)?;
+            let frame_end = match frame_len(&bytes) {
+                // Not even a whole header left: all of it is the torn frame.
+                None => bytes.len(),
+                Some(n)
+                    if n > crate::FRAME_HEADER_LEN
+                        && n <= crate::FRAME_HEADER_LEN + crate::MAX_FRAME_BODY =>
+                {
+                    n.min(bytes.len())
+                }
+                Some(_) => data,
+            };
+            let damaged = data.max(frame_end);
+            recovery.truncated_bytes += damaged as u64;
+            recovery.dropped_records += count_frames(&bytes[..damaged], data, end.next);
             seg.file
                 .set_len(position)
                 .map_err(Error::io("truncate", &seg.path))?;
@@ -914,20 +924,49 @@ fn recover_tail(
     Ok(())
 }
 
-/// How many frames the bytes from `pos` to `len` hold, following length fields (at least one).
-fn count_frames(seg: &Segment, mut pos: u64, len: u64) -> Result<u64, Error> {
+/// How many records a damaged tail holds (at least one): the frames found by following length
+/// fields, and past a zero or impossible one by the next frame that decodes before `data` (the
+/// end of its non-zero bytes), as after a sector that never reached the disk; or, if more, the
+/// offsets up to the last frame found, which counts records whose frames were lost whole.
+fn count_frames(bytes: &[u8], data: usize, next: u64) -> u64 {
     let mut frames = 0;
-    let mut header = [0u8; 4];
-    while pos < len {
+    let mut last_offset = None;
+    let mut at = 0;
+    while at < bytes.len() {
         frames += 1;
-        if len - pos < 4 {
-            break;
+        if let Ok((r, _)) = crate::decode_ref(&bytes[at..]) {
+            last_offset = Some(r.offset.get());
         }
-        std::os::unix::fs::FileExt::read_exact_at(&seg.file, &mut header, pos)
-            .map_err(Error::io("read", &seg.path))?;
-        pos += crate::FRAME_HEADER_LEN as u64 + u64::from(u32::from_le_bytes(header));
+        match frame_len(&bytes[at..]) {
+            Some(n) if n > crate::FRAME_HEADER_LEN => at += n,
+            _ => match Segment::valid_frame_after(&bytes[at..], data.saturating_sub(at), next) {
+                Some(q) => at += q,
+                None => break,
+            },
+        }
     }
-    Ok(frames)
+    let by_offset = last_offset.map_or(0, |o| (o + 1).saturating_sub(next));
+    frames.max(by_offset)
+}
+
+/// Sectors: the unit a disk writes atomically, and so the unit of a torn write's holes.
+const SECTOR: u64 = 512;
+
+/// Whether `damaged` (the file from `position` on) holds a whole sector of zeros: preallocated
+/// space the last, unsynced write never got to disk, while later pages of that same write did
+/// (page writeback has no order). Records after such a hole were never acknowledged (a sync
+/// would have written the hole too), so the tail is torn, not corrupt; bit rot in acknowledged
+/// records does not look like this.
+fn has_unwritten_sector(position: u64, damaged: &[u8]) -> bool {
+    let first = position.div_ceil(SECTOR) * SECTOR;
+    let end = position + damaged.len() as u64;
+    (first..end)
+        .step_by(SECTOR as usize)
+        .take_while(|s| s + SECTOR <= end)
+        .any(|s| {
+            let at = (s - position) as usize;
+            damaged[at..at + SECTOR as usize].iter().all(|&b| b == 0)
+        })
 }
 
 impl LogStorage for FileLog {

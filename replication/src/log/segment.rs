@@ -29,8 +29,11 @@ pub(crate) struct Meta {
     /// Bytes of complete frames.
     pub(crate) len: u64,
     /// The file's length: `len` plus any zeros written ahead of appends (see
-    /// [`Segment::preallocate`]).
+    /// [`Segment::preallocate`]). (After a failed cut of a partial write the file may be longer;
+    /// appends overwrite what is there.)
     pub(crate) allocated: u64,
+    /// Set when writing zeros ahead failed (a full disk): the segment grows append by append.
+    pub(crate) preallocation_failed: bool,
     /// One past the last offset in the segment.
     pub(crate) next: u64,
     /// Sparse index: `(offset - base, position)`, ascending.
@@ -211,11 +214,11 @@ impl Segment {
         }
     }
 
-    /// Whether a frame with offset at least `next` starts in `bytes` (the file from a bad frame on)
-    /// before `data_len`, other than at its very start: tells a damaged tail (nothing valid follows)
-    /// from damage in the middle (valid records follow).
-    pub(crate) fn valid_frame_after(bytes: &[u8], data_len: usize, next: u64) -> bool {
-        (1..data_len).any(|q| matches!(decode(&bytes[q..]), Ok((r, _)) if r.offset.get() >= next))
+    /// Where the first frame with offset at least `next` starts in `bytes` (the file from a bad
+    /// frame on), if one starts before `data_len` other than at its very start: tells a damaged
+    /// tail (nothing valid follows) from damage in the middle (valid records follow).
+    pub(crate) fn valid_frame_after(bytes: &[u8], data_len: usize, next: u64) -> Option<usize> {
+        (1..data_len).find(|&q| matches!(decode(&bytes[q..]), Ok((r, _)) if r.offset.get() >= next))
     }
 
     /// Adds an index entry for the frame of `offset` at `pos` if `interval` bytes passed.
@@ -287,23 +290,33 @@ impl Segment {
     }
 
     /// Writes zeros from the file's end up to `end`, so later appends overwrite allocated blocks
-    /// and their `fdatasync` writes only data: on ext4 it then skips the journal commit a growing
-    /// file needs, which makes syncs much faster. Best effort: on failure (a full disk) the file
-    /// is cut back and appends simply grow it. Returns whether it succeeded.
-    pub(crate) fn preallocate(&self, end: u64) -> bool {
-        let mut meta = self.meta_mut();
-        let mut at = meta.allocated;
+    /// and their `fdatasync` need not also commit the file's growth (on ext4, a journal commit):
+    /// syncs get much faster. The one sync after each extension also writes the zeros. Best
+    /// effort: on failure (a full disk) the file is cut back and appends simply grow it.
+    pub(crate) fn preallocate(&self, end: u64) {
+        let (from, failed) = {
+            let meta = self.meta();
+            (meta.allocated, meta.preallocation_failed)
+        };
+        if failed {
+            return;
+        }
+        // Only the writer grows the file, so the zeros go in without holding the metadata lock:
+        // readers of the segment are not kept waiting.
+        let mut at = from;
         while at < end {
             let n = ZEROS.len().min((end - at) as usize);
             if self.file.write_all_at(&ZEROS[..n], at).is_err() {
                 // A failed cut leaves zeros past `allocated`, which appends overwrite anyway.
-                let _ = self.file.set_len(meta.allocated);
-                return false;
+                let _ = self.file.set_len(from);
+                // A full disk stays full for a while: appends just grow this segment now.
+                self.meta_mut().preallocation_failed = true;
+                return;
             }
             at += n as u64;
         }
+        let mut meta = self.meta_mut();
         meta.allocated = meta.allocated.max(end);
-        true
     }
 
     /// Cuts preallocated zeros off the file (when it is sealed or closed).
