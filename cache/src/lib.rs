@@ -1,43 +1,77 @@
-//! A concurrent in-memory cache for hot reads, built around a frequency-aware admission policy.
-//!
-//! A cache in front of a database keeps the hottest data in memory; what it keeps decides its
-//! hit ratio. Recency alone (LRU) lets one large scan flush the working set; the TinyLFU family
-//! of policies (Einziger, Friedman and Manes, 2017; Caffeine's W-TinyLFU) admits a new entry only
-//! if it is accessed more often than the entry it would evict, which needs a compact estimate of
-//! every key's recent access frequency. [`FrequencySketch`] is that estimate: a count-min sketch
-//! with 4-bit counters that halves itself periodically, so old popularity fades.
+//! A concurrent in-memory cache for hot reads: lock-free reads, and an adaptive W-TinyLFU policy
+//! that keeps what is re-used rather than what was merely seen last.
 //!
 //! ```
-//! use shardkit_cache::FrequencySketch;
+//! use shardkit_cache::{Cache, RemovalCause};
 //!
-//! let mut sketch = FrequencySketch::new(1_000);
-//! let (hot, cold) = (0x1234_u64, 0x9876_u64);
-//! for _ in 0..10 {
-//!     sketch.increment(hot);
+//! let cache = Cache::new(10_000);
+//! cache.insert(42_u64, "answer".to_string());
+//! assert_eq!(cache.get(&42).as_deref(), Some("answer"));
+//! assert_eq!(cache.remove(&42).as_deref(), Some("answer"));
+//! assert!(cache.get(&42).is_none());
+//!
+//! // Bounded by weight, with a listener told about every entry that leaves.
+//! let evicted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+//! let seen = evicted.clone();
+//! let cache = Cache::builder()
+//!     .max_weight(1 << 20, |_key: &u64, value: &Vec<u8>| value.len() as u32)
+//!     .eviction_listener(move |_, _, cause| {
+//!         if cause == RemovalCause::Size {
+//!             seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+//!         }
+//!     })
+//!     .build()?;
+//! for k in 0..100 {
+//!     cache.insert(k, vec![0; 64 << 10]);
 //! }
-//! sketch.increment(cold);
-//! assert!(sketch.frequency(hot) > sketch.frequency(cold));
-//! // An admission decision: keep the hot entry rather than admit the cold one.
-//! assert!(!sketch.admit(cold, hot));
+//! assert!(cache.weighted_size() <= 1 << 20);
+//! assert!(evicted.load(std::sync::atomic::Ordering::Relaxed) >= 84);
+//! # Ok::<(), shardkit_cache::BuildError>(())
 //! ```
 //!
-//! # Status
+//! # The policy
 //!
-//! This release ships the frequency sketch. The cache itself (lock-free reads, adaptive
-//! W-TinyLFU eviction, expiry, single-flight loading, listeners and stats) is being built on it.
+//! What a cache keeps decides its hit ratio. Recency alone (LRU) lets one large scan flush the
+//! working set; frequency alone holds on to yesterday's favourites. W-TinyLFU (Einziger,
+//! Friedman and Manes, 2017; Caffeine's policy) puts new entries in a small LRU-like *window*,
+//! and admits an entry leaving it to the *main* space only if a [`FrequencySketch`] says it is
+//! more popular than main's eviction victim. Main is split into *probation* and *protected*
+//! segments, so entries re-used after admission outlast those that were not. The window's share
+//! is tuned while the cache runs, by hill climbing on the hit ratio: it grows when recency pays
+//! (a shifting hot set) and shrinks when frequency does.
+//!
+//! LRU order is approximated CLOCK-style: a read only bumps the entry's small hit counter, and
+//! the policy looks at the counters when entries reach the head of their queue (giving re-used
+//! ones a second chance and folding their hits into the sketch), so reads never move anything.
+//!
+//! # Concurrency
+//!
+//! The cache is split into shards, each a hash table (open addressing over atomic pointers to
+//! immutable entries) and a mutex over the shard's policy. A read hashes the key, pins the
+//! epoch (crossbeam-epoch), probes the table, checks the entry was not removed, bumps its hit
+//! counter (no write once saturated) and a hit count on a per-thread stripe, and clones the
+//! value: no lock, no allocation. A write takes its shard's mutex, stores into the table with
+//! atomic stores, runs the policy and unlinks what it evicts; unlinked entries and outgrown
+//! tables are freed by the epoch collector once no reader can hold them. Listeners run after
+//! the mutex is released.
 //!
 //! # Costs
 //!
-//! A sketch for `capacity` entries takes 8 bytes per 16 counters, about one byte per entry
-//! (the counter table has a power of two at least `capacity` counters, times 4 rows spread over
-//! one table). `increment` and `frequency` touch four counters: O(1), no allocation.
+//! About 60 bytes per `u64` to `u64` entry: the entry itself (key, value, hash and four bytes of
+//! state), its table slot (tables stay at most three quarters full), its place in a policy queue,
+//! and one byte of sketch.
 //!
-//! The minimum supported Rust version is 1.88. The crate has no `unsafe` code.
-#![forbid(unsafe_code)]
+//! The minimum supported Rust version is 1.88.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cache;
+mod entry;
+mod policy;
+mod shard;
 mod sketch;
+mod table;
 
+pub use cache::{BuildError, Cache, CacheBuilder, CacheStats, DefaultHashBuilder, RemovalCause};
 pub use sketch::FrequencySketch;
 
 /// The README's examples, compiled and run as doctests so they cannot rot.

@@ -1,0 +1,398 @@
+//! The public cache type and its builder.
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+
+use crate::entry::Entry;
+use crate::shard::{Notice, Shard};
+
+/// The default hasher: `foldhash`'s fast, randomly seeded hasher (as quick_cache uses); hash
+/// flooding is further blunted by the policy's random admission of warm keys.
+pub type DefaultHashBuilder = foldhash::fast::RandomState;
+
+/// Why an entry left the cache, as the eviction listener is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemovalCause {
+    /// Evicted to stay within the capacity (or too heavy to be admitted at all).
+    Size,
+    /// Its key got a new value.
+    Replaced,
+    /// Removed by [`Cache::remove`], [`Cache::retain`] or [`Cache::clear`].
+    Removed,
+}
+
+type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
+type Listener<K, V> = Arc<dyn Fn(&K, &V, RemovalCause) + Send + Sync>;
+
+/// Counters of a cache's activity since it was built, from [`Cache::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Reads that found their key.
+    pub hits: u64,
+    /// Reads that did not.
+    pub misses: u64,
+    /// Entries evicted for size.
+    pub evictions: u64,
+}
+
+impl CacheStats {
+    /// Hits over reads, 0 before any read.
+    pub fn hit_ratio(&self) -> f64 {
+        let reads = self.hits + self.misses;
+        if reads == 0 {
+            0.0
+        } else {
+            self.hits as f64 / reads as f64
+        }
+    }
+}
+
+/// Why [`CacheBuilder::build`] refused a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// Neither [`CacheBuilder::max_capacity`] nor [`CacheBuilder::max_weight`] was set.
+    NoCapacity,
+    /// [`CacheBuilder::shards`] was given zero or a number that is not a power of two.
+    InvalidShards(usize),
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoCapacity => write!(
+                f,
+                "a cache needs a capacity: set max_capacity or max_weight"
+            ),
+            Self::InvalidShards(n) => {
+                write!(f, "{n} shards: the shard count must be a power of two")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// A concurrent cache bounded by entry count or total weight; see the [crate docs](crate).
+///
+/// Cloning values is the price of lock-free reads: a hit returns a clone of the value, so for
+/// large values store `Arc<V>`.
+pub struct Cache<K, V, S = DefaultHashBuilder> {
+    shards: Box<[Shard<K, V>]>,
+    hasher: S,
+    weigher: Option<Weigher<K, V>>,
+    listener: Option<Listener<K, V>>,
+    capacity: u64,
+}
+
+impl<K, V, S> std::fmt::Debug for Cache<K, V, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("capacity", &self.capacity)
+            .field("shards", &self.shards.len())
+            .field("weighted", &self.weigher.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Cache`]; from [`Cache::builder`].
+pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
+    max_capacity: Option<u64>,
+    max_weight: Option<u64>,
+    weigher: Option<Weigher<K, V>>,
+    listener: Option<Listener<K, V>>,
+    shards: Option<usize>,
+    hasher: S,
+}
+
+impl<K, V, S> std::fmt::Debug for CacheBuilder<K, V, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("max_capacity", &self.max_capacity)
+            .field("max_weight", &self.max_weight)
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V, S> CacheBuilder<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher,
+{
+    /// Bounds the cache to `entries` entries.
+    #[must_use]
+    pub fn max_capacity(mut self, entries: u64) -> Self {
+        self.max_capacity = Some(entries);
+        self
+    }
+
+    /// Bounds the cache to a total weight of `max`, each entry weighing what `weigher` says
+    /// (computed once, on insertion). An entry heavier than a shard's share of `max` is not
+    /// cached (the listener sees it evicted for size).
+    #[must_use]
+    pub fn max_weight(
+        mut self,
+        max: u64,
+        weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static,
+    ) -> Self {
+        self.max_weight = Some(max);
+        self.weigher = Some(Arc::new(weigher));
+        self
+    }
+
+    /// Calls `listener` for every entry that leaves the cache, with why, after the cache's own
+    /// locks are released. A panicking listener does not harm the cache: the other
+    /// notifications still run, then the panic goes on to the caller whose call caused them.
+    #[must_use]
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(&K, &V, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Splits the cache into `shards` independently locked parts (a power of two). The default,
+    /// four per processor, kept small enough that each shard holds at least 256 entries (the
+    /// policy decides per shard, and tiny shards decide worse).
+    #[must_use]
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// Uses another hasher.
+    pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
+        CacheBuilder {
+            max_capacity: self.max_capacity,
+            max_weight: self.max_weight,
+            weigher: self.weigher,
+            listener: self.listener,
+            shards: self.shards,
+            hasher,
+        }
+    }
+
+    /// Builds the cache.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] for a configuration without a capacity or with an invalid shard count.
+    pub fn build(self) -> Result<Cache<K, V, S>, BuildError> {
+        let (capacity, entries) = match (self.max_weight, self.max_capacity) {
+            (Some(w), entries) => (w, entries.unwrap_or(w).min(1 << 24)),
+            (None, Some(n)) => (n, n.min(1 << 24)),
+            (None, None) => return Err(BuildError::NoCapacity),
+        };
+        let shards = match self.shards {
+            Some(n) if n == 0 || !n.is_power_of_two() || n > 1 << 16 => {
+                return Err(BuildError::InvalidShards(n));
+            }
+            Some(n) => n,
+            None => {
+                let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+                let by_size = (entries / 256).max(1) as usize;
+                (cpus * 4)
+                    .next_power_of_two()
+                    .min(by_size.next_power_of_two() / 2)
+                    .clamp(1, 64)
+            }
+        };
+        let n = shards as u64;
+        let shards = (0..n)
+            // Spread the capacity exactly: the first `capacity % n` shards take one more.
+            .map(|i| {
+                let cap = capacity / n + u64::from(i < capacity % n);
+                Shard::new(cap, (entries / n).max(1) as usize)
+            })
+            .collect();
+        Ok(Cache {
+            shards,
+            hasher: self.hasher,
+            weigher: self.weigher,
+            listener: self.listener,
+            capacity,
+        })
+    }
+}
+
+impl<K, V> Cache<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A cache of at most `capacity` entries, with the default settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache = shardkit_cache::Cache::new(1_000);
+    /// cache.insert("k", 1);
+    /// assert_eq!(cache.get("k"), Some(1));
+    /// ```
+    pub fn new(capacity: usize) -> Self {
+        Self::builder()
+            .max_capacity(capacity as u64)
+            .build()
+            .expect("a capacity and the default shards are a valid configuration")
+    }
+
+    /// A builder for a cache with more settings.
+    pub fn builder() -> CacheBuilder<K, V> {
+        CacheBuilder {
+            max_capacity: None,
+            max_weight: None,
+            weigher: None,
+            listener: None,
+            shards: None,
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+}
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher,
+{
+    fn shard(&self, hash: u64) -> &Shard<K, V> {
+        // The top bits pick the shard; the table slots use the low ones.
+        &self.shards[(hash >> 48) as usize & (self.shards.len() - 1)]
+    }
+
+    /// A clone of `key`'s value, if cached. Takes no lock and allocates nothing.
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let guard = &crossbeam_epoch::pin();
+        self.shard(hash)
+            .get(hash, key, guard)
+            .map(|e| e.value.clone())
+    }
+
+    /// Whether `key` is cached (not counted as a read).
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let guard = &crossbeam_epoch::pin();
+        self.shard(hash).peek(hash, key, guard).is_some()
+    }
+
+    /// Caches `value` for `key`, replacing any value it had, and evicting to stay within the
+    /// capacity.
+    pub fn insert(&self, key: K, value: V) {
+        let hash = self.hasher.hash_one(&key);
+        let weight = self.weigher.as_ref().map_or(1, |w| w(&key, &value));
+        let guard = &crossbeam_epoch::pin();
+        let mut out = Vec::new();
+        self.shard(hash)
+            .insert(Entry::new(hash, key, value, weight), &mut out, guard);
+        self.notify(out);
+    }
+
+    /// Removes `key`, returning its value if it was cached.
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let guard = &crossbeam_epoch::pin();
+        let removed = self.shard(hash).remove(hash, key, guard)?;
+        let value = removed.get().value.clone();
+        self.notify(vec![(removed, RemovalCause::Removed)]);
+        Some(value)
+    }
+
+    /// Removes every entry for which `keep` returns false.
+    pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
+        let guard = &crossbeam_epoch::pin();
+        for shard in &*self.shards {
+            let mut out = Vec::new();
+            shard.retain(&mut keep, &mut out, guard);
+            self.notify(out);
+        }
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) {
+        let guard = &crossbeam_epoch::pin();
+        for shard in &*self.shards {
+            let mut out = Vec::new();
+            shard.clear(&mut out, guard);
+            self.notify(out);
+        }
+    }
+
+    /// The cached entries, cloned, shard by shard: entries inserted or removed meanwhile may or
+    /// may not be included.
+    pub fn iter(&self) -> impl Iterator<Item = (K, V)> + '_
+    where
+        K: Clone,
+    {
+        self.shards.iter().flat_map(Shard::snapshot)
+    }
+
+    /// How many entries are cached.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(Shard::len).sum()
+    }
+
+    /// Whether no entry is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The total weight of the cached entries (their count, without a weigher).
+    pub fn weighted_size(&self) -> u64 {
+        self.shards.iter().map(Shard::weight).sum()
+    }
+
+    /// The capacity: entries, or total weight with a weigher.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Hits, misses and evictions so far. Reads are counted on per-thread stripes (the policy
+    /// needs them to tune itself), so the counts cost readers no contended write.
+    pub fn stats(&self) -> CacheStats {
+        self.shards.iter().fold(CacheStats::default(), |acc, s| {
+            let (hits, misses) = s.reads();
+            CacheStats {
+                hits: acc.hits + hits,
+                misses: acc.misses + misses,
+                evictions: acc.evictions + s.evictions(),
+            }
+        })
+    }
+
+    /// Tells the listener about `out`; the caller's guard keeps the entries allocated.
+    fn notify(&self, out: Vec<Notice<K, V>>) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let mut first_panic = None;
+        for (h, cause) in out {
+            let e = h.get();
+            let call = std::panic::AssertUnwindSafe(|| listener(&e.key, &e.value, cause));
+            if let Err(p) = std::panic::catch_unwind(call) {
+                first_panic.get_or_insert(p);
+            }
+        }
+        if let Some(p) = first_panic {
+            std::panic::resume_unwind(p);
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Cache entries: immutable key and value, with the few atomics readers and the policy share.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use crate::policy::{Handle, Region};
+
+/// Hits saturate here: the policy only needs "re-used, and about how often".
+const MAX_HITS: u8 = 15;
+
+/// One cached key and value. Entries are never changed in place: a new value for a key is a new
+/// entry, so a reader can clone the value without a lock. They are freed through epoch-based
+/// reclamation once both the table and the policy have let go of them.
+#[derive(Debug)]
+pub(crate) struct Entry<K, V> {
+    pub(crate) hash: u64,
+    /// Hits since the policy last looked (saturating); readers bump it.
+    hits: AtomicU8,
+    /// The policy's region (written only under the shard lock).
+    region: AtomicU8,
+    /// Set once the key was removed or evicted: readers holding the entry treat it as absent.
+    /// (A replaced entry is not removed: its value was current until the replacement.)
+    removed: AtomicBool,
+    pub(crate) weight: u32,
+    pub(crate) key: K,
+    pub(crate) value: V,
+}
+
+impl<K, V> Entry<K, V> {
+    pub(crate) fn new(hash: u64, key: K, value: V, weight: u32) -> Self {
+        Self {
+            hash,
+            hits: AtomicU8::new(0),
+            region: AtomicU8::new(Region::Gone as u8),
+            removed: AtomicBool::new(false),
+            weight,
+            key,
+            value,
+        }
+    }
+
+    /// Records a hit. A load and a store, not an atomic add: a hit lost to a race costs the
+    /// policy nothing it needs, and a saturated counter costs readers no write at all.
+    pub(crate) fn hit(&self) {
+        let hits = self.hits.load(Ordering::Relaxed);
+        if hits < MAX_HITS {
+            self.hits.store(hits + 1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_removed(&self) {
+        self.removed.store(true, Ordering::Release);
+    }
+}
+
+/// A pointer to an entry. Valid while the policy holds it (entries are freed only when the
+/// policy releases them, and then only through the epoch collector), and after release for as
+/// long as the guard pinned before the release.
+pub(crate) struct EntryRef<K, V>(pub(crate) NonNull<Entry<K, V>>);
+
+impl<K, V> Clone for EntryRef<K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, V> Copy for EntryRef<K, V> {}
+
+impl<K, V> std::fmt::Debug for EntryRef<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("EntryRef").field(&self.0).finish()
+    }
+}
+
+// SAFETY: an `EntryRef` is a shared reference in disguise; sending one to another thread is
+// sending `&Entry<K, V>`, which is sound when the entry is `Sync` (its atomics are, and `K`, `V`
+// are required to be `Sync`) and the entry may be dropped there (`Send`).
+unsafe impl<K: Send + Sync, V: Send + Sync> Send for EntryRef<K, V> {}
+// SAFETY: as above; sharing the pointer only ever gives out `&Entry`.
+unsafe impl<K: Send + Sync, V: Send + Sync> Sync for EntryRef<K, V> {}
+
+impl<K, V> EntryRef<K, V> {
+    pub(crate) fn get(&self) -> &Entry<K, V> {
+        // SAFETY: every `EntryRef` in use is either held by the policy (which frees an entry only
+        // by releasing it, through the epoch collector) or was released while its user's guard
+        // was pinned, which keeps the collector from freeing it.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl<K, V> Handle for EntryRef<K, V> {
+    fn hash(self) -> u64 {
+        self.get().hash
+    }
+
+    fn take_hits(self) -> u8 {
+        self.get().hits.swap(0, Ordering::Relaxed)
+    }
+
+    fn region(self) -> Region {
+        Region::from_u8(self.get().region.load(Ordering::Relaxed))
+    }
+
+    fn set_region(self, region: Region) {
+        self.get().region.store(region as u8, Ordering::Relaxed);
+    }
+
+    fn weight(self) -> u64 {
+        u64::from(self.get().weight)
+    }
+}

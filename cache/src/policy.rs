@@ -1,0 +1,490 @@
+//! The eviction policy: W-TinyLFU with CLOCK approximations of LRU order and a hill-climbing
+//! admission window.
+//!
+//! New entries enter a small **window**; entries leaving it are admitted to the **main** space
+//! only if the frequency sketch says they are more popular than main's eviction victim (TinyLFU),
+//! so one-off keys and scans die in the window. Main is split, as in Caffeine, into a
+//! **probation** segment (admitted, not yet re-used) and a **protected** one (re-used while on
+//! probation), 80% of main.
+//!
+//! Readers never touch the policy: a hit only bumps the entry's small hit counter. Each segment
+//! is a FIFO queue read as a CLOCK: an entry reaching the head with hits gets its hits folded into
+//! the sketch and a second chance (window and protected: back to the tail; probation: promotion),
+//! which approximates LRU order without moving anything on a hit.
+//!
+//! The window's share is tuned at run time by hill climbing (Caffeine's idea): every sample of
+//! requests, the hit ratio is compared with the previous sample's, and the window keeps growing
+//! or shrinking while that helps, in steps that shrink as it settles and restart when the
+//! workload changes. A recency-biased workload (the hot set shifting) grows the window toward
+//! LRU; a frequency-biased one shrinks it toward LFU.
+
+use std::collections::VecDeque;
+
+use crate::sketch::FrequencySketch;
+
+/// Where an entry is in the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Region {
+    Window = 0,
+    Probation = 1,
+    Protected = 2,
+    /// Removed from the policy; its handle may still sit in a queue until popped.
+    Gone = 3,
+}
+
+impl Region {
+    pub(crate) fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Window,
+            1 => Self::Probation,
+            2 => Self::Protected,
+            _ => Self::Gone,
+        }
+    }
+}
+
+/// What the policy needs of an entry. Handles are copied into queues; the entry stays alive
+/// until the policy releases the handle.
+pub(crate) trait Handle: Copy {
+    /// The key's hash.
+    fn hash(self) -> u64;
+    /// The hits recorded since the last call (saturating), resetting them to zero.
+    fn take_hits(self) -> u8;
+    /// Its region.
+    fn region(self) -> Region;
+    /// Moves it to another region (the policy's bookkeeping only).
+    fn set_region(self, region: Region);
+    /// Its weight (1 for caches bounded by entry count).
+    fn weight(self) -> u64;
+}
+
+/// Why the policy gives a handle back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// Evicted for size: remove it from the table, tell the listener, then free it.
+    Evicted,
+    /// Removed earlier (its region is `Gone`) and now out of every queue: free it.
+    Reclaim,
+}
+
+/// Hill climbing constants, as Caffeine tuned them: a first step of 6.25% of capacity, decaying
+/// by 2% per sample, restarting when the hit ratio moves by 5 points.
+const STEP_PERCENT: f64 = 0.0625;
+const STEP_DECAY: f64 = 0.98;
+const RESTART_THRESHOLD: f64 = 0.05;
+
+/// Frequencies at or above this get a small random chance of admission even when they lose, so
+/// an attacker cannot keep a key out by flooding its victim's sketch counters.
+const WARM: u8 = 6;
+
+/// One queue of the policy.
+#[derive(Debug)]
+struct Queue<H> {
+    handles: VecDeque<H>,
+    /// Total weight of the live entries in it.
+    weight: u64,
+    /// Handles in it whose entries were removed.
+    stale: usize,
+}
+
+impl<H> Default for Queue<H> {
+    fn default() -> Self {
+        Self {
+            handles: VecDeque::new(),
+            weight: 0,
+            stale: 0,
+        }
+    }
+}
+
+impl<H: Handle> Queue<H> {
+    fn push(&mut self, h: H, region: Region) {
+        h.set_region(region);
+        self.weight += h.weight();
+        self.handles.push_back(h);
+    }
+
+    /// Pops the oldest live handle, reclaiming stale ones on the way.
+    fn pop(&mut self, release: &mut impl FnMut(H, Release)) -> Option<H> {
+        while let Some(h) = self.handles.pop_front() {
+            if h.region() == Region::Gone {
+                self.stale -= 1;
+                release(h, Release::Reclaim);
+                continue;
+            }
+            self.weight -= h.weight();
+            return Some(h);
+        }
+        None
+    }
+
+    /// Drops stale handles once they are half the queue, so removals cannot grow it unbounded.
+    fn compact(&mut self, release: &mut impl FnMut(H, Release)) {
+        if self.stale > 16 && self.stale * 2 > self.handles.len() {
+            self.handles.retain(|&h| {
+                let live = h.region() != Region::Gone;
+                if !live {
+                    release(h, Release::Reclaim);
+                }
+                live
+            });
+            self.stale = 0;
+        }
+    }
+}
+
+/// The hill climber's state.
+#[derive(Debug)]
+struct Climber {
+    hits: u64,
+    misses: u64,
+    sample: u64,
+    previous_ratio: f64,
+    step: f64,
+}
+
+/// The policy of one shard; see the module docs. Not synchronised: the shard's writer lock
+/// guards it.
+#[derive(Debug)]
+pub(crate) struct Policy<H> {
+    capacity: u64,
+    window_max: u64,
+    window: Queue<H>,
+    probation: Queue<H>,
+    protected: Queue<H>,
+    sketch: FrequencySketch,
+    climber: Climber,
+    /// xorshift state for the random admission of warm candidates.
+    rng: u64,
+}
+
+impl<H: Handle> Policy<H> {
+    /// A policy for `capacity` units of weight, of about `entries` entries.
+    pub(crate) fn new(capacity: u64, entries: usize) -> Self {
+        Self {
+            capacity,
+            window_max: (capacity / 100).max(1),
+            window: Queue::default(),
+            probation: Queue::default(),
+            protected: Queue::default(),
+            sketch: FrequencySketch::new(entries.max(1)),
+            climber: Climber {
+                hits: 0,
+                misses: 0,
+                sample: 10 * entries.max(1) as u64,
+                previous_ratio: 0.0,
+                step: -STEP_PERCENT * capacity as f64,
+            },
+            rng: 0x2545_f491_4f6c_dd1d,
+        }
+    }
+
+    /// The capacity, in units of weight.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The weight of the live entries.
+    pub(crate) fn weight(&self) -> u64 {
+        self.window.weight + self.probation.weight + self.protected.weight
+    }
+
+    fn main_max(&self) -> u64 {
+        self.capacity - self.window_max.min(self.capacity)
+    }
+
+    fn protected_max(&self) -> u64 {
+        self.main_max() / 5 * 4
+    }
+
+    /// Counts reads for the hill climber.
+    pub(crate) fn record(&mut self, hits: u64, misses: u64) {
+        self.climber.hits += hits;
+        self.climber.misses += misses;
+    }
+
+    /// Adds a new entry, evicting as needed.
+    pub(crate) fn insert(&mut self, h: H, release: &mut impl FnMut(H, Release)) {
+        self.sketch.increment(h.hash());
+        self.window.push(h, Region::Window);
+        self.climb(release);
+        self.maintain(release);
+    }
+
+    /// Puts `new` in `old`'s place (a new value for the key): same region, as the most recent
+    /// entry there, which is what an access would do.
+    pub(crate) fn replace(&mut self, old: H, new: H, release: &mut impl FnMut(H, Release)) {
+        let region = old.region();
+        self.remove(old);
+        self.sketch.increment(new.hash());
+        match region {
+            Region::Probation => self.probation.push(new, Region::Probation),
+            Region::Protected => self.protected.push(new, Region::Protected),
+            Region::Window | Region::Gone => self.window.push(new, Region::Window),
+        }
+        self.maintain(release);
+    }
+
+    /// Takes `h` out of the policy (removed, replaced or expired); its handle is released with
+    /// [`Release::Reclaim`] when it leaves its queue.
+    pub(crate) fn remove(&mut self, h: H) {
+        let queue = match h.region() {
+            Region::Window => &mut self.window,
+            Region::Probation => &mut self.probation,
+            Region::Protected => &mut self.protected,
+            Region::Gone => return,
+        };
+        queue.weight -= h.weight();
+        queue.stale += 1;
+        h.set_region(Region::Gone);
+    }
+
+    /// Releases every handle (the cache is being cleared or dropped).
+    pub(crate) fn drain(&mut self, release: &mut impl FnMut(H, Release)) {
+        for queue in [&mut self.window, &mut self.probation, &mut self.protected] {
+            for h in queue.handles.drain(..) {
+                let kind = if h.region() == Region::Gone {
+                    Release::Reclaim
+                } else {
+                    h.set_region(Region::Gone);
+                    Release::Evicted
+                };
+                release(h, kind);
+            }
+            queue.weight = 0;
+            queue.stale = 0;
+        }
+    }
+
+    /// Every live handle, in no particular order.
+    pub(crate) fn handles(&self) -> impl Iterator<Item = H> + '_ {
+        [&self.window, &self.probation, &self.protected]
+            .into_iter()
+            .flat_map(|q| q.handles.iter().copied())
+            .filter(|h| h.region() != Region::Gone)
+    }
+
+    fn fold_hits(&mut self, h: H) -> bool {
+        let hits = h.take_hits();
+        for _ in 0..hits {
+            self.sketch.increment(h.hash());
+        }
+        hits > 0
+    }
+
+    /// Moves window overflow to main through admission, then evicts down to capacity.
+    fn maintain(&mut self, release: &mut impl FnMut(H, Release)) {
+        // Each pass clears hit counters, so every loop below ends within two turns of a queue.
+        let mut budget = self.window.handles.len() * 2 + 2;
+        while self.window.weight > self.window_max && budget > 0 {
+            budget -= 1;
+            let Some(candidate) = self.window.pop(release) else {
+                break;
+            };
+            if self.fold_hits(candidate) {
+                self.window.push(candidate, Region::Window);
+                continue;
+            }
+            self.admit(candidate, release);
+        }
+        while self.weight() > self.capacity {
+            let Some(victim) = self
+                .main_victim(release)
+                .or_else(|| self.window.pop(release))
+            else {
+                break;
+            };
+            victim.set_region(Region::Gone);
+            release(victim, Release::Evicted);
+        }
+        self.window.compact(release);
+        self.probation.compact(release);
+        self.protected.compact(release);
+    }
+
+    /// Admits a window leaver to probation if there is room or it is more popular than main's
+    /// victim (which is then evicted); otherwise evicts it.
+    fn admit(&mut self, candidate: H, release: &mut impl FnMut(H, Release)) {
+        let main = self.probation.weight + self.protected.weight;
+        if main + candidate.weight() <= self.main_max() {
+            self.probation.push(candidate, Region::Probation);
+            return;
+        }
+        let Some(victim) = self.main_victim(release) else {
+            self.probation.push(candidate, Region::Probation);
+            return;
+        };
+        let (c, v) = (
+            self.sketch.frequency(candidate.hash()),
+            self.sketch.frequency(victim.hash()),
+        );
+        if c > v || (c >= WARM && self.random().is_multiple_of(128)) {
+            victim.set_region(Region::Gone);
+            release(victim, Release::Evicted);
+            self.probation.push(candidate, Region::Probation);
+        } else {
+            // The victim stays first in line for the next comparison.
+            victim.set_region(Region::Probation);
+            self.probation.weight += victim.weight();
+            self.probation.handles.push_front(victim);
+            candidate.set_region(Region::Gone);
+            release(candidate, Release::Evicted);
+        }
+    }
+
+    /// Takes main's eviction victim out of its queue: the oldest probation entry not re-used
+    /// (re-used ones are promoted on the way), or protected's when probation is empty.
+    fn main_victim(&mut self, release: &mut impl FnMut(H, Release)) -> Option<H> {
+        let mut budget = (self.probation.handles.len() + self.protected.handles.len()) * 2 + 2;
+        while budget > 0 {
+            budget -= 1;
+            if let Some(h) = self.probation.pop(release) {
+                if self.fold_hits(h) {
+                    self.promote(h, release);
+                    continue;
+                }
+                return Some(h);
+            }
+            let h = self.protected.pop(release)?;
+            if self.fold_hits(h) {
+                self.protected.push(h, Region::Protected);
+                continue;
+            }
+            return Some(h);
+        }
+        self.probation
+            .pop(release)
+            .or_else(|| self.protected.pop(release))
+    }
+
+    /// Moves a re-used probation entry to protected, demoting protected's oldest unused entries
+    /// to probation when it overflows.
+    fn promote(&mut self, h: H, release: &mut impl FnMut(H, Release)) {
+        self.protected.push(h, Region::Protected);
+        let mut budget = self.protected.handles.len() * 2 + 2;
+        while self.protected.weight > self.protected_max() && budget > 0 {
+            budget -= 1;
+            let Some(old) = self.protected.pop(release) else {
+                break;
+            };
+            if self.fold_hits(old) {
+                self.protected.push(old, Region::Protected);
+            } else {
+                self.probation.push(old, Region::Probation);
+            }
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// One hill-climbing step per sample of requests; see the module docs.
+    fn climb(&mut self, release: &mut impl FnMut(H, Release)) {
+        let c = &mut self.climber;
+        let requests = c.hits + c.misses;
+        if requests < c.sample {
+            return;
+        }
+        let ratio = c.hits as f64 / requests as f64;
+        let change = ratio - c.previous_ratio;
+        let amount = if change >= 0.0 { c.step } else { -c.step };
+        c.step = if change.abs() >= RESTART_THRESHOLD {
+            STEP_PERCENT * self.capacity as f64 * amount.signum()
+        } else {
+            STEP_DECAY * amount
+        };
+        c.previous_ratio = ratio;
+        c.hits = 0;
+        c.misses = 0;
+        let max = self.capacity.saturating_sub(1).max(1) as f64;
+        self.window_max = (self.window_max as f64 + amount).clamp(1.0, max) as u64;
+        self.maintain(release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// A single-threaded entry for driving the policy alone.
+    #[derive(Debug)]
+    struct Meta {
+        hash: u64,
+        hits: Cell<u8>,
+        region: Cell<u8>,
+    }
+
+    impl Handle for &Meta {
+        fn hash(self) -> u64 {
+            self.hash
+        }
+        fn take_hits(self) -> u8 {
+            self.hits.replace(0)
+        }
+        fn region(self) -> Region {
+            Region::from_u8(self.region.get())
+        }
+        fn set_region(self, region: Region) {
+            self.region.set(region as u8);
+        }
+        fn weight(self) -> u64 {
+            1
+        }
+    }
+
+    fn mix(k: u64) -> u64 {
+        let k = k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        k ^ (k >> 29)
+    }
+
+    /// Runs `keys` through a policy of `capacity` entries; returns the hit ratio.
+    fn hit_ratio(keys: &[u64], capacity: usize) -> f64 {
+        let mut resident: HashMap<u64, &'static Meta> = HashMap::new();
+        let mut policy: Policy<&'static Meta> = Policy::new(capacity as u64, capacity);
+        let mut hits = 0u64;
+        for &k in keys {
+            let hash = mix(k);
+            if let Some(m) = resident.get(&hash) {
+                hits += 1;
+                let v = m.hits.get();
+                m.hits.set((v + 1).min(15));
+                policy.record(1, 0);
+                continue;
+            }
+            policy.record(0, 1);
+            let m: &'static Meta = Box::leak(Box::new(Meta {
+                hash,
+                hits: Cell::new(0),
+                region: Cell::new(0),
+            }));
+            resident.insert(hash, m);
+            policy.insert(m, &mut |h, why| {
+                if why == Release::Evicted {
+                    resident.remove(&h.hash);
+                }
+            });
+            assert!(policy.weight() <= capacity as u64);
+            assert_eq!(resident.len() as u64, policy.weight());
+        }
+        hits as f64 / keys.len() as f64
+    }
+
+    #[test]
+    fn a_scan_does_not_flush_the_hot_set() {
+        let mut keys = Vec::new();
+        for round in 0..50u64 {
+            keys.extend(0..100);
+            keys.extend((0..300).map(|i| 1_000_000 + round * 300 + i));
+        }
+        // LRU would hit nothing here (the scan is 3x the cache); the hot 100 should stay.
+        assert!(hit_ratio(&keys, 200) > 0.2);
+    }
+}

@@ -1,0 +1,398 @@
+//! A shard: a lock-free readable table, and the writer's lock over the policy.
+//!
+//! Readers find an entry in the table under an epoch guard, check that it was not removed, bump
+//! its hit counter and a per-thread hit count, and clone the value: no lock, no allocation, no
+//! shared write except to the entry itself (and none once its counter saturates). Writers take
+//! the shard's mutex, update the table with atomic stores, and run the policy, which may evict;
+//! an evicted or replaced entry is unlinked from the table at once and freed by the epoch
+//! collector once no reader can still hold it.
+
+use std::borrow::Borrow;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
+use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
+
+use crate::RemovalCause;
+use crate::entry::{Entry, EntryRef};
+use crate::policy::{Policy, Release};
+use crate::table::{Probe, Table};
+
+/// Counter stripes per shard: readers on different threads count on different cache lines.
+const STRIPES: usize = 4;
+
+/// The smallest table.
+const MIN_SLOTS: usize = 16;
+
+/// An entry that left the cache, for the eviction listener: still allocated (its destruction
+/// is deferred) until the guard it was released under is dropped.
+pub(crate) type Notice<K, V> = (EntryRef<K, V>, RemovalCause);
+
+/// Per-thread counters of a shard's reads.
+#[derive(Debug, Default)]
+struct Stripe {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// What the writer's lock guards.
+#[derive(Debug)]
+struct Writer<K, V> {
+    policy: Policy<EntryRef<K, V>>,
+    /// Entries in the table.
+    live: usize,
+    /// Tombstones in the table.
+    tombstones: usize,
+    /// Read counts already handed to the policy.
+    seen_hits: u64,
+    seen_misses: u64,
+    evictions: u64,
+}
+
+/// One shard of the cache.
+#[derive(Debug)]
+pub(crate) struct Shard<K, V> {
+    table: Atomic<Table<K, V>>,
+    writer: Mutex<Writer<K, V>>,
+    len: AtomicUsize,
+    weight: AtomicU64,
+    stripes: [CachePadded<Stripe>; STRIPES],
+}
+
+fn stripe() -> usize {
+    use std::cell::Cell;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    STRIPE.with(|s| {
+        if s.get() == usize::MAX {
+            s.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
+        }
+        s.get()
+    })
+}
+
+fn entry_ref<K, V>(p: Shared<'_, Entry<K, V>>) -> EntryRef<K, V> {
+    EntryRef(NonNull::new(p.as_raw().cast_mut()).expect("entries in the table are not null"))
+}
+
+fn shared<'g, K, V>(h: EntryRef<K, V>) -> Shared<'g, Entry<K, V>> {
+    Shared::from(h.0.as_ptr().cast_const())
+}
+
+impl<K, V> Shard<K, V>
+where
+    K: Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A shard holding up to `capacity` units of weight, about `entries` entries.
+    pub(crate) fn new(capacity: u64, entries: usize) -> Self {
+        Self {
+            table: Atomic::new(Table::new(MIN_SLOTS)),
+            writer: Mutex::new(Writer {
+                policy: Policy::new(capacity, entries),
+                live: 0,
+                tombstones: 0,
+                seen_hits: 0,
+                seen_misses: 0,
+                evictions: 0,
+            }),
+            len: AtomicUsize::new(0),
+            weight: AtomicU64::new(0),
+            stripes: Default::default(),
+        }
+    }
+
+    fn table<'g>(&self, guard: &'g Guard) -> &'g Table<K, V> {
+        let table = self.table.load(Ordering::Acquire, guard);
+        // SAFETY: the table pointer is never null, and a replaced table is freed only through
+        // the epoch collector, so it lives as long as `guard`.
+        unsafe { table.deref() }
+    }
+
+    /// The live entry for `key`, counting the read as a hit or a miss.
+    pub(crate) fn get<'g, Q>(&self, hash: u64, key: &Q, guard: &'g Guard) -> Option<&'g Entry<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let stripe = &self.stripes[stripe()];
+        match self.table(guard).find(hash, key, guard) {
+            Some(e) if !e.is_removed() => {
+                e.hit();
+                stripe.hits.fetch_add(1, Ordering::Relaxed);
+                Some(e)
+            }
+            _ => {
+                stripe.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// The live entry for `key`, without counting anything.
+    pub(crate) fn peek<'g, Q>(
+        &self,
+        hash: u64,
+        key: &Q,
+        guard: &'g Guard,
+    ) -> Option<&'g Entry<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.table(guard)
+            .find(hash, key, guard)
+            .filter(|e| !e.is_removed())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn weight(&self) -> u64 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// `(hits, misses)` counted by readers.
+    pub(crate) fn reads(&self) -> (u64, u64) {
+        self.stripes.iter().fold((0, 0), |(h, m), s| {
+            (
+                h + s.hits.load(Ordering::Relaxed),
+                m + s.misses.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    pub(crate) fn evictions(&self) -> u64 {
+        self.writer.lock().evictions
+    }
+
+    /// Inserts or replaces `entry`'s key; entries that leave the cache go to `out`. An entry
+    /// heavier than the shard's whole capacity is not inserted (it goes to `out` itself, as
+    /// evicted for size).
+    pub(crate) fn insert(&self, entry: Entry<K, V>, out: &mut Vec<Notice<K, V>>, guard: &Guard) {
+        let new = Owned::new(entry).into_shared(guard);
+        let new_ref = entry_ref(new);
+        let hash = new_ref.get().hash;
+        let mut w = self.writer.lock();
+        if u64::from(new_ref.get().weight) > w.policy.capacity() {
+            drop(w);
+            new_ref.get().mark_removed();
+            out.push((new_ref, RemovalCause::Size));
+            // SAFETY: never shared: no reader can hold it.
+            unsafe { guard.defer_destroy(new) };
+            return;
+        }
+        self.feed_reads(&mut w);
+        let mut table = self.table(guard);
+        if (w.live + w.tombstones + 1) * 4 > table.slots() * 3 {
+            table = self.rebuild(&mut w, guard);
+        }
+        let replaced = match table.probe(hash, &new_ref.get().key, guard) {
+            Probe::Found(i, old) => {
+                table.store(i, new);
+                Some(entry_ref(old))
+            }
+            Probe::Vacant(i) => {
+                if table.is_tombstone(i, guard) {
+                    w.tombstones -= 1;
+                }
+                table.store(i, new);
+                w.live += 1;
+                None
+            }
+        };
+        let Writer {
+            policy,
+            live,
+            tombstones,
+            evictions,
+            ..
+        } = &mut *w;
+        let mut release = |h: EntryRef<K, V>, why: Release| {
+            Self::release(table, h, why, live, tombstones, evictions, out, guard);
+        };
+        match replaced {
+            Some(old) => {
+                policy.replace(old, new_ref, &mut release);
+                out.push((old, RemovalCause::Replaced));
+            }
+            None => policy.insert(new_ref, &mut release),
+        }
+        self.publish_sizes(&w);
+    }
+
+    /// Removes `key`'s entry, returning it.
+    pub(crate) fn remove<Q>(&self, hash: u64, key: &Q, guard: &Guard) -> Option<EntryRef<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let mut w = self.writer.lock();
+        let table = self.table(guard);
+        let Probe::Found(i, e) = table.probe(hash, key, guard) else {
+            return None;
+        };
+        let h = entry_ref(e);
+        Self::unlink(table, i, h, &mut w);
+        self.publish_sizes(&w);
+        Some(h)
+    }
+
+    /// Removes every entry for which `keep` is false; they go to `out`.
+    pub(crate) fn retain(
+        &self,
+        keep: &mut impl FnMut(&K, &V) -> bool,
+        out: &mut Vec<Notice<K, V>>,
+        guard: &Guard,
+    ) {
+        let mut w = self.writer.lock();
+        let table = self.table(guard);
+        let doomed: Vec<EntryRef<K, V>> = w
+            .policy
+            .handles()
+            .filter(|h| !keep(&h.get().key, &h.get().value))
+            .collect();
+        for h in doomed {
+            if let Some(i) = table.position(shared(h), guard) {
+                Self::unlink(table, i, h, &mut w);
+            }
+            out.push((h, RemovalCause::Removed));
+        }
+        self.publish_sizes(&w);
+    }
+
+    /// Removes every entry; they go to `out`.
+    pub(crate) fn clear(&self, out: &mut Vec<Notice<K, V>>, guard: &Guard) {
+        let mut w = self.writer.lock();
+        let table = self.table(guard);
+        let Writer {
+            policy,
+            live,
+            tombstones,
+            ..
+        } = &mut *w;
+        let mut evictions = 0;
+        let mut evicted = Vec::new();
+        policy.drain(&mut |h, why| {
+            Self::release(
+                table,
+                h,
+                why,
+                live,
+                tombstones,
+                &mut evictions,
+                &mut evicted,
+                guard,
+            );
+        });
+        out.extend(evicted.into_iter().map(|(h, _)| (h, RemovalCause::Removed)));
+        self.rebuild(&mut w, guard);
+        self.publish_sizes(&w);
+    }
+
+    /// Clones of the live entries.
+    pub(crate) fn snapshot(&self) -> Vec<(K, V)>
+    where
+        K: Clone,
+    {
+        let guard = &crossbeam_epoch::pin();
+        self.table(guard)
+            .entries(guard)
+            .filter_map(|p| {
+                // SAFETY: loaded under `guard` from the table (see `Table::find`).
+                let e = unsafe { p.deref() };
+                (!e.is_removed()).then(|| (e.key.clone(), e.value.clone()))
+            })
+            .collect()
+    }
+
+    /// Hands the reads counted since the last call to the policy's hill climber.
+    fn feed_reads(&self, w: &mut Writer<K, V>) {
+        let (hits, misses) = self.reads();
+        w.policy.record(hits - w.seen_hits, misses - w.seen_misses);
+        w.seen_hits = hits;
+        w.seen_misses = misses;
+    }
+
+    /// Replaces the table by one sized for the live entries, without tombstones.
+    fn rebuild<'g>(&self, w: &mut Writer<K, V>, guard: &'g Guard) -> &'g Table<K, V> {
+        let old = self.table.load(Ordering::Acquire, guard);
+        let slots = ((w.live + 1) * 2).next_power_of_two().max(MIN_SLOTS);
+        let new = Table::new(slots);
+        // SAFETY: `old` is the current table, live under `guard`.
+        for e in unsafe { old.deref() }.entries(guard) {
+            new.place(e, guard);
+        }
+        w.tombstones = 0;
+        self.table.store(Owned::new(new), Ordering::Release);
+        // SAFETY: `old` is no longer reachable from the shard; readers that loaded it are pinned,
+        // so the collector frees it only after they unpin. Dropping a table frees its slot
+        // array, not the entries.
+        unsafe { guard.defer_destroy(old) };
+        self.table(guard)
+    }
+
+    /// Takes `h`, found in slot `i`, out of the table and the policy (which releases it later).
+    fn unlink(table: &Table<K, V>, i: usize, h: EntryRef<K, V>, w: &mut Writer<K, V>) {
+        table.clear_slot(i);
+        w.live -= 1;
+        w.tombstones += 1;
+        h.get().mark_removed();
+        w.policy.remove(h);
+    }
+
+    fn publish_sizes(&self, w: &Writer<K, V>) {
+        self.len.store(w.live, Ordering::Relaxed);
+        self.weight.store(w.policy.weight(), Ordering::Relaxed);
+    }
+
+    /// What the policy's releases mean for the table: an evicted entry leaves it (and goes to
+    /// `out`), and every released entry is freed once no reader can hold it.
+    #[allow(clippy::too_many_arguments)]
+    fn release(
+        table: &Table<K, V>,
+        h: EntryRef<K, V>,
+        why: Release,
+        live: &mut usize,
+        tombstones: &mut usize,
+        evictions: &mut u64,
+        out: &mut Vec<Notice<K, V>>,
+        guard: &Guard,
+    ) {
+        if why == Release::Evicted {
+            if let Some(i) = table.position(shared(h), guard) {
+                table.clear_slot(i);
+                *live -= 1;
+                *tombstones += 1;
+            }
+            h.get().mark_removed();
+            *evictions += 1;
+            out.push((h, RemovalCause::Size));
+        }
+        // SAFETY: the entry has left the table and the policy for good; readers that loaded it,
+        // and the caller that will show it to the listener, are pinned, so the collector frees
+        // it only after they unpin.
+        unsafe { guard.defer_destroy(shared(h)) };
+    }
+}
+
+impl<K, V> Drop for Shard<K, V> {
+    fn drop(&mut self) {
+        // Nobody else can hold the shard, so nothing is pinned on its behalf: free at once.
+        // SAFETY: `&mut self` means no reader or writer is using the shard.
+        let guard = unsafe { crossbeam_epoch::unprotected() };
+        let w = self.writer.get_mut();
+        w.policy.drain(&mut |h, _| {
+            // SAFETY: every entry is released exactly once by the drain, and none is shared.
+            drop(unsafe { shared(h).into_owned() });
+        });
+        let table = self.table.load(Ordering::Relaxed, guard);
+        // SAFETY: the current table, reachable from nowhere else now.
+        drop(unsafe { table.into_owned() });
+    }
+}

@@ -1,0 +1,159 @@
+//! A shard's hash table: open addressing with linear probing over atomic entry pointers. Readers
+//! probe it without a lock under an epoch guard; only the shard's writer (holding its lock)
+//! stores into it.
+
+use std::borrow::Borrow;
+use std::sync::atomic::Ordering;
+
+use crossbeam_epoch::{Atomic, Guard, Shared};
+
+use crate::entry::Entry;
+
+/// The tag of a null slot pointer that marks a removed entry: probes continue past it.
+const TOMBSTONE: usize = 1;
+
+/// Where a key is, or would go.
+pub(crate) enum Probe<'g, K, V> {
+    /// The key is in slot `.0`.
+    Found(usize, Shared<'g, Entry<K, V>>),
+    /// The key is absent; it would go in slot `.0`.
+    Vacant(usize),
+}
+
+/// A table of `2^k` slots.
+pub(crate) struct Table<K, V> {
+    slots: Box<[Atomic<Entry<K, V>>]>,
+    mask: usize,
+}
+
+impl<K, V> std::fmt::Debug for Table<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+impl<K, V> Table<K, V> {
+    /// An empty table of `slots` slots (a power of two).
+    pub(crate) fn new(slots: usize) -> Self {
+        debug_assert!(slots.is_power_of_two());
+        Self {
+            slots: (0..slots).map(|_| Atomic::null()).collect(),
+            mask: slots - 1,
+        }
+    }
+
+    pub(crate) fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The entry for `key`, if present (removed entries included: callers check).
+    pub(crate) fn find<'g, Q>(
+        &self,
+        hash: u64,
+        key: &Q,
+        guard: &'g Guard,
+    ) -> Option<&'g Entry<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        match self.probe(hash, key, guard) {
+            Probe::Found(_, entry) => {
+                // SAFETY: the pointer was loaded under `guard` from a slot; entries are freed
+                // only through the epoch collector after leaving every slot, so it is live for
+                // as long as `guard` is.
+                Some(unsafe { entry.deref() })
+            }
+            Probe::Vacant(_) => None,
+        }
+    }
+
+    /// Finds `key`'s slot, or the slot an insertion of it should use (the first tombstone on
+    /// its probe path, else the empty slot ending it).
+    pub(crate) fn probe<'g, Q>(&self, hash: u64, key: &Q, guard: &'g Guard) -> Probe<'g, K, V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let mut vacant = None;
+        let mut i = hash as usize & self.mask;
+        // The writer keeps a quarter of the slots empty, so a probe always ends early; the bound
+        // only guards the loop.
+        for _ in 0..self.slots.len() {
+            let p = self.slots[i].load(Ordering::Acquire, guard);
+            if p.is_null() {
+                if p.tag() != TOMBSTONE {
+                    return Probe::Vacant(vacant.unwrap_or(i));
+                }
+                vacant.get_or_insert(i);
+            } else {
+                // SAFETY: loaded under `guard` (see `find`).
+                let entry = unsafe { p.deref() };
+                if entry.hash == hash && entry.key.borrow() == key {
+                    return Probe::Found(i, p);
+                }
+            }
+            i = (i + 1) & self.mask;
+        }
+        Probe::Vacant(vacant.unwrap_or(i))
+    }
+
+    /// The slot holding exactly `entry`.
+    pub(crate) fn position(&self, entry: Shared<'_, Entry<K, V>>, guard: &Guard) -> Option<usize> {
+        // SAFETY: the caller holds `entry` alive (the policy has not released it).
+        let hash = unsafe { entry.deref() }.hash;
+        let mut i = hash as usize & self.mask;
+        for _ in 0..self.slots.len() {
+            let p = self.slots[i].load(Ordering::Acquire, guard);
+            if p == entry {
+                return Some(i);
+            }
+            if p.is_null() && p.tag() != TOMBSTONE {
+                return None;
+            }
+            i = (i + 1) & self.mask;
+        }
+        None
+    }
+
+    /// Stores `entry` in slot `i` (writer only).
+    pub(crate) fn store(&self, i: usize, entry: Shared<'_, Entry<K, V>>) {
+        self.slots[i].store(entry, Ordering::Release);
+    }
+
+    /// Empties slot `i`, leaving a tombstone so probes pass it (writer only).
+    pub(crate) fn clear_slot(&self, i: usize) {
+        self.slots[i].store(Shared::null().with_tag(TOMBSTONE), Ordering::Release);
+    }
+
+    /// Whether slot `i` holds a tombstone.
+    pub(crate) fn is_tombstone(&self, i: usize, guard: &Guard) -> bool {
+        let p = self.slots[i].load(Ordering::Relaxed, guard);
+        p.is_null() && p.tag() == TOMBSTONE
+    }
+
+    /// The entries, in slot order.
+    pub(crate) fn entries<'g>(
+        &'g self,
+        guard: &'g Guard,
+    ) -> impl Iterator<Item = Shared<'g, Entry<K, V>>> + 'g {
+        self.slots
+            .iter()
+            .map(move |s| s.load(Ordering::Acquire, guard))
+            .filter(|p| !p.is_null())
+    }
+
+    /// Puts `entry` (not present) in the first free slot of its probe path, in a table nobody
+    /// reads yet.
+    pub(crate) fn place(&self, entry: Shared<'_, Entry<K, V>>, guard: &Guard) {
+        // SAFETY: the caller holds `entry` alive.
+        let hash = unsafe { entry.deref() }.hash;
+        let mut i = hash as usize & self.mask;
+        while !self.slots[i].load(Ordering::Relaxed, guard).is_null() {
+            i = (i + 1) & self.mask;
+        }
+        self.slots[i].store(entry, Ordering::Relaxed);
+    }
+}

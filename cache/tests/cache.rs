@@ -1,0 +1,191 @@
+//! The cache's behaviour: operations, bounds, listeners, and that every value is dropped once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use shardkit_cache::{BuildError, Cache, RemovalCause};
+
+#[test]
+fn basic_operations() {
+    let cache = Cache::new(100);
+    assert!(cache.is_empty());
+    cache.insert("a".to_string(), 1);
+    cache.insert("b".to_string(), 2);
+    assert_eq!(cache.get("a"), Some(1));
+    assert!(cache.contains_key("b"));
+    assert_eq!(cache.len(), 2);
+    cache.insert("a".to_string(), 10);
+    assert_eq!(cache.get("a"), Some(10));
+    assert_eq!(cache.len(), 2);
+    assert_eq!(cache.remove("a"), Some(10));
+    assert_eq!(cache.remove("a"), None);
+    assert_eq!(cache.get("a"), None);
+    let mut all: Vec<_> = cache.iter().collect();
+    all.sort();
+    assert_eq!(all, [("b".to_string(), 2)]);
+    cache.insert("c".to_string(), 3);
+    cache.retain(|k, _| k != "b");
+    assert_eq!(cache.get("b"), None);
+    assert_eq!(cache.get("c"), Some(3));
+    cache.clear();
+    assert!(cache.is_empty());
+    assert_eq!(cache.get("c"), None);
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses), (3, 3), "{stats:?}");
+}
+
+#[test]
+fn the_capacity_is_never_exceeded() {
+    for capacity in [1, 7, 100, 1_000, 5_000] {
+        let cache = Cache::new(capacity);
+        for k in 0..(capacity as u64 * 5) {
+            if cache.get(&(k % (capacity as u64 * 2))).is_none() {
+                cache.insert(k % (capacity as u64 * 2), k);
+            }
+            assert!(cache.len() <= capacity, "{} > {capacity}", cache.len());
+        }
+        assert!(cache.len() >= capacity / 2, "{} of {capacity}", cache.len());
+    }
+}
+
+#[test]
+fn weights_bound_the_total() {
+    let cache = Cache::builder()
+        .max_weight(1_000, |_: &u32, v: &Vec<u8>| v.len() as u32)
+        .shards(1)
+        .build()
+        .unwrap();
+    for k in 0..200 {
+        cache.insert(k, vec![0; (k % 50) as usize + 1]);
+        assert!(cache.weighted_size() <= 1_000);
+    }
+    // Heavier than the whole cache: never admitted.
+    cache.insert(999, vec![0; 2_000]);
+    assert!(!cache.contains_key(&999));
+}
+
+#[test]
+fn configurations_without_a_capacity_or_with_bad_shards_are_refused() {
+    assert_eq!(
+        Cache::<u64, u64>::builder().build().unwrap_err(),
+        BuildError::NoCapacity
+    );
+    assert_eq!(
+        Cache::<u64, u64>::builder()
+            .max_capacity(10)
+            .shards(3)
+            .build()
+            .unwrap_err(),
+        BuildError::InvalidShards(3)
+    );
+}
+
+#[test]
+fn the_listener_hears_every_departure_with_its_cause() {
+    let heard = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let log = Arc::clone(&heard);
+    let cache = Cache::builder()
+        .max_capacity(10)
+        .shards(1)
+        .eviction_listener(move |k: &u64, v: &u64, cause| log.lock().push((*k, *v, cause)))
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    cache.insert(1, 2);
+    cache.remove(&1);
+    for k in 100..200 {
+        cache.insert(k, k);
+    }
+    let heard = heard.lock();
+    assert_eq!(heard[0], (1, 1, RemovalCause::Replaced));
+    assert_eq!(heard[1], (1, 2, RemovalCause::Removed));
+    let evicted = heard.iter().filter(|e| e.2 == RemovalCause::Size).count();
+    assert_eq!(evicted, 100 - cache.len());
+}
+
+#[test]
+fn a_panicking_listener_leaves_the_cache_sound() {
+    let cache = Cache::builder()
+        .max_capacity(4)
+        .shards(1)
+        .eviction_listener(|_: &u64, _: &u64, _| panic!("listener bug"))
+        .build()
+        .unwrap();
+    for k in 0..4 {
+        cache.insert(k, k);
+    }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for k in 4..20 {
+            cache.insert(k, k);
+        }
+    }));
+    assert!(result.is_err());
+    assert!(cache.len() <= 4);
+    // The panic reached the inserting caller, and the entry it inserted is cached all the same.
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.insert(100, 100)));
+    assert!(again.is_err());
+    assert_eq!(cache.get(&100), Some(100));
+    for (k, v) in cache.iter() {
+        assert_eq!(cache.get(&k), Some(v));
+    }
+}
+
+/// A value that counts its drops.
+#[derive(Debug)]
+struct Counted(Arc<AtomicUsize>);
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.0.fetch_add(1, Ordering::SeqCst); // a clone is one more value to drop
+        Counted(Arc::clone(&self.0))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits (up to ten seconds) for the epoch collector to free what was unlinked: it frees
+/// garbage only once every thread pinned meanwhile has moved on, so other tests running in
+/// parallel can delay it.
+fn collect_garbage(live: &AtomicUsize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while live.load(Ordering::SeqCst) != 0 && std::time::Instant::now() < deadline {
+        crossbeam_epoch::pin().flush();
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn every_value_is_dropped_exactly_once() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let value = || {
+        live.fetch_add(1, Ordering::SeqCst);
+        Counted(Arc::clone(&live))
+    };
+    {
+        let cache = Cache::new(50);
+        for k in 0..1_000u64 {
+            cache.insert(k % 300, value());
+            if k % 7 == 0 {
+                drop(cache.remove(&(k % 300)));
+            }
+            if k % 11 == 0 {
+                drop(cache.get(&(k % 300)));
+            }
+        }
+        cache.retain(|k, _| k % 2 == 0);
+        for k in 0..100 {
+            cache.insert(k, value());
+        }
+        cache.clear();
+        for k in 0..100 {
+            cache.insert(k, value());
+        }
+    }
+    collect_garbage(&live);
+    // Dropping more than once would have wrapped the counter below zero.
+    assert_eq!(live.load(Ordering::SeqCst), 0);
+}

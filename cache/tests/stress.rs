@@ -1,0 +1,129 @@
+//! Many threads mixing every operation on a small hot key set: values always belong to their
+//! key, a thread's own keys never show a stale or removed value, nothing deadlocks, and every
+//! value is dropped exactly once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use shardkit_cache::Cache;
+
+/// A value naming its key and version, counting live copies.
+#[derive(Debug)]
+struct Tagged {
+    key: u64,
+    version: u64,
+    live: Arc<AtomicUsize>,
+}
+
+impl Tagged {
+    fn new(key: u64, version: u64, live: &Arc<AtomicUsize>) -> Self {
+        live.fetch_add(1, Ordering::SeqCst);
+        Self {
+            key,
+            version,
+            live: Arc::clone(live),
+        }
+    }
+}
+
+impl Clone for Tagged {
+    fn clone(&self) -> Self {
+        Self::new(self.key, self.version, &self.live)
+    }
+}
+
+impl Drop for Tagged {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+const THREADS: u64 = 8;
+const SHARED_KEYS: u64 = 64;
+
+fn worker(cache: &Cache<u64, Tagged>, t: u64, ops: u64, live: &Arc<AtomicUsize>) {
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ (t + 1).wrapping_mul(0x2545_f491_4f6c_dd1d);
+    // This thread's own key and the version it last wrote (None: removed by it).
+    let own = 1_000 + t;
+    let mut own_version = None;
+    for i in 0..ops {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let key = rng % SHARED_KEYS;
+        match rng >> 58 {
+            0..=29 => {
+                if let Some(v) = cache.get(&key) {
+                    assert_eq!(v.key, key);
+                }
+            }
+            30..=49 => cache.insert(key, Tagged::new(key, i, live)),
+            50..=54 => {
+                if let Some(v) = cache.remove(&key) {
+                    assert_eq!(v.key, key);
+                }
+            }
+            55..=57 => {
+                own_version = Some(i);
+                cache.insert(own, Tagged::new(own, i, live));
+            }
+            58..=59 => {
+                cache.remove(&own);
+                own_version = None;
+            }
+            60 => {
+                let _ = cache.contains_key(&key);
+            }
+            61 => cache.retain(|k, v| {
+                assert_eq!(*k, v.key);
+                k % 3 != 0 || *k >= 1_000
+            }),
+            62 => {
+                for (k, v) in cache.iter() {
+                    assert_eq!(k, v.key);
+                }
+            }
+            _ => {
+                if i % 64 == 0 {
+                    cache.clear();
+                    own_version = None;
+                }
+            }
+        }
+        // Only this thread writes its key: a read shows its last write, or nothing (evicted,
+        // or cleared by another thread), never an older version or a removed value.
+        if let Some(v) = cache.get(&own) {
+            assert_eq!(v.key, own);
+            assert_eq!(Some(v.version), own_version, "thread {t}");
+        }
+    }
+}
+
+#[test]
+fn eight_threads_mixing_every_operation() {
+    let live = Arc::new(AtomicUsize::new(0));
+    {
+        let cache = Arc::new(Cache::builder().max_capacity(32).shards(2).build().unwrap());
+        let ops = if cfg!(debug_assertions) {
+            20_000
+        } else {
+            200_000
+        };
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (cache, live) = (Arc::clone(&cache), Arc::clone(&live));
+                std::thread::spawn(move || worker(&cache, t, ops, &live))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(cache.len() <= 32);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while live.load(Ordering::SeqCst) != 0 && std::time::Instant::now() < deadline {
+        crossbeam_epoch::pin().flush();
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(live.load(Ordering::SeqCst), 0);
+}
