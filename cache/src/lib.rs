@@ -59,7 +59,7 @@
 //!
 //! About 60 bytes per `u64` to `u64` entry: the entry itself (key, value, hash and four bytes of
 //! state), its table slot (tables stay at most three quarters full), its place in a policy queue,
-//! and one byte of sketch.
+//! and 8 bytes of frequency sketch.
 //!
 //! The minimum supported Rust version is 1.88.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -68,6 +68,9 @@ mod cache;
 mod entry;
 mod policy;
 mod shard;
+#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+pub mod sim;
 mod sketch;
 mod table;
 

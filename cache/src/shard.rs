@@ -198,7 +198,7 @@ where
                 Some(entry_ref(old))
             }
             Probe::Vacant(i) => {
-                if table.is_tombstone(i, guard) {
+                if table.is_tombstone(i) {
                     w.tombstones -= 1;
                 }
                 table.store(i, new);
@@ -326,7 +326,7 @@ where
         let new = Table::new(slots);
         // SAFETY: `old` is the current table, live under `guard`.
         for e in unsafe { old.deref() }.entries(guard) {
-            new.place(e, guard);
+            new.place(e);
         }
         w.tombstones = 0;
         self.table.store(Owned::new(new), Ordering::Release);

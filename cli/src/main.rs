@@ -3,6 +3,7 @@
 //! `shardkit demo` tours the crates; `shardkit ring` measures a ring's balance and what a
 //! membership change moves. Run `shardkit --help` for every command.
 
+mod cache;
 mod demo;
 mod log;
 mod page;
@@ -29,6 +30,9 @@ enum Command {
     /// The durable replication log: append, dump, verify, stats, bench.
     #[command(subcommand)]
     Log(log::LogCommand),
+    /// The cache: hit-ratio simulation on access traces.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Cursor pagination: offset vs keyset paging, on one collection and merged shards.
     #[command(subcommand)]
     Page(page::PageCommand),
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
         Command::Ring(args) => ring::run(&args),
         Command::Page(cmd) => page::run(&cmd),
         Command::Log(cmd) => log::run(&cmd),
+        Command::Cache(cmd) => cache::run(&cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

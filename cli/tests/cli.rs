@@ -115,3 +115,39 @@ fn page_demo_walks_and_compares() {
     );
     assert!(text.contains("signature is invalid"), "{text}");
 }
+
+#[test]
+fn cache_sim_reads_plain_and_gzip_traces_and_reports_every_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    // A loop over 10 keys, longer than a cache of 5: LRU never hits, OPT keeps 5 of them.
+    let text: String = (0..200).map(|i| format!("{}\n", i % 10)).collect();
+    let plain = dir.path().join("loop.trace");
+    std::fs::write(&plain, &text).unwrap();
+    let gz = dir.path().join("loop.trace.gz");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, text.as_bytes()).unwrap();
+    std::fs::write(&gz, encoder.finish().unwrap()).unwrap();
+    for trace in [&plain, &gz] {
+        let o = shardkit(&[
+            "cache",
+            "sim",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--capacity",
+            "5",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(out.contains("200 accesses, 10 distinct keys"), "{out}");
+        let row: Vec<&str> = out.lines().last().unwrap().split_whitespace().collect();
+        assert_eq!(row[0], "5");
+        assert_eq!(row[2], "0.0000", "LRU on a loop: {out}");
+        let opt: f64 = row[3].parse().unwrap();
+        assert!(opt > 0.4, "{out}");
+    }
+    let bad = dir.path().join("bad.trace");
+    std::fs::write(&bad, "1\nnot a key\n").unwrap();
+    let o = shardkit(&["cache", "sim", "--trace", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("line 2"), "{}", stderr(&o));
+}

@@ -2,6 +2,7 @@
 //! prints Markdown tables of medians and ratios. Run it with
 //! `cargo run --release -p shardkit-benches --bin compare -- ring`.
 
+mod cache;
 mod log;
 mod page;
 mod ring;
@@ -30,6 +31,8 @@ enum Suite {
     Page(page::PageArgs),
     /// The durable log against this machine's raw disk limits, okaywal and commitlog.
     Log(log::LogArgs),
+    /// The cache against moka, quick_cache and mini-moka: hit ratios (with LRU and OPT).
+    Cache(cache::CacheArgs),
 }
 
 /// What the report says about where it ran.
@@ -57,6 +60,7 @@ fn main() -> std::process::ExitCode {
         Suite::Ring(args) => ring::run(args, &mut report),
         Suite::Page(args) => page::run(args, &mut report),
         Suite::Log(args) => log::run(args, &mut report),
+        Suite::Cache(args) => cache::run(args, &mut report),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -1,0 +1,378 @@
+//! The cache suite: hit ratios on the real traces in `../shared/traces` and on synthetic streams,
+//! for our cache (default configuration), moka, quick_cache and mini-moka, with exact LRU and
+//! Belady's OPT beside each row. Workloads are defined in `benches/README.md`.
+
+use std::fmt::Write as _;
+use std::io::{BufReader, Read as _};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use shardkit_benches::caches::{
+    BenchCache, MiniMoka, Moka, MutexLru, QuickCache, Shardkit, scramble, zipf_stream,
+};
+use shardkit_benches::stats::median;
+use shardkit_cache::sim::{Simulation, read_trace};
+
+/// Arguments of the cache suite.
+#[derive(Debug, Args)]
+pub(crate) struct CacheArgs {
+    /// The directory of `*.trace.gz` files.
+    #[arg(long, default_value = "../shared/traces")]
+    traces: PathBuf,
+    /// Accesses in each synthetic stream.
+    #[arg(long, default_value_t = 10_000_000)]
+    ops: usize,
+    /// Keys the synthetic streams draw from.
+    #[arg(long, default_value_t = 1_000_000)]
+    keyspace: u64,
+    /// Rounds per throughput measurement; tables show the median.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Operations per thread per throughput round.
+    #[arg(long, default_value_t = 2_000_000)]
+    thread_ops: usize,
+    /// Tables to produce (default: all): `hit`, `throughput`, `memory`.
+    #[arg(long, num_args = 1..)]
+    only: Vec<String>,
+}
+
+impl CacheArgs {
+    fn wants(&self, table: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|t| t == table)
+    }
+}
+
+/// Capacity of the throughput and hit-path workloads.
+const CAPACITY: usize = 100_000;
+
+/// Million operations per second of `threads` threads each replaying its stream through a
+/// cache warmed with `warm` (barrier release to last join).
+fn throughput<C: BenchCache>(warm: &[u64], streams: &[Vec<u64>], get_only: bool) -> f64 {
+    let cache = C::with_capacity(CAPACITY);
+    for &k in warm {
+        if get_only {
+            cache.insert(k, k);
+        } else {
+            cache.access(k);
+        }
+    }
+    cache.settle();
+    let barrier = std::sync::Barrier::new(streams.len() + 1);
+    let (cache, barrier) = (&cache, &barrier);
+    std::thread::scope(|scope| {
+        for stream in streams {
+            scope.spawn(move || {
+                barrier.wait();
+                let mut hits = 0u64;
+                for &k in stream {
+                    hits += u64::from(if get_only {
+                        cache.get(k).is_some()
+                    } else {
+                        cache.access(k)
+                    });
+                }
+                std::hint::black_box(hits);
+            });
+        }
+        barrier.wait();
+        // Taken at the barrier's release; read after the scope has joined every thread.
+        Instant::now()
+    })
+    .elapsed()
+    .as_secs_f64()
+    .recip()
+        * (streams.iter().map(Vec::len).sum::<usize>() as f64 / 1e6)
+}
+
+/// One measurement of every cache, in rotating order each round; medians in `NAMES` order.
+fn interleaved(rounds: usize, mut one: impl FnMut(usize) -> f64) -> Vec<f64> {
+    let mut samples = vec![Vec::new(); NAMES.len()];
+    for round in 0..rounds {
+        for i in 0..NAMES.len() {
+            let c = (i + round) % NAMES.len();
+            samples[c].push(one(c));
+        }
+    }
+    samples.iter_mut().map(|s| median(s)).collect()
+}
+
+const NAMES: [&str; 5] = [
+    Shardkit::NAME,
+    QuickCache::NAME,
+    MutexLru::NAME,
+    MiniMoka::NAME,
+    Moka::NAME,
+];
+
+fn run_one(c: usize, warm: &[u64], streams: &[Vec<u64>], get_only: bool) -> f64 {
+    match c {
+        0 => throughput::<Shardkit>(warm, streams, get_only),
+        1 => throughput::<QuickCache>(warm, streams, get_only),
+        2 => throughput::<MutexLru>(warm, streams, get_only),
+        3 => throughput::<MiniMoka>(warm, streams, get_only),
+        _ => throughput::<Moka>(warm, streams, get_only),
+    }
+}
+
+fn throughput_table(args: &CacheArgs, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "## Cache throughput
+
+Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --only throughput`. Capacity {CAPACITY}; keys from Zipf over {} keys; each thread replays its own {} operations after a warm-up; million operations per second, median of {} rounds with the caches interleaved.
+",
+        args.keyspace, args.thread_ops, args.rounds
+    );
+    let _ = writeln!(
+        out,
+        "| workload | threads | {} | ours / quick_cache |
+|---|---:|{}---:|",
+        NAMES.join(" | "),
+        "---:|".repeat(NAMES.len())
+    );
+    for (label, s, get_only) in [
+        ("get, insert on a miss, Zipf 0.99", 0.99, false),
+        ("get, insert on a miss, Zipf 0.7", 0.7, false),
+        (
+            "hits only: 50,000 keys resident, Zipf 0.99 gets",
+            0.99,
+            true,
+        ),
+    ] {
+        let keyspace = if get_only { 50_000 } else { args.keyspace };
+        let warm = if get_only {
+            (0..keyspace).map(scramble).collect()
+        } else {
+            zipf_stream(1_000_000, keyspace, s, 99, 0)
+        };
+        for threads in [1usize, 2] {
+            eprintln!("throughput: {label}, {threads} threads");
+            let streams: Vec<Vec<u64>> = (0..threads)
+                .map(|t| zipf_stream(args.thread_ops, keyspace, s, 10 + t as u64, 0))
+                .collect();
+            let rates = interleaved(args.rounds, |c| run_one(c, &warm, &streams, get_only));
+            let cells: Vec<String> = rates.iter().map(|r| format!("{r:.2}")).collect();
+            let _ = writeln!(
+                out,
+                "| {label} | {threads} | {} | {:.2}x |",
+                cells.join(" | "),
+                rates[0] / rates[1]
+            );
+        }
+    }
+    let _ = writeln!(out);
+}
+
+/// Runs `cache-memory` (next to this binary) for one cache; `(bytes per entry after the first
+/// million, at steady state)`.
+fn memory_of(name: &str) -> Result<(f64, f64), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bin = exe.with_file_name("cache-memory");
+    let output = std::process::Command::new(&bin)
+        .arg(name)
+        .output()
+        .map_err(|e| {
+            format!(
+                "{}: {e} (build it with `cargo build --release -p shardkit-benches`)",
+                bin.display()
+            )
+        })?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut fields = text.split_whitespace().map(str::parse::<f64>);
+    match (fields.next(), fields.next()) {
+        (Some(Ok(fill)), Some(Ok(steady))) => Ok((fill, steady)),
+        _ => Err(format!("cache-memory {name}: unexpected output {text:?}")),
+    }
+}
+
+fn memory_table(out: &mut String) -> Result<(), String> {
+    let _ = writeln!(
+        out,
+        "## Cache memory
+
+Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --only memory`. Capacity 1,000,000 `u64` to `u64` entries; live heap bytes (a counting allocator, one process per cache) per resident entry after inserting 1,000,000 distinct keys, and after 2,000,000 more (steady state, with evictions). The payload is 16 bytes.
+"
+    );
+    let _ = writeln!(
+        out,
+        "| cache | bytes/entry, filled | bytes/entry, steady state |
+|---|---:|---:|"
+    );
+    for name in NAMES {
+        eprintln!("memory: {name}");
+        let (fill, steady) = memory_of(name)?;
+        let _ = writeln!(out, "| {name} | {fill:.1} | {steady:.1} |");
+    }
+    let _ = writeln!(out);
+    Ok(())
+}
+
+fn hit_ratio<C: BenchCache>(keys: &[u64], capacity: usize) -> f64 {
+    let cache = C::with_capacity(capacity);
+    let hits = keys.iter().filter(|&&k| cache.access(k)).count();
+    hits as f64 / keys.len() as f64
+}
+
+/// One row of the hit-ratio table.
+struct Row {
+    trace: String,
+    capacity: usize,
+    ours: f64,
+    peers: [f64; 3],
+    lru: f64,
+    opt: f64,
+}
+
+impl Row {
+    fn best_peer(&self) -> f64 {
+        self.peers.iter().copied().fold(f64::MIN, f64::max)
+    }
+}
+
+fn measure(trace: &str, keys: &[u64], capacities: &[usize]) -> Vec<Row> {
+    let sim = Simulation::new(keys);
+    capacities
+        .iter()
+        .map(|&capacity| {
+            let base = sim.run(capacity);
+            Row {
+                trace: trace.to_string(),
+                capacity,
+                ours: hit_ratio::<Shardkit>(keys, capacity),
+                peers: [
+                    hit_ratio::<Moka>(keys, capacity),
+                    hit_ratio::<QuickCache>(keys, capacity),
+                    hit_ratio::<MiniMoka>(keys, capacity),
+                ],
+                lru: base.lru,
+                opt: base.opt,
+            }
+        })
+        .collect()
+}
+
+fn load(path: &PathBuf) -> Result<Vec<u64>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(BufReader::new(file))
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    read_trace(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Synthetic streams: Zipf 0.99 and 0.7; Zipf 0.99 where 30% of accesses are scans of keys
+/// never seen again; Zipf 0.99 whose whole key set is replaced every 10% of the stream.
+fn synthetic(args: &CacheArgs) -> Vec<(String, Vec<u64>)> {
+    let (n, k) = (args.ops, args.keyspace);
+    let mut scan = Vec::with_capacity(n);
+    let hot = zipf_stream(n, k, 0.99, 3, 0);
+    let mut next_scan = 1u64 << 40;
+    for block in hot.chunks(350_000) {
+        scan.extend_from_slice(block);
+        scan.extend((0..150_000).map(|i| scramble(next_scan + i)));
+        next_scan += 150_000;
+    }
+    scan.truncate(n);
+    let phase = (n / 10).max(1);
+    let shift: Vec<u64> = (0..n.div_ceil(phase))
+        .flat_map(|p| zipf_stream(phase, k, 0.99, 4 + p as u64, (p as u64 + 1) << 32))
+        .take(n)
+        .collect();
+    vec![
+        ("zipf 0.99".into(), zipf_stream(n, k, 0.99, 1, 0)),
+        ("zipf 0.7".into(), zipf_stream(n, k, 0.7, 2, 0)),
+        ("scan 30%".into(), scan),
+        ("shifting hot set".into(), shift),
+    ]
+}
+
+fn hit_table(args: &CacheArgs, out: &mut String) -> Result<(), String> {
+    let mut rows = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&args.traces)
+        .map_err(|e| format!("{}: {e}", args.traces.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".trace.gz"))
+        .collect();
+    names.sort();
+    for path in &names {
+        let keys = load(path)?;
+        let distinct = keys.iter().collect::<std::collections::HashSet<_>>().len();
+        let capacities = if distinct > 40_000 {
+            vec![1_000, 5_000, 10_000]
+        } else {
+            vec![distinct / 4, distinct / 2, distinct * 3 / 4]
+        };
+        let name = path
+            .file_name()
+            .map(|n| {
+                n.to_string_lossy()
+                    .trim_end_matches(".trace.gz")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        eprintln!("hit ratios: {name}");
+        rows.extend(measure(&name, &keys, &capacities));
+    }
+    let small = (args.keyspace / 100) as usize;
+    for (name, keys) in synthetic(args) {
+        eprintln!("hit ratios: {name}");
+        rows.extend(measure(&name, &keys, &[small, small * 10]));
+    }
+    let _ = writeln!(
+        out,
+        "## Cache hit ratios\n\nReproduce: `cargo run --release -p shardkit-benches --bin compare -- cache` (synthetic streams: {} accesses over {} keys). Every access is a `get`, and a miss inserts the key; hits are counted over the whole stream. Ours runs in its default configuration (sharded). Last column: ours minus the best of moka, quick_cache and mini-moka, in points.\n",
+        args.ops, args.keyspace
+    );
+    let _ = writeln!(
+        out,
+        "| trace | capacity | shardkit | moka | quick_cache | mini-moka | LRU | OPT | vs best peer |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:+.2} |",
+            r.trace,
+            r.capacity,
+            r.ours,
+            r.peers[0],
+            r.peers[1],
+            r.peers[2],
+            r.lru,
+            r.opt,
+            100.0 * (r.ours - r.best_peer())
+        );
+    }
+    let deltas: Vec<f64> = rows
+        .iter()
+        .map(|r| 100.0 * (r.ours - r.best_peer()))
+        .collect();
+    let mean = deltas.iter().sum::<f64>() / deltas.len().max(1) as f64;
+    let worst = deltas.iter().copied().fold(f64::MAX, f64::min);
+    let below_lru = rows.iter().filter(|r| r.ours < r.lru - 0.005).count();
+    let _ = writeln!(
+        out,
+        "\nOver {} cases: ours minus the best peer averages {mean:+.2} points; the worst case is {worst:+.2} points; ours is more than 0.5 points below LRU in {below_lru} cases.\n",
+        rows.len()
+    );
+    Ok(())
+}
+
+pub(crate) fn run(args: &CacheArgs, out: &mut String) -> Result<(), String> {
+    let started = Instant::now();
+    if args.wants("throughput") {
+        throughput_table(args, out);
+    }
+    if args.wants("memory") {
+        memory_table(out)?;
+    }
+    if args.wants("hit") {
+        hit_table(args, out)?;
+    }
+    let _ = writeln!(
+        out,
+        "Suite run time: {:.0} s.\n",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
