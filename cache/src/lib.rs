@@ -66,12 +66,14 @@
 
 mod cache;
 mod entry;
+mod flight;
 mod policy;
 mod shard;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 mod sketch;
+mod sync;
 mod table;
 
 pub use cache::{BuildError, Cache, CacheBuilder, CacheStats, DefaultHashBuilder, RemovalCause};

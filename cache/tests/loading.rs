@@ -1,0 +1,100 @@
+//! Single-flight loading: one load per missing key however many callers ask at once; a loader
+//! that panics or fails never leaves the others hanging.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use shardkit_cache::Cache;
+
+#[test]
+fn concurrent_callers_share_one_load() {
+    let cache = Arc::new(Cache::new(100));
+    let loads = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (cache, loads, barrier) = (cache.clone(), loads.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                cache.get_or_insert_with("key".to_string(), || {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(100));
+                    7
+                })
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 7);
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.get("key"), Some(7));
+}
+
+#[test]
+fn a_panicking_loader_releases_the_waiters_who_load_again() {
+    let cache = Arc::new(Cache::new(100));
+    let loads = Arc::new(AtomicUsize::new(0));
+    let leader = {
+        let (cache, loads) = (cache.clone(), loads.clone());
+        std::thread::spawn(move || {
+            cache.get_or_insert_with(1u64, || {
+                loads.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("the backend is down")
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let (cache, loads) = (cache.clone(), loads.clone());
+            std::thread::spawn(move || {
+                cache.get_or_insert_with(1u64, || {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    11
+                })
+            })
+        })
+        .collect();
+    assert!(leader.join().is_err());
+    for w in waiters {
+        assert_eq!(w.join().unwrap(), 11);
+    }
+    // The panicked load and exactly one retry.
+    assert_eq!(loads.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_failed_load_is_shared_and_not_cached() {
+    let cache = Arc::new(Cache::new(100));
+    let loads = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(4));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (cache, loads, barrier) = (cache.clone(), loads.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                cache.try_get_or_insert_with(5u64, || {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(100));
+                    Err::<u64, _>(format!("load {}", loads.load(Ordering::SeqCst)))
+                })
+            })
+        })
+        .collect();
+    let errors: Vec<Arc<String>> = threads
+        .into_iter()
+        .map(|t| t.join().unwrap().unwrap_err())
+        .collect();
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert!(errors.iter().all(|e| Arc::ptr_eq(e, &errors[0])));
+    assert!(!cache.contains_key(&5));
+    // Nothing was cached: the next call loads again.
+    assert_eq!(
+        cache.try_get_or_insert_with(5u64, || Ok::<_, String>(9)),
+        Ok(9)
+    );
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+}
