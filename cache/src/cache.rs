@@ -4,7 +4,10 @@ use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use crate::entry::Entry;
+use crate::expiry::{Clock, Expiry, SystemClock, Timing};
 use crate::flight::{Flight, Landing, Leader};
 use crate::shard::{Notice, Shard};
 
@@ -18,6 +21,8 @@ pub type DefaultHashBuilder = foldhash::fast::RandomState;
 pub enum RemovalCause {
     /// Evicted to stay within the capacity (or too heavy to be admitted at all).
     Size,
+    /// Its time to live or to idle, or its own lifetime, ran out.
+    Expired,
     /// Its key got a new value.
     Replaced,
     /// Removed by [`Cache::remove`], [`Cache::retain`] or [`Cache::clear`].
@@ -66,6 +71,9 @@ pub enum BuildError {
     NoCapacity,
     /// [`CacheBuilder::shards`] was given zero or a number that is not a power of two.
     InvalidShards(usize),
+    /// More than one of time to live, time to idle and a per-entry [`Expiry`] were set: an
+    /// entry keeps one deadline. (An [`Expiry`] can implement any combination.)
+    ConflictingExpiry,
 }
 
 impl std::fmt::Display for BuildError {
@@ -78,6 +86,10 @@ impl std::fmt::Display for BuildError {
             Self::InvalidShards(n) => {
                 write!(f, "{n} shards: the shard count must be a power of two")
             }
+            Self::ConflictingExpiry => write!(
+                f,
+                "set one of time_to_live, time_to_idle and expiry (an Expiry can combine them)"
+            ),
         }
     }
 }
@@ -95,6 +107,7 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
     hasher: S,
     weigher: Option<Weigher<K, V>>,
     listener: Option<Listener<K, V>>,
+    timing: Option<Timing<K, V>>,
     capacity: u64,
 }
 
@@ -115,6 +128,10 @@ pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
     weigher: Option<Weigher<K, V>>,
     listener: Option<Listener<K, V>>,
     shards: Option<usize>,
+    ttl: Option<Duration>,
+    tti: Option<Duration>,
+    expiry: Option<Arc<dyn Expiry<K, V>>>,
+    clock: Arc<dyn Clock>,
     hasher: S,
 }
 
@@ -176,6 +193,34 @@ where
         self
     }
 
+    /// Expires every entry `ttl` after it was inserted.
+    #[must_use]
+    pub fn time_to_live(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Expires every entry `tti` after it was last read or inserted.
+    #[must_use]
+    pub fn time_to_idle(mut self, tti: Duration) -> Self {
+        self.tti = Some(tti);
+        self
+    }
+
+    /// Decides each entry's lifetime with `expiry`, on insertion and on reads.
+    #[must_use]
+    pub fn expiry(mut self, expiry: impl Expiry<K, V>) -> Self {
+        self.expiry = Some(Arc::new(expiry));
+        self
+    }
+
+    /// Reads time from `clock` instead of the system's (for tests of expiry).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
     /// Uses another hasher.
     pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
         CacheBuilder {
@@ -184,6 +229,10 @@ where
             weigher: self.weigher,
             listener: self.listener,
             shards: self.shards,
+            ttl: self.ttl,
+            tti: self.tti,
+            expiry: self.expiry,
+            clock: self.clock,
             hasher,
         }
     }
@@ -194,6 +243,14 @@ where
     ///
     /// [`BuildError`] for a configuration without a capacity or with an invalid shard count.
     pub fn build(self) -> Result<Cache<K, V, S>, BuildError> {
+        let rules = [
+            self.ttl.is_some(),
+            self.tti.is_some(),
+            self.expiry.is_some(),
+        ];
+        if rules.iter().filter(|&&set| set).count() > 1 {
+            return Err(BuildError::ConflictingExpiry);
+        }
         let (capacity, entries) = match (self.max_weight, self.max_capacity) {
             (Some(w), entries) => (w, entries.unwrap_or(w).min(1 << 24)),
             (None, Some(n)) => (n, n.min(1 << 24)),
@@ -229,6 +286,7 @@ where
             hasher: self.hasher,
             weigher: self.weigher,
             listener: self.listener,
+            timing: Timing::new(self.clock, self.ttl, self.tti, self.expiry),
             capacity,
         })
     }
@@ -263,6 +321,10 @@ where
             weigher: None,
             listener: None,
             shards: None,
+            ttl: None,
+            tti: None,
+            expiry: None,
+            clock: Arc::new(SystemClock),
             hasher: DefaultHashBuilder::default(),
         }
     }
@@ -291,9 +353,18 @@ where
     {
         let hash = self.hasher.hash_one(key);
         let guard = &crossbeam_epoch::pin();
-        self.shard(hash)
-            .get(hash, key, guard)
-            .map(|e| e.value.clone())
+        let Some(timing) = &self.timing else {
+            return self
+                .shard(hash)
+                .get(hash, key, None, guard)
+                .map(|e| e.value.clone());
+        };
+        let now = timing.now();
+        let e = self.shard(hash).get(hash, key, Some(now.1), guard)?;
+        if let Some(at) = timing.on_read(&e.key, &e.value, e.expires_at(), now) {
+            e.set_expires_at(at);
+        }
+        Some(e.value.clone())
     }
 
     /// `key`'s value, loading it with `load` and caching it on a miss. Of many callers missing
@@ -404,7 +475,7 @@ where
     {
         let guard = &crossbeam_epoch::pin();
         self.shard(hash)
-            .peek(hash, key, guard)
+            .peek(hash, key, self.now(), guard)
             .map(|e| e.value.clone())
     }
 
@@ -416,7 +487,9 @@ where
     {
         let hash = self.hasher.hash_one(key);
         let guard = &crossbeam_epoch::pin();
-        self.shard(hash).peek(hash, key, guard).is_some()
+        self.shard(hash)
+            .peek(hash, key, self.now(), guard)
+            .is_some()
     }
 
     /// Caches `value` for `key`, replacing any value it had, and evicting to stay within the
@@ -424,11 +497,37 @@ where
     pub fn insert(&self, key: K, value: V) {
         let hash = self.hasher.hash_one(&key);
         let weight = self.weigher.as_ref().map_or(1, |w| w(&key, &value));
+        let (deadline, now) = match &self.timing {
+            Some(t) => {
+                let now = t.now();
+                (t.on_insert(&key, &value, now), Some(now.1))
+            }
+            None => (0, None),
+        };
         let guard = &crossbeam_epoch::pin();
         let mut out = Vec::new();
-        self.shard(hash)
-            .insert(Entry::new(hash, key, value, weight), &mut out, guard);
+        let entry = Entry::new(hash, key, value, weight).expiring_at(deadline);
+        self.shard(hash).insert(entry, now, &mut out, guard);
         self.notify(out);
+    }
+
+    /// Reclaims every expired entry now (writes otherwise reclaim them a few at a time), telling
+    /// the listener. Optional: expired entries are never returned either way.
+    pub fn run_pending_tasks(&self) {
+        let Some(now) = self.now() else {
+            return;
+        };
+        let guard = &crossbeam_epoch::pin();
+        for shard in &*self.shards {
+            let mut out = Vec::new();
+            shard.sweep_all(now, &mut out, guard);
+            self.notify(out);
+        }
+    }
+
+    /// Now, for expiry checks, if anything can expire.
+    fn now(&self) -> Option<u64> {
+        self.timing.as_ref().map(|t| t.now().1)
     }
 
     /// Removes `key`, returning its value if it was cached.
@@ -440,6 +539,11 @@ where
         let hash = self.hasher.hash_one(key);
         let guard = &crossbeam_epoch::pin();
         let removed = self.shard(hash).remove(hash, key, guard)?;
+        if self.now().is_some_and(|now| removed.get().is_expired(now)) {
+            // It had already expired: gone as far as callers could tell.
+            self.notify(vec![(removed, RemovalCause::Expired)]);
+            return None;
+        }
         let value = removed.get().value.clone();
         self.notify(vec![(removed, RemovalCause::Removed)]);
         Some(value)
@@ -471,7 +575,8 @@ where
     where
         K: Clone,
     {
-        self.shards.iter().flat_map(Shard::snapshot)
+        let now = self.now();
+        self.shards.iter().flat_map(move |s| s.snapshot(now))
     }
 
     /// How many entries are cached.

@@ -1,7 +1,7 @@
 //! Cache entries: immutable key and value, with the few atomics readers and the policy share.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use crate::policy::{Handle, Region};
 
@@ -22,6 +22,9 @@ pub(crate) struct Entry<K, V> {
     /// (A replaced entry is not removed: its value was current until the replacement.)
     removed: AtomicBool,
     pub(crate) weight: u32,
+    /// When it expires, in nanoseconds after the cache's time origin; 0 for never. Time to idle
+    /// moves it on reads.
+    expires_at: AtomicU64,
     pub(crate) key: K,
     pub(crate) value: V,
 }
@@ -34,9 +37,30 @@ impl<K, V> Entry<K, V> {
             region: AtomicU8::new(Region::Gone as u8),
             removed: AtomicBool::new(false),
             weight,
+            expires_at: AtomicU64::new(0),
             key,
             value,
         }
+    }
+
+    /// The entry, expiring at `at` (nanoseconds after the cache's time origin; 0 for never).
+    pub(crate) fn expiring_at(self, at: u64) -> Self {
+        self.expires_at.store(at, Ordering::Relaxed);
+        self
+    }
+
+    pub(crate) fn expires_at(&self) -> u64 {
+        self.expires_at.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_expires_at(&self, at: u64) {
+        self.expires_at.store(at, Ordering::Relaxed);
+    }
+
+    /// Whether it has expired at `now` (nanoseconds after the cache's time origin).
+    pub(crate) fn is_expired(&self, now: u64) -> bool {
+        let at = self.expires_at();
+        at != 0 && at <= now
     }
 
     /// Records a hit. A load and a store, not an atomic add: a hit lost to a race costs the

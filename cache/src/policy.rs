@@ -86,6 +86,10 @@ struct Queue<H> {
     weight: u64,
     /// Handles in it whose entries were removed.
     stale: usize,
+    /// Handles ever popped from its front, and compactions: where the expiry sweep's position
+    /// has moved to.
+    pops: u64,
+    compactions: u64,
 }
 
 impl<H> Default for Queue<H> {
@@ -94,6 +98,8 @@ impl<H> Default for Queue<H> {
             handles: VecDeque::new(),
             weight: 0,
             stale: 0,
+            pops: 0,
+            compactions: 0,
         }
     }
 }
@@ -108,6 +114,7 @@ impl<H: Handle> Queue<H> {
     /// Pops the oldest live handle, reclaiming stale ones on the way.
     fn pop(&mut self, release: &mut impl FnMut(H, Release)) -> Option<H> {
         while let Some(h) = self.handles.pop_front() {
+            self.pops += 1;
             if h.region() == Region::Gone {
                 self.stale -= 1;
                 release(h, Release::Reclaim);
@@ -130,8 +137,18 @@ impl<H: Handle> Queue<H> {
                 live
             });
             self.stale = 0;
+            self.compactions += 1;
         }
     }
+}
+
+/// Where the expiry sweep is in each queue (window, probation, protected): a position counted
+/// from the queue's front when the queue had seen `pops` pops and `compactions` compactions.
+#[derive(Debug, Default)]
+struct Sweep {
+    at: [usize; 3],
+    pops: [u64; 3],
+    compactions: [u64; 3],
 }
 
 /// The hill climber's state.
@@ -157,6 +174,7 @@ pub(crate) struct Policy<H> {
     climber: Climber,
     /// xorshift state for the random admission of warm candidates.
     rng: u64,
+    sweep: Sweep,
 }
 
 impl<H: Handle> Policy<H> {
@@ -177,6 +195,7 @@ impl<H: Handle> Policy<H> {
                 step: -STEP_PERCENT * capacity as f64,
             },
             rng: 0x2545_f491_4f6c_dd1d,
+            sweep: Sweep::default(),
         }
     }
 
@@ -254,6 +273,47 @@ impl<H: Handle> Policy<H> {
             }
             queue.weight = 0;
             queue.stale = 0;
+            queue.compactions += 1;
+        }
+    }
+
+    /// Looks at up to `budget` entries per queue, going round each queue over successive calls,
+    /// and takes those `expired` says are out of the policy (as [`remove`](Self::remove) does),
+    /// into `out`: expired entries are reclaimed a few at a time by writes, whatever their
+    /// place in the queues.
+    pub(crate) fn sweep(&mut self, budget: usize, expired: impl Fn(H) -> bool, out: &mut Vec<H>) {
+        for q in 0..3 {
+            let queue = match q {
+                0 => &mut self.window,
+                1 => &mut self.probation,
+                _ => &mut self.protected,
+            };
+            let len = queue.handles.len();
+            if len == 0 {
+                continue;
+            }
+            let mut at = if queue.compactions == self.sweep.compactions[q] {
+                let popped = queue.pops - self.sweep.pops[q];
+                self.sweep.at[q].saturating_sub(usize::try_from(popped).unwrap_or(usize::MAX))
+            } else {
+                0
+            };
+            for _ in 0..budget.min(len) {
+                if at >= len {
+                    at = 0;
+                }
+                let h = queue.handles[at];
+                if h.region() != Region::Gone && expired(h) {
+                    queue.weight -= h.weight();
+                    queue.stale += 1;
+                    h.set_region(Region::Gone);
+                    out.push(h);
+                }
+                at += 1;
+            }
+            self.sweep.at[q] = at;
+            self.sweep.pops[q] = queue.pops;
+            self.sweep.compactions[q] = queue.compactions;
         }
     }
 

@@ -24,6 +24,10 @@ use crate::table::{Probe, Table};
 /// Threads take stripes in turn, so up to this many readers never share one.
 const STRIPES: usize = 4;
 
+/// Entries each write looks at per policy queue for expiry: enough to reclaim expired entries
+/// steadily under writes, little enough to keep a write's cost flat.
+const SWEEP_BUDGET: usize = 4;
+
 /// The smallest table.
 const MIN_SLOTS: usize = 16;
 
@@ -121,15 +125,22 @@ where
         unsafe { table.deref() }
     }
 
-    /// The live entry for `key`, counting the read as a hit or a miss.
-    pub(crate) fn get<'g, Q>(&self, hash: u64, key: &Q, guard: &'g Guard) -> Option<&'g Entry<K, V>>
+    /// The live entry for `key`, counting the read as a hit or a miss. `now` (nanoseconds
+    /// after the cache's time origin) is given when entries can expire.
+    pub(crate) fn get<'g, Q>(
+        &self,
+        hash: u64,
+        key: &Q,
+        now: Option<u64>,
+        guard: &'g Guard,
+    ) -> Option<&'g Entry<K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let stripe = &self.stripes[stripe()];
         match self.table(guard).find(hash, key, guard) {
-            Some(e) if !e.is_removed() => {
+            Some(e) if !e.is_removed() && !now.is_some_and(|now| e.is_expired(now)) => {
                 e.hit();
                 bump(&stripe.hits);
                 Some(e)
@@ -146,6 +157,7 @@ where
         &self,
         hash: u64,
         key: &Q,
+        now: Option<u64>,
         guard: &'g Guard,
     ) -> Option<&'g Entry<K, V>>
     where
@@ -154,7 +166,7 @@ where
     {
         self.table(guard)
             .find(hash, key, guard)
-            .filter(|e| !e.is_removed())
+            .filter(|e| !e.is_removed() && !now.is_some_and(|now| e.is_expired(now)))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -182,7 +194,13 @@ where
     /// Inserts or replaces `entry`'s key; entries that leave the cache go to `out`. An entry
     /// heavier than the shard's whole capacity is not inserted (it goes to `out` itself, as
     /// evicted for size).
-    pub(crate) fn insert(&self, entry: Entry<K, V>, out: &mut Vec<Notice<K, V>>, guard: &Guard) {
+    pub(crate) fn insert(
+        &self,
+        entry: Entry<K, V>,
+        now: Option<u64>,
+        out: &mut Vec<Notice<K, V>>,
+        guard: &Guard,
+    ) {
         let new = Owned::new(entry).into_shared(guard);
         let new_ref = entry_ref(new);
         let hash = new_ref.get().hash;
@@ -222,7 +240,7 @@ where
             ..
         } = &mut *w;
         let mut release = |h: EntryRef<K, V>, why: Release| {
-            Self::release(table, h, why, live, tombstones, evictions, out, guard);
+            Self::release(table, h, why, now, live, tombstones, evictions, out, guard);
         };
         match replaced {
             Some(old) => {
@@ -231,7 +249,41 @@ where
             }
             None => policy.insert(new_ref, &mut release),
         }
+        if let Some(now) = now {
+            Self::sweep(&mut w, table, now, SWEEP_BUDGET, out, guard);
+        }
         self.publish_sizes(&w);
+    }
+
+    /// Removes every expired entry now, rather than a few per write; they go to `out`.
+    pub(crate) fn sweep_all(&self, now: u64, out: &mut Vec<Notice<K, V>>, guard: &Guard) {
+        let mut w = self.writer.lock();
+        let table = self.table(guard);
+        Self::sweep(&mut w, table, now, usize::MAX, out, guard);
+        self.publish_sizes(&w);
+    }
+
+    /// Unlinks up to `budget` expired entries per policy queue (see [`Policy::sweep`]).
+    fn sweep(
+        w: &mut Writer<K, V>,
+        table: &Table<K, V>,
+        now: u64,
+        budget: usize,
+        out: &mut Vec<Notice<K, V>>,
+        guard: &Guard,
+    ) {
+        let mut expired = Vec::new();
+        w.policy
+            .sweep(budget, |h| h.get().is_expired(now), &mut expired);
+        for h in expired {
+            if let Some(i) = table.position(shared(h), guard) {
+                table.clear_slot(i);
+                w.live -= 1;
+                w.tombstones += 1;
+            }
+            h.get().mark_removed();
+            out.push((h, RemovalCause::Expired));
+        }
     }
 
     /// Removes `key`'s entry, returning it.
@@ -291,6 +343,7 @@ where
                 table,
                 h,
                 why,
+                None,
                 live,
                 tombstones,
                 &mut evictions,
@@ -303,8 +356,8 @@ where
         self.publish_sizes(&w);
     }
 
-    /// Clones of the live entries.
-    pub(crate) fn snapshot(&self) -> Vec<(K, V)>
+    /// Clones of the live entries (not expired at `now`, if given).
+    pub(crate) fn snapshot(&self, now: Option<u64>) -> Vec<(K, V)>
     where
         K: Clone,
     {
@@ -314,7 +367,8 @@ where
             .filter_map(|p| {
                 // SAFETY: loaded under `guard` from the table (see `Table::find`).
                 let e = unsafe { p.deref() };
-                (!e.is_removed()).then(|| (e.key.clone(), e.value.clone()))
+                let live = !e.is_removed() && !now.is_some_and(|now| e.is_expired(now));
+                live.then(|| (e.key.clone(), e.value.clone()))
             })
             .collect()
     }
@@ -366,6 +420,7 @@ where
         table: &Table<K, V>,
         h: EntryRef<K, V>,
         why: Release,
+        now: Option<u64>,
         live: &mut usize,
         tombstones: &mut usize,
         evictions: &mut u64,
@@ -379,8 +434,13 @@ where
                 *tombstones += 1;
             }
             h.get().mark_removed();
-            *evictions += 1;
-            out.push((h, RemovalCause::Size));
+            let cause = if now.is_some_and(|now| h.get().is_expired(now)) {
+                RemovalCause::Expired
+            } else {
+                *evictions += 1;
+                RemovalCause::Size
+            };
+            out.push((h, cause));
         }
         // SAFETY: the entry has left the table and the policy for good; readers that loaded it,
         // and the caller that will show it to the listener, are pinned, so the collector frees

@@ -1,11 +1,28 @@
-//! Random sequences of operations agree with a `HashMap` model: with room for every key the
-//! cache holds exactly what the model does; with less, it holds a subset (values always the
-//! model's, and an evicted key never comes back on its own), within its capacity.
+//! Random sequences of operations, with a mock clock moving under a time to live, agree with a
+//! `HashMap` model: with room for every key the cache holds exactly what the model does; with
+//! less, it holds a subset (values always the model's, and an evicted key never comes back on
+//! its own), within its capacity; an expired entry is never returned.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use shardkit_cache::Cache;
+use shardkit_cache::{Cache, Clock};
+
+/// A clock the test moves.
+#[derive(Clone)]
+struct MockClock(Instant, Arc<AtomicU64>);
+
+impl Clock for MockClock {
+    fn now(&self) -> Instant {
+        self.0 + Duration::from_millis(self.1.load(Ordering::SeqCst))
+    }
+}
+
+/// Time to live, when the case has one.
+const TTL_MS: u64 = 100;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -14,6 +31,7 @@ enum Op {
     Remove(u8),
     Retain(u8),
     Clear,
+    Advance(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -23,6 +41,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..24).prop_map(Op::Remove),
         1 => (1u8..5).prop_map(Op::Retain),
         1 => Just(Op::Clear),
+        3 => (1u64..60).prop_map(Op::Advance),
     ]
 }
 
@@ -30,16 +49,30 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(if cfg!(debug_assertions) { 64 } else { 512 }))]
 
     #[test]
-    fn the_cache_agrees_with_a_map(ops in prop::collection::vec(op(), 1..300), roomy in any::<bool>(), shards in 0u32..3) {
+    fn the_cache_agrees_with_a_map(ops in prop::collection::vec(op(), 1..300), roomy in any::<bool>(), shards in 0u32..3, ttl in any::<bool>()) {
         let capacity = if roomy { 24 * (1 << shards) * 4 } else { 6 };
-        let cache = Cache::builder().max_capacity(capacity).shards(1 << shards).build().unwrap();
-        let mut model: HashMap<u8, u32> = HashMap::new();
+        let clock = MockClock(Instant::now(), Arc::new(AtomicU64::new(0)));
+        let mut builder = Cache::builder().max_capacity(capacity).shards(1 << shards).clock(clock.clone());
+        if ttl {
+            builder = builder.time_to_live(Duration::from_millis(TTL_MS));
+        }
+        let cache = builder.build().unwrap();
+        // Value, and when it was inserted (ms).
+        let mut model: HashMap<u8, (u32, u64)> = HashMap::new();
+        let now = || clock.1.load(Ordering::SeqCst);
         for op in ops {
+            if ttl {
+                let t = now();
+                model.retain(|_, (_, at)| t < *at + TTL_MS);
+            }
             match op {
+                Op::Advance(ms) => {
+                    clock.1.fetch_add(ms, Ordering::SeqCst);
+                }
                 Op::Get(k) => {
                     let got = cache.get(&k);
-                    match (got, model.get(&k)) {
-                        (Some(v), Some(&m)) => prop_assert_eq!(v, m),
+                    match (got, model.get(&k).map(|&(v, _)| v)) {
+                        (Some(v), Some(m)) => prop_assert_eq!(v, m),
                         (None, Some(_)) => {
                             // Evicted: allowed only when the cache is short of room.
                             prop_assert!(!roomy, "key {} lost with room to spare", k);
@@ -51,11 +84,11 @@ proptest! {
                 }
                 Op::Insert(k, v) => {
                     cache.insert(k, v);
-                    model.insert(k, v);
+                    model.insert(k, (v, now()));
                 }
                 Op::Remove(k) => {
                     let got = cache.remove(&k);
-                    let expected = model.remove(&k);
+                    let expected = model.remove(&k).map(|(v, _)| v);
                     if roomy {
                         prop_assert_eq!(got, expected);
                     } else if let Some(v) = got {
@@ -72,11 +105,15 @@ proptest! {
                 }
             }
             prop_assert!(cache.len() as u64 <= capacity);
-            if roomy {
+            if ttl {
+                let t = now();
+                model.retain(|_, (_, at)| t < *at + TTL_MS);
+            }
+            if roomy && !ttl {
                 prop_assert_eq!(cache.len(), model.len());
             }
             for (k, v) in cache.iter() {
-                prop_assert_eq!(model.get(&k), Some(&v));
+                prop_assert_eq!(model.get(&k).map(|&(v, _)| v), Some(v));
             }
         }
     }

@@ -1,0 +1,136 @@
+//! Expiry: time to live, time to idle, per-entry lifetimes, and the clock they read.
+//!
+//! An entry's deadline is stored in it (nanoseconds after the cache's time origin). Readers
+//! compare it with the clock, so an expired entry is never returned, whether or not anything
+//! has reclaimed it yet; writes reclaim expired entries a few at a time as they go, and
+//! [`Cache::run_pending_tasks`](crate::Cache::run_pending_tasks) reclaims all of them at once.
+//! A cache without expiry never reads the clock.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A source of time for expiry. [`SystemClock`] by default; tests can drive expiry with their
+/// own.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time; it must never go backwards.
+    fn now(&self) -> Instant;
+}
+
+/// The system's monotonic clock ([`Instant::now`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// How long each entry lives, decided per entry when it is inserted and when it is read.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use shardkit_cache::{Cache, Expiry};
+///
+/// /// Sessions live as long as they say; everything else an hour.
+/// struct ByKind;
+///
+/// impl Expiry<String, (u64, Duration)> for ByKind {
+///     fn expire_after_create(&self, key: &String, value: &(u64, Duration), _now: Instant)
+///         -> Option<Duration> {
+///         Some(if key.starts_with("session:") { value.1 } else { Duration::from_secs(3600) })
+///     }
+/// }
+///
+/// let cache = Cache::builder().max_capacity(1_000).expiry(ByKind).build()?;
+/// cache.insert("session:1".to_string(), (7, Duration::from_secs(60)));
+/// assert_eq!(cache.get("session:1"), Some((7, Duration::from_secs(60))));
+/// # Ok::<(), shardkit_cache::BuildError>(())
+/// ```
+pub trait Expiry<K, V>: Send + Sync + 'static {
+    /// How long a newly inserted entry lives (`None`: until evicted). A new value for a
+    /// cached key is a new entry: its lifetime starts again.
+    fn expire_after_create(&self, key: &K, value: &V, now: Instant) -> Option<Duration>;
+
+    /// How long an entry lives after a read, given what it had left (`None`: no deadline). By
+    /// default, a read changes nothing.
+    fn expire_after_read(
+        &self,
+        key: &K,
+        value: &V,
+        now: Instant,
+        remaining: Option<Duration>,
+    ) -> Option<Duration> {
+        let _ = (key, value, now);
+        remaining
+    }
+}
+
+/// What a cache with expiry needs: its time origin, clock and rules.
+pub(crate) struct Timing<K, V> {
+    origin: Instant,
+    clock: Arc<dyn Clock>,
+    ttl: Option<Duration>,
+    tti: Option<Duration>,
+    expiry: Option<Arc<dyn Expiry<K, V>>>,
+}
+
+impl<K: 'static, V: 'static> Timing<K, V> {
+    /// `None` when nothing can expire.
+    pub(crate) fn new(
+        clock: Arc<dyn Clock>,
+        ttl: Option<Duration>,
+        tti: Option<Duration>,
+        expiry: Option<Arc<dyn Expiry<K, V>>>,
+    ) -> Option<Self> {
+        (ttl.is_some() || tti.is_some() || expiry.is_some()).then(|| Self {
+            origin: clock.now(),
+            clock,
+            ttl,
+            tti,
+            expiry,
+        })
+    }
+
+    /// Now, in nanoseconds after the origin.
+    pub(crate) fn now(&self) -> (Instant, u64) {
+        let now = self.clock.now();
+        let nanos = now.saturating_duration_since(self.origin).as_nanos();
+        (now, u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    fn deadline(now: u64, life: Option<Duration>) -> u64 {
+        life.map_or(0, |life| {
+            let nanos = u64::try_from(life.as_nanos()).unwrap_or(u64::MAX);
+            // 0 means "never": a deadline is at least 1.
+            now.saturating_add(nanos).max(1)
+        })
+    }
+
+    /// The deadline of an entry inserted now.
+    pub(crate) fn on_insert(&self, key: &K, value: &V, (now, nanos): (Instant, u64)) -> u64 {
+        let life = match &self.expiry {
+            Some(e) => e.expire_after_create(key, value, now),
+            None => self.ttl.or(self.tti),
+        };
+        Self::deadline(nanos, life)
+    }
+
+    /// The new deadline of an entry read now with deadline `at`, if the read moves it.
+    pub(crate) fn on_read(
+        &self,
+        key: &K,
+        value: &V,
+        at: u64,
+        (now, nanos): (Instant, u64),
+    ) -> Option<u64> {
+        if let Some(e) = &self.expiry {
+            let remaining = (at != 0).then(|| Duration::from_nanos(at.saturating_sub(nanos)));
+            let life = e.expire_after_read(key, value, now, remaining);
+            return Some(Self::deadline(nanos, life)).filter(|&new| new != at);
+        }
+        self.tti.map(|tti| Self::deadline(nanos, Some(tti)))
+    }
+}

@@ -1,0 +1,173 @@
+//! Expiry with a mock clock: expired entries are never returned, whatever maintenance ran;
+//! reads renew time to idle; writes reclaim expired entries without anyone driving them; the
+//! listener hears `Expired`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use shardkit_cache::{BuildError, Cache, Clock, Expiry, RemovalCause};
+
+/// A clock tests move by hand.
+#[derive(Clone)]
+struct MockClock {
+    start: Instant,
+    offset_ms: Arc<AtomicU64>,
+}
+
+impl MockClock {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            offset_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn advance(&self, ms: u64) {
+        self.offset_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for MockClock {
+    fn now(&self) -> Instant {
+        self.start + Duration::from_millis(self.offset_ms.load(Ordering::SeqCst))
+    }
+}
+
+#[test]
+fn time_to_live_hides_expired_entries_at_once() {
+    let clock = MockClock::new();
+    let cache = Cache::builder()
+        .max_capacity(100)
+        .time_to_live(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    cache.insert(1u64, "a");
+    clock.advance(9_999);
+    assert_eq!(cache.get(&1), Some("a"));
+    clock.advance(1);
+    // No write and no maintenance since: still never returned.
+    assert_eq!(cache.get(&1), None);
+    assert!(!cache.contains_key(&1));
+    assert_eq!(cache.iter().count(), 0);
+    assert_eq!(cache.remove(&1), None);
+    // A new value starts a new lifetime.
+    cache.insert(1, "b");
+    clock.advance(5_000);
+    assert_eq!(cache.get(&1), Some("b"));
+}
+
+#[test]
+fn time_to_idle_is_renewed_by_reads() {
+    let clock = MockClock::new();
+    let cache = Cache::builder()
+        .max_capacity(100)
+        .time_to_idle(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    cache.insert(1u64, 1u64);
+    for _ in 0..5 {
+        clock.advance(8_000);
+        assert_eq!(cache.get(&1), Some(1), "read within the idle time");
+    }
+    clock.advance(10_000);
+    assert_eq!(cache.get(&1), None);
+}
+
+/// Lifetimes by key: even keys live 1 s, odd keys forever; reads of key 0 extend it to 1 s
+/// from the read.
+struct ByKey;
+
+impl Expiry<u64, u64> for ByKey {
+    fn expire_after_create(&self, key: &u64, _: &u64, _: Instant) -> Option<Duration> {
+        key.is_multiple_of(2).then_some(Duration::from_secs(1))
+    }
+
+    fn expire_after_read(
+        &self,
+        key: &u64,
+        _: &u64,
+        _: Instant,
+        remaining: Option<Duration>,
+    ) -> Option<Duration> {
+        if *key == 0 {
+            Some(Duration::from_secs(1))
+        } else {
+            remaining
+        }
+    }
+}
+
+#[test]
+fn per_entry_expiry_decides_each_lifetime() {
+    let clock = MockClock::new();
+    let cache = Cache::builder()
+        .max_capacity(100)
+        .expiry(ByKey)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for k in 0..4u64 {
+        cache.insert(k, k);
+    }
+    clock.advance(600);
+    assert_eq!(cache.get(&0), Some(0)); // renewed to 1,600 ms
+    clock.advance(600);
+    assert_eq!(cache.get(&0), Some(0));
+    assert_eq!(cache.get(&2), None, "even keys live one second");
+    assert_eq!(cache.get(&1), Some(1));
+    clock.advance(100_000);
+    assert_eq!(cache.get(&3), Some(3), "odd keys never expire");
+    assert_eq!(cache.get(&0), None);
+}
+
+#[test]
+fn writes_reclaim_expired_entries_and_the_listener_hears_why() {
+    let clock = MockClock::new();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&heard);
+    let cache = Cache::builder()
+        .max_capacity(10_000)
+        .shards(1)
+        .time_to_live(Duration::from_secs(1))
+        .clock(clock.clone())
+        .eviction_listener(move |k: &u64, _: &u64, cause| log.lock().push((*k, cause)))
+        .build()
+        .unwrap();
+    for k in 0..1_000u64 {
+        cache.insert(k, k);
+    }
+    assert_eq!(cache.len(), 1_000);
+    clock.advance(1_000);
+    // Writes of other keys reclaim the expired ones as they go: nothing else runs.
+    for k in 10_000..11_000u64 {
+        cache.insert(k, k);
+    }
+    assert!(
+        cache.len() < 1_500,
+        "{} entries: expired ones not reclaimed",
+        cache.len()
+    );
+    cache.run_pending_tasks();
+    assert_eq!(cache.len(), 1_000);
+    let heard = heard.lock();
+    let expired: std::collections::HashSet<u64> = heard
+        .iter()
+        .filter(|(_, cause)| *cause == RemovalCause::Expired)
+        .map(|(k, _)| *k)
+        .collect();
+    assert_eq!(expired, (0..1_000).collect());
+}
+
+#[test]
+fn conflicting_expiry_rules_are_refused() {
+    let both = Cache::<u64, u64>::builder()
+        .max_capacity(10)
+        .time_to_live(Duration::from_secs(1))
+        .time_to_idle(Duration::from_secs(1))
+        .build();
+    assert_eq!(both.unwrap_err(), BuildError::ConflictingExpiry);
+}
