@@ -90,6 +90,16 @@ impl FrequencySketch {
         }
     }
 
+    /// Counts `n` accesses that were not recorded with [`increment`](Self::increment) (a cache
+    /// that folds hits in later) toward the next aging, so popularity fades at the pace of
+    /// requests, not of recorded increments.
+    pub(crate) fn count_unrecorded(&mut self, n: u64) {
+        self.additions += n;
+        if self.additions >= self.sample_size {
+            self.age();
+        }
+    }
+
     /// Halves every counter, so old popularity fades.
     fn age(&mut self) {
         for word in &mut self.words {
