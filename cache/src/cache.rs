@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::entry::Entry;
 use crate::expiry::{Clock, Expiry, SystemClock, Timing};
-use crate::flight::{Flight, Landing, Leader};
+use crate::loading::Flights;
 use crate::shard::{Notice, Shard};
 
 /// The default hasher: `foldhash`'s fast, randomly seeded hasher (as quick_cache uses); hash
@@ -30,13 +30,6 @@ pub enum RemovalCause {
 }
 
 type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
-
-/// A key being loaded, with its flight (a `Flight<V, E>` for the loader's error type `E`).
-struct Pending<K> {
-    hash: u64,
-    key: K,
-    flight: Arc<dyn std::any::Any + Send + Sync>,
-}
 type Listener<K, V> = Arc<dyn Fn(&K, &V, RemovalCause) + Send + Sync>;
 
 /// Counters of a cache's activity since it was built, from [`Cache::stats`].
@@ -103,8 +96,8 @@ impl std::error::Error for BuildError {}
 pub struct Cache<K, V, S = DefaultHashBuilder> {
     shards: Box<[Shard<K, V>]>,
     /// Loads in flight, per shard.
-    flights: Box<[parking_lot::Mutex<Vec<Pending<K>>>]>,
-    hasher: S,
+    pub(crate) flights: Box<[Flights<K>]>,
+    pub(crate) hasher: S,
     weigher: Option<Weigher<K, V>>,
     listener: Option<Listener<K, V>>,
     timing: Option<Timing<K, V>>,
@@ -336,7 +329,7 @@ where
     V: Clone + Send + Sync + 'static,
     S: BuildHasher,
 {
-    fn shard_index(&self, hash: u64) -> usize {
+    pub(crate) fn shard_index(&self, hash: u64) -> usize {
         // The top bits pick the shard; the table slots use the low ones.
         (hash >> 48) as usize & (self.shards.len() - 1)
     }
@@ -367,108 +360,8 @@ where
         Some(e.value.clone())
     }
 
-    /// `key`'s value, loading it with `load` and caching it on a miss. Of many callers missing
-    /// the same key at once, one runs its `load` and the others wait for that value (single
-    /// flight). If the loading caller's `load` panics, the panic is its own and the waiters
-    /// retry (one of them loading); nobody is left waiting.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let cache = shardkit_cache::Cache::new(100);
-    /// let v = cache.get_or_insert_with("k".to_string(), || 42);
-    /// assert_eq!(v, 42);
-    /// assert_eq!(cache.get_or_insert_with("k".to_string(), || unreachable!()), 42);
-    /// ```
-    pub fn get_or_insert_with(&self, key: K, load: impl FnOnce() -> V) -> V
-    where
-        K: Clone,
-    {
-        match self.try_get_or_insert_with(key, || Ok::<V, std::convert::Infallible>(load())) {
-            Ok(v) => v,
-            Err(e) => match *e {},
-        }
-    }
-
-    /// [`get_or_insert_with`](Self::get_or_insert_with) with a fallible `load`. Nothing is
-    /// cached when it fails.
-    ///
-    /// # Errors
-    ///
-    /// The error of the `load` that ran: this caller's, or, for the callers that waited for it,
-    /// the loading caller's (the same `Arc`), so a failing backend is asked once, not once per
-    /// waiter.
-    pub fn try_get_or_insert_with<E>(
-        &self,
-        key: K,
-        load: impl FnOnce() -> Result<V, E>,
-    ) -> Result<V, Arc<E>>
-    where
-        K: Clone,
-        E: Send + Sync + 'static,
-    {
-        let hash = self.hasher.hash_one(&key);
-        let flights = &self.flights[self.shard_index(hash)];
-        let mut load = Some(load);
-        loop {
-            if let Some(v) = self.get(&key) {
-                return Ok(v);
-            }
-            let (flight, leads) = {
-                let mut pending = flights.lock();
-                let joined = pending
-                    .iter()
-                    .find(|p| p.hash == hash && p.key == key)
-                    .and_then(|p| Arc::clone(&p.flight).downcast::<Flight<V, E>>().ok());
-                match joined {
-                    Some(flight) => (flight, false),
-                    None => {
-                        // (A flight of another error type for this key is left alone: this
-                        // caller then loads on its own.)
-                        let flight = Arc::new(Flight::new());
-                        pending.push(Pending {
-                            hash,
-                            key: key.clone(),
-                            flight: Arc::clone(&flight) as Arc<dyn std::any::Any + Send + Sync>,
-                        });
-                        (flight, true)
-                    }
-                }
-            };
-            if !leads {
-                match flight.wait() {
-                    Landing::Loaded(v) => return Ok(v),
-                    Landing::Failed(e) => return Err(e),
-                    Landing::Abandoned => continue,
-                }
-            }
-            // Drops run in reverse: the flight leaves `pending` before it lands, even on a panic.
-            let leader = Leader::new(&*flight);
-            let _deregister = Deregister {
-                flights,
-                flight: Arc::clone(&flight) as Arc<dyn std::any::Any + Send + Sync>,
-            };
-            let load = load.take().expect("a caller leads at most one flight");
-            let landing = match self.peek_value(hash, &key).map_or_else(load, Ok) {
-                Ok(v) => {
-                    self.insert(key, v.clone());
-                    Landing::Loaded(v)
-                }
-                Err(e) => Landing::Failed(Arc::new(e)),
-            };
-            drop(_deregister);
-            let result = match &landing {
-                Landing::Loaded(v) => Ok(v.clone()),
-                Landing::Failed(e) => Err(Arc::clone(e)),
-                Landing::Abandoned => unreachable!("a leader lands what it loaded"),
-            };
-            leader.land(landing);
-            return result;
-        }
-    }
-
     /// `key`'s live value without counting a read.
-    fn peek_value<Q>(&self, hash: u64, key: &Q) -> Option<V>
+    pub(crate) fn peek_value<Q>(&self, hash: u64, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -600,7 +493,9 @@ where
     }
 
     /// Hits, misses and evictions so far. Reads are counted on per-thread stripes (the policy
-    /// needs them to tune itself), so the counts cost readers no contended write.
+    /// needs them to tune itself) without atomic read-modify-writes, so the counts cost
+    /// readers no contended or locked write; with more than four threads reading one shard at
+    /// once, a few counts can be lost.
     pub fn stats(&self) -> CacheStats {
         self.shards.iter().fold(CacheStats::default(), |acc, s| {
             let (hits, misses) = s.reads();
@@ -628,19 +523,5 @@ where
         if let Some(p) = first_panic {
             std::panic::resume_unwind(p);
         }
-    }
-}
-
-/// Takes a flight out of the pending list when its leader is done (or unwinds).
-struct Deregister<'a, K> {
-    flights: &'a parking_lot::Mutex<Vec<Pending<K>>>,
-    flight: Arc<dyn std::any::Any + Send + Sync>,
-}
-
-impl<K> Drop for Deregister<'_, K> {
-    fn drop(&mut self) {
-        self.flights
-            .lock()
-            .retain(|p| !Arc::ptr_eq(&p.flight, &self.flight));
     }
 }

@@ -31,36 +31,69 @@ impl<V: Clone, E> Clone for Landing<V, E> {
     }
 }
 
+/// What a flight's lock guards.
+#[derive(Debug)]
+struct State<V, E> {
+    landing: Option<Landing<V, E>>,
+    /// Asynchronous waiters to wake when it lands.
+    wakers: Vec<std::task::Waker>,
+}
+
 /// One key's load in progress.
 #[derive(Debug)]
 pub(crate) struct Flight<V, E> {
-    landing: Mutex<Option<Landing<V, E>>>,
+    state: Mutex<State<V, E>>,
     landed: Condvar,
 }
 
 impl<V: Clone, E> Flight<V, E> {
     pub(crate) fn new() -> Self {
         Self {
-            landing: Mutex::new(None),
+            state: Mutex::new(State {
+                landing: None,
+                wakers: Vec::new(),
+            }),
             landed: Condvar::new(),
         }
     }
 
     /// Waits for the flight to end (a waiter).
     pub(crate) fn wait(&self) -> Landing<V, E> {
-        let mut landing = lock(&self.landing);
+        let mut state = lock(&self.state);
         loop {
-            if let Some(l) = &*landing {
+            if let Some(l) = &state.landing {
                 return l.clone();
             }
-            landing = wait(&self.landed, landing);
+            state = wait(&self.landed, state);
         }
+    }
+
+    /// A future of the flight's end (an asynchronous waiter).
+    #[cfg(feature = "async")]
+    pub(crate) fn landed(&self) -> impl Future<Output = Landing<V, E>> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut state = lock(&self.state);
+            if let Some(l) = &state.landing {
+                return std::task::Poll::Ready(l.clone());
+            }
+            if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                state.wakers.push(cx.waker().clone());
+            }
+            std::task::Poll::Pending
+        })
     }
 
     /// Ends the flight (the leader), waking every waiter.
     pub(crate) fn land(&self, how: Landing<V, E>) {
-        *lock(&self.landing) = Some(how);
+        let wakers = {
+            let mut state = lock(&self.state);
+            state.landing = Some(how);
+            std::mem::take(&mut state.wakers)
+        };
         self.landed.notify_all();
+        for w in wakers {
+            w.wake();
+        }
     }
 }
 

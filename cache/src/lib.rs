@@ -68,7 +68,10 @@
 //!
 //! [`Cache::get_or_insert_with`] and [`Cache::try_get_or_insert_with`] load a missing key once
 //! however many callers ask at the same time: one runs its loader, the others wait for its
-//! value (or its error). A loader that panics releases the waiters, who load again.
+//! value (or its error). A loader that panics releases the waiters, who load again. With the
+//! `async` feature, `get_or_insert_async` and `try_get_or_insert_async` do the same with a
+//! future on any runtime; a loading future that is dropped (a timeout, a cancelled task)
+//! releases its waiters too.
 //!
 //! # Costs
 //!
@@ -83,6 +86,7 @@ mod cache;
 mod entry;
 mod expiry;
 mod flight;
+mod loading;
 mod policy;
 mod shard;
 #[cfg(feature = "sim")]

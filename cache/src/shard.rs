@@ -375,10 +375,14 @@ where
 
     /// Hands the reads counted since the last call to the policy's hill climber.
     fn feed_reads(&self, w: &mut Writer<K, V>) {
+        // A stripe shared by racing readers can lose counts, and so read lower than before.
         let (hits, misses) = self.reads();
-        w.policy.record(hits - w.seen_hits, misses - w.seen_misses);
-        w.seen_hits = hits;
-        w.seen_misses = misses;
+        w.policy.record(
+            hits.saturating_sub(w.seen_hits),
+            misses.saturating_sub(w.seen_misses),
+        );
+        w.seen_hits = w.seen_hits.max(hits);
+        w.seen_misses = w.seen_misses.max(misses);
     }
 
     /// Replaces the table by one sized for the live entries, without tombstones.
