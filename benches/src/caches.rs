@@ -28,84 +28,70 @@ pub trait BenchCache: Send + Sync {
     }
 }
 
-/// shardkit-cache.
-#[derive(Debug)]
-pub struct Shardkit(shardkit_cache::Cache<u64, u64>);
-impl BenchCache for Shardkit {
-    const NAME: &'static str = "shardkit";
-    fn with_capacity(capacity: usize) -> Self {
-        Self(shardkit_cache::Cache::new(capacity))
-    }
-    fn get(&self, key: u64) -> Option<u64> {
-        self.0.get(&key)
-    }
-    fn insert(&self, key: u64, value: u64) {
-        self.0.insert(key, value);
-    }
-    fn resident(&self) -> usize {
-        self.0.len()
-    }
+/// An adapter for a cache whose `get` takes `&K` and returns `Option<V>` (ours and the
+/// peers' `sync::Cache`s).
+macro_rules! sync_cache_adapter {
+    ($(#[$doc:meta])* $name:ident, $label:literal, $ty:ty, $new:expr, $len:expr $(, $settle:expr)?) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name($ty);
+        impl BenchCache for $name {
+            const NAME: &'static str = $label;
+            fn with_capacity(capacity: usize) -> Self {
+                Self($new(capacity))
+            }
+            fn get(&self, key: u64) -> Option<u64> {
+                self.0.get(&key)
+            }
+            fn insert(&self, key: u64, value: u64) {
+                self.0.insert(key, value);
+            }
+            $(fn settle(&self) {
+                $settle(&self.0);
+            })?
+            fn resident(&self) -> usize {
+                $len(&self.0)
+            }
+        }
+    };
 }
 
-/// moka's synchronous cache.
-#[derive(Debug)]
-pub struct Moka(moka::sync::Cache<u64, u64>);
-impl BenchCache for Moka {
-    const NAME: &'static str = "moka";
-    fn with_capacity(capacity: usize) -> Self {
-        Self(moka::sync::Cache::new(capacity as u64))
-    }
-    fn get(&self, key: u64) -> Option<u64> {
-        self.0.get(&key)
-    }
-    fn insert(&self, key: u64, value: u64) {
-        self.0.insert(key, value);
-    }
-    fn resident(&self) -> usize {
-        self.0.entry_count() as usize
-    }
-    fn settle(&self) {
-        self.0.run_pending_tasks();
-    }
-}
+sync_cache_adapter!(
+    /// shardkit-cache.
+    Shardkit,
+    "shardkit",
+    shardkit_cache::Cache<u64, u64>,
+    shardkit_cache::Cache::new,
+    |c: &shardkit_cache::Cache<u64, u64>| c.len()
+);
 
-/// quick_cache's synchronous cache.
-#[derive(Debug)]
-pub struct QuickCache(quick_cache::sync::Cache<u64, u64>);
-impl BenchCache for QuickCache {
-    const NAME: &'static str = "quick_cache";
-    fn with_capacity(capacity: usize) -> Self {
-        Self(quick_cache::sync::Cache::new(capacity))
-    }
-    fn get(&self, key: u64) -> Option<u64> {
-        self.0.get(&key)
-    }
-    fn insert(&self, key: u64, value: u64) {
-        self.0.insert(key, value);
-    }
-    fn resident(&self) -> usize {
-        self.0.len()
-    }
-}
+sync_cache_adapter!(
+    /// moka's synchronous cache.
+    Moka,
+    "moka",
+    moka::sync::Cache<u64, u64>,
+    |c: usize| moka::sync::Cache::new(c as u64),
+    |c: &moka::sync::Cache<u64, u64>| c.entry_count() as usize,
+    |c: &moka::sync::Cache<u64, u64>| c.run_pending_tasks()
+);
 
-/// mini-moka's synchronous cache.
-#[derive(Debug)]
-pub struct MiniMoka(mini_moka::sync::Cache<u64, u64>);
-impl BenchCache for MiniMoka {
-    const NAME: &'static str = "mini-moka";
-    fn with_capacity(capacity: usize) -> Self {
-        Self(mini_moka::sync::Cache::new(capacity as u64))
-    }
-    fn get(&self, key: u64) -> Option<u64> {
-        self.0.get(&key)
-    }
-    fn insert(&self, key: u64, value: u64) {
-        self.0.insert(key, value);
-    }
-    fn resident(&self) -> usize {
-        self.0.entry_count() as usize
-    }
-}
+sync_cache_adapter!(
+    /// quick_cache's synchronous cache.
+    QuickCache,
+    "quick_cache",
+    quick_cache::sync::Cache<u64, u64>,
+    quick_cache::sync::Cache::new,
+    |c: &quick_cache::sync::Cache<u64, u64>| c.len()
+);
+
+sync_cache_adapter!(
+    /// mini-moka's synchronous cache.
+    MiniMoka,
+    "mini-moka",
+    mini_moka::sync::Cache<u64, u64>,
+    |c: usize| mini_moka::sync::Cache::new(c as u64),
+    |c: &mini_moka::sync::Cache<u64, u64>| c.entry_count() as usize
+);
 
 /// The `lru` crate's exact LRU behind a `parking_lot` mutex: the baseline.
 #[derive(Debug)]

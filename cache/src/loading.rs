@@ -33,12 +33,23 @@ impl<K> Drop for Deregister<'_, K> {
     }
 }
 
-/// A caller's part in a key's load.
-enum Role<V, E> {
+/// A caller's next step toward a key's value.
+enum Step<V, E> {
+    /// It is cached.
+    Hit(V),
     /// Another caller is loading it: wait for its flight.
     Wait(Arc<Flight<V, E>>),
     /// This caller loads it.
     Lead(Arc<Flight<V, E>>),
+}
+
+/// What a waiter makes of its flight's landing: the result, or `None` to try again.
+fn outcome<V, E>(landing: Landing<V, E>) -> Option<Result<V, Arc<E>>> {
+    match landing {
+        Landing::Loaded(v) => Some(Ok(v)),
+        Landing::Failed(e) => Some(Err(e)),
+        Landing::Abandoned => None,
+    }
 }
 
 impl<K, V, S> Cache<K, V, S>
@@ -86,16 +97,13 @@ where
         let hash = self.hasher.hash_one(&key);
         let mut load = Some(load);
         loop {
-            if let Some(v) = self.get(&key) {
-                return Ok(v);
-            }
-            let flight = match self.join_or_lead::<E>(hash, &key) {
-                Role::Wait(flight) => match flight.wait() {
-                    Landing::Loaded(v) => return Ok(v),
-                    Landing::Failed(e) => return Err(e),
-                    Landing::Abandoned => continue,
+            let flight = match self.step::<E>(hash, &key) {
+                Step::Hit(v) => return Ok(v),
+                Step::Wait(flight) => match outcome(flight.wait()) {
+                    Some(result) => return result,
+                    None => continue,
                 },
-                Role::Lead(flight) => flight,
+                Step::Lead(flight) => flight,
             };
             let (leader, deregister) = self.lead(hash, &flight);
             let load = load.take().expect("a caller leads at most one flight");
@@ -136,16 +144,13 @@ where
         let hash = self.hasher.hash_one(&key);
         let mut load = Some(load);
         loop {
-            if let Some(v) = self.get(&key) {
-                return Ok(v);
-            }
-            let flight = match self.join_or_lead::<E>(hash, &key) {
-                Role::Wait(flight) => match flight.landed().await {
-                    Landing::Loaded(v) => return Ok(v),
-                    Landing::Failed(e) => return Err(e),
-                    Landing::Abandoned => continue,
+            let flight = match self.step::<E>(hash, &key) {
+                Step::Hit(v) => return Ok(v),
+                Step::Wait(flight) => match outcome(flight.landed().await) {
+                    Some(result) => return result,
+                    None => continue,
                 },
-                Role::Lead(flight) => flight,
+                Step::Lead(flight) => flight,
             };
             let (leader, deregister) = self.lead(hash, &flight);
             let loaded = match self.peek_value(hash, &key) {
@@ -159,16 +164,19 @@ where
         }
     }
 
-    /// Joins `key`'s flight, or starts one (a flight of another error type for the key is left
-    /// alone: this caller then loads on its own).
-    fn join_or_lead<E: Send + Sync + 'static>(&self, hash: u64, key: &K) -> Role<V, E> {
+    /// The cached value, or else joins `key`'s flight, or else starts one (a flight of another
+    /// error type for the key is left alone: this caller then loads on its own).
+    fn step<E: Send + Sync + 'static>(&self, hash: u64, key: &K) -> Step<V, E> {
+        if let Some(v) = self.get(key) {
+            return Step::Hit(v);
+        }
         let mut pending = self.flights[self.shard_index(hash)].lock();
         let joined = pending
             .iter()
             .find(|p| p.hash == hash && p.key == *key)
             .and_then(|p| Arc::clone(&p.flight).downcast::<Flight<V, E>>().ok());
         if let Some(flight) = joined {
-            return Role::Wait(flight);
+            return Step::Wait(flight);
         }
         let flight = Arc::new(Flight::new());
         pending.push(Pending {
@@ -176,7 +184,7 @@ where
             key: key.clone(),
             flight: Arc::clone(&flight) as Arc<dyn Any + Send + Sync>,
         });
-        Role::Lead(flight)
+        Step::Lead(flight)
     }
 
     /// The guards of a leader: whatever happens to it, its flight lands and leaves `pending`

@@ -139,17 +139,15 @@ where
         Q: Eq + ?Sized,
     {
         let stripe = &self.stripes[stripe()];
-        match self.table(guard).find(hash, key, guard) {
-            Some(e) if !e.is_removed() && !now.is_some_and(|now| e.is_expired(now)) => {
+        let found = self.peek(hash, key, now, guard);
+        match found {
+            Some(e) => {
                 e.hit();
                 bump(&stripe.hits);
-                Some(e)
             }
-            _ => {
-                bump(&stripe.misses);
-                None
-            }
+            None => bump(&stripe.misses),
         }
+        found
     }
 
     /// The live entry for `key`, without counting anything.
