@@ -68,6 +68,12 @@ pub(crate) enum Release {
     Reclaim,
 }
 
+/// Requests per hill-climbing sample, per entry of capacity: half Caffeine's 10, so the window
+/// finds a recency-biased workload's size within short traces (measured against 10: lirs-sprite
+/// +2.3 points, the shifting hot set +1.4 at 100,000 entries; cache2k-web07 and Zipf 0.99 within
+/// 0.6 points).
+const SAMPLE_PER_ENTRY: u64 = 5;
+
 /// Hill climbing constants, as Caffeine tuned them: a first step of 6.25% of capacity, decaying
 /// by 2% per sample, restarting when the hit ratio moves by 5 points.
 const STEP_PERCENT: f64 = 0.0625;
@@ -190,7 +196,7 @@ impl<H: Handle> Policy<H> {
             climber: Climber {
                 hits: 0,
                 misses: 0,
-                sample: 10 * entries.max(1) as u64,
+                sample: SAMPLE_PER_ENTRY * entries.max(1) as u64,
                 previous_ratio: 0.0,
                 step: -STEP_PERCENT * capacity as f64,
             },
@@ -380,8 +386,13 @@ impl<H: Handle> Policy<H> {
             self.probation.push(candidate, Region::Probation);
             return;
         };
+        // The candidate's frequency without the access that brought it in: it was just counted,
+        // while the victim's next access is still to come, so with the raw counts a key seen as
+        // often as the victim always looks one access more popular, and steady loops and
+        // zig-zag scans churn (measured on lirs-zigzag at 1,500 entries: 0.56 against 0.72).
+        // TinyLFU's doorkeeper has the same effect.
         let (c, v) = (
-            self.sketch.frequency(candidate.hash()),
+            self.sketch.frequency(candidate.hash()).saturating_sub(1),
             self.sketch.frequency(victim.hash()),
         );
         if c > v || (c >= WARM && self.random().is_multiple_of(128)) {
