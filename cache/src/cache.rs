@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::entry::Entry;
 use crate::expiry::{Clock, Expiry, SystemClock, Timing};
 use crate::loading::Flights;
-use crate::shard::{Notice, Shard};
+use crate::shard::{Notice, Notices, Shard};
 
 /// The default hasher: `foldhash`'s fast, randomly seeded hasher (as quick_cache uses); hash
 /// flooding is further blunted by the policy's random admission of warm keys.
@@ -398,10 +398,10 @@ where
             None => (0, None),
         };
         let guard = &crossbeam_epoch::pin();
-        let mut out = Vec::new();
+        let mut out = Notices::new(self.listener.is_some());
         let entry = Entry::new(hash, key, value, weight).expiring_at(deadline);
         self.shard(hash).insert(entry, now, &mut out, guard);
-        self.notify(out);
+        self.notify(out.into_vec());
     }
 
     /// Reclaims every expired entry now (writes otherwise reclaim them a few at a time), telling
@@ -412,9 +412,9 @@ where
         };
         let guard = &crossbeam_epoch::pin();
         for shard in &*self.shards {
-            let mut out = Vec::new();
+            let mut out = Notices::new(self.listener.is_some());
             shard.sweep_all(now, &mut out, guard);
-            self.notify(out);
+            self.notify(out.into_vec());
         }
     }
 
@@ -446,9 +446,9 @@ where
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         let guard = &crossbeam_epoch::pin();
         for shard in &*self.shards {
-            let mut out = Vec::new();
+            let mut out = Notices::new(self.listener.is_some());
             shard.retain(&mut keep, &mut out, guard);
-            self.notify(out);
+            self.notify(out.into_vec());
         }
     }
 
@@ -456,9 +456,9 @@ where
     pub fn clear(&self) {
         let guard = &crossbeam_epoch::pin();
         for shard in &*self.shards {
-            let mut out = Vec::new();
+            let mut out = Notices::new(self.listener.is_some());
             shard.clear(&mut out, guard);
-            self.notify(out);
+            self.notify(out.into_vec());
         }
     }
 

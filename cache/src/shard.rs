@@ -35,6 +35,33 @@ const MIN_SLOTS: usize = 16;
 /// is deferred) until the guard it was released under is dropped.
 pub(crate) type Notice<K, V> = (EntryRef<K, V>, RemovalCause);
 
+/// The entries that left the cache during a call, collected only when a listener will hear of
+/// them (a cache without one allocates nothing for them).
+#[derive(Debug)]
+pub(crate) struct Notices<K, V> {
+    list: Vec<Notice<K, V>>,
+    keep: bool,
+}
+
+impl<K, V> Notices<K, V> {
+    pub(crate) fn new(keep: bool) -> Self {
+        Self {
+            list: Vec::new(),
+            keep,
+        }
+    }
+
+    pub(crate) fn push(&mut self, notice: Notice<K, V>) {
+        if self.keep {
+            self.list.push(notice);
+        }
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<Notice<K, V>> {
+        self.list
+    }
+}
+
 /// Per-thread counters of a shard's reads.
 #[derive(Debug, Default)]
 struct Stripe {
@@ -196,7 +223,7 @@ where
         &self,
         entry: Entry<K, V>,
         now: Option<u64>,
-        out: &mut Vec<Notice<K, V>>,
+        out: &mut Notices<K, V>,
         guard: &Guard,
     ) {
         let new = Owned::new(entry).into_shared(guard);
@@ -254,7 +281,7 @@ where
     }
 
     /// Removes every expired entry now, rather than a few per write; they go to `out`.
-    pub(crate) fn sweep_all(&self, now: u64, out: &mut Vec<Notice<K, V>>, guard: &Guard) {
+    pub(crate) fn sweep_all(&self, now: u64, out: &mut Notices<K, V>, guard: &Guard) {
         let mut w = self.writer.lock();
         let table = self.table(guard);
         Self::sweep(&mut w, table, now, usize::MAX, out, guard);
@@ -267,7 +294,7 @@ where
         table: &Table<K, V>,
         now: u64,
         budget: usize,
-        out: &mut Vec<Notice<K, V>>,
+        out: &mut Notices<K, V>,
         guard: &Guard,
     ) {
         let mut expired = Vec::new();
@@ -305,7 +332,7 @@ where
     pub(crate) fn retain(
         &self,
         keep: &mut impl FnMut(&K, &V) -> bool,
-        out: &mut Vec<Notice<K, V>>,
+        out: &mut Notices<K, V>,
         guard: &Guard,
     ) {
         let mut w = self.writer.lock();
@@ -325,7 +352,7 @@ where
     }
 
     /// Removes every entry; they go to `out`.
-    pub(crate) fn clear(&self, out: &mut Vec<Notice<K, V>>, guard: &Guard) {
+    pub(crate) fn clear(&self, out: &mut Notices<K, V>, guard: &Guard) {
         let mut w = self.writer.lock();
         let table = self.table(guard);
         let Writer {
@@ -335,7 +362,7 @@ where
             ..
         } = &mut *w;
         let mut evictions = 0;
-        let mut evicted = Vec::new();
+        let mut evicted = Notices::new(out.keep);
         policy.drain(&mut |h, why| {
             Self::release(
                 table,
@@ -349,7 +376,9 @@ where
                 guard,
             );
         });
-        out.extend(evicted.into_iter().map(|(h, _)| (h, RemovalCause::Removed)));
+        for (h, _) in evicted.into_vec() {
+            out.push((h, RemovalCause::Removed));
+        }
         self.rebuild(&mut w, guard);
         self.publish_sizes(&w);
     }
@@ -426,7 +455,7 @@ where
         live: &mut usize,
         tombstones: &mut usize,
         evictions: &mut u64,
-        out: &mut Vec<Notice<K, V>>,
+        out: &mut Notices<K, V>,
         guard: &Guard,
     ) {
         if why == Release::Evicted {
