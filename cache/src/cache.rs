@@ -345,7 +345,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        let guard = &crossbeam_epoch::pin();
+        let guard = &crate::sync::pin();
         let Some(timing) = &self.timing else {
             return self
                 .shard(hash)
@@ -366,7 +366,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let guard = &crossbeam_epoch::pin();
+        let guard = &crate::sync::pin();
         self.shard(hash)
             .peek(hash, key, self.now(), guard)
             .map(|e| e.value.clone())
@@ -379,7 +379,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        let guard = &crossbeam_epoch::pin();
+        let guard = &crate::sync::pin();
         self.shard(hash)
             .peek(hash, key, self.now(), guard)
             .is_some()
@@ -397,7 +397,7 @@ where
             }
             None => (0, None),
         };
-        let guard = &crossbeam_epoch::pin();
+        let guard = &crate::sync::pin();
         let mut out = Notices::new(self.listener.is_some());
         let entry = Entry::new(hash, key, value, weight).expiring_at(deadline);
         self.shard(hash).insert(entry, now, &mut out, guard);
@@ -410,7 +410,7 @@ where
         let Some(now) = self.now() else {
             return;
         };
-        let guard = &crossbeam_epoch::pin();
+        let guard = &crate::sync::pin();
         for shard in &*self.shards {
             let mut out = Notices::new(self.listener.is_some());
             shard.sweep_all(now, &mut out, guard);
@@ -430,7 +430,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        let guard = &crossbeam_epoch::pin();
+        let guard = &crate::sync::pin();
         let removed = self.shard(hash).remove(hash, key, guard)?;
         if self.now().is_some_and(|now| removed.get().is_expired(now)) {
             // It had already expired: gone as far as callers could tell.
@@ -444,7 +444,7 @@ where
 
     /// Removes every entry for which `keep` returns false.
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
-        let guard = &crossbeam_epoch::pin();
+        let guard = &crate::sync::pin();
         for shard in &*self.shards {
             let mut out = Notices::new(self.listener.is_some());
             shard.retain(&mut keep, &mut out, guard);
@@ -454,7 +454,7 @@ where
 
     /// Removes every entry.
     pub fn clear(&self) {
-        let guard = &crossbeam_epoch::pin();
+        let guard = &crate::sync::pin();
         for shard in &*self.shards {
             let mut out = Notices::new(self.listener.is_some());
             shard.clear(&mut out, guard);

@@ -1,7 +1,9 @@
 //! Cache entries: immutable key and value, with the few atomics readers and the policy share.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::sync::{AtomicBool, AtomicU8, AtomicU64};
 
 use crate::policy::{Handle, Region};
 

@@ -53,7 +53,8 @@
 //! value: no lock, no allocation. A write takes its shard's mutex, stores into the table with
 //! atomic stores, runs the policy and unlinks what it evicts; unlinked entries and outgrown
 //! tables are freed by the epoch collector once no reader can hold them. Listeners run after
-//! the mutex is released.
+//! the mutex is released. The read path against a writer (publication, replacement, removal,
+//! eviction, reclamation) and the single-flight hand-off are model-checked with loom.
 //!
 //! # Expiry
 //!

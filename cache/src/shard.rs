@@ -9,15 +9,15 @@
 
 use std::borrow::Borrow;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
 use crossbeam_utils::CachePadded;
-use parking_lot::Mutex;
 
 use crate::RemovalCause;
 use crate::entry::{Entry, EntryRef};
 use crate::policy::{Policy, Release};
+use crate::sync::{AtomicU64, AtomicUsize, Mutex, lock};
 use crate::table::{Probe, Table};
 
 /// Counter stripes per shard: readers on different threads count on different cache lines.
@@ -63,10 +63,19 @@ impl<K, V> Notices<K, V> {
 }
 
 /// Per-thread counters of a shard's reads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Stripe {
     hits: AtomicU64,
     misses: AtomicU64,
+}
+
+impl Default for Stripe {
+    fn default() -> Self {
+        Self {
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
 }
 
 /// What the writer's lock guards.
@@ -95,7 +104,7 @@ pub(crate) struct Shard<K, V> {
 
 fn stripe() -> usize {
     use std::cell::Cell;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     thread_local! {
         static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
     }
@@ -213,7 +222,7 @@ where
     }
 
     pub(crate) fn evictions(&self) -> u64 {
-        self.writer.lock().evictions
+        lock(&self.writer).evictions
     }
 
     /// Inserts or replaces `entry`'s key; entries that leave the cache go to `out`. An entry
@@ -229,7 +238,7 @@ where
         let new = Owned::new(entry).into_shared(guard);
         let new_ref = entry_ref(new);
         let hash = new_ref.get().hash;
-        let mut w = self.writer.lock();
+        let mut w = lock(&self.writer);
         if u64::from(new_ref.get().weight) > w.policy.capacity() {
             drop(w);
             new_ref.get().mark_removed();
@@ -282,7 +291,7 @@ where
 
     /// Removes every expired entry now, rather than a few per write; they go to `out`.
     pub(crate) fn sweep_all(&self, now: u64, out: &mut Notices<K, V>, guard: &Guard) {
-        let mut w = self.writer.lock();
+        let mut w = lock(&self.writer);
         let table = self.table(guard);
         Self::sweep(&mut w, table, now, usize::MAX, out, guard);
         self.publish_sizes(&w);
@@ -317,7 +326,7 @@ where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let mut w = self.writer.lock();
+        let mut w = lock(&self.writer);
         let table = self.table(guard);
         let Probe::Found(i, e) = table.probe(hash, key, guard) else {
             return None;
@@ -335,7 +344,7 @@ where
         out: &mut Notices<K, V>,
         guard: &Guard,
     ) {
-        let mut w = self.writer.lock();
+        let mut w = lock(&self.writer);
         let table = self.table(guard);
         let doomed: Vec<EntryRef<K, V>> = w
             .policy
@@ -353,7 +362,7 @@ where
 
     /// Removes every entry; they go to `out`.
     pub(crate) fn clear(&self, out: &mut Notices<K, V>, guard: &Guard) {
-        let mut w = self.writer.lock();
+        let mut w = lock(&self.writer);
         let table = self.table(guard);
         let Writer {
             policy,
@@ -388,7 +397,7 @@ where
     where
         K: Clone,
     {
-        let guard = &crossbeam_epoch::pin();
+        let guard = &crate::sync::pin();
         self.table(guard)
             .entries(guard)
             .filter_map(|p| {
@@ -485,7 +494,7 @@ impl<K, V> Drop for Shard<K, V> {
         // Nobody else can hold the shard, so nothing is pinned on its behalf: free at once.
         // SAFETY: `&mut self` means no reader or writer is using the shard.
         let guard = unsafe { crossbeam_epoch::unprotected() };
-        let w = self.writer.get_mut();
+        let mut w = lock(&self.writer);
         w.policy.drain(&mut |h, _| {
             // SAFETY: every entry is released exactly once by the drain, and none is shared.
             drop(unsafe { shared(h).into_owned() });
@@ -493,5 +502,77 @@ impl<K, V> Drop for Shard<K, V> {
         let table = self.table.load(Ordering::Relaxed, guard);
         // SAFETY: the current table, reachable from nowhere else now.
         drop(unsafe { table.into_owned() });
+    }
+}
+
+/// Loom models of the read path against a writer: publication of entries through the table,
+/// replacement, removal and eviction, and the epoch-deferred reclamation of what they unlink
+/// (crossbeam-epoch itself runs on loom in these models).
+#[cfg(all(test, shardkit_loom))]
+mod loom_models {
+    use loom::sync::Arc;
+
+    use super::*;
+
+    fn insert(shard: &Shard<u64, u64>, key: u64, value: u64) {
+        let guard = &crate::sync::pin();
+        let mut out = Notices::new(false);
+        shard.insert(Entry::new(key, key, value, 1), None, &mut out, guard);
+    }
+
+    fn get(shard: &Shard<u64, u64>, key: u64) -> Option<u64> {
+        let guard = &crate::sync::pin();
+        shard.get(key, &key, None, guard).map(|e| {
+            assert_eq!(e.key, key, "an entry is only ever found under its own key");
+            e.value
+        })
+    }
+
+    #[test]
+    fn loom_readers_see_whole_entries_in_order() {
+        loom::model(|| {
+            let shard = Arc::new(Shard::new(4, 4));
+            let writer = {
+                let shard = shard.clone();
+                loom::thread::spawn(move || {
+                    insert(&shard, 1, 10);
+                    insert(&shard, 1, 20);
+                })
+            };
+            // Reads never go back in time: once 20 is seen, 10 is not.
+            let first = get(&shard, 1);
+            let second = get(&shard, 1);
+            assert!(matches!(first, None | Some(10) | Some(20)));
+            if first == Some(20) {
+                assert_eq!(second, Some(20));
+            }
+            if first == Some(10) {
+                assert!(matches!(second, Some(10) | Some(20)));
+            }
+            writer.join().unwrap();
+            assert_eq!(get(&shard, 1), Some(20));
+        });
+    }
+
+    #[test]
+    fn loom_removed_and_evicted_entries_are_never_returned_after() {
+        loom::model(|| {
+            // Room for one entry: inserting key 2 evicts one of the two.
+            let shard = Arc::new(Shard::new(1, 1));
+            insert(&shard, 1, 10);
+            let writer = {
+                let shard = shard.clone();
+                loom::thread::spawn(move || {
+                    insert(&shard, 2, 20);
+                    let guard = &crate::sync::pin();
+                    shard.remove(1, &1u64, guard);
+                })
+            };
+            let seen = get(&shard, 1);
+            assert!(matches!(seen, None | Some(10)));
+            writer.join().unwrap();
+            assert_eq!(get(&shard, 1), None, "removed before this read began");
+            assert!(shard.len() <= 1);
+        });
     }
 }

@@ -1,9 +1,17 @@
-//! The mutex and condition variable of the single-flight hand-off: `parking_lot`'s, or loom's
-//! when the crate is built with `--cfg shardkit_loom` so the loom models can check it.
+//! The synchronisation the cache's own protocols use (the single-flight hand-off, the table's
+//! publication of entries, the shard writer's lock, epoch pinning): `parking_lot`'s and std's,
+//! or loom's when the crate is built with `--cfg shardkit_loom --cfg crossbeam_loom` so the loom
+//! models can check them (crossbeam-epoch then runs on loom too).
 
 #[cfg(not(shardkit_loom))]
 mod imp {
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize};
+
+    /// Pins the current thread in the global epoch collector.
+    pub(crate) fn pin() -> crossbeam_epoch::Guard {
+        crossbeam_epoch::pin()
+    }
 
     pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         m.lock()
@@ -19,7 +27,22 @@ mod imp {
 mod imp {
     use std::sync::PoisonError;
 
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize};
     pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+
+    loom::lazy_static! {
+        /// A collector per loom execution (crossbeam-epoch has no global one under loom).
+        static ref COLLECTOR: crossbeam_epoch::Collector = crossbeam_epoch::Collector::new();
+    }
+
+    loom::thread_local! {
+        static HANDLE: crossbeam_epoch::LocalHandle = COLLECTOR.register();
+    }
+
+    /// Pins the current thread in the model's collector.
+    pub(crate) fn pin() -> crossbeam_epoch::Guard {
+        HANDLE.with(crossbeam_epoch::LocalHandle::pin)
+    }
 
     /// Locks `m`; the hand-off's state is valid at every step, so a poisoned lock is too.
     pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -31,4 +54,6 @@ mod imp {
     }
 }
 
-pub(crate) use imp::{Condvar, Mutex, lock, wait};
+pub(crate) use imp::{
+    AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Condvar, Mutex, lock, pin, wait,
+};

@@ -8,11 +8,12 @@
 //! so a match is always confirmed on the entry's full hash and key.
 
 use std::borrow::Borrow;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 
 use crossbeam_epoch::{Atomic, Guard, Shared};
 
 use crate::entry::Entry;
+use crate::sync::AtomicU8;
 
 /// The tag of a null slot pointer that marks a removed entry: probes continue past it.
 const TOMBSTONE: usize = 1;
