@@ -1,8 +1,11 @@
 //! The durable log: segment files with CRC-framed records, sparse indexes, a leader-epoch
 //! history, group commit, crash recovery, tailing reads, truncation and retention.
 
+mod config;
 pub(crate) mod epochs;
 pub(crate) mod memory;
+mod read;
+mod recovery;
 mod segment;
 pub(crate) mod storage;
 
@@ -12,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::commit::GroupCommit;
 use crate::error::{Error, FrameError};
-use crate::frame::{FrameParts, RecordRef, decode_ref, encode_parts, fields, frame_len};
+use crate::frame::{FrameParts, encode_parts};
 use crate::notify::Tail as TailSignal;
 use crate::record::{Epoch, Offset, Record};
 use epochs::EpochHistory;
@@ -20,81 +23,9 @@ use memory::{framed_len, now_ms};
 use segment::{Segment, log_path};
 use storage::{Appended, Durability, Entry, LogStorage};
 
-/// Configuration of a [`FileLog`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LogConfig {
-    /// Roll to a new segment once one would exceed this many bytes (default 64 MiB, at most
-    /// 4 GiB so index positions fit 32 bits).
-    pub segment_bytes: u64,
-    /// One sparse-index entry per this many bytes of frames (default 4 KiB): a seek reads at
-    /// most this much before the wanted record.
-    pub index_interval: u64,
-    /// When appends are durable (default [`Durability::Always`]).
-    pub durability: Durability,
-    /// Whether a log that syncs writes zeros ahead of its appends, 4 MiB at a time (default
-    /// `true`). A sync then writes only data, not the file's growth: on ext4 that makes each
-    /// `fdatasync` about a third faster, and group commit twice as fast. Turn it off on
-    /// copy-on-write filesystems (btrfs, ZFS), where overwriting zeros gains nothing. Ignored
-    /// with [`Durability::Never`]. Sealed segments and a cleanly closed log hold no zeros.
-    pub preallocate: bool,
-}
-
-/// Zeros written ahead of appends at a time; see [`LogConfig::preallocate`].
-const PREALLOCATE_CHUNK: u64 = 4 << 20;
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            segment_bytes: 64 << 20,
-            index_interval: 4096,
-            durability: Durability::Always,
-            preallocate: true,
-        }
-    }
-}
-
-impl LogConfig {
-    /// The default configuration with another durability policy.
-    #[must_use]
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.durability = durability;
-        self
-    }
-
-    /// The default configuration with another segment size.
-    #[must_use]
-    pub fn segment_bytes(mut self, bytes: u64) -> Self {
-        self.segment_bytes = bytes;
-        self
-    }
-
-    /// The configuration with preallocation on or off; see [`preallocate`](Self::preallocate).
-    #[must_use]
-    pub fn preallocate(mut self, on: bool) -> Self {
-        self.preallocate = on;
-        self
-    }
-
-    fn validate(&self) -> Result<(), Error> {
-        if self.segment_bytes < 1024 || self.segment_bytes > u64::from(u32::MAX) {
-            return Err(Error::InvalidConfig {
-                reason: "segment_bytes must be between 1 KiB and 4 GiB",
-            });
-        }
-        if self.index_interval == 0 {
-            return Err(Error::InvalidConfig {
-                reason: "index_interval must be at least 1 byte",
-            });
-        }
-        if self.durability == Durability::Interval(Duration::ZERO) {
-            return Err(Error::InvalidConfig {
-                reason: "a sync interval must be longer than zero",
-            });
-        }
-        Ok(())
-    }
-}
+pub use config::LogConfig;
+use config::PREALLOCATE_CHUNK;
+pub use read::RecordBatch;
 
 /// What recovery found and repaired when the log was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -121,39 +52,6 @@ pub struct SegmentInfo {
     /// The bytes of its records (the active segment's file may be longer: zeros preallocated
     /// for the appends to come).
     pub bytes: u64,
-}
-
-/// Records read in one piece from one segment, checksums verified; iterating borrows them
-/// without copying. From [`FileLog::read_batch`].
-#[derive(Debug, Clone, Default)]
-pub struct RecordBatch {
-    bytes: Vec<u8>,
-    /// Each record's frame body as `(start, len)` in `bytes`.
-    bodies: Vec<(usize, usize)>,
-}
-
-impl RecordBatch {
-    /// The records, in offset order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = RecordRef<'_>> + '_ {
-        self.bodies.iter().map(|&(at, len)| {
-            fields(&self.bytes[at..at + len]).expect("bodies were parsed when the batch was read")
-        })
-    }
-
-    /// How many records the batch holds.
-    pub fn len(&self) -> usize {
-        self.bodies.len()
-    }
-
-    /// Whether the batch holds no record.
-    pub fn is_empty(&self) -> bool {
-        self.bodies.is_empty()
-    }
-
-    /// The framed bytes the batch read.
-    pub fn framed_bytes(&self) -> usize {
-        self.bytes.len()
-    }
 }
 
 /// The append side, under one lock: records are framed into `staged` and written from there,
@@ -261,10 +159,14 @@ impl FileLog {
             let seg = Segment::open(log_path(&dir, base), base)?;
             let len = seg.file_len()?;
             match bases.get(i + 1) {
-                Some(&next_base) => {
-                    recover_sealed(&seg, len, next_base, config.index_interval, &mut recovery)?
-                }
-                None => recover_tail(&seg, len, config.index_interval, &mut recovery)?,
+                Some(&next_base) => recovery::recover_sealed(
+                    &seg,
+                    len,
+                    next_base,
+                    config.index_interval,
+                    &mut recovery,
+                )?,
+                None => recovery::recover_tail(&seg, len, config.index_interval, &mut recovery)?,
             }
             segments.push(Arc::new(seg));
         }
@@ -533,121 +435,6 @@ impl FileLog {
         let _ = std::fs::remove_file(seg.path.with_extension("index"));
         Ok(())
     }
-
-    /// Reads records from `from` on, as one read from the segment holding `from`: at least one
-    /// record if any exists before the log's end, stopping before `max_bytes` of frames would be
-    /// exceeded or at the segment's end. Checksums are verified; nothing is copied per record.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use shardkit_replication::{Entry, Epoch, FileLog, LogConfig, LogStorage, Offset};
-    ///
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let log = FileLog::open(dir.path(), LogConfig::default())?;
-    /// log.append(Epoch::new(1), &[Entry::new(b"a"), Entry::new(b"b"), Entry::new(b"c")])?;
-    /// let batch = log.read_batch(Offset::new(1), 1 << 20)?;
-    /// let payloads: Vec<&[u8]> = batch.iter().map(|r| r.payload).collect();
-    /// assert_eq!(payloads, [b"b", b"c"]);
-    /// # Ok::<(), shardkit_replication::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`Error::OffsetOutOfRange`], [`Error::Corrupt`] for a damaged record, [`Error::Io`].
-    pub fn read_batch(&self, from: Offset, max_bytes: usize) -> Result<RecordBatch, Error> {
-        let mut batch = RecordBatch::default();
-        self.read_batch_into(from, max_bytes, &mut batch)?;
-        Ok(batch)
-    }
-
-    /// [`read_batch`](Self::read_batch) into an existing batch, reusing its buffer: a reader
-    /// looping over the log allocates nothing per batch.
-    ///
-    /// # Errors
-    ///
-    /// As [`read_batch`](Self::read_batch).
-    pub fn read_batch_into(
-        &self,
-        from: Offset,
-        max_bytes: usize,
-        batch: &mut RecordBatch,
-    ) -> Result<(), Error> {
-        batch.bodies.clear();
-        let end = self.inner.tail.end();
-        let segments = self.inner.segments();
-        let start = segments.first().map_or(0, |s| s.base);
-        if from.get() < start || from.get() > end {
-            return Err(Error::OffsetOutOfRange {
-                requested: from.get(),
-                start,
-                end,
-            });
-        }
-        if from.get() == end {
-            batch.bytes.clear();
-            return Ok(());
-        }
-        let seg = &segments[segments
-            .partition_point(|s| s.base <= from.get())
-            .saturating_sub(1)];
-        let (pos, mut next) = seg.seek(from.get());
-        let seg_len = seg.meta().len;
-        // Frames between the index entry and `from`, then `max_bytes` of wanted frames.
-        let seg_rest = seg_len.saturating_sub(pos);
-        let window = (max_bytes as u64)
-            .saturating_add(self.inner.config.index_interval)
-            .min(seg_rest) as usize;
-        // Shrinking keeps the old bytes (about to be overwritten): only growth is zeroed.
-        batch.bytes.truncate(window);
-        batch.bytes.resize(window, 0);
-        read_exact_at(seg, &mut batch.bytes, pos)?;
-        let mut at = 0;
-        let mut wanted_bytes = 0;
-        while next < end && (at as u64) < seg_rest {
-            let need = frame_len(&batch.bytes[at..]).unwrap_or(crate::FRAME_HEADER_LEN);
-            if batch.bytes.len() - at < need {
-                if !batch.bodies.is_empty() || (at + need) as u64 > seg_rest {
-                    break;
-                }
-                // Nothing wanted yet and the window ends inside a frame or its header (a frame
-                // larger than the window, or index entries further apart than expected): read
-                // on, then look at the frame again with its whole header.
-                let have = batch.bytes.len();
-                batch.bytes.resize(at + need, 0);
-                read_exact_at(seg, &mut batch.bytes[have..], pos + have as u64)?;
-                continue;
-            }
-            let corrupt = |reason| Error::Corrupt {
-                path: seg.path.clone(),
-                position: pos + at as u64,
-                reason,
-            };
-            let (record, used) = decode_ref(&batch.bytes[at..]).map_err(corrupt)?;
-            if record.offset.get() != next {
-                return Err(corrupt(FrameError::Malformed {
-                    reason: "record offset out of sequence",
-                }));
-            }
-            if next >= from.get() {
-                if wanted_bytes + used > max_bytes && !batch.bodies.is_empty() {
-                    break;
-                }
-                wanted_bytes += used;
-                batch
-                    .bodies
-                    .push((at + crate::FRAME_HEADER_LEN, used - crate::FRAME_HEADER_LEN));
-            }
-            at += used;
-            next += 1;
-        }
-        Ok(())
-    }
-}
-
-fn read_exact_at(seg: &Segment, buf: &mut [u8], pos: u64) -> Result<(), Error> {
-    std::os::unix::fs::FileExt::read_exact_at(&seg.file, buf, pos)
-        .map_err(Error::io("read", &seg.path))
 }
 
 impl Inner {
@@ -804,169 +591,6 @@ fn spawn_flusher(inner: Weak<Inner>, every: Duration) {
             }
         }
     });
-}
-
-/// Scans a whole segment, building its sparse index; returns it with where the scan stopped.
-fn index_by_scan(
-    seg: &Segment,
-    len: u64,
-    interval: u64,
-) -> Result<(segment::Meta, segment::ScanEnd), Error> {
-    let mut meta = segment::Meta {
-        next: seg.base,
-        ..Default::default()
-    };
-    let end = seg.scan(0, seg.base, len, |pos, r| {
-        Segment::maybe_index(&mut meta, seg.base, r.offset.get(), pos, interval);
-        true
-    })?;
-    Ok((meta, end))
-}
-
-/// Recovers a sealed segment: trusts a valid index covering the file, otherwise rescans it;
-/// any bad frame in a sealed segment is corruption in the middle of the log. (Zeros after its
-/// last frame are preallocated space a crash kept the seal from cutting.)
-fn recover_sealed(
-    seg: &Segment,
-    len: u64,
-    next_base: u64,
-    interval: u64,
-    recovery: &mut Recovery,
-) -> Result<(), Error> {
-    if let Some(index) = seg.load_index(len) {
-        let mut meta = seg.meta_mut();
-        meta.last_indexed = index.last().map(|&(_, p)| u64::from(p));
-        meta.index = index;
-        meta.len = len;
-        meta.allocated = len;
-        meta.next = next_base;
-        return Ok(());
-    }
-    let (mut meta, end) = index_by_scan(seg, len, interval)?;
-    if let Some((position, reason)) = end.bad
-        && seg.data_end(position, len)?.0 > position
-    {
-        return Err(Error::Corrupt {
-            path: seg.path.clone(),
-            position,
-            reason,
-        });
-    }
-    if end.next != next_base {
-        let reason = FrameError::Malformed {
-            reason: "segment does not end where the next one starts",
-        };
-        return Err(Error::Corrupt {
-            path: seg.path.clone(),
-            position: end.pos,
-            reason,
-        });
-    }
-    meta.len = end.pos;
-    meta.allocated = len;
-    meta.next = end.next;
-    *seg.meta_mut() = meta;
-    seg.trim()?;
-    seg.store_index(true)?;
-    recovery.rebuilt_indexes += 1;
-    Ok(())
-}
-
-/// Recovers the tail segment: scans every frame, cuts a torn or damaged tail, and reports
-/// damage followed by valid records as corruption. Zeros after the last frame are preallocated
-/// space, kept for the appends to come.
-fn recover_tail(
-    seg: &Segment,
-    len: u64,
-    interval: u64,
-    recovery: &mut Recovery,
-) -> Result<(), Error> {
-    let (mut meta, end) = index_by_scan(seg, len, interval)?;
-    meta.len = end.pos;
-    meta.allocated = len;
-    meta.next = end.next;
-    if let Some((position, reason)) = end.bad {
-        let (data_end, bytes) = seg.data_end(position, len)?;
-        let data = (data_end - position) as usize;
-        if data > 0 {
-            if let Some(next_valid) = Segment::valid_frame_after(&bytes, data, end.next)
-                && !has_unwritten_sector(position, &bytes[..next_valid])
-            {
-                return Err(Error::Corrupt {
-                    path: seg.path.clone(),
-                    position,
-                    reason,
-                });
-            }
-            // The damaged frame reaches as far as its header says (zeros may end a torn one).
-            let frame_end = match frame_len(&bytes) {
-                // Not even a whole header left: all of it is the torn frame.
-                None => bytes.len(),
-                Some(n)
-                    if n > crate::FRAME_HEADER_LEN
-                        && n <= crate::FRAME_HEADER_LEN + crate::MAX_FRAME_BODY =>
-                {
-                    n.min(bytes.len())
-                }
-                Some(_) => data,
-            };
-            let damaged = data.max(frame_end);
-            recovery.truncated_bytes += damaged as u64;
-            recovery.dropped_records += count_frames(&bytes[..damaged], data, end.next);
-            seg.file
-                .set_len(position)
-                .map_err(Error::io("truncate", &seg.path))?;
-            seg.file.sync_all().map_err(Error::io("sync", &seg.path))?;
-            meta.allocated = position;
-        }
-    }
-    *seg.meta_mut() = meta;
-    Ok(())
-}
-
-/// How many records a damaged tail holds (at least one): the frames found by following length
-/// fields, and past a zero or impossible one by the next frame that decodes before `data` (the
-/// end of its non-zero bytes), as after a sector that never reached the disk; or, if more, the
-/// offsets up to the last frame found, which counts records whose frames were lost whole.
-fn count_frames(bytes: &[u8], data: usize, next: u64) -> u64 {
-    let mut frames = 0;
-    let mut last_offset = None;
-    let mut at = 0;
-    while at < bytes.len() {
-        frames += 1;
-        if let Ok((r, _)) = crate::decode_ref(&bytes[at..]) {
-            last_offset = Some(r.offset.get());
-        }
-        match frame_len(&bytes[at..]) {
-            Some(n) if n > crate::FRAME_HEADER_LEN => at += n,
-            _ => match Segment::valid_frame_after(&bytes[at..], data.saturating_sub(at), next) {
-                Some(q) => at += q,
-                None => break,
-            },
-        }
-    }
-    let by_offset = last_offset.map_or(0, |o| (o + 1).saturating_sub(next));
-    frames.max(by_offset)
-}
-
-/// Sectors: the unit a disk writes atomically, and so the unit of a torn write's holes.
-const SECTOR: u64 = 512;
-
-/// Whether `damaged` (the file from `position` on) holds a whole sector of zeros: preallocated
-/// space the last, unsynced write never got to disk, while later pages of that same write did
-/// (page writeback has no order). Records after such a hole were never acknowledged (a sync
-/// would have written the hole too), so the tail is torn, not corrupt; bit rot in acknowledged
-/// records does not look like this.
-fn has_unwritten_sector(position: u64, damaged: &[u8]) -> bool {
-    let first = position.div_ceil(SECTOR) * SECTOR;
-    let end = position + damaged.len() as u64;
-    (first..end)
-        .step_by(SECTOR as usize)
-        .take_while(|s| s + SECTOR <= end)
-        .any(|s| {
-            let at = (s - position) as usize;
-            damaged[at..at + SECTOR as usize].iter().all(|&b| b == 0)
-        })
 }
 
 impl LogStorage for FileLog {
