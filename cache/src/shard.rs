@@ -28,6 +28,9 @@ const STRIPES: usize = 4;
 /// steadily under writes, little enough to keep a write's cost flat.
 const SWEEP_BUDGET: usize = 4;
 
+/// Writes between two hand-overs of the read counts to the policy.
+const FEED_EVERY: u32 = 32;
+
 /// The smallest table.
 const MIN_SLOTS: usize = 16;
 
@@ -89,6 +92,8 @@ struct Writer<K, V> {
     /// Read counts already handed to the policy.
     seen_hits: u64,
     seen_misses: u64,
+    /// Writes since the read counts were last handed to the policy.
+    unfed_writes: u32,
     evictions: u64,
 }
 
@@ -146,6 +151,7 @@ where
                 tombstones: 0,
                 seen_hits: 0,
                 seen_misses: 0,
+                unfed_writes: 0,
                 evictions: 0,
             }),
             len: AtomicUsize::new(0),
@@ -247,7 +253,13 @@ where
             unsafe { guard.defer_destroy(new) };
             return;
         }
-        self.feed_reads(&mut w);
+        // Reading the stripes touches cache lines other threads' reads write to: do it every
+        // few writes, not every write (the climber and the sketch's aging need no finer grain).
+        w.unfed_writes += 1;
+        if w.unfed_writes >= FEED_EVERY {
+            w.unfed_writes = 0;
+            self.feed_reads(&mut w);
+        }
         let mut table = self.table(guard);
         if (w.live + w.tombstones + 1) * 4 > table.slots() * 3 {
             table = self.rebuild(&mut w, guard);
