@@ -124,6 +124,14 @@ pub enum Error {
         /// Where the log was cut.
         at: u64,
     },
+    /// A leader asked this follower to cut records it knows are committed: the replica set's
+    /// guarantee is broken (for example a majority lost its disks), and the follower refuses.
+    CommittedCut {
+        /// The follower's commit offset.
+        commit: u64,
+        /// Where the leader asked it to cut.
+        cut: u64,
+    },
     /// A configuration value is out of range.
     InvalidConfig {
         /// What is wrong.
@@ -178,6 +186,10 @@ impl fmt::Display for Error {
             Error::Truncated { at } => write!(
                 f,
                 "the log was truncated at offset {at} before this append became durable; the append did not happen"
+            ),
+            Error::CommittedCut { commit, cut } => write!(
+                f,
+                "the leader asked to cut the log at {cut}, below the commit offset {commit}; refused"
             ),
             Error::InvalidConfig { reason } => write!(f, "invalid log configuration: {reason}"),
         }

@@ -108,6 +108,7 @@ mod frame;
 mod log;
 mod notify;
 mod record;
+pub mod replica;
 mod sync;
 
 pub use error::{Error, FrameError};

@@ -1,0 +1,250 @@
+//! Failure detection and failover: who leads, and choosing a new leader when it stops
+//! answering.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::message::Message;
+use super::types::{NodeId, Position, Role};
+use crate::record::Epoch;
+
+/// Decides who leads: watches the replicas' heartbeats and runs failovers. Sans-IO, like
+/// [`Replica`](super::Replica): the driver delivers messages and time and sends the outbox.
+///
+/// A correct coordinator only promotes, in epoch `e`, the most up-to-date replica (by
+/// [`Position`]) among a majority of the replica set that promised `e` (answered
+/// [`Message::Prepare`]). That is what makes every write acknowledged at
+/// [`AckLevel::Quorum`](super::AckLevel::Quorum) survive the failover: the majority that
+/// promised and the majority that held the write share a replica, and the winner is at least
+/// as up to date as it.
+pub trait Coordinator {
+    /// Handles a replica's message.
+    fn handle(&mut self, now: Duration, from: NodeId, message: Message);
+
+    /// Advances time: detects a silent leader, moves a failover along.
+    fn tick(&mut self, now: Duration);
+
+    /// Messages to send, as `(destination, message)`.
+    fn take_outbox(&mut self) -> Vec<(NodeId, Message)>;
+
+    /// The current leader and its epoch, once a failover has chosen one.
+    fn leader(&self) -> Option<(NodeId, Epoch)>;
+
+    /// Starts a failover now (an operator's request, or a planned leader change).
+    fn fail_over(&mut self, now: Duration);
+}
+
+/// A [`Coordinator`] for one process or one machine: the leader holds a lease renewed by its
+/// heartbeats; when it lapses, the coordinator asks every replica to promise a new epoch,
+/// and promotes the most up-to-date of the first majority to answer (after a short window for
+/// the others).
+///
+/// It keeps its state in memory: run one per replica set. A restarted coordinator may try an
+/// epoch the replicas already passed; they refuse it, say which epoch they know, and it goes
+/// above that.
+#[derive(Debug)]
+pub struct LeaseCoordinator {
+    members: Vec<NodeId>,
+    lease: Duration,
+    collect_window: Duration,
+    election_timeout: Duration,
+    epoch: Epoch,
+    leader: Option<NodeId>,
+    last_heard: BTreeMap<NodeId, Duration>,
+    election: Option<Election>,
+    outbox: Vec<(NodeId, Message)>,
+    failovers: u64,
+}
+
+#[derive(Debug)]
+struct Election {
+    epoch: Epoch,
+    started: Duration,
+    majority_at: Option<Duration>,
+    promised: BTreeMap<NodeId, Position>,
+}
+
+impl LeaseCoordinator {
+    /// A coordinator for `members`, with a leader lease of `lease` (several heartbeat
+    /// intervals: a shorter lease fails over sooner and more often by mistake).
+    pub fn new(members: impl IntoIterator<Item = NodeId>, lease: Duration) -> Self {
+        let mut members: Vec<NodeId> = members.into_iter().collect();
+        members.sort_unstable();
+        members.dedup();
+        Self {
+            members,
+            lease,
+            collect_window: lease / 4,
+            election_timeout: lease * 2,
+            epoch: Epoch::new(0),
+            leader: None,
+            last_heard: BTreeMap::new(),
+            election: None,
+            outbox: Vec::new(),
+            failovers: 0,
+        }
+    }
+
+    /// How many failovers chose a leader so far.
+    pub fn failovers(&self) -> u64 {
+        self.failovers
+    }
+
+    fn majority(&self) -> usize {
+        self.members.len() / 2 + 1
+    }
+
+    fn start_election(&mut self, now: Duration) {
+        self.epoch = Epoch::new(self.epoch.get() + 1);
+        self.leader = None;
+        self.election = Some(Election {
+            epoch: self.epoch,
+            started: now,
+            majority_at: None,
+            promised: BTreeMap::new(),
+        });
+        for &m in &self.members {
+            self.outbox.push((m, Message::Prepare { epoch: self.epoch }));
+        }
+    }
+
+    fn decide(&mut self, now: Duration) {
+        let Some(election) = self.election.take() else {
+            return;
+        };
+        // Most up to date wins; ties go to the lowest id, deterministically.
+        let Some((&winner, _)) = election
+            .promised
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        else {
+            return;
+        };
+        self.leader = Some(winner);
+        self.failovers += 1;
+        self.last_heard.insert(winner, now);
+        self.outbox.push((
+            winner,
+            Message::Promote {
+                epoch: election.epoch,
+            },
+        ));
+        for &m in &self.members {
+            if m != winner {
+                self.outbox.push((
+                    m,
+                    Message::Follow {
+                        epoch: election.epoch,
+                        leader: winner,
+                    },
+                ));
+            }
+        }
+    }
+}
+
+impl Coordinator for LeaseCoordinator {
+    fn handle(&mut self, now: Duration, from: NodeId, message: Message) {
+        if !self.members.contains(&from) {
+            return;
+        }
+        match message {
+            Message::Heartbeat {
+                epoch,
+                role,
+                leader,
+                ..
+            } => {
+                if epoch > self.epoch {
+                    self.epoch = epoch;
+                    if role == Role::Leader {
+                        self.leader = Some(from);
+                    }
+                }
+                self.last_heard.insert(from, now);
+                if self.election.is_some() {
+                    return;
+                }
+                let Some(current) = self.leader else { return };
+                if from == current {
+                    if epoch < self.epoch {
+                        // The promotion was lost (or not yet delivered): repeat it. The
+                        // winner promised this epoch, so its log has not moved since.
+                        self.outbox.push((from, Message::Promote { epoch: self.epoch }));
+                    } else if role != Role::Leader {
+                        // The leader restarted or stepped down: fail over at once.
+                        self.start_election(now);
+                    }
+                } else if epoch < self.epoch || leader != Some(current) {
+                    self.outbox.push((
+                        from,
+                        Message::Follow {
+                            epoch: self.epoch,
+                            leader: current,
+                        },
+                    ));
+                }
+            }
+            Message::Prepared { epoch, position } => {
+                let majority = self.majority();
+                let all = self.members.len();
+                if let Some(e) = &mut self.election
+                    && e.epoch == epoch
+                {
+                    e.promised.insert(from, position);
+                    if e.promised.len() >= majority && e.majority_at.is_none() {
+                        e.majority_at = Some(now);
+                    }
+                    if e.promised.len() == all {
+                        self.decide(now);
+                    }
+                }
+            }
+            Message::NotLeader { epoch, .. } => {
+                // A replica refused a promise: it knows a newer epoch. Go above it.
+                if epoch >= self.epoch {
+                    self.epoch = epoch;
+                    if self.election.is_some() {
+                        self.start_election(now);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn tick(&mut self, now: Duration) {
+        if let Some(e) = &self.election {
+            if e.majority_at
+                .is_some_and(|t| now >= t + self.collect_window)
+            {
+                self.decide(now);
+            } else if now >= e.started + self.election_timeout {
+                self.start_election(now);
+            }
+            return;
+        }
+        let lapsed = match self.leader {
+            None => true,
+            Some(l) => self
+                .last_heard
+                .get(&l)
+                .is_none_or(|&t| now.saturating_sub(t) > self.lease),
+        };
+        if lapsed {
+            self.start_election(now);
+        }
+    }
+
+    fn take_outbox(&mut self) -> Vec<(NodeId, Message)> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    fn leader(&self) -> Option<(NodeId, Epoch)> {
+        self.leader.map(|l| (l, self.epoch))
+    }
+
+    fn fail_over(&mut self, now: Duration) {
+        self.start_election(now);
+    }
+}

@@ -1,0 +1,491 @@
+//! The replica state machine: what is common to both roles, and the role changes.
+
+use std::time::Duration;
+
+use super::envelope::{self, Envelope};
+use super::epoch_store::EpochStore;
+use super::follower::FollowerState;
+use super::leader::LeaderState;
+use super::message::Message;
+use super::producers::ProducerTable;
+use super::status::ReplicaStatus;
+use super::types::{NodeId, Position, ProducerSeq, ReplicaConfig, Role};
+use super::write::Completion;
+use crate::error::Error;
+use crate::log::storage::LogStorage;
+use crate::record::{Epoch, Offset, Record};
+
+/// A record as consumers of committed data see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// Its offset. Offsets of committed records increase but may skip the leaders' epoch
+    /// markers.
+    pub offset: Offset,
+    /// The epoch of the leader that wrote it.
+    pub epoch: Epoch,
+    /// Milliseconds since the Unix epoch, as the leader saw them.
+    pub timestamp_ms: u64,
+    /// The write's key.
+    pub key: Option<Vec<u8>>,
+    /// The write's payload.
+    pub payload: Vec<u8>,
+    /// The producer and sequence of an idempotent write.
+    pub producer: Option<ProducerSeq>,
+}
+
+pub(crate) enum RoleState {
+    Leader(LeaderState),
+    Follower(FollowerState),
+}
+
+/// One replica of a leader-follower log: a sans-IO state machine. It takes messages
+/// ([`handle`](Self::handle)), writes ([`write`](Self::write)) and the time
+/// ([`tick`](Self::tick)), does its log I/O through the [`LogStorage`] it owns, and leaves
+/// the messages to send in an outbox ([`take_outbox`](Self::take_outbox)) and finished writes
+/// in [`take_completions`](Self::take_completions). The same code runs over TCP, in memory and
+/// in the deterministic simulator.
+///
+/// Time is a [`Duration`] since any fixed origin, supplied by the caller, so a simulation can
+/// run it on virtual time.
+///
+/// The driver's loop: deliver messages and writes, call [`tick`](Self::tick), send the
+/// outbox, call [`flush`](Self::flush) (which syncs the log, so a leader's records travel to
+/// the followers while it syncs its own copy), send the outbox again.
+///
+/// The log should not sync on its own ([`Durability::Never`](crate::Durability::Never)): the
+/// replica syncs when an ack level or a [`FollowerAck::Flushed`](super::FollowerAck) follower
+/// needs it, once per batch.
+pub struct Replica<S> {
+    pub(crate) config: ReplicaConfig,
+    pub(crate) log: S,
+    epoch_store: Box<dyn EpochStore>,
+    pub(crate) epoch: Epoch,
+    pub(crate) role: RoleState,
+    /// Everything before it is on a majority and can never be lost or changed.
+    pub(crate) commit: Offset,
+    /// Everything before it is synced to this replica's disk.
+    pub(crate) flushed: Offset,
+    pub(crate) producers: ProducerTable,
+    pub(crate) outbox: Vec<(NodeId, Message)>,
+    pub(crate) completions: Vec<Completion>,
+    pub(crate) next_write_id: u64,
+    next_heartbeat: Duration,
+}
+
+impl<S> std::fmt::Debug for Replica<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("id", &self.config.id)
+            .field("epoch", &self.epoch)
+            .field("leads", &matches!(self.role, RoleState::Leader(_)))
+            .field("commit", &self.commit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The epoch of the record at `offset`, from a log's epoch history.
+pub(crate) fn epoch_at(history: &[(Epoch, Offset)], offset: Offset) -> Option<Epoch> {
+    history
+        .iter()
+        .rev()
+        .find(|&&(_, first)| first <= offset)
+        .map(|&(e, _)| e)
+}
+
+impl<S: LogStorage> Replica<S> {
+    /// Opens replica `config.id` over `log`, as a follower that does not yet know its leader
+    /// (the coordinator tells it, or [`follow`](Self::follow)/[`promote`](Self::promote)).
+    /// Reads the whole log once to rebuild the idempotent producers' table.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an inconsistent configuration, and the log's and the epoch
+    /// store's errors.
+    pub fn open(
+        config: ReplicaConfig,
+        log: S,
+        mut epoch_store: Box<dyn EpochStore>,
+    ) -> Result<Self, Error> {
+        config
+            .validate()
+            .map_err(|reason| Error::InvalidConfig { reason })?;
+        let stored = epoch_store.load()?;
+        let log_epoch = log.epochs().last().map_or(Epoch::new(0), |e| e.0);
+        let mut producers = ProducerTable::default();
+        let mut at = log.start_offset();
+        while at < log.end_offset() {
+            let batch = log.read(at, 1 << 20)?;
+            let Some(last) = batch.last() else { break };
+            at = Offset::new(last.offset.get() + 1);
+            batch.iter().for_each(|r| producers.observe(r));
+        }
+        let end = log.end_offset();
+        Ok(Self {
+            config,
+            log,
+            epoch_store,
+            epoch: stored.max(log_epoch),
+            role: RoleState::Follower(FollowerState::new(None)),
+            commit: Offset::new(0),
+            // What survived a restart is on disk (a file log syncs what it recovers).
+            flushed: end,
+            producers,
+            outbox: Vec::new(),
+            completions: Vec::new(),
+            next_write_id: 0,
+            next_heartbeat: Duration::ZERO,
+        })
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+
+    /// The log.
+    pub fn log(&self) -> &S {
+        &self.log
+    }
+
+    /// The current epoch: the highest this replica led, followed or promised.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// Leader or follower.
+    pub fn role(&self) -> Role {
+        match self.role {
+            RoleState::Leader(_) => Role::Leader,
+            RoleState::Follower(_) => Role::Follower,
+        }
+    }
+
+    /// The leader this replica follows, itself if it leads.
+    pub fn leader(&self) -> Option<NodeId> {
+        match &self.role {
+            RoleState::Leader(_) => Some(self.config.id),
+            RoleState::Follower(f) => f.leader,
+        }
+    }
+
+    /// The commit offset (high watermark) as this replica knows it: every record before it is
+    /// on a majority of the replica set, and no failover can lose it.
+    pub fn commit_offset(&self) -> Offset {
+        self.commit
+    }
+
+    /// This replica's position: its last record's epoch and its log's end.
+    pub fn position(&self) -> Position {
+        let end = self.log.end_offset();
+        let last_epoch = end
+            .get()
+            .checked_sub(1)
+            .and_then(|last| epoch_at(&self.log.epochs(), Offset::new(last)))
+            .unwrap_or_default();
+        Position { last_epoch, end }
+    }
+
+    /// Committed records from `from` on (at least one if any is committed there), up to
+    /// `max_bytes`, without the leaders' epoch markers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OffsetOutOfRange`] if `from` is below the log's start or beyond the commit
+    /// offset, and the log's read errors.
+    pub fn read_committed(&self, from: Offset, max_bytes: usize) -> Result<Vec<Committed>, Error> {
+        if from > self.commit {
+            return Err(Error::OffsetOutOfRange {
+                requested: from.get(),
+                start: self.log.start_offset().get(),
+                end: self.commit.get(),
+            });
+        }
+        if from == self.commit {
+            return Ok(Vec::new());
+        }
+        let records = self.log.read(from, max_bytes)?;
+        Ok(records
+            .into_iter()
+            .take_while(|r| r.offset < self.commit)
+            .filter_map(to_committed)
+            .collect())
+    }
+
+    /// Messages to send, as `(destination, message)`, in order.
+    pub fn take_outbox(&mut self) -> Vec<(NodeId, Message)> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Writes that finished (acknowledged or failed) since the last call.
+    pub fn take_completions(&mut self) -> Vec<Completion> {
+        std::mem::take(&mut self.completions)
+    }
+
+    /// A snapshot of the replica's state and, on a leader, each follower's lag.
+    pub fn status(&self, now: Duration) -> ReplicaStatus {
+        let followers = match &self.role {
+            RoleState::Leader(l) => l.follower_status(&self.config, self.log.end_offset(), now),
+            RoleState::Follower(_) => Vec::new(),
+        };
+        ReplicaStatus {
+            id: self.config.id,
+            role: self.role(),
+            epoch: self.epoch,
+            leader: self.leader(),
+            start: self.log.start_offset(),
+            end: self.log.end_offset(),
+            flushed: self.flushed,
+            commit: self.commit,
+            followers,
+        }
+    }
+
+    /// Handles one message from `from`.
+    ///
+    /// # Errors
+    ///
+    /// The log's and the epoch store's errors (the replica should then be stopped and
+    /// reopened); a message that is stale, misdirected or from an unknown node is ignored.
+    pub fn handle(&mut self, now: Duration, from: NodeId, message: Message) -> Result<(), Error> {
+        let theirs = message.epoch();
+        match message {
+            Message::Prepare { epoch } => self.on_prepare(from, epoch),
+            Message::Promote { epoch } => {
+                if epoch < self.epoch {
+                    self.reply_not_leader(from);
+                    Ok(())
+                } else if epoch == self.epoch && self.role() == Role::Leader {
+                    Ok(())
+                } else {
+                    self.promote(now, epoch)
+                }
+            }
+            Message::Follow { epoch, leader } => {
+                let current = epoch == self.epoch && self.leader() == Some(leader);
+                if epoch < self.epoch || leader == self.config.id || current {
+                    return Ok(());
+                }
+                self.follow(now, epoch, Some(leader))
+            }
+            Message::Fetch {
+                epoch,
+                id,
+                from: at,
+                last_epoch,
+                acked,
+            } => {
+                if !self.config.members.contains(&from) || from == self.config.id {
+                    return Ok(());
+                }
+                if epoch > self.epoch {
+                    // A follower knows a newer epoch: this replica's leadership is over.
+                    return self.follow(now, epoch, None);
+                }
+                match &mut self.role {
+                    RoleState::Leader(_) if epoch == self.epoch => {
+                        self.on_fetch(now, from, id, at, last_epoch, acked)
+                    }
+                    RoleState::Leader(_) => {
+                        self.reply_not_leader(from);
+                        Ok(())
+                    }
+                    RoleState::Follower(_) => {
+                        self.reply_not_leader(from);
+                        Ok(())
+                    }
+                }
+            }
+            Message::NotLeader { epoch, leader } => {
+                if epoch > self.epoch {
+                    let leader = leader.filter(|&l| l != self.config.id);
+                    self.follow(now, epoch, leader)
+                } else {
+                    Ok(())
+                }
+            }
+            Message::Records { .. } | Message::Diverging { .. } | Message::OutOfRange { .. } => {
+                if theirs < self.epoch || !self.config.members.contains(&from) {
+                    return Ok(());
+                }
+                if theirs > self.epoch || self.leader() != Some(from) {
+                    // Only a leader answers fetches: the sender leads `theirs`.
+                    if self.role() == Role::Leader && theirs == self.epoch {
+                        return Ok(()); // two leaders in one epoch cannot happen; ignore
+                    }
+                    self.follow(now, theirs, Some(from))?;
+                }
+                self.on_fetch_answer(now, message)
+            }
+            // Heartbeats and Prepared go to the coordinator.
+            Message::Heartbeat { .. } | Message::Prepared { .. } => Ok(()),
+        }
+    }
+
+    /// Advances time: heartbeats, fetch retries, long-poll expiries, write timeouts and the
+    /// in-sync set.
+    ///
+    /// # Errors
+    ///
+    /// The log's errors.
+    pub fn tick(&mut self, now: Duration) -> Result<(), Error> {
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + self.config.heartbeat_interval;
+            if let Some(coordinator) = self.config.coordinator {
+                self.outbox.push((
+                    coordinator,
+                    Message::Heartbeat {
+                        epoch: self.epoch,
+                        role: self.role(),
+                        leader: self.leader(),
+                        position: self.position(),
+                        commit: self.commit,
+                    },
+                ));
+            }
+        }
+        match self.role {
+            RoleState::Leader(_) => self.leader_tick(now),
+            RoleState::Follower(_) => self.follower_tick(now),
+        }
+    }
+
+    /// Syncs the log if it holds unsynced records, then acts on it: a leader counts its own
+    /// copy and completes writes, a follower that acks on flush reports to its leader.
+    ///
+    /// # Errors
+    ///
+    /// The log's sync error; the log is poisoned then, and the replica must be reopened.
+    pub fn flush(&mut self, now: Duration) -> Result<(), Error> {
+        let end = self.log.end_offset();
+        if self.flushed < end {
+            self.log.sync()?;
+            self.flushed = end;
+        }
+        match self.role {
+            RoleState::Leader(_) => {
+                self.advance_commit(now);
+                Ok(())
+            }
+            RoleState::Follower(_) => self.follower_flushed(now),
+        }
+    }
+
+    /// Makes this replica lead in `epoch` (an operator's or coordinator's decision: the
+    /// caller must have chosen the most up-to-date replica of a majority that promised
+    /// `epoch`, as [`LeaseCoordinator`](crate::replica::LeaseCoordinator) does). Appends the
+    /// epoch's marker record.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StaleEpoch`] if `epoch` is not newer than the current one (or equal to it
+    /// while following a leader), and the log's errors.
+    pub fn promote(&mut self, now: Duration, epoch: Epoch) -> Result<(), Error> {
+        let following = self.leader().is_some_and(|l| l != self.config.id);
+        if epoch < self.epoch || (epoch == self.epoch && (following || self.role() == Role::Leader))
+        {
+            return Err(Error::StaleEpoch {
+                current: self.epoch.get(),
+                got: epoch.get(),
+            });
+        }
+        self.set_epoch(epoch)?;
+        let marker = envelope::marker();
+        let appended = self
+            .log
+            .append(epoch, &[crate::Entry::new(&marker)])?;
+        let mut leader = LeaderState::new(appended.first(), &self.config, now);
+        leader.note_appended(self.log.end_offset(), marker.len() as u64 + 40);
+        self.role = RoleState::Leader(leader);
+        Ok(())
+    }
+
+    /// Makes this replica follow `leader` (or wait for one, with `None`) in `epoch`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StaleEpoch`] if `epoch` is older than the current one, and the epoch store's
+    /// errors.
+    pub fn follow(
+        &mut self,
+        now: Duration,
+        epoch: Epoch,
+        leader: Option<NodeId>,
+    ) -> Result<(), Error> {
+        if epoch < self.epoch {
+            return Err(Error::StaleEpoch {
+                current: self.epoch.get(),
+                got: epoch.get(),
+            });
+        }
+        self.set_epoch(epoch)?;
+        self.step_down();
+        self.role = RoleState::Follower(FollowerState::new(leader));
+        self.follower_tick(now)
+    }
+
+    fn set_epoch(&mut self, epoch: Epoch) -> Result<(), Error> {
+        if epoch > self.epoch {
+            self.epoch_store.store(epoch)?;
+            self.epoch = epoch;
+        }
+        Ok(())
+    }
+
+    fn on_prepare(&mut self, from: NodeId, epoch: Epoch) -> Result<(), Error> {
+        if Some(from) != self.config.coordinator {
+            return Ok(());
+        }
+        let fresh = epoch > self.epoch;
+        let repeat = epoch == self.epoch && self.leader().is_none();
+        if !fresh && !repeat {
+            self.reply_not_leader(from);
+            return Ok(());
+        }
+        self.set_epoch(epoch)?;
+        self.step_down();
+        self.role = RoleState::Follower(FollowerState::new(None));
+        // The position reported must survive a crash: the coordinator may pick this replica
+        // for holding records that only it has.
+        self.log.sync()?;
+        self.flushed = self.log.end_offset();
+        self.outbox.push((
+            from,
+            Message::Prepared {
+                epoch,
+                position: self.position(),
+            },
+        ));
+        Ok(())
+    }
+
+    pub(crate) fn reply_not_leader(&mut self, to: NodeId) {
+        self.outbox.push((
+            to,
+            Message::NotLeader {
+                epoch: self.epoch,
+                leader: self.leader(),
+            },
+        ));
+    }
+}
+
+fn to_committed(record: Record) -> Option<Committed> {
+    let (producer, payload) = match envelope::decode(&record.payload) {
+        Some(Envelope::Marker) => return None,
+        Some(Envelope::Data { producer, payload }) => (producer, payload.to_vec()),
+        None => (None, record.payload),
+    };
+    Some(Committed {
+        offset: record.offset,
+        epoch: record.epoch,
+        timestamp_ms: record.timestamp_ms,
+        key: record.key,
+        payload,
+        producer,
+    })
+}

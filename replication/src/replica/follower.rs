@@ -1,0 +1,194 @@
+//! The follower's half: fetching from the leader, cutting a divergent suffix, learning the
+//! commit offset.
+
+use std::time::Duration;
+
+use super::core::{Replica, RoleState, epoch_at};
+use super::message::Message;
+use super::types::{FollowerAck, NodeId};
+use crate::error::Error;
+use crate::log::storage::LogStorage;
+use crate::record::{Epoch, Offset};
+
+#[derive(Debug)]
+pub(crate) struct FollowerState {
+    pub(crate) leader: Option<NodeId>,
+    /// The fetch awaiting an answer: its id and when it left.
+    inflight: Option<(u64, Duration)>,
+    next_fetch_id: u64,
+    /// Records arrived and the leader should hear of them once they are synced.
+    report_after_flush: bool,
+    /// The leader dropped the records this follower needs: it waits for a snapshot.
+    pub(crate) needs_snapshot: Option<Offset>,
+}
+
+impl FollowerState {
+    pub(crate) fn new(leader: Option<NodeId>) -> Self {
+        Self {
+            leader,
+            inflight: None,
+            next_fetch_id: 0,
+            report_after_flush: false,
+            needs_snapshot: None,
+        }
+    }
+}
+
+impl<S: LogStorage> Replica<S> {
+    fn follower_state(&mut self) -> Option<&mut FollowerState> {
+        match &mut self.role {
+            RoleState::Follower(f) => Some(f),
+            RoleState::Leader(_) => None,
+        }
+    }
+
+    /// What this follower counts as held, by its ack mode.
+    fn acked(&self) -> Offset {
+        match self.config.follower_ack {
+            FollowerAck::Received => self.log.end_offset(),
+            FollowerAck::Flushed => self.flushed.min(self.log.end_offset()),
+        }
+    }
+
+    fn send_fetch(&mut self, now: Duration) {
+        let from = self.log.end_offset();
+        let last_epoch = from
+            .get()
+            .checked_sub(1)
+            .and_then(|last| epoch_at(&self.log.epochs(), Offset::new(last)))
+            .unwrap_or(Epoch::new(0));
+        let acked = self.acked();
+        let epoch = self.epoch;
+        let Some(f) = self.follower_state() else {
+            return;
+        };
+        let Some(leader) = f.leader else { return };
+        if f.needs_snapshot.is_some() {
+            return;
+        }
+        let id = f.next_fetch_id;
+        f.next_fetch_id += 1;
+        f.inflight = Some((id, now));
+        f.report_after_flush = false;
+        self.outbox.push((
+            leader,
+            Message::Fetch {
+                epoch,
+                id,
+                from,
+                last_epoch,
+                acked,
+            },
+        ));
+    }
+
+    pub(crate) fn follower_tick(&mut self, now: Duration) -> Result<(), Error> {
+        let patience = self.config.fetch_wait + self.config.fetch_timeout;
+        let Some(f) = self.follower_state() else {
+            return Ok(());
+        };
+        let due = match f.inflight {
+            None => true,
+            Some((_, sent)) => now.saturating_sub(sent) >= patience,
+        };
+        if due {
+            self.send_fetch(now);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn follower_flushed(&mut self, now: Duration) -> Result<(), Error> {
+        let Some(f) = self.follower_state() else {
+            return Ok(());
+        };
+        if f.report_after_flush {
+            self.send_fetch(now);
+        }
+        Ok(())
+    }
+
+    /// Takes the answer to this follower's fetch (the caller checked it comes from the
+    /// leader of the current epoch).
+    pub(crate) fn on_fetch_answer(&mut self, now: Duration, message: Message) -> Result<(), Error> {
+        let answered = match &message {
+            Message::Records { id, .. }
+            | Message::Diverging { id, .. }
+            | Message::OutOfRange { id, .. } => *id,
+            _ => return Ok(()),
+        };
+        let Some(f) = self.follower_state() else {
+            return Ok(());
+        };
+        if f.inflight.map(|(id, _)| id) != Some(answered) {
+            return Ok(()); // a late, duplicated or superseded answer
+        }
+        f.inflight = None;
+        match message {
+            Message::Records {
+                records, commit, ..
+            } => {
+                let end = self.log.end_offset();
+                if let Some(first) = records.first() {
+                    if first.offset != end {
+                        return Ok(());
+                    }
+                    self.log.append_records(&records)?;
+                    records.iter().for_each(|r| self.producers.observe(r));
+                }
+                // The answer vouches for the whole log up to its end: it matched the leader's.
+                let verified = self.log.end_offset();
+                let learned = commit.min(verified);
+                if learned > self.commit {
+                    self.commit = learned;
+                    self.producers.committed(learned);
+                }
+                match self.config.follower_ack {
+                    FollowerAck::Received => self.send_fetch(now),
+                    FollowerAck::Flushed if self.flushed < verified => {
+                        if let Some(f) = self.follower_state() {
+                            f.report_after_flush = true;
+                        }
+                    }
+                    FollowerAck::Flushed => self.send_fetch(now),
+                }
+            }
+            Message::Diverging { epoch_end, .. } => {
+                let end = self.log.end_offset();
+                let history = self.log.epochs();
+                let cut = match epoch_end {
+                    None => self.log.start_offset(),
+                    Some((epoch, leader_end)) => {
+                        // Where this log's `epoch` ends: the start of its next newer epoch.
+                        let own_end = history
+                            .iter()
+                            .find(|&&(e, _)| e > epoch)
+                            .map_or(end, |&(_, first)| first);
+                        leader_end.min(own_end)
+                    }
+                };
+                let cut = cut.max(self.log.start_offset()).min(end);
+                if cut < self.commit {
+                    // Cutting committed records would break the protocol's guarantee: refuse,
+                    // and keep asking (a correct leader never asks for it).
+                    return Err(Error::CommittedCut {
+                        commit: self.commit.get(),
+                        cut: cut.get(),
+                    });
+                }
+                if cut < end {
+                    self.log.truncate_from(cut)?;
+                    self.producers.truncate_from(cut);
+                    self.flushed = self.flushed.min(cut);
+                }
+                self.send_fetch(now);
+            }
+            Message::OutOfRange { start, .. } => {
+                if let Some(f) = self.follower_state() {
+                    f.needs_snapshot = Some(start);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

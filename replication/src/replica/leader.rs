@@ -1,0 +1,479 @@
+//! The leader's half: accepting writes, serving fetches, tracking each follower, the in-sync
+//! set and the commit offset.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use super::core::{Replica, RoleState, epoch_at};
+use super::envelope;
+use super::error::WriteError;
+use super::message::Message;
+use super::status::FollowerStatus;
+use super::types::{AckLevel, NodeId, ReplicaConfig};
+use super::write::{Completion, Write, WriteId, Written};
+use crate::error::Error;
+use crate::log::storage::{Entry, LogStorage};
+use crate::record::{Epoch, Offset};
+
+/// What the leader knows of one follower.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    /// The follower's log end, as its last matching fetch said.
+    end: Offset,
+    /// What the follower holds by its ack mode.
+    acked: Offset,
+    /// The last time the follower had fetched everything the leader had sent it.
+    caught_up_at: Duration,
+    /// The leader's end when it last answered this follower.
+    sent_end: Offset,
+    last_fetch: Option<Duration>,
+    /// A fetch held until there is something to send.
+    parked: Option<Parked>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Parked {
+    id: u64,
+    from: Offset,
+    deadline: Duration,
+}
+
+#[derive(Debug)]
+struct Pending {
+    ack: AckLevel,
+    deadline: Duration,
+    duplicate: bool,
+}
+
+pub(crate) struct LeaderState {
+    /// The offset of this epoch's marker: the commit offset moves past it only by counting
+    /// copies of this epoch's records (Raft's rule against committing an older leader's
+    /// records by counting alone).
+    epoch_start: Offset,
+    followers: BTreeMap<NodeId, Progress>,
+    pending: BTreeMap<(Offset, WriteId), Pending>,
+    /// `(log end, bytes appended so far)` after each append, for lag in bytes.
+    appended_bytes: VecDeque<(Offset, u64)>,
+    total_bytes: u64,
+}
+
+impl LeaderState {
+    pub(crate) fn new(epoch_start: Offset, config: &ReplicaConfig, now: Duration) -> Self {
+        let followers = config
+            .members
+            .iter()
+            .filter(|&&m| m != config.id)
+            .map(|&m| {
+                (
+                    m,
+                    Progress {
+                        end: Offset::new(0),
+                        acked: Offset::new(0),
+                        // A new leader gives each follower one lag period to show up.
+                        caught_up_at: now,
+                        sent_end: Offset::new(0),
+                        last_fetch: None,
+                        parked: None,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            epoch_start,
+            followers,
+            pending: BTreeMap::new(),
+            appended_bytes: VecDeque::new(),
+            total_bytes: 0,
+        }
+    }
+
+    pub(crate) fn note_appended(&mut self, end: Offset, bytes: u64) {
+        self.total_bytes += bytes;
+        self.appended_bytes.push_back((end, self.total_bytes));
+        // Lag in bytes is reported to the append batch; a bounded history is enough.
+        if self.appended_bytes.len() > 4096 {
+            self.appended_bytes.pop_front();
+        }
+    }
+
+    fn bytes_at(&self, offset: Offset) -> u64 {
+        let i = self.appended_bytes.partition_point(|&(end, _)| end <= offset);
+        match i.checked_sub(1) {
+            Some(i) => self.appended_bytes[i].1,
+            None => 0,
+        }
+    }
+
+    fn in_sync(&self, p: &Progress, config: &ReplicaConfig, end: Offset, now: Duration) -> bool {
+        let lag = end.get().saturating_sub(p.end.get());
+        let behind_for = now.saturating_sub(p.caught_up_at);
+        let records_ok = p.last_fetch.is_none() || lag <= config.max_lag_records;
+        records_ok && behind_for <= config.max_lag_time
+    }
+
+    /// Replicas in sync, the leader included.
+    fn in_sync_count(&self, config: &ReplicaConfig, end: Offset, now: Duration) -> usize {
+        1 + self
+            .followers
+            .values()
+            .filter(|p| self.in_sync(p, config, end, now))
+            .count()
+    }
+
+    pub(crate) fn follower_status(
+        &self,
+        config: &ReplicaConfig,
+        end: Offset,
+        now: Duration,
+    ) -> Vec<FollowerStatus> {
+        self.followers
+            .iter()
+            .map(|(&id, p)| FollowerStatus {
+                id,
+                end: p.end,
+                acked: p.acked,
+                lag_records: end.get().saturating_sub(p.end.get()),
+                lag_bytes: self.total_bytes.saturating_sub(self.bytes_at(p.end)),
+                lag_time: now.saturating_sub(p.caught_up_at),
+                in_sync: self.in_sync(p, config, end, now),
+                last_fetch_ago: p.last_fetch.map(|t| now.saturating_sub(t)),
+            })
+            .collect()
+    }
+}
+
+impl<S: LogStorage> Replica<S> {
+    /// Accepts a write on the leader. An `Ok` is not an acknowledgement: the write's
+    /// [`Completion`] says when it reached its level (at once for [`AckLevel::None`]).
+    ///
+    /// # Errors
+    ///
+    /// Refusals that leave nothing written: [`WriteError::NotLeader`],
+    /// [`WriteError::NotEnoughReplicas`], [`WriteError::Storage`].
+    pub fn write(&mut self, now: Duration, write: Write) -> Result<WriteId, WriteError> {
+        self.write_batch(now, vec![write])
+            .pop()
+            .unwrap_or(Err(WriteError::NotLeader {
+                leader: None,
+                epoch: self.epoch,
+            }))
+    }
+
+    /// Accepts several writes with one append (and later one sync): the way to group-commit.
+    /// Returns one result per write, in order, as [`write`](Self::write) does.
+    pub fn write_batch(
+        &mut self,
+        now: Duration,
+        writes: Vec<Write>,
+    ) -> Vec<Result<WriteId, WriteError>> {
+        let epoch = self.epoch;
+        let config = &self.config;
+        let end = self.log.end_offset();
+        let RoleState::Leader(leader) = &mut self.role else {
+            let leader = self.leader();
+            return writes
+                .iter()
+                .map(|_| Err(WriteError::NotLeader { leader, epoch }))
+                .collect();
+        };
+        let in_sync = leader.in_sync_count(config, end, now);
+        let mut results = Vec::with_capacity(writes.len());
+        let mut payloads = Vec::new();
+        let mut fresh = Vec::new(); // (index in results, write)
+        for write in writes {
+            let strong = matches!(write.ack, AckLevel::Quorum | AckLevel::All);
+            if strong && in_sync < config.min_in_sync_replicas {
+                results.push(Err(WriteError::NotEnoughReplicas {
+                    in_sync,
+                    required: config.min_in_sync_replicas,
+                }));
+                continue;
+            }
+            let id = WriteId(self.next_write_id);
+            self.next_write_id += 1;
+            let deadline = now + write.timeout;
+            let previous = write
+                .producer
+                .and_then(|p| self.producers.last(p.producer).map(|l| (p, l)));
+            if let Some((p, last)) = previous
+                && p.seq <= last.seq
+            {
+                leader.pending.insert(
+                    (last.offset, id),
+                    Pending {
+                        ack: write.ack,
+                        deadline,
+                        duplicate: true,
+                    },
+                );
+                results.push(Ok(id));
+                continue;
+            }
+            let offset = Offset::new(end.get() + payloads.len() as u64);
+            if let Some(p) = write.producer {
+                self.producers.observe_write(p, offset);
+            }
+            payloads.push(envelope::encode_data(write.producer, &write.payload));
+            fresh.push((results.len(), id, offset, write));
+            results.push(Ok(id));
+        }
+        if fresh.is_empty() {
+            self.advance_commit(now);
+            return results;
+        }
+        let entries: Vec<Entry<'_>> = fresh
+            .iter()
+            .zip(&payloads)
+            .map(|((_, _, _, w), payload)| Entry {
+                key: w.key.as_deref(),
+                payload,
+            })
+            .collect();
+        match self.log.append(epoch, &entries) {
+            Ok(_) => {
+                let bytes: usize = entries
+                    .iter()
+                    .map(|e| crate::log::memory::framed_len(e.key, e.payload))
+                    .sum();
+                let RoleState::Leader(leader) = &mut self.role else {
+                    unreachable!("the role cannot change during a write")
+                };
+                leader.note_appended(self.log.end_offset(), bytes as u64);
+                for (_, id, offset, write) in fresh {
+                    leader.pending.insert(
+                        (offset, id),
+                        Pending {
+                            ack: write.ack,
+                            deadline: now + write.timeout,
+                            duplicate: false,
+                        },
+                    );
+                }
+                self.serve_parked(now);
+                self.advance_commit(now);
+            }
+            Err(e) => {
+                self.producers.truncate_from(end);
+                let e = std::sync::Arc::new(e);
+                for (i, _, _, _) in fresh {
+                    results[i] = Err(WriteError::Storage(e.clone()));
+                }
+            }
+        }
+        results
+    }
+
+    pub(crate) fn on_fetch(
+        &mut self,
+        now: Duration,
+        from_node: NodeId,
+        id: u64,
+        from: Offset,
+        last_epoch: Epoch,
+        acked: Offset,
+    ) -> Result<(), Error> {
+        let epoch = self.epoch;
+        let end = self.log.end_offset();
+        let start = self.log.start_offset();
+        let history = self.log.epochs();
+        let matches = from == Offset::new(0)
+            || (from <= end && epoch_at(&history, Offset::new(from.get() - 1)) == Some(last_epoch));
+        let RoleState::Leader(leader) = &mut self.role else {
+            return Ok(());
+        };
+        let Some(progress) = leader.followers.get_mut(&from_node) else {
+            return Ok(());
+        };
+        progress.last_fetch = Some(now);
+        progress.parked = None;
+        if !matches {
+            let epoch_end = history
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(_, (e, _))| *e <= last_epoch)
+                .map(|(i, &(e, _))| {
+                    let end_of = history.get(i + 1).map_or(end, |&(_, first)| first);
+                    (e, end_of)
+                });
+            self.outbox.push((
+                from_node,
+                Message::Diverging {
+                    epoch,
+                    id,
+                    epoch_end,
+                },
+            ));
+            return Ok(());
+        }
+        if from < start {
+            self.outbox
+                .push((from_node, Message::OutOfRange { epoch, id, start }));
+            return Ok(());
+        }
+        if from >= progress.sent_end {
+            progress.caught_up_at = now;
+        }
+        progress.end = from;
+        progress.acked = acked.min(from);
+        if from < end {
+            self.send_records(from_node, id, from)?;
+        } else {
+            progress.parked = Some(Parked {
+                id,
+                from,
+                deadline: now + self.config.fetch_wait,
+            });
+        }
+        self.advance_commit(now);
+        Ok(())
+    }
+
+    fn send_records(&mut self, to: NodeId, id: u64, from: Offset) -> Result<(), Error> {
+        let records = if from < self.log.end_offset() {
+            self.log.read(from, self.config.fetch_max_bytes)?
+        } else {
+            Vec::new()
+        };
+        let end = self.log.end_offset();
+        if let RoleState::Leader(leader) = &mut self.role
+            && let Some(p) = leader.followers.get_mut(&to)
+        {
+            p.sent_end = end;
+        }
+        self.outbox.push((
+            to,
+            Message::Records {
+                epoch: self.epoch,
+                id,
+                records,
+                commit: self.commit,
+            },
+        ));
+        Ok(())
+    }
+
+    /// Answers held fetches that now have records to receive.
+    fn serve_parked(&mut self, now: Duration) {
+        let end = self.log.end_offset();
+        let RoleState::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let ready: Vec<(NodeId, Parked)> = leader
+            .followers
+            .iter_mut()
+            .filter_map(|(&id, p)| {
+                let ready = p.parked.is_some_and(|k| k.from < end || now >= k.deadline);
+                if ready { p.parked.take().map(|k| (id, k)) } else { None }
+            })
+            .collect();
+        for (to, parked) in ready {
+            // A read error here is the log's problem; the follower will fetch again.
+            let _ = self.send_records(to, parked.id, parked.from);
+        }
+    }
+
+    /// Moves the commit offset to what a majority holds, and completes the writes that
+    /// reached their level.
+    pub(crate) fn advance_commit(&mut self, now: Duration) {
+        let flushed = self.flushed;
+        let end = self.log.end_offset();
+        let quorum = self.config.quorum();
+        let min_isr = self.config.min_in_sync_replicas;
+        let config = self.config.clone();
+        let RoleState::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let mut held: Vec<Offset> = leader.followers.values().map(|p| p.acked).collect();
+        held.push(flushed);
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        let majority_holds = held[quorum - 1];
+        let mut commit = self.commit;
+        if majority_holds > leader.epoch_start && majority_holds > commit {
+            commit = majority_holds;
+        }
+        let in_sync_acked = leader
+            .followers
+            .values()
+            .filter(|p| leader.in_sync(p, &config, end, now))
+            .map(|p| p.acked)
+            .min()
+            .unwrap_or(end)
+            .min(flushed);
+        let enough_in_sync = leader.in_sync_count(&config, end, now) >= min_isr;
+        let reach = flushed.max(commit);
+        let mut done = Vec::new();
+        for (&(offset, id), p) in leader.pending.range(..(reach, WriteId(0))) {
+            let reached = match p.ack {
+                AckLevel::None | AckLevel::Leader => offset < flushed,
+                AckLevel::Quorum => offset < commit,
+                AckLevel::All => offset < commit && offset < in_sync_acked && enough_in_sync,
+            };
+            if reached {
+                done.push((offset, id));
+            }
+        }
+        for key in done {
+            if let Some(p) = leader.pending.remove(&key) {
+                self.completions.push(Completion {
+                    id: key.1,
+                    result: Ok(Written {
+                        offset: key.0,
+                        duplicate: p.duplicate,
+                    }),
+                });
+            }
+        }
+        if commit > self.commit {
+            self.commit = commit;
+            self.producers.committed(commit);
+            // Followers learn the new commit offset now, not at their next long-poll expiry.
+            let RoleState::Leader(leader) = &mut self.role else {
+                return;
+            };
+            let held: Vec<(NodeId, Parked)> = leader
+                .followers
+                .iter_mut()
+                .filter_map(|(&id, p)| p.parked.take().map(|k| (id, k)))
+                .collect();
+            for (to, parked) in held {
+                let _ = self.send_records(to, parked.id, parked.from);
+            }
+        }
+    }
+
+    pub(crate) fn leader_tick(&mut self, now: Duration) -> Result<(), Error> {
+        self.serve_parked(now);
+        let RoleState::Leader(leader) = &mut self.role else {
+            return Ok(());
+        };
+        let expired: Vec<(Offset, WriteId)> = leader
+            .pending
+            .iter()
+            .filter(|(_, p)| now >= p.deadline)
+            .map(|(&k, _)| k)
+            .collect();
+        for key in expired {
+            leader.pending.remove(&key);
+            self.completions.push(Completion {
+                id: key.1,
+                result: Err(WriteError::Timeout { offset: key.0 }),
+            });
+        }
+        // A follower leaving the in-sync set can complete `All` writes.
+        self.advance_commit(now);
+        Ok(())
+    }
+
+    /// Ends a leadership: every waiting write's fate is unknown.
+    pub(crate) fn step_down(&mut self) {
+        if let RoleState::Leader(leader) = &mut self.role {
+            for ((offset, id), _) in std::mem::take(&mut leader.pending) {
+                self.completions.push(Completion {
+                    id,
+                    result: Err(WriteError::LeadershipLost { offset }),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Leader-follower replication over the durable log: a sans-IO protocol core.
+//!
+//! See the [crate documentation](crate#replication) for the model: roles, ack levels and
+//! what each guarantees, failover, and what can and cannot be lost.
+
+mod coordinator;
+mod core;
+mod envelope;
+mod epoch_store;
+mod error;
+mod follower;
+mod leader;
+mod message;
+mod producers;
+mod status;
+mod types;
+mod write;
+
+pub use self::core::{Committed, Replica};
+pub use coordinator::{Coordinator, LeaseCoordinator};
+pub use epoch_store::{EpochStore, FileEpochStore, MemoryEpochStore};
+pub use error::WriteError;
+pub use message::Message;
+pub use status::{FollowerStatus, ReplicaStatus};
+pub use types::{AckLevel, FollowerAck, NodeId, Position, ProducerSeq, ReplicaConfig, Role};
+pub use write::{Completion, Write, WriteId, Written};

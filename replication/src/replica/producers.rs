@@ -1,0 +1,107 @@
+//! The last sequence number each idempotent producer wrote, kept by every replica as records
+//! reach its log, so that a new leader can tell a retried write from a new one.
+
+use std::collections::HashMap;
+
+use super::envelope::{self, Envelope};
+use super::types::ProducerSeq;
+use crate::record::{Offset, Record};
+
+/// A producer's latest write in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LastWrite {
+    pub(crate) seq: u64,
+    pub(crate) offset: Offset,
+}
+
+/// Producers' latest writes, with an undo log for records not yet committed (a follower may
+/// have to cut them).
+#[derive(Debug, Default)]
+pub(crate) struct ProducerTable {
+    last: HashMap<u64, LastWrite>,
+    /// For each uncommitted idempotent record: its offset, producer and what it replaced.
+    undo: std::collections::VecDeque<(Offset, u64, Option<LastWrite>)>,
+}
+
+impl ProducerTable {
+    /// The producer's latest write.
+    pub(crate) fn last(&self, producer: u64) -> Option<LastWrite> {
+        self.last.get(&producer).copied()
+    }
+
+    /// Notes a record that reached the log.
+    pub(crate) fn observe(&mut self, record: &Record) {
+        if let Some(Envelope::Data {
+            producer: Some(p), ..
+        }) = envelope::decode(&record.payload)
+        {
+            self.observe_write(p, record.offset);
+        }
+    }
+
+    pub(crate) fn observe_write(&mut self, p: ProducerSeq, offset: Offset) {
+        let previous = self.last.insert(
+            p.producer,
+            LastWrite {
+                seq: p.seq,
+                offset,
+            },
+        );
+        self.undo.push_back((offset, p.producer, previous));
+    }
+
+    /// Records below `commit` can no longer be cut: forgets how to undo them.
+    pub(crate) fn committed(&mut self, commit: Offset) {
+        while self.undo.front().is_some_and(|u| u.0 < commit) {
+            self.undo.pop_front();
+        }
+    }
+
+    /// Undoes every record at or after `offset` (the log was cut there).
+    pub(crate) fn truncate_from(&mut self, offset: Offset) {
+        while let Some(&(at, producer, previous)) = self.undo.back() {
+            if at < offset {
+                break;
+            }
+            self.undo.pop_back();
+            match previous {
+                Some(p) => self.last.insert(producer, p),
+                None => self.last.remove(&producer),
+            };
+        }
+    }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Epoch;
+
+    fn write(producer: u64, seq: u64, offset: u64) -> Record {
+        Record::new(
+            Offset::new(offset),
+            Epoch::new(1),
+            0,
+            envelope::encode_data(Some(ProducerSeq { producer, seq }), b"x"),
+        )
+    }
+
+    #[test]
+    fn truncation_restores_the_previous_write() {
+        let mut t = ProducerTable::default();
+        t.observe(&write(1, 0, 0));
+        t.observe(&write(1, 1, 1));
+        t.observe(&write(2, 0, 2));
+        t.committed(Offset::new(1));
+        t.truncate_from(Offset::new(1));
+        assert_eq!(
+            t.last(1),
+            Some(LastWrite {
+                seq: 0,
+                offset: Offset::new(0)
+            })
+        );
+        assert_eq!(t.last(2), None);
+    }
+}
