@@ -50,6 +50,8 @@ pub struct LeaseCoordinator {
     election_timeout: Duration,
     epoch: Epoch,
     leader: Option<NodeId>,
+    /// When the current leader was chosen.
+    decided_at: Duration,
     last_heard: BTreeMap<NodeId, Duration>,
     election: Option<Election>,
     outbox: Vec<(NodeId, Message)>,
@@ -78,6 +80,7 @@ impl LeaseCoordinator {
             election_timeout: lease * 2,
             epoch: Epoch::new(0),
             leader: None,
+            decided_at: Duration::ZERO,
             last_heard: BTreeMap::new(),
             election: None,
             outbox: Vec::new(),
@@ -121,6 +124,7 @@ impl LeaseCoordinator {
             return;
         };
         self.leader = Some(winner);
+        self.decided_at = now;
         self.failovers += 1;
         self.last_heard.insert(winner, now);
         self.outbox.push((
@@ -155,24 +159,21 @@ impl Coordinator for LeaseCoordinator {
                 leader,
                 ..
             } => {
-                if epoch > self.epoch {
-                    self.epoch = epoch;
-                    if role == Role::Leader {
-                        self.leader = Some(from);
-                    }
-                }
+                // Only a failover this coordinator ran names a leader: a restarted
+                // coordinator must not take a paused old leader's word for it.
+                self.epoch = self.epoch.max(epoch);
                 self.last_heard.insert(from, now);
                 if self.election.is_some() {
                     return;
                 }
                 let Some(current) = self.leader else { return };
                 if from == current {
-                    if epoch < self.epoch {
+                    if epoch < self.epoch && now < self.decided_at + self.lease {
                         // The promotion was lost (or not yet delivered): repeat it. The
                         // winner promised this epoch, so its log has not moved since.
                         self.outbox.push((from, Message::Promote { epoch: self.epoch }));
-                    } else if role != Role::Leader {
-                        // The leader restarted or stepped down: fail over at once.
+                    } else if role != Role::Leader || epoch < self.epoch {
+                        // The leader restarted, lost its disk or stepped down: fail over.
                         self.start_election(now);
                     }
                 } else if epoch < self.epoch || leader != Some(current) {
@@ -201,12 +202,15 @@ impl Coordinator for LeaseCoordinator {
                 }
             }
             Message::NotLeader { epoch, .. } => {
-                // A replica refused a promise: it knows a newer epoch. Go above it.
-                if epoch >= self.epoch {
-                    self.epoch = epoch;
-                    if self.election.is_some() {
-                        self.start_election(now);
-                    }
+                // A replica refused a promise (it knows a newer epoch: go above it) or a
+                // promotion (the chosen leader cannot lead: choose again).
+                let blocked = self.election.as_ref().is_some_and(|e| epoch >= e.epoch);
+                let leader_refused = self.election.is_none() && self.leader == Some(from);
+                self.epoch = self.epoch.max(epoch);
+                // Refusals of an older election's messages are stale: ignoring them keeps one
+                // refusal from restarting every election after it.
+                if blocked || leader_refused {
+                    self.start_election(now);
                 }
             }
             _ => {}

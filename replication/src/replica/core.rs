@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::envelope::{self, Envelope};
-use super::epoch_store::EpochStore;
+use super::epoch_store::{DurableState, EpochStore};
 use super::follower::FollowerState;
 use super::leader::LeaderState;
 use super::message::Message;
@@ -60,6 +60,8 @@ pub struct Replica<S> {
     pub(crate) log: S,
     epoch_store: Box<dyn EpochStore>,
     pub(crate) epoch: Epoch,
+    /// May promise epochs (see [`DurableState::eligible`]).
+    pub(crate) eligible: bool,
     pub(crate) role: RoleState,
     /// Everything before it is on a majority and can never be lost or changed.
     pub(crate) commit: Offset,
@@ -109,8 +111,19 @@ impl<S: LogStorage> Replica<S> {
         config
             .validate()
             .map_err(|reason| Error::InvalidConfig { reason })?;
-        let stored = epoch_store.load()?;
         let log_epoch = log.epochs().last().map_or(Epoch::new(0), |e| e.0);
+        let stored = match epoch_store.load()? {
+            Some(state) => state,
+            None => {
+                // A new disk: trusted only as part of a new replica set.
+                let state = DurableState {
+                    epoch: log_epoch,
+                    eligible: config.bootstrap,
+                };
+                epoch_store.store(state)?;
+                state
+            }
+        };
         let mut producers = ProducerTable::default();
         let mut at = log.start_offset();
         while at < log.end_offset() {
@@ -124,7 +137,8 @@ impl<S: LogStorage> Replica<S> {
             config,
             log,
             epoch_store,
-            epoch: stored.max(log_epoch),
+            epoch: stored.epoch.max(log_epoch),
+            eligible: stored.eligible,
             role: RoleState::Follower(FollowerState::new(None)),
             commit: Offset::new(0),
             // What survived a restart is on disk (a file log syncs what it recovers).
@@ -256,10 +270,15 @@ impl<S: LogStorage> Replica<S> {
         match message {
             Message::Prepare { epoch } => self.on_prepare(from, epoch),
             Message::Promote { epoch } => {
-                if epoch < self.epoch {
-                    self.reply_not_leader(from);
+                if Some(from) != self.config.coordinator {
                     Ok(())
                 } else if epoch == self.epoch && self.role() == Role::Leader {
+                    Ok(()) // a repeated promotion
+                } else if epoch != self.epoch || self.leader().is_some() {
+                    // Only a replica that promised exactly this epoch (and has followed no
+                    // one in it since) may lead it: its log is the one the coordinator chose.
+                    // A replica that lost its disk has forgotten its promise and refuses.
+                    self.reply_not_leader(from);
                     Ok(())
                 } else {
                     self.promote(now, epoch)
@@ -301,7 +320,9 @@ impl<S: LogStorage> Replica<S> {
                 }
             }
             Message::NotLeader { epoch, leader } => {
-                if epoch > self.epoch {
+                // A replica that lost its disk forgot which epochs it promised: only the
+                // coordinator may tell it which leader is current (see `DurableState`).
+                if epoch > self.epoch && self.eligible {
                     let leader = leader.filter(|&l| l != self.config.id);
                     self.follow(now, epoch, leader)
                 } else {
@@ -313,6 +334,9 @@ impl<S: LogStorage> Replica<S> {
                     return Ok(());
                 }
                 if theirs > self.epoch || self.leader() != Some(from) {
+                    if !self.eligible {
+                        return Ok(()); // see `NotLeader` above
+                    }
                     // Only a leader answers fetches: the sender leads `theirs`.
                     if self.role() == Role::Leader && theirs == self.epoch {
                         return Ok(()); // two leaders in one epoch cannot happen; ignore
@@ -430,14 +454,32 @@ impl<S: LogStorage> Replica<S> {
 
     fn set_epoch(&mut self, epoch: Epoch) -> Result<(), Error> {
         if epoch > self.epoch {
-            self.epoch_store.store(epoch)?;
+            self.epoch_store.store(DurableState {
+                epoch,
+                eligible: self.eligible,
+            })?;
             self.epoch = epoch;
         }
         Ok(())
     }
 
+    /// A replica that started empty has copied everything committed: it may promise now.
+    pub(crate) fn became_eligible(&mut self) -> Result<(), Error> {
+        self.epoch_store.store(DurableState {
+            epoch: self.epoch,
+            eligible: true,
+        })?;
+        self.eligible = true;
+        Ok(())
+    }
+
+    /// Whether this replica may promise epochs in a failover (see [`DurableState::eligible`]).
+    pub fn is_eligible(&self) -> bool {
+        self.eligible
+    }
+
     fn on_prepare(&mut self, from: NodeId, epoch: Epoch) -> Result<(), Error> {
-        if Some(from) != self.config.coordinator {
+        if Some(from) != self.config.coordinator || !self.eligible {
             return Ok(());
         }
         let fresh = epoch > self.epoch;

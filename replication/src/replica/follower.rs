@@ -137,6 +137,9 @@ impl<S: LogStorage> Replica<S> {
                 }
                 // The answer vouches for the whole log up to its end: it matched the leader's.
                 let verified = self.log.end_offset();
+                if !self.eligible && verified >= commit {
+                    self.became_eligible()?;
+                }
                 let learned = commit.min(verified);
                 if learned > self.commit {
                     self.commit = learned;

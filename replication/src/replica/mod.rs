@@ -18,7 +18,7 @@ mod write;
 
 pub use self::core::{Committed, Replica};
 pub use coordinator::{Coordinator, LeaseCoordinator};
-pub use epoch_store::{EpochStore, FileEpochStore, MemoryEpochStore};
+pub use epoch_store::{DurableState, EpochStore, FileEpochStore, MemoryEpochStore};
 pub use error::WriteError;
 pub use message::Message;
 pub use status::{FollowerStatus, ReplicaStatus};

@@ -117,6 +117,10 @@ pub struct ReplicaConfig {
     pub fetch_max_bytes: usize,
     /// How often the replica reports to the coordinator.
     pub heartbeat_interval: Duration,
+    /// Whether this replica may vote in failovers from its first start with an empty disk:
+    /// set it when creating a new replica set, never when a replica rejoins after losing its
+    /// disk (it becomes eligible once it has copied what was committed).
+    pub bootstrap: bool,
 }
 
 impl ReplicaConfig {
@@ -139,6 +143,7 @@ impl ReplicaConfig {
             fetch_timeout: Duration::from_secs(2),
             fetch_max_bytes: 1 << 20,
             heartbeat_interval: Duration::from_millis(100),
+            bootstrap: false,
         }
     }
 
