@@ -15,9 +15,7 @@ use shardkit_replication::replica::{
     AckLevel, Committed, Coordinator, FollowerAck, LeaseCoordinator, MemoryEpochStore, Message,
     NodeId, ProducerSeq, Replica, ReplicaConfig, Role, Write, WriteError, WriteId, Written,
 };
-use shardkit_replication::{
-    Appended, Entry, Epoch, Error, LogStorage, MemoryLog, Offset, Record,
-};
+use shardkit_replication::{Appended, Entry, Epoch, Error, LogStorage, MemoryLog, Offset, Record};
 
 const TICK: Duration = Duration::from_millis(2);
 const COORDINATOR: NodeId = NodeId::new(0);
@@ -308,6 +306,15 @@ impl Sim {
         let node = self.nodes.get_mut(&id).unwrap();
         let replica = Replica::open(config, node.disk.clone(), Box::new(node.epochs.clone()))
             .unwrap_or_else(|e| panic!("seed {}: reopening {id}: {e}", self.seed));
+        if self.tracing {
+            println!(
+                "{:>9.3?} {id} opened at epoch {} eligible {} end {}",
+                self.now,
+                replica.epoch(),
+                replica.is_eligible(),
+                replica.log().end_offset()
+            );
+        }
         node.replica = Some(replica);
         node.checked = Offset::new(0);
         node.seen_leadership = None;
@@ -345,7 +352,9 @@ impl Sim {
             let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
             for m in self.net.iter() {
                 let k = format!("{:?}", m.payload);
-                *kinds.entry(format!("{}->{} {}", m.from, m.to, &k[..k.len().min(40)])).or_default() += 1;
+                *kinds
+                    .entry(format!("{}->{} {}", m.from, m.to, &k[..k.len().min(40)]))
+                    .or_default() += 1;
             }
             let mut v: Vec<_> = kinds.into_iter().collect();
             v.sort_by_key(|x| std::cmp::Reverse(x.1));
@@ -356,6 +365,9 @@ impl Sim {
             let m = self.net.pop().unwrap();
             if m.to == COORDINATOR {
                 if let Payload::Protocol(msg) = m.payload {
+                    if matches!(msg, Message::Prepared { .. } | Message::NotLeader { .. }) {
+                        self.trace(|| format!("coordinator hears {msg:?} from {}", m.from));
+                    }
                     self.coordinator.handle(self.now, m.from, msg);
                 }
                 continue;
@@ -385,6 +397,22 @@ impl Sim {
             let replica = node.replica.as_mut().unwrap();
             match m.payload {
                 Payload::Protocol(msg) => {
+                    if self.tracing
+                        && matches!(
+                            msg,
+                            Message::Promote { .. }
+                                | Message::Follow { .. }
+                                | Message::Prepare { .. }
+                        )
+                    {
+                        println!(
+                            "{now:>9.3?} {} gets {msg:?} from {} at epoch {} eligible {}",
+                            m.to,
+                            m.from,
+                            replica.epoch(),
+                            replica.is_eligible()
+                        );
+                    }
                     if let Err(e) = replica.handle(now, m.from, msg) {
                         panic!("seed {seed}: {} failed handling a message: {e}", m.to);
                     }
@@ -470,7 +498,8 @@ impl Sim {
             Outcome::NotLeader(leader) => {
                 let members = self.members.clone();
                 let client = &mut self.clients[ci];
-                client.target = leader.unwrap_or_else(|| members[(from.get() as usize) % members.len()]);
+                client.target =
+                    leader.unwrap_or_else(|| members[(from.get() as usize) % members.len()]);
             }
             Outcome::Refused | Outcome::Unknown => {}
         }
@@ -516,7 +545,6 @@ impl Sim {
             self.send(from, target, Payload::Request { req, write });
         }
     }
-
 
     fn inject_faults(&mut self) {
         if !self.cut.is_empty() && self.now >= self.heal_at {
@@ -664,7 +692,10 @@ impl Sim {
             }
             let commit = r.commit_offset();
             if commit < node.checked {
-                let msg = format!("{id}'s commit offset went back from {} to {commit}", node.checked);
+                let msg = format!(
+                    "{id}'s commit offset went back from {} to {commit}",
+                    node.checked
+                );
                 self.fail_later(msg);
                 return;
             }
@@ -694,7 +725,13 @@ impl Sim {
                     at = next;
                 }
                 if self.tracing {
-                    println!("{:>9.3?} {id} commits {}..{commit} (epoch {}, {:?})", self.now, node.checked, r.epoch(), r.role());
+                    println!(
+                        "{:>9.3?} {id} commits {}..{commit} (epoch {}, {:?})",
+                        self.now,
+                        node.checked,
+                        r.epoch(),
+                        r.role()
+                    );
                 }
                 node.checked = commit;
                 newly_committed.push((id, got));
@@ -712,7 +749,9 @@ impl Sim {
                     Some(_) => {}
                     None => {
                         if let Some(p) = producer_of(&rec.payload) {
-                            if let Some(other) = self.applied.insert((p.producer, p.seq), rec.offset) {
+                            if let Some(other) =
+                                self.applied.insert((p.producer, p.seq), rec.offset)
+                            {
                                 if other != rec.offset {
                                     self.fail(&format!(
                                         "idempotent write {p:?} applied twice, at {other} and {}",
@@ -789,7 +828,10 @@ impl Sim {
             .filter(|(_, n)| n.replica.as_ref().is_some_and(|r| r.role() == Role::Leader))
             .map(|(&id, _)| id)
             .collect();
-        let Some(&leader) = leaders.iter().max_by_key(|&&id| self.nodes[&id].replica.as_ref().unwrap().epoch()) else {
+        let Some(&leader) = leaders
+            .iter()
+            .max_by_key(|&&id| self.nodes[&id].replica.as_ref().unwrap().epoch())
+        else {
             self.fail("no leader after the network healed");
         };
         let lead = self.nodes[&leader].replica.as_ref().unwrap();
@@ -812,7 +854,9 @@ impl Sim {
         for w in &self.acked {
             let rec = reference.get(w.offset.get() as usize);
             if !rec.is_some_and(|r| r.payload.ends_with(payload_of(w.producer).as_slice())) {
-                self.fail(&format!("acknowledged write {w:?} is missing after convergence"));
+                self.fail(&format!(
+                    "acknowledged write {w:?} is missing after convergence"
+                ));
             }
         }
     }
@@ -864,6 +908,9 @@ fn seeded_simulations_keep_every_invariant() {
         total.acked, total.failovers
     );
     // The invariants are only worth something if the runs did work.
-    assert!(total.acked as u64 >= seeds * 20, "too few writes acknowledged: {total:?}");
+    assert!(
+        total.acked as u64 >= seeds * 20,
+        "too few writes acknowledged: {total:?}"
+    );
     assert!(total.failovers >= seeds, "too few failovers: {total:?}");
 }

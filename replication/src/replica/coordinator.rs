@@ -107,7 +107,8 @@ impl LeaseCoordinator {
             promised: BTreeMap::new(),
         });
         for &m in &self.members {
-            self.outbox.push((m, Message::Prepare { epoch: self.epoch }));
+            self.outbox
+                .push((m, Message::Prepare { epoch: self.epoch }));
         }
     }
 
@@ -171,7 +172,8 @@ impl Coordinator for LeaseCoordinator {
                     if epoch < self.epoch && now < self.decided_at + self.lease {
                         // The promotion was lost (or not yet delivered): repeat it. The
                         // winner promised this epoch, so its log has not moved since.
-                        self.outbox.push((from, Message::Promote { epoch: self.epoch }));
+                        self.outbox
+                            .push((from, Message::Promote { epoch: self.epoch }));
                     } else if role != Role::Leader || epoch < self.epoch {
                         // The leader restarted, lost its disk or stepped down: fail over.
                         self.start_election(now);

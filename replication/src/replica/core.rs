@@ -274,7 +274,7 @@ impl<S: LogStorage> Replica<S> {
                     Ok(())
                 } else if epoch == self.epoch && self.role() == Role::Leader {
                     Ok(()) // a repeated promotion
-                } else if epoch != self.epoch || self.leader().is_some() {
+                } else if epoch != self.epoch || self.leader().is_some() || !self.eligible {
                     // Only a replica that promised exactly this epoch (and has followed no
                     // one in it since) may lead it: its log is the one the coordinator chose.
                     // A replica that lost its disk has forgotten its promise and refuses.
@@ -286,7 +286,8 @@ impl<S: LogStorage> Replica<S> {
             }
             Message::Follow { epoch, leader } => {
                 let current = epoch == self.epoch && self.leader() == Some(leader);
-                if epoch < self.epoch || leader == self.config.id || current {
+                let coordinator = Some(from) == self.config.coordinator;
+                if !coordinator || epoch < self.epoch || leader == self.config.id || current {
                     return Ok(());
                 }
                 self.follow(now, epoch, Some(leader))
@@ -302,8 +303,12 @@ impl<S: LogStorage> Replica<S> {
                     return Ok(());
                 }
                 if epoch > self.epoch {
-                    // A follower knows a newer epoch: this replica's leadership is over.
-                    return self.follow(now, epoch, None);
+                    // A follower knows a newer epoch: this replica's leadership is over. (A
+                    // replica that lost its disk takes epochs from the coordinator only.)
+                    return match self.eligible {
+                        true => self.follow(now, epoch, None),
+                        false => Ok(()),
+                    };
                 }
                 match &mut self.role {
                     RoleState::Leader(_) if epoch == self.epoch => {
@@ -419,9 +424,7 @@ impl<S: LogStorage> Replica<S> {
         }
         self.set_epoch(epoch)?;
         let marker = envelope::marker();
-        let appended = self
-            .log
-            .append(epoch, &[crate::Entry::new(&marker)])?;
+        let appended = self.log.append(epoch, &[crate::Entry::new(&marker)])?;
         let mut leader = LeaderState::new(appended.first(), &self.config, now);
         leader.note_appended(self.log.end_offset(), marker.len() as u64 + 40);
         self.role = RoleState::Leader(leader);

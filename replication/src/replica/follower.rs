@@ -137,7 +137,16 @@ impl<S: LogStorage> Replica<S> {
                 }
                 // The answer vouches for the whole log up to its end: it matched the leader's.
                 let verified = self.log.end_offset();
-                if !self.eligible && verified >= commit {
+                // Caught up with a commit offset that covers every acknowledged write: one
+                // past the current leader's epoch marker (a leader holds all of them before
+                // its marker, and commits past it only with a majority).
+                let marker = self
+                    .log
+                    .epochs()
+                    .iter()
+                    .find(|&&(e, _)| e == self.epoch)
+                    .map(|&(_, first)| first);
+                if !self.eligible && verified >= commit && marker.is_some_and(|m| commit > m) {
                     self.became_eligible()?;
                 }
                 let learned = commit.min(verified);

@@ -97,7 +97,9 @@ impl LeaderState {
     }
 
     fn bytes_at(&self, offset: Offset) -> u64 {
-        let i = self.appended_bytes.partition_point(|&(end, _)| end <= offset);
+        let i = self
+            .appended_bytes
+            .partition_point(|&(end, _)| end <= offset);
         match i.checked_sub(1) {
             Some(i) => self.appended_bytes[i].1,
             None => 0,
@@ -364,7 +366,11 @@ impl<S: LogStorage> Replica<S> {
             .iter_mut()
             .filter_map(|(&id, p)| {
                 let ready = p.parked.is_some_and(|k| k.from < end || now >= k.deadline);
-                if ready { p.parked.take().map(|k| (id, k)) } else { None }
+                if ready {
+                    p.parked.take().map(|k| (id, k))
+                } else {
+                    None
+                }
             })
             .collect();
         for (to, parked) in ready {

@@ -40,13 +40,9 @@ impl ProducerTable {
     }
 
     pub(crate) fn observe_write(&mut self, p: ProducerSeq, offset: Offset) {
-        let previous = self.last.insert(
-            p.producer,
-            LastWrite {
-                seq: p.seq,
-                offset,
-            },
-        );
+        let previous = self
+            .last
+            .insert(p.producer, LastWrite { seq: p.seq, offset });
         self.undo.push_back((offset, p.producer, previous));
     }
 
@@ -70,7 +66,6 @@ impl ProducerTable {
             };
         }
     }
-
 }
 
 #[cfg(test)]
