@@ -199,6 +199,15 @@ impl GroupCommit {
         wake(woken);
     }
 
+    /// After the log was emptied and restarted at `start`: every waiter's records are gone,
+    /// and everything before `start` counts as durable.
+    pub(crate) fn restarted_at(&self, start: u64) {
+        self.truncated(0);
+        let mut s = lock(&self.state);
+        s.written = start;
+        s.durable = start;
+    }
+
     /// Lowers the written and durable points after a truncation to `end`, and tells waiters
     /// for offsets after `end` that their records are gone.
     pub(crate) fn truncated(&self, end: u64) {

@@ -468,3 +468,29 @@ fn an_unsynced_write_with_a_sector_missing_is_torn_not_corrupt() {
         assert_eq!(r.payload, batch[r.offset.get() as usize - 5]);
     }
 }
+
+#[test]
+fn reset_restarts_the_log_empty_at_an_offset_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig::default().segment_bytes(4096);
+    let log = FileLog::open(dir.path(), config.clone()).unwrap();
+    for _ in 0..200 {
+        log.append(Epoch::new(2), &[Entry::new(&[7; 40])]).unwrap();
+    }
+    assert!(log.segments().len() > 1);
+    log.reset(Offset::new(1000), Epoch::new(3)).unwrap();
+    assert_eq!(log.start_offset(), Offset::new(1000));
+    assert_eq!(log.end_offset(), Offset::new(1000));
+    assert_eq!(log.epochs(), vec![(Epoch::new(3), Offset::new(999))]);
+    let copied = Record::new(Offset::new(1000), Epoch::new(4), 1, b"after".to_vec());
+    log.append_records(&[copied.clone()]).unwrap();
+    drop(log);
+    let log = FileLog::open(dir.path(), config).unwrap();
+    assert_eq!(log.start_offset(), Offset::new(1000));
+    assert_eq!(log.read(Offset::new(1000), 1 << 20).unwrap(), vec![copied]);
+    assert_eq!(log.segments().len(), 1);
+    assert!(matches!(
+        log.read(Offset::new(10), 1 << 20),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+}

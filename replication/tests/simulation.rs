@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use shardkit_replication::replica::{
-    AckLevel, Committed, Coordinator, FollowerAck, LeaseCoordinator, MemoryEpochStore, Message,
-    NodeId, ProducerSeq, Replica, ReplicaConfig, Role, Write, WriteError, WriteId, Written,
+    AckLevel, Committed, Coordinator, FollowerAck, LeaseCoordinator, MemoryReplicaStore, Message,
+    NodeId, ProducerSeq, Replica, ReplicaConfig, Role, Snapshot, StateMachine, Write, WriteError,
+    WriteId, Written,
 };
 use shardkit_replication::{Appended, Entry, Epoch, Error, LogStorage, MemoryLog, Offset, Record};
 
@@ -87,6 +88,11 @@ impl LogStorage for SimDisk {
     fn drop_before(&self, offset: Offset) -> Result<(), Error> {
         self.log.drop_before(offset)
     }
+    fn reset(&self, start: Offset, epoch: Epoch) -> Result<(), Error> {
+        self.log.reset(start, epoch)?;
+        self.synced.store(start.get(), Ordering::SeqCst);
+        Ok(())
+    }
     fn sync(&self) -> Result<(), Error> {
         self.synced
             .store(self.log.end_offset().get(), Ordering::SeqCst);
@@ -138,9 +144,51 @@ impl Ord for InFlight {
     }
 }
 
+/// The user's state: every committed data record, in order. It survives a crash (the user
+/// keeps it on disk) but not a wiped disk.
+#[derive(Debug, Default)]
+struct UserState {
+    applied_to: Offset,
+    records: Vec<(Offset, Vec<u8>)>,
+}
+
+struct Machine(Arc<std::sync::Mutex<UserState>>);
+
+impl StateMachine for Machine {
+    fn snapshot(&mut self) -> Result<Snapshot, Error> {
+        let s = self.0.lock().unwrap();
+        let mut data = Vec::new();
+        for (offset, payload) in &s.records {
+            data.extend_from_slice(&offset.get().to_le_bytes());
+            data.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            data.extend_from_slice(payload);
+        }
+        Ok(Snapshot {
+            offset: s.applied_to,
+            data,
+        })
+    }
+
+    fn install(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
+        let mut records = Vec::new();
+        let mut rest = snapshot.data.as_slice();
+        while !rest.is_empty() {
+            let offset = u64::from_le_bytes(rest[..8].try_into().unwrap());
+            let len = u32::from_le_bytes(rest[8..12].try_into().unwrap()) as usize;
+            records.push((Offset::new(offset), rest[12..12 + len].to_vec()));
+            rest = &rest[12 + len..];
+        }
+        let mut s = self.0.lock().unwrap();
+        s.records = records;
+        s.applied_to = snapshot.offset;
+        Ok(())
+    }
+}
+
 struct SimNode {
+    state: Arc<std::sync::Mutex<UserState>>,
     disk: SimDisk,
-    epochs: MemoryEpochStore,
+    epochs: MemoryReplicaStore,
     replica: Option<Replica<SimDisk>>,
     down_until: Duration,
     paused_until: Duration,
@@ -194,6 +242,8 @@ struct Sim {
     pending_failover: Option<Duration>,
     tracing: bool,
     chaos_end: Duration,
+    /// Per million ticks: how often a replica drops log records its snapshot covers.
+    compaction: u64,
 }
 
 /// What one run did, so that the test can tell a busy run from a vacuous one.
@@ -230,8 +280,9 @@ impl Sim {
             .iter()
             .map(|&id| {
                 let node = SimNode {
+                    state: Arc::default(),
                     disk: SimDisk::default(),
-                    epochs: MemoryEpochStore::new(),
+                    epochs: MemoryReplicaStore::new(),
                     replica: None,
                     down_until: Duration::ZERO,
                     paused_until: Duration::ZERO,
@@ -275,8 +326,10 @@ impl Sim {
             failovers_forced: 0,
             pending_failover: None,
             chaos_end: Duration::MAX,
+            compaction: 0,
             tracing: std::env::var_os("SHARDKIT_SIM_TRACE").is_some(),
         };
+        sim.compaction = sim.rng.pick(&[0, 0, 2_000, 20_000]);
         for id in sim.members.clone() {
             sim.start(id);
         }
@@ -291,6 +344,17 @@ impl Sim {
     }
 
     fn fail(&self, what: &str) -> ! {
+        if self.tracing {
+            for (id, n) in &self.nodes {
+                if let Some(r) = &n.replica {
+                    println!("{id}: {:?}", r.status(self.now));
+                    println!(
+                        "{id}: user state applied to {}",
+                        n.state.lock().unwrap().applied_to
+                    );
+                }
+            }
+        }
         panic!(
             "seed {} failed at {:?}: {what}\nreplay: SHARDKIT_SIM_SEED_START={} SHARDKIT_SIM_SEEDS=1 cargo test -p shardkit-replication --test simulation -- --nocapture",
             self.seed, self.now, self.seed
@@ -304,8 +368,9 @@ impl Sim {
         // Only the first start forms the replica set; a wiped disk rejoins as a newcomer.
         config.bootstrap = self.now == Duration::ZERO;
         let node = self.nodes.get_mut(&id).unwrap();
-        let replica = Replica::open(config, node.disk.clone(), Box::new(node.epochs.clone()))
+        let mut replica = Replica::open(config, node.disk.clone(), Box::new(node.epochs.clone()))
             .unwrap_or_else(|e| panic!("seed {}: reopening {id}: {e}", self.seed));
+        replica.set_state_machine(Box::new(Machine(node.state.clone())));
         if self.tracing {
             println!(
                 "{:>9.3?} {id} opened at epoch {} eligible {} end {}",
@@ -348,18 +413,13 @@ impl Sim {
     }
 
     fn deliver(&mut self) {
-        if self.tracing && self.net.len() > 10_000 {
-            let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-            for m in self.net.iter() {
-                let k = format!("{:?}", m.payload);
-                *kinds
-                    .entry(format!("{}->{} {}", m.from, m.to, &k[..k.len().min(40)]))
-                    .or_default() += 1;
-            }
-            let mut v: Vec<_> = kinds.into_iter().collect();
-            v.sort_by_key(|x| std::cmp::Reverse(x.1));
-            println!("{} in flight: {:?}", self.net.len(), &v[..v.len().min(5)]);
-            panic!("storm");
+        // A bounded network: a protocol bug that multiplies messages (a refusal answered by
+        // a refusal) shows up here rather than as a hang.
+        if self.net.len() > 50_000 {
+            self.fail(&format!(
+                "{} messages in flight: a message storm",
+                self.net.len()
+            ));
         }
         while self.net.peek().is_some_and(|m| m.at <= self.now) {
             let m = self.net.pop().unwrap();
@@ -640,7 +700,8 @@ impl Sim {
                 let node = self.nodes.get_mut(&victim).unwrap();
                 node.replica = None;
                 node.disk = SimDisk::default();
-                node.epochs = MemoryEpochStore::new();
+                node.epochs = MemoryReplicaStore::new();
+                node.state = Arc::default();
                 node.down_until = self.now + hold;
                 self.wiped = Some(victim);
             }
@@ -655,12 +716,21 @@ impl Sim {
                 continue;
             }
             for w in writes.iter().filter(|w| w.epoch <= r.epoch()) {
-                let held = r
-                    .log()
-                    .read(w.offset, 1)
-                    .ok()
-                    .and_then(|v| v.into_iter().next())
-                    .is_some_and(|rec| rec.payload.ends_with(payload_of(w.producer).as_slice()));
+                let expected = payload_of(w.producer);
+                let held = if w.offset < r.log().start_offset() {
+                    // Compacted: the user's state holds it.
+                    let state = node.state.lock().unwrap();
+                    state
+                        .records
+                        .iter()
+                        .any(|(o, p)| *o == w.offset && p.ends_with(expected.as_slice()))
+                } else {
+                    r.log()
+                        .read(w.offset, 1)
+                        .ok()
+                        .and_then(|v| v.into_iter().next())
+                        .is_some_and(|rec| rec.payload.ends_with(expected.as_slice()))
+                };
                 if !held {
                     self.fail(&format!(
                         "leader {id} (epoch {}) lacks the acknowledged write {:?}",
@@ -705,7 +775,8 @@ impl Sim {
             }
             if commit > node.checked {
                 let mut got = Vec::new();
-                let mut at = node.checked;
+                // Below the log's start the records came in a snapshot (checked at the end).
+                let mut at = node.checked.max(r.log().start_offset());
                 while at < commit {
                     let raw = r.log().read(at, 1 << 16).unwrap();
                     let Some(last) = raw.last() else { break };
@@ -734,6 +805,14 @@ impl Sim {
                     );
                 }
                 node.checked = commit;
+                let mut state = node.state.lock().unwrap();
+                for rec in &got {
+                    if rec.offset >= state.applied_to && rec.payload.first() != Some(&2) {
+                        state.records.push((rec.offset, rec.payload.clone()));
+                    }
+                }
+                state.applied_to = state.applied_to.max(commit);
+                drop(state);
                 newly_committed.push((id, got));
             }
         }
@@ -784,6 +863,13 @@ impl Sim {
             self.coordinator.fail_over(self.now);
         }
         self.deliver();
+        if self.rng.chance(self.compaction) {
+            let id = self.rng.pick(&self.members.clone());
+            if self.is_up(id) {
+                let r = self.nodes.get_mut(&id).unwrap().replica.as_mut().unwrap();
+                r.compact().unwrap();
+            }
+        }
         self.drive_nodes();
         self.drive_clients();
         self.check();
@@ -836,7 +922,26 @@ impl Sim {
         };
         let lead = self.nodes[&leader].replica.as_ref().unwrap();
         let end = lead.log().end_offset();
-        let reference = lead.log().read(Offset::new(0), usize::MAX).unwrap();
+        // What every user's state must be: the committed data records, in order.
+        let reference: Vec<(Offset, Vec<u8>)> = self
+            .history
+            .range(..end)
+            .filter(|(_, (_, payload))| payload.first() != Some(&2))
+            .map(|(&offset, (_, payload))| (offset, payload.clone()))
+            .collect();
+        if let Some(gap) = (0..end.get()).find(|&o| !self.history.contains_key(&Offset::new(o))) {
+            self.fail(&format!(
+                "the committed history has a gap at {gap} (end {end})"
+            ));
+        }
+        let start = self
+            .nodes
+            .values()
+            .map(|n| n.replica.as_ref().unwrap().log().start_offset())
+            .max()
+            .unwrap();
+        let tail = |r: &Replica<SimDisk>| r.log().read(start, usize::MAX).unwrap_or_default();
+        let lead_tail = tail(lead);
         for (&id, node) in &self.nodes {
             let r = node.replica.as_ref().unwrap();
             if r.commit_offset() != end || r.log().end_offset() != end {
@@ -846,14 +951,23 @@ impl Sim {
                     r.log().end_offset()
                 ));
             }
-            let log = r.log().read(Offset::new(0), usize::MAX).unwrap();
-            if log != reference {
+            if tail(r) != lead_tail {
                 self.fail(&format!("{id}'s log differs from leader {leader}'s"));
+            }
+            let state = node.state.lock().unwrap();
+            if state.records != reference {
+                self.fail(&format!(
+                    "{id}'s state ({} records) differs from the committed history ({})",
+                    state.records.len(),
+                    reference.len()
+                ));
             }
         }
         for w in &self.acked {
-            let rec = reference.get(w.offset.get() as usize);
-            if !rec.is_some_and(|r| r.payload.ends_with(payload_of(w.producer).as_slice())) {
+            let held = reference.iter().any(|(offset, payload)| {
+                *offset == w.offset && payload.ends_with(payload_of(w.producer).as_slice())
+            });
+            if !held {
                 self.fail(&format!(
                     "acknowledged write {w:?} is missing after convergence"
                 ));

@@ -46,6 +46,15 @@ impl EpochHistory {
         self.entries.retain(|&(_, first)| first < offset);
     }
 
+    /// The history of a log restarted at `start` whose record before it has `epoch`.
+    pub(crate) fn restarted_at(start: Offset, epoch: Epoch) -> Self {
+        let entries = match start.get().checked_sub(1) {
+            Some(last) => vec![(epoch, Offset::new(last))],
+            None => Vec::new(),
+        };
+        Self { entries }
+    }
+
     /// The file that stores the history in a log directory.
     pub(crate) fn path(dir: &Path) -> PathBuf {
         dir.join("leader-epochs")
@@ -82,21 +91,11 @@ impl EpochHistory {
 
     /// Writes the history atomically (a new file renamed over the old) and syncs it.
     pub(crate) fn store(&self, dir: &Path) -> Result<(), Error> {
-        let path = Self::path(dir);
-        let tmp = dir.join("leader-epochs.tmp");
         let text: String = self
             .entries
             .iter()
             .map(|(e, o)| format!("{e} {o}\n"))
             .collect();
-        let write = || -> std::io::Result<()> {
-            use std::io::Write as _;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(dir)?.sync_all()
-        };
-        write().map_err(Error::io("write", &path))
+        crate::log::write_atomically(dir, "leader-epochs", text.as_bytes())
     }
 }

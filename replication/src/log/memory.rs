@@ -179,6 +179,16 @@ impl LogStorage for MemoryLog {
         Ok(())
     }
 
+    fn reset(&self, start: Offset, epoch: Epoch) -> Result<(), Error> {
+        let mut s = self.write_state();
+        s.records.clear();
+        s.start = start.get();
+        s.epochs = EpochHistory::restarted_at(start, epoch);
+        drop(s);
+        self.tail.publish(start.get());
+        Ok(())
+    }
+
     fn sync(&self) -> Result<(), Error> {
         Ok(())
     }

@@ -122,6 +122,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Replaces `dir/name` with `bytes` atomically (a synced new file renamed over it, then the
+/// directory synced), so a crash leaves the old contents or the new, never a mix.
+pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(Error::io("write", &path))
+}
+
 /// The segment bases in `dir`, ascending.
 fn segment_bases(dir: &Path) -> Result<Vec<u64>, Error> {
     let mut bases = Vec::new();
@@ -742,6 +758,42 @@ impl LogStorage for FileLog {
             segments[0].delete()?;
             segments.remove(0);
         }
+        Ok(())
+    }
+
+    fn reset(&self, start: Offset, epoch: Epoch) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let mut writer = lock(&inner.writer);
+        if let Some(reason) = inner.commit.failure() {
+            return Err(Error::Poisoned { reason });
+        }
+        writer.staged.clear();
+        writer.starts.clear();
+        inner.tail.publish(self.start_offset().get());
+        inner.commit.restarted_at(start.get());
+        // The history first, then the segments newest first: a crash part-way leaves a
+        // shorter log (which the follower re-fetches), never one with a gap.
+        let history = EpochHistory::restarted_at(start, epoch);
+        let durable = inner.config.durability != Durability::Never;
+        let result = history.store(&inner.dir).and_then(|()| {
+            let mut segments = inner
+                .segments
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            while let Some(seg) = segments.pop() {
+                seg.delete()?;
+            }
+            segments.push(Arc::new(Segment::create(&inner.dir, start.get(), durable)?));
+            Ok(())
+        });
+        if let Err(e) = &result {
+            inner.commit.poison(format!("reset failed: {e}"));
+            return result;
+        }
+        writer.epochs = history;
+        writer.next = start.get();
+        writer.staged_first = start.get();
+        inner.tail.publish(start.get());
         Ok(())
     }
 

@@ -135,6 +135,16 @@ pub trait LogStorage: Send + Sync {
     /// [`Error::OffsetOutOfRange`] if `offset` is beyond the end, and I/O errors.
     fn drop_before(&self, offset: Offset) -> Result<(), Error>;
 
+    /// Drops every record and restarts the log, empty, at `start` (a follower that installed
+    /// a snapshot of everything before `start`). `epoch` is the epoch of the record just
+    /// before `start`, kept in the epoch history for the next divergence check.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors; a failure part-way leaves a log that opens empty or as it was, never with a
+    /// gap.
+    fn reset(&self, start: Offset, epoch: Epoch) -> Result<(), Error>;
+
     /// Makes every appended record durable now, whatever the durability policy.
     ///
     /// # Errors

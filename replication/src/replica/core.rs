@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use super::envelope::{self, Envelope};
-use super::epoch_store::{DurableState, EpochStore};
 use super::follower::FollowerState;
 use super::leader::LeaderState;
 use super::message::Message;
 use super::producers::ProducerTable;
+use super::snapshot::StateMachine;
 use super::status::ReplicaStatus;
+use super::store::{DurableState, ReplicaStore};
 use super::types::{NodeId, Position, ProducerSeq, ReplicaConfig, Role};
 use super::write::Completion;
 use crate::error::Error;
@@ -58,7 +59,7 @@ pub(crate) enum RoleState {
 pub struct Replica<S> {
     pub(crate) config: ReplicaConfig,
     pub(crate) log: S,
-    epoch_store: Box<dyn EpochStore>,
+    pub(crate) store: Box<dyn ReplicaStore>,
     pub(crate) epoch: Epoch,
     /// May promise epochs (see [`DurableState::eligible`]).
     pub(crate) eligible: bool,
@@ -72,6 +73,7 @@ pub struct Replica<S> {
     pub(crate) completions: Vec<Completion>,
     pub(crate) next_write_id: u64,
     next_heartbeat: Duration,
+    pub(crate) state_machine: Option<Box<dyn StateMachine>>,
 }
 
 impl<S> std::fmt::Debug for Replica<S> {
@@ -106,13 +108,13 @@ impl<S: LogStorage> Replica<S> {
     pub fn open(
         config: ReplicaConfig,
         log: S,
-        mut epoch_store: Box<dyn EpochStore>,
+        mut store: Box<dyn ReplicaStore>,
     ) -> Result<Self, Error> {
         config
             .validate()
             .map_err(|reason| Error::InvalidConfig { reason })?;
         let log_epoch = log.epochs().last().map_or(Epoch::new(0), |e| e.0);
-        let stored = match epoch_store.load()? {
+        let stored = match store.load()? {
             Some(state) => state,
             None => {
                 // A new disk: trusted only as part of a new replica set.
@@ -120,11 +122,13 @@ impl<S: LogStorage> Replica<S> {
                     epoch: log_epoch,
                     eligible: config.bootstrap,
                 };
-                epoch_store.store(state)?;
+                store.store(state)?;
                 state
             }
         };
         let mut producers = ProducerTable::default();
+        // The producers whose writes compaction dropped, then the log's.
+        producers.install(&store.load_producers()?);
         let mut at = log.start_offset();
         while at < log.end_offset() {
             let batch = log.read(at, 1 << 20)?;
@@ -133,14 +137,17 @@ impl<S: LogStorage> Replica<S> {
             batch.iter().for_each(|r| producers.observe(r));
         }
         let end = log.end_offset();
+        let start = log.start_offset();
+        producers.committed(start);
         Ok(Self {
             config,
             log,
-            epoch_store,
+            store,
             epoch: stored.epoch.max(log_epoch),
             eligible: stored.eligible,
             role: RoleState::Follower(FollowerState::new(None)),
-            commit: Offset::new(0),
+            // Records are dropped only once committed (see `compact`).
+            commit: start,
             // What survived a restart is on disk (a file log syncs what it recovers).
             flushed: end,
             producers,
@@ -148,7 +155,37 @@ impl<S: LogStorage> Replica<S> {
             completions: Vec::new(),
             next_write_id: 0,
             next_heartbeat: Duration::ZERO,
+            state_machine: None,
         })
+    }
+
+    /// Gives the replica the user's state machine, for full resyncs: as a leader it sends
+    /// snapshots to followers behind its retained log, as a follower it installs them.
+    /// Without one, a follower that fell behind the leader's log skips to the leader's first
+    /// retained record (its log restarts there, empty).
+    pub fn set_state_machine(&mut self, state_machine: Box<dyn StateMachine>) {
+        self.state_machine = Some(state_machine);
+    }
+
+    /// Drops log records that are no longer needed: those before the state machine's
+    /// snapshot offset (before the commit offset without a state machine), never a record
+    /// that is not committed. Returns the log's new start. A file log drops whole segments.
+    ///
+    /// # Errors
+    ///
+    /// The state machine's and the log's errors.
+    pub fn compact(&mut self) -> Result<Offset, Error> {
+        let upto = match &mut self.state_machine {
+            Some(sm) => sm.snapshot()?.offset.min(self.commit),
+            None => self.commit,
+        };
+        if upto > self.log.start_offset() {
+            // The producers' writes must outlive their records, or a retry after a restart
+            // would be applied again.
+            self.store.store_producers(&self.producers.before(upto))?;
+            self.log.drop_before(upto)?;
+        }
+        Ok(self.log.start_offset())
     }
 
     /// This replica's id.
@@ -324,6 +361,15 @@ impl<S: LogStorage> Replica<S> {
                     }
                 }
             }
+            Message::FetchSnapshot { epoch, id } => {
+                let leads = self.role() == Role::Leader && epoch == self.epoch;
+                if leads && self.config.members.contains(&from) {
+                    self.on_fetch_snapshot(from, id)?;
+                } else if epoch < self.epoch {
+                    self.reply_not_leader(from);
+                }
+                Ok(())
+            }
             Message::NotLeader { epoch, leader } => {
                 // A replica that lost its disk forgot which epochs it promised: only the
                 // coordinator may tell it which leader is current (see `DurableState`).
@@ -334,7 +380,10 @@ impl<S: LogStorage> Replica<S> {
                     Ok(())
                 }
             }
-            Message::Records { .. } | Message::Diverging { .. } | Message::OutOfRange { .. } => {
+            Message::Records { .. }
+            | Message::Diverging { .. }
+            | Message::OutOfRange { .. }
+            | Message::InstallSnapshot { .. } => {
                 if theirs < self.epoch || !self.config.members.contains(&from) {
                     return Ok(());
                 }
@@ -457,7 +506,7 @@ impl<S: LogStorage> Replica<S> {
 
     fn set_epoch(&mut self, epoch: Epoch) -> Result<(), Error> {
         if epoch > self.epoch {
-            self.epoch_store.store(DurableState {
+            self.store.store(DurableState {
                 epoch,
                 eligible: self.eligible,
             })?;
@@ -468,7 +517,7 @@ impl<S: LogStorage> Replica<S> {
 
     /// A replica that started empty has copied everything committed: it may promise now.
     pub(crate) fn became_eligible(&mut self) -> Result<(), Error> {
-        self.epoch_store.store(DurableState {
+        self.store.store(DurableState {
             epoch: self.epoch,
             eligible: true,
         })?;

@@ -18,8 +18,8 @@ pub(crate) struct FollowerState {
     next_fetch_id: u64,
     /// Records arrived and the leader should hear of them once they are synced.
     report_after_flush: bool,
-    /// The leader dropped the records this follower needs: it waits for a snapshot.
-    pub(crate) needs_snapshot: Option<Offset>,
+    /// The leader dropped the records this follower needs: it asks for a snapshot.
+    needs_snapshot: bool,
 }
 
 impl FollowerState {
@@ -29,7 +29,7 @@ impl FollowerState {
             inflight: None,
             next_fetch_id: 0,
             report_after_flush: false,
-            needs_snapshot: None,
+            needs_snapshot: false,
         }
     }
 }
@@ -63,23 +63,22 @@ impl<S: LogStorage> Replica<S> {
             return;
         };
         let Some(leader) = f.leader else { return };
-        if f.needs_snapshot.is_some() {
-            return;
-        }
         let id = f.next_fetch_id;
         f.next_fetch_id += 1;
         f.inflight = Some((id, now));
         f.report_after_flush = false;
-        self.outbox.push((
-            leader,
+        let message = if f.needs_snapshot {
+            Message::FetchSnapshot { epoch, id }
+        } else {
             Message::Fetch {
                 epoch,
                 id,
                 from,
                 last_epoch,
                 acked,
-            },
-        ));
+            }
+        };
+        self.outbox.push((leader, message));
     }
 
     pub(crate) fn follower_tick(&mut self, now: Duration) -> Result<(), Error> {
@@ -113,7 +112,8 @@ impl<S: LogStorage> Replica<S> {
         let answered = match &message {
             Message::Records { id, .. }
             | Message::Diverging { id, .. }
-            | Message::OutOfRange { id, .. } => *id,
+            | Message::OutOfRange { id, .. }
+            | Message::InstallSnapshot { id, .. } => *id,
             _ => return Ok(()),
         };
         let Some(f) = self.follower_state() else {
@@ -194,10 +194,39 @@ impl<S: LogStorage> Replica<S> {
                 }
                 self.send_fetch(now);
             }
-            Message::OutOfRange { start, .. } => {
+            Message::OutOfRange { .. } => {
                 if let Some(f) = self.follower_state() {
-                    f.needs_snapshot = Some(start);
+                    f.needs_snapshot = true;
                 }
+                self.send_fetch(now);
+            }
+            Message::InstallSnapshot {
+                offset,
+                last_epoch,
+                producers,
+                data,
+                ..
+            } => {
+                if offset < self.commit {
+                    // This follower already has more than the snapshot: fetch normally.
+                    if let Some(f) = self.follower_state() {
+                        f.needs_snapshot = false;
+                    }
+                    self.send_fetch(now);
+                    return Ok(());
+                }
+                if let Some(sm) = &mut self.state_machine {
+                    sm.install(&super::snapshot::Snapshot { offset, data })?;
+                }
+                self.store.store_producers(&producers)?;
+                self.log.reset(offset, last_epoch)?;
+                self.producers.install(&producers);
+                self.commit = offset;
+                self.flushed = offset;
+                if let Some(f) = self.follower_state() {
+                    f.needs_snapshot = false;
+                }
+                self.send_fetch(now);
             }
             _ => {}
         }

@@ -288,6 +288,12 @@ impl<S: LogStorage> Replica<S> {
         };
         progress.last_fetch = Some(now);
         progress.parked = None;
+        if from < start {
+            // Below the retained log nothing can be checked or sent: a snapshot replaces it.
+            self.outbox
+                .push((from_node, Message::OutOfRange { epoch, id, start }));
+            return Ok(());
+        }
         if !matches {
             let epoch_end = history
                 .iter()
@@ -298,19 +304,17 @@ impl<S: LogStorage> Replica<S> {
                     let end_of = history.get(i + 1).map_or(end, |&(_, first)| first);
                     (e, end_of)
                 });
-            self.outbox.push((
-                from_node,
-                Message::Diverging {
+            let message = match epoch_end {
+                // The follower's epoch predates what this log remembers (it restarted from a
+                // snapshot): only a snapshot can settle where the logs part.
+                None if start > Offset::new(0) => Message::OutOfRange { epoch, id, start },
+                _ => Message::Diverging {
                     epoch,
                     id,
                     epoch_end,
                 },
-            ));
-            return Ok(());
-        }
-        if from < start {
-            self.outbox
-                .push((from_node, Message::OutOfRange { epoch, id, start }));
+            };
+            self.outbox.push((from_node, message));
             return Ok(());
         }
         if from >= progress.sent_end {
@@ -328,6 +332,43 @@ impl<S: LogStorage> Replica<S> {
             });
         }
         self.advance_commit(now);
+        Ok(())
+    }
+
+    /// Answers a follower that needs a snapshot: the state machine's, or without one, an
+    /// empty state at the log's start.
+    pub(crate) fn on_fetch_snapshot(&mut self, to: NodeId, id: u64) -> Result<(), Error> {
+        let start = self.log.start_offset();
+        let snapshot = match &mut self.state_machine {
+            Some(sm) => sm.snapshot()?,
+            None => super::snapshot::Snapshot {
+                offset: start,
+                data: Vec::new(),
+            },
+        };
+        // Only a snapshot the log continues can be installed. (It holds only committed
+        // records by the state machine's contract, which this leader may not know yet to be
+        // committed: after a restart it learns the commit offset anew.)
+        if snapshot.offset < start || snapshot.offset > self.log.end_offset() {
+            return Ok(()); // the follower asks again; a later snapshot may do
+        }
+        let last_epoch = snapshot
+            .offset
+            .get()
+            .checked_sub(1)
+            .and_then(|last| epoch_at(&self.log.epochs(), Offset::new(last)))
+            .unwrap_or_default();
+        self.outbox.push((
+            to,
+            Message::InstallSnapshot {
+                epoch: self.epoch,
+                id,
+                offset: snapshot.offset,
+                last_epoch,
+                producers: self.producers.before(snapshot.offset),
+                data: snapshot.data,
+            },
+        ));
         Ok(())
     }
 

@@ -56,6 +56,29 @@ pub enum Message {
         /// The leader's first retained offset.
         start: Offset,
     },
+    /// Follower → leader: send a snapshot (after [`Message::OutOfRange`]).
+    FetchSnapshot {
+        /// The follower's epoch.
+        epoch: Epoch,
+        /// Pairs the answer with this request.
+        id: u64,
+    },
+    /// Leader → follower: the user's state as of `offset`; the follower installs it and
+    /// continues from `offset`.
+    InstallSnapshot {
+        /// The leader's epoch.
+        epoch: Epoch,
+        /// The request this answers.
+        id: u64,
+        /// The snapshot's offset.
+        offset: Offset,
+        /// The epoch of the record before `offset`.
+        last_epoch: Epoch,
+        /// Idempotent producers' latest writes before `offset`: `(producer, seq, offset)`.
+        producers: Vec<super::store::ProducerEntry>,
+        /// The state.
+        data: Vec<u8>,
+    },
     /// Any node → sender: the sender is behind, or this node does not lead.
     NotLeader {
         /// The epoch this node knows.
@@ -111,6 +134,8 @@ impl Message {
             | Message::Records { epoch, .. }
             | Message::Diverging { epoch, .. }
             | Message::OutOfRange { epoch, .. }
+            | Message::FetchSnapshot { epoch, .. }
+            | Message::InstallSnapshot { epoch, .. }
             | Message::NotLeader { epoch, .. }
             | Message::Heartbeat { epoch, .. }
             | Message::Prepare { epoch }

@@ -6,21 +6,23 @@
 mod coordinator;
 mod core;
 mod envelope;
-mod epoch_store;
 mod error;
 mod follower;
 mod leader;
 mod message;
 mod producers;
+mod snapshot;
 mod status;
+mod store;
 mod types;
 mod write;
 
 pub use self::core::{Committed, Replica};
 pub use coordinator::{Coordinator, LeaseCoordinator};
-pub use epoch_store::{DurableState, EpochStore, FileEpochStore, MemoryEpochStore};
 pub use error::WriteError;
 pub use message::Message;
+pub use snapshot::{Snapshot, StateMachine};
 pub use status::{FollowerStatus, ReplicaStatus};
+pub use store::{DurableState, FileReplicaStore, MemoryReplicaStore, ProducerEntry, ReplicaStore};
 pub use types::{AckLevel, FollowerAck, NodeId, Position, ProducerSeq, ReplicaConfig, Role};
 pub use write::{Completion, Write, WriteId, Written};

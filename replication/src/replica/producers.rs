@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::envelope::{self, Envelope};
+use super::store::ProducerEntry;
 use super::types::ProducerSeq;
 use crate::record::{Offset, Record};
 
@@ -27,6 +28,27 @@ impl ProducerTable {
     /// The producer's latest write.
     pub(crate) fn last(&self, producer: u64) -> Option<LastWrite> {
         self.last.get(&producer).copied()
+    }
+
+    /// Producers' latest writes before `offset`, for a snapshot.
+    pub(crate) fn before(&self, offset: Offset) -> Vec<ProducerEntry> {
+        let mut out: Vec<ProducerEntry> = self
+            .last
+            .iter()
+            .filter(|(_, w)| w.offset < offset)
+            .map(|(&p, w)| (p, w.seq, w.offset))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Replaces the table with a snapshot's.
+    pub(crate) fn install(&mut self, entries: &[ProducerEntry]) {
+        self.undo.clear();
+        self.last = entries
+            .iter()
+            .map(|&(p, seq, offset)| (p, LastWrite { seq, offset }))
+            .collect();
     }
 
     /// Notes a record that reached the log.
