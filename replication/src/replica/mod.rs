@@ -15,6 +15,7 @@ mod snapshot;
 mod status;
 mod store;
 mod types;
+mod wire;
 mod write;
 
 pub use self::core::{Committed, Replica};
@@ -25,4 +26,5 @@ pub use snapshot::{Snapshot, StateMachine};
 pub use status::{FollowerStatus, ReplicaStatus};
 pub use store::{DurableState, FileReplicaStore, MemoryReplicaStore, ProducerEntry, ReplicaStore};
 pub use types::{AckLevel, FollowerAck, NodeId, Position, ProducerSeq, ReplicaConfig, Role};
+pub use wire::{MAX_PACKET, Packet, RemoteWriteError, WIRE_VERSION, decode_packet, encode_packet};
 pub use write::{Completion, Write, WriteId, Written};

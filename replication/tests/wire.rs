@@ -1,0 +1,270 @@
+//! The wire format: every packet round-trips, and hostile bytes (torn, flipped, oversized,
+//! garbage) are refused with a typed error, never a panic.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use shardkit_replication::replica::{
+    AckLevel, FollowerStatus, MAX_PACKET, Message, NodeId, Packet, Position, RemoteWriteError,
+    ReplicaStatus, Role, Write, Written, decode_packet, encode_packet,
+};
+use shardkit_replication::{Epoch, FrameError, Offset, Record};
+
+fn every_kind() -> Vec<Packet> {
+    let e = Epoch::new(7);
+    let o = Offset::new;
+    let records = vec![
+        Record::new(o(10), e, 1, b"a".to_vec()).with_key(b"k".to_vec()),
+        Record::new(o(11), e, 2, vec![0; 300]),
+    ];
+    let messages = vec![
+        Message::Fetch {
+            epoch: e,
+            id: 1,
+            from: o(10),
+            last_epoch: Epoch::new(6),
+            acked: o(9),
+        },
+        Message::Records {
+            epoch: e,
+            id: 1,
+            records,
+            commit: o(9),
+        },
+        Message::Records {
+            epoch: e,
+            id: 2,
+            records: Vec::new(),
+            commit: o(12),
+        },
+        Message::Diverging {
+            epoch: e,
+            id: 3,
+            epoch_end: Some((Epoch::new(5), o(8))),
+        },
+        Message::Diverging {
+            epoch: e,
+            id: 3,
+            epoch_end: None,
+        },
+        Message::OutOfRange {
+            epoch: e,
+            id: 4,
+            start: o(100),
+        },
+        Message::FetchSnapshot { epoch: e, id: 5 },
+        Message::InstallSnapshot {
+            epoch: e,
+            id: 5,
+            offset: o(100),
+            last_epoch: Epoch::new(6),
+            producers: vec![(1, 2, o(3))],
+            data: b"state".to_vec(),
+        },
+        Message::NotLeader {
+            epoch: e,
+            leader: Some(NodeId::new(2)),
+        },
+        Message::Heartbeat {
+            epoch: e,
+            role: Role::Leader,
+            leader: None,
+            position: Position {
+                last_epoch: e,
+                end: o(12),
+            },
+            commit: o(11),
+        },
+        Message::Prepare { epoch: e },
+        Message::Prepared {
+            epoch: e,
+            position: Position::default(),
+        },
+        Message::Promote { epoch: e },
+        Message::Follow {
+            epoch: e,
+            leader: NodeId::new(3),
+        },
+    ];
+    let mut packets: Vec<Packet> = messages
+        .into_iter()
+        .map(|message| Packet::Protocol {
+            from: NodeId::new(1),
+            message,
+        })
+        .collect();
+    packets.push(Packet::Write {
+        request: 9,
+        write: Write::new(b"payload".to_vec(), AckLevel::All)
+            .with_key(b"key".to_vec())
+            .idempotent(77, 3)
+            .with_timeout(Duration::from_millis(1500)),
+    });
+    packets.push(Packet::Write {
+        request: 10,
+        write: Write::new(Vec::new(), AckLevel::None),
+    });
+    let outcomes = [
+        Ok(Written {
+            offset: o(5),
+            duplicate: true,
+        }),
+        Err(RemoteWriteError::NotLeader {
+            leader: Some(NodeId::new(2)),
+            epoch: e,
+        }),
+        Err(RemoteWriteError::NotEnoughReplicas {
+            in_sync: 1,
+            required: 2,
+        }),
+        Err(RemoteWriteError::Timeout { offset: o(4) }),
+        Err(RemoteWriteError::LeadershipLost { offset: o(4) }),
+        Err(RemoteWriteError::Storage {
+            reason: "disk full".into(),
+        }),
+    ];
+    for result in outcomes {
+        packets.push(Packet::WriteResult { request: 9, result });
+    }
+    packets.push(Packet::StatusRequest { request: 11 });
+    packets.push(Packet::Status {
+        request: 11,
+        status: ReplicaStatus {
+            id: NodeId::new(1),
+            role: Role::Leader,
+            epoch: e,
+            leader: Some(NodeId::new(1)),
+            start: o(0),
+            end: o(12),
+            flushed: o(12),
+            commit: o(11),
+            followers: vec![FollowerStatus {
+                id: NodeId::new(2),
+                end: o(11),
+                acked: o(11),
+                lag_records: 1,
+                lag_bytes: 60,
+                lag_time: Duration::from_millis(3),
+                in_sync: true,
+                last_fetch_ago: Some(Duration::from_millis(1)),
+            }],
+        },
+    });
+    packets
+}
+
+#[test]
+fn every_packet_kind_round_trips() {
+    let mut stream = Vec::new();
+    for p in every_kind() {
+        encode_packet(&p, &mut stream).unwrap();
+    }
+    let mut at = 0;
+    for expected in every_kind() {
+        let (p, used) = decode_packet(&stream[at..], MAX_PACKET).unwrap();
+        assert_eq!(p, expected);
+        at += used;
+    }
+    assert_eq!(at, stream.len());
+}
+
+#[test]
+fn a_torn_packet_asks_for_more_at_every_cut() {
+    for p in every_kind() {
+        let mut buf = Vec::new();
+        encode_packet(&p, &mut buf).unwrap();
+        for cut in 0..buf.len() {
+            assert!(
+                matches!(
+                    decode_packet(&buf[..cut], MAX_PACKET),
+                    Err(FrameError::Incomplete { .. })
+                ),
+                "{p:?} cut at {cut}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_flipped_bit_is_refused() {
+    for p in every_kind() {
+        let mut buf = Vec::new();
+        encode_packet(&p, &mut buf).unwrap();
+        for bit in 0..buf.len() * 8 {
+            let mut bad = buf.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            // A flip in the length may ask for more bytes; anywhere else it is an error.
+            match decode_packet(&bad, MAX_PACKET) {
+                Err(_) => {}
+                Ok(_) => panic!("{p:?}: flipped bit {bit} accepted"),
+            }
+        }
+    }
+}
+
+#[test]
+fn oversized_wrong_version_and_unknown_kinds_are_typed_errors() {
+    let mut huge = vec![0xff, 0xff, 0xff, 0x7f];
+    huge.extend_from_slice(&[0; 8]);
+    assert!(matches!(
+        decode_packet(&huge, MAX_PACKET),
+        Err(FrameError::TooLarge { .. })
+    ));
+    let framed = |body: &[u8]| {
+        let mut out = (body.len() as u32).to_le_bytes().to_vec();
+        out.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+        out.extend_from_slice(body);
+        out
+    };
+    let reason = |r| match r {
+        Err(FrameError::Malformed { reason }) => reason,
+        other => panic!("expected Malformed, got {other:?}"),
+    };
+    assert_eq!(
+        reason(decode_packet(
+            &framed(&[9, 34, 0, 0, 0, 0, 0, 0, 0, 0]),
+            MAX_PACKET
+        )),
+        "unsupported wire version"
+    );
+    assert_eq!(
+        reason(decode_packet(&framed(&[1, 200]), MAX_PACKET)),
+        "unknown packet kind"
+    );
+    // A status request with a byte too many, and one with a field cut short.
+    let mut extra = vec![1, 34];
+    extra.extend_from_slice(&[0; 9]);
+    assert_eq!(
+        reason(decode_packet(&framed(&extra), MAX_PACKET)),
+        "bytes after the packet's fields"
+    );
+    assert_eq!(
+        reason(decode_packet(&framed(&[1, 34, 0, 0]), MAX_PACKET)),
+        "a field runs past the packet's end"
+    );
+    // A count claiming more elements than bytes: refused before allocating.
+    let mut count = vec![1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0];
+    count.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    count.extend_from_slice(&u64::MAX.to_le_bytes());
+    assert_eq!(
+        reason(decode_packet(&framed(&count), MAX_PACKET)),
+        "a length exceeds the packet"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode_packet(&bytes, MAX_PACKET);
+    }
+
+    #[test]
+    fn checksummed_garbage_never_panics(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let mut buf = (body.len() as u32).to_le_bytes().to_vec();
+        buf.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        buf.extend_from_slice(&body);
+        let _ = decode_packet(&buf, MAX_PACKET);
+    }
+}
