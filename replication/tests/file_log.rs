@@ -473,7 +473,7 @@ fn an_unsynced_write_with_a_sector_missing_is_torn_not_corrupt() {
 fn reset_restarts_the_log_empty_at_an_offset_and_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig::default().segment_bytes(4096);
-    let log = FileLog::open(dir.path(), config.clone()).unwrap();
+    let log = FileLog::open(dir.path(), config).unwrap();
     for _ in 0..200 {
         log.append(Epoch::new(2), &[Entry::new(&[7; 40])]).unwrap();
     }
@@ -483,7 +483,7 @@ fn reset_restarts_the_log_empty_at_an_offset_and_survives_reopening() {
     assert_eq!(log.end_offset(), Offset::new(1000));
     assert_eq!(log.epochs(), vec![(Epoch::new(3), Offset::new(999))]);
     let copied = Record::new(Offset::new(1000), Epoch::new(4), 1, b"after".to_vec());
-    log.append_records(&[copied.clone()]).unwrap();
+    log.append_records(std::slice::from_ref(&copied)).unwrap();
     drop(log);
     let log = FileLog::open(dir.path(), config).unwrap();
     assert_eq!(log.start_offset(), Offset::new(1000));

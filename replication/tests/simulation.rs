@@ -827,17 +827,15 @@ impl Sim {
                     }
                     Some(_) => {}
                     None => {
-                        if let Some(p) = producer_of(&rec.payload) {
-                            if let Some(other) =
+                        if let Some(p) = producer_of(&rec.payload)
+                            && let Some(other) =
                                 self.applied.insert((p.producer, p.seq), rec.offset)
-                            {
-                                if other != rec.offset {
-                                    self.fail(&format!(
-                                        "idempotent write {p:?} applied twice, at {other} and {}",
-                                        rec.offset
-                                    ));
-                                }
-                            }
+                            && other != rec.offset
+                        {
+                            self.fail(&format!(
+                                "idempotent write {p:?} applied twice, at {other} and {}",
+                                rec.offset
+                            ));
                         }
                         self.history.insert(rec.offset, (rec.epoch, rec.payload));
                     }

@@ -212,3 +212,40 @@ impl<'a, L: LogStorage + ?Sized> Tail<'a, L> {
         Ok(batch)
     }
 }
+
+/// A shared log is a log: a node can keep a handle for reads while its replica appends.
+impl<T: LogStorage + ?Sized> LogStorage for std::sync::Arc<T> {
+    fn append(&self, epoch: Epoch, entries: &[Entry<'_>]) -> Result<Appended, Error> {
+        (**self).append(epoch, entries)
+    }
+    fn append_records(&self, records: &[Record]) -> Result<Appended, Error> {
+        (**self).append_records(records)
+    }
+    fn read(&self, from: Offset, max_bytes: usize) -> Result<Vec<Record>, Error> {
+        (**self).read(from, max_bytes)
+    }
+    fn start_offset(&self) -> Offset {
+        (**self).start_offset()
+    }
+    fn end_offset(&self) -> Offset {
+        (**self).end_offset()
+    }
+    fn wait_beyond(&self, offset: Offset, timeout: Duration) -> Offset {
+        (**self).wait_beyond(offset, timeout)
+    }
+    fn truncate_from(&self, offset: Offset) -> Result<(), Error> {
+        (**self).truncate_from(offset)
+    }
+    fn drop_before(&self, offset: Offset) -> Result<(), Error> {
+        (**self).drop_before(offset)
+    }
+    fn reset(&self, start: Offset, epoch: Epoch) -> Result<(), Error> {
+        (**self).reset(start, epoch)
+    }
+    fn sync(&self) -> Result<(), Error> {
+        (**self).sync()
+    }
+    fn epochs(&self) -> Vec<(Epoch, Offset)> {
+        (**self).epochs()
+    }
+}

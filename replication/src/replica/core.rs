@@ -249,22 +249,7 @@ impl<S: LogStorage> Replica<S> {
     /// [`Error::OffsetOutOfRange`] if `from` is below the log's start or beyond the commit
     /// offset, and the log's read errors.
     pub fn read_committed(&self, from: Offset, max_bytes: usize) -> Result<Vec<Committed>, Error> {
-        if from > self.commit {
-            return Err(Error::OffsetOutOfRange {
-                requested: from.get(),
-                start: self.log.start_offset().get(),
-                end: self.commit.get(),
-            });
-        }
-        if from == self.commit {
-            return Ok(Vec::new());
-        }
-        let records = self.log.read(from, max_bytes)?;
-        Ok(records
-            .into_iter()
-            .take_while(|r| r.offset < self.commit)
-            .filter_map(to_committed)
-            .collect())
+        read_committed(&self.log, self.commit, from, max_bytes).map(|(records, _)| records)
     }
 
     /// Messages to send, as `(destination, message)`, in order.
@@ -307,10 +292,9 @@ impl<S: LogStorage> Replica<S> {
         match message {
             Message::Prepare { epoch } => self.on_prepare(from, epoch),
             Message::Promote { epoch } => {
-                if Some(from) != self.config.coordinator {
+                let repeated = epoch == self.epoch && self.role() == Role::Leader;
+                if Some(from) != self.config.coordinator || repeated {
                     Ok(())
-                } else if epoch == self.epoch && self.role() == Role::Leader {
-                    Ok(()) // a repeated promotion
                 } else if epoch != self.epoch || self.leader().is_some() || !self.eligible {
                     // Only a replica that promised exactly this epoch (and has followed no
                     // one in it since) may lead it: its log is the one the coordinator chose.
@@ -566,6 +550,35 @@ impl<S: LogStorage> Replica<S> {
             },
         ));
     }
+}
+
+/// Committed records of `log` from `from` on, below `commit`, without epoch markers; and the
+/// offset after the last record read (markers included), where the next read starts.
+pub(crate) fn read_committed<S: LogStorage + ?Sized>(
+    log: &S,
+    commit: Offset,
+    from: Offset,
+    max_bytes: usize,
+) -> Result<(Vec<Committed>, Offset), Error> {
+    if from > commit {
+        return Err(Error::OffsetOutOfRange {
+            requested: from.get(),
+            start: log.start_offset().get(),
+            end: commit.get(),
+        });
+    }
+    if from == commit {
+        return Ok((Vec::new(), from));
+    }
+    let records: Vec<Record> = log
+        .read(from, max_bytes)?
+        .into_iter()
+        .take_while(|r| r.offset < commit)
+        .collect();
+    let next = records
+        .last()
+        .map_or(from, |r| Offset::new(r.offset.get() + 1));
+    Ok((records.into_iter().filter_map(to_committed).collect(), next))
 }
 
 fn to_committed(record: Record) -> Option<Committed> {

@@ -10,10 +10,12 @@ mod error;
 mod follower;
 mod leader;
 mod message;
+mod node;
 mod producers;
 mod snapshot;
 mod status;
 mod store;
+mod transport;
 mod types;
 mod wire;
 mod write;
@@ -22,9 +24,14 @@ pub use self::core::{Committed, Replica};
 pub use coordinator::{Coordinator, LeaseCoordinator};
 pub use error::WriteError;
 pub use message::Message;
+pub use node::{CoordinatorNode, Node, Subscription};
 pub use snapshot::{Snapshot, StateMachine};
 pub use status::{FollowerStatus, ReplicaStatus};
 pub use store::{DurableState, FileReplicaStore, MemoryReplicaStore, ProducerEntry, ReplicaStore};
+pub use transport::{
+    Inbound, MemoryNetwork, MemoryTransport, ReplyTo, TcpClient, TcpConfig, TcpStats, TcpTransport,
+    Transport,
+};
 pub use types::{AckLevel, FollowerAck, NodeId, Position, ProducerSeq, ReplicaConfig, Role};
 pub use wire::{MAX_PACKET, Packet, RemoteWriteError, WIRE_VERSION, decode_packet, encode_packet};
 pub use write::{Completion, Write, WriteId, Written};

@@ -1,0 +1,557 @@
+//! A replica (or the coordinator) running on its own thread over a [`Transport`]: the driver
+//! that turns the sans-IO state machines into a service, with blocking writes, committed
+//! reads, read-your-writes waits and tailing subscriptions.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded, select, unbounded};
+use parking_lot::{Condvar, Mutex};
+
+use super::coordinator::Coordinator;
+use super::core::{Committed, Replica, read_committed};
+use super::error::WriteError;
+use super::status::ReplicaStatus;
+use super::transport::{Inbound, ReplyTo, Transport};
+use super::types::NodeId;
+use super::wire::{Packet, RemoteWriteError};
+use super::write::{Write, WriteId, Written};
+use crate::error::Error;
+use crate::log::storage::LogStorage;
+use crate::record::Offset;
+
+/// How often the driver advances the state machine's clock when nothing arrives.
+const TICK: Duration = Duration::from_millis(1);
+/// The most writes gathered into one append.
+const MAX_BATCH: usize = 4096;
+
+enum Command {
+    Write(Write, Sender<Result<Written, WriteError>>),
+    Status(Sender<ReplicaStatus>),
+    Compact(Sender<Result<Offset, Error>>),
+}
+
+/// Who waits for a write's outcome.
+enum Waiter {
+    Local(Sender<Result<Written, WriteError>>),
+    Remote(ReplyTo, u64),
+}
+
+impl Waiter {
+    fn finish(self, result: Result<Written, WriteError>) {
+        match self {
+            Waiter::Local(tx) => {
+                let _ = tx.send(result);
+            }
+            Waiter::Remote(reply, request) => reply.send(Packet::WriteResult {
+                request,
+                result: result.map_err(|e| RemoteWriteError::from(&e)),
+            }),
+        }
+    }
+}
+
+/// What the driver publishes for readers on other threads.
+#[derive(Debug, Default)]
+struct Published {
+    commit: AtomicU64,
+    lock: Mutex<()>,
+    advanced: Condvar,
+    stopped: AtomicBool,
+}
+
+impl Published {
+    fn commit(&self) -> Offset {
+        Offset::new(self.commit.load(Ordering::Acquire))
+    }
+
+    fn publish(&self, commit: Offset) {
+        if self.commit.swap(commit.get(), Ordering::AcqRel) != commit.get() {
+            let _guard = self.lock.lock();
+            self.advanced.notify_all();
+        }
+    }
+
+    /// Waits until the commit offset is beyond `offset`; returns whether it is.
+    fn wait_beyond(&self, offset: Offset, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.lock.lock();
+        while self.commit() <= offset {
+            if self.stopped.load(Ordering::Acquire)
+                || self.advanced.wait_until(&mut guard, deadline).timed_out()
+            {
+                return self.commit() > offset;
+            }
+        }
+        true
+    }
+}
+
+/// A [`Replica`] on its own thread, over a [`Transport`]. Writes block until their ack
+/// level (or fail); committed reads, read-your-writes waits and subscriptions run on the
+/// caller's thread against the shared log.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use shardkit_replication::MemoryLog;
+/// use shardkit_replication::replica::{
+///     AckLevel, MemoryNetwork, MemoryReplicaStore, Node, NodeId, Replica, ReplicaConfig, Write,
+/// };
+///
+/// let network = MemoryNetwork::new();
+/// let ids = [NodeId::new(1), NodeId::new(2), NodeId::new(3)];
+/// let nodes: Vec<Node<_>> = ids.iter().map(|&id| {
+///     let mut config = ReplicaConfig::new(id, ids);
+///     config.bootstrap = true;
+///     let replica = Replica::open(config, Arc::new(MemoryLog::new()), Box::new(MemoryReplicaStore::new()))?;
+///     Ok(Node::start(replica, network.join(id)))
+/// }).collect::<Result<_, shardkit_replication::Error>>()?;
+///
+/// // No coordinator here: make node 1 lead epoch 1, the others follow it.
+/// nodes[0].promote(shardkit_replication::Epoch::new(1))?;
+/// for n in &nodes[1..] { n.follow(shardkit_replication::Epoch::new(1), ids[0])?; }
+///
+/// let written = nodes[0].write(Write::new(b"hello".to_vec(), AckLevel::Quorum))?;
+/// // Read your write on a follower: wait until it has committed it.
+/// assert!(nodes[1].wait_for_commit(written.offset, Duration::from_secs(5)));
+/// let records = nodes[1].read_committed(written.offset, 1 << 20)?;
+/// assert_eq!(records[0].payload, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Node<S: LogStorage + 'static> {
+    id: NodeId,
+    log: Arc<S>,
+    commands: Sender<Command>,
+    control: Sender<Control>,
+    published: Arc<Published>,
+    thread: Option<JoinHandle<()>>,
+}
+
+enum Control {
+    Promote(crate::record::Epoch, Sender<Result<(), Error>>),
+    Follow(crate::record::Epoch, NodeId, Sender<Result<(), Error>>),
+    Stop,
+}
+
+impl<S: LogStorage + 'static> std::fmt::Debug for Node<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("commit", &self.published.commit())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: LogStorage + 'static> Node<S> {
+    /// Starts `replica` on a new thread, talking over `transport`. The replica's log is
+    /// shared (`Arc`) so that reads need not go through the thread.
+    pub fn start(replica: Replica<Arc<S>>, transport: impl Transport + 'static) -> Self {
+        let id = replica.id();
+        let log = Arc::clone(replica.log());
+        let (commands, command_rx) = unbounded();
+        let (control, control_rx) = unbounded();
+        let published = Arc::new(Published::default());
+        published.publish(replica.commit_offset());
+        let shared = Arc::clone(&published);
+        let thread = std::thread::Builder::new()
+            .name(format!("shardkit-replica-{id}"))
+            .spawn(move || {
+                let mut driver = Driver {
+                    replica,
+                    transport,
+                    started: Instant::now(),
+                    waiters: std::collections::HashMap::new(),
+                    published: shared,
+                };
+                driver.run(&command_rx, &control_rx);
+            })
+            .expect("spawning the replica's thread");
+        Self {
+            id,
+            log,
+            commands,
+            control,
+            published,
+            thread: Some(thread),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The log, for reads of uncommitted records (a leader's own, or for tools).
+    pub fn log(&self) -> &Arc<S> {
+        &self.log
+    }
+
+    /// Writes and waits until the write reaches its ack level, or fails.
+    ///
+    /// # Errors
+    ///
+    /// Every [`WriteError`]; [`WriteError::LeadershipLost`] also if the node stopped.
+    pub fn write(&self, write: Write) -> Result<Written, WriteError> {
+        self.write_async(write)
+            .recv()
+            .unwrap_or(Err(WriteError::LeadershipLost {
+                offset: Offset::new(0),
+            }))
+    }
+
+    /// Submits a write without waiting: the outcome arrives on the returned channel. Many
+    /// writes in flight at once share appends and syncs.
+    pub fn write_async(&self, write: Write) -> Receiver<Result<Written, WriteError>> {
+        let (tx, rx) = bounded(1);
+        if let Err(e) = self.commands.send(Command::Write(write, tx))
+            && let Command::Write(_, tx) = e.into_inner()
+        {
+            let _ = tx.send(Err(WriteError::LeadershipLost {
+                offset: Offset::new(0),
+            }));
+        }
+        rx
+    }
+
+    /// The replica's status.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] if the node has stopped.
+    pub fn status(&self) -> Result<ReplicaStatus, Error> {
+        let (tx, rx) = bounded(1);
+        let stopped = || Error::InvalidConfig {
+            reason: "the node has stopped",
+        };
+        self.commands
+            .send(Command::Status(tx))
+            .map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())
+    }
+
+    /// Drops log records that the state machine's snapshot (or the commit offset) covers;
+    /// see [`Replica::compact`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Replica::compact`].
+    pub fn compact(&self) -> Result<Offset, Error> {
+        let (tx, rx) = bounded(1);
+        let stopped = || Error::InvalidConfig {
+            reason: "the node has stopped",
+        };
+        self.commands
+            .send(Command::Compact(tx))
+            .map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?
+    }
+
+    /// Makes this node lead `epoch`; see [`Replica::promote`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Replica::promote`].
+    pub fn promote(&self, epoch: crate::record::Epoch) -> Result<(), Error> {
+        self.control_call(|tx| Control::Promote(epoch, tx))
+    }
+
+    /// Makes this node follow `leader` in `epoch`; see [`Replica::follow`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Replica::follow`].
+    pub fn follow(&self, epoch: crate::record::Epoch, leader: NodeId) -> Result<(), Error> {
+        self.control_call(|tx| Control::Follow(epoch, leader, tx))
+    }
+
+    fn control_call(
+        &self,
+        build: impl FnOnce(Sender<Result<(), Error>>) -> Control,
+    ) -> Result<(), Error> {
+        let (tx, rx) = bounded(1);
+        let stopped = || Error::InvalidConfig {
+            reason: "the node has stopped",
+        };
+        self.control.send(build(tx)).map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?
+    }
+
+    /// The commit offset this node knows.
+    pub fn commit_offset(&self) -> Offset {
+        self.published.commit()
+    }
+
+    /// Waits until this node has committed the record at `offset` (read-your-writes: pass
+    /// the offset your write was acknowledged with); returns whether it has, `false` on
+    /// timeout.
+    pub fn wait_for_commit(&self, offset: Offset, timeout: Duration) -> bool {
+        self.published.wait_beyond(offset, timeout)
+    }
+
+    /// Committed records from `from` on, as [`Replica::read_committed`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Replica::read_committed`].
+    pub fn read_committed(&self, from: Offset, max_bytes: usize) -> Result<Vec<Committed>, Error> {
+        read_committed(&*self.log, self.commit_offset(), from, max_bytes)
+            .map(|(records, _)| records)
+    }
+
+    /// A tailing subscription to committed records from `from` (0 replays everything the
+    /// log retains).
+    pub fn subscribe(&self, from: Offset) -> Subscription<S> {
+        Subscription {
+            log: Arc::clone(&self.log),
+            published: Arc::clone(&self.published),
+            next: from,
+        }
+    }
+
+    /// Stops the node's thread (also on drop).
+    pub fn stop(&mut self) {
+        let _ = self.control.send(Control::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl<S: LogStorage + 'static> Drop for Node<S> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Committed records as they commit, from an offset on: an event consumer's view.
+#[derive(Debug)]
+pub struct Subscription<S> {
+    log: Arc<S>,
+    published: Arc<Published>,
+    next: Offset,
+}
+
+impl<S: LogStorage> Subscription<S> {
+    /// The next offset this subscription will deliver from.
+    pub fn position(&self) -> Offset {
+        self.next
+    }
+
+    /// The next committed records, waiting up to `timeout` for some; empty on timeout.
+    /// Offsets only move forward (epoch markers are skipped).
+    ///
+    /// # Errors
+    ///
+    /// As [`Replica::read_committed`] (for example when compaction dropped the position).
+    pub fn next_batch(&mut self, timeout: Duration) -> Result<Vec<Committed>, Error> {
+        if !self.published.wait_beyond(self.next, timeout) {
+            return Ok(Vec::new());
+        }
+        let (records, next) =
+            read_committed(&*self.log, self.published.commit(), self.next, 1 << 20)?;
+        self.next = next;
+        Ok(records)
+    }
+}
+
+struct Driver<S: LogStorage, T> {
+    replica: Replica<Arc<S>>,
+    transport: T,
+    started: Instant,
+    waiters: std::collections::HashMap<WriteId, Waiter>,
+    published: Arc<Published>,
+}
+
+impl<S: LogStorage, T: Transport> Driver<S, T> {
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn run(&mut self, commands: &Receiver<Command>, control: &Receiver<Control>) {
+        let mut next_tick = Instant::now();
+        loop {
+            let mut writes: Vec<(Write, Waiter)> = Vec::new();
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            select! {
+                recv(self.transport.inbox()) -> m => if let Ok(m) = m { self.inbound(m, &mut writes) },
+                recv(commands) -> c => if let Ok(c) = c { self.command(c, &mut writes) },
+                recv(control) -> c => match c {
+                    Ok(c) => if !self.control(c) { break },
+                    Err(_) => break,
+                },
+                default(wait) => {}
+            }
+            // Gather whatever else is waiting: one append and one sync for all of it.
+            while writes.len() < MAX_BATCH {
+                if let Ok(m) = self.transport.inbox().try_recv() {
+                    self.inbound(m, &mut writes);
+                } else if let Ok(c) = commands.try_recv() {
+                    self.command(c, &mut writes);
+                } else {
+                    break;
+                }
+            }
+            if self.step(writes, &mut next_tick).is_err() {
+                break;
+            }
+        }
+        self.published.stopped.store(true, Ordering::Release);
+        let _guard = self.published.lock.lock();
+        self.published.advanced.notify_all();
+    }
+
+    fn control(&mut self, c: Control) -> bool {
+        let now = self.now();
+        match c {
+            Control::Promote(epoch, tx) => {
+                let _ = tx.send(self.replica.promote(now, epoch));
+            }
+            Control::Follow(epoch, leader, tx) => {
+                let _ = tx.send(self.replica.follow(now, epoch, Some(leader)));
+            }
+            Control::Stop => return false,
+        }
+        true
+    }
+
+    fn inbound(&mut self, m: Inbound, writes: &mut Vec<(Write, Waiter)>) {
+        let now = self.now();
+        match m.packet {
+            Packet::Protocol { from, message } => {
+                // A storage error here fails the message; the replica stays up and the
+                // protocol retries (a poisoned log keeps failing and the node stays behind).
+                let _ = self.replica.handle(now, from, message);
+            }
+            Packet::Write { request, write } => {
+                writes.push((write, Waiter::Remote(m.reply, request)))
+            }
+            Packet::StatusRequest { request } => m.reply.send(Packet::Status {
+                request,
+                status: self.replica.status(now),
+            }),
+            _ => {}
+        }
+    }
+
+    fn command(&mut self, c: Command, writes: &mut Vec<(Write, Waiter)>) {
+        match c {
+            Command::Write(w, tx) => writes.push((w, Waiter::Local(tx))),
+            Command::Status(tx) => {
+                let _ = tx.send(self.replica.status(self.now()));
+            }
+            Command::Compact(tx) => {
+                let _ = tx.send(self.replica.compact());
+            }
+        }
+    }
+
+    fn send_outbox(&mut self) {
+        let from = self.replica.id();
+        for (to, message) in self.replica.take_outbox() {
+            self.transport.send(to, Packet::Protocol { from, message });
+        }
+    }
+
+    fn step(&mut self, writes: Vec<(Write, Waiter)>, next_tick: &mut Instant) -> Result<(), Error> {
+        let now = self.now();
+        if !writes.is_empty() {
+            let (batch, waiters): (Vec<Write>, Vec<Waiter>) = writes.into_iter().unzip();
+            let results = self.replica.write_batch(now, batch);
+            for (result, waiter) in results.into_iter().zip(waiters) {
+                match result {
+                    Ok(id) => {
+                        self.waiters.insert(id, waiter);
+                    }
+                    Err(e) => waiter.finish(Err(e)),
+                }
+            }
+        }
+        if Instant::now() >= *next_tick {
+            self.replica.tick(now)?;
+            *next_tick = Instant::now() + TICK;
+        }
+        // The leader's records leave before its own sync, so copies are made in parallel.
+        self.send_outbox();
+        let flushed = self.replica.flush(now);
+        self.send_outbox();
+        for c in self.replica.take_completions() {
+            if let Some(w) = self.waiters.remove(&c.id) {
+                w.finish(c.result);
+            }
+        }
+        self.published.publish(self.replica.commit_offset());
+        flushed
+    }
+}
+
+/// A [`Coordinator`] on its own thread, over a [`Transport`] (use an id no replica has).
+pub struct CoordinatorNode {
+    stop: Sender<()>,
+    thread: Option<JoinHandle<()>>,
+    leader: Arc<Mutex<Option<(NodeId, crate::record::Epoch)>>>,
+}
+
+impl std::fmt::Debug for CoordinatorNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoordinatorNode")
+            .field("leader", &*self.leader.lock())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CoordinatorNode {
+    /// Starts `coordinator` as node `id` on `transport`.
+    pub fn start(
+        id: NodeId,
+        mut coordinator: impl Coordinator + Send + 'static,
+        transport: impl Transport + 'static,
+    ) -> Self {
+        let (stop, stop_rx) = bounded::<()>(1);
+        let leader = Arc::new(Mutex::new(None));
+        let shared = Arc::clone(&leader);
+        let thread = std::thread::Builder::new()
+            .name("shardkit-coordinator".into())
+            .spawn(move || {
+                let started = Instant::now();
+                loop {
+                    select! {
+                        recv(transport.inbox()) -> m => {
+                            if let Ok(Inbound { packet: Packet::Protocol { from, message }, .. }) = m {
+                                coordinator.handle(started.elapsed(), from, message);
+                            }
+                        }
+                        recv(stop_rx) -> _ => return,
+                        default(Duration::from_millis(5)) => {}
+                    }
+                    coordinator.tick(started.elapsed());
+                    for (to, message) in coordinator.take_outbox() {
+                        transport.send(to, Packet::Protocol { from: id, message });
+                    }
+                    *shared.lock() = coordinator.leader();
+                }
+            })
+            .expect("spawning the coordinator's thread");
+        Self {
+            stop,
+            thread: Some(thread),
+            leader,
+        }
+    }
+
+    /// The leader the coordinator chose last, and its epoch.
+    pub fn leader(&self) -> Option<(NodeId, crate::record::Epoch)> {
+        *self.leader.lock()
+    }
+}
+
+impl Drop for CoordinatorNode {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

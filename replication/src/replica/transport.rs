@@ -1,0 +1,513 @@
+//! Moving packets between nodes: in memory (tests, one process) and over TCP.
+//!
+//! Transports are best effort: a packet may be lost when a link is down, and the protocol
+//! retries what matters. What a transport must not do is deliver damaged bytes: the TCP
+//! transport checks every frame ([`decode_packet`]) and drops the connection on the first bad
+//! one.
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded as channel};
+use std::collections::HashMap;
+use std::io::{Read, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::types::NodeId;
+use super::wire::{MAX_PACKET, Packet, decode_packet, encode_packet};
+use crate::error::FrameError;
+
+/// Where to send the answer to a client's request: the connection it came on.
+#[derive(Debug, Clone)]
+pub struct ReplyTo(Option<Sender<Packet>>);
+
+impl ReplyTo {
+    /// Nowhere (a packet from a peer node, answered by address).
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Sends `packet` back; lost if the client went away.
+    pub fn send(&self, packet: Packet) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(packet);
+        }
+    }
+}
+
+/// A packet that arrived, with the way back to its sender.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The packet.
+    pub packet: Packet,
+    /// Where answers to a client's request go.
+    pub reply: ReplyTo,
+}
+
+/// Sends packets to nodes by id and receives what arrives.
+pub trait Transport: Send {
+    /// Sends `packet` to `to`, best effort.
+    fn send(&self, to: NodeId, packet: Packet);
+
+    /// The channel packets arrive on.
+    fn inbox(&self) -> &Receiver<Inbound>;
+}
+
+type Mailboxes = Arc<Mutex<HashMap<NodeId, Sender<Inbound>>>>;
+
+/// An in-memory network: each node [`join`](Self::join)s with its id; clients
+/// [`request`](Self::request) nodes directly. Links can be cut to test partitions.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryNetwork {
+    mailboxes: Mailboxes,
+    cut: Arc<Mutex<std::collections::HashSet<(NodeId, NodeId)>>>,
+}
+
+impl MemoryNetwork {
+    /// An empty network.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Attaches node `id`, replacing an earlier attachment (a restart).
+    pub fn join(&self, id: NodeId) -> MemoryTransport {
+        let (tx, rx) = channel();
+        self.mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, tx);
+        MemoryTransport {
+            id,
+            network: self.clone(),
+            inbox: rx,
+        }
+    }
+
+    /// Sends a client's request to node `to`; its answers arrive on the returned receiver.
+    pub fn request(&self, to: NodeId, packet: Packet) -> Receiver<Packet> {
+        let (tx, rx) = channel();
+        self.deliver(
+            to,
+            Inbound {
+                packet,
+                reply: ReplyTo(Some(tx)),
+            },
+        );
+        rx
+    }
+
+    /// Cuts (`up == false`) or restores the link from `from` to `to`.
+    pub fn set_link(&self, from: NodeId, to: NodeId, up: bool) {
+        let mut cut = self.cut.lock().unwrap_or_else(PoisonError::into_inner);
+        if up {
+            cut.remove(&(from, to));
+        } else {
+            cut.insert((from, to));
+        }
+    }
+
+    fn deliver(&self, to: NodeId, inbound: Inbound) {
+        let boxes = self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = boxes.get(&to) {
+            let _ = tx.send(inbound);
+        }
+    }
+}
+
+/// A node's attachment to a [`MemoryNetwork`].
+#[derive(Debug)]
+pub struct MemoryTransport {
+    id: NodeId,
+    network: MemoryNetwork,
+    inbox: Receiver<Inbound>,
+}
+
+impl Transport for MemoryTransport {
+    fn send(&self, to: NodeId, packet: Packet) {
+        let cut = self
+            .network
+            .cut
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&(self.id, to));
+        if !cut {
+            self.network.deliver(
+                to,
+                Inbound {
+                    packet,
+                    reply: ReplyTo::none(),
+                },
+            );
+        }
+    }
+
+    fn inbox(&self) -> &Receiver<Inbound> {
+        &self.inbox
+    }
+}
+
+/// Timeouts and limits of a [`TcpTransport`].
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// How long a connection attempt may take.
+    pub connect_timeout: Duration,
+    /// How long one write may block before the connection is dropped.
+    pub write_timeout: Duration,
+    /// The first wait before reconnecting; it doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// The longest wait before reconnecting.
+    pub max_backoff: Duration,
+    /// The largest packet accepted.
+    pub max_packet: usize,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_millis(500),
+            write_timeout: Duration::from_secs(2),
+            min_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(1),
+            max_packet: MAX_PACKET,
+        }
+    }
+}
+
+/// Counters of a [`TcpTransport`]'s trouble, for status pages and tests.
+#[derive(Debug, Default)]
+pub struct TcpStats {
+    /// Connections dropped because a frame failed validation.
+    pub rejected_frames: AtomicU64,
+    /// Packets from a node id that is not a peer (dropped).
+    pub unknown_senders: AtomicU64,
+    /// Outgoing connections made (the first, then reconnections).
+    pub connects: AtomicU64,
+    /// Packets dropped because their peer was unreachable.
+    pub dropped: AtomicU64,
+}
+
+/// Packets over TCP (`std::net`): one outgoing connection per peer, written by its own
+/// thread, which batches whatever is queued into one write and reconnects with exponential
+/// backoff; one reader thread per incoming connection, which validates every frame and drops
+/// the connection on the first bad one. Clients connect the same way and get their answers
+/// on their connection.
+///
+/// Packets carry their sender's id, which is checked against the peer list; the transport
+/// does not authenticate peers (run it on a trusted network).
+#[derive(Debug)]
+pub struct TcpTransport {
+    local: SocketAddr,
+    peers: HashMap<NodeId, Sender<Packet>>,
+    inbox: Receiver<Inbound>,
+    stats: Arc<TcpStats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TcpTransport {
+    /// Listens on `listen` as node `id`, with `peers` (ids and addresses; `id` itself is
+    /// skipped).
+    ///
+    /// # Errors
+    ///
+    /// The listener's bind error.
+    pub fn bind(
+        id: NodeId,
+        listen: SocketAddr,
+        peers: &HashMap<NodeId, SocketAddr>,
+        config: TcpConfig,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen)?;
+        let local = listener.local_addr()?;
+        let (tx, rx) = channel();
+        let stats = Arc::new(TcpStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let known: Arc<Vec<NodeId>> = Arc::new(peers.keys().copied().collect());
+        {
+            let (stats, stop, config) = (Arc::clone(&stats), Arc::clone(&stop), config.clone());
+            std::thread::Builder::new()
+                .name(format!("shardkit-accept-{id}"))
+                .spawn(move || accept_loop(listener, tx, known, config, stats, stop))?;
+        }
+        let mut links = HashMap::new();
+        for (&peer, &addr) in peers {
+            if peer == id {
+                continue;
+            }
+            let (ptx, prx) = channel();
+            let (stats, stop, config) = (Arc::clone(&stats), Arc::clone(&stop), config.clone());
+            std::thread::Builder::new()
+                .name(format!("shardkit-link-{peer}"))
+                .spawn(move || link_loop(addr, prx, config, stats, stop))?;
+            links.insert(peer, ptx);
+        }
+        Ok(Self {
+            local,
+            peers: links,
+            inbox: rx,
+            stats,
+            stop,
+        })
+    }
+
+    /// The address it listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Its trouble counters.
+    pub fn stats(&self) -> &TcpStats {
+        &self.stats
+    }
+}
+
+impl Drop for TcpTransport {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Unblock the accept loop.
+        let _ = TcpStream::connect_timeout(&self.local, Duration::from_millis(100));
+    }
+}
+
+impl Transport for TcpTransport {
+    fn send(&self, to: NodeId, packet: Packet) {
+        if let Some(link) = self.peers.get(&to) {
+            let _ = link.send(packet);
+        }
+    }
+
+    fn inbox(&self) -> &Receiver<Inbound> {
+        &self.inbox
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    inbox: Sender<Inbound>,
+    known: Arc<Vec<NodeId>>,
+    config: TcpConfig,
+    stats: Arc<TcpStats>,
+    stop: Arc<AtomicBool>,
+) {
+    for stream in listener.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let _ = stream.set_nodelay(true);
+        let (inbox, known, stats, config) = (
+            inbox.clone(),
+            Arc::clone(&known),
+            Arc::clone(&stats),
+            config.clone(),
+        );
+        let stop = Arc::clone(&stop);
+        let _ = std::thread::Builder::new()
+            .name("shardkit-conn".into())
+            .spawn(move || serve_connection(stream, inbox, &known, &config, &stats, &stop));
+    }
+}
+
+/// Reads frames from one incoming connection until it closes or sends a bad frame. Answers
+/// to a client's requests go back on the same connection, written by a second thread.
+fn serve_connection(
+    stream: TcpStream,
+    inbox: Sender<Inbound>,
+    known: &[NodeId],
+    config: &TcpConfig,
+    stats: &TcpStats,
+    stop: &AtomicBool,
+) {
+    let Ok(writer) = stream.try_clone() else {
+        return;
+    };
+    let (reply_tx, reply_rx) = channel::<Packet>();
+    let write_timeout = config.write_timeout;
+    let _ = std::thread::Builder::new()
+        .name("shardkit-reply".into())
+        .spawn(move || write_replies(writer, reply_rx, write_timeout));
+    let mut reader = stream;
+    let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
+    let mut chunk = vec![0u8; 64 << 10];
+    while !stop.load(Ordering::Relaxed) {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut at = 0;
+        loop {
+            match decode_packet(&buf[at..], config.max_packet) {
+                Ok((packet, used)) => {
+                    at += used;
+                    if let Packet::Protocol { from, .. } = &packet
+                        && !known.contains(from)
+                    {
+                        stats.unknown_senders.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let reply = match packet {
+                        Packet::Protocol { .. } => ReplyTo::none(),
+                        _ => ReplyTo(Some(reply_tx.clone())),
+                    };
+                    if inbox.send(Inbound { packet, reply }).is_err() {
+                        return;
+                    }
+                }
+                Err(FrameError::Incomplete { .. }) => break,
+                Err(_) => {
+                    // Nothing after a bad frame can be trusted: drop the connection.
+                    stats.rejected_frames.fetch_add(1, Ordering::Relaxed);
+                    let _ = reader.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+            }
+        }
+        buf.drain(..at);
+    }
+}
+
+/// Encodes everything queued into one buffer: a batch, written with one call.
+fn batch(first: Packet, rx: &Receiver<Packet>, buf: &mut Vec<u8>) {
+    buf.clear();
+    let mut next = Some(first);
+    while let Some(p) = next {
+        // A packet too large to encode is dropped; the protocol never builds one.
+        let _ = encode_packet(&p, buf);
+        next = if buf.len() < (1 << 20) {
+            rx.try_recv().ok()
+        } else {
+            None
+        };
+    }
+}
+
+fn write_replies(mut stream: TcpStream, rx: Receiver<Packet>, write_timeout: Duration) {
+    let _ = stream.set_write_timeout(Some(write_timeout));
+    let mut buf = Vec::new();
+    while let Ok(first) = rx.recv() {
+        batch(first, &rx, &mut buf);
+        if stream.write_all(&buf).is_err() {
+            return;
+        }
+    }
+}
+
+/// Keeps one outgoing connection to a peer, reconnecting with backoff; packets queued while
+/// the peer is unreachable are dropped (the protocol resends what it needs).
+fn link_loop(
+    addr: SocketAddr,
+    rx: Receiver<Packet>,
+    config: TcpConfig,
+    stats: Arc<TcpStats>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut stream: Option<TcpStream> = None;
+    let mut backoff = config.min_backoff;
+    let mut buf = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let first = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(p) => p,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        if stream.is_none() {
+            match TcpStream::connect_timeout(&addr, config.connect_timeout) {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    let _ = s.set_write_timeout(Some(config.write_timeout));
+                    stats.connects.fetch_add(1, Ordering::Relaxed);
+                    stream = Some(s);
+                    backoff = config.min_backoff;
+                }
+                Err(_) => {
+                    let dropped = 1 + rx.try_iter().count() as u64;
+                    stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(config.max_backoff);
+                    continue;
+                }
+            }
+        }
+        batch(first, &rx, &mut buf);
+        if let Some(s) = &mut stream
+            && s.write_all(&buf).is_err()
+        {
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            stream = None;
+        }
+    }
+}
+
+/// A client of a node over TCP: writes and status requests, one at a time.
+#[derive(Debug)]
+pub struct TcpClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    next_request: u64,
+}
+
+impl TcpClient {
+    /// Connects to a node.
+    ///
+    /// # Errors
+    ///
+    /// The connection's error.
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<Self> {
+        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::new(),
+            next_request: 0,
+        })
+    }
+
+    /// Sends a request packet built around a fresh request id, and waits up to `timeout` for
+    /// the answer to it.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors (a timeout is [`std::io::ErrorKind::WouldBlock`] or `TimedOut`), and
+    /// [`std::io::ErrorKind::InvalidData`] for a bad frame.
+    pub fn call(
+        &mut self,
+        build: impl FnOnce(u64) -> Packet,
+        timeout: Duration,
+    ) -> std::io::Result<Packet> {
+        let request = self.next_request;
+        self.next_request += 1;
+        let mut out = Vec::new();
+        encode_packet(&build(request), &mut out)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        self.stream.set_write_timeout(Some(timeout))?;
+        self.stream.write_all(&out)?;
+        self.stream.set_read_timeout(Some(timeout))?;
+        let mut chunk = [0u8; 16 << 10];
+        loop {
+            match decode_packet(&self.buf, MAX_PACKET) {
+                Ok((packet, used)) => {
+                    self.buf.drain(..used);
+                    let answered = match &packet {
+                        Packet::WriteResult { request: r, .. }
+                        | Packet::Status { request: r, .. } => *r,
+                        _ => continue,
+                    };
+                    if answered == request {
+                        return Ok(packet);
+                    }
+                }
+                Err(FrameError::Incomplete { .. }) => {
+                    let n = self.stream.read(&mut chunk)?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+            }
+        }
+    }
+}
