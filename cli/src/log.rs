@@ -1,4 +1,4 @@
-//! `shardkit log`: write, inspect, verify and measure a durable log directory.
+//! `shardkit log`: write, inspect, verify and measure a durable log directory; run replicas.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -20,6 +20,16 @@ pub(crate) enum LogCommand {
     Stats(DirArgs),
     /// Append rate by durability policy and record size, in a temporary directory.
     Bench(BenchArgs),
+    /// Run a replica over TCP; it leads a new replica set unless a coordinator decides.
+    Serve(crate::replicate::ServeArgs),
+    /// Run a replica over TCP that follows the first other member unless a coordinator decides.
+    Follow(crate::replicate::ServeArgs),
+    /// Run the lease coordinator that detects a dead leader and fails over.
+    Coordinate(crate::replicate::CoordinateArgs),
+    /// Show a replica's offsets, commit point, epoch and each follower's lag.
+    Status(crate::replicate::StatusArgs),
+    /// Write records to a replica set over TCP, printing `seq offset` per acknowledgement.
+    Write(crate::replicate::WriteArgs),
 }
 
 /// When appends are acknowledged.
@@ -111,6 +121,11 @@ pub(crate) fn run(cmd: &LogCommand) -> Result<(), String> {
         LogCommand::Verify(args) => verify(args),
         LogCommand::Stats(args) => stats(args),
         LogCommand::Bench(args) => bench(args),
+        LogCommand::Serve(args) => crate::replicate::serve(args, true),
+        LogCommand::Follow(args) => crate::replicate::serve(args, false),
+        LogCommand::Coordinate(args) => crate::replicate::coordinate(args),
+        LogCommand::Status(args) => crate::replicate::status(args),
+        LogCommand::Write(args) => crate::replicate::write(args),
     }
 }
 

@@ -7,6 +7,7 @@ mod cache;
 mod demo;
 mod log;
 mod page;
+mod replicate;
 mod ring;
 
 use std::process::ExitCode;
@@ -27,7 +28,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Load per node for a ring, and what adding or removing nodes moves.
     Ring(ring::RingArgs),
-    /// The durable replication log: append, dump, verify, stats, bench.
+    /// The replicated log: durable log tools, and replicas, a coordinator and clients over TCP.
     #[command(subcommand)]
     Log(log::LogCommand),
     /// The cache: hit-ratio simulation on access traces.
