@@ -5,6 +5,7 @@
 mod cache;
 mod log;
 mod page;
+mod replication;
 mod ring;
 
 use std::io::Write as _;
@@ -33,6 +34,8 @@ enum Suite {
     Log(log::LogArgs),
     /// The cache against moka, quick_cache and mini-moka: hit ratios (with LRU and OPT).
     Cache(cache::CacheArgs),
+    /// Replication over loopback TCP against the machine's bandwidth, round trip and sync.
+    Replication(replication::ReplicationArgs),
 }
 
 /// What the report says about where it ran.
@@ -61,6 +64,7 @@ fn main() -> std::process::ExitCode {
         Suite::Page(args) => page::run(args, &mut report),
         Suite::Log(args) => log::run(args, &mut report),
         Suite::Cache(args) => cache::run(args, &mut report),
+        Suite::Replication(args) => replication::run(args, &mut report),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -1,0 +1,345 @@
+//! `compare replication`: the replicated log over loopback TCP against this machine's own
+//! limits, measured in the same run: loopback bandwidth for the same framing, the loopback
+//! round trip and the `fdatasync` time.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use shardkit_benches::stats::median;
+use shardkit_replication::replica::{
+    AckLevel, FileReplicaStore, FollowerAck, Message, Node, NodeId, Packet, Replica,
+    ReplicaConfig, TcpConfig, TcpTransport, Write, encode_packet,
+};
+use shardkit_replication::{
+    Durability, Entry, Epoch, FileLog, LogConfig, LogStorage, Offset, Record,
+};
+
+/// Arguments of `compare replication`.
+#[derive(Debug, Args)]
+pub(crate) struct ReplicationArgs {
+    /// Rounds per measurement; the report gives medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds per throughput round.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Writes per latency round.
+    #[arg(long, default_value_t = 1000)]
+    samples: usize,
+    /// Records the follower is behind in the catch-up measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    behind: u64,
+}
+
+const RECORD: usize = 100;
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
+/// A batch of `n` records as a fetch answer carries them, framed as on the wire.
+fn records_packet(n: usize) -> Vec<u8> {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record::new(Offset::new(i as u64), Epoch::new(1), 0, vec![7; RECORD + 1]))
+        .collect();
+    let mut out = Vec::new();
+    encode_packet(
+        &Packet::Protocol {
+            from: NodeId::new(1),
+            message: Message::Records {
+                epoch: Epoch::new(1),
+                id: 0,
+                records,
+                commit: Offset::new(0),
+            },
+        },
+        &mut out,
+    )
+    .expect("a small packet encodes");
+    out
+}
+
+/// Bytes per second a loopback connection carries, writing 1 MiB fetch answers.
+fn loopback_bandwidth(seconds: f64) -> f64 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        total
+    });
+    let packet = records_packet((1 << 20) / (RECORD + 50));
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let _ = s.set_nodelay(true);
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < seconds {
+        s.write_all(&packet).expect("write");
+    }
+    drop(s);
+    let total = reader.join().expect("reader");
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The framed bytes one replicated 100-byte record takes on the wire.
+fn framed_record_bytes() -> f64 {
+    let n = 1000;
+    records_packet(n).len() as f64 / n as f64
+}
+
+/// Median round trip of a 64-byte ping over loopback, in microseconds.
+fn loopback_rtt(samples: usize) -> f64 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let echo = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let _ = s.set_nodelay(true);
+        let mut buf = [0u8; 64];
+        while s.read_exact(&mut buf).is_ok() {
+            if s.write_all(&buf).is_err() {
+                break;
+            }
+        }
+    });
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let _ = s.set_nodelay(true);
+    let mut buf = [0u8; 64];
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t = Instant::now();
+        s.write_all(&buf).expect("ping");
+        s.read_exact(&mut buf).expect("pong");
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(s);
+    let _ = echo.join();
+    median(&mut times)
+}
+
+/// Median time of a 100-byte append plus `fdatasync` in a preallocated file, in
+/// microseconds, on the disk the logs use.
+fn fdatasync_time(dir: &std::path::Path, samples: usize) -> f64 {
+    use std::os::unix::fs::FileExt as _;
+    let path = dir.join("sync-probe");
+    let f = std::fs::File::create(&path).expect("probe file");
+    f.set_len(4 << 20).expect("preallocate");
+    f.sync_all().expect("sync");
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let t = Instant::now();
+        f.write_at(&[1; RECORD], (i * RECORD) as u64).expect("write");
+        f.sync_data().expect("fdatasync");
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let _ = std::fs::remove_file(path);
+    median(&mut times)
+}
+
+/// Three replicas on loopback TCP with file logs: node 1 leads, 2 and 3 follow.
+struct Cluster {
+    nodes: Vec<Node<FileLog>>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+fn cluster(ack: FollowerAck, members: u64, prefill: u64) -> Cluster {
+    let ids: Vec<NodeId> = (1..=members).map(NodeId::new).collect();
+    let addrs: HashMap<NodeId, SocketAddr> = ids.iter().map(|&id| (id, free_addr())).collect();
+    let mut dirs = Vec::new();
+    let mut nodes = Vec::new();
+    for &id in &ids {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = FileLog::open(dir.path(), LogConfig::default().durability(Durability::Never))
+            .expect("open log");
+        if id == ids[0] && prefill > 0 {
+            // The leader's history, written directly: what a lagging follower must copy.
+            // A plain write's payload: the replication layer's tag byte, then the data.
+            let mut payload = vec![0u8];
+            payload.extend_from_slice(&[7; RECORD]);
+            let entries = vec![Entry::new(&payload); 10_000];
+            while log.end_offset().get() < prefill {
+                log.append(Epoch::new(1), &entries).expect("prefill");
+            }
+            log.sync().expect("sync");
+        }
+        let mut config = ReplicaConfig::new(id, ids.iter().copied());
+        config.bootstrap = true;
+        config.follower_ack = ack;
+        let replica = Replica::open(
+            config,
+            Arc::new(log),
+            Box::new(FileReplicaStore::new(dir.path())),
+        )
+        .expect("open replica");
+        let transport =
+            TcpTransport::bind(id, addrs[&id], &addrs, TcpConfig::default()).expect("bind");
+        nodes.push(Node::start(replica, transport));
+        dirs.push(dir);
+    }
+    nodes[0].promote(Epoch::new(2)).expect("promote");
+    for n in &nodes[1..] {
+        n.follow(Epoch::new(2), ids[0]).expect("follow");
+    }
+    Cluster {
+        nodes,
+        _dirs: dirs,
+    }
+}
+
+/// Quorum-acknowledged records per second with many writes in flight.
+fn throughput(ack: FollowerAck, seconds: f64) -> f64 {
+    let c = cluster(ack, 3, 0);
+    let leader = &c.nodes[0];
+    let payload = vec![7u8; RECORD];
+    // Warm up: the followers connect and catch up.
+    leader
+        .write(Write::new(payload.clone(), AckLevel::Quorum))
+        .expect("first write");
+    let window = 8192;
+    let mut in_flight = VecDeque::with_capacity(window);
+    let mut acked = 0u64;
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < seconds {
+        while in_flight.len() < window {
+            in_flight.push_back(leader.write_async(Write::new(payload.clone(), AckLevel::Quorum)));
+        }
+        if let Some(rx) = in_flight.pop_front() {
+            rx.recv().expect("outcome").expect("acknowledged");
+            acked += 1;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    acked as f64 / elapsed
+}
+
+/// Latencies (µs) of quorum-acknowledged single writes, one in flight: `(p50, p99)`.
+fn latency(ack: FollowerAck, samples: usize) -> (f64, f64) {
+    let c = cluster(ack, 3, 0);
+    let leader = &c.nodes[0];
+    let payload = vec![7u8; RECORD];
+    for _ in 0..20 {
+        leader
+            .write(Write::new(payload.clone(), AckLevel::Quorum))
+            .expect("warm-up write");
+    }
+    let mut times: Vec<f64> = (0..samples)
+        .map(|_| {
+            let t = Instant::now();
+            leader
+                .write(Write::new(payload.clone(), AckLevel::Quorum))
+                .expect("write");
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
+    (median(&mut times), p99)
+}
+
+/// Records per second a follower `behind` records behind copies until it holds the
+/// leader's whole log.
+fn catch_up(behind: u64) -> f64 {
+    let c = cluster(FollowerAck::Flushed, 2, behind);
+    let target = c.nodes[0].log().end_offset();
+    let start = Instant::now();
+    while c.nodes[1].log().end_offset() < target {
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(start.elapsed() < Duration::from_secs(600), "catch-up stalled");
+    }
+    target.get() as f64 / start.elapsed().as_secs_f64()
+}
+
+pub(crate) fn run(args: &ReplicationArgs, report: &mut String) -> Result<(), String> {
+    use std::fmt::Write as _;
+    let rounds = args.rounds.max(1);
+    let probe_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let per_record = framed_record_bytes();
+    let (mut bw, mut rtt, mut sync) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut tp_recv, mut tp_flush) = (Vec::new(), Vec::new());
+    let (mut lat_recv, mut lat_flush) = (Vec::new(), Vec::new());
+    let mut catch = Vec::new();
+    for round in 0..rounds {
+        eprintln!("round {}/{rounds}", round + 1);
+        bw.push(loopback_bandwidth(args.seconds.min(1.0)));
+        rtt.push(loopback_rtt(args.samples));
+        sync.push(fdatasync_time(probe_dir.path(), args.samples.min(500)));
+        tp_recv.push(throughput(FollowerAck::Received, args.seconds));
+        tp_flush.push(throughput(FollowerAck::Flushed, args.seconds));
+        lat_recv.push(latency(FollowerAck::Received, args.samples));
+        lat_flush.push(latency(FollowerAck::Flushed, args.samples));
+        catch.push(catch_up(args.behind));
+    }
+    let bw = median(&mut bw);
+    let rtt = median(&mut rtt);
+    let sync = median(&mut sync);
+    let bw_records = bw / per_record;
+    let pct = |records: f64| 100.0 * records * per_record / bw;
+    let _ = writeln!(
+        report,
+        "## Replication over loopback TCP: 3 replicas (1 leader, 2 followers), file logs, 100-byte records\n"
+    );
+    let _ = writeln!(
+        report,
+        "Medians of {rounds} rounds (`compare replication --rounds {rounds}`).\n"
+    );
+    let _ = writeln!(report, "| this machine, same run | value |\n|---|---|");
+    let _ = writeln!(
+        report,
+        "| loopback bandwidth, same framing ({per_record:.0} bytes per record) | {:.0} MB/s = {:.2} M records/s |",
+        bw / 1e6,
+        bw_records / 1e6
+    );
+    let _ = writeln!(report, "| loopback round trip (64 bytes) | {rtt:.1} µs |");
+    let _ = writeln!(report, "| fdatasync of a 100-byte append | {sync:.0} µs |\n");
+    let _ = writeln!(
+        report,
+        "| quorum writes, 8192 in flight | records/s | share of loopback bandwidth |\n|---|---|---|"
+    );
+    for (name, samples) in [
+        ("followers ack on receipt", &mut tp_recv),
+        ("followers ack on flush", &mut tp_flush),
+    ] {
+        let m = median(samples);
+        let _ = writeln!(report, "| {name} | {m:.0} | {:.1}% |", pct(m));
+    }
+    let _ = writeln!(
+        report,
+        "\n| one quorum write in flight | p50 | p99 | p50 against the machine |\n|---|---|---|---|"
+    );
+    let p = |v: &mut Vec<(f64, f64)>| {
+        let mut a: Vec<f64> = v.iter().map(|x| x.0).collect();
+        let mut b: Vec<f64> = v.iter().map(|x| x.1).collect();
+        (median(&mut a), median(&mut b))
+    };
+    let (r50, r99) = p(&mut lat_recv);
+    let (f50, f99) = p(&mut lat_flush);
+    let _ = writeln!(
+        report,
+        "| followers ack on receipt | {r50:.0} µs | {r99:.0} µs | {:.1}x the round trip |",
+        r50 / rtt
+    );
+    let _ = writeln!(
+        report,
+        "| followers ack on flush | {f50:.0} µs | {f99:.0} µs | {:.2}x (round trip + one fdatasync) |",
+        f50 / (rtt + sync)
+    );
+    let c = median(&mut catch);
+    let _ = writeln!(
+        report,
+        "\nCatch-up of a follower {} records behind: {c:.0} records/s ({:.1}% of the loopback bandwidth).",
+        args.behind,
+        pct(c)
+    );
+    Ok(())
+}
