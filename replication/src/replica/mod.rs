@@ -24,7 +24,7 @@ pub use self::core::{Committed, Replica};
 pub use coordinator::{Coordinator, LeaseCoordinator};
 pub use error::WriteError;
 pub use message::Message;
-pub use node::{CoordinatorNode, Node, Subscription};
+pub use node::{BatchOutcome, CoordinatorNode, Node, Subscription};
 pub use snapshot::{Snapshot, StateMachine};
 pub use status::{FollowerStatus, ReplicaStatus};
 pub use store::{DurableState, FileReplicaStore, MemoryReplicaStore, ProducerEntry, ReplicaStore};

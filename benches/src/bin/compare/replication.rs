@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use shardkit_benches::stats::median;
 use shardkit_replication::replica::{
-    AckLevel, FileReplicaStore, FollowerAck, Message, Node, NodeId, Packet, Replica,
-    ReplicaConfig, TcpConfig, TcpTransport, Write, encode_packet,
+    AckLevel, FileReplicaStore, FollowerAck, Message, Node, NodeId, Packet, Replica, ReplicaConfig,
+    TcpConfig, TcpTransport, Write, encode_packet,
 };
 use shardkit_replication::{
     Durability, Entry, Epoch, FileLog, LogConfig, LogStorage, Offset, Record,
@@ -139,7 +139,8 @@ fn fdatasync_time(dir: &std::path::Path, samples: usize) -> f64 {
     let mut times = Vec::with_capacity(samples);
     for i in 0..samples {
         let t = Instant::now();
-        f.write_at(&[1; RECORD], (i * RECORD) as u64).expect("write");
+        f.write_at(&[1; RECORD], (i * RECORD) as u64)
+            .expect("write");
         f.sync_data().expect("fdatasync");
         times.push(t.elapsed().as_secs_f64() * 1e6);
     }
@@ -160,8 +161,11 @@ fn cluster(ack: FollowerAck, members: u64, prefill: u64) -> Cluster {
     let mut nodes = Vec::new();
     for &id in &ids {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = FileLog::open(dir.path(), LogConfig::default().durability(Durability::Never))
-            .expect("open log");
+        let log = FileLog::open(
+            dir.path(),
+            LogConfig::default().durability(Durability::Never),
+        )
+        .expect("open log");
         if id == ids[0] && prefill > 0 {
             // The leader's history, written directly: what a lagging follower must copy.
             // A plain write's payload: the replication layer's tag byte, then the data.
@@ -191,14 +195,13 @@ fn cluster(ack: FollowerAck, members: u64, prefill: u64) -> Cluster {
     for n in &nodes[1..] {
         n.follow(Epoch::new(2), ids[0]).expect("follow");
     }
-    Cluster {
-        nodes,
-        _dirs: dirs,
-    }
+    Cluster { nodes, _dirs: dirs }
 }
 
-/// Quorum-acknowledged records per second with many writes in flight.
-fn throughput(ack: FollowerAck, seconds: f64) -> f64 {
+/// Quorum-acknowledged records per second with many writes in flight: one at a time
+/// (`write_async`, a window of 8192) or in producer batches of 1024 (`write_batch_async`, 8
+/// batches in flight).
+fn throughput(ack: FollowerAck, batched: bool, seconds: f64) -> f64 {
     let c = cluster(ack, 3, 0);
     let leader = &c.nodes[0];
     let payload = vec![7u8; RECORD];
@@ -206,21 +209,38 @@ fn throughput(ack: FollowerAck, seconds: f64) -> f64 {
     leader
         .write(Write::new(payload.clone(), AckLevel::Quorum))
         .expect("first write");
-    let window = 8192;
-    let mut in_flight = VecDeque::with_capacity(window);
+    let write = || Write::new(payload.clone(), AckLevel::Quorum);
     let mut acked = 0u64;
     let start = Instant::now();
-    while start.elapsed().as_secs_f64() < seconds {
-        while in_flight.len() < window {
-            in_flight.push_back(leader.write_async(Write::new(payload.clone(), AckLevel::Quorum)));
+    if batched {
+        let (batch, window) = (1024, 8);
+        let mut in_flight = VecDeque::with_capacity(window);
+        while start.elapsed().as_secs_f64() < seconds {
+            while in_flight.len() < window {
+                in_flight
+                    .push_back(leader.write_batch_async((0..batch).map(|_| write()).collect()));
+            }
+            if let Some(rx) = in_flight.pop_front() {
+                for outcome in rx.recv().expect("outcomes") {
+                    outcome.expect("acknowledged");
+                    acked += 1;
+                }
+            }
         }
-        if let Some(rx) = in_flight.pop_front() {
-            rx.recv().expect("outcome").expect("acknowledged");
-            acked += 1;
+    } else {
+        let window = 8192;
+        let mut in_flight = VecDeque::with_capacity(window);
+        while start.elapsed().as_secs_f64() < seconds {
+            while in_flight.len() < window {
+                in_flight.push_back(leader.write_async(write()));
+            }
+            if let Some(rx) = in_flight.pop_front() {
+                rx.recv().expect("outcome").expect("acknowledged");
+                acked += 1;
+            }
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    acked as f64 / elapsed
+    acked as f64 / start.elapsed().as_secs_f64()
 }
 
 /// Latencies (µs) of quorum-acknowledged single writes, one in flight: `(p50, p99)`.
@@ -255,7 +275,10 @@ fn catch_up(behind: u64) -> f64 {
     let start = Instant::now();
     while c.nodes[1].log().end_offset() < target {
         std::thread::sleep(Duration::from_millis(2));
-        assert!(start.elapsed() < Duration::from_secs(600), "catch-up stalled");
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "catch-up stalled"
+        );
     }
     target.get() as f64 / start.elapsed().as_secs_f64()
 }
@@ -267,6 +290,7 @@ pub(crate) fn run(args: &ReplicationArgs, report: &mut String) -> Result<(), Str
     let per_record = framed_record_bytes();
     let (mut bw, mut rtt, mut sync) = (Vec::new(), Vec::new(), Vec::new());
     let (mut tp_recv, mut tp_flush) = (Vec::new(), Vec::new());
+    let (mut tpb_recv, mut tpb_flush) = (Vec::new(), Vec::new());
     let (mut lat_recv, mut lat_flush) = (Vec::new(), Vec::new());
     let mut catch = Vec::new();
     for round in 0..rounds {
@@ -274,8 +298,10 @@ pub(crate) fn run(args: &ReplicationArgs, report: &mut String) -> Result<(), Str
         bw.push(loopback_bandwidth(args.seconds.min(1.0)));
         rtt.push(loopback_rtt(args.samples));
         sync.push(fdatasync_time(probe_dir.path(), args.samples.min(500)));
-        tp_recv.push(throughput(FollowerAck::Received, args.seconds));
-        tp_flush.push(throughput(FollowerAck::Flushed, args.seconds));
+        tp_recv.push(throughput(FollowerAck::Received, false, args.seconds));
+        tp_flush.push(throughput(FollowerAck::Flushed, false, args.seconds));
+        tpb_recv.push(throughput(FollowerAck::Received, true, args.seconds));
+        tpb_flush.push(throughput(FollowerAck::Flushed, true, args.seconds));
         lat_recv.push(latency(FollowerAck::Received, args.samples));
         lat_flush.push(latency(FollowerAck::Flushed, args.samples));
         catch.push(catch_up(args.behind));
@@ -301,14 +327,31 @@ pub(crate) fn run(args: &ReplicationArgs, report: &mut String) -> Result<(), Str
         bw_records / 1e6
     );
     let _ = writeln!(report, "| loopback round trip (64 bytes) | {rtt:.1} µs |");
-    let _ = writeln!(report, "| fdatasync of a 100-byte append | {sync:.0} µs |\n");
     let _ = writeln!(
         report,
-        "| quorum writes, 8192 in flight | records/s | share of loopback bandwidth |\n|---|---|---|"
+        "| fdatasync of a 100-byte append | {sync:.0} µs |\n"
+    );
+    let _ = writeln!(
+        report,
+        "| quorum writes | records/s | share of loopback bandwidth |\n|---|---|---|"
     );
     for (name, samples) in [
-        ("followers ack on receipt", &mut tp_recv),
-        ("followers ack on flush", &mut tp_flush),
+        (
+            "one per call, 8192 in flight, followers ack on receipt",
+            &mut tp_recv,
+        ),
+        (
+            "one per call, 8192 in flight, followers ack on flush",
+            &mut tp_flush,
+        ),
+        (
+            "batches of 1024, 8 in flight, followers ack on receipt",
+            &mut tpb_recv,
+        ),
+        (
+            "batches of 1024, 8 in flight, followers ack on flush",
+            &mut tpb_flush,
+        ),
     ] {
         let m = median(samples);
         let _ = writeln!(report, "| {name} | {m:.0} | {:.1}% |", pct(m));
