@@ -16,8 +16,8 @@ pub(crate) struct FollowerState {
     /// The fetch awaiting an answer: its id and when it left.
     inflight: Option<(u64, Duration)>,
     next_fetch_id: u64,
-    /// Records arrived and the leader should hear of them once they are synced.
-    report_after_flush: bool,
+    /// The acknowledged offset the last fetch reported: a flush past it is reported at once.
+    reported_acked: Offset,
     /// The leader dropped the records this follower needs: it asks for a snapshot.
     needs_snapshot: bool,
 }
@@ -28,7 +28,7 @@ impl FollowerState {
             leader,
             inflight: None,
             next_fetch_id: 0,
-            report_after_flush: false,
+            reported_acked: Offset::new(0),
             needs_snapshot: false,
         }
     }
@@ -66,7 +66,7 @@ impl<S: LogStorage> Replica<S> {
         let id = f.next_fetch_id;
         f.next_fetch_id += 1;
         f.inflight = Some((id, now));
-        f.report_after_flush = false;
+        f.reported_acked = acked;
         let message = if f.needs_snapshot {
             Message::FetchSnapshot { epoch, id }
         } else {
@@ -83,11 +83,14 @@ impl<S: LogStorage> Replica<S> {
 
     pub(crate) fn follower_tick(&mut self, now: Duration) -> Result<(), Error> {
         let patience = self.config.fetch_wait + self.config.fetch_timeout;
+        // Records waiting for a sync are reported by `flush`, with the synced offset.
+        let syncing = self.config.follower_ack == FollowerAck::Flushed
+            && self.flushed < self.log.end_offset();
         let Some(f) = self.follower_state() else {
             return Ok(());
         };
         let due = match f.inflight {
-            None => true,
+            None => !syncing,
             Some((_, sent)) => now.saturating_sub(sent) >= patience,
         };
         if due {
@@ -97,10 +100,13 @@ impl<S: LogStorage> Replica<S> {
     }
 
     pub(crate) fn follower_flushed(&mut self, now: Duration) -> Result<(), Error> {
+        let acked = self.acked();
         let Some(f) = self.follower_state() else {
             return Ok(());
         };
-        if f.report_after_flush {
+        // A sync moved the acknowledged offset: tell the leader now (this fetch replaces one
+        // it may be holding), not when its long poll ends.
+        if f.leader.is_some() && acked > f.reported_acked {
             self.send_fetch(now);
         }
         Ok(())
@@ -154,14 +160,9 @@ impl<S: LogStorage> Replica<S> {
                     self.commit = learned;
                     self.producers.committed(learned);
                 }
-                match self.config.follower_ack {
-                    FollowerAck::Received => self.send_fetch(now),
-                    FollowerAck::Flushed if self.flushed < verified => {
-                        if let Some(f) = self.follower_state() {
-                            f.report_after_flush = true;
-                        }
-                    }
-                    FollowerAck::Flushed => self.send_fetch(now),
+                // Acking on flush, the next fetch waits for the sync (see `follower_flushed`).
+                if self.config.follower_ack == FollowerAck::Received || self.flushed >= verified {
+                    self.send_fetch(now);
                 }
             }
             Message::Diverging { epoch_end, .. } => {
