@@ -579,8 +579,14 @@ impl<S: LogStorage, T: Transport> Driver<S, T> {
 
     fn send_outbox(&mut self) {
         let from = self.replica.id();
-        for (to, message) in self.replica.take_outbox() {
-            self.transport.send(to, Packet::Protocol { from, message });
+        let packets: Vec<(NodeId, Packet)> = self
+            .replica
+            .take_outbox()
+            .into_iter()
+            .map(|(to, message)| (to, Packet::Protocol { from, message }))
+            .collect();
+        if !packets.is_empty() {
+            self.transport.send_batch(packets);
         }
     }
 
@@ -656,9 +662,12 @@ impl CoordinatorNode {
                         default(Duration::from_millis(5)) => {}
                     }
                     coordinator.tick(started.elapsed());
-                    for (to, message) in coordinator.take_outbox() {
-                        transport.send(to, Packet::Protocol { from: id, message });
-                    }
+                    let packets: Vec<(NodeId, Packet)> = coordinator
+                        .take_outbox()
+                        .into_iter()
+                        .map(|(to, message)| (to, Packet::Protocol { from: id, message }))
+                        .collect();
+                    transport.send_batch(packets);
                     *shared.lock() = coordinator.leader();
                 }
             })

@@ -49,6 +49,13 @@ pub trait Transport: Send {
     /// Sends `packet` to `to`, best effort.
     fn send(&self, to: NodeId, packet: Packet);
 
+    /// Sends several packets, in order per destination; a transport may batch them.
+    fn send_batch(&self, packets: Vec<(NodeId, Packet)>) {
+        for (to, packet) in packets {
+            self.send(to, packet);
+        }
+    }
+
     /// The channel packets arrive on.
     fn inbox(&self) -> &Receiver<Inbound>;
 }
@@ -185,7 +192,7 @@ pub struct TcpStats {
     pub unknown_senders: AtomicU64,
     /// Outgoing connections made (the first, then reconnections).
     pub connects: AtomicU64,
-    /// Packets dropped because their peer was unreachable.
+    /// Sends dropped because their peer was unreachable.
     pub dropped: AtomicU64,
 }
 
@@ -200,7 +207,7 @@ pub struct TcpStats {
 #[derive(Debug)]
 pub struct TcpTransport {
     local: SocketAddr,
-    peers: HashMap<NodeId, Sender<Packet>>,
+    peers: HashMap<NodeId, Arc<Link>>,
     inbox: Receiver<Inbound>,
     stats: Arc<TcpStats>,
     stop: Arc<AtomicBool>,
@@ -236,12 +243,17 @@ impl TcpTransport {
             if peer == id {
                 continue;
             }
-            let (ptx, prx) = channel();
+            let (wake, woken) = channel();
+            let link = Arc::new(Link {
+                state: Mutex::new(LinkState::default()),
+                wake,
+            });
             let (stats, stop, config) = (Arc::clone(&stats), Arc::clone(&stop), config.clone());
+            let connector = Arc::clone(&link);
             std::thread::Builder::new()
                 .name(format!("shardkit-link-{peer}"))
-                .spawn(move || link_loop(addr, prx, config, stats, stop))?;
-            links.insert(peer, ptx);
+                .spawn(move || connect_loop(addr, &connector, &woken, &config, &stats, &stop))?;
+            links.insert(peer, link);
         }
         Ok(Self {
             local,
@@ -273,13 +285,126 @@ impl Drop for TcpTransport {
 
 impl Transport for TcpTransport {
     fn send(&self, to: NodeId, packet: Packet) {
-        if let Some(link) = self.peers.get(&to) {
-            let _ = link.send(packet);
+        self.send_batch(vec![(to, packet)]);
+    }
+
+    fn send_batch(&self, packets: Vec<(NodeId, Packet)>) {
+        let mut by_peer: Vec<(NodeId, Vec<u8>)> = Vec::new();
+        for (to, packet) in packets {
+            let i = match by_peer.iter().position(|(p, _)| *p == to) {
+                Some(i) => i,
+                None => {
+                    by_peer.push((to, Vec::new()));
+                    by_peer.len() - 1
+                }
+            };
+            // A packet too large to encode is dropped; the protocol never builds one.
+            let _ = encode_packet(&packet, &mut by_peer[i].1);
+        }
+        for (to, bytes) in by_peer {
+            if let Some(link) = self.peers.get(&to) {
+                link.write(&bytes, &self.stats);
+            }
         }
     }
 
     fn inbox(&self) -> &Receiver<Inbound> {
         &self.inbox
+    }
+}
+
+/// One outgoing connection to a peer. The sender writes to it directly (no thread hop on
+/// the message path); a connector thread makes and remakes the connection, and sends what
+/// was queued while it connected. Direct writes cannot pile up: followers pull, so at most
+/// one fetch answer per follower is ever outstanding, and a write that blocks past the write
+/// timeout drops the connection.
+#[derive(Debug)]
+struct Link {
+    state: Mutex<LinkState>,
+    wake: Sender<()>,
+}
+
+#[derive(Debug, Default)]
+struct LinkState {
+    stream: Option<TcpStream>,
+    /// Bytes sent while connecting, written first once connected.
+    pending: Vec<u8>,
+}
+
+/// The most bytes queued for a peer while connecting; beyond it, packets are dropped.
+const MAX_PENDING: usize = 4 << 20;
+
+impl Link {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LinkState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self, bytes: &[u8], stats: &TcpStats) {
+        let mut state = self.lock();
+        match &mut state.stream {
+            Some(s) => {
+                if s.write_all(bytes).is_err() {
+                    // Dropped: the protocol resends what matters over the next connection.
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    state.stream = None;
+                    let _ = self.wake.try_send(());
+                }
+            }
+            None => {
+                if state.pending.len() + bytes.len() <= MAX_PENDING {
+                    state.pending.extend_from_slice(bytes);
+                } else {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = self.wake.try_send(());
+            }
+        }
+    }
+}
+
+/// Keeps a link connected: connects at once, and again with exponential backoff whenever
+/// the connection is found broken; a failed attempt drops what was queued for it.
+fn connect_loop(
+    addr: SocketAddr,
+    link: &Link,
+    woken: &Receiver<()>,
+    config: &TcpConfig,
+    stats: &TcpStats,
+    stop: &AtomicBool,
+) {
+    let mut backoff = config.min_backoff;
+    while !stop.load(Ordering::Relaxed) {
+        if link.lock().stream.is_some() {
+            match woken.recv_timeout(Duration::from_millis(200)) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        let attempt = TcpStream::connect_timeout(&addr, config.connect_timeout).and_then(|s| {
+            s.set_nodelay(true)?;
+            s.set_write_timeout(Some(config.write_timeout))?;
+            Ok(s)
+        });
+        let mut state = link.lock();
+        match attempt {
+            Ok(mut s) => {
+                stats.connects.fetch_add(1, Ordering::Relaxed);
+                let pending = std::mem::take(&mut state.pending);
+                if s.write_all(&pending).is_ok() {
+                    state.stream = Some(s);
+                    backoff = config.min_backoff;
+                }
+            }
+            Err(_) => {
+                if !state.pending.is_empty() {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    state.pending.clear();
+                }
+                drop(state);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(config.max_backoff);
+            }
+        }
     }
 }
 
@@ -391,52 +516,6 @@ fn write_replies(mut stream: TcpStream, rx: Receiver<Packet>, write_timeout: Dur
         batch(first, &rx, &mut buf);
         if stream.write_all(&buf).is_err() {
             return;
-        }
-    }
-}
-
-/// Keeps one outgoing connection to a peer, reconnecting with backoff; packets queued while
-/// the peer is unreachable are dropped (the protocol resends what it needs).
-fn link_loop(
-    addr: SocketAddr,
-    rx: Receiver<Packet>,
-    config: TcpConfig,
-    stats: Arc<TcpStats>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut stream: Option<TcpStream> = None;
-    let mut backoff = config.min_backoff;
-    let mut buf = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let first = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(p) => p,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        if stream.is_none() {
-            match TcpStream::connect_timeout(&addr, config.connect_timeout) {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    let _ = s.set_write_timeout(Some(config.write_timeout));
-                    stats.connects.fetch_add(1, Ordering::Relaxed);
-                    stream = Some(s);
-                    backoff = config.min_backoff;
-                }
-                Err(_) => {
-                    let dropped = 1 + rx.try_iter().count() as u64;
-                    stats.dropped.fetch_add(dropped, Ordering::Relaxed);
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(config.max_backoff);
-                    continue;
-                }
-            }
-        }
-        batch(first, &rx, &mut buf);
-        if let Some(s) = &mut stream
-            && s.write_all(&buf).is_err()
-        {
-            stats.dropped.fetch_add(1, Ordering::Relaxed);
-            stream = None;
         }
     }
 }
