@@ -612,12 +612,13 @@ impl<S: LogStorage, T: Transport> Driver<S, T> {
         self.send_outbox();
         let flushed = self.replica.flush(now);
         self.send_outbox();
+        // Published before writers hear back, so a writer can read its write at once.
+        self.published.publish(self.replica.commit_offset());
         for c in self.replica.take_completions() {
             if let Some(w) = self.waiters.remove(&c.id) {
                 w.finish(c.result, &mut self.batches);
             }
         }
-        self.published.publish(self.replica.commit_offset());
         flushed
     }
 }
