@@ -108,17 +108,20 @@
 //!     Node::start(replica, net.join(id))
 //! });
 //!
-//! // The coordinator elects a leader; writes go to it (others answer `NotLeader`).
-//! let write = || Write::new(b"debit 10".to_vec(), AckLevel::Quorum).idempotent(7, 0);
-//! let written = loop {
-//!     if let Some(w) = nodes.iter().find_map(|n| n.write(write()).ok()) {
-//!         break w;
+//! // The coordinator elects a leader; writes go to it (others answer `NotLeader`), and a
+//! // client retries elsewhere, with the same producer sequence, until one acknowledges.
+//! let write_somewhere = |w: Write| loop {
+//!     if let Some(done) = nodes.iter().find_map(|n| n.write(w.clone()).ok()) {
+//!         break done;
 //!     }
 //!     std::thread::sleep(Duration::from_millis(20));
 //! };
+//! let debit = Write::new(b"debit 10".to_vec(), AckLevel::Quorum).idempotent(7, 0);
+//! let written = write_somewhere(debit.clone());
 //! // A retry (after a timeout, say) is not applied twice.
-//! let leader = nodes.iter().find(|n| n.commit_offset() > written.offset).unwrap();
-//! assert!(leader.write(write())?.duplicate);
+//! let again = write_somewhere(debit);
+//! assert!(again.duplicate);
+//! assert_eq!(again.offset, written.offset);
 //!
 //! // Read your write on any replica: wait until it has committed the offset.
 //! for n in &nodes {
