@@ -57,6 +57,26 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Three replicas without a coordinator: node 1 leads epoch 1, the others follow it.
+fn manual_set(tune: impl Fn(&mut ReplicaConfig)) -> (MemoryNetwork, Vec<Node<MemoryLog>>) {
+    let net = MemoryNetwork::new();
+    let members = ids(3);
+    let nodes: Vec<Node<MemoryLog>> = members
+        .iter()
+        .map(|&id| {
+            start(id, &members, net.join(id), |c| {
+                c.coordinator = None;
+                tune(c);
+            })
+        })
+        .collect();
+    nodes[0].promote(Epoch::new(1)).unwrap();
+    for n in &nodes[1..] {
+        n.follow(Epoch::new(1), members[0]).unwrap();
+    }
+    (net, nodes)
+}
+
 fn leader_of(nodes: &[Option<Node<MemoryLog>>]) -> usize {
     let mut found = None;
     wait_until("a leader", Duration::from_secs(10), || {
@@ -139,20 +159,7 @@ fn a_failover_keeps_every_acknowledged_write_and_applies_retries_once() {
 
 #[test]
 fn followers_serve_their_readers_writes_and_subscriptions_tail() {
-    let net = MemoryNetwork::new();
-    let members = ids(3);
-    let nodes: Vec<Node<MemoryLog>> = members
-        .iter()
-        .map(|&id| {
-            start(id, &members, net.join(id), |c| {
-                c.coordinator = None;
-            })
-        })
-        .collect();
-    nodes[0].promote(Epoch::new(1)).unwrap();
-    for n in &nodes[1..] {
-        n.follow(Epoch::new(1), members[0]).unwrap();
-    }
+    let (_net, nodes) = manual_set(|_| {});
     let mut tail = nodes[2].subscribe(Offset::new(0));
     for i in 0..20u32 {
         let w = nodes[0]
@@ -181,21 +188,8 @@ fn followers_serve_their_readers_writes_and_subscriptions_tail() {
 
 #[test]
 fn ack_levels_are_refused_or_time_out_but_never_weakened() {
-    let net = MemoryNetwork::new();
+    let (net, nodes) = manual_set(|c| c.min_in_sync_replicas = 3);
     let members = ids(3);
-    let nodes: Vec<Node<MemoryLog>> = members
-        .iter()
-        .map(|&id| {
-            start(id, &members, net.join(id), |c| {
-                c.coordinator = None;
-                c.min_in_sync_replicas = 3;
-            })
-        })
-        .collect();
-    nodes[0].promote(Epoch::new(1)).unwrap();
-    for n in &nodes[1..] {
-        n.follow(Epoch::new(1), members[0]).unwrap();
-    }
     nodes[0]
         .write(Write::new(b"all".to_vec(), AckLevel::All))
         .unwrap();
