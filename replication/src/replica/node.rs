@@ -3,12 +3,11 @@
 //! reads, read-your-writes waits and tailing subscriptions.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded, select, unbounded};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use super::coordinator::Coordinator;
 use super::core::{Committed, Replica, read_committed};
@@ -141,41 +140,9 @@ impl Waiter {
     }
 }
 
-/// What the driver publishes for readers on other threads.
-#[derive(Debug, Default)]
-struct Published {
-    commit: AtomicU64,
-    lock: Mutex<()>,
-    advanced: Condvar,
-    stopped: AtomicBool,
-}
-
-impl Published {
-    fn commit(&self) -> Offset {
-        Offset::new(self.commit.load(Ordering::Acquire))
-    }
-
-    fn publish(&self, commit: Offset) {
-        if self.commit.swap(commit.get(), Ordering::AcqRel) != commit.get() {
-            let _guard = self.lock.lock();
-            self.advanced.notify_all();
-        }
-    }
-
-    /// Waits until the commit offset is beyond `offset`; returns whether it is.
-    fn wait_beyond(&self, offset: Offset, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut guard = self.lock.lock();
-        while self.commit() <= offset {
-            if self.stopped.load(Ordering::Acquire)
-                || self.advanced.wait_until(&mut guard, deadline).timed_out()
-            {
-                return self.commit() > offset;
-            }
-        }
-        true
-    }
-}
+/// The commit offset, published by the driver for readers on other threads (the log's own
+/// tail signal, whose wake-ups are model-checked with loom).
+type Published = crate::notify::Tail;
 
 /// A [`Replica`] on its own thread, over a [`Transport`]. Writes block until their ack
 /// level (or fail); committed reads, read-your-writes waits and subscriptions run on the
@@ -228,7 +195,7 @@ impl<S: LogStorage + 'static> std::fmt::Debug for Node<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
             .field("id", &self.id)
-            .field("commit", &self.published.commit())
+            .field("commit", &self.commit_offset())
             .finish_non_exhaustive()
     }
 }
@@ -241,8 +208,7 @@ impl<S: LogStorage + 'static> Node<S> {
         let log = Arc::clone(replica.log());
         let (commands, command_rx) = unbounded();
         let (control, control_rx) = unbounded();
-        let published = Arc::new(Published::default());
-        published.publish(replica.commit_offset());
+        let published = Arc::new(Published::new(replica.commit_offset().get()));
         let shared = Arc::clone(&published);
         let thread = std::thread::Builder::new()
             .name(format!("shardkit-replica-{id}"))
@@ -405,14 +371,14 @@ impl<S: LogStorage + 'static> Node<S> {
 
     /// The commit offset this node knows.
     pub fn commit_offset(&self) -> Offset {
-        self.published.commit()
+        Offset::new(self.published.end())
     }
 
     /// Waits until this node has committed the record at `offset` (read-your-writes: pass
     /// the offset your write was acknowledged with); returns whether it has, `false` on
     /// timeout.
     pub fn wait_for_commit(&self, offset: Offset, timeout: Duration) -> bool {
-        self.published.wait_beyond(offset, timeout)
+        self.published.wait_beyond(offset.get(), timeout) > offset.get()
     }
 
     /// Committed records from `from` on, as [`Replica::read_committed`].
@@ -471,11 +437,11 @@ impl<S: LogStorage> Subscription<S> {
     ///
     /// As [`Replica::read_committed`] (for example when compaction dropped the position).
     pub fn next_batch(&mut self, timeout: Duration) -> Result<Vec<Committed>, Error> {
-        if !self.published.wait_beyond(self.next, timeout) {
+        let commit = self.published.wait_beyond(self.next.get(), timeout);
+        if commit <= self.next.get() {
             return Ok(Vec::new());
         }
-        let (records, next) =
-            read_committed(&*self.log, self.published.commit(), self.next, 1 << 20)?;
+        let (records, next) = read_committed(&*self.log, Offset::new(commit), self.next, 1 << 20)?;
         self.next = next;
         Ok(records)
     }
@@ -523,9 +489,6 @@ impl<S: LogStorage, T: Transport> Driver<S, T> {
                 break;
             }
         }
-        self.published.stopped.store(true, Ordering::Release);
-        let _guard = self.published.lock.lock();
-        self.published.advanced.notify_all();
     }
 
     fn control(&mut self, c: Control) -> bool {
@@ -613,7 +576,10 @@ impl<S: LogStorage, T: Transport> Driver<S, T> {
         let flushed = self.replica.flush(now);
         self.send_outbox();
         // Published before writers hear back, so a writer can read its write at once.
-        self.published.publish(self.replica.commit_offset());
+        let commit = self.replica.commit_offset().get();
+        if self.published.end() != commit {
+            self.published.publish(commit);
+        }
         for c in self.replica.take_completions() {
             if let Some(w) = self.waiters.remove(&c.id) {
                 w.finish(c.result, &mut self.batches);
