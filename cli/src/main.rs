@@ -5,6 +5,7 @@
 
 mod cache;
 mod demo;
+mod kv;
 mod log;
 mod page;
 mod replicate;
@@ -26,6 +27,10 @@ struct Cli {
 enum Command {
     /// A short tour of the crates, with real figures computed as it runs.
     Demo(demo::DemoArgs),
+    /// The sharded, replicated, cached key-value service on this machine, with chaos.
+    Service(kv::demo::DemoArgs),
+    /// One node of the sharded, replicated key-value service (HTTP/JSON).
+    Node(kv::node::NodeArgs),
     /// Load per node for a ring, and what adding or removing nodes moves.
     Ring(ring::RingArgs),
     /// The replicated log: durable log tools, and replicas, a coordinator and clients over TCP.
@@ -46,6 +51,8 @@ fn main() -> ExitCode {
         Command::Ring(args) => ring::run(&args),
         Command::Page(cmd) => page::run(&cmd),
         Command::Log(cmd) => log::run(&cmd),
+        Command::Node(args) => kv::node::run(&args),
+        Command::Service(args) => kv::demo::run(&args),
         Command::Cache(cmd) => cache::run(&cmd),
     };
     match result {

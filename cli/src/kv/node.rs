@@ -1,0 +1,248 @@
+//! `shardkit node`: one node of the key-value service: the replicas of the slots the ring
+//! gives it, a read cache, and an HTTP/JSON API.
+//!
+//! - `GET /kv/{key}[?after=OFFSET]`: the value (`404` if absent). With `after`, waits until
+//!   this replica has applied the slot's log up to the offset a write returned
+//!   (read-your-writes on any replica of the slot).
+//! - `PUT /kv/{key}` (body: the value) and `DELETE /kv/{key}`: acknowledged at quorum, on the
+//!   slot's leader; `X-Producer` and `X-Seq` headers make a retry apply once. Answers
+//!   `{"slot":S,"offset":O,"duplicate":B}`.
+//! - `GET /status`: the node's slots, roles, offsets and cache statistics.
+//!
+//! A request for a slot this node does not lead (or hold) is answered `307` with the
+//! node to ask in `Location` when it is known, `503` while the slot elects a leader.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use shardkit_replication::replica::{Role, WriteError};
+
+use super::layout::{Layout, Member};
+use super::slot::{Change, ReadCache, Slot};
+
+/// Arguments of `shardkit node`.
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// This node's id (one of the `--member`s).
+    #[arg(long)]
+    pub(crate) id: u64,
+    /// Where the node keeps its slots' logs.
+    #[arg(long)]
+    pub(crate) data_dir: PathBuf,
+    /// Every node, as ID=HOST:PORT (its HTTP address; replication uses the next ports).
+    #[arg(long = "member", required = true)]
+    pub(crate) members: Vec<Member>,
+    /// The slot coordinators' base address (slot `s` at its port + `s`).
+    #[arg(long)]
+    pub(crate) coordinators: std::net::SocketAddr,
+    /// Slots the key space is divided into.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) slots: u32,
+    /// Entries in the node's read cache.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) cache_entries: u64,
+}
+
+struct Service {
+    layout: Layout,
+    slots: BTreeMap<u32, Slot>,
+    cache: Arc<ReadCache>,
+}
+
+/// Runs the node until the process is killed.
+pub(crate) fn run(args: &NodeArgs) -> Result<(), String> {
+    let layout = Layout::new(&args.members, args.coordinators, args.slots)?;
+    let me = layout
+        .http_addr(args.id)
+        .ok_or_else(|| format!("--id {} is not among the --member flags", args.id))?;
+    let cache = Arc::new(
+        ReadCache::builder()
+            .max_capacity(args.cache_entries)
+            .build()
+            .map_err(|e| e.to_string())?,
+    );
+    let mut slots = BTreeMap::new();
+    for slot in 0..layout.slot_count() {
+        if layout.holders(slot).contains(&args.id) {
+            slots.insert(
+                slot,
+                Slot::open(&layout, args.id, slot, &args.data_dir, &cache)?,
+            );
+        }
+    }
+    let server =
+        Arc::new(tiny_http::Server::http(me).map_err(|e| format!("listening on {me}: {e}"))?);
+    let service = Arc::new(Service {
+        layout,
+        slots,
+        cache,
+    });
+    println!(
+        "node {} serving {} slots on http://{me}",
+        args.id,
+        service.slots.len()
+    );
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (server, service) = (Arc::clone(&server), Arc::clone(&service));
+            std::thread::spawn(move || {
+                while let Ok(request) = server.recv() {
+                    service.handle(request);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
+    Ok(())
+}
+
+type Response = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
+
+fn respond(status: u16, body: impl Into<Vec<u8>>) -> Response {
+    tiny_http::Response::from_data(body.into()).with_status_code(status)
+}
+
+fn json(status: u16, value: &serde_json::Value) -> Response {
+    respond(status, value.to_string()).with_header(header("Content-Type", "application/json"))
+}
+
+fn header(name: &str, value: &str) -> tiny_http::Header {
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|()| {
+        tiny_http::Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).expect("a valid header")
+    })
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+impl Service {
+    fn handle(&self, mut request: tiny_http::Request) {
+        let url = request.url().to_string();
+        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+        let response = match (request.method(), path) {
+            (tiny_http::Method::Get, "/status") => self.status(),
+            (method, p) if p.starts_with("/kv/") && p.len() > 4 => {
+                let key = p[4..].to_string();
+                match method {
+                    tiny_http::Method::Get => self.get(&key, query),
+                    tiny_http::Method::Put => {
+                        let mut body = Vec::new();
+                        match request.as_reader().take(1 << 20).read_to_end(&mut body) {
+                            Ok(_) => self.change(&key, &Change::Put(&body), &request),
+                            Err(e) => respond(400, format!("reading the body: {e}")),
+                        }
+                    }
+                    tiny_http::Method::Delete => self.change(&key, &Change::Delete, &request),
+                    _ => respond(405, "use GET, PUT or DELETE"),
+                }
+            }
+            _ => respond(404, "unknown path; see /status, /kv/{key}"),
+        };
+        let _ = request.respond(response);
+    }
+
+    /// A redirect to the node that should answer for `slot` (its leader when this node knows
+    /// it, else its first holder), or `503` while there is none.
+    fn elsewhere(&self, slot: u32, path_and_query: &str) -> Response {
+        let known_leader = self
+            .slots
+            .get(&slot)
+            .and_then(Slot::role)
+            .and_then(|(_, leader)| leader.map(|l| l.get()));
+        let target = known_leader
+            .or_else(|| (!self.slots.contains_key(&slot)).then(|| self.layout.holders(slot)[0]));
+        match target.and_then(|n| self.layout.http_addr(n)) {
+            Some(addr) => respond(307, "ask the slot's leader").with_header(header(
+                "Location",
+                &format!("http://{addr}{path_and_query}"),
+            )),
+            None => respond(503, format!("slot {slot} has no leader yet; retry")),
+        }
+    }
+
+    fn get(&self, key: &str, query: &str) -> Response {
+        let slot = self.layout.slot_of(key);
+        let Some(s) = self.slots.get(&slot) else {
+            return self.elsewhere(slot, &format!("/kv/{key}?{query}"));
+        };
+        let after = query_param(query, "after")
+            .and_then(|a| a.parse::<u64>().ok())
+            .unwrap_or(0);
+        match s.read(&self.cache, key, after, Duration::from_secs(2)) {
+            Some(Some(v)) => respond(200, v.as_slice()),
+            Some(None) => respond(404, "no such key"),
+            None => respond(
+                504,
+                format!("this replica has not applied offset {after} yet"),
+            ),
+        }
+    }
+
+    fn change(&self, key: &str, change: &Change<'_>, request: &tiny_http::Request) -> Response {
+        let slot = self.layout.slot_of(key);
+        let leads = self
+            .slots
+            .get(&slot)
+            .and_then(|s| s.role())
+            .is_some_and(|(role, _)| role == Role::Leader);
+        let Some(s) = self.slots.get(&slot).filter(|_| leads) else {
+            return self.elsewhere(slot, &format!("/kv/{key}"));
+        };
+        let header_u64 = |name: &'static str| {
+            request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv(name))
+                .and_then(|h| h.value.as_str().parse::<u64>().ok())
+        };
+        let producer = header_u64("X-Producer").zip(header_u64("X-Seq"));
+        match s.write(key, change, producer) {
+            Ok(w) => json(
+                200,
+                &serde_json::json!({"slot": slot, "offset": w.offset.get(), "duplicate": w.duplicate}),
+            ),
+            Err(WriteError::NotLeader { .. }) => self.elsewhere(slot, &format!("/kv/{key}")),
+            Err(e) if e.is_fate_unknown() => {
+                respond(504, format!("{e}; retry with the same X-Seq"))
+            }
+            Err(e) => respond(503, e.to_string()),
+        }
+    }
+
+    fn status(&self) -> Response {
+        let slots: Vec<serde_json::Value> = self
+            .slots
+            .values()
+            .filter_map(|s| {
+                let st = s.status()?;
+                Some(serde_json::json!({
+                    "slot": s.slot,
+                    "role": format!("{:?}", st.role),
+                    "epoch": st.epoch.get(),
+                    "leader": st.leader.map(|l| l.get()),
+                    "end": st.end.get(),
+                    "commit": st.commit.get(),
+                }))
+            })
+            .collect();
+        let stats = self.cache.stats();
+        json(
+            200,
+            &serde_json::json!({
+                "slots": slots,
+                "cache": {"hits": stats.hits, "misses": stats.misses, "hit_ratio": stats.hit_ratio()},
+            }),
+        )
+    }
+}

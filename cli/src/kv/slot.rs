@@ -1,0 +1,221 @@
+//! One slot on one node: its replica (a member of the slot's replica set) and the key-value
+//! state applied from the slot's committed records.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
+
+use shardkit_cache::Cache;
+use shardkit_replication::replica::{
+    AckLevel, Committed, FileReplicaStore, Node, NodeId, Replica, ReplicaConfig, Role, TcpConfig,
+    TcpTransport, Write, WriteError, Written,
+};
+use shardkit_replication::{Durability, FileLog, LogConfig, Offset};
+
+use super::layout::{COORDINATOR, Layout};
+
+/// The node-wide read cache: `(slot, key)` to value.
+pub(crate) type ReadCache = Cache<(u32, String), Arc<Vec<u8>>>;
+
+/// A change to one key, as stored in the slot's log: the key in the record's key, and the
+/// payload `P` + value or `D`.
+pub(crate) enum Change<'a> {
+    Put(&'a [u8]),
+    Delete,
+}
+
+impl Change<'_> {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Change::Put(v) => {
+                let mut p = Vec::with_capacity(v.len() + 1);
+                p.push(b'P');
+                p.extend_from_slice(v);
+                p
+            }
+            Change::Delete => vec![b'D'],
+        }
+    }
+}
+
+/// The key-value state of a slot, applied in commit order.
+#[derive(Debug, Default)]
+struct State {
+    map: BTreeMap<String, Arc<Vec<u8>>>,
+    /// Every committed record before this offset is applied.
+    applied: u64,
+}
+
+/// A slot hosted by this node.
+pub(crate) struct Slot {
+    pub(crate) slot: u32,
+    node: Node<FileLog>,
+    state: Arc<(Mutex<State>, Condvar)>,
+}
+
+impl Slot {
+    /// Opens (or recovers) the slot's log under `data_dir`, joins its replica set over TCP and
+    /// starts applying committed records.
+    pub(crate) fn open(
+        layout: &Layout,
+        me: u64,
+        slot: u32,
+        data_dir: &Path,
+        cache: &Arc<ReadCache>,
+    ) -> Result<Self, String> {
+        let dir = data_dir.join(format!("slot-{slot}"));
+        let log = FileLog::open(&dir, LogConfig::default().durability(Durability::Never))
+            .map_err(|e| format!("slot {slot}: {e}"))?;
+        let members = layout.holders(slot).into_iter().map(NodeId::new);
+        let mut config = ReplicaConfig::new(NodeId::new(me), members);
+        config.coordinator = Some(COORDINATOR);
+        // Only a fresh data directory starts a replica set; a restarted node keeps its state.
+        config.bootstrap = true;
+        config.heartbeat_interval = Duration::from_millis(50);
+        config.fetch_wait = Duration::from_millis(200);
+        config.fetch_timeout = Duration::from_millis(500);
+        config.max_lag_time = Duration::from_secs(2);
+        let replica = Replica::open(config, Arc::new(log), Box::new(FileReplicaStore::new(&dir)))
+            .map_err(|e| format!("slot {slot}: {e}"))?;
+        let addr = layout
+            .replication_addr(me, slot)
+            .ok_or("this node is not a member")?;
+        let transport = TcpTransport::bind(
+            NodeId::new(me),
+            addr,
+            &layout.group(slot),
+            TcpConfig::default(),
+        )
+        .map_err(|e| format!("slot {slot}: listening on {addr}: {e}"))?;
+        let node = Node::start(replica, transport);
+        let state = Arc::new((Mutex::new(State::default()), Condvar::new()));
+        let mut sub = node.subscribe(Offset::new(0));
+        let (applier_state, applier_cache) = (Arc::clone(&state), Arc::clone(cache));
+        std::thread::Builder::new()
+            .name(format!("apply-slot-{slot}"))
+            .spawn(move || {
+                loop {
+                    let Ok(batch) = sub.next_batch(Duration::from_millis(200)) else {
+                        return; // the log failed; the node stops applying
+                    };
+                    apply(
+                        &applier_state,
+                        &applier_cache,
+                        slot,
+                        &batch,
+                        sub.position().get(),
+                    );
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Self { slot, node, state })
+    }
+
+    pub(crate) fn role(&self) -> Option<(Role, Option<NodeId>)> {
+        self.node.status().ok().map(|s| (s.role, s.leader))
+    }
+
+    pub(crate) fn status(&self) -> Option<shardkit_replication::replica::ReplicaStatus> {
+        self.node.status().ok()
+    }
+
+    /// Writes a change at quorum, idempotently when the client names its producer sequence.
+    pub(crate) fn write(
+        &self,
+        key: &str,
+        change: &Change<'_>,
+        producer: Option<(u64, u64)>,
+    ) -> Result<Written, WriteError> {
+        let mut w = Write::new(change.encode(), AckLevel::Quorum)
+            .with_key(key.as_bytes().to_vec())
+            .with_timeout(Duration::from_secs(2));
+        if let Some((p, seq)) = producer {
+            w = w.idempotent(p, seq);
+        }
+        self.node.write(w)
+    }
+
+    /// Reads `key` once everything before `after` is applied (read-your-writes); `None` if
+    /// that takes longer than `timeout`.
+    pub(crate) fn read(
+        &self,
+        cache: &ReadCache,
+        key: &str,
+        after: u64,
+        timeout: Duration,
+    ) -> Option<Option<Arc<Vec<u8>>>> {
+        let cache_key = (self.slot, key.to_string());
+        let (lock, applied) = &*self.state;
+        let mut state = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let deadline = std::time::Instant::now() + timeout;
+        while state.applied < after {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            state = applied
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        if let Some(v) = cache.get(&cache_key) {
+            return Some(Some(v));
+        }
+        // Filled under the state's lock, so an applier cannot slip an older value in after a
+        // newer one.
+        let value = state.map.get(key).cloned();
+        if let Some(v) = &value {
+            cache.insert(cache_key, Arc::clone(v));
+        }
+        Some(value)
+    }
+
+    /// Keys and values after `after` (exclusive), in key order, at most `limit`.
+    pub(crate) fn scan(&self, after: Option<&str>, limit: usize) -> Vec<(String, Arc<Vec<u8>>)> {
+        let state = self.state.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let range = match after {
+            Some(a) => state
+                .map
+                .range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => state.map.range::<str, _>(..),
+        };
+        range
+            .take(limit)
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect()
+    }
+}
+
+fn apply(
+    state: &(Mutex<State>, Condvar),
+    cache: &ReadCache,
+    slot: u32,
+    batch: &[Committed],
+    position: u64,
+) {
+    let (lock, applied) = state;
+    let mut s = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    for r in batch {
+        let (Some(key), Some((&op, value))) = (&r.key, r.payload.split_first()) else {
+            continue;
+        };
+        let Ok(key) = String::from_utf8(key.clone()) else {
+            continue;
+        };
+        let cache_key = (slot, key.clone());
+        match op {
+            b'P' => {
+                let v = Arc::new(value.to_vec());
+                cache.insert(cache_key, Arc::clone(&v));
+                s.map.insert(key, v);
+            }
+            b'D' => {
+                cache.remove(&cache_key);
+                s.map.remove(&key);
+            }
+            _ => {}
+        }
+    }
+    if position > s.applied {
+        s.applied = position;
+        applied.notify_all();
+    }
+}
