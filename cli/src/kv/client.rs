@@ -138,6 +138,45 @@ impl Client {
         }
     }
 
+    /// Pages through every key via `node`'s `GET /kv`, `page` at a time, following the
+    /// cursor; returns the items in the order served and the number of pages.
+    pub(crate) fn scan_all(
+        &self,
+        node: u64,
+        page: u32,
+    ) -> Result<(Vec<(String, String)>, u32), String> {
+        let addr = self.layout.http_addr(node).ok_or("no such node")?;
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let mut request = self
+                .agent
+                .get(&url(addr, "/kv"))
+                .query("first", &page.to_string());
+            if let Some(c) = &cursor {
+                request = request.query("after", c);
+            }
+            let body = request
+                .call()
+                .map_err(|e| format!("scan page {pages}: {e}"))?
+                .into_string()
+                .map_err(|e| e.to_string())?;
+            let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            pages += 1;
+            for item in json["items"].as_array().into_iter().flatten() {
+                let (Some(k), Some(v)) = (item["key"].as_str(), item["value"].as_str()) else {
+                    return Err(format!("malformed scan item {item}"));
+                };
+                items.push((k.to_string(), v.to_string()));
+            }
+            match json["next"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return Ok((items, pages)),
+            }
+        }
+    }
+
     pub(crate) fn layout(&self) -> &Layout {
         &self.layout
     }

@@ -19,6 +19,7 @@ pub(crate) struct Cluster {
     slots: u32,
     children: BTreeMap<u64, Child>,
     coordinators: Vec<CoordinatorNode>,
+    cursor_secret: String,
 }
 
 /// A run of `count` consecutive free loopback ports, from a seeded starting point.
@@ -62,6 +63,7 @@ impl Cluster {
             slots,
             children: BTreeMap::new(),
             coordinators: Vec::new(),
+            cursor_secret: format!("shardkit-demo-{seed:016x}-{:08x}", std::process::id()),
         };
         for slot in 0..slots {
             let holders = cluster.layout.holders(slot).into_iter().map(NodeId::new);
@@ -96,6 +98,8 @@ impl Cluster {
             self.layout.coordinator_addr(0).to_string(),
             "--slots".into(),
             self.slots.to_string(),
+            "--cursor-secret".into(),
+            self.cursor_secret.clone(),
         ];
         for m in self.layout.members() {
             args.push("--member".into());

@@ -324,6 +324,34 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
             ));
         }
     }
+    // The paged scan: every live key exactly once, in order, across all slots.
+    let scan = checker.scan_all(cluster.running()[0], 500);
+    let mut scan_problems = Vec::new();
+    let scanned_pages = match &scan {
+        Ok((items, pages)) => {
+            if !items.windows(2).all(|w| w[0].0 < w[1].0) {
+                scan_problems.push("the scan returned keys out of order or twice".to_string());
+            }
+            let scanned: BTreeMap<&str, &str> = items
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            for (key, e) in &expected {
+                let found = scanned.get(key.as_str()).map(|v| v.as_bytes());
+                if !e.allows(found) {
+                    scan_problems.push(format!(
+                        "{key}: the scan shows {:?}",
+                        found.map(String::from_utf8_lossy)
+                    ));
+                }
+            }
+            *pages
+        }
+        Err(e) => {
+            scan_problems.push(format!("the scan failed: {e}"));
+            0
+        }
+    };
     let (hits, misses) = cluster.running().iter().fold((0u64, 0u64), |(h, m), &id| {
         let s = checker.status(id);
         let get = |f: &str| s.as_ref().and_then(|s| s["cache"][f].as_u64()).unwrap_or(0);
@@ -366,11 +394,17 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
         lost.len(),
         stale.len()
     );
-    for l in lost.iter().chain(&stale).take(10) {
+    println!(
+        "paged scan: {} keys in {scanned_pages} pages of up to 500, merged across {} slots with one signed cursor; {} problems",
+        scan.as_ref().map_or(0, |(items, _)| items.len()),
+        args.slots,
+        scan_problems.len()
+    );
+    for l in lost.iter().chain(&stale).chain(&scan_problems).take(10) {
         println!("  {l}");
     }
     println!("total run time {:.1} s", started.elapsed().as_secs_f64());
-    let ok = lost.is_empty() && stale.is_empty() && converged;
+    let ok = lost.is_empty() && stale.is_empty() && scan_problems.is_empty() && converged;
     if args.keep {
         println!("\n--keep: the cluster keeps running; Ctrl-C stops it");
         loop {

@@ -6,4 +6,5 @@ mod cluster;
 pub(crate) mod demo;
 pub(crate) mod layout;
 pub(crate) mod node;
+mod scan;
 mod slot;

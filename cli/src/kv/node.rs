@@ -7,6 +7,9 @@
 //! - `PUT /kv/{key}` (body: the value) and `DELETE /kv/{key}`: acknowledged at quorum, on the
 //!   slot's leader; `X-Producer` and `X-Seq` headers make a retry apply once. Answers
 //!   `{"slot":S,"offset":O,"duplicate":B}`.
+//! - `GET /kv?limit=N&cursor=C` (or `first`/`after`, `last`/`before`): every key in key
+//!   order, merged across all slots, one signed opaque cursor per page; a `Link` header
+//!   gives the next and previous pages.
 //! - `GET /status`: the node's slots, roles, offsets and cache statistics.
 //!
 //! A request for a slot this node does not lead (or hold) is answered `307` with the
@@ -21,7 +24,12 @@ use std::time::Duration;
 use clap::Args;
 use shardkit_replication::replica::{Role, WriteError};
 
+use shardkit_pagination::{
+    ColumnType, CursorCodec, Merged, PageRequest, PageSize, Sort, link_header, paginate,
+};
+
 use super::layout::{Layout, Member};
+use super::scan::{SlotSource, serve_slot_scan};
 use super::slot::{Change, ReadCache, Slot};
 
 /// Arguments of `shardkit node`.
@@ -45,12 +53,18 @@ pub(crate) struct NodeArgs {
     /// Entries in the node's read cache.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) cache_entries: u64,
+    /// The secret that signs scan cursors (the same on every node, 16 bytes or more).
+    #[arg(long, default_value = "change-me-shardkit-cursor-secret")]
+    pub(crate) cursor_secret: String,
 }
 
 struct Service {
     layout: Layout,
+    me: std::net::SocketAddr,
     slots: BTreeMap<u32, Slot>,
     cache: Arc<ReadCache>,
+    codec: CursorCodec,
+    agent: ureq::Agent,
 }
 
 /// Runs the node until the process is killed.
@@ -76,10 +90,24 @@ pub(crate) fn run(args: &NodeArgs) -> Result<(), String> {
     }
     let server =
         Arc::new(tiny_http::Server::http(me).map_err(|e| format!("listening on {me}: {e}"))?);
+    let sort = Sort::builder()
+        .unique_asc("key", ColumnType::Text)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let codec = CursorCodec::builder(sort)
+        .signing_key(1, args.cursor_secret.as_bytes())
+        .build()
+        .map_err(|e| format!("--cursor-secret: {e}"))?;
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(2))
+        .build();
     let service = Arc::new(Service {
         layout,
+        me,
         slots,
         cache,
+        codec,
+        agent,
     });
     println!(
         "node {} serving {} slots on http://{me}",
@@ -118,7 +146,7 @@ fn header(name: &str, value: &str) -> tiny_http::Header {
     })
 }
 
-fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -132,6 +160,19 @@ impl Service {
         let (path, query) = url.split_once('?').unwrap_or((&url, ""));
         let response = match (request.method(), path) {
             (tiny_http::Method::Get, "/status") => self.status(),
+            (tiny_http::Method::Get, "/kv") => self.scan(query),
+            (tiny_http::Method::Get, p) if p.starts_with("/slot/") && p.ends_with("/scan") => {
+                let slot = p["/slot/".len()..p.len() - "/scan".len()]
+                    .parse::<u32>()
+                    .ok();
+                match slot.and_then(|s| self.slots.get(&s)) {
+                    Some(s) => match serve_slot_scan(s, query) {
+                        Ok(body) => respond(200, body),
+                        Err(e) => respond(400, e),
+                    },
+                    None => respond(404, "this node does not hold that slot"),
+                }
+            }
             (method, p) if p.starts_with("/kv/") && p.len() > 4 => {
                 let key = p[4..].to_string();
                 match method {
@@ -218,6 +259,59 @@ impl Service {
             }
             Err(e) => respond(503, e.to_string()),
         }
+    }
+
+    /// A page of every key, merged across all slots.
+    fn scan(&self, query: &str) -> Response {
+        let param = |names: [&str; 2]| names.iter().find_map(|n| query_param(query, n));
+        let number = |names| param(names).and_then(|v| v.parse::<i64>().ok());
+        let text = |names| {
+            param(names).map(|v| {
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+        };
+        let request = PageSize::new(100, 1000).and_then(|sizes| {
+            PageRequest::from_relay(
+                number(["first", "limit"]),
+                text(["after", "cursor"]),
+                number(["last", "last"]),
+                text(["before", "before"]),
+                sizes,
+            )
+        });
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => return respond(400, e.to_string()),
+        };
+        let sources = (0..self.layout.slot_count())
+            .map(|slot| SlotSource {
+                slot,
+                local: self.slots.get(&slot),
+                layout: &self.layout,
+                agent: &self.agent,
+            })
+            .collect();
+        let merged = Merged::new(sources, self.codec.sort().clone());
+        let page = match paginate(&merged, &self.codec.bind(b"/kv"), &request) {
+            Ok(p) => p,
+            Err(e) => return respond(400, e.to_string()),
+        };
+        let items: Vec<serde_json::Value> = page
+            .items()
+            .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
+            .collect();
+        let body = serde_json::json!({
+            "items": items,
+            "next": page.next_cursor().map(|c| c.to_string()),
+            "previous": page.prev_cursor().map(|c| c.to_string()),
+        });
+        let mut response = json(200, &body);
+        if let Some(link) = link_header(&format!("http://{}/kv", self.me), request.size(), &page) {
+            response = response.with_header(header("Link", &link));
+        }
+        response
     }
 
     fn status(&self) -> Response {

@@ -168,19 +168,34 @@ impl Slot {
         Some(value)
     }
 
-    /// Keys and values after `after` (exclusive), in key order, at most `limit`.
-    pub(crate) fn scan(&self, after: Option<&str>, limit: usize) -> Vec<(String, Arc<Vec<u8>>)> {
+    /// Up to `limit` keys and values strictly after `bound` in key order (`forward`), or
+    /// strictly before it, nearest first; from the first (or last) key without a bound.
+    pub(crate) fn scan(
+        &self,
+        bound: Option<&str>,
+        forward: bool,
+        limit: usize,
+    ) -> Vec<(String, Arc<Vec<u8>>)> {
+        use std::ops::Bound::{Excluded, Unbounded};
         let state = self.state.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let range = match after {
-            Some(a) => state
+        let clone = |(k, v): (&String, &Arc<Vec<u8>>)| (k.clone(), Arc::clone(v));
+        match (forward, bound) {
+            (true, None) => state.map.iter().take(limit).map(clone).collect(),
+            (true, Some(b)) => state
                 .map
-                .range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
-            None => state.map.range::<str, _>(..),
-        };
-        range
-            .take(limit)
-            .map(|(k, v)| (k.clone(), Arc::clone(v)))
-            .collect()
+                .range::<str, _>((Excluded(b), Unbounded))
+                .take(limit)
+                .map(clone)
+                .collect(),
+            (false, None) => state.map.iter().rev().take(limit).map(clone).collect(),
+            (false, Some(b)) => state
+                .map
+                .range::<str, _>((Unbounded, Excluded(b)))
+                .rev()
+                .take(limit)
+                .map(clone)
+                .collect(),
+        }
     }
 }
 
