@@ -22,7 +22,7 @@ fn help_lists_the_commands() {
     let o = shardkit(&["--help"]);
     assert!(o.status.success());
     let text = stdout(&o);
-    for cmd in ["demo", "ring", "page"] {
+    for cmd in ["demo", "tour", "node", "ring", "page", "log"] {
         assert!(text.contains(cmd), "help lacks {cmd}: {text}");
     }
 }
@@ -79,8 +79,8 @@ fn ring_rejects_bad_input_without_panicking() {
 }
 
 #[test]
-fn demo_tours_every_crate() {
-    let o = shardkit(&["demo", "--keys", "20000"]);
+fn tour_shows_every_crate() {
+    let o = shardkit(&["tour", "--keys", "20000"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     for section in [
@@ -89,7 +89,7 @@ fn demo_tours_every_crate() {
         "shardkit-cache",
         "shardkit-pagination",
     ] {
-        assert!(text.contains(section), "demo lacks {section}");
+        assert!(text.contains(section), "the tour lacks {section}");
     }
     assert!(text.contains("All checks above held."));
 }

@@ -263,7 +263,7 @@ impl Service {
 
     /// A page of every key, merged across all slots.
     fn scan(&self, query: &str) -> Response {
-        let param = |names: [&str; 2]| names.iter().find_map(|n| query_param(query, n));
+        let param = |names: &[&str]| names.iter().find_map(|n| query_param(query, n));
         let number = |names| param(names).and_then(|v| v.parse::<i64>().ok());
         let text = |names| {
             param(names).map(|v| {
@@ -274,10 +274,10 @@ impl Service {
         };
         let request = PageSize::new(100, 1000).and_then(|sizes| {
             PageRequest::from_relay(
-                number(["first", "limit"]),
-                text(["after", "cursor"]),
-                number(["last", "last"]),
-                text(["before", "before"]),
+                number(&["first", "limit"]),
+                text(&["after", "cursor"]),
+                number(&["last"]),
+                text(&["before"]),
                 sizes,
             )
         });

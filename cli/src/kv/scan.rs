@@ -88,12 +88,10 @@ impl SlotSource<'_> {
                 continue;
             };
             let url = format!("http://{addr}/slot/{}/scan?{query}", self.slot);
-            let Ok(body) = self
-                .agent
-                .get(&url)
-                .call()
-                .and_then(|r| Ok(r.into_string()?))
-            else {
+            let Ok(response) = self.agent.get(&url).call() else {
+                continue;
+            };
+            let Ok(body) = response.into_string() else {
                 continue;
             };
             let items: Vec<(String, String)> =

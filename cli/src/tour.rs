@@ -1,5 +1,5 @@
-//! `shardkit demo`: a tour of the crates that exist so far, every figure computed as it runs.
-//! (The full sharded, replicated key-value service demo replaces this tour when it lands.)
+//! `shardkit tour`: each crate on its own, every figure computed as it runs. (`shardkit demo`
+//! runs them together as a service.)
 
 use std::time::Instant;
 
@@ -13,9 +13,9 @@ use shardkit_replication::{Entry, Epoch, FileLog, LogConfig, LogStorage, Offset}
 
 use crate::ring::load_report;
 
-/// Arguments of `shardkit demo`.
+/// Arguments of `shardkit tour`.
 #[derive(Debug, Args)]
-pub(crate) struct DemoArgs {
+pub(crate) struct TourArgs {
     /// Nodes in the demo ring.
     #[arg(long, default_value_t = 5)]
     nodes: u32,
@@ -27,9 +27,9 @@ pub(crate) struct DemoArgs {
     seed: u64,
 }
 
-pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
+pub(crate) fn run(args: &TourArgs) -> Result<(), String> {
     if args.nodes == 0 || args.keys == 0 {
-        return Err("the demo needs at least one node and one key".into());
+        return Err("the tour needs at least one node and one key".into());
     }
     println!("shardkit {} tour\n", env!("CARGO_PKG_VERSION"));
     ring_tour(args)?;
@@ -45,11 +45,11 @@ fn check(ok: bool, what: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("demo check failed: {what}"))
+        Err(format!("tour check failed: {what}"))
     }
 }
 
-fn ring_tour(args: &DemoArgs) -> Result<(), String> {
+fn ring_tour(args: &TourArgs) -> Result<(), String> {
     println!(
         "== shardkit-hashring: route {} keys over {} nodes ==",
         args.keys, args.nodes
