@@ -1,5 +1,6 @@
 //! The README's main job: `shardkit demo` starts the key-value service as real processes,
-//! kills a node with SIGKILL mid-workload, restarts it, and exits non-zero if any
+//! kills a node with SIGKILL mid-workload, restarts it, adds a node (moving and migrating the
+//! slots whose replica sets change), and exits non-zero if any
 //! acknowledged write is lost, a read misses the reader's own write, the paged scan is wrong,
 //! or the replicas do not converge. Three short seeds (each a different chaos schedule).
 
@@ -25,6 +26,7 @@ fn three_seeds_lose_no_acknowledged_write() {
             "replicas converged: yes",
             "0 lost or wrong, 0 stale reads",
             "; 0 problems",
+            "joined;",
         ] {
             assert!(text.contains(line), "seed {seed}: no {line:?} in\n{text}");
         }

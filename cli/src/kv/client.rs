@@ -177,6 +177,38 @@ impl Client {
         }
     }
 
+    /// Every key and value of `slot`, read from the first of its holders that answers.
+    pub(crate) fn slot_items(&self, slot: u32) -> Result<Vec<(String, String)>, String> {
+        'holders: for holder in self.layout.holders(slot) {
+            let Some(addr) = self.layout.http_addr(holder) else {
+                continue;
+            };
+            let mut items: Vec<(String, String)> = Vec::new();
+            loop {
+                let mut request = self
+                    .agent
+                    .get(&url(addr, &format!("/slot/{slot}/scan")))
+                    .query("limit", "5000");
+                if let Some((last, _)) = items.last() {
+                    request = request.query("bound", last);
+                }
+                let Ok(body) = request.call().map(|r| r.into_string()) else {
+                    continue 'holders;
+                };
+                let page: Vec<(String, String)> = body
+                    .ok()
+                    .and_then(|b| serde_json::from_str(&b).ok())
+                    .ok_or_else(|| format!("slot {slot}: a malformed scan page"))?;
+                let done = page.len() < 5000;
+                items.extend(page);
+                if done {
+                    return Ok(items);
+                }
+            }
+        }
+        Err(format!("no holder of slot {slot} answered"))
+    }
+
     pub(crate) fn layout(&self) -> &Layout {
         &self.layout
     }

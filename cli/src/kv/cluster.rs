@@ -11,14 +11,16 @@ use shardkit_replication::replica::{
     CoordinatorNode, LeaseCoordinator, NodeId, TcpConfig, TcpTransport,
 };
 
-use super::layout::{COORDINATOR, Layout, Member};
+use super::layout::{COORDINATOR, Generation, Layout, Member};
 
 pub(crate) struct Cluster {
     pub(crate) layout: Layout,
     dir: PathBuf,
     slots: u32,
+    /// The node the demo adds later (its addresses are reserved from the start).
+    spare: Member,
     children: BTreeMap<u64, Child>,
-    coordinators: Vec<CoordinatorNode>,
+    coordinators: BTreeMap<u32, CoordinatorNode>,
     cursor_secret: String,
 }
 
@@ -45,45 +47,85 @@ impl Cluster {
     /// Starts `nodes` node processes with data under `dir`, and the slots' coordinators.
     pub(crate) fn start(nodes: u32, slots: u32, dir: &Path, seed: u64) -> Result<Self, String> {
         let per_node = 1 + slots;
-        let base = free_ports(Layout::ports_needed(nodes, slots), seed)?;
-        let members: Vec<Member> = (1..=u64::from(nodes))
+        // Room for one more node, which the demo adds later.
+        let base = free_ports(Layout::ports_needed(nodes + 1, slots), seed)?;
+        let port = |offset: u32| SocketAddr::from(([127, 0, 0, 1], base + offset as u16));
+        let members: Vec<Member> = (1..=nodes + 1)
             .map(|id| Member {
-                id,
-                addr: SocketAddr::from((
-                    [127, 0, 0, 1],
-                    base + ((id - 1) as u16) * per_node as u16,
-                )),
+                id: u64::from(id),
+                addr: port((id - 1) * per_node),
             })
             .collect();
-        let coordinators = SocketAddr::from(([127, 0, 0, 1], base + (nodes * per_node) as u16));
-        let layout = Layout::new(&members, coordinators, slots)?;
+        let coordinators = port((nodes + 1) * per_node);
+        let layout = Layout::new(&members[..nodes as usize], coordinators, slots)?;
         let mut cluster = Self {
             layout,
+            spare: members[nodes as usize],
             dir: dir.to_path_buf(),
             slots,
             children: BTreeMap::new(),
-            coordinators: Vec::new(),
+            coordinators: BTreeMap::new(),
             cursor_secret: format!("shardkit-demo-{seed:016x}-{:08x}", std::process::id()),
         };
         for slot in 0..slots {
-            let holders = cluster.layout.holders(slot).into_iter().map(NodeId::new);
-            let transport = TcpTransport::bind(
-                COORDINATOR,
-                cluster.layout.coordinator_addr(slot),
-                &cluster.layout.group(slot),
-                TcpConfig::default(),
-            )
-            .map_err(|e| format!("coordinator of slot {slot}: {e}"))?;
-            cluster.coordinators.push(CoordinatorNode::start(
-                COORDINATOR,
-                LeaseCoordinator::new(holders, Duration::from_millis(600)),
-                transport,
-            ));
+            cluster.start_coordinator(slot)?;
         }
         for id in 1..=u64::from(nodes) {
             cluster.spawn(id)?;
         }
         Ok(cluster)
+    }
+
+    /// Starts the coordinator of `slot`'s current replica set.
+    fn start_coordinator(&mut self, slot: u32) -> Result<(), String> {
+        let holders = self.layout.holders(slot).into_iter().map(NodeId::new);
+        let transport = TcpTransport::bind(
+            COORDINATOR,
+            self.layout.coordinator_addr(slot),
+            &self.layout.group(slot),
+            TcpConfig::default(),
+        )
+        .map_err(|e| format!("coordinator of slot {slot}: {e}"))?;
+        let coordinator = CoordinatorNode::start(
+            COORDINATOR,
+            LeaseCoordinator::new(holders, Duration::from_millis(600)),
+            transport,
+        );
+        self.coordinators.insert(slot, coordinator);
+        Ok(())
+    }
+
+    /// The layout once the next node joins the ring (the moved slots in a new generation).
+    pub(crate) fn grown_layout(&self) -> Result<Layout, String> {
+        let mut members = self.layout.members().to_vec();
+        members.push(self.spare);
+        let grown = Layout::new(&members, self.layout.coordinators_base(), self.slots)?;
+        let (moved, _) = self.layout.moves(&grown);
+        let generations: Vec<Generation> = (0..self.slots)
+            .map(|slot| Generation {
+                slot,
+                generation: self.layout.generation(slot) + u32::from(moved.contains(&slot)),
+            })
+            .collect();
+        Ok(grown.with_generations(&generations))
+    }
+
+    /// Restarts every node with `layout` (the next node included), with new coordinators for
+    /// the slots whose replica set changed; returns the new node's id.
+    pub(crate) fn grow(&mut self, layout: Layout) -> Result<u64, String> {
+        let (moved, _) = self.layout.moves(&layout);
+        for id in self.running() {
+            self.kill(id);
+        }
+        self.layout = layout;
+        for slot in moved {
+            self.start_coordinator(slot)?;
+        }
+        let ids: Vec<u64> = self.layout.members().iter().map(|m| m.id).collect();
+        for &id in &ids {
+            self.spawn(id)?;
+        }
+        Ok(self.spare.id)
     }
 
     /// The command line of node `id`, as a user would type it.
@@ -95,12 +137,19 @@ impl Cluster {
             "--data-dir".into(),
             self.dir.join(format!("node-{id}")).display().to_string(),
             "--coordinators".into(),
-            self.layout.coordinator_addr(0).to_string(),
+            self.layout.coordinators_base().to_string(),
             "--slots".into(),
             self.slots.to_string(),
             "--cursor-secret".into(),
             self.cursor_secret.clone(),
         ];
+        for slot in 0..self.slots {
+            let generation = self.layout.generation(slot);
+            if generation > 1 {
+                args.push("--generation".into());
+                args.push(format!("{slot}={generation}"));
+            }
+        }
         for m in self.layout.members() {
             args.push("--member".into());
             args.push(format!("{}={}", m.id, m.addr));
@@ -137,7 +186,7 @@ impl Cluster {
     /// Each slot's leader, as its coordinator decided.
     pub(crate) fn leaders(&self) -> Vec<Option<u64>> {
         self.coordinators
-            .iter()
+            .values()
             .map(|c| c.leader().map(|(n, _)| n.get()))
             .collect()
     }

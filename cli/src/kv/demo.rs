@@ -288,7 +288,46 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
 
     // Convergence: every replica of every slot commits its leader's whole log.
     let checker = Client::new(cluster.layout.clone(), Arc::clone(&leaders), 0);
-    let converged = wait_converged(&cluster, &checker, Duration::from_secs(30));
+    // The workload's cache statistics, before the scale-out restarts the nodes.
+    let (hits, misses) = cluster.running().iter().fold((0u64, 0u64), |(h, m), &id| {
+        let s = checker.status(id);
+        let get = |f: &str| s.as_ref().and_then(|s| s["cache"][f].as_u64()).unwrap_or(0);
+        (h + get("hits"), m + get("misses"))
+    });
+    let mut converged = wait_converged(&cluster, &checker, Duration::from_secs(30)).is_some();
+
+    // Scale out: a node joins; only the slots whose replica set changes move, and their data
+    // is copied to the new replica set before every node restarts with the new member list.
+    let grown = cluster.grown_layout()?;
+    let (moved, placements) = cluster.layout.moves(&grown);
+    let ideal = f64::from(3 * args.slots) / f64::from(args.nodes + 1);
+    let t = Instant::now();
+    let mut exported = Vec::new();
+    for &slot in &moved {
+        exported.push((slot, checker.slot_items(slot)?));
+    }
+    let added = cluster.grow(grown)?;
+    cluster.wait_for_leaders(Duration::from_secs(30))?;
+    refresh(&cluster, &leaders);
+    let mut migrator = Client::new(cluster.layout.clone(), Arc::clone(&leaders), 1_000_000);
+    let mut migrated = 0u64;
+    for (slot, items) in &exported {
+        for (key, value) in items {
+            match migrator.write(key, Some(value.as_bytes()), Duration::from_secs(10)) {
+                WriteOutcome::Acked(_) => migrated += 1,
+                WriteOutcome::Unknown => {
+                    return Err(format!(
+                        "migrating {key} of slot {slot} was not acknowledged"
+                    ));
+                }
+            }
+        }
+    }
+    let grow_time = t.elapsed();
+    let checker = Client::new(cluster.layout.clone(), Arc::clone(&leaders), 0);
+    let final_ends = wait_converged(&cluster, &checker, Duration::from_secs(30));
+    converged &= final_ends.is_some();
+    let final_ends = final_ends.unwrap_or_default();
 
     // Verification: every key holds its last acknowledged write (or a later write whose fate
     // was unknown), read from its slot's leader.
@@ -308,7 +347,9 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     for (key, e) in &expected {
         let slot = cluster.layout.slot_of(key);
         let leader = cluster.leaders()[slot as usize].unwrap_or(cluster.layout.holders(slot)[0]);
-        let found = match checker.read(key, leader, e.offset + 1) {
+        // Offsets changed where data migrated: read at the slot's final log end instead.
+        let after = final_ends.get(&u64::from(slot)).copied().unwrap_or(0);
+        let found = match checker.read(key, leader, after) {
             ReadOutcome::Value(v) => Some(v),
             ReadOutcome::Absent => None,
             ReadOutcome::Unavailable => {
@@ -352,11 +393,6 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
             0
         }
     };
-    let (hits, misses) = cluster.running().iter().fold((0u64, 0u64), |(h, m), &id| {
-        let s = checker.status(id);
-        let get = |f: &str| s.as_ref().and_then(|s| s["cache"][f].as_u64()).unwrap_or(0);
-        (h + get("hits"), m + get("misses"))
-    });
 
     let total = reads.len() + writes.len();
     println!("\n== report ==");
@@ -384,6 +420,14 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
         ),
         None => println!("failover: no chaos this run"),
     }
+    println!(
+        "scale-out: node {added} joined; {} of {} slots changed replica sets, {placements} replica placements moved (ideal {ideal:.1}: 3 x {} slots / {} nodes); {migrated} keys migrated in {:.1} s, restart included",
+        moved.len(),
+        args.slots,
+        args.slots,
+        args.nodes + 1,
+        grow_time.as_secs_f64()
+    );
     println!(
         "replicas converged: {}",
         if converged { "yes" } else { "NO" }
@@ -420,13 +464,17 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     }
 }
 
-/// Waits until, on every running node, every slot's commit offset equals its leader's log
-/// end.
-fn wait_converged(cluster: &Cluster, client: &Client, timeout: Duration) -> bool {
+/// Waits until, on every running node, every slot has committed and applied its leader's
+/// whole log; returns each slot's log end then, `None` on timeout.
+fn wait_converged(
+    cluster: &Cluster,
+    client: &Client,
+    timeout: Duration,
+) -> Option<BTreeMap<u64, u64>> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         let mut ends: BTreeMap<u64, u64> = BTreeMap::new();
-        let mut commits: Vec<(u64, u64)> = Vec::new();
+        let mut replicas: Vec<(u64, u64, u64)> = Vec::new();
         let mut complete = true;
         for id in cluster.running() {
             let Some(s) = client.status(id) else {
@@ -434,10 +482,12 @@ fn wait_converged(cluster: &Cluster, client: &Client, timeout: Duration) -> bool
                 break;
             };
             for slot in s["slots"].as_array().into_iter().flatten() {
-                let (Some(n), Some(end), Some(commit)) = (
-                    slot["slot"].as_u64(),
-                    slot["end"].as_u64(),
-                    slot["commit"].as_u64(),
+                let field = |name: &str| slot[name].as_u64();
+                let (Some(n), Some(end), Some(commit), Some(applied)) = (
+                    field("slot"),
+                    field("end"),
+                    field("commit"),
+                    field("applied"),
                 ) else {
                     complete = false;
                     continue;
@@ -445,16 +495,17 @@ fn wait_converged(cluster: &Cluster, client: &Client, timeout: Duration) -> bool
                 if slot["role"] == "Leader" {
                     ends.insert(n, end);
                 }
-                commits.push((n, commit));
+                replicas.push((n, commit, applied));
             }
         }
-        if complete
-            && ends.len() == cluster.layout.slot_count() as usize
-            && commits.iter().all(|(n, c)| ends.get(n) == Some(c))
-        {
-            return true;
+        let caught_up = replicas.iter().all(|(n, commit, applied)| {
+            ends.get(n)
+                .is_some_and(|e| e == commit && commit == applied)
+        });
+        if complete && ends.len() == cluster.layout.slot_count() as usize && caught_up {
+            return Some(ends);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    false
+    None
 }

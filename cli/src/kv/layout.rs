@@ -42,10 +42,35 @@ impl std::str::FromStr for Member {
     }
 }
 
+/// `SLOT=GENERATION`: a slot that moved to a new replica set (its data copied over), kept in
+/// a new directory so the old replica set's files stay apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Generation {
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+impl std::str::FromStr for Generation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (slot, generation) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected SLOT=GENERATION, got {s:?}"))?;
+        Ok(Self {
+            slot: slot.parse().map_err(|_| format!("bad slot {slot:?}"))?,
+            generation: generation
+                .parse()
+                .map_err(|_| format!("bad generation {generation:?}"))?,
+        })
+    }
+}
+
 /// The cluster's layout.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     members: Vec<Member>,
+    generations: std::collections::BTreeMap<u32, u32>,
     /// Slot `s`'s coordinator listens on this address's port + `s`.
     coordinators: SocketAddr,
     slots: SlotMap<u64>,
@@ -68,10 +93,30 @@ impl Layout {
         let slot_map = ring.slot_map(slots).map_err(|e| e.to_string())?;
         Ok(Self {
             members: members.to_vec(),
+            generations: std::collections::BTreeMap::new(),
             coordinators,
             slots: slot_map,
             ring,
         })
+    }
+
+    /// The same layout with these slots' generations.
+    pub(crate) fn with_generations(mut self, generations: &[Generation]) -> Self {
+        self.generations = generations.iter().map(|g| (g.slot, g.generation)).collect();
+        self
+    }
+
+    /// The slot's generation: 1 until it first moves.
+    pub(crate) fn generation(&self, slot: u32) -> u32 {
+        self.generations.get(&slot).copied().unwrap_or(1)
+    }
+
+    /// The slot's directory under a node's data directory.
+    pub(crate) fn slot_dir(&self, slot: u32) -> String {
+        match self.generation(slot) {
+            1 => format!("slot-{slot}"),
+            g => format!("slot-{slot}-g{g}"),
+        }
     }
 
     pub(crate) fn slot_count(&self) -> u32 {
@@ -102,10 +147,17 @@ impl Layout {
         Some(addr)
     }
 
+    /// Slot `s`'s coordinator in generation `g`: the coordinators' port + `(g - 1) * slots + s`
+    /// (a moved slot's new replica set gets a new coordinator beside the old one).
     pub(crate) fn coordinator_addr(&self, slot: u32) -> SocketAddr {
+        let offset = (self.generation(slot) - 1) * self.slot_count() + slot;
         let mut addr = self.coordinators;
-        addr.set_port(addr.port().wrapping_add(slot as u16));
+        addr.set_port(addr.port().wrapping_add(offset as u16));
         addr
+    }
+
+    pub(crate) fn coordinators_base(&self) -> SocketAddr {
+        self.coordinators
     }
 
     /// Every address a slot's replica set and coordinator talk to.
@@ -119,9 +171,24 @@ impl Layout {
         addrs
     }
 
-    /// The ports a cluster of `nodes` with `slots` slots uses from `base` on: per node an HTTP
-    /// port and one per slot, then the coordinators'.
+    /// The ports a cluster of up to `nodes` with `slots` slots in up to two generations uses
+    /// from `base` on: per node an HTTP port and one per slot, then the coordinators'.
     pub(crate) fn ports_needed(nodes: u32, slots: u32) -> u32 {
-        nodes * (1 + slots) + slots
+        nodes * (1 + slots) + 2 * slots
+    }
+
+    /// The slots whose replica set differs in `other`, and how many replica placements moved.
+    pub(crate) fn moves(&self, other: &Layout) -> (Vec<u32>, usize) {
+        let mut slots = Vec::new();
+        let mut placements = 0;
+        for slot in 0..self.slot_count() {
+            let (before, after) = (self.holders(slot), other.holders(slot));
+            let gained = after.iter().filter(|n| !before.contains(n)).count();
+            if gained > 0 {
+                slots.push(slot);
+                placements += gained;
+            }
+        }
+        (slots, placements)
     }
 }

@@ -53,6 +53,9 @@ pub(crate) struct NodeArgs {
     /// Entries in the node's read cache.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) cache_entries: u64,
+    /// Slots that moved to a new replica set, as SLOT=GENERATION (repeat the flag).
+    #[arg(long = "generation")]
+    pub(crate) generations: Vec<super::layout::Generation>,
     /// The secret that signs scan cursors (the same on every node, 16 bytes or more).
     #[arg(long, default_value = "change-me-shardkit-cursor-secret")]
     pub(crate) cursor_secret: String,
@@ -69,7 +72,8 @@ struct Service {
 
 /// Runs the node until the process is killed.
 pub(crate) fn run(args: &NodeArgs) -> Result<(), String> {
-    let layout = Layout::new(&args.members, args.coordinators, args.slots)?;
+    let layout = Layout::new(&args.members, args.coordinators, args.slots)?
+        .with_generations(&args.generations);
     let me = layout
         .http_addr(args.id)
         .ok_or_else(|| format!("--id {} is not among the --member flags", args.id))?;
@@ -327,6 +331,7 @@ impl Service {
                     "leader": st.leader.map(|l| l.get()),
                     "end": st.end.get(),
                     "commit": st.commit.get(),
+                    "applied": s.applied(),
                 }))
             })
             .collect();

@@ -64,7 +64,7 @@ impl Slot {
         data_dir: &Path,
         cache: &Arc<ReadCache>,
     ) -> Result<Self, String> {
-        let dir = data_dir.join(format!("slot-{slot}"));
+        let dir = data_dir.join(layout.slot_dir(slot));
         let log = FileLog::open(&dir, LogConfig::default().durability(Durability::Never))
             .map_err(|e| format!("slot {slot}: {e}"))?;
         let members = layout.holders(slot).into_iter().map(NodeId::new);
@@ -118,6 +118,15 @@ impl Slot {
 
     pub(crate) fn status(&self) -> Option<shardkit_replication::replica::ReplicaStatus> {
         self.node.status().ok()
+    }
+
+    /// Every committed record before this offset is applied to the state.
+    pub(crate) fn applied(&self) -> u64 {
+        self.state
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .applied
     }
 
     /// Writes a change at quorum, idempotently when the client names its producer sequence.
