@@ -294,7 +294,11 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
         let get = |f: &str| s.as_ref().and_then(|s| s["cache"][f].as_u64()).unwrap_or(0);
         (h + get("hits"), m + get("misses"))
     });
-    let mut converged = wait_converged(&cluster, &checker, Duration::from_secs(30)).is_some();
+    let first = wait_converged(&cluster, &checker, Duration::from_secs(30));
+    if let Err(behind) = &first {
+        println!("not converged after the workload: {behind}");
+    }
+    let mut converged = first.is_ok();
 
     // Scale out: a node joins; only the slots whose replica set changes move, and their data
     // is copied to the new replica set before every node restarts with the new member list.
@@ -326,7 +330,10 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     let grow_time = t.elapsed();
     let checker = Client::new(cluster.layout.clone(), Arc::clone(&leaders), 0);
     let final_ends = wait_converged(&cluster, &checker, Duration::from_secs(30));
-    converged &= final_ends.is_some();
+    if let Err(behind) = &final_ends {
+        println!("not converged after the scale-out: {behind}");
+    }
+    converged &= final_ends.is_ok();
     let final_ends = final_ends.unwrap_or_default();
 
     // Verification: every key holds its last acknowledged write (or a later write whose fate
@@ -465,47 +472,57 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
 }
 
 /// Waits until, on every running node, every slot has committed and applied its leader's
-/// whole log; returns each slot's log end then, `None` on timeout.
+/// whole log; returns each slot's log end then, or what was still behind on timeout.
 fn wait_converged(
     cluster: &Cluster,
     client: &Client,
     timeout: Duration,
-) -> Option<BTreeMap<u64, u64>> {
+) -> Result<BTreeMap<u64, u64>, String> {
     let deadline = Instant::now() + timeout;
+    let mut behind = String::new();
     while Instant::now() < deadline {
-        let mut ends: BTreeMap<u64, u64> = BTreeMap::new();
-        let mut replicas: Vec<(u64, u64, u64)> = Vec::new();
-        let mut complete = true;
+        let mut ends: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        let mut replicas: Vec<(u64, u64, u64, u64)> = Vec::new();
+        let mut missing = Vec::new();
         for id in cluster.running() {
             let Some(s) = client.status(id) else {
-                complete = false;
-                break;
+                missing.push(id);
+                continue;
             };
             for slot in s["slots"].as_array().into_iter().flatten() {
-                let field = |name: &str| slot[name].as_u64();
-                let (Some(n), Some(end), Some(commit), Some(applied)) = (
-                    field("slot"),
-                    field("end"),
-                    field("commit"),
-                    field("applied"),
-                ) else {
-                    complete = false;
-                    continue;
-                };
+                let field = |name: &str| slot[name].as_u64().unwrap_or(u64::MAX);
+                let n = field("slot");
                 if slot["role"] == "Leader" {
-                    ends.insert(n, end);
+                    ends.insert(n, (id, field("end")));
                 }
-                replicas.push((n, commit, applied));
+                replicas.push((n, id, field("commit"), field("applied")));
             }
         }
-        let caught_up = replicas.iter().all(|(n, commit, applied)| {
-            ends.get(n)
-                .is_some_and(|e| e == commit && commit == applied)
-        });
-        if complete && ends.len() == cluster.layout.slot_count() as usize && caught_up {
-            return Some(ends);
+        let lagging: Vec<String> = replicas
+            .iter()
+            .filter(|(n, _, commit, applied)| {
+                ends.get(n)
+                    .is_none_or(|(_, end)| end != commit || commit != applied)
+            })
+            .map(|(n, id, commit, applied)| {
+                format!(
+                    "slot {n} on node {id}: commit {commit}, applied {applied}, leader {:?}",
+                    ends.get(n)
+                )
+            })
+            .collect();
+        if missing.is_empty()
+            && lagging.is_empty()
+            && ends.len() == cluster.layout.slot_count() as usize
+        {
+            return Ok(ends.into_iter().map(|(n, (_, end))| (n, end)).collect());
         }
+        behind = format!(
+            "{} slots with a leader; nodes not answering {missing:?}; behind: {}",
+            ends.len(),
+            lagging.join("; ")
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    None
+    Err(behind)
 }

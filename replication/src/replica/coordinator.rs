@@ -169,13 +169,12 @@ impl Coordinator for LeaseCoordinator {
                 }
                 let Some(current) = self.leader else { return };
                 if from == current {
-                    if epoch < self.epoch && now < self.decided_at + self.lease {
-                        // The promotion was lost (or not yet delivered): repeat it. The
-                        // winner promised this epoch, so its log has not moved since.
-                        self.outbox
-                            .push((from, Message::Promote { epoch: self.epoch }));
-                    } else if role != Role::Leader || epoch < self.epoch {
-                        // The leader restarted, lost its disk or stepped down: fail over.
+                    let leads = role == Role::Leader && epoch == self.epoch;
+                    // A heartbeat sent before the winner took its promotion says "follower":
+                    // the new leader gets one lease to report in. After that, a leader that
+                    // does not lead restarted, lost its disk or stepped down: fail over. (The
+                    // promotion is never sent twice: a replica leads an epoch at most once.)
+                    if !leads && now >= self.decided_at + self.lease {
                         self.start_election(now);
                     }
                 } else if epoch < self.epoch || leader != Some(current) {

@@ -63,6 +63,8 @@ pub struct Replica<S> {
     pub(crate) epoch: Epoch,
     /// May promise epochs (see [`DurableState::eligible`]).
     pub(crate) eligible: bool,
+    /// The highest epoch this replica led (see [`DurableState::led`]).
+    led: Epoch,
     pub(crate) role: RoleState,
     /// Everything before it is on a majority and can never be lost or changed.
     pub(crate) commit: Offset,
@@ -121,6 +123,7 @@ impl<S: LogStorage> Replica<S> {
                 let state = DurableState {
                     epoch: log_epoch,
                     eligible: config.bootstrap,
+                    led: Epoch::new(0),
                 };
                 store.store(state)?;
                 state
@@ -145,6 +148,7 @@ impl<S: LogStorage> Replica<S> {
             store,
             epoch: stored.epoch.max(log_epoch),
             eligible: stored.eligible,
+            led: stored.led,
             role: RoleState::Follower(FollowerState::new(None)),
             // Records are dropped only once committed (see `compact`).
             commit: start,
@@ -295,7 +299,11 @@ impl<S: LogStorage> Replica<S> {
                 let repeated = epoch == self.epoch && self.role() == Role::Leader;
                 if Some(from) != self.config.coordinator || repeated {
                     Ok(())
-                } else if epoch != self.epoch || self.leader().is_some() || !self.eligible {
+                } else if epoch != self.epoch
+                    || self.leader().is_some()
+                    || !self.eligible
+                    || epoch <= self.led
+                {
                     // Only a replica that promised exactly this epoch (and has followed no
                     // one in it since) may lead it: its log is the one the coordinator chose.
                     // A replica that lost its disk has forgotten its promise and refuses.
@@ -448,14 +456,17 @@ impl<S: LogStorage> Replica<S> {
     /// while following a leader), and the log's errors.
     pub fn promote(&mut self, now: Duration, epoch: Epoch) -> Result<(), Error> {
         let following = self.leader().is_some_and(|l| l != self.config.id);
-        if epoch < self.epoch || (epoch == self.epoch && (following || self.role() == Role::Leader))
-        {
+        let stale = epoch < self.epoch
+            || (epoch == self.epoch && (following || self.role() == Role::Leader))
+            || epoch <= self.led;
+        if stale {
             return Err(Error::StaleEpoch {
-                current: self.epoch.get(),
+                current: self.epoch.max(self.led).get(),
                 got: epoch.get(),
             });
         }
-        self.set_epoch(epoch)?;
+        // Recorded before the first record of the epoch is written: never lead it twice.
+        self.persist(epoch, self.eligible, epoch)?;
         let marker = envelope::marker();
         let appended = self.log.append(epoch, &[crate::Entry::new(&marker)])?;
         let mut leader = LeaderState::new(appended.first(), &self.config, now);
@@ -488,25 +499,27 @@ impl<S: LogStorage> Replica<S> {
         self.follower_tick(now)
     }
 
+    /// Stores the durable state, then adopts it.
+    fn persist(&mut self, epoch: Epoch, eligible: bool, led: Epoch) -> Result<(), Error> {
+        self.store.store(DurableState {
+            epoch,
+            eligible,
+            led,
+        })?;
+        (self.epoch, self.eligible, self.led) = (epoch, eligible, led);
+        Ok(())
+    }
+
     fn set_epoch(&mut self, epoch: Epoch) -> Result<(), Error> {
         if epoch > self.epoch {
-            self.store.store(DurableState {
-                epoch,
-                eligible: self.eligible,
-            })?;
-            self.epoch = epoch;
+            self.persist(epoch, self.eligible, self.led)?;
         }
         Ok(())
     }
 
     /// A replica that started empty has copied everything committed: it may promise now.
     pub(crate) fn became_eligible(&mut self) -> Result<(), Error> {
-        self.store.store(DurableState {
-            epoch: self.epoch,
-            eligible: true,
-        })?;
-        self.eligible = true;
-        Ok(())
+        self.persist(self.epoch, true, self.led)
     }
 
     /// Whether this replica may promise epochs in a failover (see [`DurableState::eligible`]).

@@ -18,6 +18,10 @@ pub struct DurableState {
     /// log could tip a failover to a replica that lacks acknowledged writes) until it has
     /// copied what was committed.
     pub eligible: bool,
+    /// The highest epoch the replica led. It never leads an epoch twice: after a crash it may
+    /// have lost records it had already sent to followers in that epoch, and writing other
+    /// records at the same offsets with the same epoch would break log matching.
+    pub led: Epoch,
 }
 
 /// An idempotent producer's latest write: `(producer, sequence, offset)`.
@@ -149,10 +153,13 @@ impl ReplicaStore for FileReplicaStore {
             Some("catching-up") => Some(false),
             _ => None,
         };
-        match (epoch, eligible, fields.next()) {
-            (Some(epoch), Some(eligible), None) => Ok(Some(DurableState {
+        // Files written before `led` existed have two fields.
+        let led = fields.next().map_or(Some(0), |f| f.parse::<u64>().ok());
+        match (epoch, eligible, led, fields.next()) {
+            (Some(epoch), Some(eligible), Some(led), None) => Ok(Some(DurableState {
                 epoch: Epoch::new(epoch),
                 eligible,
+                led: Epoch::new(led),
             })),
             _ => Err(self.corrupt(STATE_FILE, "unreadable replica state")),
         }
@@ -167,7 +174,7 @@ impl ReplicaStore for FileReplicaStore {
         crate::log::write_atomically(
             &self.dir,
             STATE_FILE,
-            format!("{} {eligible}\n", state.epoch).as_bytes(),
+            format!("{} {eligible} {}\n", state.epoch, state.led).as_bytes(),
         )
     }
 
@@ -211,6 +218,7 @@ mod tests {
         let state = DurableState {
             epoch: Epoch::new(42),
             eligible: true,
+            led: Epoch::new(41),
         };
         store.store(state).unwrap();
         let producers = vec![(7, 3, Offset::new(99)), (8, 0, Offset::new(100))];
