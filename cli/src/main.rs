@@ -34,6 +34,8 @@ enum Command {
     Tour(tour::TourArgs),
     /// One node of the sharded, replicated key-value service (HTTP/JSON).
     Node(kv::node::NodeArgs),
+    /// The failover coordinators of every slot of a `shardkit node` cluster.
+    Coordinators(kv::node::CoordinatorsArgs),
     /// Load per node for a ring, and what adding or removing nodes moves.
     Ring(ring::RingArgs),
     /// The replicated log: durable log tools, and replicas, a coordinator and clients over TCP.
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Page(cmd) => page::run(&cmd),
         Command::Log(cmd) => log::run(&cmd),
         Command::Node(args) => kv::node::run(&args),
+        Command::Coordinators(args) => kv::node::coordinate(&args),
         Command::Cache(cmd) => cache::run(&cmd),
     };
     match result {

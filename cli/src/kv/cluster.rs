@@ -43,6 +43,23 @@ fn free_ports(count: u32, seed: u64) -> Result<u16, String> {
     Err("no run of free loopback ports found".into())
 }
 
+/// The lease coordinator of `slot`'s replica set in `layout`, listening on its address.
+pub(crate) fn coordinator_for(layout: &Layout, slot: u32) -> Result<CoordinatorNode, String> {
+    let holders = layout.holders(slot).into_iter().map(NodeId::new);
+    let transport = TcpTransport::bind(
+        COORDINATOR,
+        layout.coordinator_addr(slot),
+        &layout.group(slot),
+        TcpConfig::default(),
+    )
+    .map_err(|e| format!("coordinator of slot {slot}: {e}"))?;
+    Ok(CoordinatorNode::start(
+        COORDINATOR,
+        LeaseCoordinator::new(holders, Duration::from_millis(600)),
+        transport,
+    ))
+}
+
 impl Cluster {
     /// Starts `nodes` node processes with data under `dir`, and the slots' coordinators.
     pub(crate) fn start(nodes: u32, slots: u32, dir: &Path, seed: u64) -> Result<Self, String> {
@@ -78,19 +95,7 @@ impl Cluster {
 
     /// Starts the coordinator of `slot`'s current replica set.
     fn start_coordinator(&mut self, slot: u32) -> Result<(), String> {
-        let holders = self.layout.holders(slot).into_iter().map(NodeId::new);
-        let transport = TcpTransport::bind(
-            COORDINATOR,
-            self.layout.coordinator_addr(slot),
-            &self.layout.group(slot),
-            TcpConfig::default(),
-        )
-        .map_err(|e| format!("coordinator of slot {slot}: {e}"))?;
-        let coordinator = CoordinatorNode::start(
-            COORDINATOR,
-            LeaseCoordinator::new(holders, Duration::from_millis(600)),
-            transport,
-        );
+        let coordinator = coordinator_for(&self.layout, slot)?;
         self.coordinators.insert(slot, coordinator);
         Ok(())
     }

@@ -134,6 +134,41 @@ pub(crate) fn run(args: &NodeArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Arguments of `shardkit coordinators`.
+#[derive(Debug, Args)]
+pub(crate) struct CoordinatorsArgs {
+    /// Every node, as ID=HOST:PORT (as given to `shardkit node`).
+    #[arg(long = "member", required = true)]
+    pub(crate) members: Vec<Member>,
+    /// The coordinators' base address (slot `s` listens on its port + `s`).
+    #[arg(long)]
+    pub(crate) coordinators: std::net::SocketAddr,
+    /// Slots the key space is divided into (as given to `shardkit node`).
+    #[arg(long, default_value_t = 16)]
+    pub(crate) slots: u32,
+    /// Slots that moved to a new replica set, as SLOT=GENERATION (as given to the nodes).
+    #[arg(long = "generation")]
+    pub(crate) generations: Vec<super::layout::Generation>,
+}
+
+/// Runs the lease coordinator of every slot until the process is killed: the failure
+/// detection and failover for a cluster of `shardkit node`s on several machines.
+pub(crate) fn coordinate(args: &CoordinatorsArgs) -> Result<(), String> {
+    let layout = Layout::new(&args.members, args.coordinators, args.slots)?
+        .with_generations(&args.generations);
+    let coordinators = (0..layout.slot_count())
+        .map(|slot| super::cluster::coordinator_for(&layout, slot))
+        .collect::<Result<Vec<_>, _>>()?;
+    println!(
+        "coordinating {} slots from {}",
+        coordinators.len(),
+        layout.coordinator_addr(0)
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
 type Response = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
 
 fn respond(status: u16, body: impl Into<Vec<u8>>) -> Response {

@@ -77,7 +77,7 @@ impl LeaseCoordinator {
             members,
             lease,
             collect_window: lease / 4,
-            election_timeout: lease * 2,
+            election_timeout: lease * 4,
             epoch: Epoch::new(0),
             leader: None,
             decided_at: Duration::ZERO,
@@ -220,12 +220,14 @@ impl Coordinator for LeaseCoordinator {
 
     fn tick(&mut self, now: Duration) {
         if let Some(e) = &self.election {
-            if e.majority_at
-                .is_some_and(|t| now >= t + self.collect_window)
-            {
-                self.decide(now);
-            } else if now >= e.started + self.election_timeout {
-                self.start_election(now);
+            match e.majority_at {
+                // A majority promised: the election completes, however long that took (a
+                // restart would throw the promises away, and under load every round could be
+                // late the same way).
+                Some(t) if now >= t + self.collect_window => self.decide(now),
+                Some(_) => {}
+                None if now >= e.started + self.election_timeout => self.start_election(now),
+                None => {}
             }
             return;
         }
