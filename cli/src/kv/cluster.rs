@@ -24,18 +24,37 @@ pub(crate) struct Cluster {
     cursor_secret: String,
 }
 
-/// A run of `count` consecutive free loopback ports, from a seeded starting point.
+/// The ports the kernel hands out for outgoing connections (`ip_local_port_range`).
+fn ephemeral_ports() -> (u32, u32) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32_768, 60_999))
+}
+
+/// A run of `count` consecutive free loopback ports, from a seeded starting point, outside
+/// the ephemeral range: an outgoing connection could otherwise take a killed node's port
+/// before the node restarts.
 fn free_ports(count: u32, seed: u64) -> Result<u16, String> {
+    let (low, high) = ephemeral_ports();
+    let (first, last) = if low > 10_000 + count {
+        (10_000, low - count)
+    } else {
+        (high + 1, 65_535 - count)
+    };
     let mut pick = seed;
     for _ in 0..50 {
         pick = pick
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
-        let base = 20_000 + (pick >> 33) % 30_000;
-        let ports = base as u16..(base as u16).saturating_add(count as u16);
+        let base = first + ((pick >> 33) % u64::from(last.saturating_sub(first).max(1))) as u32;
+        let ports = base..base + count;
         let free = ports
             .clone()
-            .all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+            .all(|p| TcpListener::bind(("127.0.0.1", p as u16)).is_ok());
         if free {
             return Ok(base as u16);
         }
@@ -61,8 +80,15 @@ pub(crate) fn coordinator_for(layout: &Layout, slot: u32) -> Result<CoordinatorN
 }
 
 impl Cluster {
-    /// Starts `nodes` node processes with data under `dir`, and the slots' coordinators.
-    pub(crate) fn start(nodes: u32, slots: u32, dir: &Path, seed: u64) -> Result<Self, String> {
+    /// Starts a node process per weight (node `i` with ring weight `weights[i - 1]`) with data
+    /// under `dir`, and the slots' coordinators.
+    pub(crate) fn start(
+        weights: &[u32],
+        slots: u32,
+        dir: &Path,
+        seed: u64,
+    ) -> Result<Self, String> {
+        let nodes = weights.len() as u32;
         let per_node = 1 + slots;
         // Room for one more node, which the demo adds later.
         let base = free_ports(Layout::ports_needed(nodes + 1, slots), seed)?;
@@ -71,6 +97,7 @@ impl Cluster {
             .map(|id| Member {
                 id: u64::from(id),
                 addr: port((id - 1) * per_node),
+                weight: weights.get(id as usize - 1).copied().unwrap_or(1),
             })
             .collect();
         let coordinators = port((nodes + 1) * per_node);
@@ -157,7 +184,7 @@ impl Cluster {
         }
         for m in self.layout.members() {
             args.push("--member".into());
-            args.push(format!("{}={}", m.id, m.addr));
+            args.push(m.to_string());
         }
         args
     }

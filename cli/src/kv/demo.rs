@@ -45,6 +45,28 @@ pub(crate) struct DemoArgs {
     /// Client threads.
     #[arg(long, default_value_t = 4)]
     clients: u64,
+    /// A node's ring weight, as ID=WEIGHT (repeat the flag; the others weigh 1).
+    #[arg(long = "weight")]
+    weights: Vec<String>,
+}
+
+/// Each node's ring weight, from `--weight ID=WEIGHT` flags.
+fn node_weights(nodes: u32, flags: &[String]) -> Result<Vec<u32>, String> {
+    let mut weights = vec![1; nodes as usize];
+    for f in flags {
+        let parsed = f
+            .split_once('=')
+            .and_then(|(id, w)| Some((id.parse::<usize>().ok()?, w.parse::<u32>().ok()?)));
+        match parsed {
+            Some((id, w)) if (1..=nodes as usize).contains(&id) && w > 0 => weights[id - 1] = w,
+            _ => {
+                return Err(format!(
+                    "--weight {f:?}: expected ID=WEIGHT with 1 <= ID <= {nodes}"
+                ));
+            }
+        }
+    }
+    Ok(weights)
 }
 
 /// What a key must hold: its last acknowledged state, and writes after it whose fate is
@@ -185,19 +207,22 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
         args.nodes, args.slots, args.keys, args.duration, args.seed
     );
     let started = Instant::now();
-    let mut cluster = Cluster::start(args.nodes, args.slots, &dir, args.seed)?;
+    let weights = node_weights(args.nodes, &args.weights)?;
+    let mut cluster = Cluster::start(&weights, args.slots, &dir, args.seed)?;
     let elected = cluster.wait_for_leaders(Duration::from_secs(30))?;
     println!(
         "every slot elected a leader {:.0} ms after start",
         elected.as_secs_f64() * 1e3
     );
     for m in cluster.layout.members() {
+        let held = (0..args.slots)
+            .filter(|&slot| cluster.layout.holders(slot).contains(&m.id))
+            .count();
         println!(
-            "  node {} at http://{}  (try: curl http://{}/status)",
-            m.id, m.addr, m.addr
+            "  node {} at http://{} (ring weight {}, holds {held} slots; try: curl http://{}/status)",
+            m.id, m.addr, m.weight, m.addr
         );
     }
-
     let leaders: Leaders = Arc::new(RwLock::new(Vec::new()));
     let refresh = |cluster: &Cluster, leaders: &Leaders| {
         let addrs = cluster

@@ -14,12 +14,23 @@ pub(crate) const REPLICAS: usize = 3;
 /// The coordinator's id inside every slot's replica set.
 pub(crate) const COORDINATOR: NodeId = NodeId::new(0);
 
-/// `ID=HOST:PORT`: a node and its HTTP address. Its replication ports follow the HTTP port:
-/// `port + 1 + slot`.
+/// `ID=HOST:PORT[/WEIGHT]`: a node, its HTTP address and its ring weight (1 by default; a
+/// node of weight 2 holds about twice the slots). Its replication ports follow the HTTP
+/// port: `port + 1 + slot`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Member {
     pub(crate) id: u64,
     pub(crate) addr: SocketAddr,
+    pub(crate) weight: u32,
+}
+
+impl std::fmt::Display for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.weight {
+            1 => write!(f, "{}={}", self.id, self.addr),
+            w => write!(f, "{}={}/{w}", self.id, self.addr),
+        }
+    }
 }
 
 impl std::str::FromStr for Member {
@@ -33,11 +44,16 @@ impl std::str::FromStr for Member {
         if id == 0 {
             return Err("node id 0 is the coordinators'".into());
         }
+        let (addr, weight) = match addr.split_once('/') {
+            Some((a, w)) => (a, w.parse().map_err(|_| format!("bad weight {w:?}"))?),
+            None => (addr, 1),
+        };
         Ok(Self {
             id,
             addr: addr
                 .parse()
                 .map_err(|_| format!("bad address {addr:?} (expected HOST:PORT)"))?,
+            weight,
         })
     }
 }
@@ -87,7 +103,7 @@ impl Layout {
             return Err(format!("a cluster needs at least {REPLICAS} nodes"));
         }
         let ring = HashRing::builder()
-            .nodes(members.iter().map(|m| m.id))
+            .weighted_nodes(members.iter().map(|m| (m.id, m.weight)))
             .build()
             .map_err(|e| e.to_string())?;
         let slot_map = ring.slot_map(slots).map_err(|e| e.to_string())?;
