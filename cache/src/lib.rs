@@ -87,6 +87,7 @@ mod cache;
 mod entry;
 mod expiry;
 mod flight;
+mod ghost;
 mod loading;
 mod policy;
 mod shard;

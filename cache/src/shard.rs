@@ -89,9 +89,8 @@ struct Writer<K, V> {
     live: usize,
     /// Tombstones in the table.
     tombstones: usize,
-    /// Read counts already handed to the policy.
+    /// Hits already handed to the policy.
     seen_hits: u64,
-    seen_misses: u64,
     /// Writes since the read counts were last handed to the policy.
     unfed_writes: u32,
     evictions: u64,
@@ -123,7 +122,7 @@ fn stripe() -> usize {
 
 /// Counts one on a stripe with a load and a store, not an atomic add: a stripe is one thread's
 /// unless more threads than stripes read the shard, and a count lost to that race costs the
-/// hill climber and the statistics nothing that matters, while a locked add costs every read.
+/// sketch's aging and the statistics nothing that matters, while a locked add costs every read.
 fn bump(counter: &AtomicU64) {
     counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
@@ -150,7 +149,6 @@ where
                 live: 0,
                 tombstones: 0,
                 seen_hits: 0,
-                seen_misses: 0,
                 unfed_writes: 0,
                 evictions: 0,
             }),
@@ -254,7 +252,7 @@ where
             return;
         }
         // Reading the stripes touches cache lines other threads' reads write to: do it every
-        // few writes, not every write (the climber and the sketch's aging need no finer grain).
+        // few writes, not every write (the sketch's aging needs no finer grain).
         w.unfed_writes += 1;
         if w.unfed_writes >= FEED_EVERY {
             w.unfed_writes = 0;
@@ -421,16 +419,12 @@ where
             .collect()
     }
 
-    /// Hands the reads counted since the last call to the policy's hill climber.
+    /// Hands the hits counted since the last call to the policy (for its sketch's aging).
     fn feed_reads(&self, w: &mut Writer<K, V>) {
         // A stripe shared by racing readers can lose counts, and so read lower than before.
-        let (hits, misses) = self.reads();
-        w.policy.record(
-            hits.saturating_sub(w.seen_hits),
-            misses.saturating_sub(w.seen_misses),
-        );
+        let (hits, _) = self.reads();
+        w.policy.record(hits.saturating_sub(w.seen_hits));
         w.seen_hits = w.seen_hits.max(hits);
-        w.seen_misses = w.seen_misses.max(misses);
     }
 
     /// Replaces the table by one sized for the live entries, without tombstones.
