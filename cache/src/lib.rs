@@ -37,8 +37,11 @@
 //! and admits an entry leaving it to the *main* space only if a [`FrequencySketch`] says it is
 //! more popular than main's eviction victim. Main is split into *probation* and *protected*
 //! segments, so entries re-used after admission outlast those that were not. The window's share
-//! is tuned while the cache runs, by hill climbing on the hit ratio: it grows when recency pays
-//! (a shifting hot set) and shrinks when frequency does.
+//! is tuned while the cache runs, from small *ghosts* of recently turned-away and evicted keys
+//! (ARC's idea): a miss on a key the window turned away grows the window, a miss on a key main
+//! evicted (or a probation entry re-used just before its eviction) shrinks it, so it grows when
+//! recency pays (a shifting hot set) and shrinks when frequency does (a skewed stable set, a
+//! loop longer than the cache).
 //!
 //! LRU order is approximated CLOCK-style: a read only bumps the entry's small hit counter, and
 //! the policy looks at the counters when entries reach the head of their queue (giving re-used

@@ -8,6 +8,7 @@
 mod cache;
 mod kv;
 mod log;
+mod member;
 mod page;
 mod replicate;
 mod ring;

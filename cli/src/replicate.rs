@@ -14,28 +14,7 @@ use shardkit_replication::replica::{
 };
 use shardkit_replication::{Durability, Epoch, FileLog, LogConfig};
 
-/// `ID=HOST:PORT`.
-#[derive(Debug, Clone)]
-pub(crate) struct Member {
-    id: NodeId,
-    addr: SocketAddr,
-}
-
-impl std::str::FromStr for Member {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (id, addr) = s
-            .split_once('=')
-            .ok_or_else(|| format!("expected ID=HOST:PORT, got {s:?}"))?;
-        Ok(Self {
-            id: NodeId::new(id.parse().map_err(|_| format!("bad node id {id:?}"))?),
-            addr: addr
-                .parse()
-                .map_err(|_| format!("bad address {addr:?} (expected HOST:PORT)"))?,
-        })
-    }
-}
+use crate::member::Member;
 
 /// When a follower acknowledges records to its leader.
 #[derive(Debug, Clone, Copy, ValueEnum)]

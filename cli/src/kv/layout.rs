@@ -37,22 +37,17 @@ impl std::str::FromStr for Member {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (id, addr) = s
-            .split_once('=')
-            .ok_or_else(|| format!("expected ID=HOST:PORT, got {s:?}"))?;
-        let id: u64 = id.parse().map_err(|_| format!("bad node id {id:?}"))?;
-        if id == 0 {
+        let (member, weight) = match s.rsplit_once('/') {
+            Some((m, w)) => (m, w.parse().map_err(|_| format!("bad weight {w:?}"))?),
+            None => (s, 1),
+        };
+        let crate::member::Member { id, addr } = member.parse()?;
+        if id.get() == 0 {
             return Err("node id 0 is the coordinators'".into());
         }
-        let (addr, weight) = match addr.split_once('/') {
-            Some((a, w)) => (a, w.parse().map_err(|_| format!("bad weight {w:?}"))?),
-            None => (addr, 1),
-        };
         Ok(Self {
-            id,
-            addr: addr
-                .parse()
-                .map_err(|_| format!("bad address {addr:?} (expected HOST:PORT)"))?,
+            id: id.get(),
+            addr,
             weight,
         })
     }
@@ -206,5 +201,27 @@ impl Layout {
             }
         }
         (slots, placements)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_parse_with_and_without_a_weight() {
+        let m: Member = "3=127.0.0.1:7000/2".parse().unwrap();
+        assert_eq!((m.id, m.addr.port(), m.weight), (3, 7000, 2));
+        let m: Member = "4=[::1]:7001".parse().unwrap();
+        assert_eq!((m.id, m.addr.port(), m.weight), (4, 7001, 1));
+        assert_eq!(m.to_string().parse::<Member>().unwrap(), m);
+        for bad in [
+            "0=127.0.0.1:7000",
+            "x=127.0.0.1:7000",
+            "1=nowhere",
+            "1=127.0.0.1:7000/x",
+        ] {
+            assert!(bad.parse::<Member>().is_err(), "{bad} parsed");
+        }
     }
 }

@@ -41,21 +41,11 @@ pub(crate) struct NodeArgs {
     /// Where the node keeps its slots' logs.
     #[arg(long)]
     pub(crate) data_dir: PathBuf,
-    /// Every node, as ID=HOST:PORT (its HTTP address; replication uses the next ports).
-    #[arg(long = "member", required = true)]
-    pub(crate) members: Vec<Member>,
-    /// The slot coordinators' base address (slot `s` at its port + `s`).
-    #[arg(long)]
-    pub(crate) coordinators: std::net::SocketAddr,
-    /// Slots the key space is divided into.
-    #[arg(long, default_value_t = 16)]
-    pub(crate) slots: u32,
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
     /// Entries in the node's read cache.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) cache_entries: u64,
-    /// Slots that moved to a new replica set, as SLOT=GENERATION (repeat the flag).
-    #[arg(long = "generation")]
-    pub(crate) generations: Vec<super::layout::Generation>,
     /// The secret that signs scan cursors (the same on every node, 16 bytes or more).
     #[arg(long, default_value = "change-me-shardkit-cursor-secret")]
     pub(crate) cursor_secret: String,
@@ -72,8 +62,7 @@ struct Service {
 
 /// Runs the node until the process is killed.
 pub(crate) fn run(args: &NodeArgs) -> Result<(), String> {
-    let layout = Layout::new(&args.members, args.coordinators, args.slots)?
-        .with_generations(&args.generations);
+    let layout = args.cluster.layout()?;
     let me = layout
         .http_addr(args.id)
         .ok_or_else(|| format!("--id {} is not among the --member flags", args.id))?;
@@ -134,28 +123,43 @@ pub(crate) fn run(args: &NodeArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The cluster's layout, as every `shardkit node` and `shardkit coordinators` of one cluster
+/// must be given it.
+#[derive(Debug, Args)]
+pub(crate) struct ClusterArgs {
+    /// Every node, as ID=HOST:PORT[/WEIGHT] (its HTTP address; replication uses the next
+    /// ports).
+    #[arg(long = "member", required = true)]
+    pub(crate) members: Vec<Member>,
+    /// The slot coordinators' base address (slot `s` at its port + `s`).
+    #[arg(long)]
+    pub(crate) coordinators: std::net::SocketAddr,
+    /// Slots the key space is divided into.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) slots: u32,
+    /// Slots that moved to a new replica set, as SLOT=GENERATION (repeat the flag).
+    #[arg(long = "generation")]
+    pub(crate) generations: Vec<super::layout::Generation>,
+}
+
+impl ClusterArgs {
+    fn layout(&self) -> Result<Layout, String> {
+        Ok(Layout::new(&self.members, self.coordinators, self.slots)?
+            .with_generations(&self.generations))
+    }
+}
+
 /// Arguments of `shardkit coordinators`.
 #[derive(Debug, Args)]
 pub(crate) struct CoordinatorsArgs {
-    /// Every node, as ID=HOST:PORT (as given to `shardkit node`).
-    #[arg(long = "member", required = true)]
-    pub(crate) members: Vec<Member>,
-    /// The coordinators' base address (slot `s` listens on its port + `s`).
-    #[arg(long)]
-    pub(crate) coordinators: std::net::SocketAddr,
-    /// Slots the key space is divided into (as given to `shardkit node`).
-    #[arg(long, default_value_t = 16)]
-    pub(crate) slots: u32,
-    /// Slots that moved to a new replica set, as SLOT=GENERATION (as given to the nodes).
-    #[arg(long = "generation")]
-    pub(crate) generations: Vec<super::layout::Generation>,
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
 }
 
 /// Runs the lease coordinator of every slot until the process is killed: the failure
 /// detection and failover for a cluster of `shardkit node`s on several machines.
 pub(crate) fn coordinate(args: &CoordinatorsArgs) -> Result<(), String> {
-    let layout = Layout::new(&args.members, args.coordinators, args.slots)?
-        .with_generations(&args.generations);
+    let layout = args.cluster.layout()?;
     let coordinators = (0..layout.slot_count())
         .map(|slot| super::cluster::coordinator_for(&layout, slot))
         .collect::<Result<Vec<_>, _>>()?;

@@ -164,12 +164,35 @@ Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --onl
     let _ = writeln!(out);
 }
 
-/// Runs `cache-memory` (next to this binary) for one cache; `(bytes per entry after the first
-/// million, at steady state)`.
-fn memory_of(name: &str) -> Result<(f64, f64), String> {
+/// The `cache-memory` binary next to this one, rebuilt first when run through `cargo run` (it
+/// has its own counting allocator, so it is a separate binary, and `cargo run --bin compare`
+/// alone would leave it measuring old code).
+fn memory_binary() -> Result<std::path::PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let bin = exe.with_file_name("cache-memory");
-    let output = std::process::Command::new(&bin)
+    let built = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--release", "-p", "shardkit-benches", "--bin"])
+            .arg("cache-memory")
+            .status()
+            .map_err(|e| format!("building cache-memory: {e}"))?;
+        if !status.success() {
+            return Err(format!("building cache-memory: {status}"));
+        }
+    } else if built(&bin) < built(&exe) {
+        return Err(format!(
+            "{} is older than this binary: rebuild it with `cargo build --release -p shardkit-benches`",
+            bin.display()
+        ));
+    }
+    Ok(bin)
+}
+
+/// Runs `cache-memory` for one cache; `(bytes per entry after the first million, at steady
+/// state)`.
+fn memory_of(bin: &std::path::Path, name: &str) -> Result<(f64, f64), String> {
+    let output = std::process::Command::new(bin)
         .arg(name)
         .output()
         .map_err(|e| {
@@ -199,9 +222,10 @@ Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --onl
         "| cache | bytes/entry, filled | bytes/entry, steady state |
 |---|---:|---:|"
     );
+    let bin = memory_binary()?;
     for name in NAMES {
         eprintln!("memory: {name}");
-        let (fill, steady) = memory_of(name)?;
+        let (fill, steady) = memory_of(&bin, name)?;
         let _ = writeln!(out, "| {name} | {fill:.1} | {steady:.1} |");
     }
     let _ = writeln!(out);
