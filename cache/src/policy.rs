@@ -344,8 +344,8 @@ impl<H: Handle> Policy<H> {
 
     fn fold_hits(&mut self, h: H) -> bool {
         let hits = h.take_hits();
-        for _ in 0..hits {
-            self.sketch.increment(h.hash());
+        if hits > 0 {
+            self.sketch.increment_by(h.hash(), hits);
         }
         hits > 0
     }
