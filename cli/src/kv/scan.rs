@@ -3,13 +3,12 @@
 //! `shardkit_pagination::Merged` draws the page from all of them lazily.
 
 use std::cmp::Ordering;
-use std::sync::Arc;
 
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use shardkit_pagination::{Direction, Error as PageError, Source, Value};
 
 use super::layout::Layout;
-use super::slot::Slot;
+use super::slot::{Entry, Slot};
 
 /// A key and its value as text (values that are not UTF-8 are shown lossily).
 pub(crate) type Item = (String, String);
@@ -43,6 +42,13 @@ impl Source for SlotSource<'_> {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<Item>, PageError> {
+        if let Some(slot) = self.local {
+            return Ok(slot
+                .scan(bound, direction, limit)?
+                .into_iter()
+                .map(|(k, v)| (k, text(&v)))
+                .collect());
+        }
         let bound = match bound {
             None => None,
             Some([Value::Text(k)]) => Some(k.as_str()),
@@ -52,15 +58,7 @@ impl Source for SlotSource<'_> {
                 });
             }
         };
-        let forward = direction == Direction::Forward;
-        if let Some(slot) = self.local {
-            return Ok(slot
-                .scan(bound, forward, limit)
-                .into_iter()
-                .map(|(k, v)| (k, text(&v)))
-                .collect());
-        }
-        self.remote(bound, forward, limit)
+        self.remote(bound, direction == Direction::Forward, limit)
             .map_err(|reason| PageError::InvalidKey { reason })
     }
 }
@@ -109,15 +107,21 @@ pub(crate) fn serve_slot_scan(slot: &Slot, query: &str) -> Result<String, String
         .map(|b| percent_decode_str(b).decode_utf8().map(|c| c.into_owned()))
         .transpose()
         .map_err(|e| format!("bad bound: {e}"))?;
-    let forward = param("dir") != Some("backward");
+    let direction = if param("dir") == Some("backward") {
+        Direction::Backward
+    } else {
+        Direction::Forward
+    };
     let limit = param("limit")
         .and_then(|l| l.parse::<usize>().ok())
         .unwrap_or(100)
         .min(10_000);
+    let bound = bound.map(|b| [Value::Text(b)]);
     let items: Vec<Item> = slot
-        .scan(bound.as_deref(), forward, limit)
+        .scan(bound.as_ref().map(<[Value; 1]>::as_slice), direction, limit)
+        .map_err(|e| e.to_string())?
         .into_iter()
-        .map(|(k, v): (String, Arc<Vec<u8>>)| (k, text(&v)))
+        .map(|(k, v): Entry| (k, text(&v)))
         .collect();
     serde_json::to_string(&items).map_err(|e| e.to_string())
 }

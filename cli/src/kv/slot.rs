@@ -7,6 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use shardkit_cache::Cache;
+use shardkit_pagination::{Direction, Error as PageError, Source, Value};
 use shardkit_replication::replica::{
     AckLevel, Committed, FileReplicaStore, Node, NodeId, Replica, ReplicaConfig, Role, TcpConfig,
     TcpTransport, Write, WriteError, Written,
@@ -14,6 +15,9 @@ use shardkit_replication::replica::{
 use shardkit_replication::{Durability, FileLog, LogConfig, Offset};
 
 use super::layout::{COORDINATOR, Layout};
+
+/// A key and its value, as a slot holds them.
+pub(crate) type Entry = (String, Arc<Vec<u8>>);
 
 /// The node-wide read cache: `(slot, key)` to value.
 pub(crate) type ReadCache = Cache<(u32, String), Arc<Vec<u8>>>;
@@ -177,34 +181,17 @@ impl Slot {
         Some(value)
     }
 
-    /// Up to `limit` keys and values strictly after `bound` in key order (`forward`), or
-    /// strictly before it, nearest first; from the first (or last) key without a bound.
+    /// Up to `limit` keys and values strictly after `bound` in key order (forward), or
+    /// strictly before it, nearest first; from the first (or last) key without a bound. The
+    /// map is a pagination [`Source`] as it is; a bound must be one text value.
     pub(crate) fn scan(
         &self,
-        bound: Option<&str>,
-        forward: bool,
+        bound: Option<&[Value]>,
+        direction: Direction,
         limit: usize,
-    ) -> Vec<(String, Arc<Vec<u8>>)> {
-        use std::ops::Bound::{Excluded, Unbounded};
+    ) -> Result<Vec<Entry>, PageError> {
         let state = self.state.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let clone = |(k, v): (&String, &Arc<Vec<u8>>)| (k.clone(), Arc::clone(v));
-        match (forward, bound) {
-            (true, None) => state.map.iter().take(limit).map(clone).collect(),
-            (true, Some(b)) => state
-                .map
-                .range::<str, _>((Excluded(b), Unbounded))
-                .take(limit)
-                .map(clone)
-                .collect(),
-            (false, None) => state.map.iter().rev().take(limit).map(clone).collect(),
-            (false, Some(b)) => state
-                .map
-                .range::<str, _>((Unbounded, Excluded(b)))
-                .rev()
-                .take(limit)
-                .map(clone)
-                .collect(),
-        }
+        state.map.scan(bound, direction, limit)
     }
 }
 
