@@ -42,14 +42,7 @@ impl Source for SlotSource<'_> {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<Item>, PageError> {
-        if let Some(slot) = self.local {
-            return Ok(slot
-                .scan(bound, direction, limit)?
-                .into_iter()
-                .map(|(k, v)| (k, text(&v)))
-                .collect());
-        }
-        let bound = match bound {
+        let key = match bound {
             None => None,
             Some([Value::Text(k)]) => Some(k.as_str()),
             Some(_) => {
@@ -58,7 +51,14 @@ impl Source for SlotSource<'_> {
                 });
             }
         };
-        self.remote(bound, direction == Direction::Forward, limit)
+        if let Some(slot) = self.local {
+            return Ok(slot
+                .scan(bound, direction, limit)?
+                .into_iter()
+                .map(|(k, v)| (k, text(&v)))
+                .collect());
+        }
+        self.remote(key, direction == Direction::Forward, limit)
             .map_err(|reason| PageError::InvalidKey { reason })
     }
 }

@@ -120,9 +120,9 @@ fn throughput_table(args: &CacheArgs, out: &mut String) {
         out,
         "## Cache throughput
 
-Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --only throughput`. Capacity {CAPACITY}; keys from Zipf over {} keys; each thread replays its own {} operations after a warm-up; million operations per second, median of {} rounds with the caches interleaved.
+Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --only throughput --rounds {}`. Capacity {CAPACITY}; keys from Zipf over {} keys; each thread replays its own {} operations after a warm-up; million operations per second, median of {} rounds with the caches interleaved.
 ",
-        args.keyspace, args.thread_ops, args.rounds
+        args.rounds, args.keyspace, args.thread_ops, args.rounds
     );
     let _ = writeln!(
         out,
@@ -166,27 +166,40 @@ Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --onl
 
 /// The `cache-memory` binary next to this one, rebuilt first when run through `cargo run` (it
 /// has its own counting allocator, so it is a separate binary, and `cargo run --bin compare`
-/// alone would leave it measuring old code).
+/// alone would leave it measuring old code). It must be at least as new as this binary.
 fn memory_binary() -> Result<std::path::PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let bin = exe.with_file_name("cache-memory");
-    let built = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     if let Some(cargo) = std::env::var_os("CARGO") {
+        // The profile this binary was built with is the name of its directory.
+        let profile = exe
+            .parent()
+            .and_then(|d| d.file_name())
+            .and_then(|p| p.to_str())
+            .map(|p| if p == "debug" { "dev" } else { p })
+            .ok_or_else(|| format!("no build profile in {}", exe.display()))?;
         let status = std::process::Command::new(cargo)
-            .args(["build", "--release", "-p", "shardkit-benches", "--bin"])
-            .arg("cache-memory")
+            .args(["build", "--profile", profile, "-p", "shardkit-benches"])
+            .args(["--bin", "cache-memory"])
             .status()
             .map_err(|e| format!("building cache-memory: {e}"))?;
         if !status.success() {
             return Err(format!("building cache-memory: {status}"));
         }
-    } else if built(&bin) < built(&exe) {
-        return Err(format!(
+    }
+    let built = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified());
+    match (built(&bin), built(&exe)) {
+        (Ok(b), Ok(e)) if b >= e => Ok(bin),
+        (Ok(_), Ok(_)) => Err(format!(
             "{} is older than this binary: rebuild it with `cargo build --release -p shardkit-benches`",
             bin.display()
-        ));
+        )),
+        (Err(e), _) => Err(format!(
+            "{}: {e} (build it with `cargo build --release -p shardkit-benches`)",
+            bin.display()
+        )),
+        (_, Err(e)) => Err(format!("{}: {e}", exe.display())),
     }
-    Ok(bin)
 }
 
 /// Runs `cache-memory` for one cache; `(bytes per entry after the first million, at steady
@@ -254,7 +267,7 @@ impl Row {
         self.peers.iter().copied().fold(f64::MIN, f64::max)
     }
 
-    /// The best of moka and quick_cache (the peers #4's targets name).
+    /// The best of moka and quick_cache, the two peers the hit-ratio targets compare with.
     fn best_of_two(&self) -> f64 {
         self.peers[0].max(self.peers[1])
     }
