@@ -144,7 +144,9 @@ where
     V: Clone + Send + Sync + 'static,
     S: BuildHasher,
 {
-    /// Bounds the cache to `entries` entries.
+    /// Bounds the cache to `entries` entries. With [`max_weight`](Self::max_weight) too, the
+    /// weight is the bound, and `entries` only says how many entries to expect (what the
+    /// default shard count is chosen for).
     #[must_use]
     pub fn max_capacity(mut self, entries: u64) -> Self {
         self.max_capacity = Some(entries);

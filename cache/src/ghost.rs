@@ -49,6 +49,19 @@ impl Ghost {
         found
     }
 
+    /// Grows it to at least `len` slots, if it has fewer (forgetting everything).
+    pub(crate) fn ensure_len(&mut self, len: usize) {
+        if len > self.slots.len() {
+            *self = Self::new(len);
+        }
+    }
+
+    /// Its slots.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Forgets everything.
     pub(crate) fn clear(&mut self) {
         self.slots.fill(0);

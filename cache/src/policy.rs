@@ -101,6 +101,11 @@ const ADAPT_RATE: f64 = 0.01;
 /// too small on a shifting hot set.
 const SAVE_RATE: f64 = 0.001;
 
+/// Entries the frequency sketch is first sized for (8 bytes each); it grows with the entries
+/// held. A cache sized for millions of entries, or bounded by a weight (which says nothing of
+/// how many entries it will hold), pays for its sketch only as it fills.
+const INITIAL_SKETCH: usize = 4096;
+
 /// Frequencies at or above this get a small random chance of admission even when they lose, so
 /// an attacker cannot keep a key out by flooding its victim's sketch counters.
 const WARM: u8 = 6;
@@ -178,6 +183,11 @@ struct Sweep {
     compactions: [u64; 3],
 }
 
+/// The slots a ghost uses for `entries` entries.
+fn ghost_slots(entries: usize) -> usize {
+    (entries as f64 * GHOST_SHARE).ceil() as usize
+}
+
 /// The policy of one shard; see the module docs. Not synchronised: the shard's writer lock
 /// guards it.
 #[derive(Debug)]
@@ -201,14 +211,15 @@ pub(crate) struct Policy<H> {
 impl<H: Handle> Policy<H> {
     /// A policy for `capacity` units of weight, of about `entries` entries.
     pub(crate) fn new(capacity: u64, entries: usize) -> Self {
-        let ghosts = (entries as f64 * GHOST_SHARE).ceil() as usize;
+        let sketch = FrequencySketch::new(entries.clamp(1, INITIAL_SKETCH));
+        let ghosts = ghost_slots(sketch.capacity());
         Self {
             capacity,
             window_max: (capacity / 100).max(1),
             window: Queue::default(),
             probation: Queue::default(),
             protected: Queue::default(),
-            sketch: FrequencySketch::new(entries.max(1)),
+            sketch,
             window_target: (capacity / 100).max(1) as f64,
             turned_away: Ghost::new(ghosts),
             evicted: Ghost::new(ghosts),
@@ -246,6 +257,13 @@ impl<H: Handle> Policy<H> {
 
     /// Adds a new entry, evicting as needed.
     pub(crate) fn insert(&mut self, h: H, release: &mut impl FnMut(H, Release)) {
+        let held = self.held();
+        if held >= self.sketch.capacity() {
+            self.sketch.ensure_capacity(held + 1);
+            let ghosts = ghost_slots(self.sketch.capacity());
+            self.turned_away.ensure_len(ghosts);
+            self.evicted.ensure_len(ghosts);
+        }
         self.sketch.increment(h.hash());
         self.adapt(h.hash());
         self.window.push(h, Region::Window);
@@ -494,11 +512,15 @@ impl<H: Handle> Policy<H> {
     /// How many slots each ghost uses: [`GHOST_SHARE`] of the entries held now (a cache bounded
     /// by weight holds however many its weights allow).
     fn ghost_len(&self) -> usize {
-        let held: usize = [&self.window, &self.probation, &self.protected]
+        ghost_slots(self.held())
+    }
+
+    /// How many entries it holds.
+    fn held(&self) -> usize {
+        [&self.window, &self.probation, &self.protected]
             .iter()
             .map(|q| q.handles.len() - q.stale)
-            .sum();
-        (held as f64 * GHOST_SHARE).ceil() as usize
+            .sum()
     }
 
     /// Scales the window's target size by `factor`; the next [`maintain`](Self::maintain)
@@ -604,5 +626,24 @@ mod tests {
                 assert!(ratio > best * 0.9, "loop {len} over {capacity}: {ratio:.3}");
             }
         }
+    }
+
+    /// A cache bounded by a large weight expects up to 2^24 entries; its sketch starts small
+    /// and grows with what it holds.
+    #[test]
+    fn the_sketch_grows_with_the_entries_held() {
+        let mut policy: Policy<&'static Meta> = Policy::new(1 << 30, 1 << 24);
+        assert_eq!(policy.sketch.capacity(), INITIAL_SKETCH);
+        for k in 0..10_000u64 {
+            let m: &'static Meta = Box::leak(Box::new(Meta {
+                hash: mix(k),
+                hits: Cell::new(0),
+                region: Cell::new(0),
+            }));
+            policy.insert(m, &mut |_, _| {});
+        }
+        assert_eq!(policy.held(), 10_000);
+        assert_eq!(policy.sketch.capacity(), 16_384);
+        assert!(policy.turned_away.len() >= ghost_slots(10_000));
     }
 }

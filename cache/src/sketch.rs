@@ -60,6 +60,20 @@ impl FrequencySketch {
         }
     }
 
+    /// How many entries it is sized for (a power of two, at least 16).
+    pub(crate) fn capacity(&self) -> usize {
+        (self.sample_size / 10) as usize
+    }
+
+    /// Grows it to suit a cache of `entries` entries, if it is smaller: a new, empty sketch
+    /// (counts start over, as after a few agings). Growing by doubling at most, for caches
+    /// that start small and fill, keeps the number of restarts logarithmic.
+    pub(crate) fn ensure_capacity(&mut self, entries: usize) {
+        if entries > self.capacity() {
+            *self = Self::new(entries.max(self.capacity() * 2));
+        }
+    }
+
     /// The word and bit shift of `hash`'s counter in `row`. A key's four counters share one
     /// 64-byte block of 8 words (one word per row out of a pair), so an update or an estimate
     /// touches one cache line, not four.
@@ -194,5 +208,18 @@ mod tests {
         }
         assert_eq!(one.words, many.words);
         assert_eq!(one.additions, many.additions);
+    }
+
+    #[test]
+    fn grows_to_a_larger_cache_and_never_shrinks() {
+        let mut s = FrequencySketch::new(16);
+        s.increment(9);
+        s.ensure_capacity(10);
+        assert_eq!((s.capacity(), s.frequency(9)), (16, 1));
+        s.ensure_capacity(17);
+        assert_eq!((s.capacity(), s.frequency(9)), (32, 0));
+        assert_eq!(s.words.len() as u64 * 16, 32 * COUNTERS_PER_ENTRY);
+        s.ensure_capacity(1000);
+        assert_eq!(s.capacity(), 1024);
     }
 }
