@@ -93,12 +93,12 @@ const GHOST_SHARE: f64 = 0.0625;
 const ADAPT_RATE: f64 = 0.01;
 
 /// How much a second chance in probation shrinks the window: a tenth of a recall (the rates
-/// tried below are relative to [`ADAPT_RATE`]). A probation
-/// entry found re-used as it comes up for eviction is main's space paying for itself, which
-/// the evicted-key ghost cannot see while admission keeps main stable (as in a loop longer
-/// than the cache: without it, the window grew until the loop thrashed). Measured with 0.05 to
-/// 1: 0.1 was best on average; 0.05 let loops lose up to 11 points, 0.2 and up held the window
-/// too small on a shifting hot set.
+/// tried below are relative to [`ADAPT_RATE`]). A probation entry found re-used as it comes up
+/// for eviction is main's space paying for itself, which the evicted-key ghost cannot see
+/// while admission keeps main stable (as in a loop longer than the cache: without it, the
+/// window grew until the loop thrashed). Measured with 0.05 to 1: 0.1 was best on average;
+/// 0.05 let loops lose up to 11 points, 0.2 and up held the window too small on a shifting hot
+/// set.
 const SAVE_RATE: f64 = 0.001;
 
 /// Entries the frequency sketch is first sized for (8 bytes each); it grows with the entries
@@ -193,12 +193,11 @@ fn ghost_slots(entries: usize) -> usize {
 #[derive(Debug)]
 pub(crate) struct Policy<H> {
     capacity: u64,
-    window_max: u64,
     window: Queue<H>,
     probation: Queue<H>,
     protected: Queue<H>,
     sketch: FrequencySketch,
-    /// The window's size as tuned by ghost recalls (`window_max` is its integer part).
+    /// The window's size as tuned by ghost recalls (its integer part is the limit).
     window_target: f64,
     /// Window leavers admission turned away, and entries evicted from main.
     turned_away: Ghost,
@@ -215,7 +214,6 @@ impl<H: Handle> Policy<H> {
         let ghosts = ghost_slots(sketch.capacity());
         Self {
             capacity,
-            window_max: (capacity / 100).max(1),
             window: Queue::default(),
             probation: Queue::default(),
             protected: Queue::default(),
@@ -239,7 +237,7 @@ impl<H: Handle> Policy<H> {
     }
 
     fn main_max(&self) -> u64 {
-        self.capacity - self.window_max.min(self.capacity)
+        self.capacity - self.window_max().min(self.capacity)
     }
 
     fn protected_max(&self) -> u64 {
@@ -379,7 +377,7 @@ impl<H: Handle> Policy<H> {
     fn maintain(&mut self, release: &mut impl FnMut(H, Release)) {
         // Each pass clears hit counters, so every loop below ends within two turns of a queue.
         let mut budget = self.window.handles.len() * 2 + 2;
-        while self.window.weight > self.window_max && budget > 0 {
+        while self.window.weight > self.window_max() && budget > 0 {
             budget -= 1;
             let Some(candidate) = self.window.pop(release) else {
                 break;
@@ -528,7 +526,11 @@ impl<H: Handle> Policy<H> {
     fn resize_window(&mut self, factor: f64) {
         let max = self.capacity.saturating_sub(1).max(1) as f64;
         self.window_target = (self.window_target * factor).clamp(1.0, max);
-        self.window_max = self.window_target as u64;
+    }
+
+    /// The window's weight limit.
+    fn window_max(&self) -> u64 {
+        self.window_target as u64
     }
 }
 

@@ -60,9 +60,10 @@ impl FrequencySketch {
         }
     }
 
-    /// How many entries it is sized for (a power of two, at least 16).
+    /// How many entries it is sized for (a power of two, at least 16): one word of 16
+    /// counters per entry.
     pub(crate) fn capacity(&self) -> usize {
-        (self.sample_size / 10) as usize
+        self.words.len()
     }
 
     /// Grows it to suit a cache of `entries` entries, if it is smaller: a new, empty sketch
