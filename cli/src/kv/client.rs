@@ -179,7 +179,7 @@ impl Client {
 
     /// Every key and value of `slot`, read from the first of its holders that answers.
     pub(crate) fn slot_items(&self, slot: u32) -> Result<Vec<(String, String)>, String> {
-        'holders: for holder in self.layout.holders(slot) {
+        'holders: for &holder in self.layout.holders(slot) {
             let Some(addr) = self.layout.http_addr(holder) else {
                 continue;
             };

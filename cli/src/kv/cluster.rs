@@ -64,7 +64,7 @@ fn free_ports(count: u32, seed: u64) -> Result<u16, String> {
 
 /// The lease coordinator of `slot`'s replica set in `layout`, listening on its address.
 pub(crate) fn coordinator_for(layout: &Layout, slot: u32) -> Result<CoordinatorNode, String> {
-    let holders = layout.holders(slot).into_iter().map(NodeId::new);
+    let holders = layout.holders(slot).iter().copied().map(NodeId::new);
     let transport = TcpTransport::bind(
         COORDINATOR,
         layout.coordinator_addr(slot),

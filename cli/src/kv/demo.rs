@@ -177,7 +177,8 @@ fn client_layout(client: &Client) -> super::layout::Layout {
 }
 
 fn check_read(report: &mut ThreadReport, key: &str, found: Option<&[u8]>) {
-    let expected = report.expected.get(key).cloned().unwrap_or_default();
+    let none = Expected::default();
+    let expected = report.expected.get(key).unwrap_or(&none);
     if !expected.allows(found) {
         report.stale_reads.push(format!(
             "{key}: read {:?}, expected {:?}",

@@ -85,7 +85,8 @@ pub(crate) struct Layout {
     /// Slot `s`'s coordinator listens on this address's port + `s`.
     coordinators: SocketAddr,
     slots: SlotMap<u64>,
-    ring: HashRing<u64>,
+    /// Each slot's replica set, ring preference order (distinct nodes).
+    holders: Vec<Vec<u64>>,
 }
 
 impl Layout {
@@ -102,12 +103,18 @@ impl Layout {
             .build()
             .map_err(|e| e.to_string())?;
         let slot_map = ring.slot_map(slots).map_err(|e| e.to_string())?;
+        let holders = (0..slot_map.slot_count())
+            .map(|slot| {
+                let hash = slot_map.slot_hash(slot).unwrap_or_default();
+                ring.replicas_hash(hash, REPLICAS).copied().collect()
+            })
+            .collect();
         Ok(Self {
             members: members.to_vec(),
             generations: std::collections::BTreeMap::new(),
             coordinators,
             slots: slot_map,
-            ring,
+            holders,
         })
     }
 
@@ -143,9 +150,8 @@ impl Layout {
     }
 
     /// The slot's replica set, ring preference order (distinct nodes).
-    pub(crate) fn holders(&self, slot: u32) -> Vec<u64> {
-        let hash = self.slots.slot_hash(slot).unwrap_or_default();
-        self.ring.replicas_hash(hash, REPLICAS).copied().collect()
+    pub(crate) fn holders(&self, slot: u32) -> &[u64] {
+        self.holders.get(slot as usize).map_or(&[], Vec::as_slice)
     }
 
     pub(crate) fn http_addr(&self, node: u64) -> Option<SocketAddr> {
@@ -175,8 +181,8 @@ impl Layout {
     pub(crate) fn group(&self, slot: u32) -> HashMap<NodeId, SocketAddr> {
         let mut addrs: HashMap<NodeId, SocketAddr> = self
             .holders(slot)
-            .into_iter()
-            .filter_map(|n| Some((NodeId::new(n), self.replication_addr(n, slot)?)))
+            .iter()
+            .filter_map(|&n| Some((NodeId::new(n), self.replication_addr(n, slot)?)))
             .collect();
         addrs.insert(COORDINATOR, self.coordinator_addr(slot));
         addrs

@@ -81,7 +81,7 @@ impl SlotSource<'_> {
                 utf8_percent_encode(b, NON_ALPHANUMERIC)
             ));
         }
-        for holder in self.layout.holders(self.slot) {
+        for &holder in self.layout.holders(self.slot) {
             let Some(addr) = self.layout.http_addr(holder) else {
                 continue;
             };

@@ -71,7 +71,7 @@ impl Slot {
         let dir = data_dir.join(layout.slot_dir(slot));
         let log = FileLog::open(&dir, LogConfig::default().durability(Durability::Never))
             .map_err(|e| format!("slot {slot}: {e}"))?;
-        let members = layout.holders(slot).into_iter().map(NodeId::new);
+        let members = layout.holders(slot).iter().copied().map(NodeId::new);
         let mut config = ReplicaConfig::new(NodeId::new(me), members);
         config.coordinator = Some(COORDINATOR);
         // Only a fresh data directory starts a replica set; a restarted node keeps its state.
