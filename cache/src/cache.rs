@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::entry::Entry;
 use crate::expiry::{Clock, Expiry, SystemClock, Timing};
-use crate::loading::Flights;
+use crate::loading::{Flights, LoadStats};
 use crate::shard::{Notice, Notices, Shard};
 
 /// The default hasher: `foldhash`'s fast, randomly seeded hasher (as quick_cache uses); hash
@@ -42,6 +42,15 @@ pub struct CacheStats {
     pub misses: u64,
     /// Entries evicted for size.
     pub evictions: u64,
+    /// Loads (`get_or_insert_with` and friends) that returned a value; counted only with
+    /// [`CacheBuilder::record_stats`].
+    pub load_successes: u64,
+    /// Loads that returned an error or panicked; counted only with
+    /// [`CacheBuilder::record_stats`].
+    pub load_failures: u64,
+    /// Time spent in loads, successful or not; counted only with
+    /// [`CacheBuilder::record_stats`].
+    pub total_load_time: Duration,
 }
 
 impl CacheStats {
@@ -101,6 +110,8 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
     weigher: Option<Weigher<K, V>>,
     listener: Option<Listener<K, V>>,
     timing: Option<Timing<K, V>>,
+    /// Load counters, when the builder asked for them.
+    pub(crate) loads: Option<LoadStats>,
     capacity: u64,
 }
 
@@ -125,6 +136,7 @@ pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
     tti: Option<Duration>,
     expiry: Option<Arc<dyn Expiry<K, V>>>,
     clock: Arc<dyn Clock>,
+    record_stats: bool,
     hasher: S,
 }
 
@@ -209,6 +221,15 @@ where
         self
     }
 
+    /// Counts loads (successes, failures, and the time they took) for [`Cache::stats`]; off by
+    /// default, so a load costs no clock reads. Hits, misses and evictions are counted either
+    /// way: the policy tunes itself with them.
+    #[must_use]
+    pub fn record_stats(mut self, enabled: bool) -> Self {
+        self.record_stats = enabled;
+        self
+    }
+
     /// Reads time from `clock` instead of the system's (for tests of expiry).
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -228,6 +249,7 @@ where
             tti: self.tti,
             expiry: self.expiry,
             clock: self.clock,
+            record_stats: self.record_stats,
             hasher,
         }
     }
@@ -282,6 +304,7 @@ where
             weigher: self.weigher,
             listener: self.listener,
             timing: Timing::new(self.clock, self.ttl, self.tti, self.expiry),
+            loads: self.record_stats.then(LoadStats::default),
             capacity,
         })
     }
@@ -320,6 +343,7 @@ where
             tti: None,
             expiry: None,
             clock: Arc::new(SystemClock),
+            record_stats: false,
             hasher: DefaultHashBuilder::default(),
         }
     }
@@ -499,12 +523,17 @@ where
     /// readers no contended or locked write; with more than four threads reading one shard at
     /// once, a few counts can be lost.
     pub fn stats(&self) -> CacheStats {
-        self.shards.iter().fold(CacheStats::default(), |acc, s| {
+        let base = self
+            .loads
+            .as_ref()
+            .map_or_else(CacheStats::default, LoadStats::snapshot);
+        self.shards.iter().fold(base, |acc, s| {
             let (hits, misses) = s.reads();
             CacheStats {
                 hits: acc.hits + hits,
                 misses: acc.misses + misses,
                 evictions: acc.evictions + s.evictions(),
+                ..acc
             }
         })
     }

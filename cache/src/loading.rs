@@ -4,9 +4,11 @@
 use std::any::Any;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use crate::Cache;
 use crate::flight::{Flight, Landing, Leader};
+use crate::{Cache, CacheStats};
 
 /// A key being loaded, with its flight (a `Flight<V, E>` for the loader's error type `E`).
 pub(crate) struct Pending<K> {
@@ -30,6 +32,56 @@ impl<K> Drop for Deregister<'_, K> {
         self.flights
             .lock()
             .retain(|p| !Arc::ptr_eq(&p.flight, &self.flight));
+    }
+}
+
+/// Loads counted for [`Cache::stats`] (when the builder asked for them).
+#[derive(Debug, Default)]
+pub(crate) struct LoadStats {
+    successes: AtomicU64,
+    failures: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl LoadStats {
+    /// Counts one load that started at `started`; `ok` if it returned a value.
+    fn count(&self, started: Instant, ok: bool) {
+        let counter = if ok { &self.successes } else { &self.failures };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// The load counts, as stats with no reads.
+    pub(crate) fn snapshot(&self) -> CacheStats {
+        CacheStats {
+            load_successes: self.successes.load(Ordering::Relaxed),
+            load_failures: self.failures.load(Ordering::Relaxed),
+            total_load_time: Duration::from_nanos(self.nanos.load(Ordering::Relaxed)),
+            ..CacheStats::default()
+        }
+    }
+}
+
+/// Times one load for [`LoadStats`], if they are kept. Dropped without
+/// [`finish`](Self::finish), as when the load panics or its future is dropped midway, it counts
+/// the load as failed.
+struct LoadTimer<'a>(Option<(&'a LoadStats, Instant)>);
+
+impl LoadTimer<'_> {
+    /// Counts the load's result.
+    fn finish<T, E>(mut self, result: &Result<T, E>) {
+        if let Some((stats, started)) = self.0.take() {
+            stats.count(started, result.is_ok());
+        }
+    }
+}
+
+impl Drop for LoadTimer<'_> {
+    fn drop(&mut self) {
+        if let Some((stats, started)) = self.0 {
+            stats.count(started, false);
+        }
     }
 }
 
@@ -107,7 +159,15 @@ where
             };
             let (leader, deregister) = self.lead(hash, &flight);
             let load = load.take().expect("a caller leads at most one flight");
-            let loaded = self.peek_value(hash, &key).map_or_else(load, Ok);
+            let loaded = match self.peek_value(hash, &key) {
+                Some(v) => Ok(v),
+                None => {
+                    let timer = self.load_timer();
+                    let loaded = load();
+                    timer.finish(&loaded);
+                    loaded
+                }
+            };
             return self.land(key, loaded, leader, deregister);
         }
     }
@@ -157,11 +217,19 @@ where
                 Some(v) => Ok(v),
                 None => {
                     let load = load.take().expect("a caller leads at most one flight");
-                    load.await
+                    let timer = self.load_timer();
+                    let loaded = load.await;
+                    timer.finish(&loaded);
+                    loaded
                 }
             };
             return self.land(key, loaded, leader, deregister);
         }
+    }
+
+    /// Times a load, if loads are counted (no clock read otherwise).
+    fn load_timer(&self) -> LoadTimer<'_> {
+        LoadTimer(self.loads.as_ref().map(|stats| (stats, Instant::now())))
     }
 
     /// The cached value, or else joins `key`'s flight, or else starts one (a flight of another

@@ -98,3 +98,37 @@ fn a_failed_load_is_shared_and_not_cached() {
     );
     assert_eq!(loads.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn load_stats_count_successes_failures_and_panics_only_when_recorded() {
+    let cache: Cache<u32, u32> = Cache::builder()
+        .max_capacity(100)
+        .record_stats(true)
+        .build()
+        .unwrap();
+    assert_eq!(cache.get_or_insert_with(1, || 10), 10);
+    assert_eq!(cache.get_or_insert_with(1, || unreachable!()), 10);
+    assert!(
+        cache
+            .try_get_or_insert_with(2, || Err::<u32, _>("down"))
+            .is_err()
+    );
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cache.get_or_insert_with(3, || {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            panic!("loader bug")
+        })
+    }));
+    assert!(panicked.is_err());
+    let stats = cache.stats();
+    assert_eq!((stats.load_successes, stats.load_failures), (1, 2));
+    assert!(stats.total_load_time >= std::time::Duration::from_millis(5));
+
+    let quiet: Cache<u32, u32> = Cache::new(100);
+    quiet.get_or_insert_with(1, || 10);
+    let stats = quiet.stats();
+    assert_eq!(
+        (stats.load_successes, stats.total_load_time),
+        (0, std::time::Duration::ZERO)
+    );
+}
