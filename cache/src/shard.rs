@@ -99,13 +99,16 @@ struct Writer<K, V> {
 /// One shard of the cache.
 #[derive(Debug)]
 pub(crate) struct Shard<K, V> {
-    table: Atomic<Table<K, V>>,
+    /// Padded: readers load it on every get, and the fields writers update on every insert
+    /// must not share its cache line.
+    table: CachePadded<Atomic<Table<K, V>>>,
     writer: Mutex<Writer<K, V>>,
     len: AtomicUsize,
     weight: AtomicU64,
     stripes: [CachePadded<Stripe>; STRIPES],
 }
 
+#[inline]
 fn stripe() -> usize {
     use std::cell::Cell;
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -123,6 +126,7 @@ fn stripe() -> usize {
 /// Counts one on a stripe with a load and a store, not an atomic add: a stripe is one thread's
 /// unless more threads than stripes read the shard, and a count lost to that race costs the
 /// sketch's aging and the statistics nothing that matters, while a locked add costs every read.
+#[inline]
 fn bump(counter: &AtomicU64) {
     counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
@@ -143,7 +147,7 @@ where
     /// A shard holding up to `capacity` units of weight, about `entries` entries.
     pub(crate) fn new(capacity: u64, entries: usize) -> Self {
         Self {
-            table: Atomic::new(Table::new(MIN_SLOTS)),
+            table: CachePadded::new(Atomic::new(Table::new(MIN_SLOTS))),
             writer: Mutex::new(Writer {
                 policy: Policy::new(capacity, entries),
                 live: 0,

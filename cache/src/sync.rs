@@ -9,10 +9,12 @@ mod imp {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize};
 
     /// Pins the current thread in the global epoch collector.
+    #[inline]
     pub(crate) fn pin() -> crossbeam_epoch::Guard {
         crossbeam_epoch::pin()
     }
 
+    #[inline]
     pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         m.lock()
     }
@@ -45,6 +47,7 @@ mod imp {
     }
 
     /// Locks `m`; the hand-off's state is valid at every step, so a poisoned lock is too.
+    #[inline]
     pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         m.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -24,6 +24,7 @@ const TAG_TOMBSTONE: u8 = 1;
 
 /// The tag of `hash`: bits the slot index (low bits) and the shard (top bits) do not use,
 /// mapped past the two reserved values.
+#[inline]
 pub(crate) fn tag(hash: u64) -> u8 {
     ((hash >> 40) as u8).max(2)
 }
