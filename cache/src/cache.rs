@@ -288,11 +288,12 @@ where
             }
         };
         let n = shards as u64;
+        let share = crate::window::WindowShare::for_capacity(capacity.div_ceil(n));
         let shards = (0..n)
             // Spread the capacity exactly: the first `capacity % n` shards take one more.
             .map(|i| {
                 let cap = capacity / n + u64::from(i < capacity % n);
-                Shard::new(cap, (entries / n).max(1) as usize)
+                Shard::new(cap, (entries / n).max(1) as usize, share.clone())
             })
             .collect();
         Ok(Cache {

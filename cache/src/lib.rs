@@ -100,6 +100,7 @@ pub mod sim;
 mod sketch;
 mod sync;
 mod table;
+mod window;
 
 pub use cache::{BuildError, Cache, CacheBuilder, CacheStats, DefaultHashBuilder, RemovalCause};
 pub use expiry::{Clock, Expiry, SystemClock};

@@ -19,6 +19,8 @@ use crate::entry::{Entry, EntryRef};
 use crate::policy::{Policy, Release};
 use crate::sync::{AtomicU64, AtomicUsize, Mutex, lock};
 use crate::table::{Probe, Table};
+use crate::window::WindowShare;
+use std::sync::Arc;
 
 /// Counter stripes per shard: readers on different threads count on different cache lines.
 /// Threads take stripes in turn, so up to this many readers never share one.
@@ -145,11 +147,11 @@ where
     V: Clone + Send + Sync + 'static,
 {
     /// A shard holding up to `capacity` units of weight, about `entries` entries.
-    pub(crate) fn new(capacity: u64, entries: usize) -> Self {
+    pub(crate) fn new(capacity: u64, entries: usize, share: Arc<WindowShare>) -> Self {
         Self {
             table: CachePadded::new(Atomic::new(Table::new(MIN_SLOTS))),
             writer: Mutex::new(Writer {
-                policy: Policy::new(capacity, entries),
+                policy: Policy::new(capacity, entries, share),
                 live: 0,
                 tombstones: 0,
                 seen_hits: 0,
@@ -541,7 +543,7 @@ mod loom_models {
     #[test]
     fn loom_readers_see_whole_entries_in_order() {
         loom::model(|| {
-            let shard = Arc::new(Shard::new(4, 4));
+            let shard = Arc::new(Shard::new(4, 4, WindowShare::for_capacity(4)));
             let writer = {
                 let shard = shard.clone();
                 loom::thread::spawn(move || {
@@ -568,7 +570,7 @@ mod loom_models {
     fn loom_removed_and_evicted_entries_are_never_returned_after() {
         loom::model(|| {
             // Room for one entry: inserting key 2 evicts one of the two.
-            let shard = Arc::new(Shard::new(1, 1));
+            let shard = Arc::new(Shard::new(1, 1, WindowShare::for_capacity(1)));
             insert(&shard, 1, 10);
             let writer = {
                 let shard = shard.clone();

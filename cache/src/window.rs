@@ -1,0 +1,101 @@
+//! The admission window's share of the cache, tuned by every shard's policy together.
+//!
+//! Shards split the keys by hash, so each sees the same kind of traffic and would settle on
+//! the same window share; but each sees only its part of the ghost recalls that move it, and
+//! the recalls that say "a much larger window would hit" are rare. Pooling them lets the share
+//! follow the workload on all of the cache's evidence instead of one shard's.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::sync::AtomicI64;
+
+/// Fixed-point units per doubling of the share.
+const SCALE: f64 = (1u64 << 24) as f64;
+
+/// The share new caches start with: 1% of the capacity, W-TinyLFU's default.
+const INITIAL: f64 = 0.01;
+
+/// The window's share of each shard's capacity, held as a base-2 logarithm in fixed point, so
+/// that shards add their multiplicative adjustments with one atomic add each, none lost to a
+/// race. It is a tuning hint, not a synchronisation: nothing is published through it.
+#[derive(Debug)]
+pub(crate) struct WindowShare {
+    log2: AtomicI64,
+    /// The smallest share (one entry of the largest shard), in the same units.
+    floor: i64,
+}
+
+impl WindowShare {
+    /// A share of 1% for shards of up to `largest_shard` units of weight.
+    pub(crate) fn for_capacity(largest_shard: u64) -> Arc<Self> {
+        let floor = to_fixed(1.0 / largest_shard.max(1) as f64);
+        Arc::new(Self {
+            log2: AtomicI64::new(to_fixed(INITIAL).clamp(floor, 0)),
+            floor,
+        })
+    }
+
+    /// Scales the share by `2^(delta / SCALE)` (a `delta` from [`log2_of`]), within its bounds.
+    pub(crate) fn scale(&self, delta: i64) {
+        if delta == 0 {
+            return;
+        }
+        // Clamped at the bounds, so a run of signals past one is not owed back before the share
+        // moves again.
+        let _ = self
+            .log2
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_add(delta).clamp(self.floor, 0))
+            });
+    }
+
+    /// The share, as a fraction of the capacity (at most 1).
+    pub(crate) fn fraction(&self) -> f64 {
+        (self.log2.load(Ordering::Relaxed) as f64 / SCALE).exp2()
+    }
+}
+
+/// `factor`'s base-2 logarithm, in the share's fixed point.
+pub(crate) fn log2_of(factor: f64) -> i64 {
+    to_fixed(factor)
+}
+
+fn to_fixed(x: f64) -> i64 {
+    (x.log2() * SCALE).round() as i64
+}
+
+#[cfg(all(test, not(shardkit_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_multiplies_and_is_undone_by_the_inverse() {
+        let share = WindowShare::for_capacity(10_000);
+        assert!((share.fraction() - 0.01).abs() < 1e-9);
+        for _ in 0..100 {
+            share.scale(log2_of(1.005));
+        }
+        assert!((share.fraction() - 0.01 * 1.005f64.powi(100)).abs() < 1e-6);
+        for _ in 0..100 {
+            share.scale(log2_of(1.0 / 1.005));
+        }
+        assert!((share.fraction() - 0.01).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_share_stays_between_one_entry_and_the_whole_shard() {
+        let share = WindowShare::for_capacity(1_000);
+        for _ in 0..10_000 {
+            share.scale(log2_of(0.5));
+        }
+        assert!((share.fraction() - 0.001).abs() < 1e-9);
+        // Pushed past the floor, it climbs back as soon as it is scaled up.
+        share.scale(log2_of(2.0));
+        assert!((share.fraction() - 0.002).abs() < 1e-9);
+        for _ in 0..10_000 {
+            share.scale(log2_of(2.0));
+        }
+        assert_eq!(share.fraction(), 1.0);
+    }
+}
