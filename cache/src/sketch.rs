@@ -11,13 +11,8 @@ const COUNTERS_PER_ENTRY: u64 = 16;
 /// Each key touches one counter per row; the minimum of the four is its estimate.
 const ROWS: usize = 4;
 
-/// Mixing constants that give each row an independent-looking index from one 64-bit hash.
-const ROW_SEEDS: [u64; ROWS] = [
-    0x9e37_79b9_7f4a_7c15,
-    0xc2b2_ae3d_27d4_eb4f,
-    0x1656_67b1_9e37_79f9,
-    0x27d4_eb2f_1656_67c5,
-];
+/// Words per block: a key's counters all sit in one 64-byte block.
+const BLOCK: usize = 8;
 
 /// Estimates how often each key was seen recently, in 8 bytes per cached entry (16 four-bit
 /// counters; the table is rounded up to a power of two).
@@ -75,16 +70,27 @@ impl FrequencySketch {
         }
     }
 
-    /// The word and bit shift of `hash`'s counter in `row`. A key's four counters share one
-    /// 64-byte block of 8 words (one word per row out of a pair), so an update or an estimate
-    /// touches one cache line, not four.
-    fn slot(&self, hash: u64, row: usize) -> (usize, u32) {
+    /// Where `hash`'s counters are: the first word of its block, and per row, the word in the
+    /// block (one of the row's pair) and the counter's bit shift in it. A key's four counters
+    /// share one 64-byte block, so an update or an estimate touches one cache line, not four;
+    /// the rows' positions take 8 bits each of one rehash, as Caffeine's sketch does, so
+    /// locating all four costs two multiplies.
+    fn counters(&self, hash: u64) -> (usize, [(usize, u32); ROWS]) {
         let spread = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let block = ((spread >> 32) & self.block_mask) as usize;
-        let mixed = (hash ^ ROW_SEEDS[row]).wrapping_mul(ROW_SEEDS[(row + 1) % ROWS]);
-        let mixed = mixed ^ (mixed >> 29);
-        let word = block * 8 + row * 2 + (mixed & 1) as usize;
-        (word, ((mixed >> 1) % 16 * 4) as u32)
+        let block = ((spread >> 32) & self.block_mask) as usize * BLOCK;
+        let rehash = (spread ^ (spread >> 29)).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        let rows = std::array::from_fn(|row| {
+            let bits = rehash >> (32 + 8 * row);
+            let word = (row * 2 + (bits & 1) as usize) % BLOCK;
+            (word, ((bits >> 1) % 16 * 4) as u32)
+        });
+        (block, rows)
+    }
+
+    /// The block of 8 words starting at `start`.
+    fn block(&mut self, start: usize) -> &mut [u64; BLOCK] {
+        let words = &mut self.words[start..start + BLOCK];
+        words.try_into().expect("blocks are 8 words")
     }
 
     /// Records one access of the key whose hash is `hash`.
@@ -97,11 +103,12 @@ impl FrequencySketch {
     /// aging they would reach midway comes after all of them.
     pub(crate) fn increment_by(&mut self, hash: u64, n: u8) {
         let mut added = 0;
-        for row in 0..ROWS {
-            let (word, shift) = self.slot(hash, row);
-            let count = (self.words[word] >> shift) & MAX_COUNT;
+        let (start, rows) = self.counters(hash);
+        let block = self.block(start);
+        for (word, shift) in rows {
+            let count = (block[word] >> shift) & MAX_COUNT;
             let step = u64::from(n).min(MAX_COUNT - count);
-            self.words[word] += step << shift;
+            block[word] += step << shift;
             added = added.max(step);
         }
         if added > 0 {
@@ -132,11 +139,10 @@ impl FrequencySketch {
 
     /// The estimated recent access count of `hash`'s key, 0 to 15.
     pub fn frequency(&self, hash: u64) -> u8 {
-        (0..ROWS)
-            .map(|row| {
-                let (word, shift) = self.slot(hash, row);
-                ((self.words[word] >> shift) & MAX_COUNT) as u8
-            })
+        let (start, rows) = self.counters(hash);
+        let block = &self.words[start..start + BLOCK];
+        rows.iter()
+            .map(|&(word, shift)| ((block[word] >> shift) & MAX_COUNT) as u8)
             .min()
             .unwrap_or(0)
     }
