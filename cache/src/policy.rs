@@ -85,11 +85,12 @@ pub(crate) enum Release {
     Reclaim,
 }
 
-/// Each ghost remembers this share of the entries the policy holds: enough to see the next
-/// slice of space on either side, small enough to stay local, where "one more entry" is the
-/// question (measured with 2% to 25%, before the probation signal below existed: 12.5% and up
-/// let a loop a little longer than the cache pull the window into LRU's collapse).
-const GHOST_SHARE: f64 = 0.0625;
+/// Each ghost remembers one key per this many entries the policy holds (6.25%): enough to see
+/// the next slice of space on either side, small enough to stay local, where "one more entry"
+/// is the question (measured with 2% to 25%, before the probation signal below existed: 12.5%
+/// and up let a loop a little longer than the cache pull the window into LRU's collapse). An
+/// integer, so sizing a ghost on every insert is a shift, not a floating-point round.
+const GHOST_SHARE: usize = 16;
 
 /// How much one ghost recall scales the window: by 0.5%, so the window crosses from 1% to 95%
 /// of the cache in about 900 recalls, counted over all shards (a shifting hot set needs that
@@ -199,7 +200,7 @@ struct Sweep {
 
 /// The slots a ghost uses for `entries` entries.
 fn ghost_slots(entries: usize) -> usize {
-    (entries as f64 * GHOST_SHARE).ceil() as usize
+    entries.div_ceil(GHOST_SHARE)
 }
 
 /// The policy of one shard; see the module docs. Not synchronised: the shard's writer lock
@@ -211,9 +212,12 @@ pub(crate) struct Policy<H> {
     probation: Queue<H>,
     protected: Queue<H>,
     sketch: FrequencySketch,
-    /// The window's size (its integer part is the limit): the cache-wide share, moved between
-    /// two exchanges with it by this shard's own ghost recalls.
+    /// The window's size: the cache-wide share, moved between two exchanges with it by this
+    /// shard's own ghost recalls; and its integer part, the window's weight limit, which
+    /// `maintain` reads in its loops (a float-to-integer cast each time cost more than the
+    /// rest of the check). Both are set only by `set_window`.
     window_target: f64,
+    window_max: u64,
     /// The window share all shards tune together, this shard's adjustments not yet added to
     /// it, and inserts since the last exchange.
     share: Arc<WindowShare>,
@@ -232,13 +236,14 @@ impl<H: Handle> Policy<H> {
     pub(crate) fn new(capacity: u64, entries: usize, share: Arc<WindowShare>) -> Self {
         let sketch = FrequencySketch::new(entries.clamp(1, INITIAL_SKETCH));
         let ghosts = ghost_slots(sketch.capacity());
-        Self {
+        let mut policy = Self {
             capacity,
             window: Queue::default(),
             probation: Queue::default(),
             protected: Queue::default(),
             sketch,
-            window_target: (share.fraction() * capacity as f64).max(1.0),
+            window_target: 0.0,
+            window_max: 0,
             share,
             pending: 0,
             since_exchange: 0,
@@ -246,7 +251,9 @@ impl<H: Handle> Policy<H> {
             evicted: Ghost::new(ghosts),
             rng: 0x2545_f491_4f6c_dd1d,
             sweep: Sweep::default(),
-        }
+        };
+        policy.set_window(policy.share.fraction() * capacity as f64);
+        policy
     }
 
     /// The capacity, in units of weight.
@@ -534,7 +541,7 @@ impl<H: Handle> Policy<H> {
         }
     }
 
-    /// How many slots each ghost uses: [`GHOST_SHARE`] of the entries held now (a cache bounded
+    /// How many slots each ghost uses: one per [`GHOST_SHARE`] entries held now (a cache bounded
     /// by weight holds however many its weights allow).
     fn ghost_len(&self) -> usize {
         ghost_slots(self.held())
@@ -558,6 +565,7 @@ impl<H: Handle> Policy<H> {
     fn set_window(&mut self, target: f64) {
         let max = self.capacity.saturating_sub(1).max(1) as f64;
         self.window_target = target.clamp(1.0, max);
+        self.window_max = self.window_target as u64;
     }
 
     /// Adds this shard's adjustments to the cache-wide share and takes the result.
@@ -569,7 +577,7 @@ impl<H: Handle> Policy<H> {
 
     /// The window's weight limit.
     fn window_max(&self) -> u64 {
-        self.window_target as u64
+        self.window_max
     }
 }
 
