@@ -68,6 +68,7 @@ impl<K, V> Table<K, V> {
     }
 
     /// The entry for `key`, if present (removed entries included: callers check).
+    #[inline]
     pub(crate) fn find<'g, Q>(
         &self,
         hash: u64,
@@ -91,6 +92,7 @@ impl<K, V> Table<K, V> {
 
     /// Finds `key`'s slot, or the slot an insertion of it should use (the first tombstone on
     /// its probe path, else the empty slot ending it).
+    #[inline]
     pub(crate) fn probe<'g, Q>(&self, hash: u64, key: &Q, guard: &'g Guard) -> Probe<'g, K, V>
     where
         K: Borrow<Q>,
