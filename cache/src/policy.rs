@@ -174,18 +174,25 @@ impl<H: Handle> Queue<H> {
     }
 
     /// Drops stale handles once they are half the queue, so removals cannot grow it unbounded.
+    /// Checked on every insert, rarely due: the check is inlined, the work is not.
+    #[inline]
     fn compact(&mut self, release: &mut impl FnMut(H, Release)) {
         if self.stale > 16 && self.stale * 2 > self.handles.len() {
-            self.handles.retain(|&h| {
-                let live = h.region() != Region::Gone;
-                if !live {
-                    release(h, Release::Reclaim);
-                }
-                live
-            });
-            self.stale = 0;
-            self.compactions += 1;
+            self.compact_now(release);
         }
+    }
+
+    #[cold]
+    fn compact_now(&mut self, release: &mut impl FnMut(H, Release)) {
+        self.handles.retain(|&h| {
+            let live = h.region() != Region::Gone;
+            if !live {
+                release(h, Release::Reclaim);
+            }
+            live
+        });
+        self.stale = 0;
+        self.compactions += 1;
     }
 }
 

@@ -14,6 +14,14 @@ const ROWS: usize = 4;
 /// Words per block: a key's counters all sit in one 64-byte block.
 const BLOCK: usize = 8;
 
+/// The word in its block (one of the row's pair) and the bit shift of the counter in `row` of
+/// the key with `rehash` (see [`FrequencySketch::counters`]).
+fn counter(rehash: u64, row: usize) -> (usize, u32) {
+    let bits = rehash >> (32 + 8 * row);
+    let word = (row * 2 + (bits & 1) as usize) % BLOCK;
+    (word, ((bits >> 1) % 16 * 4) as u32)
+}
+
 /// Estimates how often each key was seen recently, in 8 bytes per cached entry (16 four-bit
 /// counters; the table is rounded up to a power of two).
 ///
@@ -70,21 +78,16 @@ impl FrequencySketch {
         }
     }
 
-    /// Where `hash`'s counters are: the first word of its block, and per row, the word in the
-    /// block (one of the row's pair) and the counter's bit shift in it. A key's four counters
-    /// share one 64-byte block, so an update or an estimate touches one cache line, not four;
-    /// the rows' positions take 8 bits each of one rehash, as Caffeine's sketch does, so
-    /// locating all four costs two multiplies.
-    fn counters(&self, hash: u64) -> (usize, [(usize, u32); ROWS]) {
+    /// Where `hash`'s counters are: the first word of its block, and a rehash from which
+    /// [`counter`] takes each row's position in the block. A key's four counters share one
+    /// 64-byte block, so an update or an estimate touches one cache line, not four; the rows'
+    /// positions take 8 bits each of one rehash, as Caffeine's sketch does, so locating all
+    /// four costs two multiplies.
+    fn counters(&self, hash: u64) -> (usize, u64) {
         let spread = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let block = ((spread >> 32) & self.block_mask) as usize * BLOCK;
         let rehash = (spread ^ (spread >> 29)).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
-        let rows = std::array::from_fn(|row| {
-            let bits = rehash >> (32 + 8 * row);
-            let word = (row * 2 + (bits & 1) as usize) % BLOCK;
-            (word, ((bits >> 1) % 16 * 4) as u32)
-        });
-        (block, rows)
+        (block, rehash)
     }
 
     /// The block of 8 words starting at `start`.
@@ -103,9 +106,10 @@ impl FrequencySketch {
     /// aging they would reach midway comes after all of them.
     pub(crate) fn increment_by(&mut self, hash: u64, n: u8) {
         let mut added = 0;
-        let (start, rows) = self.counters(hash);
+        let (start, rehash) = self.counters(hash);
         let block = self.block(start);
-        for (word, shift) in rows {
+        for row in 0..ROWS {
+            let (word, shift) = counter(rehash, row);
             let count = (block[word] >> shift) & MAX_COUNT;
             let step = u64::from(n).min(MAX_COUNT - count);
             block[word] += step << shift;
@@ -139,10 +143,13 @@ impl FrequencySketch {
 
     /// The estimated recent access count of `hash`'s key, 0 to 15.
     pub fn frequency(&self, hash: u64) -> u8 {
-        let (start, rows) = self.counters(hash);
+        let (start, rehash) = self.counters(hash);
         let block = &self.words[start..start + BLOCK];
-        rows.iter()
-            .map(|&(word, shift)| ((block[word] >> shift) & MAX_COUNT) as u8)
+        (0..ROWS)
+            .map(|row| {
+                let (word, shift) = counter(rehash, row);
+                ((block[word] >> shift) & MAX_COUNT) as u8
+            })
             .min()
             .unwrap_or(0)
     }
