@@ -192,8 +192,9 @@ where
     }
 
     /// Splits the cache into `shards` independently locked parts (a power of two). The default,
-    /// four per processor, kept small enough that each shard holds at least 256 entries (the
-    /// policy decides per shard, and tiny shards decide worse).
+    /// four per processor, kept small enough that each shard holds at least 256 entries
+    /// (admission and eviction are decided per shard, and tiny shards decide worse; the
+    /// admission window's size is tuned for the whole cache).
     #[must_use]
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);

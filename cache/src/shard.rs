@@ -9,6 +9,7 @@
 
 use std::borrow::Borrow;
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
@@ -20,7 +21,6 @@ use crate::policy::{Policy, Release};
 use crate::sync::{AtomicU64, AtomicUsize, Mutex, lock};
 use crate::table::{Probe, Table};
 use crate::window::WindowShare;
-use std::sync::Arc;
 
 /// Counter stripes per shard: readers on different threads count on different cache lines.
 /// Threads take stripes in turn, so up to this many readers never share one.

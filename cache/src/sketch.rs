@@ -18,6 +18,8 @@ const BLOCK: usize = 8;
 /// the key with `rehash` (see [`FrequencySketch::counters`]).
 fn counter(rehash: u64, row: usize) -> (usize, u32) {
     let bits = rehash >> (32 + 8 * row);
+    // At most 7 already: the `% BLOCK` tells the compiler so, which drops the bounds checks on
+    // the block's words.
     let word = (row * 2 + (bits & 1) as usize) % BLOCK;
     (word, ((bits >> 1) % 16 * 4) as u32)
 }
@@ -91,7 +93,13 @@ impl FrequencySketch {
     }
 
     /// The block of 8 words starting at `start`.
-    fn block(&mut self, start: usize) -> &mut [u64; BLOCK] {
+    fn block(&self, start: usize) -> &[u64; BLOCK] {
+        let words = &self.words[start..start + BLOCK];
+        words.try_into().expect("blocks are 8 words")
+    }
+
+    /// The block of 8 words starting at `start`, to update.
+    fn block_mut(&mut self, start: usize) -> &mut [u64; BLOCK] {
         let words = &mut self.words[start..start + BLOCK];
         words.try_into().expect("blocks are 8 words")
     }
@@ -107,7 +115,7 @@ impl FrequencySketch {
     pub(crate) fn increment_by(&mut self, hash: u64, n: u8) {
         let mut added = 0;
         let (start, rehash) = self.counters(hash);
-        let block = self.block(start);
+        let block = self.block_mut(start);
         for row in 0..ROWS {
             let (word, shift) = counter(rehash, row);
             let count = (block[word] >> shift) & MAX_COUNT;
@@ -144,7 +152,7 @@ impl FrequencySketch {
     /// The estimated recent access count of `hash`'s key, 0 to 15.
     pub fn frequency(&self, hash: u64) -> u8 {
         let (start, rehash) = self.counters(hash);
-        let block = &self.words[start..start + BLOCK];
+        let block = self.block(start);
         (0..ROWS)
             .map(|row| {
                 let (word, shift) = counter(rehash, row);
@@ -164,6 +172,30 @@ impl FrequencySketch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key's four counters are four different counters, one in each row's pair of words, in
+    /// one block.
+    #[test]
+    fn a_key_has_one_counter_per_row_in_one_block() {
+        for key in 0..1_000u64 {
+            let mut s = FrequencySketch::new(1024);
+            s.increment(key.wrapping_mul(0x2545_f491_4f6c_dd1d));
+            let touched: Vec<(usize, u64)> = s
+                .words
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| **w != 0)
+                .map(|(i, &w)| (i, w))
+                .collect();
+            assert_eq!(touched.len(), ROWS, "key {key}: {touched:?}");
+            let block = touched[0].0 / BLOCK;
+            for (row, &(i, w)) in touched.iter().enumerate() {
+                assert_eq!(i / BLOCK, block, "key {key}: counters in two blocks");
+                assert_eq!(i % BLOCK / 2, row, "key {key}: row {row} outside its pair");
+                assert_eq!(w.count_ones(), 1, "key {key}: one counter of one");
+            }
+        }
+    }
 
     #[test]
     fn counts_saturate_at_fifteen() {

@@ -6,7 +6,7 @@
 #[cfg(not(shardkit_loom))]
 mod imp {
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize};
 
     /// Pins the current thread in the global epoch collector.
     #[inline]
@@ -29,7 +29,7 @@ mod imp {
 mod imp {
     use std::sync::PoisonError;
 
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize};
     pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 
     loom::lazy_static! {
@@ -58,5 +58,5 @@ mod imp {
 }
 
 pub(crate) use imp::{
-    AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Condvar, Mutex, lock, pin, wait,
+    AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Condvar, Mutex, lock, pin, wait,
 };

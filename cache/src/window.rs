@@ -6,9 +6,11 @@
 //! follow the workload on all of the cache's evidence instead of one shard's.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+// Std's atomic even under loom: the share is a tuning hint, not a synchronisation protocol
+// (nothing is published through it, and any interleaving of adjustments is a valid share).
+use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::sync::AtomicI64;
+use crossbeam_utils::CachePadded;
 
 /// Fixed-point units per doubling of the share.
 const SCALE: f64 = (1u64 << 24) as f64;
@@ -17,32 +19,35 @@ const SCALE: f64 = (1u64 << 24) as f64;
 const INITIAL: f64 = 0.01;
 
 /// The window's share of each shard's capacity, held as a base-2 logarithm in fixed point, so
-/// that shards add their multiplicative adjustments with one atomic add each, none lost to a
-/// race. It is a tuning hint, not a synchronisation: nothing is published through it.
+/// that shards combine multiplicative adjustments by adding them: a compare-and-swap each
+/// (retried if another shard's lands first), none lost to a race.
 #[derive(Debug)]
 pub(crate) struct WindowShare {
-    log2: AtomicI64,
-    /// The smallest share (one entry of the largest shard), in the same units.
+    /// Padded: every shard writes it, every few dozen inserts.
+    log2: CachePadded<AtomicI64>,
+    /// The smallest share (one unit of weight of the largest shard), in the same units.
     floor: i64,
 }
 
 impl WindowShare {
-    /// A share of 1% for shards of up to `largest_shard` units of weight.
+    /// The starting share, 1% (or one unit of weight, if more), for shards of up to
+    /// `largest_shard` units of weight.
     pub(crate) fn for_capacity(largest_shard: u64) -> Arc<Self> {
-        let floor = to_fixed(1.0 / largest_shard.max(1) as f64);
+        let floor = log2_fixed(1.0 / largest_shard.max(1) as f64);
         Arc::new(Self {
-            log2: AtomicI64::new(to_fixed(INITIAL).clamp(floor, 0)),
+            log2: CachePadded::new(AtomicI64::new(log2_fixed(INITIAL).clamp(floor, 0))),
             floor,
         })
     }
 
-    /// Scales the share by `2^(delta / SCALE)` (a `delta` from [`log2_of`]), within its bounds.
+    /// Scales the share by `2^(delta / SCALE)` (a `delta` from [`log2_fixed`]), within its
+    /// bounds.
     pub(crate) fn scale(&self, delta: i64) {
         if delta == 0 {
             return;
         }
         // Clamped at the bounds, so a run of signals past one is not owed back before the share
-        // moves again.
+        // moves again. (`fetch_update` is std's name for this up to the crate's minimum Rust.)
         let _ = self
             .log2
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
@@ -56,16 +61,13 @@ impl WindowShare {
     }
 }
 
-/// `factor`'s base-2 logarithm, in the share's fixed point.
-pub(crate) fn log2_of(factor: f64) -> i64 {
-    to_fixed(factor)
-}
-
-fn to_fixed(x: f64) -> i64 {
+/// `x`'s base-2 logarithm in the share's fixed point: a multiplicative step, as the share
+/// adds it.
+pub(crate) fn log2_fixed(x: f64) -> i64 {
     (x.log2() * SCALE).round() as i64
 }
 
-#[cfg(all(test, not(shardkit_loom)))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -74,11 +76,11 @@ mod tests {
         let share = WindowShare::for_capacity(10_000);
         assert!((share.fraction() - 0.01).abs() < 1e-9);
         for _ in 0..100 {
-            share.scale(log2_of(1.005));
+            share.scale(log2_fixed(1.005));
         }
         assert!((share.fraction() - 0.01 * 1.005f64.powi(100)).abs() < 1e-6);
         for _ in 0..100 {
-            share.scale(log2_of(1.0 / 1.005));
+            share.scale(log2_fixed(1.0 / 1.005));
         }
         assert!((share.fraction() - 0.01).abs() < 1e-6);
     }
@@ -87,14 +89,14 @@ mod tests {
     fn the_share_stays_between_one_entry_and_the_whole_shard() {
         let share = WindowShare::for_capacity(1_000);
         for _ in 0..10_000 {
-            share.scale(log2_of(0.5));
+            share.scale(log2_fixed(0.5));
         }
         assert!((share.fraction() - 0.001).abs() < 1e-9);
         // Pushed past the floor, it climbs back as soon as it is scaled up.
-        share.scale(log2_of(2.0));
+        share.scale(log2_fixed(2.0));
         assert!((share.fraction() - 0.002).abs() < 1e-9);
         for _ in 0..10_000 {
-            share.scale(log2_of(2.0));
+            share.scale(log2_fixed(2.0));
         }
         assert_eq!(share.fraction(), 1.0);
     }
