@@ -17,7 +17,7 @@
 //! and the keys it recently evicted from main. A miss on a key the window turned away says a
 //! larger window would have hit, and grows the window by 0.5%; a miss on a key main evicted
 //! says a larger main would have, and shrinks it by 0.5%; a probation entry re-used by the time
-//! it comes up for eviction (main's space paying for itself) shrinks it by 0.05%. Every shard
+//! it comes up for eviction (main's space paying for itself) shrinks it by 0.0375%. Every shard
 //! adds its signals to one cache-wide [`WindowShare`]: the shards split the keys by hash, so
 //! they see the same kind of traffic, and pooling gives the share all of the cache's evidence
 //! (measured: with each shard tuning its own window, the comparison's hit ratios averaged 0.04
@@ -100,15 +100,18 @@ const ENTRIES_PER_GHOST_SLOT: usize = 16;
 /// 0.125%, mean over the 41 comparison cases).
 const ADAPT_RATE: f64 = 0.005;
 
-/// How much a second chance in probation shrinks the window: a tenth of a recall. A probation
+/// How much a second chance in probation shrinks the window: 0.075 of a recall. A probation
 /// entry found re-used as it comes up for eviction is main's space paying for itself, which the
 /// evicted-key ghost cannot see while admission keeps main stable (as in a loop longer than the
-/// cache: without it, the window grew until the loop thrashed). Measured relative to
-/// [`ADAPT_RATE`]: with per-shard windows and 1% recalls, 0.05 to 1 were tried, 0.1 was best
-/// on average, 0.05 let loops lose up to 11 points, and 0.2 and up held the window too small on
-/// a shifting hot set; with pooled recalls at 0.5%, a twentieth lost 0.6 points on
-/// lirs-zigzag and a fifth lost 0.4 on cache2k-web07.
-const SAVE_RATE: f64 = 0.0005;
+/// cache: without it, the window grew until the loop thrashed). Too strong, it holds the window
+/// too small when the hot set shifts. Measured relative to [`ADAPT_RATE`]: with per-shard
+/// windows and 1% recalls, 0.05 to 1 were tried, 0.1 was best on average, 0.05 let loops lose
+/// up to 11 points, and 0.2 and up held the window too small on a shifting hot set. With pooled
+/// recalls at 0.5% (2 to 3 runs of the 41 comparison cases each): 0.1 left the shifting hot set
+/// at 100,000 entries at 0.727 (LRU 0.743); 0.075 reached 0.735 and raised the mean by 0.02
+/// points; 0.06 reached 0.742 but failed `loops_longer_than_the_cache_keep_most_of_what_fits`
+/// on one of 8 key sets (0.075 passed all of 20), and 0.05 failed it outright.
+const SAVE_RATE: f64 = 0.000375;
 
 /// Entries the frequency sketch is first sized for (8 bytes each); it grows with the entries
 /// held. A cache sized for millions of entries, or bounded by a weight (which says nothing of
