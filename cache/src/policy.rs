@@ -450,7 +450,7 @@ impl<H: Handle> Policy<H> {
     fn fold_hits(&mut self, h: H) -> bool {
         let hits = h.take_hits();
         if hits > 0 {
-            self.sketch.increment_by(h.hash(), hits);
+            self.sketch.add_counted(h.hash(), hits);
         }
         hits > 0
     }
