@@ -1,6 +1,8 @@
 //! The caches compared in `compare cache` and `cache-memory`, behind one interface, and the
 //! synthetic key streams they run.
 
+use std::time::Instant;
+
 use rand::SeedableRng;
 use rand::distributions::Distribution;
 
@@ -127,4 +129,49 @@ pub fn zipf_stream(n: usize, keyspace: u64, s: f64, seed: u64, offset: u64) -> V
     (0..n)
         .map(|_| scramble(zipf.sample(&mut rng) as u64 - 1 + offset))
         .collect()
+}
+
+/// Million operations per second of one thread per stream, each replaying its stream (`get`
+/// only, or `get` and `insert` on a miss) through a cache of `capacity` warmed with `warm`
+/// (barrier release to last join).
+pub fn throughput<C: BenchCache>(
+    capacity: usize,
+    warm: &[u64],
+    streams: &[Vec<u64>],
+    get_only: bool,
+) -> f64 {
+    let cache = C::with_capacity(capacity);
+    for &k in warm {
+        if get_only {
+            cache.insert(k, k);
+        } else {
+            cache.access(k);
+        }
+    }
+    cache.settle();
+    let barrier = std::sync::Barrier::new(streams.len() + 1);
+    let (cache, barrier) = (&cache, &barrier);
+    std::thread::scope(|scope| {
+        for stream in streams {
+            scope.spawn(move || {
+                barrier.wait();
+                let mut hits = 0u64;
+                for &k in stream {
+                    hits += u64::from(if get_only {
+                        cache.get(k).is_some()
+                    } else {
+                        cache.access(k)
+                    });
+                }
+                std::hint::black_box(hits);
+            });
+        }
+        barrier.wait();
+        // Taken at the barrier's release; read after the scope has joined every thread.
+        Instant::now()
+    })
+    .elapsed()
+    .as_secs_f64()
+    .recip()
+        * (streams.iter().map(Vec::len).sum::<usize>() as f64 / 1e6)
 }

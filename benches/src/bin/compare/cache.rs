@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::Args;
 use shardkit_benches::caches::{
-    BenchCache, MiniMoka, Moka, MutexLru, QuickCache, Shardkit, scramble, zipf_stream,
+    BenchCache, MiniMoka, Moka, MutexLru, QuickCache, Shardkit, scramble, throughput, zipf_stream,
 };
 use shardkit_benches::stats::median;
 use shardkit_cache::sim::{Simulation, read_trace};
@@ -46,45 +46,6 @@ impl CacheArgs {
 /// Capacity of the throughput and hit-path workloads.
 const CAPACITY: usize = 100_000;
 
-/// Million operations per second of `threads` threads each replaying its stream through a
-/// cache warmed with `warm` (barrier release to last join).
-fn throughput<C: BenchCache>(warm: &[u64], streams: &[Vec<u64>], get_only: bool) -> f64 {
-    let cache = C::with_capacity(CAPACITY);
-    for &k in warm {
-        if get_only {
-            cache.insert(k, k);
-        } else {
-            cache.access(k);
-        }
-    }
-    cache.settle();
-    let barrier = std::sync::Barrier::new(streams.len() + 1);
-    let (cache, barrier) = (&cache, &barrier);
-    std::thread::scope(|scope| {
-        for stream in streams {
-            scope.spawn(move || {
-                barrier.wait();
-                let mut hits = 0u64;
-                for &k in stream {
-                    hits += u64::from(if get_only {
-                        cache.get(k).is_some()
-                    } else {
-                        cache.access(k)
-                    });
-                }
-                std::hint::black_box(hits);
-            });
-        }
-        barrier.wait();
-        // Taken at the barrier's release; read after the scope has joined every thread.
-        Instant::now()
-    })
-    .elapsed()
-    .as_secs_f64()
-    .recip()
-        * (streams.iter().map(Vec::len).sum::<usize>() as f64 / 1e6)
-}
-
 /// One measurement of every cache, in rotating order each round; medians in `NAMES` order.
 fn interleaved(rounds: usize, mut one: impl FnMut(usize) -> f64) -> Vec<f64> {
     let mut samples = vec![Vec::new(); NAMES.len()];
@@ -107,11 +68,11 @@ const NAMES: [&str; 5] = [
 
 fn run_one(c: usize, warm: &[u64], streams: &[Vec<u64>], get_only: bool) -> f64 {
     match c {
-        0 => throughput::<Shardkit>(warm, streams, get_only),
-        1 => throughput::<QuickCache>(warm, streams, get_only),
-        2 => throughput::<MutexLru>(warm, streams, get_only),
-        3 => throughput::<MiniMoka>(warm, streams, get_only),
-        _ => throughput::<Moka>(warm, streams, get_only),
+        0 => throughput::<Shardkit>(CAPACITY, warm, streams, get_only),
+        1 => throughput::<QuickCache>(CAPACITY, warm, streams, get_only),
+        2 => throughput::<MutexLru>(CAPACITY, warm, streams, get_only),
+        3 => throughput::<MiniMoka>(CAPACITY, warm, streams, get_only),
+        _ => throughput::<Moka>(CAPACITY, warm, streams, get_only),
     }
 }
 
