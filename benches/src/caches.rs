@@ -1,5 +1,5 @@
-//! The caches compared in `compare cache` and `cache-memory`, behind one interface, and the
-//! synthetic key streams they run.
+//! The caches compared in `compare cache`, `cache-memory` and `cache-profile`, behind one
+//! interface; the synthetic key streams they run; and the timed replay of those streams.
 
 use std::time::Instant;
 
