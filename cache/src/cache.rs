@@ -115,6 +115,14 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
     capacity: u64,
 }
 
+impl<K, V, S> Drop for Cache<K, V, S> {
+    /// Hands the entries this thread unlinked, and has not freed yet, to the epoch collector's
+    /// shared queue, so they do not wait for this thread's next use of the collector.
+    fn drop(&mut self) {
+        crate::sync::flush();
+    }
+}
+
 impl<K, V, S> std::fmt::Debug for Cache<K, V, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
@@ -373,13 +381,24 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
+        if let Some(timing) = &self.timing {
+            return self.get_timed(timing, hash, key);
+        }
         let guard = &crate::sync::pin();
-        let Some(timing) = &self.timing else {
-            return self
-                .shard(hash)
-                .get(hash, key, None, guard)
-                .map(|e| e.value.clone());
-        };
+        self.shard(hash)
+            .get(hash, key, None, guard)
+            .map(|e| e.value.clone())
+    }
+
+    /// [`get`](Self::get) when entries can expire. Kept out of line so the untimed read path
+    /// stays small enough to inline the shard's lookup.
+    #[inline(never)]
+    fn get_timed<Q>(&self, timing: &Timing<K, V>, hash: u64, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let guard = &crate::sync::pin();
         let now = timing.now();
         let e = self.shard(hash).get(hash, key, Some(now.1), guard)?;
         if let Some(at) = timing.on_read(&e.key, &e.value, e.expires_at(), now) {
@@ -433,17 +452,20 @@ where
     }
 
     /// Reclaims every expired entry now (writes otherwise reclaim them a few at a time), telling
-    /// the listener. Optional: expired entries are never returned either way.
+    /// the listener, and hands the entries this thread unlinked to the epoch collector's shared
+    /// queue, so any thread's next collection can free them (otherwise they wait, at most a
+    /// few dozen per thread, for this thread's next collection). Optional: expired entries are
+    /// never returned either way.
     pub fn run_pending_tasks(&self) {
-        let Some(now) = self.now() else {
-            return;
-        };
-        let guard = &crate::sync::pin();
-        for shard in &*self.shards {
-            let mut out = Notices::new(self.listener.is_some());
-            shard.sweep_all(now, &mut out, guard);
-            self.notify(out.into_vec());
+        if let Some(now) = self.now() {
+            let guard = &crate::sync::pin();
+            for shard in &*self.shards {
+                let mut out = Notices::new(self.listener.is_some());
+                shard.sweep_all(now, &mut out, guard);
+                self.notify(out.into_vec());
+            }
         }
+        crate::sync::flush();
     }
 
     /// Now, for expiry checks, if anything can expire.

@@ -173,6 +173,7 @@ where
 
     /// The live entry for `key`, counting the read as a hit or a miss. `now` (nanoseconds
     /// after the cache's time origin) is given when entries can expire.
+    #[inline(always)]
     pub(crate) fn get<'g, Q>(
         &self,
         hash: u64,
@@ -197,6 +198,7 @@ where
     }
 
     /// The live entry for `key`, without counting anything.
+    #[inline]
     pub(crate) fn peek<'g, Q>(
         &self,
         hash: u64,

@@ -8,10 +8,22 @@ mod imp {
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize};
 
+    std::thread_local! {
+        /// This thread's handle in the global epoch collector. The cache keeps its own rather
+        /// than going through `crossbeam_epoch::pin`, whose out-of-line thread-local access
+        /// costs every read a call (measured: 17 of the 143 instructions a hit took). What the
+        /// cache defers then waits in this handle's bag, which only this thread empties: see
+        /// [`super::flush`].
+        static HANDLE: crossbeam_epoch::LocalHandle = crossbeam_epoch::default_collector().register();
+    }
+
     /// Pins the current thread in the global epoch collector.
     #[inline]
     pub(crate) fn pin() -> crossbeam_epoch::Guard {
-        crossbeam_epoch::pin()
+        HANDLE
+            .try_with(crossbeam_epoch::LocalHandle::pin)
+            // The thread is exiting and its handle is gone: pin through a temporary one.
+            .unwrap_or_else(|_| crossbeam_epoch::default_collector().register().pin())
     }
 
     #[inline]
@@ -60,3 +72,10 @@ mod imp {
 pub(crate) use imp::{
     AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Condvar, Mutex, lock, pin, wait,
 };
+
+/// Hands what this thread deferred through its handle (unlinked entries and tables) to the
+/// collector's shared queue, where any thread's next collection can free it; a handle's own
+/// bag is emptied only by its thread.
+pub(crate) fn flush() {
+    pin().flush();
+}
