@@ -384,9 +384,9 @@ where
         if let Some(timing) = &self.timing {
             return self.get_timed(timing, hash, key);
         }
-        let guard = &crate::sync::pin();
+        let pin = &crate::sync::pin_reader();
         self.shard(hash)
-            .get(hash, key, None, guard)
+            .get(hash, key, None, pin)
             .map(|e| e.value.clone())
     }
 
@@ -398,9 +398,9 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let guard = &crate::sync::pin();
+        let pin = &crate::sync::pin_reader();
         let now = timing.now();
-        let e = self.shard(hash).get(hash, key, Some(now.1), guard)?;
+        let e = self.shard(hash).get(hash, key, Some(now.1), pin)?;
         if let Some(at) = timing.on_read(&e.key, &e.value, e.expires_at(), now) {
             e.set_expires_at(at);
         }

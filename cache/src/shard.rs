@@ -18,7 +18,7 @@ use crossbeam_utils::CachePadded;
 use crate::RemovalCause;
 use crate::entry::{Entry, EntryRef};
 use crate::policy::{Policy, Release};
-use crate::sync::{AtomicU64, AtomicUsize, Mutex, lock};
+use crate::sync::{AtomicU64, AtomicUsize, Mutex, ReadPin, lock};
 use crate::table::{Probe, Table};
 use crate::window::WindowShare;
 
@@ -110,21 +110,6 @@ pub(crate) struct Shard<K, V> {
     stripes: [CachePadded<Stripe>; STRIPES],
 }
 
-#[inline]
-fn stripe() -> usize {
-    use std::cell::Cell;
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    STRIPE.with(|s| {
-        if s.get() == usize::MAX {
-            s.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
-        }
-        s.get()
-    })
-}
-
 /// Counts one on a stripe with a load and a store, not an atomic add: a stripe is one thread's
 /// unless more threads than stripes read the shard, and a count lost to that race costs the
 /// sketch's aging and the statistics nothing that matters, while a locked add costs every read.
@@ -179,14 +164,14 @@ where
         hash: u64,
         key: &Q,
         now: Option<u64>,
-        guard: &'g Guard,
+        pin: &'g ReadPin,
     ) -> Option<&'g Entry<K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let stripe = &self.stripes[stripe()];
-        let found = self.peek(hash, key, now, guard);
+        let stripe = &self.stripes[pin.thread % STRIPES];
+        let found = self.peek(hash, key, now, &pin.guard);
         match found {
             Some(e) => {
                 e.hit();
@@ -535,8 +520,8 @@ mod loom_models {
     }
 
     fn get(shard: &Shard<u64, u64>, key: u64) -> Option<u64> {
-        let guard = &crate::sync::pin();
-        shard.get(key, &key, None, guard).map(|e| {
+        let pin = &crate::sync::pin_reader();
+        shard.get(key, &key, None, pin).map(|e| {
             assert_eq!(e.key, key, "an entry is only ever found under its own key");
             e.value
         })

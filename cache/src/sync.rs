@@ -8,22 +8,28 @@ mod imp {
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize};
 
+    use super::Reader;
+
     std::thread_local! {
-        /// This thread's handle in the global epoch collector. The cache keeps its own rather
-        /// than going through `crossbeam_epoch::pin`, whose out-of-line thread-local access
-        /// costs every read a call (measured: 17 of the 143 instructions a hit took). What the
-        /// cache defers then waits in this handle's bag, which only this thread empties: see
-        /// [`super::flush`].
-        static HANDLE: crossbeam_epoch::LocalHandle = crossbeam_epoch::default_collector().register();
+        /// This thread's reader state, with its own handle in the global epoch collector. The
+        /// cache keeps its own handle rather than going through `crossbeam_epoch::pin`, whose
+        /// out-of-line thread-local access costs every read a call (measured: 17 of the 143
+        /// instructions a hit took). What the cache defers then waits in this handle's bag,
+        /// which only this thread empties: see [`super::flush`].
+        static READER: Reader = Reader::new(crossbeam_epoch::default_collector().register());
     }
 
-    /// Pins the current thread in the global epoch collector.
-    #[inline]
-    pub(crate) fn pin() -> crossbeam_epoch::Guard {
-        HANDLE
-            .try_with(crossbeam_epoch::LocalHandle::pin)
-            // The thread is exiting and its handle is gone: pin through a temporary one.
-            .unwrap_or_else(|_| crossbeam_epoch::default_collector().register().pin())
+    /// Runs `f` on this thread's reader state.
+    #[inline(always)]
+    pub(super) fn with_reader<R>(f: impl Fn(&Reader) -> R) -> R {
+        READER
+            .try_with(&f)
+            // The thread is exiting and its state is gone: use a temporary one.
+            .unwrap_or_else(|_| {
+                f(&Reader::new(
+                    crossbeam_epoch::default_collector().register(),
+                ))
+            })
     }
 
     #[inline]
@@ -50,12 +56,12 @@ mod imp {
     }
 
     loom::thread_local! {
-        static HANDLE: crossbeam_epoch::LocalHandle = COLLECTOR.register();
+        static READER: super::Reader = super::Reader::new(COLLECTOR.register());
     }
 
-    /// Pins the current thread in the model's collector.
-    pub(crate) fn pin() -> crossbeam_epoch::Guard {
-        HANDLE.with(crossbeam_epoch::LocalHandle::pin)
+    /// Runs `f` on this thread's reader state, registered in the model's collector.
+    pub(super) fn with_reader<R>(f: impl Fn(&super::Reader) -> R) -> R {
+        READER.with(f)
     }
 
     /// Locks `m`; the hand-off's state is valid at every step, so a poisoned lock is too.
@@ -69,9 +75,47 @@ mod imp {
     }
 }
 
-pub(crate) use imp::{
-    AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Condvar, Mutex, lock, pin, wait,
-};
+pub(crate) use imp::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Condvar, Mutex, lock, wait};
+
+/// A thread's state as a reader of caches: its epoch handle, and a number that spreads threads'
+/// read counters over a shard's stripes.
+pub(crate) struct Reader {
+    handle: crossbeam_epoch::LocalHandle,
+    thread: usize,
+}
+
+impl Reader {
+    fn new(handle: crossbeam_epoch::LocalHandle) -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        Self {
+            handle,
+            thread: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+/// An epoch guard, with the number of the thread that pinned it.
+pub(crate) struct ReadPin {
+    pub(crate) guard: crossbeam_epoch::Guard,
+    /// Threads are numbered in the order they first read.
+    pub(crate) thread: usize,
+}
+
+/// Pins the current thread in the epoch collector.
+#[inline]
+pub(crate) fn pin() -> crossbeam_epoch::Guard {
+    imp::with_reader(|r| r.handle.pin())
+}
+
+/// Pins the current thread, for a read that counts itself on a stripe: one thread-local access
+/// gives both.
+#[inline]
+pub(crate) fn pin_reader() -> ReadPin {
+    imp::with_reader(|r| ReadPin {
+        guard: r.handle.pin(),
+        thread: r.thread,
+    })
+}
 
 /// Hands what this thread deferred through its handle (unlinked entries and tables) to the
 /// collector's shared queue, where any thread's next collection can free it; a handle's own
