@@ -100,30 +100,34 @@ impl<K, V> Table<K, V> {
     {
         let mut vacant = None;
         let want = tag(hash);
-        let mut i = hash as usize & self.mask;
+        // Masking with the slice's own length, and slicing `slots` to it, lets the compiler see
+        // every index in bounds: no checks inside the loop.
+        let tags = &self.tags[..];
+        let slots = &self.slots[..tags.len()];
+        let mask = tags.len().wrapping_sub(1);
+        let mut i = hash as usize & mask;
         // The writer keeps a quarter of the slots empty, so a probe always ends early; the bound
         // only guards the loop.
-        for _ in 0..self.slots.len() {
-            match self.tags[i].load(Ordering::Acquire) {
-                TAG_EMPTY => return Probe::Vacant(vacant.unwrap_or(i)),
-                TAG_TOMBSTONE => {
+        for _ in 0..tags.len() {
+            // The likeliest outcome first: a hit's first slot is usually its own.
+            let t = tags[i].load(Ordering::Acquire);
+            if t == want {
+                let p = slots[i].load(Ordering::Acquire, guard);
+                if p.is_null() {
                     vacant.get_or_insert(i);
-                }
-                t if t == want => {
-                    let p = self.slots[i].load(Ordering::Acquire, guard);
-                    if p.is_null() {
-                        vacant.get_or_insert(i);
-                    } else {
-                        // SAFETY: loaded under `guard` (see `find`).
-                        let entry = unsafe { p.deref() };
-                        if entry.hash == hash && entry.key.borrow() == key {
-                            return Probe::Found(i, p);
-                        }
+                } else {
+                    // SAFETY: loaded under `guard` (see `find`).
+                    let entry = unsafe { p.deref() };
+                    if entry.hash == hash && entry.key.borrow() == key {
+                        return Probe::Found(i, p);
                     }
                 }
-                _ => {}
+            } else if t == TAG_EMPTY {
+                return Probe::Vacant(vacant.unwrap_or(i));
+            } else if t == TAG_TOMBSTONE {
+                vacant.get_or_insert(i);
             }
-            i = (i + 1) & self.mask;
+            i = (i + 1) & mask;
         }
         Probe::Vacant(vacant.unwrap_or(i))
     }
@@ -132,15 +136,19 @@ impl<K, V> Table<K, V> {
     pub(crate) fn position(&self, entry: Shared<'_, Entry<K, V>>, guard: &Guard) -> Option<usize> {
         // SAFETY: the caller holds `entry` alive (the policy has not released it).
         let hash = unsafe { entry.deref() }.hash;
-        let mut i = hash as usize & self.mask;
-        for _ in 0..self.slots.len() {
-            if self.tags[i].load(Ordering::Relaxed) == TAG_EMPTY {
-                return None;
-            }
-            if self.slots[i].load(Ordering::Acquire, guard) == entry {
+        // Bounds the compiler can see, as in `probe`.
+        let tags = &self.tags[..];
+        let slots = &self.slots[..tags.len()];
+        let mask = tags.len().wrapping_sub(1);
+        let mut i = hash as usize & mask;
+        for _ in 0..tags.len() {
+            if slots[i].load(Ordering::Acquire, guard) == entry {
                 return Some(i);
             }
-            i = (i + 1) & self.mask;
+            if tags[i].load(Ordering::Relaxed) == TAG_EMPTY {
+                return None;
+            }
+            i = (i + 1) & mask;
         }
         None
     }
