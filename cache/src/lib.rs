@@ -51,12 +51,15 @@
 //!
 //! The cache is split into shards, each a hash table (open addressing over atomic pointers to
 //! immutable entries) and a mutex over the shard's policy. A read hashes the key, pins the
-//! epoch (crossbeam-epoch), probes the table, checks the entry was not removed, bumps its hit
-//! counter (no write once saturated) and a hit count on a per-thread stripe, and clones the
-//! value: no lock, no allocation. A write takes its shard's mutex, stores into the table with
-//! atomic stores, runs the policy and unlinks what it evicts; unlinked entries and outgrown
-//! tables are freed by the epoch collector once no reader can hold them. Listeners run after
-//! the mutex is released. The read path against a writer (publication, replacement, removal,
+//! epoch (crossbeam-epoch, through the cache's own handle for the thread, which also numbers
+//! the thread for its counter stripe), probes the table, checks the entry was not removed,
+//! bumps its hit counter (no write once saturated) and a hit count on the thread's stripe, and
+//! clones the value: no lock, no allocation. A write takes its shard's mutex, stores into the
+//! table with atomic stores, runs the policy and unlinks what it evicts; unlinked entries and
+//! outgrown tables are freed by the epoch collector once no reader can hold them (a thread's
+//! last few dozen wait in its handle until its next collection, or until
+//! [`Cache::run_pending_tasks`] or dropping the cache hands them on). Listeners run after the
+//! mutex is released. The read path against a writer (publication, replacement, removal,
 //! eviction, reclamation) and the single-flight hand-off are model-checked with loom.
 //!
 //! # Expiry

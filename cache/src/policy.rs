@@ -29,7 +29,7 @@
 //! hill climbing on sampled hit ratios; here that reacted more slowly (a sample is many
 //! requests) and settled worse: over the comparison's 41 hit-ratio cases it averaged 0.33
 //! points below the best peer, 2.54 at worst (`benches/results/2026-11-25-cache.md`), where
-//! the pooled ghosts average 0.27 above it, 1.14 below at worst (`2026-11-26-cache.md`).
+//! the pooled ghosts average 0.24 above it, 1.17 below at worst (`2026-11-26-cache.md`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
