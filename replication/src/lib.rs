@@ -192,7 +192,10 @@
 //!   acking `Received`, while no majority of machines crashes at once).
 //! - A replica that lost its disk (or is new) rejoins without `bootstrap`: it may not promise
 //!   an epoch until it has copied everything committed, so it cannot tip a failover to a
-//!   replica that lacks acknowledged writes. Losing the disks of a majority at once loses data,
+//!   replica that lacks acknowledged writes; and until then it follows only the leader the
+//!   coordinator names in answer to one of its own heartbeats, so a message sent to it before
+//!   it lost its disk cannot make it acknowledge an old leader's records (its forgotten
+//!   promises may have deposed that leader). Losing the disks of a majority at once loses data,
 //!   in this design as in any.
 //! - The coordinator is single: while it is down no failover happens (nothing is lost; writes
 //!   stop if the leader dies too). [`replica::LeaseCoordinator`] keeps its state in memory.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use shardkit_replication::replica::{
     AckLevel, FollowerStatus, MAX_PACKET, Message, NodeId, Packet, Position, RemoteWriteError,
-    ReplicaStatus, Role, Write, Written, decode_packet, encode_packet,
+    ReplicaStatus, Role, WIRE_VERSION, Write, Written, decode_packet, encode_packet,
 };
 use shardkit_replication::{Epoch, FrameError, Offset, Record};
 
@@ -74,6 +74,7 @@ fn every_kind() -> Vec<Packet> {
                 end: o(12),
             },
             commit: o(11),
+            incarnation: 0xfeed_f00d,
         },
         Message::Prepare { epoch: e },
         Message::Prepared {
@@ -84,6 +85,12 @@ fn every_kind() -> Vec<Packet> {
         Message::Follow {
             epoch: e,
             leader: NodeId::new(3),
+            incarnation: Some(0xfeed_f00d),
+        },
+        Message::Follow {
+            epoch: e,
+            leader: NodeId::new(3),
+            incarnation: None,
         },
     ];
     let mut packets: Vec<Packet> = messages
@@ -228,22 +235,44 @@ fn oversized_wrong_version_and_unknown_kinds_are_typed_errors() {
         "unsupported wire version"
     );
     assert_eq!(
-        reason(decode_packet(&framed(&[1, 200]), MAX_PACKET)),
+        reason(decode_packet(&framed(&[WIRE_VERSION, 200]), MAX_PACKET)),
         "unknown packet kind"
     );
     // A status request with a byte too many, and one with a field cut short.
-    let mut extra = vec![1, 34];
+    let mut extra = vec![WIRE_VERSION, 34];
     extra.extend_from_slice(&[0; 9]);
     assert_eq!(
         reason(decode_packet(&framed(&extra), MAX_PACKET)),
         "bytes after the packet's fields"
     );
     assert_eq!(
-        reason(decode_packet(&framed(&[1, 34, 0, 0]), MAX_PACKET)),
+        reason(decode_packet(
+            &framed(&[WIRE_VERSION, 34, 0, 0]),
+            MAX_PACKET
+        )),
         "a field runs past the packet's end"
     );
     // A count claiming more elements than bytes: refused before allocating.
-    let mut count = vec![1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0];
+    let mut count = vec![
+        WIRE_VERSION,
+        2,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        7,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
     count.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     count.extend_from_slice(&u64::MAX.to_le_bytes());
     assert_eq!(

@@ -17,6 +17,10 @@ use crate::record::Epoch;
 /// [`AckLevel::Quorum`](super::AckLevel::Quorum) survive the failover: the majority that
 /// promised and the majority that held the write share a replica, and the winner is at least
 /// as up to date as it.
+///
+/// A [`Message::Follow`] that answers a replica's [`Message::Heartbeat`] must carry the
+/// heartbeat's `incarnation`: a replica that lost its disk follows no other (see
+/// [`ReplicaConfig::incarnation`](super::ReplicaConfig::incarnation)).
 pub trait Coordinator {
     /// Handles a replica's message.
     fn handle(&mut self, now: Duration, from: NodeId, message: Message);
@@ -141,6 +145,7 @@ impl LeaseCoordinator {
                     Message::Follow {
                         epoch: election.epoch,
                         leader: winner,
+                        incarnation: None,
                     },
                 ));
             }
@@ -158,6 +163,7 @@ impl Coordinator for LeaseCoordinator {
                 epoch,
                 role,
                 leader,
+                incarnation,
                 ..
             } => {
                 // Only a failover this coordinator ran names a leader: a restarted
@@ -183,6 +189,7 @@ impl Coordinator for LeaseCoordinator {
                         Message::Follow {
                             epoch: self.epoch,
                             leader: current,
+                            incarnation: Some(incarnation),
                         },
                     ));
                 }

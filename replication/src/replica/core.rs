@@ -313,10 +313,20 @@ impl<S: LogStorage> Replica<S> {
                     self.promote(now, epoch)
                 }
             }
-            Message::Follow { epoch, leader } => {
+            Message::Follow {
+                epoch,
+                leader,
+                incarnation,
+            } => {
                 let current = epoch == self.epoch && self.leader() == Some(leader);
                 let coordinator = Some(from) == self.config.coordinator;
                 if !coordinator || epoch < self.epoch || leader == self.config.id || current {
+                    return Ok(());
+                }
+                // A replica that lost its disk forgot its promises: only an answer to this
+                // run's own heartbeat is known not to predate them (see
+                // `ReplicaConfig::incarnation`).
+                if !self.eligible && incarnation != Some(self.config.incarnation) {
                     return Ok(());
                 }
                 self.follow(now, epoch, Some(leader))
@@ -414,6 +424,7 @@ impl<S: LogStorage> Replica<S> {
                         leader: self.leader(),
                         position: self.position(),
                         commit: self.commit,
+                        incarnation: self.config.incarnation,
                     },
                 ));
             }

@@ -98,6 +98,8 @@ pub enum Message {
         position: Position,
         /// Its commit offset.
         commit: Offset,
+        /// This run of the replica ([`ReplicaConfig::incarnation`](super::ReplicaConfig::incarnation)).
+        incarnation: u64,
     },
     /// Coordinator → replica: promise to ignore every leader older than `epoch`, and report
     /// your position (phase one of a failover).
@@ -123,6 +125,10 @@ pub enum Message {
         epoch: Epoch,
         /// The leader to fetch from.
         leader: NodeId,
+        /// The incarnation whose heartbeat this answers, if it answers one: a replica that
+        /// lost its disk follows only such answers (see
+        /// [`ReplicaConfig::incarnation`](super::ReplicaConfig::incarnation)).
+        incarnation: Option<u64>,
     },
 }
 

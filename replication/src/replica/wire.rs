@@ -16,7 +16,7 @@ use crate::error::FrameError;
 use crate::record::{Epoch, Offset, Record};
 
 /// The wire format's version: a peer speaking another is refused.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// The largest packet body accepted by default (64 MiB, a fetch answer's worth).
 pub const MAX_PACKET: usize = 64 << 20;
@@ -532,16 +532,25 @@ fn encode_message(from: u64, message: &Message, e: &mut Encoder<'_>) -> Result<(
             leader,
             position,
             commit,
+            incarnation,
             ..
         } => {
             e.u8(role_code(*role));
             e.opt_u64(leader.map(NodeId::get));
             e.position(*position);
             e.u64(commit.get());
+            e.u64(*incarnation);
         }
         Message::Prepare { .. } | Message::Promote { .. } => {}
         Message::Prepared { position, .. } => e.position(*position),
-        Message::Follow { leader, .. } => e.u64(leader.get()),
+        Message::Follow {
+            leader,
+            incarnation,
+            ..
+        } => {
+            e.u64(leader.get());
+            e.opt_u64(*incarnation);
+        }
     }
     Ok(())
 }
@@ -726,6 +735,7 @@ fn decode_message(kind: u8, epoch: Epoch, d: &mut Decoder<'_>) -> Result<Message
             leader: d.opt_u64()?.map(NodeId::new),
             position: d.position()?,
             commit: d.offset()?,
+            incarnation: d.u64()?,
         },
         PREPARE => Message::Prepare { epoch },
         PREPARED => Message::Prepared {
@@ -736,6 +746,7 @@ fn decode_message(kind: u8, epoch: Epoch, d: &mut Decoder<'_>) -> Result<Message
         _ => Message::Follow {
             epoch,
             leader: d.node()?,
+            incarnation: d.opt_u64()?,
         },
     })
 }

@@ -1,0 +1,82 @@
+//! A replica that lost its disk follows only the leader the coordinator names in answer to one
+//! of its own heartbeats: a `Follow` sent to its earlier run may name a leader whose epoch that
+//! run promised to ignore.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shardkit_replication::replica::{
+    MemoryReplicaStore, Message, NodeId, Replica, ReplicaConfig, Role,
+};
+use shardkit_replication::{Epoch, MemoryLog};
+
+const COORDINATOR: NodeId = NodeId::new(9);
+
+fn replica(bootstrap: bool) -> Replica<Arc<MemoryLog>> {
+    let mut config = ReplicaConfig::new(NodeId::new(2), (1..=3).map(NodeId::new));
+    config.coordinator = Some(COORDINATOR);
+    config.bootstrap = bootstrap;
+    config.incarnation = 42;
+    Replica::open(
+        config,
+        Arc::new(MemoryLog::new()),
+        Box::new(MemoryReplicaStore::new()),
+    )
+    .expect("open")
+}
+
+fn follow(epoch: u64, incarnation: Option<u64>) -> Message {
+    Message::Follow {
+        epoch: Epoch::new(epoch),
+        leader: NodeId::new(1),
+        incarnation,
+    }
+}
+
+/// The incarnation of the replica's own heartbeats.
+fn heartbeat_incarnation(replica: &mut Replica<Arc<MemoryLog>>) -> u64 {
+    replica.tick(Duration::from_secs(1)).expect("tick");
+    replica
+        .take_outbox()
+        .into_iter()
+        .find_map(|(to, m)| match m {
+            Message::Heartbeat { incarnation, .. } if to == COORDINATOR => Some(incarnation),
+            _ => None,
+        })
+        .expect("a heartbeat to the coordinator")
+}
+
+#[test]
+fn a_replica_that_lost_its_disk_follows_only_answers_to_its_own_heartbeats() {
+    let mut wiped = replica(false);
+    assert!(!wiped.is_eligible());
+    let now = Duration::from_secs(1);
+    for stale in [None, Some(7)] {
+        wiped
+            .handle(now, COORDINATOR, follow(6, stale))
+            .expect("handle");
+        assert_eq!(
+            wiped.leader(),
+            None,
+            "followed a Follow answering {stale:?}"
+        );
+    }
+    let own = heartbeat_incarnation(&mut wiped);
+    assert_eq!(own, 42);
+    wiped
+        .handle(now, COORDINATOR, follow(6, Some(own)))
+        .expect("handle");
+    assert_eq!(wiped.leader(), Some(NodeId::new(1)));
+    assert_eq!(wiped.role(), Role::Follower);
+}
+
+#[test]
+fn an_eligible_replica_follows_the_coordinators_broadcast() {
+    let mut replica = replica(true);
+    assert!(replica.is_eligible());
+    let now = Duration::from_secs(1);
+    replica
+        .handle(now, COORDINATOR, follow(6, None))
+        .expect("handle");
+    assert_eq!(replica.leader(), Some(NodeId::new(1)));
+}
