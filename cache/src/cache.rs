@@ -117,9 +117,13 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
 
 impl<K, V, S> Drop for Cache<K, V, S> {
     /// Hands the entries this thread unlinked, and has not freed yet, to the epoch collector's
-    /// shared queue, so they do not wait for this thread's next use of the collector.
+    /// shared queue, so they do not wait for 64 more or for the thread to exit. Not while
+    /// unwinding: the collection that may follow runs other structures' destructors, and a
+    /// panic there would abort; the thread's exit hands them on instead.
     fn drop(&mut self) {
-        crate::sync::flush();
+        if !std::thread::panicking() {
+            crate::sync::flush();
+        }
     }
 }
 
@@ -453,9 +457,10 @@ where
 
     /// Reclaims every expired entry now (writes otherwise reclaim them a few at a time), telling
     /// the listener, and hands the entries this thread unlinked to the epoch collector's shared
-    /// queue, so any thread's next collection can free them (otherwise they wait, at most a
-    /// few dozen per thread, for this thread's next collection). Optional: expired entries are
-    /// never returned either way.
+    /// queue, so any thread's next collection can free them (otherwise they wait in this
+    /// thread's epoch handle until it holds 64 or the thread exits; calling
+    /// `crossbeam_epoch::pin().flush()` does not reach them, as the cache has its own handle).
+    /// Optional: expired entries are never returned either way.
     pub fn run_pending_tasks(&self) {
         if let Some(now) = self.now() {
             let guard = &crate::sync::pin();

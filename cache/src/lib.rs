@@ -57,7 +57,7 @@
 //! clones the value: no lock, no allocation. A write takes its shard's mutex, stores into the
 //! table with atomic stores, runs the policy and unlinks what it evicts; unlinked entries and
 //! outgrown tables are freed by the epoch collector once no reader can hold them (a thread's
-//! last few dozen wait in its handle until its next collection, or until
+//! latest, up to 64, wait in its handle until more come, the thread exits, or
 //! [`Cache::run_pending_tasks`] or dropping the cache hands them on). Listeners run after the
 //! mutex is released. The read path against a writer (publication, replacement, removal,
 //! eviction, reclamation) and the single-flight hand-off are model-checked with loom.

@@ -23,7 +23,8 @@ use crate::table::{Probe, Table};
 use crate::window::WindowShare;
 
 /// Counter stripes per shard: readers on different threads count on different cache lines.
-/// Threads take stripes in turn, so up to this many readers never share one.
+/// Threads take stripes in turn, in the order they first use a cache, so up to this many
+/// threads never share one.
 const STRIPES: usize = 4;
 
 /// Entries each write looks at per policy queue for expiry: enough to reclaim expired entries

@@ -37,11 +37,13 @@ pub(crate) enum Probe<'g, K, V> {
     Vacant(usize),
 }
 
+/// A slot: a pointer to an entry, null when empty.
+type Slot<K, V> = Atomic<Entry<K, V>>;
+
 /// A table of `2^k` slots.
 pub(crate) struct Table<K, V> {
-    slots: Box<[Atomic<Entry<K, V>>]>,
+    slots: Box<[Slot<K, V>]>,
     tags: Box<[AtomicU8]>,
-    mask: usize,
 }
 
 impl<K, V> std::fmt::Debug for Table<K, V> {
@@ -59,8 +61,17 @@ impl<K, V> Table<K, V> {
         Self {
             slots: (0..slots).map(|_| Atomic::null()).collect(),
             tags: (0..slots).map(|_| AtomicU8::new(TAG_EMPTY)).collect(),
-            mask: slots - 1,
         }
+    }
+
+    /// The tags and the slots as slices of one length the compiler can see, and the mask of
+    /// that length (a power of two): indexes masked with it need no bounds checks in a probe's
+    /// loop.
+    #[inline]
+    fn parts(&self) -> (&[AtomicU8], &[Slot<K, V>], usize) {
+        let tags = &self.tags[..];
+        let slots = &self.slots[..tags.len()];
+        (tags, slots, tags.len().wrapping_sub(1))
     }
 
     pub(crate) fn slots(&self) -> usize {
@@ -100,11 +111,7 @@ impl<K, V> Table<K, V> {
     {
         let mut vacant = None;
         let want = tag(hash);
-        // Masking with the slice's own length, and slicing `slots` to it, lets the compiler see
-        // every index in bounds: no checks inside the loop.
-        let tags = &self.tags[..];
-        let slots = &self.slots[..tags.len()];
-        let mask = tags.len().wrapping_sub(1);
+        let (tags, slots, mask) = self.parts();
         let mut i = hash as usize & mask;
         // The writer keeps a quarter of the slots empty, so a probe always ends early; the bound
         // only guards the loop.
@@ -136,12 +143,11 @@ impl<K, V> Table<K, V> {
     pub(crate) fn position(&self, entry: Shared<'_, Entry<K, V>>, guard: &Guard) -> Option<usize> {
         // SAFETY: the caller holds `entry` alive (the policy has not released it).
         let hash = unsafe { entry.deref() }.hash;
-        // Bounds the compiler can see, as in `probe`.
-        let tags = &self.tags[..];
-        let slots = &self.slots[..tags.len()];
-        let mask = tags.len().wrapping_sub(1);
+        let (tags, slots, mask) = self.parts();
         let mut i = hash as usize & mask;
         for _ in 0..tags.len() {
+            // The pointer first: it is what is sought, and the writer (the only caller) never
+            // sees an entry's slot with an empty tag.
             if slots[i].load(Ordering::Acquire, guard) == entry {
                 return Some(i);
             }
@@ -189,9 +195,10 @@ impl<K, V> Table<K, V> {
     pub(crate) fn place(&self, entry: Shared<'_, Entry<K, V>>) {
         // SAFETY: the caller holds `entry` alive.
         let hash = unsafe { entry.deref() }.hash;
-        let mut i = hash as usize & self.mask;
-        while self.tags[i].load(Ordering::Relaxed) != TAG_EMPTY {
-            i = (i + 1) & self.mask;
+        let (tags, _, mask) = self.parts();
+        let mut i = hash as usize & mask;
+        while tags[i].load(Ordering::Relaxed) != TAG_EMPTY {
+            i = (i + 1) & mask;
         }
         self.store(i, entry);
     }
