@@ -1,22 +1,24 @@
 //! A replica that lost its disk follows only the leader the coordinator names in answer to one
-//! of its own heartbeats: a `Follow` sent to its earlier run may name a leader whose epoch that
-//! run promised to ignore.
+//! of its own heartbeats (a `Follow` sent to its earlier run may name a leader whose epoch that
+//! run promised to ignore), and counts as eligible again only once its copy is synced.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use shardkit_replication::replica::{
-    MemoryReplicaStore, Message, NodeId, Replica, ReplicaConfig, Role,
+    Coordinator, LeaseCoordinator, MemoryReplicaStore, Message, NodeId, Position, Replica,
+    ReplicaConfig, Role,
 };
-use shardkit_replication::{Epoch, MemoryLog};
+use shardkit_replication::{Epoch, MemoryLog, Offset, Record};
 
 const COORDINATOR: NodeId = NodeId::new(9);
+const LEADER: NodeId = NodeId::new(1);
 
 fn replica(bootstrap: bool) -> Replica<Arc<MemoryLog>> {
     let mut config = ReplicaConfig::new(NodeId::new(2), (1..=3).map(NodeId::new));
     config.coordinator = Some(COORDINATOR);
     config.bootstrap = bootstrap;
-    config.incarnation = 42;
+    config.incarnation = Some(42);
     Replica::open(
         config,
         Arc::new(MemoryLog::new()),
@@ -28,7 +30,7 @@ fn replica(bootstrap: bool) -> Replica<Arc<MemoryLog>> {
 fn follow(epoch: u64, incarnation: Option<u64>) -> Message {
     Message::Follow {
         epoch: Epoch::new(epoch),
-        leader: NodeId::new(1),
+        leader: LEADER,
         incarnation,
     }
 }
@@ -66,7 +68,7 @@ fn a_replica_that_lost_its_disk_follows_only_answers_to_its_own_heartbeats() {
     wiped
         .handle(now, COORDINATOR, follow(6, Some(own)))
         .expect("handle");
-    assert_eq!(wiped.leader(), Some(NodeId::new(1)));
+    assert_eq!(wiped.leader(), Some(LEADER));
     assert_eq!(wiped.role(), Role::Follower);
 }
 
@@ -79,4 +81,90 @@ fn an_eligible_replica_follows_the_coordinators_broadcast() {
         .handle(now, COORDINATOR, follow(6, None))
         .expect("handle");
     assert_eq!(replica.leader(), Some(NodeId::new(1)));
+}
+
+/// A replica that lost its disk is stored as eligible only once what it copied is synced: a
+/// machine crash in between would bring it back eligible and empty, and a failover could count
+/// its empty log against writes a majority acknowledged.
+#[test]
+fn a_rejoining_replica_syncs_its_copy_before_it_counts_as_eligible() {
+    let mut wiped = replica(false);
+    let now = Duration::from_secs(1);
+    let own = heartbeat_incarnation(&mut wiped);
+    wiped
+        .handle(now, COORDINATOR, follow(6, Some(own)))
+        .expect("handle");
+    let id = wiped
+        .take_outbox()
+        .into_iter()
+        .find_map(|(to, m)| match m {
+            Message::Fetch { id, .. } if to == LEADER => Some(id),
+            _ => None,
+        })
+        .expect("a fetch to the leader");
+    // The leader's log: its epoch-6 marker and one write, both committed.
+    let epoch = Epoch::new(6);
+    let records = vec![
+        Record::new(Offset::new(0), epoch, 0, vec![2]),
+        Record::new(Offset::new(1), epoch, 0, vec![0, 7]),
+    ];
+    let commit = Offset::new(2);
+    let answer = Message::Records {
+        epoch,
+        id,
+        records,
+        commit,
+    };
+    wiped.handle(now, LEADER, answer).expect("handle");
+    assert!(wiped.is_eligible());
+    assert_eq!(wiped.status(now).flushed, commit);
+}
+
+/// The coordinator's side: its answer to a heartbeat names the heartbeat's incarnation, and
+/// its broadcast after an election names none.
+#[test]
+fn the_coordinator_echoes_the_incarnation_of_the_heartbeat_it_answers() {
+    let members: Vec<NodeId> = (1..=3).map(NodeId::new).collect();
+    let mut coordinator = LeaseCoordinator::new(members.clone(), Duration::from_millis(100));
+    coordinator.tick(Duration::from_millis(1));
+    let epoch = match coordinator.take_outbox().first() {
+        Some((_, Message::Prepare { epoch })) => *epoch,
+        other => panic!("expected an election, got {other:?}"),
+    };
+    let mut now = Duration::from_millis(2);
+    for &m in &members {
+        let position = Position::default();
+        coordinator.handle(now, m, Message::Prepared { epoch, position });
+    }
+    let broadcast = coordinator.take_outbox();
+    let (leader, _) = coordinator.leader().expect("a leader");
+    assert!(
+        broadcast
+            .iter()
+            .filter_map(|(_, m)| match m {
+                Message::Follow { incarnation, .. } => Some(*incarnation),
+                _ => None,
+            })
+            .eq([None, None])
+    );
+    now += Duration::from_millis(1);
+    let wiped = *members.iter().find(|&&m| m != leader).expect("a follower");
+    let heartbeat = Message::Heartbeat {
+        epoch: Epoch::new(0),
+        role: Role::Follower,
+        leader: None,
+        position: Position::default(),
+        commit: Offset::new(0),
+        incarnation: 77,
+    };
+    coordinator.handle(now, wiped, heartbeat);
+    let answer = coordinator.take_outbox();
+    assert!(
+        matches!(
+            answer.as_slice(),
+            [(to, Message::Follow { epoch: e, leader: l, incarnation: Some(77) })]
+                if *to == wiped && *e == epoch && *l == leader
+        ),
+        "{answer:?}"
+    );
 }

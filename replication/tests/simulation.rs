@@ -370,7 +370,7 @@ impl Sim {
         // Each run its own incarnation, as `ReplicaConfig::new` draws at random, but
         // deterministic, and without drawing from the seed's stream (which would reshuffle
         // every seed's run).
-        config.incarnation = (self.now.as_nanos() as u64) << 8 | id.get();
+        config.incarnation = Some(((self.now.as_nanos() as u64) << 8) | id.get());
         let node = self.nodes.get_mut(&id).unwrap();
         let mut replica = Replica::open(config, node.disk.clone(), Box::new(node.epochs.clone()))
             .unwrap_or_else(|e| panic!("seed {}: reopening {id}: {e}", self.seed));

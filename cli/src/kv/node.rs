@@ -49,6 +49,11 @@ pub(crate) struct NodeArgs {
     /// The secret that signs scan cursors (the same on every node, 16 bytes or more).
     #[arg(long, default_value = "change-me-shardkit-cursor-secret")]
     pub(crate) cursor_secret: String,
+    /// This node lost its data directory and rejoins a running cluster: its slots' replicas
+    /// may not vote in failovers until they have copied what was committed. Leave it off when
+    /// the cluster first forms (and on restarts with the data directory intact).
+    #[arg(long)]
+    pub(crate) rejoin: bool,
 }
 
 struct Service {
@@ -77,7 +82,7 @@ pub(crate) fn run(args: &NodeArgs) -> Result<(), String> {
         if layout.holders(slot).contains(&args.id) {
             slots.insert(
                 slot,
-                Slot::open(&layout, args.id, slot, &args.data_dir, &cache)?,
+                Slot::open(&layout, args.id, slot, &args.data_dir, &cache, args.rejoin)?,
             );
         }
     }

@@ -60,13 +60,15 @@ pub(crate) struct Slot {
 
 impl Slot {
     /// Opens (or recovers) the slot's log under `data_dir`, joins its replica set over TCP and
-    /// starts applying committed records.
+    /// starts applying committed records. `rejoin`: the node lost its data directory (see
+    /// `NodeArgs::rejoin`).
     pub(crate) fn open(
         layout: &Layout,
         me: u64,
         slot: u32,
         data_dir: &Path,
         cache: &Arc<ReadCache>,
+        rejoin: bool,
     ) -> Result<Self, String> {
         let dir = data_dir.join(layout.slot_dir(slot));
         let log = FileLog::open(&dir, LogConfig::default().durability(Durability::Never))
@@ -74,8 +76,10 @@ impl Slot {
         let members = layout.holders(slot).iter().copied().map(NodeId::new);
         let mut config = ReplicaConfig::new(NodeId::new(me), members);
         config.coordinator = Some(COORDINATOR);
-        // Only a fresh data directory starts a replica set; a restarted node keeps its state.
-        config.bootstrap = true;
+        // An empty data directory is either the cluster's first start, which forms the replica
+        // set, or a lost disk, which must not vote until it has copied what was committed; only
+        // the operator knows which. (A restart with its directory keeps its stored state.)
+        config.bootstrap = !rejoin;
         config.heartbeat_interval = Duration::from_millis(50);
         config.fetch_wait = Duration::from_millis(200);
         config.fetch_timeout = Duration::from_millis(500);

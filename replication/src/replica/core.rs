@@ -65,6 +65,8 @@ pub struct Replica<S> {
     pub(crate) eligible: bool,
     /// The highest epoch this replica led (see [`DurableState::led`]).
     led: Epoch,
+    /// This run's name (see [`ReplicaConfig::incarnation`]).
+    incarnation: u64,
     pub(crate) role: RoleState,
     /// Everything before it is on a majority and can never be lost or changed.
     pub(crate) commit: Offset,
@@ -143,6 +145,7 @@ impl<S: LogStorage> Replica<S> {
         let start = log.start_offset();
         producers.committed(start);
         Ok(Self {
+            incarnation: config.incarnation.unwrap_or_else(random_u64),
             config,
             log,
             store,
@@ -326,7 +329,7 @@ impl<S: LogStorage> Replica<S> {
                 // A replica that lost its disk forgot its promises: only an answer to this
                 // run's own heartbeat is known not to predate them (see
                 // `ReplicaConfig::incarnation`).
-                if !self.eligible && incarnation != Some(self.config.incarnation) {
+                if !self.eligible && incarnation != Some(self.incarnation) {
                     return Ok(());
                 }
                 self.follow(now, epoch, Some(leader))
@@ -424,7 +427,7 @@ impl<S: LogStorage> Replica<S> {
                         leader: self.leader(),
                         position: self.position(),
                         commit: self.commit,
-                        incarnation: self.config.incarnation,
+                        incarnation: self.incarnation,
                     },
                 ));
             }
@@ -488,6 +491,12 @@ impl<S: LogStorage> Replica<S> {
 
     /// Makes this replica follow `leader` (or wait for one, with `None`) in `epoch`.
     ///
+    /// On a replica that is not [eligible](Self::is_eligible) (it lost its disk, or is new),
+    /// name the current epoch and leader only: it has forgotten which epochs it promised, so it
+    /// cannot refuse an older one, and following a deposed leader would let that leader
+    /// complete writes a failover loses (a coordinator's own `Follow` messages are checked; see
+    /// [`ReplicaConfig::incarnation`]).
+    ///
     /// # Errors
     ///
     /// [`Error::StaleEpoch`] if `epoch` is older than the current one, and the epoch store's
@@ -530,6 +539,14 @@ impl<S: LogStorage> Replica<S> {
 
     /// A replica that started empty has copied everything committed: it may promise now.
     pub(crate) fn became_eligible(&mut self) -> Result<(), Error> {
+        // What it copied must be on disk before it is trusted to hold it: stored eligible with
+        // the copy still unsynced, a machine crash would restart it eligible and empty, and a
+        // failover could count its empty log against a write a majority acknowledged.
+        let end = self.log.end_offset();
+        if self.flushed < end {
+            self.log.sync()?;
+            self.flushed = end;
+        }
         self.persist(self.epoch, true, self.led)
     }
 
@@ -574,6 +591,15 @@ impl<S: LogStorage> Replica<S> {
             },
         ));
     }
+}
+
+/// A random number from the standard library's per-process hash keys, fresh on each call (no
+/// dependency needed for a value that only has to differ between runs).
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
 /// Committed records of `log` from `from` on, below `commit`, without epoch markers; and the

@@ -91,15 +91,6 @@ pub enum Role {
     Follower,
 }
 
-/// A random number from the standard library's per-process hash keys (no dependency needed
-/// for a value that only has to differ between runs).
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish()
-}
-
 /// A replica's settings.
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
@@ -130,14 +121,18 @@ pub struct ReplicaConfig {
     /// set it when creating a new replica set, never when a replica rejoins after losing its
     /// disk (it becomes eligible once it has copied what was committed).
     pub bootstrap: bool,
-    /// This run of the replica, different for every run (`new` draws it at random). Its
-    /// heartbeats carry it, and a replica that is not [eligible](super::DurableState::eligible)
-    /// follows only a [`Message::Follow`](super::Message::Follow) that answers one of them:
-    /// it has forgotten which epochs it promised, so a `Follow` sent to an earlier run of it
-    /// (delayed in the network, or queued by a transport while it was down) could make it
-    /// acknowledge the records of a leader whose epoch it had promised to ignore, and those
-    /// acknowledgements could complete writes that a failover then loses.
-    pub incarnation: u64,
+    /// Names this run of the replica. Its heartbeats carry it, and a replica that is not
+    /// [eligible](super::DurableState::eligible) follows only a
+    /// [`Message::Follow`](super::Message::Follow) that answers one of them: it has forgotten
+    /// which epochs it promised, so a `Follow` sent to an earlier run of it (delayed in the
+    /// network, or queued by a transport while it was down) could make it acknowledge the
+    /// records of a leader whose epoch it had promised to ignore, and those acknowledgements
+    /// could complete writes that a failover then loses.
+    ///
+    /// `None` (the default): [`Replica::open`](super::Replica::open) draws one at random, so
+    /// every run differs, a reopening with the same configuration included. Set it only to make
+    /// runs reproducible (tests, simulations), and never to a value an earlier run used.
+    pub incarnation: Option<u64>,
 }
 
 impl ReplicaConfig {
@@ -161,7 +156,7 @@ impl ReplicaConfig {
             fetch_max_bytes: 1 << 20,
             heartbeat_interval: Duration::from_millis(100),
             bootstrap: false,
-            incarnation: random_u64(),
+            incarnation: None,
         }
     }
 
