@@ -261,7 +261,9 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     let mut victim = None;
     let mut failover = None;
     let mut restarted = false;
-    while work_start.elapsed() < run_for {
+    // Past the run's end too if the victim is still down: on a loaded machine the failover
+    // can outlast the run, and every run should see the victim rejoin.
+    while work_start.elapsed() < run_for || (victim.is_some() && !restarted) {
         std::thread::sleep(Duration::from_millis(20));
         refresh(&cluster, &leaders);
         let now = work_start.elapsed();
