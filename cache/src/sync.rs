@@ -16,7 +16,10 @@ mod imp {
         /// out-of-line thread-local access costs every read a call (measured: 17 of the 143
         /// instructions a hit took). What the cache defers then waits in this handle's bag
         /// until 64 are pending, the thread exits or [`super::flush`] hands it on.
-        static READER: Reader = Reader::new(crossbeam_epoch::default_collector().register(), next_thread());
+        static READER: Reader = Reader::new(
+            crossbeam_epoch::default_collector().register(),
+            next_thread(),
+        );
     }
 
     /// Numbers threads in the order they first use a cache.

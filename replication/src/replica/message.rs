@@ -98,7 +98,8 @@ pub enum Message {
         position: Position,
         /// Its commit offset.
         commit: Offset,
-        /// This run of the replica ([`ReplicaConfig::incarnation`](super::ReplicaConfig::incarnation)).
+        /// This run of the replica (see
+        /// [`ReplicaConfig::incarnation`](super::ReplicaConfig::incarnation)).
         incarnation: u64,
     },
     /// Coordinator → replica: promise to ignore every leader older than `epoch`, and report

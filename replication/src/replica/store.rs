@@ -17,7 +17,8 @@ pub struct DurableState {
     /// replica that lost its disk has lost this too, and must not promise an epoch (its empty
     /// log could tip a failover to a replica that lacks acknowledged writes) until it has
     /// copied what was committed; until then it also follows only the coordinator's answers
-    /// to its own heartbeats (see [`ReplicaConfig::incarnation`](super::ReplicaConfig::incarnation)).
+    /// to its own heartbeats (see
+    /// [`ReplicaConfig::incarnation`](super::ReplicaConfig::incarnation)).
     pub eligible: bool,
     /// The highest epoch the replica led. It never leads an epoch twice: after a crash it may
     /// have lost records it had already sent to followers in that epoch, and writing other
