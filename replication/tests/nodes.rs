@@ -254,8 +254,16 @@ fn replicas_over_loopback_tcp_survive_hostile_bytes() {
     let mut addrs: HashMap<NodeId, SocketAddr> =
         members.iter().map(|&id| (id, free_addr())).collect();
     addrs.insert(COORDINATOR, free_addr());
-    let transport =
-        |id: NodeId| TcpTransport::bind(id, addrs[&id], &addrs, TcpConfig::default()).unwrap();
+    // Every address is bound before any node starts connecting: an outgoing connection's
+    // ephemeral port could otherwise take an address a later node was given.
+    let mut transports: HashMap<NodeId, TcpTransport> = addrs
+        .keys()
+        .map(|&id| {
+            let t = TcpTransport::bind(id, addrs[&id], &addrs, TcpConfig::default()).unwrap();
+            (id, t)
+        })
+        .collect();
+    let mut transport = |id: NodeId| transports.remove(&id).expect("bound above");
     let _coordinator = CoordinatorNode::start(
         COORDINATOR,
         LeaseCoordinator::new(members.clone(), Duration::from_millis(300)),
