@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use shardkit_replication::replica::{
     AckLevel, Committed, Coordinator, FollowerAck, LeaseCoordinator, MemoryReplicaStore, Message,
-    NodeId, ProducerSeq, Replica, ReplicaConfig, Role, Snapshot, StateMachine, Write, WriteError,
-    WriteId, Written,
+    NodeId, ProducerSeq, Replica, ReplicaConfig, Role, Snapshot, StateMachine, SyncTicket, Write,
+    WriteError, WriteId, Written,
 };
 use shardkit_replication::{Appended, Entry, Epoch, Error, LogStorage, MemoryLog, Offset, Record};
 
@@ -198,6 +198,9 @@ struct SimNode {
     checked: Offset,
     /// The (epoch, role) last seen, to spot a new leadership.
     seen_leadership: Option<Epoch>,
+    /// A sync started on the disk, which the replica hears about when it ends (as `Node`
+    /// syncs on another thread while the replica goes on).
+    syncing: Option<(SyncTicket, Duration)>,
 }
 
 struct Client {
@@ -244,6 +247,12 @@ struct Sim {
     chaos_end: Duration,
     /// Per million ticks: how often a replica drops log records its snapshot covers.
     compaction: u64,
+    /// Odd seeds sync the way `Node` does: the disk works while the replica takes messages
+    /// (even seeds keep the stream, and so the runs, they had before syncs could overlap).
+    overlapping_syncs: bool,
+    /// How long overlapping syncs take: a stream of its own, so that the seed's stream is
+    /// drawn the same way whether syncs overlap or not.
+    sync_rng: Rng,
 }
 
 /// What one run did, so that the test can tell a busy run from a vacuous one.
@@ -289,6 +298,7 @@ impl Sim {
                     waiting: HashMap::new(),
                     checked: Offset::new(0),
                     seen_leadership: None,
+                    syncing: None,
                 };
                 (id, node)
             })
@@ -327,6 +337,8 @@ impl Sim {
             pending_failover: None,
             chaos_end: Duration::MAX,
             compaction: 0,
+            overlapping_syncs: seed % 2 == 1,
+            sync_rng: Rng(seed ^ 0x5EED_5A1C),
             tracing: std::env::var_os("SHARDKIT_SIM_TRACE").is_some(),
         };
         sim.compaction = sim.rng.pick(&[0, 0, 2_000, 20_000]);
@@ -387,6 +399,7 @@ impl Sim {
         node.replica = Some(replica);
         node.checked = Offset::new(0);
         node.seen_leadership = None;
+        node.syncing = None;
         node.waiting.clear();
     }
 
@@ -505,7 +518,24 @@ impl Sim {
             let replica = node.replica.as_mut().unwrap();
             replica.tick(now).unwrap();
             let mut out = replica.take_outbox();
-            replica.flush(now).unwrap();
+            if self.overlapping_syncs {
+                if let Some((ticket, done)) = node.syncing
+                    && now >= done
+                {
+                    node.syncing = None;
+                    replica.synced(now, ticket);
+                }
+                if node.syncing.is_none() && replica.needs_sync() {
+                    // The disk syncs what it holds when the sync starts; the replica learns
+                    // of it later, after whatever truncations and appends came between.
+                    let ticket = replica.sync_ticket();
+                    replica.log().sync().unwrap();
+                    let took = Duration::from_micros(50 + self.sync_rng.below(2_000));
+                    node.syncing = Some((ticket, now + took));
+                }
+            } else {
+                replica.flush(now).unwrap();
+            }
             out.extend(replica.take_outbox());
             let epoch = replica.epoch();
             let completions = replica.take_completions();

@@ -53,6 +53,10 @@ pub(crate) enum RoleState {
 /// outbox, call [`flush`](Self::flush) (which syncs the log, so a leader's records travel to
 /// the followers while it syncs its own copy), send the outbox again.
 ///
+/// A driver may instead sync on another thread, so the replica takes messages while the
+/// disk works: [`sync_ticket`](Self::sync_ticket), [`LogStorage::sync`], then
+/// [`synced`](Self::synced).
+///
 /// The log should not sync on its own ([`Durability::Never`](crate::Durability::Never)): the
 /// replica syncs when an ack level or a [`FollowerAck::Flushed`](super::FollowerAck) follower
 /// needs it, once per batch.
@@ -72,6 +76,9 @@ pub struct Replica<S> {
     pub(crate) commit: Offset,
     /// Everything before it is synced to this replica's disk.
     pub(crate) flushed: Offset,
+    /// How many times the log was cut below its end (a divergent suffix, a snapshot): a
+    /// sync asked for before a cut cannot vouch for what was written after it.
+    pub(crate) cuts: u64,
     pub(crate) producers: ProducerTable,
     pub(crate) outbox: Vec<(NodeId, Message)>,
     pub(crate) completions: Vec<Completion>,
@@ -88,6 +95,21 @@ impl<S> std::fmt::Debug for Replica<S> {
             .field("leads", &matches!(self.role, RoleState::Leader(_)))
             .field("commit", &self.commit)
             .finish_non_exhaustive()
+    }
+}
+
+/// A sync of a replica's log in progress ([`Replica::sync_ticket`]): the log's end when it
+/// was asked for, and which cut of the log it saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncTicket {
+    end: Offset,
+    cuts: u64,
+}
+
+impl SyncTicket {
+    /// The end of the records the sync covers.
+    pub fn end(&self) -> Offset {
+        self.end
     }
 }
 
@@ -157,6 +179,7 @@ impl<S: LogStorage> Replica<S> {
             commit: start,
             // What survived a restart is on disk (a file log syncs what it recovers).
             flushed: end,
+            cuts: 0,
             producers,
             outbox: Vec::new(),
             completions: Vec::new(),
@@ -440,21 +463,45 @@ impl<S: LogStorage> Replica<S> {
 
     /// Syncs the log if it holds unsynced records, then acts on it: a leader counts its own
     /// copy and completes writes, a follower that acks on flush reports to its leader.
+    /// ([`sync_ticket`](Self::sync_ticket) and [`synced`](Self::synced) split it, for a
+    /// driver that syncs on another thread while the replica goes on.)
     ///
     /// # Errors
     ///
     /// The log's sync error; the log is poisoned then, and the replica must be reopened.
     pub fn flush(&mut self, now: Duration) -> Result<(), Error> {
-        let end = self.log.end_offset();
-        if self.flushed < end {
+        let ticket = self.sync_ticket();
+        if ticket.end > self.flushed {
             self.log.sync()?;
-            self.flushed = end;
+        }
+        self.synced(now, ticket);
+        Ok(())
+    }
+
+    /// What a sync of the log started now would make durable. Sync the log
+    /// ([`LogStorage::sync`]) after taking it, on any thread, then hand it to
+    /// [`synced`](Self::synced).
+    pub fn sync_ticket(&self) -> SyncTicket {
+        SyncTicket {
+            end: self.log.end_offset(),
+            cuts: self.cuts,
+        }
+    }
+
+    /// Whether the log holds records no sync has covered yet.
+    pub fn needs_sync(&self) -> bool {
+        self.flushed < self.log.end_offset()
+    }
+
+    /// Takes a sync that ended well: counts what it covered as durable (unless the log was
+    /// cut since the ticket was taken, when the records past the cut may be new ones the
+    /// sync missed), then acts on it as [`flush`](Self::flush) does.
+    pub fn synced(&mut self, now: Duration, ticket: SyncTicket) {
+        if ticket.cuts == self.cuts && ticket.end > self.flushed {
+            self.flushed = ticket.end.min(self.log.end_offset());
         }
         match self.role {
-            RoleState::Leader(_) => {
-                self.advance_commit(now);
-                Ok(())
-            }
+            RoleState::Leader(_) => self.advance_commit(now),
             RoleState::Follower(_) => self.follower_flushed(now),
         }
     }

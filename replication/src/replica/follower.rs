@@ -99,17 +99,16 @@ impl<S: LogStorage> Replica<S> {
         Ok(())
     }
 
-    pub(crate) fn follower_flushed(&mut self, now: Duration) -> Result<(), Error> {
+    pub(crate) fn follower_flushed(&mut self, now: Duration) {
         let acked = self.acked();
         let Some(f) = self.follower_state() else {
-            return Ok(());
+            return;
         };
         // A sync moved the acknowledged offset: tell the leader now (this fetch replaces one
         // it may be holding), not when its long poll ends.
         if f.leader.is_some() && acked > f.reported_acked {
             self.send_fetch(now);
         }
-        Ok(())
     }
 
     /// Takes the answer to this follower's fetch (the caller checked it comes from the
@@ -192,6 +191,7 @@ impl<S: LogStorage> Replica<S> {
                     self.log.truncate_from(cut)?;
                     self.producers.truncate_from(cut);
                     self.flushed = self.flushed.min(cut);
+                    self.cuts += 1;
                 }
                 self.send_fetch(now);
             }
@@ -224,6 +224,7 @@ impl<S: LogStorage> Replica<S> {
                 self.producers.install(&producers);
                 self.commit = offset;
                 self.flushed = offset;
+                self.cuts += 1;
                 if let Some(f) = self.follower_state() {
                     f.needs_snapshot = false;
                 }

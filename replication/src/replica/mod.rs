@@ -20,7 +20,7 @@ mod types;
 mod wire;
 mod write;
 
-pub use self::core::{Committed, Replica};
+pub use self::core::{Committed, Replica, SyncTicket};
 pub use coordinator::{Coordinator, LeaseCoordinator};
 pub use error::WriteError;
 pub use message::Message;
