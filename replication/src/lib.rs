@@ -232,6 +232,7 @@ mod error;
 mod frame;
 mod log;
 mod notify;
+mod pump;
 mod record;
 pub mod replica;
 mod sync;

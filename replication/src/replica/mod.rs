@@ -5,6 +5,7 @@
 
 mod coordinator;
 mod core;
+mod driver;
 mod envelope;
 mod error;
 mod follower;
@@ -29,7 +30,7 @@ pub use snapshot::{Snapshot, StateMachine};
 pub use status::{FollowerStatus, ReplicaStatus};
 pub use store::{DurableState, FileReplicaStore, MemoryReplicaStore, ProducerEntry, ReplicaStore};
 pub use transport::{
-    Inbound, MemoryNetwork, MemoryTransport, ReplyTo, TcpClient, TcpConfig, TcpStats, TcpTransport,
+    DeliveryHook, Inbound, MemoryNetwork, MemoryTransport, ReplyTo, TcpClient, TcpConfig, TcpStats, TcpTransport,
     Transport,
 };
 pub use types::{AckLevel, FollowerAck, NodeId, Position, ProducerSeq, ReplicaConfig, Role};

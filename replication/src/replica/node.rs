@@ -6,143 +6,23 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded, select, unbounded};
+use crossbeam_channel::{Receiver, Sender, bounded, select};
 use parking_lot::Mutex;
 
 use super::coordinator::Coordinator;
 use super::core::{Committed, Replica, read_committed};
+use super::driver::{Command, Control, Engine, Published, Runner};
 use super::error::WriteError;
 use super::status::ReplicaStatus;
-use super::transport::{Inbound, ReplyTo, Transport};
+use super::transport::{Inbound, Transport};
 use super::types::NodeId;
-use super::wire::{Packet, RemoteWriteError};
-use super::write::{Write, WriteId, Written};
+use super::wire::Packet;
+use super::write::{Write, Written};
 use crate::error::Error;
 use crate::log::storage::LogStorage;
 use crate::record::Offset;
 
-/// How often the driver advances the state machine's clock when nothing arrives.
-const TICK: Duration = Duration::from_millis(1);
-/// The most writes gathered into one append.
-const MAX_BATCH: usize = 4096;
-
-/// Each write's outcome, in the order submitted.
-pub type BatchOutcome = Vec<Result<Written, WriteError>>;
-
-enum Command {
-    Write(Write, Sender<Result<Written, WriteError>>),
-    WriteBatch(Vec<Write>, Sender<BatchOutcome>),
-    Status(Sender<ReplicaStatus>),
-    Compact(Sender<Result<Offset, Error>>),
-}
-
-/// Who waits for a write's outcome.
-enum Waiter {
-    Local(Sender<Result<Written, WriteError>>),
-    Remote(ReplyTo, u64),
-    /// Write `index` of batch `batch`.
-    Batch {
-        batch: u64,
-        index: usize,
-    },
-}
-
-/// Write ids are a counter: they need no hashing against collisions, only spreading.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-type Waiters = std::collections::HashMap<WriteId, Waiter, std::hash::BuildHasherDefault<IdHasher>>;
-
-/// A batch of writes submitted together, answered together.
-struct PendingBatch {
-    results: Vec<Option<Result<Written, WriteError>>>,
-    remaining: usize,
-    reply: Sender<BatchOutcome>,
-}
-
-/// The batches waiting for their writes' outcomes.
-#[derive(Default)]
-struct Batches {
-    next: u64,
-    open: std::collections::HashMap<u64, PendingBatch>,
-}
-
-impl Batches {
-    /// Registers a batch of `len` writes; returns their waiters.
-    fn open(&mut self, len: usize, reply: Sender<BatchOutcome>) -> impl Iterator<Item = Waiter> {
-        let batch = self.next;
-        self.next += 1;
-        if len == 0 {
-            let _ = reply.send(Vec::new());
-        } else {
-            self.open.insert(
-                batch,
-                PendingBatch {
-                    results: (0..len).map(|_| None).collect(),
-                    remaining: len,
-                    reply,
-                },
-            );
-        }
-        (0..len).map(move |index| Waiter::Batch { batch, index })
-    }
-
-    fn finish(&mut self, batch: u64, index: usize, result: Result<Written, WriteError>) {
-        let Some(b) = self.open.get_mut(&batch) else {
-            return;
-        };
-        b.results[index] = Some(result);
-        b.remaining -= 1;
-        if b.remaining == 0
-            && let Some(b) = self.open.remove(&batch)
-        {
-            let lost = || {
-                Err(WriteError::LeadershipLost {
-                    offset: Offset::new(0),
-                })
-            };
-            let _ = b.reply.send(
-                b.results
-                    .into_iter()
-                    .map(|r| r.unwrap_or_else(lost))
-                    .collect(),
-            );
-        }
-    }
-}
-
-impl Waiter {
-    fn finish(self, result: Result<Written, WriteError>, batches: &mut Batches) {
-        match self {
-            Waiter::Local(tx) => {
-                let _ = tx.send(result);
-            }
-            Waiter::Remote(reply, request) => reply.send(Packet::WriteResult {
-                request,
-                result: result.map_err(|e| RemoteWriteError::from(&e)),
-            }),
-            Waiter::Batch { batch, index } => batches.finish(batch, index, result),
-        }
-    }
-}
-
-/// The commit offset, published by the driver for readers on other threads (the log's own
-/// tail signal, whose wake-ups are model-checked with loom).
-type Published = crate::notify::Tail;
+pub use super::driver::BatchOutcome;
 
 /// A [`Replica`] on its own thread, over a [`Transport`]. Writes block until their ack
 /// level (or fail); committed reads, read-your-writes waits and subscriptions run on the
@@ -179,16 +59,9 @@ type Published = crate::notify::Tail;
 pub struct Node<S: LogStorage + 'static> {
     id: NodeId,
     log: Arc<S>,
-    commands: Sender<Command>,
-    control: Sender<Control>,
+    engine: Arc<dyn Runner>,
     published: Arc<Published>,
     thread: Option<JoinHandle<()>>,
-}
-
-enum Control {
-    Promote(crate::record::Epoch, Sender<Result<(), Error>>),
-    Follow(crate::record::Epoch, NodeId, Sender<Result<(), Error>>),
-    Stop,
 }
 
 impl<S: LogStorage + 'static> std::fmt::Debug for Node<S> {
@@ -200,35 +73,40 @@ impl<S: LogStorage + 'static> std::fmt::Debug for Node<S> {
     }
 }
 
+fn stopped() -> Error {
+    Error::InvalidConfig {
+        reason: "the node has stopped",
+    }
+}
+
+fn lost<T>() -> Result<T, WriteError> {
+    Err(WriteError::LeadershipLost {
+        offset: Offset::new(0),
+    })
+}
+
 impl<S: LogStorage + 'static> Node<S> {
-    /// Starts `replica` on a new thread, talking over `transport`. The replica's log is
-    /// shared (`Arc`) so that reads need not go through the thread.
+    /// Starts `replica`, talking over `transport`. The replica's log is shared (`Arc`) so
+    /// that reads need not go through the node.
+    ///
+    /// Work runs on the thread that brings it: a transport's receiving thread handles what
+    /// arrives (when the transport supports it, as [`TcpTransport`](super::TcpTransport)
+    /// does), a blocking call's caller runs its own call. The node's own thread keeps time
+    /// and takes asynchronous submissions.
     pub fn start(replica: Replica<Arc<S>>, transport: impl Transport + 'static) -> Self {
         let id = replica.id();
         let log = Arc::clone(replica.log());
-        let (commands, command_rx) = unbounded();
-        let (control, control_rx) = unbounded();
         let published = Arc::new(Published::new(replica.commit_offset().get()));
-        let shared = Arc::clone(&published);
+        let (engine, waker) = Engine::new(replica, transport, Arc::clone(&published));
+        let runner = Arc::clone(&engine);
         let thread = std::thread::Builder::new()
             .name(format!("shardkit-replica-{id}"))
-            .spawn(move || {
-                let mut driver = Driver {
-                    replica,
-                    transport,
-                    started: Instant::now(),
-                    waiters: Waiters::default(),
-                    batches: Batches::default(),
-                    published: shared,
-                };
-                driver.run(&command_rx, &control_rx);
-            })
+            .spawn(move || runner.serve(&waker))
             .expect("spawning the replica's thread");
         Self {
             id,
             log,
-            commands,
-            control,
+            engine,
             published,
             thread: Some(thread),
         }
@@ -244,29 +122,28 @@ impl<S: LogStorage + 'static> Node<S> {
         &self.log
     }
 
-    /// Writes and waits until the write reaches its ack level, or fails.
+    /// Writes and waits until the write reaches its ack level, or fails. The write is
+    /// appended and sent on the caller's thread (unless another thread is running the node,
+    /// which then takes it).
     ///
     /// # Errors
     ///
     /// Every [`WriteError`]; [`WriteError::LeadershipLost`] also if the node stopped.
     pub fn write(&self, write: Write) -> Result<Written, WriteError> {
-        self.write_async(write)
-            .recv()
-            .unwrap_or(Err(WriteError::LeadershipLost {
-                offset: Offset::new(0),
-            }))
+        self.submit_write(write, true).recv().unwrap_or_else(|_| lost())
     }
 
     /// Submits a write without waiting: the outcome arrives on the returned channel. Many
     /// writes in flight at once share appends and syncs.
     pub fn write_async(&self, write: Write) -> Receiver<Result<Written, WriteError>> {
+        self.submit_write(write, false)
+    }
+
+    fn submit_write(&self, write: Write, run_here: bool) -> Receiver<Result<Written, WriteError>> {
         let (tx, rx) = bounded(1);
-        if let Err(e) = self.commands.send(Command::Write(write, tx))
-            && let Command::Write(_, tx) = e.into_inner()
+        if let Err(Command::Write(_, tx)) = self.engine.submit(Command::Write(write, tx), run_here)
         {
-            let _ = tx.send(Err(WriteError::LeadershipLost {
-                offset: Offset::new(0),
-            }));
+            let _ = tx.send(lost());
         }
         rx
     }
@@ -275,35 +152,26 @@ impl<S: LogStorage + 'static> Node<S> {
     /// them, and one answer with each write's outcome in order once every one has reached
     /// its ack level or failed. The fastest way to write many records.
     pub fn write_batch_async(&self, writes: Vec<Write>) -> Receiver<BatchOutcome> {
-        let (tx, rx) = bounded(1);
-        if let Err(e) = self.commands.send(Command::WriteBatch(writes, tx))
-            && let Command::WriteBatch(writes, tx) = e.into_inner()
-        {
-            let lost = writes
-                .iter()
-                .map(|_| {
-                    Err(WriteError::LeadershipLost {
-                        offset: Offset::new(0),
-                    })
-                })
-                .collect();
-            let _ = tx.send(lost);
-        }
-        rx
+        self.submit_batch(writes, false)
     }
 
-    /// [`write_batch_async`](Self::write_batch_async), waiting for the outcomes.
+    /// [`write_batch_async`](Self::write_batch_async), waiting for the outcomes (and, like
+    /// [`write`](Self::write), appending on the caller's thread).
     pub fn write_batch(&self, writes: Vec<Write>) -> BatchOutcome {
         let n = writes.len();
-        self.write_batch_async(writes).recv().unwrap_or_else(|_| {
-            (0..n)
-                .map(|_| {
-                    Err(WriteError::LeadershipLost {
-                        offset: Offset::new(0),
-                    })
-                })
-                .collect()
-        })
+        self.submit_batch(writes, true)
+            .recv()
+            .unwrap_or_else(|_| (0..n).map(|_| lost()).collect())
+    }
+
+    fn submit_batch(&self, writes: Vec<Write>, run_here: bool) -> Receiver<BatchOutcome> {
+        let (tx, rx) = bounded(1);
+        if let Err(Command::WriteBatch(writes, tx)) =
+            self.engine.submit(Command::WriteBatch(writes, tx), run_here)
+        {
+            let _ = tx.send(writes.iter().map(|_| lost()).collect());
+        }
+        rx
     }
 
     /// The replica's status.
@@ -313,11 +181,8 @@ impl<S: LogStorage + 'static> Node<S> {
     /// [`Error::InvalidConfig`] if the node has stopped.
     pub fn status(&self) -> Result<ReplicaStatus, Error> {
         let (tx, rx) = bounded(1);
-        let stopped = || Error::InvalidConfig {
-            reason: "the node has stopped",
-        };
-        self.commands
-            .send(Command::Status(tx))
+        self.engine
+            .submit(Command::Status(tx), true)
             .map_err(|_| stopped())?;
         rx.recv().map_err(|_| stopped())
     }
@@ -330,11 +195,8 @@ impl<S: LogStorage + 'static> Node<S> {
     /// As [`Replica::compact`].
     pub fn compact(&self) -> Result<Offset, Error> {
         let (tx, rx) = bounded(1);
-        let stopped = || Error::InvalidConfig {
-            reason: "the node has stopped",
-        };
-        self.commands
-            .send(Command::Compact(tx))
+        self.engine
+            .submit(Command::Compact(tx), true)
             .map_err(|_| stopped())?;
         rx.recv().map_err(|_| stopped())?
     }
@@ -362,10 +224,7 @@ impl<S: LogStorage + 'static> Node<S> {
         build: impl FnOnce(Sender<Result<(), Error>>) -> Control,
     ) -> Result<(), Error> {
         let (tx, rx) = bounded(1);
-        let stopped = || Error::InvalidConfig {
-            reason: "the node has stopped",
-        };
-        self.control.send(build(tx)).map_err(|_| stopped())?;
+        self.engine.control(build(tx));
         rx.recv().map_err(|_| stopped())?
     }
 
@@ -401,9 +260,10 @@ impl<S: LogStorage + 'static> Node<S> {
         }
     }
 
-    /// Stops the node's thread (also on drop).
+    /// Stops the node (also on drop): drops its replica and transport; waiting writers hear
+    /// [`WriteError::LeadershipLost`].
     pub fn stop(&mut self) {
-        let _ = self.control.send(Control::Stop);
+        self.engine.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -444,148 +304,6 @@ impl<S: LogStorage> Subscription<S> {
         let (records, next) = read_committed(&*self.log, Offset::new(commit), self.next, 1 << 20)?;
         self.next = next;
         Ok(records)
-    }
-}
-
-struct Driver<S: LogStorage, T> {
-    replica: Replica<Arc<S>>,
-    transport: T,
-    started: Instant,
-    waiters: Waiters,
-    batches: Batches,
-    published: Arc<Published>,
-}
-
-impl<S: LogStorage, T: Transport> Driver<S, T> {
-    fn now(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    fn run(&mut self, commands: &Receiver<Command>, control: &Receiver<Control>) {
-        let mut next_tick = Instant::now();
-        loop {
-            let mut writes: Vec<(Write, Waiter)> = Vec::new();
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            select! {
-                recv(self.transport.inbox()) -> m => if let Ok(m) = m { self.inbound(m, &mut writes) },
-                recv(commands) -> c => if let Ok(c) = c { self.command(c, &mut writes) },
-                recv(control) -> c => match c {
-                    Ok(c) => if !self.control(c) { break },
-                    Err(_) => break,
-                },
-                default(wait) => {}
-            }
-            // Gather whatever else is waiting: one append and one sync for all of it.
-            while writes.len() < MAX_BATCH {
-                if let Ok(m) = self.transport.inbox().try_recv() {
-                    self.inbound(m, &mut writes);
-                } else if let Ok(c) = commands.try_recv() {
-                    self.command(c, &mut writes);
-                } else {
-                    break;
-                }
-            }
-            if self.step(writes, &mut next_tick).is_err() {
-                break;
-            }
-        }
-    }
-
-    fn control(&mut self, c: Control) -> bool {
-        let now = self.now();
-        match c {
-            Control::Promote(epoch, tx) => {
-                let _ = tx.send(self.replica.promote(now, epoch));
-            }
-            Control::Follow(epoch, leader, tx) => {
-                let _ = tx.send(self.replica.follow(now, epoch, Some(leader)));
-            }
-            Control::Stop => return false,
-        }
-        true
-    }
-
-    fn inbound(&mut self, m: Inbound, writes: &mut Vec<(Write, Waiter)>) {
-        let now = self.now();
-        match m.packet {
-            Packet::Protocol { from, message } => {
-                // A storage error here fails the message; the replica stays up and the
-                // protocol retries (a poisoned log keeps failing and the node stays behind).
-                let _ = self.replica.handle(now, from, message);
-            }
-            Packet::Write { request, write } => {
-                writes.push((write, Waiter::Remote(m.reply, request)))
-            }
-            Packet::StatusRequest { request } => m.reply.send(Packet::Status {
-                request,
-                status: self.replica.status(now),
-            }),
-            _ => {}
-        }
-    }
-
-    fn command(&mut self, c: Command, writes: &mut Vec<(Write, Waiter)>) {
-        match c {
-            Command::Write(w, tx) => writes.push((w, Waiter::Local(tx))),
-            Command::WriteBatch(batch, tx) => {
-                let waiters = self.batches.open(batch.len(), tx);
-                writes.extend(batch.into_iter().zip(waiters));
-            }
-            Command::Status(tx) => {
-                let _ = tx.send(self.replica.status(self.now()));
-            }
-            Command::Compact(tx) => {
-                let _ = tx.send(self.replica.compact());
-            }
-        }
-    }
-
-    fn send_outbox(&mut self) {
-        let from = self.replica.id();
-        let packets: Vec<(NodeId, Packet)> = self
-            .replica
-            .take_outbox()
-            .into_iter()
-            .map(|(to, message)| (to, Packet::Protocol { from, message }))
-            .collect();
-        if !packets.is_empty() {
-            self.transport.send_batch(packets);
-        }
-    }
-
-    fn step(&mut self, writes: Vec<(Write, Waiter)>, next_tick: &mut Instant) -> Result<(), Error> {
-        let now = self.now();
-        if !writes.is_empty() {
-            let (batch, waiters): (Vec<Write>, Vec<Waiter>) = writes.into_iter().unzip();
-            let results = self.replica.write_batch(now, batch);
-            for (result, waiter) in results.into_iter().zip(waiters) {
-                match result {
-                    Ok(id) => {
-                        self.waiters.insert(id, waiter);
-                    }
-                    Err(e) => waiter.finish(Err(e), &mut self.batches),
-                }
-            }
-        }
-        if Instant::now() >= *next_tick {
-            self.replica.tick(now)?;
-            *next_tick = Instant::now() + TICK;
-        }
-        // The leader's records leave before its own sync, so copies are made in parallel.
-        self.send_outbox();
-        let flushed = self.replica.flush(now);
-        self.send_outbox();
-        // Published before writers hear back, so a writer can read its write at once.
-        let commit = self.replica.commit_offset().get();
-        if self.published.end() != commit {
-            self.published.publish(commit);
-        }
-        for c in self.replica.take_completions() {
-            if let Some(w) = self.waiters.remove(&c.id) {
-                w.finish(c.result, &mut self.batches);
-            }
-        }
-        flushed
     }
 }
 

@@ -1,0 +1,548 @@
+//! The engine under a [`Node`](super::Node): the sans-IO replica behind a lock, run by
+//! whichever thread brings it work ([`Pump`]).
+//!
+//! A socket reader that receives a follower's acknowledgement handles it on the spot (the
+//! leader's commit advances and the writer is answered from that thread); a caller of a
+//! blocking write appends and sends its records itself. The node's own thread only keeps time,
+//! takes asynchronous submissions, and serves transports that cannot call back. Syncs run
+//! outside the lock on the thread that found them needed ([`Replica::sync_ticket`]), so the
+//! replica keeps taking acknowledgements while its disk works: a leader's records leave before
+//! its own sync, and its followers' answers are handled while it syncs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+use super::core::{Replica, SyncTicket};
+use super::error::WriteError;
+use super::status::ReplicaStatus;
+use super::transport::{Inbound, ReplyTo, Transport};
+use super::types::NodeId;
+use super::wire::{Packet, RemoteWriteError};
+use super::write::{Write, WriteId, Written};
+use crate::error::Error;
+use crate::log::storage::LogStorage;
+use crate::pump::{Pump, Ran};
+use crate::record::{Epoch, Offset};
+
+/// How often the node's thread advances the state machine's clock.
+pub(crate) const TICK: Duration = Duration::from_millis(1);
+/// The most writes gathered into one append.
+const MAX_BATCH: usize = 4096;
+/// The most rounds a thread runs for others before it hands the rest to the node's thread.
+const MAX_ROUNDS: usize = 64;
+
+/// Each write's outcome, in the order submitted.
+pub type BatchOutcome = Vec<Result<Written, WriteError>>;
+
+pub(crate) enum Command {
+    Write(Write, Sender<Result<Written, WriteError>>),
+    WriteBatch(Vec<Write>, Sender<BatchOutcome>),
+    Status(Sender<ReplicaStatus>),
+    Compact(Sender<Result<Offset, Error>>),
+}
+
+/// Who waits for a write's outcome.
+enum Waiter {
+    Local(Sender<Result<Written, WriteError>>),
+    Remote(ReplyTo, u64),
+    /// Write `index` of batch `batch`.
+    Batch {
+        batch: u64,
+        index: usize,
+    },
+}
+
+/// Write ids are a counter: they need no hashing against collisions, only spreading.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type Waiters = std::collections::HashMap<WriteId, Waiter, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// A batch of writes submitted together, answered together.
+struct PendingBatch {
+    results: Vec<Option<Result<Written, WriteError>>>,
+    remaining: usize,
+    reply: Sender<BatchOutcome>,
+}
+
+/// The batches waiting for their writes' outcomes.
+#[derive(Default)]
+struct Batches {
+    next: u64,
+    open: std::collections::HashMap<u64, PendingBatch>,
+}
+
+impl Batches {
+    /// Registers a batch of `len` writes; returns their waiters.
+    fn open(&mut self, len: usize, reply: Sender<BatchOutcome>) -> impl Iterator<Item = Waiter> {
+        let batch = self.next;
+        self.next += 1;
+        if len == 0 {
+            let _ = reply.send(Vec::new());
+        } else {
+            self.open.insert(
+                batch,
+                PendingBatch {
+                    results: (0..len).map(|_| None).collect(),
+                    remaining: len,
+                    reply,
+                },
+            );
+        }
+        (0..len).map(move |index| Waiter::Batch { batch, index })
+    }
+
+    fn finish(&mut self, batch: u64, index: usize, result: Result<Written, WriteError>) {
+        let Some(b) = self.open.get_mut(&batch) else {
+            return;
+        };
+        b.results[index] = Some(result);
+        b.remaining -= 1;
+        if b.remaining == 0
+            && let Some(b) = self.open.remove(&batch)
+        {
+            let lost = || {
+                Err(WriteError::LeadershipLost {
+                    offset: Offset::new(0),
+                })
+            };
+            let _ = b.reply.send(
+                b.results
+                    .into_iter()
+                    .map(|r| r.unwrap_or_else(lost))
+                    .collect(),
+            );
+        }
+    }
+}
+
+impl Waiter {
+    fn finish(self, result: Result<Written, WriteError>, batches: &mut Batches) {
+        match self {
+            Waiter::Local(tx) => {
+                let _ = tx.send(result);
+            }
+            Waiter::Remote(reply, request) => reply.send(Packet::WriteResult {
+                request,
+                result: result.map_err(|e| RemoteWriteError::from(&e)),
+            }),
+            Waiter::Batch { batch, index } => batches.finish(batch, index, result),
+        }
+    }
+}
+
+/// Role changes, handled before anything else in a round.
+pub(crate) enum Control {
+    Promote(Epoch, Sender<Result<(), Error>>),
+    Follow(Epoch, NodeId, Sender<Result<(), Error>>),
+}
+
+/// A sync that ran outside the lock, and how it ended.
+type SyncDone = (SyncTicket, Result<(), Error>);
+
+/// The commit offset, published for readers on other threads (the log's own tail signal,
+/// whose wake-ups are model-checked with loom).
+pub(crate) type Published = crate::notify::Tail;
+
+/// The replica and everything only a runner touches.
+struct Driver<S: LogStorage, T> {
+    replica: Replica<Arc<S>>,
+    transport: T,
+    started: Instant,
+    next_tick: Instant,
+    waiters: Waiters,
+    batches: Batches,
+    published: Arc<Published>,
+    /// A sync was handed out and has not come back.
+    syncing: bool,
+}
+
+impl<S: LogStorage, T: Transport> Driver<S, T> {
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Drains every input, then steps the replica. Returns a sync for the caller to run
+    /// outside the lock, and whether inputs were left for another round.
+    fn round(&mut self, inputs: &Inputs) -> Result<(Option<SyncTicket>, bool), Error> {
+        while let Ok(c) = inputs.control.try_recv() {
+            self.control(c);
+        }
+        while let Ok((ticket, result)) = inputs.synced.try_recv() {
+            self.syncing = false;
+            // A failed sync poisons the log: the node stops (its writers hear
+            // `LeadershipLost`) and must be reopened.
+            result?;
+            self.replica.synced(self.now(), ticket);
+        }
+        // Gather whatever is waiting: one append, and one sync, for all of it.
+        let mut writes: Vec<(Write, Waiter)> = Vec::new();
+        let more = loop {
+            if writes.len() >= MAX_BATCH {
+                break true;
+            }
+            if let Ok(m) = self.transport.inbox().try_recv() {
+                self.inbound(m, &mut writes);
+            } else if let Ok(c) = inputs.commands.try_recv() {
+                self.command(c, &mut writes);
+            } else {
+                break false;
+            }
+        };
+        self.step(writes)?;
+        let sync = (!self.syncing && self.replica.needs_sync()).then(|| {
+            self.syncing = true;
+            self.replica.sync_ticket()
+        });
+        Ok((sync, more))
+    }
+
+    fn control(&mut self, c: Control) {
+        let now = self.now();
+        match c {
+            Control::Promote(epoch, tx) => {
+                let _ = tx.send(self.replica.promote(now, epoch));
+            }
+            Control::Follow(epoch, leader, tx) => {
+                let _ = tx.send(self.replica.follow(now, epoch, Some(leader)));
+            }
+        }
+    }
+
+    fn inbound(&mut self, m: Inbound, writes: &mut Vec<(Write, Waiter)>) {
+        let now = self.now();
+        match m.packet {
+            Packet::Protocol { from, message } => {
+                // A storage error here fails the message; the replica stays up and the
+                // protocol retries (a poisoned log keeps failing and the node stays behind).
+                let _ = self.replica.handle(now, from, message);
+            }
+            Packet::Write { request, write } => {
+                writes.push((write, Waiter::Remote(m.reply, request)))
+            }
+            Packet::StatusRequest { request } => m.reply.send(Packet::Status {
+                request,
+                status: self.replica.status(now),
+            }),
+            _ => {}
+        }
+    }
+
+    fn command(&mut self, c: Command, writes: &mut Vec<(Write, Waiter)>) {
+        match c {
+            Command::Write(w, tx) => writes.push((w, Waiter::Local(tx))),
+            Command::WriteBatch(batch, tx) => {
+                let waiters = self.batches.open(batch.len(), tx);
+                writes.extend(batch.into_iter().zip(waiters));
+            }
+            Command::Status(tx) => {
+                let _ = tx.send(self.replica.status(self.now()));
+            }
+            Command::Compact(tx) => {
+                let _ = tx.send(self.replica.compact());
+            }
+        }
+    }
+
+    fn step(&mut self, writes: Vec<(Write, Waiter)>) -> Result<(), Error> {
+        let now = self.now();
+        if !writes.is_empty() {
+            let (batch, waiters): (Vec<Write>, Vec<Waiter>) = writes.into_iter().unzip();
+            let results = self.replica.write_batch(now, batch);
+            for (result, waiter) in results.into_iter().zip(waiters) {
+                match result {
+                    Ok(id) => {
+                        self.waiters.insert(id, waiter);
+                    }
+                    Err(e) => waiter.finish(Err(e), &mut self.batches),
+                }
+            }
+        }
+        if Instant::now() >= self.next_tick {
+            self.replica.tick(now)?;
+            self.next_tick = Instant::now() + TICK;
+        }
+        let from = self.replica.id();
+        let packets: Vec<(NodeId, Packet)> = self
+            .replica
+            .take_outbox()
+            .into_iter()
+            .map(|(to, message)| (to, Packet::Protocol { from, message }))
+            .collect();
+        if !packets.is_empty() {
+            self.transport.send_batch(packets);
+        }
+        // Published before writers hear back, so a writer can read its write at once.
+        let commit = self.replica.commit_offset().get();
+        if self.published.end() != commit {
+            self.published.publish(commit);
+        }
+        for c in self.replica.take_completions() {
+            if let Some(w) = self.waiters.remove(&c.id) {
+                w.finish(c.result, &mut self.batches);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The queues every thread may add to, drained by the runner.
+struct Inputs {
+    commands: Receiver<Command>,
+    control: Receiver<Control>,
+    synced: Receiver<SyncDone>,
+}
+
+/// A node's replica, runnable from any thread; see the module docs.
+pub(crate) struct Engine<S: LogStorage, T> {
+    pump: Pump,
+    /// `None` once the node stopped (or its log failed).
+    driver: Mutex<Option<Driver<S, T>>>,
+    inputs: Inputs,
+    commands: Sender<Command>,
+    control: Sender<Control>,
+    synced: Sender<SyncDone>,
+    log: Arc<S>,
+    /// Wakes the node's own thread.
+    wake: Sender<()>,
+    /// Syncs for the node's own thread to run (found by callers that must not wait for one).
+    sync_requests: Sender<SyncTicket>,
+    /// Set (under the driver's lock) when the node stops: read without the lock.
+    stopped: AtomicBool,
+}
+
+/// What the node's own thread waits on.
+pub(crate) struct Waker {
+    woken: Receiver<()>,
+    sync_requests: Receiver<SyncTicket>,
+    /// The transport's inbox, when the transport cannot call back.
+    inbox: Option<Receiver<Inbound>>,
+}
+
+impl<S: LogStorage + 'static, T: Transport + 'static> Engine<S, T> {
+    /// The engine, and the receiving end of its wake-ups (for the node's thread).
+    pub(crate) fn new(
+        replica: Replica<Arc<S>>,
+        transport: T,
+        published: Arc<Published>,
+    ) -> (Arc<Self>, Waker) {
+        let (commands, command_rx) = crossbeam_channel::unbounded();
+        let (control, control_rx) = crossbeam_channel::unbounded();
+        let (synced, synced_rx) = crossbeam_channel::unbounded();
+        let (wake, woken) = crossbeam_channel::bounded(1);
+        let (sync_requests, sync_requests_rx) = crossbeam_channel::unbounded();
+        let log = Arc::clone(replica.log());
+        let now = Instant::now();
+        let driver = Driver {
+            replica,
+            transport,
+            started: now,
+            next_tick: now,
+            waiters: Waiters::default(),
+            batches: Batches::default(),
+            published,
+            syncing: false,
+        };
+        let engine = Arc::new(Self {
+            pump: Pump::new(),
+            driver: Mutex::new(Some(driver)),
+            inputs: Inputs {
+                commands: command_rx,
+                control: control_rx,
+                synced: synced_rx,
+            },
+            commands,
+            control,
+            synced,
+            log,
+            wake,
+            sync_requests,
+            stopped: AtomicBool::new(false),
+        });
+        let hooked = engine.hook_transport();
+        let inbox = if hooked {
+            None
+        } else {
+            engine
+                .driver
+                .lock()
+                .as_ref()
+                .map(|d| d.transport.inbox().clone())
+        };
+        let waker = Waker {
+            woken,
+            sync_requests: sync_requests_rx,
+            inbox,
+        };
+        (engine, waker)
+    }
+
+    /// Has the transport run the engine on its receiving threads; returns whether it will.
+    fn hook_transport(self: &Arc<Self>) -> bool {
+        let weak = Arc::downgrade(self);
+        let hook: super::transport::DeliveryHook = Arc::new(move || {
+            if let Some(engine) = weak.upgrade() {
+                // A receiving thread syncs itself: a follower's acknowledgement waits for it.
+                engine.run(true);
+            }
+        });
+        self.driver
+            .lock()
+            .as_ref()
+            .is_some_and(|d| d.transport.set_on_delivery(hook))
+    }
+
+    /// Runs everything queued, unless another thread is running it; then runs the sync
+    /// that turned out to be needed (here if `sync_here`, else on the node's thread), and
+    /// applies it.
+    pub(crate) fn run(&self, sync_here: bool) {
+        loop {
+            let mut sync = None;
+            let ran = self.pump.run(MAX_ROUNDS, || {
+                let mut guard = self.driver.lock();
+                let Some(driver) = guard.as_mut() else {
+                    self.inputs.drop_all();
+                    return;
+                };
+                match driver.round(&self.inputs) {
+                    Ok((ticket, more)) => {
+                        sync = sync.or(ticket);
+                        if more {
+                            self.pump.again();
+                        }
+                    }
+                    // The log failed: stop, dropping the waiters (they hear the node stopped).
+                    Err(_) => {
+                        *guard = None;
+                        self.stopped.store(true, Ordering::SeqCst);
+                    }
+                }
+            });
+            if ran == Ran::Yielded {
+                let _ = self.wake.try_send(());
+            }
+            let Some(ticket) = sync else { return };
+            if !sync_here {
+                let _ = self.sync_requests.send(ticket);
+                return;
+            }
+            self.sync(ticket);
+        }
+    }
+
+    fn sync(&self, ticket: SyncTicket) {
+        let result = self.log.sync();
+        let _ = self.synced.send((ticket, result));
+    }
+
+    /// The node's own thread: keeps time, runs asynchronous submissions and the syncs
+    /// callers handed over, and serves a transport that cannot call back.
+    pub(crate) fn serve(&self, waker: &Waker) {
+        while !self.stopped.load(Ordering::SeqCst) {
+            self.run(true);
+            let mut select = crossbeam_channel::Select::new();
+            let woken = select.recv(&waker.woken);
+            let sync = select.recv(&waker.sync_requests);
+            if let Some(inbox) = &waker.inbox {
+                select.recv(inbox);
+            }
+            match select.ready_timeout(TICK) {
+                Ok(i) if i == woken => {
+                    let _ = waker.woken.try_recv();
+                }
+                Ok(i) if i == sync => {
+                    if let Ok(ticket) = waker.sync_requests.try_recv() {
+                        self.sync(ticket);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.inputs.drop_all();
+    }
+}
+
+impl Inputs {
+    /// Drops everything queued for a stopped node: its callers hear that it stopped.
+    fn drop_all(&self) {
+        while self.commands.try_recv().is_ok() {}
+        while self.control.try_recv().is_ok() {}
+        while self.synced.try_recv().is_ok() {}
+    }
+}
+
+/// A running node's engine, whatever its transport.
+pub(crate) trait Runner: Send + Sync {
+    /// Queues a command; `run_here` runs it on this thread (for callers that wait anyway),
+    /// otherwise the node's thread does. Gives the command back if the node has stopped.
+    fn submit(&self, command: Command, run_here: bool) -> Result<(), Command>;
+
+    /// Queues a role change and runs it on this thread.
+    fn control(&self, control: Control);
+
+    /// Stops the node: drops the replica and its transport, and with them every waiter.
+    fn stop(&self);
+}
+
+impl<S: LogStorage + 'static, T: Transport + 'static> Runner for Engine<S, T> {
+    fn submit(&self, command: Command, run_here: bool) -> Result<(), Command> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(command);
+        }
+        let _ = self.commands.send(command);
+        if run_here {
+            self.run(false);
+        } else {
+            let _ = self.wake.try_send(());
+        }
+        self.drop_if_stopped();
+        Ok(())
+    }
+
+    fn control(&self, control: Control) {
+        let _ = self.control.send(control);
+        self.run(false);
+        self.drop_if_stopped();
+    }
+
+    fn stop(&self) {
+        {
+            let mut driver = self.driver.lock();
+            *driver = None;
+            self.stopped.store(true, Ordering::SeqCst);
+        }
+        fence(Ordering::SeqCst);
+        self.inputs.drop_all();
+        let _ = self.wake.try_send(());
+    }
+}
+
+impl<S: LogStorage, T> Engine<S, T> {
+    /// After queueing: if the node stopped meanwhile, drops what is queued, so no caller
+    /// waits for an answer that never comes. (With the fence here and the one in `stop`,
+    /// either this sees the flag or `stop`'s drain sees what was queued.)
+    fn drop_if_stopped(&self) {
+        fence(Ordering::SeqCst);
+        if self.stopped.load(Ordering::SeqCst) {
+            self.inputs.drop_all();
+        }
+    }
+}
