@@ -182,7 +182,11 @@ impl<S: LogStorage, T: Transport> Driver<S, T> {
 
     /// Drains every input, then steps the replica. Returns a sync for the caller to run
     /// outside the lock, and whether inputs were left for another round.
-    fn round(&mut self, inputs: &Inputs) -> Result<(Option<SyncTicket>, bool), Error> {
+    fn round(
+        &mut self,
+        inputs: &Inputs,
+        sync: SyncTo<'_>,
+    ) -> Result<(Option<SyncTicket>, bool), Error> {
         while let Ok(c) = inputs.control.try_recv() {
             self.control(c);
         }
@@ -207,11 +211,7 @@ impl<S: LogStorage, T: Transport> Driver<S, T> {
                 break false;
             }
         };
-        self.step(writes)?;
-        let sync = (!self.syncing && self.replica.needs_sync()).then(|| {
-            self.syncing = true;
-            self.replica.sync_ticket()
-        });
+        let sync = self.step(writes, sync)?;
         Ok((sync, more))
     }
 
@@ -262,7 +262,14 @@ impl<S: LogStorage, T: Transport> Driver<S, T> {
         }
     }
 
-    fn step(&mut self, writes: Vec<(Write, Waiter)>) -> Result<(), Error> {
+    /// Appends `writes`, advances the clock, starts the sync the new records need (before
+    /// they are sent, so the disk works while they travel), answers the writers that are
+    /// done, and sends the outbox. Returns the sync to run on this thread, if any.
+    fn step(
+        &mut self,
+        writes: Vec<(Write, Waiter)>,
+        sync: SyncTo<'_>,
+    ) -> Result<Option<SyncTicket>, Error> {
         let now = self.now();
         if !writes.is_empty() {
             let (batch, waiters): (Vec<Write>, Vec<Waiter>) = writes.into_iter().unzip();
@@ -280,6 +287,28 @@ impl<S: LogStorage, T: Transport> Driver<S, T> {
             self.replica.tick(now)?;
             self.next_tick = Instant::now() + TICK;
         }
+        let mut here = None;
+        if !self.syncing && self.replica.needs_sync() {
+            self.syncing = true;
+            let ticket = self.replica.sync_ticket();
+            match sync {
+                SyncTo::Here => here = Some(ticket),
+                SyncTo::NodeThread(requests) => {
+                    let _ = requests.send(ticket);
+                }
+            }
+        }
+        // Published before writers hear back, so a writer can read its write at once; and
+        // writers hear back before the sends, which can take a while.
+        let commit = self.replica.commit_offset().get();
+        if self.published.end() != commit {
+            self.published.publish(commit);
+        }
+        for c in self.replica.take_completions() {
+            if let Some(w) = self.waiters.remove(&c.id) {
+                w.finish(c.result, &mut self.batches);
+            }
+        }
         let from = self.replica.id();
         let packets: Vec<(NodeId, Packet)> = self
             .replica
@@ -290,18 +319,17 @@ impl<S: LogStorage, T: Transport> Driver<S, T> {
         if !packets.is_empty() {
             self.transport.send_batch(packets);
         }
-        // Published before writers hear back, so a writer can read its write at once.
-        let commit = self.replica.commit_offset().get();
-        if self.published.end() != commit {
-            self.published.publish(commit);
-        }
-        for c in self.replica.take_completions() {
-            if let Some(w) = self.waiters.remove(&c.id) {
-                w.finish(c.result, &mut self.batches);
-            }
-        }
-        Ok(())
+        Ok(here)
     }
+}
+
+/// Where a sync the runner finds needed runs.
+#[derive(Clone, Copy)]
+enum SyncTo<'a> {
+    /// On the runner's thread, after its rounds (a thread that may block).
+    Here,
+    /// On the node's own thread, started at once (a caller that must not wait for it).
+    NodeThread(&'a Sender<SyncTicket>),
 }
 
 /// The queues every thread may add to, drained by the runner.
@@ -422,7 +450,12 @@ impl<S: LogStorage + 'static, T: Transport + 'static> Engine<S, T> {
                     self.inputs.drop_all();
                     return;
                 };
-                match driver.round(&self.inputs) {
+                let to = if sync_here {
+                    SyncTo::Here
+                } else {
+                    SyncTo::NodeThread(&self.sync_requests)
+                };
+                match driver.round(&self.inputs, to) {
                     Ok((ticket, more)) => {
                         sync = sync.or(ticket);
                         if more {
@@ -440,10 +473,6 @@ impl<S: LogStorage + 'static, T: Transport + 'static> Engine<S, T> {
                 let _ = self.wake.try_send(());
             }
             let Some(ticket) = sync else { return };
-            if !sync_here {
-                let _ = self.sync_requests.send(ticket);
-                return;
-            }
             self.sync(ticket);
         }
     }
