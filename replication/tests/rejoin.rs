@@ -1,13 +1,13 @@
 //! A replica that lost its disk follows only the leader the coordinator names in answer to one
 //! of its own heartbeats (a `Follow` sent to its earlier run may name a leader whose epoch that
-//! run promised to ignore), and counts as eligible again only once its copy is synced.
+//! run promised to ignore), and counts as eligible again only once its copy is synced. (The
+//! coordinator's side is in `coordinator.rs`.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use shardkit_replication::replica::{
-    Coordinator, LeaseCoordinator, MemoryReplicaStore, Message, NodeId, Position, Replica,
-    ReplicaConfig, Role,
+    MemoryReplicaStore, Message, NodeId, Replica, ReplicaConfig, Role,
 };
 use shardkit_replication::{Epoch, MemoryLog, Offset, Record};
 
@@ -118,53 +118,4 @@ fn a_rejoining_replica_syncs_its_copy_before_it_counts_as_eligible() {
     wiped.handle(now, LEADER, answer).expect("handle");
     assert!(wiped.is_eligible());
     assert_eq!(wiped.status(now).flushed, commit);
-}
-
-/// The coordinator's side: its answer to a heartbeat names the heartbeat's incarnation, and
-/// its broadcast after an election names none.
-#[test]
-fn the_coordinator_echoes_the_incarnation_of_the_heartbeat_it_answers() {
-    let members: Vec<NodeId> = (1..=3).map(NodeId::new).collect();
-    let mut coordinator = LeaseCoordinator::new(members.clone(), Duration::from_millis(100));
-    coordinator.tick(Duration::from_millis(1));
-    let epoch = match coordinator.take_outbox().first() {
-        Some((_, Message::Prepare { epoch })) => *epoch,
-        other => panic!("expected an election, got {other:?}"),
-    };
-    let mut now = Duration::from_millis(2);
-    for &m in &members {
-        let position = Position::default();
-        coordinator.handle(now, m, Message::Prepared { epoch, position });
-    }
-    let broadcast = coordinator.take_outbox();
-    let (leader, _) = coordinator.leader().expect("a leader");
-    assert!(
-        broadcast
-            .iter()
-            .filter_map(|(_, m)| match m {
-                Message::Follow { incarnation, .. } => Some(*incarnation),
-                _ => None,
-            })
-            .eq([None, None])
-    );
-    now += Duration::from_millis(1);
-    let wiped = *members.iter().find(|&&m| m != leader).expect("a follower");
-    let heartbeat = Message::Heartbeat {
-        epoch: Epoch::new(0),
-        role: Role::Follower,
-        leader: None,
-        position: Position::default(),
-        commit: Offset::new(0),
-        incarnation: 77,
-    };
-    coordinator.handle(now, wiped, heartbeat);
-    let answer = coordinator.take_outbox();
-    assert!(
-        matches!(
-            answer.as_slice(),
-            [(to, Message::Follow { epoch: e, leader: l, incarnation: Some(77) })]
-                if *to == wiped && *e == epoch && *l == leader
-        ),
-        "{answer:?}"
-    );
 }

@@ -52,8 +52,11 @@ pub struct LeaseCoordinator {
     lease: Duration,
     collect_window: Duration,
     election_timeout: Duration,
+    /// The newest epoch this coordinator started or heard of: the next election goes above it.
     epoch: Epoch,
-    leader: Option<NodeId>,
+    /// The current leader and the epoch it was elected in (which heartbeats and refusals
+    /// never change: followers are sent to the leader in its own epoch).
+    leader: Option<(NodeId, Epoch)>,
     /// When the current leader was chosen.
     decided_at: Duration,
     last_heard: BTreeMap<NodeId, Duration>,
@@ -128,7 +131,7 @@ impl LeaseCoordinator {
         else {
             return;
         };
-        self.leader = Some(winner);
+        self.leader = Some((winner, election.epoch));
         self.decided_at = now;
         self.failovers += 1;
         self.last_heard.insert(winner, now);
@@ -173,9 +176,11 @@ impl Coordinator for LeaseCoordinator {
                 if self.election.is_some() {
                     return;
                 }
-                let Some(current) = self.leader else { return };
+                let Some((current, led)) = self.leader else {
+                    return;
+                };
                 if from == current {
-                    let leads = role == Role::Leader && epoch == self.epoch;
+                    let leads = role == Role::Leader && epoch == led;
                     // A heartbeat sent before the winner took its promotion says "follower":
                     // the new leader gets one lease to report in. After that, a leader that
                     // does not lead restarted, lost its disk or stepped down: fail over. (The
@@ -183,11 +188,15 @@ impl Coordinator for LeaseCoordinator {
                     if !leads && now >= self.decided_at + self.lease {
                         self.start_election(now);
                     }
-                } else if epoch < self.epoch || leader != Some(current) {
+                } else if epoch > led {
+                    // A replica past the leader's epoch can never follow it (an operator's
+                    // promotion, or an election this coordinator forgot): elect above it.
+                    self.start_election(now);
+                } else if epoch < led || leader != Some(current) {
                     self.outbox.push((
                         from,
                         Message::Follow {
-                            epoch: self.epoch,
+                            epoch: led,
                             leader: current,
                             incarnation: Some(incarnation),
                         },
@@ -213,7 +222,8 @@ impl Coordinator for LeaseCoordinator {
                 // A replica refused a promise (it knows a newer epoch: go above it) or a
                 // promotion (the chosen leader cannot lead: choose again).
                 let blocked = self.election.as_ref().is_some_and(|e| epoch >= e.epoch);
-                let leader_refused = self.election.is_none() && self.leader == Some(from);
+                let leader_refused =
+                    self.election.is_none() && self.leader.is_some_and(|(l, _)| l == from);
                 self.epoch = self.epoch.max(epoch);
                 // Refusals of an older election's messages are stale: ignoring them keeps one
                 // refusal from restarting every election after it.
@@ -240,7 +250,7 @@ impl Coordinator for LeaseCoordinator {
         }
         let lapsed = match self.leader {
             None => true,
-            Some(l) => self
+            Some((l, _)) => self
                 .last_heard
                 .get(&l)
                 .is_none_or(|&t| now.saturating_sub(t) > self.lease),
@@ -255,7 +265,7 @@ impl Coordinator for LeaseCoordinator {
     }
 
     fn leader(&self) -> Option<(NodeId, Epoch)> {
-        self.leader.map(|l| (l, self.epoch))
+        self.leader
     }
 
     fn fail_over(&mut self, now: Duration) {
