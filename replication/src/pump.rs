@@ -191,7 +191,10 @@ mod loom_models {
             // Once every producer returned, every input was taken: none was left queued.
             // (Joining orders the last round before these loads.)
             for i in 0..2 {
-                assert!(inputs.taken[i].load(Ordering::Relaxed), "input {i} was lost");
+                assert!(
+                    inputs.taken[i].load(Ordering::Relaxed),
+                    "input {i} was lost"
+                );
             }
         });
     }

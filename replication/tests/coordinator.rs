@@ -10,7 +10,13 @@ use shardkit_replication::{Epoch, Offset};
 
 /// A coordinator of three replicas that has elected a leader (all promised at once);
 /// returns it with the time, the leader, its epoch and the election's broadcast.
-fn elected() -> (LeaseCoordinator, Duration, NodeId, Epoch, Vec<(NodeId, Message)>) {
+fn elected() -> (
+    LeaseCoordinator,
+    Duration,
+    NodeId,
+    Epoch,
+    Vec<(NodeId, Message)>,
+) {
     let members: Vec<NodeId> = (1..=3).map(NodeId::new).collect();
     let mut coordinator = LeaseCoordinator::new(members.clone(), Duration::from_millis(100));
     coordinator.tick(Duration::from_millis(1));

@@ -119,3 +119,44 @@ fn a_rejoining_replica_syncs_its_copy_before_it_counts_as_eligible() {
     assert!(wiped.is_eligible());
     assert_eq!(wiped.status(now).flushed, commit);
 }
+
+/// Fetch ids start from the run's incarnation: a late answer to a fetch of the replica's
+/// previous run cannot pass for the answer to the new run's first fetch.
+#[test]
+fn a_late_answer_to_a_previous_runs_fetch_is_ignored() {
+    let now = Duration::from_secs(1);
+    let first_fetch = |incarnation: u64| {
+        let mut config = ReplicaConfig::new(NodeId::new(2), (1..=3).map(NodeId::new));
+        config.bootstrap = true;
+        config.incarnation = Some(incarnation);
+        let mut replica = Replica::open(
+            config,
+            Arc::new(MemoryLog::new()),
+            Box::new(MemoryReplicaStore::new()),
+        )
+        .expect("open");
+        replica
+            .follow(now, Epoch::new(6), Some(LEADER))
+            .expect("follow");
+        let id = replica
+            .take_outbox()
+            .into_iter()
+            .find_map(|(_, m)| match m {
+                Message::Fetch { id, .. } => Some(id),
+                _ => None,
+            })
+            .expect("a fetch");
+        (replica, id)
+    };
+    let (_, old) = first_fetch(1 << 40);
+    let (mut restarted, new) = first_fetch(2 << 40);
+    assert_ne!(old, new);
+    let late = Message::Records {
+        epoch: Epoch::new(6),
+        id: old,
+        records: vec![Record::new(Offset::new(0), Epoch::new(6), 0, vec![2])],
+        commit: Offset::new(0),
+    };
+    restarted.handle(now, LEADER, late).expect("handle");
+    assert_eq!(restarted.status(now).end, Offset::new(0));
+}

@@ -83,6 +83,8 @@ pub struct Replica<S> {
     pub(crate) outbox: Vec<(NodeId, Message)>,
     pub(crate) completions: Vec<Completion>,
     pub(crate) next_write_id: u64,
+    /// The id of this replica's next fetch (see `send_fetch`).
+    pub(crate) next_fetch_id: u64,
     next_heartbeat: Duration,
     pub(crate) state_machine: Option<Box<dyn StateMachine>>,
 }
@@ -166,8 +168,11 @@ impl<S: LogStorage> Replica<S> {
         let end = log.end_offset();
         let start = log.start_offset();
         producers.committed(start);
+        let incarnation = config.incarnation.unwrap_or_else(random_u64);
         Ok(Self {
-            incarnation: config.incarnation.unwrap_or_else(random_u64),
+            incarnation,
+            // Fetch ids start from the run's incarnation, so runs do not share them.
+            next_fetch_id: incarnation,
             config,
             log,
             store,

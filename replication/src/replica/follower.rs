@@ -15,7 +15,6 @@ pub(crate) struct FollowerState {
     pub(crate) leader: Option<NodeId>,
     /// The fetch awaiting an answer: its id and when it left.
     inflight: Option<(u64, Duration)>,
-    next_fetch_id: u64,
     /// The acknowledged offset the last fetch reported: a flush past it is reported at once.
     reported_acked: Offset,
     /// The leader dropped the records this follower needs: it asks for a snapshot.
@@ -27,7 +26,6 @@ impl FollowerState {
         Self {
             leader,
             inflight: None,
-            next_fetch_id: 0,
             reported_acked: Offset::new(0),
             needs_snapshot: false,
         }
@@ -59,12 +57,14 @@ impl<S: LogStorage> Replica<S> {
             .unwrap_or(Epoch::new(0));
         let acked = self.acked();
         let epoch = self.epoch;
-        let Some(f) = self.follower_state() else {
+        // Never reused in a run, and each run starts elsewhere: a late answer to an earlier
+        // fetch (this run's, or a previous run's) cannot pass for the answer to this one.
+        let id = self.next_fetch_id;
+        let RoleState::Follower(f) = &mut self.role else {
             return;
         };
         let Some(leader) = f.leader else { return };
-        let id = f.next_fetch_id;
-        f.next_fetch_id += 1;
+        self.next_fetch_id = id.wrapping_add(1);
         f.inflight = Some((id, now));
         f.reported_acked = acked;
         let message = if f.needs_snapshot {

@@ -30,8 +30,8 @@ pub use snapshot::{Snapshot, StateMachine};
 pub use status::{FollowerStatus, ReplicaStatus};
 pub use store::{DurableState, FileReplicaStore, MemoryReplicaStore, ProducerEntry, ReplicaStore};
 pub use transport::{
-    DeliveryHook, Inbound, MemoryNetwork, MemoryTransport, ReplyTo, TcpClient, TcpConfig, TcpStats, TcpTransport,
-    Transport,
+    DeliveryHook, Inbound, MemoryNetwork, MemoryTransport, ReplyTo, TcpClient, TcpConfig, TcpStats,
+    TcpTransport, Transport,
 };
 pub use types::{AckLevel, FollowerAck, NodeId, Position, ProducerSeq, ReplicaConfig, Role};
 pub use wire::{MAX_PACKET, Packet, RemoteWriteError, WIRE_VERSION, decode_packet, encode_packet};

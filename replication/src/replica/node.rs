@@ -130,7 +130,9 @@ impl<S: LogStorage + 'static> Node<S> {
     ///
     /// Every [`WriteError`]; [`WriteError::LeadershipLost`] also if the node stopped.
     pub fn write(&self, write: Write) -> Result<Written, WriteError> {
-        self.submit_write(write, true).recv().unwrap_or_else(|_| lost())
+        self.submit_write(write, true)
+            .recv()
+            .unwrap_or_else(|_| lost())
     }
 
     /// Submits a write without waiting: the outcome arrives on the returned channel. Many
@@ -166,8 +168,9 @@ impl<S: LogStorage + 'static> Node<S> {
 
     fn submit_batch(&self, writes: Vec<Write>, run_here: bool) -> Receiver<BatchOutcome> {
         let (tx, rx) = bounded(1);
-        if let Err(Command::WriteBatch(writes, tx)) =
-            self.engine.submit(Command::WriteBatch(writes, tx), run_here)
+        if let Err(Command::WriteBatch(writes, tx)) = self
+            .engine
+            .submit(Command::WriteBatch(writes, tx), run_here)
         {
             let _ = tx.send(writes.iter().map(|_| lost()).collect());
         }

@@ -501,7 +501,10 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                     if let Packet::Protocol { from, .. } = &packet
                         && !receiving.known.contains(from)
                     {
-                        receiving.stats.unknown_senders.fetch_add(1, Ordering::Relaxed);
+                        receiving
+                            .stats
+                            .unknown_senders
+                            .fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     let reply = match packet {
@@ -516,7 +519,10 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                 Err(FrameError::Incomplete { .. }) => break,
                 Err(_) => {
                     // Nothing after a bad frame can be trusted: drop the connection.
-                    receiving.stats.rejected_frames.fetch_add(1, Ordering::Relaxed);
+                    receiving
+                        .stats
+                        .rejected_frames
+                        .fetch_add(1, Ordering::Relaxed);
                     let _ = reader.shutdown(std::net::Shutdown::Both);
                     return;
                 }
