@@ -82,8 +82,12 @@
 //! [`replica::Replica`] (one replica) and [`replica::LeaseCoordinator`] (failure detection
 //! and failover) take messages and time and return the messages to send, so the same code
 //! runs in a deterministic simulator, in memory ([`replica::MemoryNetwork`]) and over TCP
-//! ([`replica::TcpTransport`]); [`replica::Node`] runs a replica on a thread with blocking
-//! writes and reads.
+//! ([`replica::TcpTransport`]); [`replica::Node`] runs a replica as a service with blocking
+//! writes and reads. A node has a thread of its own for time and asynchronous submissions,
+//! but work runs on the thread that brings it: the TCP transport's reader threads handle
+//! what they receive (a leader answers its writers from the thread that read the
+//! acknowledgement), a blocking call's caller runs its own call, and syncs run outside the
+//! replica's lock, so the replica takes acknowledgements while its disk works.
 //!
 //! ```
 //! use std::sync::Arc;

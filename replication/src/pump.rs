@@ -4,9 +4,11 @@
 //! A node's inputs come from many threads (socket readers, callers, the timer). Handing each
 //! to one dedicated thread costs a wake-up per message, and on a virtual machine a wake-up is
 //! tens of microseconds: several per replicated write. Instead the thread that queued an input
-//! [`signal`](Pump::run)s; if no thread is running, it becomes the runner and drains every
-//! queue; if one is, the runner is guaranteed to see the input before it stops. No input is
-//! left queued with nobody to run it, and at most one thread runs at a time.
+//! calls [`Pump::run`]: if no thread is running, it becomes the runner and drains every
+//! queue; if one is, that runner does another round, which sees the input, before it stops.
+//! No input is left queued with nobody to run it (a runner that gives up after its rounds
+//! says so, and its caller hands the rest to another thread), and at most one thread runs at
+//! a time.
 //!
 //! One atomic holds both facts, so the guarantee needs no fences between a queue and a lock:
 //! `RUNNING` (a thread is running) and `DIRTY` (work arrived since the runner last looked).
@@ -190,6 +192,34 @@ mod loom_models {
             }
             // Once every producer returned, every input was taken: none was left queued.
             // (Joining orders the last round before these loads.)
+            for i in 0..2 {
+                assert!(
+                    inputs.taken[i].load(Ordering::Relaxed),
+                    "input {i} was lost"
+                );
+            }
+        });
+    }
+
+    /// A runner that yields after one round hands on: here its caller runs again, as the
+    /// engine's callers wake the node's thread to.
+    #[test]
+    fn loom_a_runner_that_yields_leaves_nothing_behind() {
+        loom::model(|| {
+            let pump = Arc::new(Pump::new());
+            let inputs = Arc::new(Inputs::default());
+            let threads: Vec<_> = (0..2)
+                .map(|i| {
+                    let (pump, inputs) = (pump.clone(), inputs.clone());
+                    loom::thread::spawn(move || {
+                        inputs.put[i].store(true, Ordering::Relaxed);
+                        while pump.run(1, || inputs.drain()) == Ran::Yielded {}
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
             for i in 0..2 {
                 assert!(
                     inputs.taken[i].load(Ordering::Relaxed),

@@ -106,6 +106,9 @@ impl<S> std::fmt::Debug for Replica<S> {
 pub struct SyncTicket {
     end: Offset,
     cuts: u64,
+    /// The run that took it: another run's ticket (or another replica's) vouches for
+    /// nothing.
+    incarnation: u64,
 }
 
 impl SyncTicket {
@@ -490,19 +493,23 @@ impl<S: LogStorage> Replica<S> {
         SyncTicket {
             end: self.log.end_offset(),
             cuts: self.cuts,
+            incarnation: self.incarnation,
         }
     }
 
-    /// Whether the log holds records no sync has covered yet.
+    /// Whether the log holds records no sync has covered yet. It stays true while a sync is
+    /// in flight, until [`synced`](Self::synced) takes it: a driver tracks its own syncs.
     pub fn needs_sync(&self) -> bool {
         self.flushed < self.log.end_offset()
     }
 
     /// Takes a sync that ended well: counts what it covered as durable (unless the log was
     /// cut since the ticket was taken, when the records past the cut may be new ones the
-    /// sync missed), then acts on it as [`flush`](Self::flush) does.
+    /// sync missed, or the ticket is another run's), then acts on it as
+    /// [`flush`](Self::flush) does.
     pub fn synced(&mut self, now: Duration, ticket: SyncTicket) {
-        if ticket.cuts == self.cuts && ticket.end > self.flushed {
+        let ours = ticket.incarnation == self.incarnation && ticket.cuts == self.cuts;
+        if ours && ticket.end > self.flushed {
             self.flushed = ticket.end.min(self.log.end_offset());
         }
         match self.role {

@@ -4,13 +4,18 @@
 //! A socket reader that receives a follower's acknowledgement handles it on the spot (the
 //! leader's commit advances and the writer is answered from that thread); a caller of a
 //! blocking write appends and sends its records itself. The node's own thread only keeps time,
-//! takes asynchronous submissions, and serves transports that cannot call back. Syncs run
-//! outside the lock on the thread that found them needed ([`Replica::sync_ticket`]), so the
-//! replica keeps taking acknowledgements while its disk works: a leader's records leave before
-//! its own sync, and its followers' answers are handled while it syncs.
+//! takes asynchronous submissions, runs the syncs callers hand it, and serves transports that
+//! cannot call back. Syncs run outside the lock ([`Replica::sync_ticket`]), so the replica
+//! keeps taking acknowledgements while its disk works: a caller's sync starts on the node's
+//! thread before its records are sent, and a follower acking on flush syncs on the reader
+//! that received the records (its acknowledgement waits for that sync), once per delivery.
+//!
+//! A panic in a round or a sync stops the node, as a failed sync does: waiting writers get
+//! `LeadershipLost`, later calls an error saying the node stopped.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -20,7 +25,7 @@ use super::core::{Replica, SyncTicket};
 use super::error::WriteError;
 use super::status::ReplicaStatus;
 use super::transport::{Inbound, ReplyTo, Transport};
-use super::types::NodeId;
+use super::types::{FollowerAck, NodeId, Role};
 use super::wire::{Packet, RemoteWriteError};
 use super::write::{Write, WriteId, Written};
 use crate::error::Error;
@@ -158,6 +163,13 @@ pub(crate) enum Control {
 /// A sync that ran outside the lock, and how it ended.
 type SyncDone = (SyncTicket, Result<(), Error>);
 
+/// A sync to run outside the lock: what it covers, and the log (taken from the replica when
+/// the sync is handed out, so a stopped engine holds no log).
+pub(crate) struct SyncJob<S> {
+    ticket: SyncTicket,
+    log: Arc<S>,
+}
+
 /// The commit offset, published for readers on other threads (the log's own tail signal,
 /// whose wake-ups are model-checked with loom).
 pub(crate) type Published = crate::notify::Tail;
@@ -185,8 +197,8 @@ impl<S: LogStorage, T: Transport> Driver<S, T> {
     fn round(
         &mut self,
         inputs: &Inputs,
-        sync: SyncTo<'_>,
-    ) -> Result<(Option<SyncTicket>, bool), Error> {
+        sync: SyncTo<'_, S>,
+    ) -> Result<(Option<SyncJob<S>>, bool), Error> {
         while let Ok(c) = inputs.control.try_recv() {
             self.control(c);
         }
@@ -268,8 +280,8 @@ impl<S: LogStorage, T: Transport> Driver<S, T> {
     fn step(
         &mut self,
         writes: Vec<(Write, Waiter)>,
-        sync: SyncTo<'_>,
-    ) -> Result<Option<SyncTicket>, Error> {
+        sync: SyncTo<'_, S>,
+    ) -> Result<Option<SyncJob<S>>, Error> {
         let now = self.now();
         if !writes.is_empty() {
             let (batch, waiters): (Vec<Write>, Vec<Waiter>) = writes.into_iter().unzip();
@@ -290,13 +302,15 @@ impl<S: LogStorage, T: Transport> Driver<S, T> {
         let mut here = None;
         if !self.syncing && self.replica.needs_sync() {
             self.syncing = true;
-            let ticket = self.replica.sync_ticket();
-            match sync {
-                SyncTo::Here => here = Some(ticket),
-                SyncTo::NodeThread(requests) => {
-                    let _ = requests.send(ticket);
-                }
-            }
+            let job = SyncJob {
+                ticket: self.replica.sync_ticket(),
+                log: Arc::clone(self.replica.log()),
+            };
+            here = match sync {
+                SyncTo::Here => Some(job),
+                // The node's thread is gone only if it panicked: sync here rather than never.
+                SyncTo::NodeThread(requests) => requests.send(job).err().map(|e| e.into_inner()),
+            };
         }
         // Published before writers hear back, so a writer can read its write at once; and
         // writers hear back before the sends, which can take a while.
@@ -323,13 +337,23 @@ impl<S: LogStorage, T: Transport> Driver<S, T> {
     }
 }
 
+/// Where a thread that runs the engine syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Syncs {
+    /// On this thread (the node's own).
+    Here,
+    /// On this thread if an acknowledgement waits for the sync (a transport's reader).
+    HereIfAckWaits,
+    /// On the node's thread (a caller, who must not wait for others' syncs).
+    OnNodeThread,
+}
+
 /// Where a sync the runner finds needed runs.
-#[derive(Clone, Copy)]
-enum SyncTo<'a> {
+enum SyncTo<'a, S> {
     /// On the runner's thread, after its rounds (a thread that may block).
     Here,
     /// On the node's own thread, started at once (a caller that must not wait for it).
-    NodeThread(&'a Sender<SyncTicket>),
+    NodeThread(&'a Sender<SyncJob<S>>),
 }
 
 /// The queues every thread may add to, drained by the runner.
@@ -348,73 +372,99 @@ pub(crate) struct Engine<S: LogStorage, T> {
     commands: Sender<Command>,
     control: Sender<Control>,
     synced: Sender<SyncDone>,
-    log: Arc<S>,
     /// Wakes the node's own thread.
     wake: Sender<()>,
     /// Syncs for the node's own thread to run (found by callers that must not wait for one).
-    sync_requests: Sender<SyncTicket>,
-    /// Set (under the driver's lock) when the node stops: read without the lock.
+    sync_requests: Sender<SyncJob<S>>,
+    /// Set when the node stops: read without the lock.
     stopped: AtomicBool,
+    /// Threads inside [`run`](Self::run) or a sync: `stop` returns only once there are none,
+    /// so nothing uses the log after it.
+    busy: AtomicUsize,
+    /// The transport of a node whose log failed, dropped by `stop` rather than on the thread
+    /// that found the failure (which can be one of the transport's own).
+    retired: Mutex<Option<T>>,
 }
 
 /// What the node's own thread waits on.
-pub(crate) struct Waker {
+pub(crate) struct Waker<S> {
     woken: Receiver<()>,
-    sync_requests: Receiver<SyncTicket>,
+    sync_requests: Receiver<SyncJob<S>>,
     /// The transport's inbox, when the transport cannot call back.
     inbox: Option<Receiver<Inbound>>,
 }
 
+/// Counts a thread in [`Engine::busy`] while it lives.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl<S: LogStorage + 'static, T: Transport + 'static> Engine<S, T> {
-    /// The engine, and the receiving end of its wake-ups (for the node's thread).
+    /// The engine, and what the node's thread waits on.
     pub(crate) fn new(
         replica: Replica<Arc<S>>,
         transport: T,
         published: Arc<Published>,
-    ) -> (Arc<Self>, Waker) {
+    ) -> (Arc<Self>, Waker<S>) {
         let (commands, command_rx) = crossbeam_channel::unbounded();
         let (control, control_rx) = crossbeam_channel::unbounded();
         let (synced, synced_rx) = crossbeam_channel::unbounded();
         let (wake, woken) = crossbeam_channel::bounded(1);
         let (sync_requests, sync_requests_rx) = crossbeam_channel::unbounded();
-        let log = Arc::clone(replica.log());
-        let now = Instant::now();
-        let driver = Driver {
-            replica,
-            transport,
-            started: now,
-            next_tick: now,
-            waiters: Waiters::default(),
-            batches: Batches::default(),
-            published,
-            syncing: false,
-        };
-        let engine = Arc::new(Self {
-            pump: Pump::new(),
-            driver: Mutex::new(Some(driver)),
-            inputs: Inputs {
-                commands: command_rx,
-                control: control_rx,
-                synced: synced_rx,
-            },
-            commands,
-            control,
-            synced,
-            log,
-            wake,
-            sync_requests,
-            stopped: AtomicBool::new(false),
+        let mut inbox = None;
+        let engine = Arc::new_cyclic(|weak: &std::sync::Weak<Self>| {
+            // Installed before the transport is behind the lock: a transport may call the
+            // hook at once (the engine, not built yet, then does nothing; the node's thread
+            // finds the packets within a tick).
+            let weak = weak.clone();
+            let hook: super::transport::DeliveryHook = Arc::new(move || {
+                if let Some(engine) = weak.upgrade() {
+                    engine.run(Syncs::HereIfAckWaits);
+                }
+            });
+            if !transport.set_on_delivery(hook) {
+                inbox = Some(transport.inbox().clone());
+            }
+            let now = Instant::now();
+            let driver = Driver {
+                replica,
+                transport,
+                started: now,
+                next_tick: now,
+                waiters: Waiters::default(),
+                batches: Batches::default(),
+                published,
+                syncing: false,
+            };
+            Self {
+                pump: Pump::new(),
+                driver: Mutex::new(Some(driver)),
+                inputs: Inputs {
+                    commands: command_rx,
+                    control: control_rx,
+                    synced: synced_rx,
+                },
+                commands,
+                control,
+                synced,
+                wake,
+                sync_requests,
+                stopped: AtomicBool::new(false),
+                busy: AtomicUsize::new(0),
+                retired: Mutex::new(None),
+            }
         });
-        let hooked = engine.hook_transport();
-        let inbox = if hooked {
-            None
-        } else {
-            engine
-                .driver
-                .lock()
-                .as_ref()
-                .map(|d| d.transport.inbox().clone())
-        };
         let waker = Waker {
             woken,
             sync_requests: sync_requests_rx,
@@ -423,70 +473,107 @@ impl<S: LogStorage + 'static, T: Transport + 'static> Engine<S, T> {
         (engine, waker)
     }
 
-    /// Has the transport run the engine on its receiving threads; returns whether it will.
-    fn hook_transport(self: &Arc<Self>) -> bool {
-        let weak = Arc::downgrade(self);
-        let hook: super::transport::DeliveryHook = Arc::new(move || {
-            if let Some(engine) = weak.upgrade() {
-                // A receiving thread syncs itself: a follower's acknowledgement waits for it.
-                engine.run(true);
-            }
-        });
-        self.driver
-            .lock()
-            .as_ref()
-            .is_some_and(|d| d.transport.set_on_delivery(hook))
-    }
-
     /// Runs everything queued, unless another thread is running it; then runs the sync
-    /// that turned out to be needed (here if `sync_here`, else on the node's thread), and
-    /// applies it.
-    pub(crate) fn run(&self, sync_here: bool) {
+    /// that turned out to be needed (where `syncs` says), and applies it. A thread syncs here
+    /// at most once per call: later syncs go to the node's thread, so a transport's reader
+    /// goes back to reading.
+    pub(crate) fn run(&self, mut syncs: Syncs) -> Ran {
+        let _busy = Busy::enter(&self.busy);
         loop {
-            let mut sync = None;
+            let mut job = None;
             let ran = self.pump.run(MAX_ROUNDS, || {
-                let mut guard = self.driver.lock();
-                let Some(driver) = guard.as_mut() else {
-                    self.inputs.drop_all();
-                    return;
-                };
-                let to = if sync_here {
-                    SyncTo::Here
-                } else {
-                    SyncTo::NodeThread(&self.sync_requests)
-                };
-                match driver.round(&self.inputs, to) {
-                    Ok((ticket, more)) => {
-                        sync = sync.or(ticket);
-                        if more {
-                            self.pump.again();
-                        }
-                    }
-                    // The log failed: stop, dropping the waiters (they hear the node stopped).
-                    Err(_) => {
-                        *guard = None;
-                        self.stopped.store(true, Ordering::SeqCst);
-                    }
+                let round = catch_unwind(AssertUnwindSafe(|| self.round(syncs, &mut job)));
+                if round.is_err() {
+                    // A bug in the replica (or in the user's state machine, store or log): stop
+                    // the node, as a failed log does, rather than go on from a half-done round.
+                    let driver = self.driver.lock().take();
+                    self.retire(driver);
                 }
             });
             if ran == Ran::Yielded {
                 let _ = self.wake.try_send(());
             }
-            let Some(ticket) = sync else { return };
-            self.sync(ticket);
+            let Some(job) = job else { return ran };
+            self.sync(job);
+            syncs = Syncs::OnNodeThread;
         }
     }
 
-    fn sync(&self, ticket: SyncTicket) {
-        let result = self.log.sync();
-        let _ = self.synced.send((ticket, result));
+    /// One round under the lock; a sync it hands out lands in `job`.
+    fn round(&self, syncs: Syncs, job: &mut Option<SyncJob<S>>) {
+        let mut guard = self.driver.lock();
+        let Some(driver) = guard.as_mut() else {
+            self.inputs.drop_all();
+            return;
+        };
+        let here = match syncs {
+            Syncs::Here => true,
+            Syncs::OnNodeThread => false,
+            // Only a follower's acknowledgement waits for its sync: a leader's reader goes on
+            // reading acknowledgements (its writes commit on a majority, its own copy or not),
+            // and a follower acking on receipt has already answered.
+            Syncs::HereIfAckWaits => {
+                driver.replica.role() == Role::Follower
+                    && driver.replica.config.follower_ack == FollowerAck::Flushed
+            }
+        };
+        let to = if here {
+            SyncTo::Here
+        } else {
+            SyncTo::NodeThread(&self.sync_requests)
+        };
+        match driver.round(&self.inputs, to) {
+            Ok((found, more)) => {
+                if found.is_some() {
+                    *job = found;
+                }
+                if more {
+                    self.pump.again();
+                }
+            }
+            // The log failed: stop.
+            Err(_) => {
+                let driver = guard.take();
+                drop(guard);
+                self.retire(driver);
+            }
+        }
+    }
+
+    /// Stops the node after a failure: the replica and its waiters go now (their callers
+    /// hear the node stopped); the transport waits for `stop` (see `retired`).
+    fn retire(&self, driver: Option<Driver<S, T>>) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Some(driver) = driver {
+            let Driver { transport, .. } = driver;
+            *self.retired.lock() = Some(transport);
+        }
+        fence(Ordering::SeqCst);
+        self.inputs.drop_all();
+        let _ = self.wake.try_send(());
+    }
+
+    fn sync(&self, job: SyncJob<S>) {
+        let _busy = Busy::enter(&self.busy);
+        // A panicking log counts as a failed sync: the node stops instead of waiting for ever
+        // for a sync that never reports.
+        let result = catch_unwind(AssertUnwindSafe(|| job.log.sync())).unwrap_or_else(|_| {
+            Err(Error::Poisoned {
+                reason: "the log panicked in a sync".into(),
+            })
+        });
+        let _ = self.synced.send((job.ticket, result));
     }
 
     /// The node's own thread: keeps time, runs asynchronous submissions and the syncs
     /// callers handed over, and serves a transport that cannot call back.
-    pub(crate) fn serve(&self, waker: &Waker) {
+    pub(crate) fn serve(&self, waker: &Waker<S>) {
         while !self.stopped.load(Ordering::SeqCst) {
-            self.run(true);
+            if self.run(Syncs::Here) == Ran::Elsewhere {
+                // Another thread is running (and will drain the inbox this thread may be
+                // woken by): let it.
+                std::thread::yield_now();
+            }
             let mut select = crossbeam_channel::Select::new();
             let woken = select.recv(&waker.woken);
             let sync = select.recv(&waker.sync_requests);
@@ -498,13 +585,14 @@ impl<S: LogStorage + 'static, T: Transport + 'static> Engine<S, T> {
                     let _ = waker.woken.try_recv();
                 }
                 Ok(i) if i == sync => {
-                    if let Ok(ticket) = waker.sync_requests.try_recv() {
-                        self.sync(ticket);
+                    if let Ok(job) = waker.sync_requests.try_recv() {
+                        self.sync(job);
                     }
                 }
                 _ => {}
             }
         }
+        fence(Ordering::SeqCst);
         self.inputs.drop_all();
     }
 }
@@ -527,7 +615,8 @@ pub(crate) trait Runner: Send + Sync {
     /// Queues a role change and runs it on this thread.
     fn control(&self, control: Control);
 
-    /// Stops the node: drops the replica and its transport, and with them every waiter.
+    /// Stops the node: drops the replica and its transport, and with them every waiter;
+    /// returns once no thread is using the log.
     fn stop(&self);
 }
 
@@ -538,7 +627,7 @@ impl<S: LogStorage + 'static, T: Transport + 'static> Runner for Engine<S, T> {
         }
         let _ = self.commands.send(command);
         if run_here {
-            self.run(false);
+            self.run(Syncs::OnNodeThread);
         } else {
             let _ = self.wake.try_send(());
         }
@@ -548,19 +637,25 @@ impl<S: LogStorage + 'static, T: Transport + 'static> Runner for Engine<S, T> {
 
     fn control(&self, control: Control) {
         let _ = self.control.send(control);
-        self.run(false);
+        self.run(Syncs::OnNodeThread);
         self.drop_if_stopped();
     }
 
     fn stop(&self) {
-        {
-            let mut driver = self.driver.lock();
-            *driver = None;
-            self.stopped.store(true, Ordering::SeqCst);
-        }
+        let driver = self.driver.lock().take();
+        self.stopped.store(true, Ordering::SeqCst);
+        // Dropped outside the lock: a transport's `Drop` may wait for its reader threads,
+        // which may be waiting for the lock.
+        drop(driver);
+        drop(self.retired.lock().take());
         fence(Ordering::SeqCst);
         self.inputs.drop_all();
         let _ = self.wake.try_send(());
+        // A reader thread may still be in a round or a sync: the log is the caller's again
+        // only once none is.
+        while self.busy.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(Duration::from_micros(50));
+        }
     }
 }
 

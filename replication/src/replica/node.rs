@@ -1,6 +1,6 @@
-//! A replica (or the coordinator) running on its own thread over a [`Transport`]: the driver
-//! that turns the sans-IO state machines into a service, with blocking writes, committed
-//! reads, read-your-writes waits and tailing subscriptions.
+//! A replica (or the coordinator) running as a service over a [`Transport`]: blocking
+//! writes, committed reads, read-your-writes waits and tailing subscriptions. (How a node's
+//! work is spread over threads is in `driver.rs`.)
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,9 +24,9 @@ use crate::record::Offset;
 
 pub use super::driver::BatchOutcome;
 
-/// A [`Replica`] on its own thread, over a [`Transport`]. Writes block until their ack
-/// level (or fail); committed reads, read-your-writes waits and subscriptions run on the
-/// caller's thread against the shared log.
+/// A [`Replica`] running over a [`Transport`]. Writes block until their ack level (or
+/// fail); committed reads, read-your-writes waits and subscriptions run on the caller's
+/// thread against the shared log. See [`start`](Self::start) for which threads do the work.
 ///
 /// ```
 /// use std::sync::Arc;

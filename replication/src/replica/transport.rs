@@ -64,6 +64,11 @@ pub trait Transport: Send {
     /// instead of waking its own (a wake-up per message, tens of microseconds on a virtual
     /// machine). Returns whether it will; the default does not, and the node's thread then
     /// waits on the inbox.
+    ///
+    /// The hook runs the node: log writes, a sync, and this transport's own
+    /// [`send`](Self::send)s. So call it from a thread that may block for that long, never
+    /// from `send`, `set_on_delivery` itself or `Drop`, and do not make `Drop` wait for a
+    /// receiving thread that may be inside the hook.
     fn set_on_delivery(&self, hook: DeliveryHook) -> bool {
         let _ = hook;
         false
@@ -214,6 +219,9 @@ pub struct TcpStats {
 /// backoff; one reader thread per incoming connection, which validates every frame and drops
 /// the connection on the first bad one. Clients connect the same way and get their answers
 /// on their connection.
+///
+/// It supports [`Transport::set_on_delivery`]: under a [`Node`](super::Node), a reader thread
+/// handles what it read itself, including the log writes, syncs and sends that follow.
 ///
 /// Packets carry their sender's id, which is checked against the peer list; the transport
 /// does not authenticate peers (run it on a trusted network).

@@ -1,0 +1,137 @@
+//! A node whose log fails (a sync that errs, or panics) stops: its waiting writers hear
+//! `LeadershipLost` instead of waiting for ever, and later calls say it stopped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::RecvTimeoutError;
+
+use shardkit_replication::replica::{
+    AckLevel, MemoryNetwork, MemoryReplicaStore, Node, NodeId, Replica, ReplicaConfig, Write,
+    WriteError,
+};
+use shardkit_replication::{Appended, Entry, Epoch, Error, LogStorage, MemoryLog, Offset, Record};
+
+const HEALTHY: u8 = 0;
+const ERRS: u8 = 1;
+const PANICS: u8 = 2;
+
+/// A memory log whose syncs can be made to fail.
+#[derive(Default)]
+struct FaultyLog {
+    log: MemoryLog,
+    fault: AtomicU8,
+}
+
+impl LogStorage for FaultyLog {
+    fn append(&self, epoch: Epoch, entries: &[Entry<'_>]) -> Result<Appended, Error> {
+        self.log.append(epoch, entries)
+    }
+    fn append_records(&self, records: &[Record]) -> Result<Appended, Error> {
+        self.log.append_records(records)
+    }
+    fn read(&self, from: Offset, max_bytes: usize) -> Result<Vec<Record>, Error> {
+        self.log.read(from, max_bytes)
+    }
+    fn start_offset(&self) -> Offset {
+        self.log.start_offset()
+    }
+    fn end_offset(&self) -> Offset {
+        self.log.end_offset()
+    }
+    fn wait_beyond(&self, offset: Offset, timeout: Duration) -> Offset {
+        self.log.wait_beyond(offset, timeout)
+    }
+    fn truncate_from(&self, offset: Offset) -> Result<(), Error> {
+        self.log.truncate_from(offset)
+    }
+    fn drop_before(&self, offset: Offset) -> Result<(), Error> {
+        self.log.drop_before(offset)
+    }
+    fn reset(&self, start: Offset, epoch: Epoch) -> Result<(), Error> {
+        self.log.reset(start, epoch)
+    }
+    fn sync(&self) -> Result<(), Error> {
+        match self.fault.load(Ordering::SeqCst) {
+            HEALTHY => self.log.sync(),
+            ERRS => Err(Error::Poisoned {
+                reason: "the test's disk failed".into(),
+            }),
+            _ => panic!("the test's log panics in a sync"),
+        }
+    }
+    fn epochs(&self) -> Vec<(Epoch, Offset)> {
+        self.log.epochs()
+    }
+}
+
+/// A one-replica node that leads epoch 1, with a first write acknowledged.
+fn leader() -> (Node<FaultyLog>, Arc<FaultyLog>) {
+    let id = NodeId::new(1);
+    let mut config = ReplicaConfig::new(id, [id]);
+    config.bootstrap = true;
+    let log = Arc::new(FaultyLog::default());
+    let replica = Replica::open(
+        config,
+        Arc::clone(&log),
+        Box::new(MemoryReplicaStore::new()),
+    )
+    .expect("open");
+    let node = Node::start(replica, MemoryNetwork::new().join(id));
+    node.promote(Epoch::new(1)).expect("promote");
+    node.write(Write::new(b"before".to_vec(), AckLevel::Leader))
+        .expect("a healthy write");
+    (node, log)
+}
+
+/// A write that needs a sync, given up on after a minute (a hang fails the test). A node
+/// that stops drops its waiters' channels, which `Node::write` reports as `LeadershipLost`.
+fn write_that_syncs(node: &Node<FaultyLog>) -> Result<(), WriteError> {
+    match node
+        .write_async(Write::new(b"after".to_vec(), AckLevel::Leader))
+        .recv_timeout(Duration::from_secs(60))
+    {
+        Ok(outcome) => outcome.map(|_| ()),
+        Err(RecvTimeoutError::Disconnected) => Err(WriteError::LeadershipLost {
+            offset: Offset::new(0),
+        }),
+        Err(RecvTimeoutError::Timeout) => panic!("the writer was left waiting"),
+    }
+}
+
+fn stops_when_syncs(fault: u8) {
+    let (node, log) = leader();
+    log.fault.store(fault, Ordering::SeqCst);
+    assert!(matches!(
+        write_that_syncs(&node),
+        Err(WriteError::LeadershipLost { .. })
+    ));
+    assert!(node.status().is_err(), "a stopped node answered");
+    assert!(matches!(
+        node.write(Write::new(b"later".to_vec(), AckLevel::None)),
+        Err(WriteError::LeadershipLost { .. })
+    ));
+}
+
+#[test]
+fn a_node_whose_sync_fails_stops_and_answers_its_writers() {
+    stops_when_syncs(ERRS);
+}
+
+#[test]
+fn a_node_whose_log_panics_in_a_sync_stops_and_answers_its_writers() {
+    stops_when_syncs(PANICS);
+}
+
+#[test]
+fn calls_after_stop_are_refused_at_once() {
+    let (mut node, _log) = leader();
+    node.stop();
+    assert!(node.status().is_err());
+    assert!(matches!(
+        write_that_syncs(&node),
+        Err(WriteError::LeadershipLost { .. })
+    ));
+    assert!(node.promote(Epoch::new(2)).is_err());
+}
