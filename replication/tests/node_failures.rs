@@ -11,60 +11,32 @@ use shardkit_replication::replica::{
     AckLevel, MemoryNetwork, MemoryReplicaStore, Node, NodeId, Replica, ReplicaConfig, Write,
     WriteError,
 };
-use shardkit_replication::{Appended, Entry, Epoch, Error, LogStorage, MemoryLog, Offset, Record};
+use shardkit_replication::{Epoch, Error, LogStorage, MemoryLog, Offset};
+
+mod support;
+use support::{DiskHooks, HookedLog};
 
 const HEALTHY: u8 = 0;
 const ERRS: u8 = 1;
 const PANICS: u8 = 2;
 
-/// A memory log whose syncs can be made to fail.
+/// A disk whose syncs can be made to fail.
 #[derive(Default)]
-struct FaultyLog {
-    log: MemoryLog,
-    fault: AtomicU8,
-}
+struct Faults(AtomicU8);
 
-impl LogStorage for FaultyLog {
-    fn append(&self, epoch: Epoch, entries: &[Entry<'_>]) -> Result<Appended, Error> {
-        self.log.append(epoch, entries)
-    }
-    fn append_records(&self, records: &[Record]) -> Result<Appended, Error> {
-        self.log.append_records(records)
-    }
-    fn read(&self, from: Offset, max_bytes: usize) -> Result<Vec<Record>, Error> {
-        self.log.read(from, max_bytes)
-    }
-    fn start_offset(&self) -> Offset {
-        self.log.start_offset()
-    }
-    fn end_offset(&self) -> Offset {
-        self.log.end_offset()
-    }
-    fn wait_beyond(&self, offset: Offset, timeout: Duration) -> Offset {
-        self.log.wait_beyond(offset, timeout)
-    }
-    fn truncate_from(&self, offset: Offset) -> Result<(), Error> {
-        self.log.truncate_from(offset)
-    }
-    fn drop_before(&self, offset: Offset) -> Result<(), Error> {
-        self.log.drop_before(offset)
-    }
-    fn reset(&self, start: Offset, epoch: Epoch) -> Result<(), Error> {
-        self.log.reset(start, epoch)
-    }
-    fn sync(&self) -> Result<(), Error> {
-        match self.fault.load(Ordering::SeqCst) {
-            HEALTHY => self.log.sync(),
+impl DiskHooks for Faults {
+    fn sync(&self, log: &MemoryLog) -> Result<(), Error> {
+        match self.0.load(Ordering::SeqCst) {
+            HEALTHY => log.sync(),
             ERRS => Err(Error::Poisoned {
                 reason: "the test's disk failed".into(),
             }),
             _ => panic!("the test's log panics in a sync"),
         }
     }
-    fn epochs(&self) -> Vec<(Epoch, Offset)> {
-        self.log.epochs()
-    }
 }
+
+type FaultyLog = HookedLog<Faults>;
 
 /// A one-replica node that leads epoch 1, with a first write acknowledged.
 fn leader() -> (Node<FaultyLog>, Arc<FaultyLog>) {
@@ -102,7 +74,7 @@ fn write_that_syncs(node: &Node<FaultyLog>) -> Result<(), WriteError> {
 
 fn stops_when_syncs(fault: u8) {
     let (node, log) = leader();
-    log.fault.store(fault, Ordering::SeqCst);
+    log.hooks.0.store(fault, Ordering::SeqCst);
     assert!(matches!(
         write_that_syncs(&node),
         Err(WriteError::LeadershipLost { .. })

@@ -16,7 +16,10 @@ use shardkit_replication::replica::{
     NodeId, ProducerSeq, Replica, ReplicaConfig, Role, Snapshot, StateMachine, SyncTicket, Write,
     WriteError, WriteId, Written,
 };
-use shardkit_replication::{Appended, Entry, Epoch, Error, LogStorage, MemoryLog, Offset, Record};
+use shardkit_replication::{Epoch, Error, LogStorage, MemoryLog, Offset};
+
+mod support;
+use support::{DiskHooks, HookedLog};
 
 const TICK: Duration = Duration::from_millis(2);
 const COORDINATOR: NodeId = NodeId::new(0);
@@ -44,63 +47,34 @@ impl Rng {
 }
 
 /// A disk: a log whose unsynced tail a machine crash takes back.
-#[derive(Clone, Default)]
-struct SimDisk {
-    log: Arc<MemoryLog>,
-    synced: Arc<AtomicU64>,
+type SimDisk = Arc<HookedLog<SyncedEnd>>;
+
+/// The end of what the disk holds for sure.
+#[derive(Default)]
+struct SyncedEnd(AtomicU64);
+
+impl DiskHooks for SyncedEnd {
+    fn sync(&self, log: &MemoryLog) -> Result<(), Error> {
+        self.0.store(log.end_offset().get(), Ordering::SeqCst);
+        Ok(())
+    }
+    fn truncated(&self, offset: Offset) {
+        self.0.fetch_min(offset.get(), Ordering::SeqCst);
+    }
+    fn reset(&self, start: Offset) {
+        self.0.store(start.get(), Ordering::SeqCst);
+    }
 }
 
-impl SimDisk {
-    fn crash(&self, lose_unsynced: bool) {
-        let synced = Offset::new(self.synced.load(Ordering::SeqCst));
-        if lose_unsynced && synced < self.log.end_offset() {
-            self.log.truncate_from(synced).unwrap();
-        }
-        self.synced
-            .store(self.log.end_offset().get(), Ordering::SeqCst);
+/// A machine crash: the disk keeps what was synced (all of it when `lose_unsynced` is off).
+fn crash(disk: &SimDisk, lose_unsynced: bool) {
+    let synced = Offset::new(disk.hooks.0.load(Ordering::SeqCst));
+    if lose_unsynced && synced < disk.log.end_offset() {
+        disk.log.truncate_from(synced).unwrap();
     }
-}
-
-impl LogStorage for SimDisk {
-    fn append(&self, epoch: Epoch, entries: &[Entry<'_>]) -> Result<Appended, Error> {
-        self.log.append(epoch, entries)
-    }
-    fn append_records(&self, records: &[Record]) -> Result<Appended, Error> {
-        self.log.append_records(records)
-    }
-    fn read(&self, from: Offset, max_bytes: usize) -> Result<Vec<Record>, Error> {
-        self.log.read(from, max_bytes)
-    }
-    fn start_offset(&self) -> Offset {
-        self.log.start_offset()
-    }
-    fn end_offset(&self) -> Offset {
-        self.log.end_offset()
-    }
-    fn wait_beyond(&self, offset: Offset, timeout: Duration) -> Offset {
-        self.log.wait_beyond(offset, timeout)
-    }
-    fn truncate_from(&self, offset: Offset) -> Result<(), Error> {
-        self.log.truncate_from(offset)?;
-        self.synced.fetch_min(offset.get(), Ordering::SeqCst);
-        Ok(())
-    }
-    fn drop_before(&self, offset: Offset) -> Result<(), Error> {
-        self.log.drop_before(offset)
-    }
-    fn reset(&self, start: Offset, epoch: Epoch) -> Result<(), Error> {
-        self.log.reset(start, epoch)?;
-        self.synced.store(start.get(), Ordering::SeqCst);
-        Ok(())
-    }
-    fn sync(&self) -> Result<(), Error> {
-        self.synced
-            .store(self.log.end_offset().get(), Ordering::SeqCst);
-        Ok(())
-    }
-    fn epochs(&self) -> Vec<(Epoch, Offset)> {
-        self.log.epochs()
-    }
+    disk.hooks
+        .0
+        .store(disk.log.end_offset().get(), Ordering::SeqCst);
 }
 
 #[derive(Debug, Clone)]
@@ -678,7 +652,7 @@ impl Sim {
                 // Crash and restart (a machine crash loses the unsynced tail).
                 let node = self.nodes.get_mut(&victim).unwrap();
                 node.replica = None;
-                node.disk.crash(self.lose_unsynced_on_crash);
+                crash(&node.disk, self.lose_unsynced_on_crash);
                 node.down_until = self.now + hold;
             }
             2 => {
