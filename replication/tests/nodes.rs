@@ -60,11 +60,20 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 /// Three replicas without a coordinator: node 1 leads epoch 1, the others follow it.
 fn manual_set(tune: impl Fn(&mut ReplicaConfig)) -> (MemoryNetwork, Vec<Node<MemoryLog>>) {
     let net = MemoryNetwork::new();
+    let nodes = manual_set_over(|id| net.join(id), tune);
+    (net, nodes)
+}
+
+/// [`manual_set`] over the transports `transport` gives each node.
+fn manual_set_over<T: Transport + 'static>(
+    mut transport: impl FnMut(NodeId) -> T,
+    tune: impl Fn(&mut ReplicaConfig),
+) -> Vec<Node<MemoryLog>> {
     let members = ids(3);
     let nodes: Vec<Node<MemoryLog>> = members
         .iter()
         .map(|&id| {
-            start(id, &members, net.join(id), |c| {
+            start(id, &members, transport(id), |c| {
                 c.coordinator = None;
                 tune(c);
             })
@@ -74,7 +83,7 @@ fn manual_set(tune: impl Fn(&mut ReplicaConfig)) -> (MemoryNetwork, Vec<Node<Mem
     for n in &nodes[1..] {
         n.follow(Epoch::new(1), members[0]).unwrap();
     }
-    (net, nodes)
+    nodes
 }
 
 fn leader_of(nodes: &[Option<Node<MemoryLog>>]) -> usize {
@@ -186,6 +195,28 @@ fn followers_serve_their_readers_writes_and_subscriptions_tail() {
     assert!(nodes[1].read_committed(beyond, 1 << 10).is_err());
 }
 
+/// A subscription whose next committed records are only a leader's epoch marker keeps
+/// waiting for data instead of returning an empty batch before its timeout.
+#[test]
+fn a_subscription_waits_past_epoch_markers_for_data() {
+    let (_net, nodes) = manual_set(|_| {});
+    wait_until("the epoch marker committed", Duration::from_secs(5), || {
+        nodes[2].commit_offset() >= Offset::new(1)
+    });
+    let mut tail = nodes[2].subscribe(Offset::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            nodes[0]
+                .write(Write::new(b"data".to_vec(), AckLevel::Quorum))
+                .unwrap();
+        });
+        let batch = tail.next_batch(Duration::from_secs(10)).unwrap();
+        assert_eq!(batch.len(), 1, "{batch:?}");
+        assert_eq!(batch[0].payload, b"data");
+    });
+}
+
 #[test]
 fn ack_levels_are_refused_or_time_out_but_never_weakened() {
     let (net, nodes) = manual_set(|c| c.min_in_sync_replicas = 3);
@@ -248,21 +279,36 @@ fn free_addr() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
+/// TCP transports for `members` and the coordinator, every address bound before any node
+/// starts connecting: an outgoing connection's ephemeral port could otherwise take an address
+/// a later node was given. (A port `free_addr` found can still be taken before it is bound,
+/// by another test's connection: then the whole set is tried again on fresh ports.)
+fn tcp_transports(
+    members: &[NodeId],
+) -> (HashMap<NodeId, SocketAddr>, HashMap<NodeId, TcpTransport>) {
+    for _ in 0..10 {
+        let mut addrs: HashMap<NodeId, SocketAddr> =
+            members.iter().map(|&id| (id, free_addr())).collect();
+        addrs.insert(COORDINATOR, free_addr());
+        let bound: Result<HashMap<NodeId, TcpTransport>, _> = addrs
+            .keys()
+            .map(|&id| {
+                TcpTransport::bind(id, addrs[&id], &addrs, TcpConfig::default()).map(|t| (id, t))
+            })
+            .collect();
+        match bound {
+            Ok(transports) => return (addrs, transports),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => panic!("binding: {e}"),
+        }
+    }
+    panic!("no free set of loopback ports in 10 tries")
+}
+
 #[test]
 fn replicas_over_loopback_tcp_survive_hostile_bytes() {
     let members = ids(3);
-    let mut addrs: HashMap<NodeId, SocketAddr> =
-        members.iter().map(|&id| (id, free_addr())).collect();
-    addrs.insert(COORDINATOR, free_addr());
-    // Every address is bound before any node starts connecting: an outgoing connection's
-    // ephemeral port could otherwise take an address a later node was given.
-    let mut transports: HashMap<NodeId, TcpTransport> = addrs
-        .keys()
-        .map(|&id| {
-            let t = TcpTransport::bind(id, addrs[&id], &addrs, TcpConfig::default()).unwrap();
-            (id, t)
-        })
-        .collect();
+    let (addrs, mut transports) = tcp_transports(&members);
     let mut transport = |id: NodeId| transports.remove(&id).expect("bound above");
     let _coordinator = CoordinatorNode::start(
         COORDINATOR,
@@ -339,5 +385,93 @@ fn replicas_over_loopback_tcp_survive_hostile_bytes() {
     ));
     for n in nodes.iter().flatten() {
         assert!(n.wait_for_commit(last.unwrap(), Duration::from_secs(5)));
+    }
+}
+
+/// Eight threads write to the leader over loopback TCP at once, blocking, asynchronously and
+/// in batches, while another asks for status and reads followers: with the replica run by
+/// whichever thread brings work, every write is acknowledged exactly once, at its own offset,
+/// and every replica ends up holding all of them.
+#[test]
+fn concurrent_writers_over_tcp_are_each_acknowledged_once_and_replicated() {
+    const PER_THREAD: u64 = 200;
+    let (_, mut transports) = tcp_transports(&ids(3));
+    let nodes = manual_set_over(|id| transports.remove(&id).expect("bound above"), |_| {});
+    let leader = &nodes[0];
+    let written = std::sync::Mutex::new(Vec::new());
+    let payload = |producer: u64, seq: u64| format!("{producer}:{seq}").into_bytes();
+    let write = |producer: u64, seq: u64| {
+        Write::new(payload(producer, seq), AckLevel::Quorum).idempotent(producer, seq)
+    };
+    std::thread::scope(|s| {
+        for producer in 0..8u64 {
+            let written = &written;
+            s.spawn(move || {
+                let mut acked = Vec::new();
+                match producer % 3 {
+                    0 => {
+                        for seq in 0..PER_THREAD {
+                            acked.push((leader.write(write(producer, seq)).unwrap(), seq));
+                        }
+                    }
+                    1 => {
+                        let pending: Vec<_> = (0..PER_THREAD)
+                            .map(|seq| (leader.write_async(write(producer, seq)), seq))
+                            .collect();
+                        for (rx, seq) in pending {
+                            acked.push((rx.recv().unwrap().unwrap(), seq));
+                        }
+                    }
+                    _ => {
+                        for chunk in (0..PER_THREAD).collect::<Vec<_>>().chunks(25) {
+                            let outcomes = leader
+                                .write_batch(chunk.iter().map(|&q| write(producer, q)).collect());
+                            for (outcome, &seq) in outcomes.into_iter().zip(chunk) {
+                                acked.push((outcome.unwrap(), seq));
+                            }
+                        }
+                    }
+                }
+                written
+                    .lock()
+                    .unwrap()
+                    .extend(acked.into_iter().map(|(w, seq)| {
+                        assert!(!w.duplicate, "write {producer}:{seq} applied twice");
+                        (w.offset, payload(producer, seq))
+                    }));
+            });
+        }
+        s.spawn(|| {
+            for _ in 0..200 {
+                assert_eq!(leader.status().unwrap().role, Role::Leader);
+                let _ = nodes[1].read_committed(Offset::new(0), 1 << 16).unwrap();
+            }
+        });
+    });
+    let written = written.into_inner().unwrap();
+    assert_eq!(written.len() as u64, 8 * PER_THREAD);
+    let last = written.iter().map(|(o, _)| *o).max().unwrap();
+    for node in &nodes {
+        assert!(node.wait_for_commit(last, Duration::from_secs(20)));
+        let held: HashMap<Offset, Vec<u8>> = node
+            .read_committed(Offset::new(0), usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.offset, r.payload))
+            .collect();
+        for (offset, payload) in &written {
+            assert_eq!(
+                held.get(offset),
+                Some(payload),
+                "{:?} lost at {offset:?}",
+                node.id()
+            );
+        }
+        assert_eq!(
+            held.len(),
+            written.len(),
+            "{:?} holds other records",
+            node.id()
+        );
     }
 }

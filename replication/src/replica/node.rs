@@ -300,13 +300,21 @@ impl<S: LogStorage> Subscription<S> {
     ///
     /// As [`Replica::read_committed`] (for example when compaction dropped the position).
     pub fn next_batch(&mut self, timeout: Duration) -> Result<Vec<Committed>, Error> {
-        let commit = self.published.wait_beyond(self.next.get(), timeout);
-        if commit <= self.next.get() {
-            return Ok(Vec::new());
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let commit = self.published.wait_beyond(self.next.get(), left);
+            if commit <= self.next.get() {
+                return Ok(Vec::new());
+            }
+            let (records, next) =
+                read_committed(&*self.log, Offset::new(commit), self.next, 1 << 20)?;
+            self.next = next;
+            // Only epoch markers committed: nothing to deliver yet, so keep waiting.
+            if !records.is_empty() || left.is_zero() {
+                return Ok(records);
+            }
         }
-        let (records, next) = read_committed(&*self.log, Offset::new(commit), self.next, 1 << 20)?;
-        self.next = next;
-        Ok(records)
     }
 }
 
