@@ -98,7 +98,7 @@ fn a_node_whose_log_panics_in_a_sync_stops_and_answers_its_writers() {
 
 #[test]
 fn calls_after_stop_are_refused_at_once() {
-    let (mut node, _log) = leader();
+    let (node, _log) = leader();
     node.stop();
     assert!(node.status().is_err());
     assert!(matches!(

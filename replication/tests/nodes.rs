@@ -475,3 +475,57 @@ fn concurrent_writers_over_tcp_are_each_acknowledged_once_and_replicated() {
         );
     }
 }
+
+/// A node stopped through a shared handle while eight threads write to it: every writer
+/// hears back (acknowledged, or `LeadershipLost`), none is left waiting, and nothing touches
+/// the log once `stop` has returned.
+#[test]
+fn a_node_stopped_under_load_answers_every_writer_and_lets_go_of_its_log() {
+    let (_, mut transports) = tcp_transports(&ids(3));
+    let mut nodes = manual_set_over(|id| transports.remove(&id).expect("bound above"), |_| {});
+    let leader = Arc::new(nodes.remove(0));
+    let (done, finished) = std::sync::mpsc::channel();
+    for producer in 0..8u64 {
+        let (leader, done) = (Arc::clone(&leader), done.clone());
+        std::thread::spawn(move || {
+            let mut acked = 0u64;
+            for seq in 0.. {
+                let w = Write::new(vec![1; 100], AckLevel::Quorum).idempotent(producer, seq);
+                let outcome = if producer % 2 == 0 {
+                    leader.write(w)
+                } else {
+                    leader
+                        .write_async(w)
+                        .recv()
+                        .unwrap_or(Err(WriteError::LeadershipLost {
+                            offset: Offset::new(0),
+                        }))
+                };
+                match outcome {
+                    Ok(_) => acked += 1,
+                    Err(WriteError::LeadershipLost { .. }) => break,
+                    Err(e) => panic!("writer {producer}: {e}"),
+                }
+            }
+            done.send(acked).unwrap();
+        });
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    leader.stop();
+    let end = leader.log().end_offset();
+    let acked: u64 = (0..8)
+        .map(|_| {
+            finished
+                .recv_timeout(Duration::from_secs(20))
+                .expect("a writer was left waiting")
+        })
+        .sum();
+    assert!(acked > 0, "no write was acknowledged before the stop");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        leader.log().end_offset(),
+        end,
+        "the log grew after stop returned"
+    );
+    assert!(leader.status().is_err());
+}

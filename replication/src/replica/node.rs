@@ -61,7 +61,7 @@ pub struct Node<S: LogStorage + 'static> {
     log: Arc<S>,
     engine: Arc<dyn Runner>,
     published: Arc<Published>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl<S: LogStorage + 'static> std::fmt::Debug for Node<S> {
@@ -108,7 +108,7 @@ impl<S: LogStorage + 'static> Node<S> {
             log,
             engine,
             published,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         }
     }
 
@@ -264,10 +264,12 @@ impl<S: LogStorage + 'static> Node<S> {
     }
 
     /// Stops the node (also on drop): drops its replica and transport; waiting writers hear
-    /// [`WriteError::LeadershipLost`].
-    pub fn stop(&mut self) {
+    /// [`WriteError::LeadershipLost`], later calls fail the same way. Any thread holding the
+    /// node may stop it; the call returns once no thread uses the log any more (so do not
+    /// call it from the node's own callbacks, such as a [`StateMachine`](super::StateMachine)).
+    pub fn stop(&self) {
         self.engine.stop();
-        if let Some(t) = self.thread.take() {
+        if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
         }
     }
