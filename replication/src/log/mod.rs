@@ -8,8 +8,11 @@ mod read;
 mod recovery;
 mod segment;
 pub(crate) mod storage;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -78,6 +81,12 @@ struct Inner {
     commit: GroupCommit,
     tail: TailSignal,
     recovery: Recovery,
+    /// Segments sealed without a sync (under [`Durability::Never`]): the next
+    /// [`sync`](LogStorage::sync) syncs them, and the directory holding their successors.
+    sealed_unsynced: Mutex<Vec<Arc<Segment>>>,
+    /// Someone called [`sync`](LogStorage::sync): a log under [`Durability::Never`] that its
+    /// owner syncs (a replica's) preallocates as a syncing log does.
+    owner_syncs: AtomicBool,
 }
 
 /// A durable, segmented, checksummed record log in a directory (Unix).
@@ -223,6 +232,8 @@ impl FileLog {
             commit: GroupCommit::new(end),
             tail: TailSignal::new(end),
             recovery,
+            sealed_unsynced: Mutex::new(Vec::new()),
+            owner_syncs: AtomicBool::new(false),
         });
         if let Durability::Interval(every) = config.durability {
             spawn_flusher(Arc::downgrade(&inner), every);
@@ -491,14 +502,25 @@ impl Inner {
     /// Writes everything staged and syncs it; returns the end of what is now durable. The
     /// group-commit syncer's action.
     fn flush_and_sync(&self) -> std::io::Result<u64> {
-        let end = {
+        // Segments roll under the writer's lock: the active segment and the sealed ones taken
+        // with it hold every record before `end`.
+        let (end, active, sealed) = {
             let mut w = lock(&self.writer);
             self.flush_locked(&mut w)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            w.staged_first
+            let sealed = std::mem::take(&mut *lock(&self.sealed_unsynced));
+            (w.staged_first, self.active(), sealed)
         };
-        // Earlier segments were synced when they were sealed.
-        self.active().file.sync_data()?;
+        // Segments sealed under `Durability::Never` since the last sync; the others were synced
+        // when they were sealed.
+        for segment in &sealed {
+            segment.file.sync_data()?;
+        }
+        if !sealed.is_empty() {
+            // The segments created after them were not made durable in the directory either.
+            std::fs::File::open(&self.dir)?.sync_all()?;
+        }
+        active.file.sync_data()?;
         Ok(end)
     }
 
@@ -515,10 +537,9 @@ impl Inner {
             (meta.len, meta.allocated)
         };
         let need = at + buf.len() as u64;
-        if need > allocated
-            && inner.config.preallocate
-            && inner.config.durability != Durability::Never
-        {
+        let syncs = inner.config.durability != Durability::Never
+            || inner.owner_syncs.load(std::sync::atomic::Ordering::Relaxed);
+        if need > allocated && inner.config.preallocate && syncs {
             let cap = inner.config.segment_bytes.max(need);
             active.preallocate((allocated + PREALLOCATE_CHUNK).max(need).min(cap));
         }
@@ -554,6 +575,10 @@ impl Inner {
         old.trim()?;
         if inner.config.durability != Durability::Never {
             old.file.sync_data().map_err(Error::io("sync", &old.path))?;
+        } else {
+            // Never synced on its own, but its owner may sync the log: then this segment's
+            // records count too.
+            lock(&inner.sealed_unsynced).push(Arc::clone(old));
         }
         let durable = inner.config.durability != Durability::Never;
         old.store_index(durable)?;
@@ -799,6 +824,9 @@ impl LogStorage for FileLog {
 
     fn sync(&self) -> Result<(), Error> {
         let inner = &*self.inner;
+        inner
+            .owner_syncs
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         inner
             .commit
             .sync_pending(|| inner.flush_and_sync())
