@@ -20,10 +20,8 @@ pub struct LogConfig {
     /// Whether a log that syncs writes zeros ahead of its appends, 4 MiB at a time (default
     /// `true`). A sync then writes only data, not the file's growth: on ext4 that makes each
     /// `fdatasync` about a third faster, and group commit twice as fast. Turn it off on
-    /// copy-on-write filesystems (btrfs, ZFS), where overwriting zeros gains nothing. Under
-    /// [`Durability::Never`] it starts with the first explicit
-    /// [`sync`](crate::LogStorage::sync) (a replica's log, which its replica syncs). Sealed
-    /// segments and a cleanly closed log hold no zeros.
+    /// copy-on-write filesystems (btrfs, ZFS), where overwriting zeros gains nothing. Ignored
+    /// with [`Durability::Never`]. Sealed segments and a cleanly closed log hold no zeros.
     pub preallocate: bool,
 }
 

@@ -12,7 +12,6 @@ pub(crate) mod storage;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -84,9 +83,6 @@ struct Inner {
     /// Segments sealed without a sync (under [`Durability::Never`]): the next
     /// [`sync`](LogStorage::sync) syncs them, and the directory holding their successors.
     sealed_unsynced: Mutex<Vec<Arc<Segment>>>,
-    /// Someone called [`sync`](LogStorage::sync): a log under [`Durability::Never`] that its
-    /// owner syncs (a replica's) preallocates as a syncing log does.
-    owner_syncs: AtomicBool,
 }
 
 /// A durable, segmented, checksummed record log in a directory (Unix).
@@ -233,7 +229,6 @@ impl FileLog {
             tail: TailSignal::new(end),
             recovery,
             sealed_unsynced: Mutex::new(Vec::new()),
-            owner_syncs: AtomicBool::new(false),
         });
         if let Durability::Interval(every) = config.durability {
             spawn_flusher(Arc::downgrade(&inner), every);
@@ -537,9 +532,10 @@ impl Inner {
             (meta.len, meta.allocated)
         };
         let need = at + buf.len() as u64;
-        let syncs = inner.config.durability != Durability::Never
-            || inner.owner_syncs.load(std::sync::atomic::Ordering::Relaxed);
-        if need > allocated && inner.config.preallocate && syncs {
+        if need > allocated
+            && inner.config.preallocate
+            && inner.config.durability != Durability::Never
+        {
             let cap = inner.config.segment_bytes.max(need);
             active.preallocate((allocated + PREALLOCATE_CHUNK).max(need).min(cap));
         }
@@ -824,9 +820,6 @@ impl LogStorage for FileLog {
 
     fn sync(&self) -> Result<(), Error> {
         let inner = &*self.inner;
-        inner
-            .owner_syncs
-            .store(true, std::sync::atomic::Ordering::Relaxed);
         inner
             .commit
             .sync_pending(|| inner.flush_and_sync())

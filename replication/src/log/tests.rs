@@ -1,5 +1,5 @@
 //! What a log under `Durability::Never` owes an owner that syncs it (a replica): a sync covers
-//! the records of segments sealed since the last one, and preallocation starts with it.
+//! the records of segments sealed since the last one.
 
 use super::*;
 
@@ -31,25 +31,4 @@ fn a_sync_covers_the_segments_sealed_since_the_last_one() {
         lock(&log.inner.sealed_unsynced).is_empty(),
         "sealed segments were left for a later sync"
     );
-}
-
-#[test]
-fn a_log_its_owner_syncs_preallocates() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = LogConfig::default().durability(Durability::Never);
-    config.segment_bytes = 64 << 20;
-    let log = FileLog::open(dir.path(), config).expect("open");
-    let file_len = || {
-        let active = log.inner.active();
-        (active.file.metadata().expect("metadata").len(), active.meta().len)
-    };
-    log.append(Epoch::new(1), &[Entry::new(b"before")])
-        .expect("append");
-    let (file, data) = file_len();
-    assert_eq!(file, data, "preallocated before any sync");
-    log.sync().expect("sync");
-    log.append(Epoch::new(1), &[Entry::new(b"after")])
-        .expect("append");
-    let (file, data) = file_len();
-    assert!(file > data, "no zeros ahead of the appends after a sync");
 }
