@@ -400,8 +400,11 @@ fn concurrent_writers_over_tcp_are_each_acknowledged_once_and_replicated() {
     let leader = &nodes[0];
     let written = std::sync::Mutex::new(Vec::new());
     let payload = |producer: u64, seq: u64| format!("{producer}:{seq}").into_bytes();
+    // A generous timeout: this checks what is acknowledged, not how fast, on a loaded machine.
     let write = |producer: u64, seq: u64| {
-        Write::new(payload(producer, seq), AckLevel::Quorum).idempotent(producer, seq)
+        Write::new(payload(producer, seq), AckLevel::Quorum)
+            .idempotent(producer, seq)
+            .with_timeout(Duration::from_secs(60))
     };
     std::thread::scope(|s| {
         for producer in 0..8u64 {
@@ -485,8 +488,10 @@ fn a_node_stopped_under_load_answers_every_writer_and_lets_go_of_its_log() {
     let mut nodes = manual_set_over(|id| transports.remove(&id).expect("bound above"), |_| {});
     let leader = Arc::new(nodes.remove(0));
     let (done, finished) = std::sync::mpsc::channel();
+    let first_ack = Arc::new(std::sync::Barrier::new(2));
     for producer in 0..8u64 {
         let (leader, done) = (Arc::clone(&leader), done.clone());
+        let first_ack = (producer == 0).then(|| Arc::clone(&first_ack));
         std::thread::spawn(move || {
             let mut acked = 0u64;
             for seq in 0.. {
@@ -506,11 +511,18 @@ fn a_node_stopped_under_load_answers_every_writer_and_lets_go_of_its_log() {
                     Err(WriteError::LeadershipLost { .. }) => break,
                     Err(e) => panic!("writer {producer}: {e}"),
                 }
+                if acked == 1
+                    && let Some(b) = &first_ack
+                {
+                    b.wait();
+                }
             }
             done.send(acked).unwrap();
         });
     }
-    std::thread::sleep(Duration::from_millis(150));
+    // Stopped once writes are flowing (writer 0 had one acknowledged).
+    first_ack.wait();
+    std::thread::sleep(Duration::from_millis(50));
     leader.stop();
     let end = leader.log().end_offset();
     let acked: u64 = (0..8)

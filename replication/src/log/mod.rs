@@ -80,9 +80,31 @@ struct Inner {
     commit: GroupCommit,
     tail: TailSignal,
     recovery: Recovery,
-    /// Segments sealed without a sync (under [`Durability::Never`]): the next
-    /// [`sync`](LogStorage::sync) syncs them, and the directory holding their successors.
-    sealed_unsynced: Mutex<Vec<Arc<Segment>>>,
+    /// What changed without a sync under [`Durability::Never`], for the next
+    /// [`sync`](LogStorage::sync) to make durable.
+    unsynced: Mutex<Unsynced>,
+    /// Sealed segments synced by `flush_and_sync`, for tests.
+    #[cfg(test)]
+    sealed_syncs: std::sync::atomic::AtomicUsize,
+}
+
+/// Changes a log under [`Durability::Never`] made without syncing, which an owner that syncs
+/// it explicitly (a replica) needs durable at its next sync.
+#[derive(Debug, Default)]
+struct Unsynced {
+    /// Sealed segments whose records may not be on disk.
+    sealed: Vec<Arc<Segment>>,
+    /// Segment files were created or deleted: the directory must be synced.
+    directory: bool,
+}
+
+impl Unsynced {
+    /// Forgets segments no longer in the log (deleted by retention, a cut or a reset), so
+    /// their files are closed.
+    fn prune(&mut self, live: &[Arc<Segment>]) {
+        self.sealed
+            .retain(|s| live.iter().any(|l| Arc::ptr_eq(l, s)));
+    }
 }
 
 /// A durable, segmented, checksummed record log in a directory (Unix).
@@ -192,20 +214,22 @@ impl FileLog {
             segments.push(Arc::new(seg));
         }
         // What recovery found may still sit unsynced in the page cache (the last run may have
-        // used `Never`, or died mid-append): make it durable before counting it so.
-        if config.durability != Durability::Never
-            && let Some(tail) = segments.last()
-        {
-            tail.file
-                .sync_all()
-                .map_err(Error::io("sync", &tail.path))?;
+        // used `Never`, or died mid-append, with the machine up): make it durable before
+        // counting it so, whatever this run's policy, since the log reports its end as durable
+        // (a replica on it tells its leader so). Every segment: under `Never` the last run
+        // sealed segments without syncing them.
+        if !segments.is_empty() {
+            for seg in &segments {
+                seg.file.sync_data().map_err(Error::io("sync", &seg.path))?;
+            }
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(Error::io("sync directory", &dir))?;
         }
         if segments.is_empty() {
-            segments.push(Arc::new(Segment::create(
-                &dir,
-                0,
-                config.durability != Durability::Never,
-            )?));
+            // Its directory entry is synced at once: a sync under `Never` syncs only the
+            // directories of segments made after it.
+            segments.push(Arc::new(Segment::create(&dir, 0, true)?));
         }
         let end = segments.last().map_or(0, |s| s.meta().next);
         let mut epochs = EpochHistory::load(&dir)?;
@@ -228,7 +252,9 @@ impl FileLog {
             commit: GroupCommit::new(end),
             tail: TailSignal::new(end),
             recovery,
-            sealed_unsynced: Mutex::new(Vec::new()),
+            unsynced: Mutex::new(Unsynced::default()),
+            #[cfg(test)]
+            sealed_syncs: std::sync::atomic::AtomicUsize::new(0),
         });
         if let Durability::Interval(every) = config.durability {
             spawn_flusher(Arc::downgrade(&inner), every);
@@ -337,6 +363,7 @@ impl FileLog {
             oldest.delete()?;
             segments.remove(0);
             deleted += 1;
+            lock(&self.inner.unsynced).directory = true;
         }
         Ok(deleted)
     }
@@ -499,20 +526,22 @@ impl Inner {
     fn flush_and_sync(&self) -> std::io::Result<u64> {
         // Segments roll under the writer's lock: the active segment and the sealed ones taken
         // with it hold every record before `end`.
-        let (end, active, sealed) = {
+        let (end, active, unsynced) = {
             let mut w = lock(&self.writer);
             self.flush_locked(&mut w)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let sealed = std::mem::take(&mut *lock(&self.sealed_unsynced));
-            (w.staged_first, self.active(), sealed)
+            let unsynced = std::mem::take(&mut *lock(&self.unsynced));
+            (w.staged_first, self.active(), unsynced)
         };
         // Segments sealed under `Durability::Never` since the last sync; the others were synced
         // when they were sealed.
-        for segment in &sealed {
+        for segment in &unsynced.sealed {
             segment.file.sync_data()?;
+            #[cfg(test)]
+            self.sealed_syncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        if !sealed.is_empty() {
-            // The segments created after them were not made durable in the directory either.
+        if unsynced.directory {
             std::fs::File::open(&self.dir)?.sync_all()?;
         }
         active.file.sync_data()?;
@@ -573,8 +602,11 @@ impl Inner {
             old.file.sync_data().map_err(Error::io("sync", &old.path))?;
         } else {
             // Never synced on its own, but its owner may sync the log: then this segment's
-            // records count too.
-            lock(&inner.sealed_unsynced).push(Arc::clone(old));
+            // records count too, and the new segment's directory entry.
+            let mut unsynced = lock(&inner.unsynced);
+            unsynced.prune(&inner.segments());
+            unsynced.sealed.push(Arc::clone(old));
+            unsynced.directory = true;
         }
         let durable = inner.config.durability != Durability::Never;
         old.store_index(durable)?;
@@ -778,6 +810,7 @@ impl LogStorage for FileLog {
         while segments.len() > 1 && segments[0].meta().next <= offset.get() {
             segments[0].delete()?;
             segments.remove(0);
+            lock(&inner.unsynced).directory = true;
         }
         Ok(())
     }
@@ -810,6 +843,13 @@ impl LogStorage for FileLog {
         if let Err(e) = &result {
             inner.commit.poison(format!("reset failed: {e}"));
             return result;
+        }
+        if !durable {
+            // The old segments are gone and the new one's directory entry is not durable.
+            *lock(&inner.unsynced) = Unsynced {
+                sealed: Vec::new(),
+                directory: true,
+            };
         }
         writer.epochs = history;
         writer.next = start.get();

@@ -1,5 +1,8 @@
 //! What a log under `Durability::Never` owes an owner that syncs it (a replica): a sync covers
-//! the records of segments sealed since the last one.
+//! the records of segments sealed since the last one, and the files of the segments it no
+//! longer has are let go.
+
+use std::sync::atomic::Ordering;
 
 use super::*;
 
@@ -25,10 +28,29 @@ fn a_sync_covers_the_segments_sealed_since_the_last_one() {
     let log = never(dir.path());
     append_until_rolled(&log);
     append_until_rolled(&log);
-    assert_eq!(lock(&log.inner.sealed_unsynced).len(), 2);
+    assert_eq!(lock(&log.inner.unsynced).sealed.len(), 2);
     log.sync().expect("sync");
-    assert!(
-        lock(&log.inner.sealed_unsynced).is_empty(),
-        "sealed segments were left for a later sync"
+    assert_eq!(log.inner.sealed_syncs.load(Ordering::Relaxed), 2);
+    assert!(lock(&log.inner.unsynced).sealed.is_empty());
+    // Already synced: the next sync has no sealed segment to sync again.
+    append_until_rolled(&log);
+    log.sync().expect("sync");
+    assert_eq!(log.inner.sealed_syncs.load(Ordering::Relaxed), 3);
+}
+
+#[test]
+fn segments_dropped_before_a_sync_are_let_go() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = never(dir.path());
+    append_until_rolled(&log);
+    append_until_rolled(&log);
+    log.drop_before(log.end_offset()).expect("drop");
+    append_until_rolled(&log);
+    let unsynced = lock(&log.inner.unsynced);
+    assert_eq!(
+        unsynced.sealed.len(),
+        1,
+        "deleted segments are still held open"
     );
+    assert!(unsynced.directory);
 }

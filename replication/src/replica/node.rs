@@ -263,13 +263,16 @@ impl<S: LogStorage + 'static> Node<S> {
         }
     }
 
-    /// Stops the node (also on drop): drops its replica and transport; waiting writers hear
-    /// [`WriteError::LeadershipLost`], later calls fail the same way. Any thread holding the
-    /// node may stop it; the call returns once no thread uses the log any more (so do not
-    /// call it from the node's own callbacks, such as a [`StateMachine`](super::StateMachine)).
+    /// Stops the node (also on drop): drops its replica and transport; waiting and later
+    /// writes get [`WriteError::LeadershipLost`], other calls an error saying the node
+    /// stopped. Any thread holding the node may stop it, and the call returns once no thread
+    /// uses the log any more; so never call it (or drop the last handle) from code the node
+    /// runs, such as a [`StateMachine`](super::StateMachine) or a [`LogStorage`].
     pub fn stop(&self) {
         self.engine.stop();
-        if let Some(t) = self.thread.lock().take() {
+        // Held through the join: a second caller returns only once the thread has ended.
+        let mut thread = self.thread.lock();
+        if let Some(t) = thread.take() {
             let _ = t.join();
         }
     }
@@ -311,9 +314,11 @@ impl<S: LogStorage> Subscription<S> {
             }
             let (records, next) =
                 read_committed(&*self.log, Offset::new(commit), self.next, 1 << 20)?;
+            let moved = next != self.next;
             self.next = next;
-            // Only epoch markers committed: nothing to deliver yet, so keep waiting.
-            if !records.is_empty() || left.is_zero() {
+            // Only epoch markers committed: nothing to deliver yet, so keep waiting (unless
+            // nothing was read at all, which waiting on the commit offset cannot change).
+            if !records.is_empty() || !moved || left.is_zero() {
                 return Ok(records);
             }
         }
