@@ -430,8 +430,8 @@ impl FileLog {
                 .wait_durable(written, || inner.flush_and_sync())
                 .map_err(Error::from)?;
         } else {
+            // Counts the records as written (see `flush_locked`).
             inner.flush_locked(&mut writer)?;
-            inner.commit.written(end);
         }
         Ok(Appended::new(Offset::new(first), count))
     }
@@ -502,6 +502,9 @@ impl Inner {
         match result {
             Ok(()) => {
                 w.staged_first = end;
+                // Counted as written before readers can see them: a reader that sees these
+                // records and then syncs must find its sync covering them.
+                self.commit.written(end);
                 self.tail.publish(end);
                 Ok(())
             }
