@@ -831,7 +831,6 @@ impl LogStorage for FileLog {
         // The history first, then the segments newest first: a crash part-way leaves a
         // shorter log (which the follower re-fetches), never one with a gap.
         let history = EpochHistory::restarted_at(start, epoch);
-        let durable = inner.config.durability != Durability::Never;
         let result = history.store(&inner.dir).and_then(|()| {
             let mut segments = inner
                 .segments
@@ -840,20 +839,17 @@ impl LogStorage for FileLog {
             while let Some(seg) = segments.pop() {
                 seg.delete()?;
             }
-            segments.push(Arc::new(Segment::create(&inner.dir, start.get(), durable)?));
+            // The directory is synced whatever the policy: a crash must not bring the deleted
+            // segments back next to the new history (a reset is rare: a snapshot install).
+            segments.push(Arc::new(Segment::create(&inner.dir, start.get(), true)?));
             Ok(())
         });
         if let Err(e) = &result {
             inner.commit.poison(format!("reset failed: {e}"));
             return result;
         }
-        if !durable {
-            // The old segments are gone and the new one's directory entry is not durable.
-            *lock(&inner.unsynced) = Unsynced {
-                sealed: Vec::new(),
-                directory: true,
-            };
-        }
+        // The old segments are gone, synced or not.
+        lock(&inner.unsynced).sealed.clear();
         writer.epochs = history;
         writer.next = start.get();
         writer.staged_first = start.get();
