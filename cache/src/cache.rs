@@ -301,12 +301,13 @@ where
             }
         };
         let n = shards as u64;
+        let weighted = self.max_weight.is_some();
         let share = crate::window::WindowShare::for_capacity(capacity.div_ceil(n));
         let shards = (0..n)
             // Spread the capacity exactly: the first `capacity % n` shards take one more.
             .map(|i| {
                 let cap = capacity / n + u64::from(i < capacity % n);
-                Shard::new(cap, (entries / n).max(1) as usize, share.clone())
+                Shard::new(cap, (entries / n).max(1) as usize, weighted, share.clone())
             })
             .collect();
         Ok(Cache {
@@ -456,10 +457,11 @@ where
     }
 
     /// Reclaims every expired entry now (writes otherwise reclaim them a few at a time), telling
-    /// the listener, and hands the entries this thread unlinked to the epoch collector's shared
-    /// queue, so any thread's next collection can free them (otherwise they wait in this
-    /// thread's epoch handle until it holds 64 or the thread exits; calling
-    /// `crossbeam_epoch::pin().flush()` does not reach them, as the cache has its own handle).
+    /// the listener, and hands the entries that left the cache, and wait in their shard's
+    /// batch or this thread's epoch handle, to the epoch collector's shared queue, so any
+    /// thread's next collection can free them (otherwise they wait until a batch fills, the
+    /// handle holds 64, or the thread exits; calling `crossbeam_epoch::pin().flush()` does not
+    /// reach them, as the cache has its own handle).
     /// Optional: expired entries are never returned either way.
     pub fn run_pending_tasks(&self) {
         if let Some(now) = self.now() {
@@ -469,6 +471,10 @@ where
                 shard.sweep_all(now, &mut out, guard);
                 self.notify(out.into_vec());
             }
+        }
+        let guard = &crate::sync::pin();
+        for shard in &*self.shards {
+            shard.hand_over(guard);
         }
         crate::sync::flush();
     }

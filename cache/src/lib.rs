@@ -56,9 +56,13 @@
 //! bumps its hit counter (no write once saturated) and a hit count on the thread's stripe, and
 //! clones the value: no lock, no allocation. A write takes its shard's mutex, stores into the
 //! table with atomic stores, runs the policy and unlinks what it evicts; unlinked entries and
-//! outgrown tables are freed by the epoch collector once no reader can hold them (a thread's
-//! latest, up to 64, wait in its handle until more come, the thread exits, or
-//! [`Cache::run_pending_tasks`] or dropping the cache hands them on). Listeners run after the
+//! outgrown tables are freed by the epoch collector once no reader can hold them. A shard
+//! hands its unlinked entries over in batches (of up to 64, and at most a sixty-fourth of the
+//! shard's entries; one by one in a cache bounded by weight, whose entries' sizes it cannot
+//! know), and the collector gives their memory back to the shard for new entries, so a miss
+//! calls neither `malloc` nor `free`. Until then a batch waits in its shard, and a thread's
+//! latest hand-overs (up to 64) in its epoch handle, until more come, the thread exits, or
+//! [`Cache::run_pending_tasks`] or dropping the cache hands them on. Listeners run after the
 //! mutex is released. The read path against a writer (publication, replacement, removal,
 //! eviction, reclamation) and the single-flight hand-off are model-checked with loom.
 //!
@@ -96,6 +100,7 @@ mod flight;
 mod ghost;
 mod loading;
 mod policy;
+mod reclaim;
 mod shard;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]

@@ -18,6 +18,7 @@ use crossbeam_utils::CachePadded;
 use crate::RemovalCause;
 use crate::entry::{Entry, EntryRef};
 use crate::policy::{Policy, Release};
+use crate::reclaim::Reclaimer;
 use crate::sync::{AtomicU64, AtomicUsize, Mutex, ReadPin, lock};
 use crate::table::{Probe, Table};
 use crate::window::WindowShare;
@@ -97,6 +98,7 @@ struct Writer<K, V> {
     /// Writes since the read counts were last handed to the policy.
     unfed_writes: u32,
     evictions: u64,
+    reclaim: Reclaimer<K, V>,
 }
 
 /// One shard of the cache.
@@ -132,8 +134,14 @@ where
     K: Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// A shard holding up to `capacity` units of weight, about `entries` entries.
-    pub(crate) fn new(capacity: u64, entries: usize, share: Arc<WindowShare>) -> Self {
+    /// A shard holding up to `capacity` units of weight, about `entries` entries (a guess when
+    /// the cache is bounded by weight, `weighted`).
+    pub(crate) fn new(
+        capacity: u64,
+        entries: usize,
+        weighted: bool,
+        share: Arc<WindowShare>,
+    ) -> Self {
         Self {
             table: CachePadded::new(Atomic::new(Table::new(MIN_SLOTS))),
             writer: Mutex::new(Writer {
@@ -143,6 +151,7 @@ where
                 seen_hits: 0,
                 unfed_writes: 0,
                 evictions: 0,
+                reclaim: Reclaimer::new(entries, weighted),
             }),
             len: AtomicUsize::new(0),
             weight: AtomicU64::new(0),
@@ -233,16 +242,15 @@ where
         out: &mut Notices<K, V>,
         guard: &Guard,
     ) {
-        let new = Owned::new(entry).into_shared(guard);
+        let mut w = lock(&self.writer);
+        let new = w.reclaim.alloc(entry).into_shared(guard);
         let new_ref = entry_ref(new);
         let hash = new_ref.get().hash;
-        let mut w = lock(&self.writer);
         if u64::from(new_ref.get().weight) > w.policy.capacity() {
-            drop(w);
             new_ref.get().mark_removed();
             out.push((new_ref, RemovalCause::Size));
             // SAFETY: never shared: no reader can hold it.
-            unsafe { guard.defer_destroy(new) };
+            unsafe { w.reclaim.retire(new_ref, guard) };
             return;
         }
         // Reading the stripes touches cache lines other threads' reads write to: do it every
@@ -275,10 +283,13 @@ where
             live,
             tombstones,
             evictions,
+            reclaim,
             ..
         } = &mut *w;
         let mut release = |h: EntryRef<K, V>, why: Release| {
-            Self::release(table, h, why, now, live, tombstones, evictions, out, guard);
+            Self::release(
+                table, h, why, now, live, tombstones, evictions, reclaim, out, guard,
+            );
         };
         match replaced {
             Some(old) => {
@@ -322,6 +333,12 @@ where
             h.get().mark_removed();
             out.push((h, RemovalCause::Expired));
         }
+    }
+
+    /// Hands the entries this shard released and has not yet handed to the epoch collector
+    /// over now (they otherwise wait for a batch to fill).
+    pub(crate) fn hand_over(&self, guard: &Guard) {
+        lock(&self.writer).reclaim.hand_over(guard);
     }
 
     /// Removes `key`'s entry, returning it.
@@ -372,6 +389,7 @@ where
             policy,
             live,
             tombstones,
+            reclaim,
             ..
         } = &mut *w;
         let mut evictions = 0;
@@ -385,6 +403,7 @@ where
                 live,
                 tombstones,
                 &mut evictions,
+                reclaim,
                 &mut evicted,
                 guard,
             );
@@ -464,6 +483,7 @@ where
         live: &mut usize,
         tombstones: &mut usize,
         evictions: &mut u64,
+        reclaim: &mut Reclaimer<K, V>,
         out: &mut Notices<K, V>,
         guard: &Guard,
     ) {
@@ -482,10 +502,10 @@ where
             };
             out.push((h, cause));
         }
-        // SAFETY: the entry has left the table and the policy for good; readers that loaded it,
-        // and the caller that will show it to the listener, are pinned, so the collector frees
-        // it only after they unpin.
-        unsafe { guard.defer_destroy(shared(h)) };
+        // SAFETY: the entry has left the table and the policy for good, and the policy
+        // releases each entry once; readers that loaded it, and the caller that will show it to
+        // the listener, are pinned, so the collector frees it only after they unpin.
+        unsafe { reclaim.retire(h, guard) };
     }
 }
 
@@ -531,7 +551,7 @@ mod loom_models {
     #[test]
     fn loom_readers_see_whole_entries_in_order() {
         loom::model(|| {
-            let shard = Arc::new(Shard::new(4, 4, WindowShare::for_capacity(4)));
+            let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_capacity(4)));
             let writer = {
                 let shard = shard.clone();
                 loom::thread::spawn(move || {
@@ -558,7 +578,7 @@ mod loom_models {
     fn loom_removed_and_evicted_entries_are_never_returned_after() {
         loom::model(|| {
             // Room for one entry: inserting key 2 evicts one of the two.
-            let shard = Arc::new(Shard::new(1, 1, WindowShare::for_capacity(1)));
+            let shard = Arc::new(Shard::new(1, 1, false, WindowShare::for_capacity(1)));
             insert(&shard, 1, 10);
             let writer = {
                 let shard = shard.clone();
@@ -573,6 +593,33 @@ mod loom_models {
             writer.join().unwrap();
             assert_eq!(get(&shard, 1), None, "removed before this read began");
             assert!(shard.len() <= 1);
+        });
+    }
+
+    #[test]
+    fn loom_recycled_memory_is_not_reused_under_a_reader() {
+        loom::model(|| {
+            // Room for one entry: each insert evicts, and the evicted entry's memory goes back
+            // to the shard for the next one once the collector lets it.
+            let shard = Arc::new(Shard::new(1, 1, false, WindowShare::for_capacity(1)));
+            insert(&shard, 1, 10);
+            let writer = {
+                let shard = shard.clone();
+                loom::thread::spawn(move || {
+                    insert(&shard, 2, 20);
+                    shard.hand_over(&crate::sync::pin());
+                    // Collections with nothing pinned here: two epochs on, an entry no
+                    // reader holds is freed and its memory returned.
+                    for _ in 0..3 {
+                        crate::sync::flush();
+                    }
+                    insert(&shard, 3, 30);
+                })
+            };
+            // The entry this read finds is key 1's whole, never another key's built in its
+            // memory (`get` checks the key; the value must match it too).
+            assert!(matches!(get(&shard, 1), None | Some(10)));
+            writer.join().unwrap();
         });
     }
 }

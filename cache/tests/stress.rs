@@ -99,11 +99,11 @@ fn worker(cache: &Cache<u64, Tagged>, t: u64, ops: u64, live: &Arc<AtomicUsize>)
     }
 }
 
-#[test]
-fn eight_threads_mixing_every_operation() {
-    let live = Arc::new(AtomicUsize::new(0));
+/// Runs the workers on `cache` (at most `capacity` entries), then checks every value was
+/// dropped once the cache is gone.
+fn run_workers(cache: Cache<u64, Tagged>, capacity: usize, live: &Arc<AtomicUsize>) {
     {
-        let cache = Arc::new(Cache::builder().max_capacity(32).shards(2).build().unwrap());
+        let cache = Arc::new(cache);
         let ops = if cfg!(debug_assertions) {
             20_000
         } else {
@@ -111,14 +111,14 @@ fn eight_threads_mixing_every_operation() {
         };
         let threads: Vec<_> = (0..THREADS)
             .map(|t| {
-                let (cache, live) = (Arc::clone(&cache), Arc::clone(&live));
+                let (cache, live) = (Arc::clone(&cache), Arc::clone(live));
                 std::thread::spawn(move || worker(&cache, t, ops, &live))
             })
             .collect();
         for t in threads {
             t.join().unwrap();
         }
-        assert!(cache.len() <= 32);
+        assert!(cache.len() <= capacity);
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while live.load(Ordering::SeqCst) != 0 && std::time::Instant::now() < deadline {
@@ -126,4 +126,26 @@ fn eight_threads_mixing_every_operation() {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     assert_eq!(live.load(Ordering::SeqCst), 0);
+}
+
+/// A cache smaller than the hot set: every insert evicts, and each released entry is handed
+/// to the epoch collector on its own.
+#[test]
+fn eight_threads_mixing_every_operation() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let cache = Cache::builder().max_capacity(32).shards(2).build().unwrap();
+    run_workers(cache, 32, &live);
+}
+
+/// A shard large enough that released entries are handed over in batches and new entries are
+/// built in the memory of freed ones, under the same mix.
+#[test]
+fn eight_threads_mixing_every_operation_with_batched_reclamation() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let cache = Cache::builder()
+        .max_capacity(8192)
+        .shards(1)
+        .build()
+        .unwrap();
+    run_workers(cache, 8192, &live);
 }
