@@ -597,6 +597,30 @@ mod loom_models {
     }
 
     #[test]
+    fn loom_a_removal_never_hides_the_keys_past_it() {
+        loom::model(|| {
+            // Keys 1, 17 and 33 share home slot 1 of the shard's 16 slots: 17 sits past 1.
+            let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_capacity(4)));
+            insert(&shard, 1, 10);
+            insert(&shard, 17, 170);
+            let writer = {
+                let shard = shard.clone();
+                loom::thread::spawn(move || {
+                    let guard = &crate::sync::pin();
+                    shard.remove(1, &1u64, guard);
+                    shard.remove(33, &33u64, guard);
+                    drop(guard);
+                    insert(&shard, 33, 330);
+                })
+            };
+            assert_eq!(get(&shard, 17), Some(170));
+            writer.join().unwrap();
+            assert_eq!(get(&shard, 17), Some(170));
+            assert_eq!(get(&shard, 33), Some(330));
+        });
+    }
+
+    #[test]
     fn loom_recycled_memory_is_not_reused_under_a_reader() {
         loom::model(|| {
             // Room for one entry: each insert evicts, and the evicted entry's memory goes back
