@@ -449,10 +449,22 @@ where
             }
             None => (0, None),
         };
-        let guard = &crate::sync::pin();
-        let mut out = Notices::new(self.listener.is_some());
         let entry = Entry::new(hash, key, value, weight).expiring_at(deadline);
-        self.shard(hash).insert(entry, now, &mut out, guard);
+        let shard = self.shard(hash);
+        if self.listener.is_none() {
+            // Unpinned: pinning costs a locked instruction, and nothing needs it here. The
+            // shard's writer lock keeps what the insert reads alive, its deferrals pin guards of
+            // their own, and no entry that leaves is shown to anyone after the lock is released.
+            // SAFETY: only a writer holding the shard's lock frees, or defers the freeing of,
+            // the shard's tables and entries, and `insert` reads nothing else; `out` keeps no
+            // notices, so nothing it releases is used after it returns.
+            let unpinned = unsafe { crossbeam_epoch::unprotected() };
+            shard.insert(entry, now, &mut Notices::new(false), unpinned);
+            return;
+        }
+        let guard = &crate::sync::pin();
+        let mut out = Notices::new(true);
+        shard.insert(entry, now, &mut out, guard);
         self.notify(out.into_vec());
     }
 
@@ -472,9 +484,8 @@ where
                 self.notify(out.into_vec());
             }
         }
-        let guard = &crate::sync::pin();
         for shard in &*self.shards {
-            shard.hand_over(guard);
+            shard.hand_over();
         }
         crate::sync::flush();
     }

@@ -124,7 +124,15 @@ impl<K, V> Handle for EntryRef<K, V> {
     }
 
     fn take_hits(self) -> u8 {
-        self.get().hits.swap(0, Ordering::Relaxed)
+        // A load and a store, not a swap: a reader's hit landing between them is lost, which
+        // costs the policy nothing it needs (see `Entry::hit`), while a swap is a locked
+        // instruction on every entry the policy looks at.
+        let hits = &self.get().hits;
+        let n = hits.load(Ordering::Relaxed);
+        if n > 0 {
+            hits.store(0, Ordering::Relaxed);
+        }
+        n
     }
 
     fn region(self) -> Region {

@@ -273,6 +273,10 @@ pub(crate) struct Policy<H> {
     /// Window leavers admission turned away, and entries evicted from main.
     turned_away: Ghost,
     evicted: Ghost,
+    /// How many slots each ghost uses during this write: one per [`ENTRIES_PER_GHOST_SLOT`]
+    /// entries held when it began (a write changes that by an entry or so, which a ghost's
+    /// approximate memory cannot tell; computing it once saves summing the queues each time).
+    ghost_len: usize,
     /// xorshift state for the random admission of warm candidates.
     rng: u64,
     sweep: Sweep,
@@ -297,6 +301,7 @@ impl<H: Handle> Policy<H> {
             steps: Steps::default(),
             turned_away: Ghost::new(ghosts),
             evicted: Ghost::new(ghosts),
+            ghost_len: 0,
             rng: 0x2545_f491_4f6c_dd1d,
             sweep: Sweep::default(),
         };
@@ -334,6 +339,7 @@ impl<H: Handle> Policy<H> {
     /// Adds a new entry, evicting as needed.
     pub(crate) fn insert(&mut self, h: H, release: &mut impl FnMut(H, Release)) {
         let held = self.held();
+        self.ghost_len = ghost_slots(held);
         if held >= self.sketch.capacity() {
             self.sketch.ensure_capacity(held + 1);
             let ghosts = ghost_slots(self.sketch.capacity());
@@ -355,6 +361,7 @@ impl<H: Handle> Policy<H> {
     pub(crate) fn replace(&mut self, old: H, new: H, release: &mut impl FnMut(H, Release)) {
         let region = old.region();
         self.remove(old);
+        self.ghost_len = ghost_slots(self.held());
         self.sketch.increment(new.hash());
         match region {
             Region::Probation => self.probation.push(new, Region::Probation),
@@ -471,7 +478,7 @@ impl<H: Handle> Policy<H> {
             self.admit(candidate, release);
         }
         while self.weight() > self.capacity {
-            let ghost_len = self.ghost_len();
+            let ghost_len = self.ghost_len;
             let victim = if let Some(v) = self.main_victim(release) {
                 self.evicted.remember(v.hash(), ghost_len);
                 v
@@ -492,7 +499,7 @@ impl<H: Handle> Policy<H> {
     /// Admits a window leaver to probation if there is room or it is more popular than main's
     /// victim (which is then evicted); otherwise evicts it.
     fn admit(&mut self, candidate: H, release: &mut impl FnMut(H, Release)) {
-        let ghost_len = self.ghost_len();
+        let ghost_len = self.ghost_len;
         let main = self.probation.weight + self.protected.weight;
         if main + candidate.weight() <= self.main_max() {
             self.probation.push(candidate, Region::Probation);
@@ -581,18 +588,12 @@ impl<H: Handle> Policy<H> {
     /// Moves the window's boundary toward the side whose ghost remembers `hash`, the key of a
     /// miss; see the module docs.
     fn adapt(&mut self, hash: u64) {
-        let ghost_len = self.ghost_len();
+        let ghost_len = self.ghost_len;
         if self.turned_away.recall(hash, ghost_len) {
             self.resize_window(self.steps.grow);
         } else if self.evicted.recall(hash, ghost_len) {
             self.resize_window(self.steps.shrink);
         }
-    }
-
-    /// How many slots each ghost uses: one per [`ENTRIES_PER_GHOST_SLOT`] entries held
-    /// now (a cache bounded by weight holds however many its weights allow).
-    fn ghost_len(&self) -> usize {
-        ghost_slots(self.held())
     }
 
     /// How many entries it holds.

@@ -11,7 +11,7 @@
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
-use crossbeam_epoch::{Guard, Owned};
+use crossbeam_epoch::Owned;
 
 use crate::entry::{Entry, EntryRef};
 use crate::sync::{Mutex, lock};
@@ -90,23 +90,24 @@ where
         std::mem::swap(&mut self.spares, &mut *lock(&self.returned));
     }
 
-    /// Frees `h`, which left the table and the policy for good, once no reader can hold it;
-    /// until then it stays valid for everyone pinned now (`guard`'s thread included).
+    /// Frees `h`, which left the table and the policy for good, once no reader can hold it:
+    /// it is handed to the collector with its batch, so it stays valid for everyone pinned
+    /// until then, and for everyone pinned at the hand-over until they unpin.
     ///
     /// # Safety
     ///
     /// `h` is unreachable from the table and the policy, and nobody retires it again.
-    pub(crate) unsafe fn retire(&mut self, h: EntryRef<K, V>, guard: &Guard) {
+    pub(crate) unsafe fn retire(&mut self, h: EntryRef<K, V>) {
         self.batch.push(h);
         if self.batch.len() >= self.batch_len {
-            self.hand_over(guard);
+            self.hand_over();
         }
     }
 
     /// Hands the waiting entries to the collector now, and pushes this thread's deferred work
     /// to the collector's shared queue, so a later collection by any thread frees them (not
     /// only this thread's, after 63 more hand-overs).
-    pub(crate) fn hand_over(&mut self, guard: &Guard) {
+    pub(crate) fn hand_over(&mut self) {
         if self.batch.is_empty() {
             return;
         }
@@ -114,6 +115,9 @@ where
         let returned = self.returned.clone();
         let keep = self.batch_len * SPARE_BATCHES;
         let free = move || recycle(batch, &returned, keep);
+        // Pinned here, whatever the caller holds: a writer may run unpinned (see
+        // `Shard::insert`), and a deferral under no guard would free at once.
+        let guard = &crate::sync::pin();
         // SAFETY: every entry in the batch left the table and the policy before this call (see
         // `retire`), so only threads pinned now can hold one; the collector runs `free` after
         // they all unpin. Deferring later than the release only waits longer.

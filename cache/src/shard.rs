@@ -235,6 +235,11 @@ where
     /// Inserts or replaces `entry`'s key; entries that leave the cache go to `out`. An entry
     /// heavier than the shard's whole capacity is not inserted (it goes to `out` itself, as
     /// evicted for size).
+    ///
+    /// `guard` may be `crossbeam_epoch::unprotected()` when `out` keeps nothing: under the
+    /// writer's lock nothing the insert reads can be freed (only writers free, through the
+    /// collector, and what they unlinked before), and its deferrals pin a guard of their own.
+    /// Notices kept in `out` stay valid only as long as a pinned `guard`.
     pub(crate) fn insert(
         &self,
         entry: Entry<K, V>,
@@ -250,7 +255,7 @@ where
             new_ref.get().mark_removed();
             out.push((new_ref, RemovalCause::Size));
             // SAFETY: never shared: no reader can hold it.
-            unsafe { w.reclaim.retire(new_ref, guard) };
+            unsafe { w.reclaim.retire(new_ref) };
             return;
         }
         // Reading the stripes touches cache lines other threads' reads write to: do it every
@@ -337,8 +342,8 @@ where
 
     /// Hands the entries this shard released and has not yet handed to the epoch collector
     /// over now (they otherwise wait for a batch to fill).
-    pub(crate) fn hand_over(&self, guard: &Guard) {
-        lock(&self.writer).reclaim.hand_over(guard);
+    pub(crate) fn hand_over(&self) {
+        lock(&self.writer).reclaim.hand_over();
     }
 
     /// Removes `key`'s entry, returning it.
@@ -451,10 +456,12 @@ where
         }
         w.tombstones = 0;
         self.table.store(Owned::new(new), Ordering::Release);
+        // Deferred under a guard of its own: `guard` may be unprotected (see `insert`).
+        let pinned = &crate::sync::pin();
         // SAFETY: `old` is no longer reachable from the shard; readers that loaded it are pinned,
         // so the collector frees it only after they unpin. Dropping a table frees its slot
         // array, not the entries.
-        unsafe { guard.defer_destroy(old) };
+        unsafe { pinned.defer_destroy(old) };
         self.table(guard)
     }
 
@@ -505,7 +512,7 @@ where
         // SAFETY: the entry has left the table and the policy for good, and the policy
         // releases each entry once; readers that loaded it, and the caller that will show it to
         // the listener, are pinned, so the collector frees it only after they unpin.
-        unsafe { reclaim.retire(h, guard) };
+        unsafe { reclaim.retire(h) };
     }
 }
 
@@ -631,7 +638,7 @@ mod loom_models {
                 let shard = shard.clone();
                 loom::thread::spawn(move || {
                     insert(&shard, 2, 20);
-                    shard.hand_over(&crate::sync::pin());
+                    shard.hand_over();
                     // Collections with nothing pinned here: two epochs on, an entry no
                     // reader holds is freed and its memory returned.
                     for _ in 0..3 {
