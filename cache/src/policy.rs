@@ -13,8 +13,8 @@
 //! which approximates LRU order without moving anything on a hit.
 //!
 //! The window's share is tuned at run time from what the policy sees. It remembers, in two
-//! small [`Ghost`]s, the keys it recently turned away at admission (window leavers that lost)
-//! and the keys it recently evicted from main. A miss on a key the window turned away says a
+//! small ghosts ([`Ghosts`]), the keys it recently turned away at admission (window leavers
+//! that lost) and the keys it recently evicted from main. A miss on a key the window turned away says a
 //! larger window would have hit, and grows the window by 0.5%; a miss on a key main evicted
 //! says a larger main would have, and shrinks it by 0.5%; a probation entry re-used by the time
 //! it comes up for eviction (main's space paying for itself) shrinks it by 0.0375%. Every shard
@@ -34,7 +34,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::ghost::Ghost;
+use crate::ghost::{Ghosts, Side};
 use crate::sketch::FrequencySketch;
 use crate::window::{WindowShare, log2_fixed};
 
@@ -271,8 +271,7 @@ pub(crate) struct Policy<H> {
     since_exchange: u32,
     steps: Steps,
     /// Window leavers admission turned away, and entries evicted from main.
-    turned_away: Ghost,
-    evicted: Ghost,
+    ghosts: Ghosts,
     /// How many slots each ghost uses during this write: one per [`ENTRIES_PER_GHOST_SLOT`]
     /// entries held when it began (a write changes that by an entry or so, which a ghost's
     /// approximate memory cannot tell; computing it once saves summing the queues each time).
@@ -299,8 +298,7 @@ impl<H: Handle> Policy<H> {
             pending: 0,
             since_exchange: 0,
             steps: Steps::default(),
-            turned_away: Ghost::new(ghosts),
-            evicted: Ghost::new(ghosts),
+            ghosts: Ghosts::new(ghosts),
             ghost_len: 0,
             rng: 0x2545_f491_4f6c_dd1d,
             sweep: Sweep::default(),
@@ -343,8 +341,7 @@ impl<H: Handle> Policy<H> {
         if held >= self.sketch.capacity() {
             self.sketch.ensure_capacity(held + 1);
             let ghosts = ghost_slots(self.sketch.capacity());
-            self.turned_away.ensure_len(ghosts);
-            self.evicted.ensure_len(ghosts);
+            self.ghosts.ensure_len(ghosts);
         }
         self.sketch.increment(h.hash());
         self.adapt(h.hash());
@@ -402,8 +399,7 @@ impl<H: Handle> Policy<H> {
             queue.compactions += 1;
         }
         // Keys put back after a clear are not returning evictions.
-        self.turned_away.clear();
-        self.evicted.clear();
+        self.ghosts.clear();
     }
 
     /// Looks at up to `budget` entries per queue, going round each queue over successive calls,
@@ -480,10 +476,10 @@ impl<H: Handle> Policy<H> {
         while self.weight() > self.capacity {
             let ghost_len = self.ghost_len;
             let victim = if let Some(v) = self.main_victim(release) {
-                self.evicted.remember(v.hash(), ghost_len);
+                self.ghosts.remember(Side::Evicted, v.hash(), ghost_len);
                 v
             } else if let Some(v) = self.window.pop(release) {
-                self.turned_away.remember(v.hash(), ghost_len);
+                self.ghosts.remember(Side::TurnedAway, v.hash(), ghost_len);
                 v
             } else {
                 break;
@@ -519,7 +515,8 @@ impl<H: Handle> Policy<H> {
             self.sketch.frequency(victim.hash()),
         );
         if c > v || (c >= WARM && self.random().is_multiple_of(128)) {
-            self.evicted.remember(victim.hash(), ghost_len);
+            self.ghosts
+                .remember(Side::Evicted, victim.hash(), ghost_len);
             victim.set_region(Region::Gone);
             release(victim, Release::Evicted);
             self.probation.push(candidate, Region::Probation);
@@ -528,7 +525,8 @@ impl<H: Handle> Policy<H> {
             victim.set_region(Region::Probation);
             self.probation.weight += victim.weight();
             self.probation.handles.push_front(victim);
-            self.turned_away.remember(candidate.hash(), ghost_len);
+            self.ghosts
+                .remember(Side::TurnedAway, candidate.hash(), ghost_len);
             candidate.set_region(Region::Gone);
             release(candidate, Release::Evicted);
         }
@@ -589,10 +587,10 @@ impl<H: Handle> Policy<H> {
     /// miss; see the module docs.
     fn adapt(&mut self, hash: u64) {
         let ghost_len = self.ghost_len;
-        if self.turned_away.recall(hash, ghost_len) {
-            self.resize_window(self.steps.grow);
-        } else if self.evicted.recall(hash, ghost_len) {
-            self.resize_window(self.steps.shrink);
+        match self.ghosts.recall(hash, ghost_len) {
+            Some(Side::TurnedAway) => self.resize_window(self.steps.grow),
+            Some(Side::Evicted) => self.resize_window(self.steps.shrink),
+            None => {}
         }
     }
 
@@ -779,6 +777,6 @@ mod tests {
         }
         assert_eq!(policy.held(), 10_000);
         assert_eq!(policy.sketch.capacity(), 16_384);
-        assert!(policy.turned_away.len() >= ghost_slots(10_000));
+        assert!(policy.ghosts.len() >= ghost_slots(10_000));
     }
 }
