@@ -24,6 +24,12 @@ fn counter(rehash: u64, row: usize) -> (usize, u32) {
     (word, ((bits >> 1) % 16 * 4) as u32)
 }
 
+/// Eight words of counters, aligned so a block is exactly one cache line (a `Vec<u64>` is only
+/// 8-byte aligned, and most of its 64-byte blocks would straddle two lines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+struct Block([u64; BLOCK]);
+
 /// Estimates how often each key was seen recently, in 8 bytes per cached entry (16 four-bit
 /// counters; the table is rounded up to a power of two).
 ///
@@ -44,9 +50,9 @@ fn counter(rehash: u64, row: usize) -> (usize, u32) {
 /// ```
 #[derive(Debug, Clone)]
 pub struct FrequencySketch {
-    /// 16 counters of 4 bits per word.
-    words: Vec<u64>,
-    /// `blocks - 1`: 8 words (64 bytes) per block, a power of two of them.
+    /// 16 counters of 4 bits per word, 8 words per block.
+    blocks: Vec<Block>,
+    /// `blocks - 1`: a power of two of them.
     block_mask: u64,
     additions: u64,
     sample_size: u64,
@@ -58,7 +64,7 @@ impl FrequencySketch {
         let base = (capacity.max(16) as u64).next_power_of_two();
         let counters = base * COUNTERS_PER_ENTRY;
         Self {
-            words: vec![0; (counters / 16) as usize],
+            blocks: vec![Block([0; BLOCK]); (counters / 16 / 8) as usize],
             block_mask: counters / 16 / 8 - 1,
             additions: 0,
             sample_size: 10 * base,
@@ -68,7 +74,7 @@ impl FrequencySketch {
     /// How many entries it is sized for (a power of two, at least 16): one word of 16
     /// counters per entry.
     pub(crate) fn capacity(&self) -> usize {
-        self.words.len()
+        self.blocks.len() * BLOCK
     }
 
     /// Grows it to suit a cache of `entries` entries, if it is smaller: a new, empty sketch
@@ -80,28 +86,26 @@ impl FrequencySketch {
         }
     }
 
-    /// Where `hash`'s counters are: the first word of its block, and a rehash from which
-    /// [`counter`] takes each row's position in the block. A key's four counters share one
-    /// 64-byte block, so an update or an estimate touches one cache line, not four; the rows'
-    /// positions take 8 bits each of one rehash, as Caffeine's sketch does, so locating all
-    /// four costs two multiplies.
+    /// Where `hash`'s counters are: its block, and a rehash from which [`counter`] takes each
+    /// row's position in the block. A key's four counters share one 64-byte block, so an
+    /// update or an estimate touches one cache line, not four; the rows' positions take 8 bits
+    /// each of one rehash, as Caffeine's sketch does, so locating all four costs two
+    /// multiplies.
     fn counters(&self, hash: u64) -> (usize, u64) {
         let spread = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let block = ((spread >> 32) & self.block_mask) as usize * BLOCK;
+        let block = ((spread >> 32) & self.block_mask) as usize;
         let rehash = (spread ^ (spread >> 29)).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
         (block, rehash)
     }
 
-    /// The block of 8 words starting at `start`.
-    fn block(&self, start: usize) -> &[u64; BLOCK] {
-        let words = &self.words[start..start + BLOCK];
-        words.try_into().expect("blocks are 8 words")
+    /// The words of block `i`.
+    fn block(&self, i: usize) -> &[u64; BLOCK] {
+        &self.blocks[i].0
     }
 
-    /// The block of 8 words starting at `start`, to update.
-    fn block_mut(&mut self, start: usize) -> &mut [u64; BLOCK] {
-        let words = &mut self.words[start..start + BLOCK];
-        words.try_into().expect("blocks are 8 words")
+    /// The words of block `i`, to update.
+    fn block_mut(&mut self, i: usize) -> &mut [u64; BLOCK] {
+        &mut self.blocks[i].0
     }
 
     /// Records one access of the key whose hash is `hash`.
@@ -146,7 +150,7 @@ impl FrequencySketch {
 
     /// Halves every counter, so old popularity fades.
     fn age(&mut self) {
-        for word in &mut self.words {
+        for word in self.blocks.iter_mut().flat_map(|b| &mut b.0) {
             *word = (*word >> 1) & 0x7777_7777_7777_7777;
         }
         self.additions /= 2;
@@ -184,11 +188,11 @@ mod tests {
             let mut s = FrequencySketch::new(1024);
             s.increment(key.wrapping_mul(0x2545_f491_4f6c_dd1d));
             let touched: Vec<(usize, u64)> = s
-                .words
+                .blocks
                 .iter()
+                .flat_map(|b| b.0)
                 .enumerate()
-                .filter(|(_, w)| **w != 0)
-                .map(|(i, &w)| (i, w))
+                .filter(|(_, w)| *w != 0)
                 .collect();
             assert_eq!(touched.len(), ROWS, "key {key}: {touched:?}");
             let block = touched[0].0 / BLOCK;
@@ -258,7 +262,7 @@ mod tests {
             folded.count_unrecorded(u64::from(n));
             folded.add_counted(hash, n);
         }
-        assert_eq!(one.words, folded.words);
+        assert_eq!(one.blocks, folded.blocks);
         assert_eq!(one.additions, folded.additions);
         // Past saturation the counters stop, and so does a folded add.
         let hash = 5u64.wrapping_mul(0x2545_f491_4f6c_dd1d);
@@ -275,7 +279,7 @@ mod tests {
         assert_eq!((s.capacity(), s.frequency(9)), (16, 1));
         s.ensure_capacity(17);
         assert_eq!((s.capacity(), s.frequency(9)), (32, 0));
-        assert_eq!(s.words.len() as u64 * 16, 32 * COUNTERS_PER_ENTRY);
+        assert_eq!(s.capacity() as u64 * 16, 32 * COUNTERS_PER_ENTRY);
         s.ensure_capacity(1000);
         assert_eq!(s.capacity(), 1024);
     }
