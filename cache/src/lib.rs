@@ -57,7 +57,7 @@
 //! clones the value: no lock, no allocation. A write takes its shard's mutex, stores into the
 //! table with atomic stores, runs the policy and unlinks what it evicts; unlinked entries and
 //! outgrown tables are freed by the epoch collector once no reader can hold them. A shard
-//! hands its unlinked entries over in batches (of up to 64, and at most a sixty-fourth of the
+//! hands its unlinked entries over in batches (of up to 256, and at most a sixty-fourth of the
 //! shard's entries; one by one in a cache bounded by weight, whose entries' sizes it cannot
 //! know), and the collector gives their memory back to the shard for new entries, so a miss
 //! calls neither `malloc` nor `free`. Until then a batch waits in its shard, and a thread's

@@ -20,8 +20,12 @@ use crate::sync::{Mutex, lock};
 type Spare<K, V> = Box<MaybeUninit<Entry<K, V>>>;
 
 /// The most entries handed over together. A batch waits, values and all, until it is full, so
-/// it is also kept to a sixty-fourth of the shard (see [`Reclaimer::new`]).
-const MAX_BATCH: usize = 64;
+/// it is also kept to a sixty-fourth of the shard (see [`Reclaimer::new`]). Each hand-over
+/// pushes the thread's epoch bag (2 KiB, copied three times) to the collector's queue, so
+/// larger batches cost less per entry: measured per evicting insert in `cache-profile misses`
+/// (shards of 12,500 entries, so batches of 195 against 64), this bound at 256 instead of 64
+/// saved 24 instructions and 2.5 L1 data misses of 1,116 and 12.6.
+const MAX_BATCH: usize = 256;
 
 /// Spares the collector gives back to a shard, kept up to this many batches' worth: enough to
 /// cover the entries of the batches in flight; past it, the memory goes back to the allocator
