@@ -449,31 +449,20 @@ where
             }
             None => (0, None),
         };
-        let entry = Entry::new(hash, key, value, weight).expiring_at(deadline);
-        let shard = self.shard(hash);
-        if self.listener.is_none() {
-            // Unpinned: pinning costs a locked instruction, and nothing needs it here. The
-            // shard's writer lock keeps what the insert reads alive, its deferrals pin guards of
-            // their own, and no entry that leaves is shown to anyone after the lock is released.
-            // SAFETY: only a writer holding the shard's lock frees, or defers the freeing of,
-            // the shard's tables and entries, and `insert` reads nothing else; `out` keeps no
-            // notices, so nothing it releases is used after it returns.
-            let unpinned = unsafe { crossbeam_epoch::unprotected() };
-            shard.insert(entry, now, &mut Notices::new(false), unpinned);
-            return;
-        }
         let guard = &crate::sync::pin();
-        let mut out = Notices::new(true);
-        shard.insert(entry, now, &mut out, guard);
+        let mut out = Notices::new(self.listener.is_some());
+        let entry = Entry::new(hash, key, value, weight).expiring_at(deadline);
+        self.shard(hash).insert(entry, now, &mut out, guard);
         self.notify(out.into_vec());
     }
 
     /// Reclaims every expired entry now (writes otherwise reclaim them a few at a time), telling
-    /// the listener, and hands the entries that left the cache, and wait in their shard's
-    /// batch or this thread's epoch handle, to the epoch collector's shared queue, so any
+    /// the listener, and hands the evicted and expired entries that wait in their shard's
+    /// batch or this thread's epoch handle to the epoch collector's shared queue, so any
     /// thread's next collection can free them (otherwise they wait until a batch fills, the
     /// handle holds 64, or the thread exits; calling `crossbeam_epoch::pin().flush()` does not
-    /// reach them, as the cache has its own handle).
+    /// reach them, as the cache has its own handle). Removed and replaced entries are not
+    /// among them: they are let go when the policy's queue passes them.
     /// Optional: expired entries are never returned either way.
     pub fn run_pending_tasks(&self) {
         if let Some(now) = self.now() {
@@ -484,8 +473,9 @@ where
                 self.notify(out.into_vec());
             }
         }
+        let guard = &crate::sync::pin();
         for shard in &*self.shards {
-            shard.hand_over();
+            shard.hand_over(guard);
         }
         crate::sync::flush();
     }

@@ -56,13 +56,16 @@
 //! bumps its hit counter (no write once saturated) and a hit count on the thread's stripe, and
 //! clones the value: no lock, no allocation. A write takes its shard's mutex, stores into the
 //! table with atomic stores, runs the policy and unlinks what it evicts; unlinked entries and
-//! outgrown tables are freed by the epoch collector once no reader can hold them. A shard
-//! hands its unlinked entries over in batches (of up to 256, and at most a sixty-fourth of the
-//! shard's entries; one by one in a cache bounded by weight, whose entries' sizes it cannot
-//! know), and the collector gives their memory back to the shard for new entries, so a miss
-//! calls neither `malloc` nor `free`. Until then a batch waits in its shard, and a thread's
-//! latest hand-overs (up to 64) in its epoch handle, until more come, the thread exits, or
-//! [`Cache::run_pending_tasks`] or dropping the cache hands them on. Listeners run after the
+//! outgrown tables are freed by the epoch collector once no reader can hold them. In a cache
+//! bounded by entry count, a shard of 128 entries or more hands what it unlinks over in
+//! batches (of up to 256, and at most a sixty-fourth of its entries), and the collector gives
+//! their memory back to the shard for new entries, so a miss that evicts neither allocates nor
+//! frees an entry. Smaller shards, and caches bounded by weight (whose values' sizes the cache
+//! cannot know), hand each entry over at once and free it. A batch waits in its shard until it
+//! is full, and a thread's latest hand-overs (up to 64 of them) wait in its epoch handle, until
+//! more come, the thread exits, or [`Cache::run_pending_tasks`] or dropping the cache hands
+//! them on; an entry that was removed or replaced waits until the policy's queue passes it.
+//! Destructors of keys and values never run under a shard's lock. Listeners run after the
 //! mutex is released. The read path against a writer (publication, replacement, removal,
 //! eviction, reclamation) and the single-flight hand-off are model-checked with loom.
 //!

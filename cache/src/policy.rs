@@ -273,8 +273,10 @@ pub(crate) struct Policy<H> {
     /// Window leavers admission turned away, and entries evicted from main.
     ghosts: Ghosts,
     /// How many slots each ghost uses during this write: one per [`ENTRIES_PER_GHOST_SLOT`]
-    /// entries held when it began (a write changes that by an entry or so, which a ghost's
-    /// approximate memory cannot tell; computing it once saves summing the queues each time).
+    /// entries held when it began. Computed once per write, not per use: it saves summing the
+    /// queues three or four times a miss, and moves the ghosts' length by at most one slot,
+    /// which a ghost's approximate memory absorbs (when the length changes, some hashes map
+    /// to new slots and are forgotten early, as between any two writes).
     ghost_len: usize,
     /// xorshift state for the random admission of warm candidates.
     rng: u64,
@@ -357,8 +359,8 @@ impl<H: Handle> Policy<H> {
     /// entry there, which is what an access would do.
     pub(crate) fn replace(&mut self, old: H, new: H, release: &mut impl FnMut(H, Release)) {
         let region = old.region();
-        self.remove(old);
         self.ghost_len = ghost_slots(self.held());
+        self.remove(old);
         self.sketch.increment(new.hash());
         match region {
             Region::Probation => self.probation.push(new, Region::Probation),

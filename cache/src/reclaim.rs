@@ -4,14 +4,24 @@
 //! value. The epoch collector frees it once no reader can hold it. Handing each entry to the
 //! collector on its own, and allocating each new entry afresh, cost a miss about a fifth of its
 //! instructions (a deferred call per entry, and `malloc` and `free`, which the collector's bag
-//! allocations kept off their fast paths). So a shard hands its released entries over in
-//! batches, and the collector, once they are safe to free, drops their keys and values and
-//! gives their memory back to the shard, which builds new entries in it.
+//! allocations kept off their fast paths). So a shard of a cache bounded by entry count hands
+//! its released entries over in batches, and the collector, once they are safe to free, drops
+//! their keys and values and gives their memory back to the shard, which builds new entries
+//! in it.
+//!
+//! Nothing here runs a collection while the shard's writer lock is held: a collection runs
+//! whatever the process deferred, user destructors included, and one that called back into
+//! the shard would deadlock. Deferring never collects, and the caller's guard, pinned before
+//! the lock was taken, keeps every pin taken here nested; pushing the thread's deferred work
+//! to the collector's queue (which collects) is left to the caller, after the lock is released
+//! ([`Reclaimer::take_flush`]).
 
+use std::any::Any;
 use std::mem::MaybeUninit;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 
-use crossbeam_epoch::Owned;
+use crossbeam_epoch::{Guard, Owned, Shared};
 
 use crate::entry::{Entry, EntryRef};
 use crate::sync::{Mutex, lock};
@@ -32,6 +42,9 @@ const MAX_BATCH: usize = 256;
 /// (after a `clear`, say).
 const SPARE_BATCHES: usize = 4;
 
+/// What a panicking `drop` unwound with.
+type Panic = Box<dyn Any + Send>;
+
 /// Memory of freed entries, between the collector (which may free a batch after the shard is
 /// gone, hence shared) and the shard's writer.
 type Returned<K, V> = Arc<Mutex<Vec<Spare<K, V>>>>;
@@ -39,8 +52,11 @@ type Returned<K, V> = Arc<Mutex<Vec<Spare<K, V>>>>;
 /// A shard's reclamation: released entries waiting to be handed to the collector, and the
 /// memory it gave back. Guarded by the shard's writer lock.
 pub(crate) struct Reclaimer<K, V> {
-    batch: Vec<EntryRef<K, V>>,
+    /// Entries per batch; 1 hands each entry over at once, to be freed, not reused.
     batch_len: usize,
+    batch: Vec<EntryRef<K, V>>,
+    /// Whether a batch was handed over since the last [`take_flush`](Self::take_flush).
+    flush_due: bool,
     /// Memory for the next entries (the writer's own, refilled from `returned`).
     spares: Vec<Spare<K, V>>,
     returned: Returned<K, V>,
@@ -62,8 +78,9 @@ where
     V: Send + Sync + 'static,
 {
     /// For a shard of about `entries` entries, or of unknown entries when it is bounded by
-    /// weight (`weighted`): an entry's weight says nothing of its value's size, so those hand
-    /// over each entry at once, as a bound on what waits.
+    /// weight (`weighted`). Batches are kept to a sixty-fourth of the shard, as a bound on
+    /// what waits in them; a cache bounded by weight cannot know its values' sizes, so its
+    /// shards, like shards of fewer than 128 entries, hand each entry over at once.
     pub(crate) fn new(entries: usize, weighted: bool) -> Self {
         let batch_len = if weighted {
             1
@@ -71,8 +88,9 @@ where
             (entries / 64).clamp(1, MAX_BATCH)
         };
         Self {
-            batch: Vec::with_capacity(batch_len),
             batch_len,
+            batch: Vec::new(),
+            flush_due: false,
             spares: Vec::new(),
             returned: Arc::new(Mutex::new(Vec::new())),
         }
@@ -91,73 +109,157 @@ where
 
     #[cold]
     fn take_returned(&mut self) {
-        std::mem::swap(&mut self.spares, &mut *lock(&self.returned));
+        if self.batch_len > 1 {
+            std::mem::swap(&mut self.spares, &mut *lock(&self.returned));
+        }
     }
 
-    /// Frees `h`, which left the table and the policy for good, once no reader can hold it:
-    /// it is handed to the collector with its batch, so it stays valid for everyone pinned
-    /// until then, and for everyone pinned at the hand-over until they unpin.
+    /// Frees `h` once no reader can hold it: deferred now under `guard`, or with its batch
+    /// once that is full.
     ///
     /// # Safety
     ///
-    /// `h` is unreachable from the table and the policy, and nobody retires it again.
-    pub(crate) unsafe fn retire(&mut self, h: EntryRef<K, V>) {
+    /// `h` is unreachable from the table and the policy, nobody retires it again, and
+    /// `guard` is pinned (not `unprotected`) and was pinned before `h` was unlinked, so it
+    /// keeps `h` valid for its holder after this call.
+    pub(crate) unsafe fn retire(&mut self, h: EntryRef<K, V>, guard: &Guard) {
+        if self.batch_len == 1 {
+            // SAFETY: see above: unreachable, retired once, and `guard` is pinned, so the
+            // collector frees it only after every thread that could hold it unpins.
+            unsafe { guard.defer_destroy(Shared::from(h.0.as_ptr().cast_const())) };
+            return;
+        }
+        if self.batch.capacity() == 0 {
+            self.batch.reserve_exact(self.batch_len);
+        }
         self.batch.push(h);
         if self.batch.len() >= self.batch_len {
-            self.hand_over();
+            self.hand_over(guard);
         }
     }
 
-    /// Hands the waiting entries to the collector now, and pushes this thread's deferred work
-    /// to the collector's shared queue, so a later collection by any thread frees them (not
-    /// only this thread's, after 63 more hand-overs).
-    pub(crate) fn hand_over(&mut self) {
+    /// Hands the waiting entries to the collector now, under `guard` (pinned, and pinned
+    /// before they were unlinked); the caller then flushes (see
+    /// [`take_flush`](Self::take_flush)).
+    pub(crate) fn hand_over(&mut self, guard: &Guard) {
         if self.batch.is_empty() {
             return;
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_len));
+        let batch = std::mem::take(&mut self.batch);
         let returned = self.returned.clone();
         let keep = self.batch_len * SPARE_BATCHES;
         let free = move || recycle(batch, &returned, keep);
-        // Pinned here, whatever the caller holds: a writer may run unpinned (see
-        // `Shard::insert`), and a deferral under no guard would free at once.
-        let guard = &crate::sync::pin();
-        // SAFETY: every entry in the batch left the table and the policy before this call (see
-        // `retire`), so only threads pinned now can hold one; the collector runs `free` after
-        // they all unpin. Deferring later than the release only waits longer.
+        // SAFETY: every entry in the batch left the table and the policy before `guard` was
+        // dropped (see `retire`), so only threads pinned now can hold one, and the collector
+        // runs `free` after they all unpin. Deferring later than the release only waits
+        // longer.
         unsafe { guard.defer_unchecked(free) };
-        if self.batch_len > 1 {
-            guard.flush();
-        }
+        self.flush_due = true;
+    }
+
+    /// Whether the caller should push its thread's deferred work to the collector's shared
+    /// queue (`Guard::flush`) once it has released the writer's lock: a batch was handed
+    /// over, and a later collection by any thread should free it, not only this thread's,
+    /// after 63 more hand-overs. A flush collects, so it never runs under the lock.
+    pub(crate) fn take_flush(&mut self) -> bool {
+        std::mem::take(&mut self.flush_due)
     }
 }
 
 /// Drops the batch's keys and values and returns their memory to the shard, up to `keep`
-/// spares; the rest is freed.
+/// spares; the rest is freed. A panicking `drop` of one entry does not keep the others from
+/// being dropped and freed; the first panic is resumed once they are.
 fn recycle<K, V>(batch: Vec<EntryRef<K, V>>, returned: &Returned<K, V>, keep: usize) {
-    // Keys and values are dropped here, outside the lock: their `drop` is the user's code.
-    let mut spares: Vec<Spare<K, V>> = batch.into_iter().map(empty).collect();
+    let (mut spares, panic) = empty_all(batch);
+    // Keys and values were dropped above, outside the pool's lock: their `drop` is the user's
+    // code.
     let mut pool = lock(returned);
     let room = keep.saturating_sub(pool.len()).min(spares.len());
     pool.extend(spares.drain(..room));
+    drop(pool);
+    drop(spares);
+    if let Some(panic) = panic {
+        resume_unwind(panic);
+    }
 }
 
-/// Drops `h`'s entry, keeping its memory.
-fn empty<K, V>(h: EntryRef<K, V>) -> Spare<K, V> {
-    let raw = h.0.as_ptr();
-    // SAFETY: the collector runs this only once no reader can hold the entry, and the entry
-    // was retired once, so nothing else drops or frees it: its contents are dropped once, here.
-    unsafe { std::ptr::drop_in_place(raw) };
-    // SAFETY: the entry was allocated as a `Box` (by `Reclaimer::alloc`, through `Owned`), and
-    // its memory, now holding nothing, has the same layout as `MaybeUninit<Entry>`.
-    unsafe { Box::from_raw(raw.cast::<MaybeUninit<Entry<K, V>>>()) }
+/// Drops every entry of `batch`, keeping their memory, and the first panic a `drop` raised.
+fn empty_all<K, V>(batch: Vec<EntryRef<K, V>>) -> (Vec<Spare<K, V>>, Option<Panic>) {
+    let mut panic = None;
+    let spares = batch
+        .into_iter()
+        .map(|h| {
+            let raw = h.0.as_ptr();
+            // SAFETY: the collector runs this only once no reader can hold the entry, and the
+            // entry was retired once, so nothing else drops or frees it: its contents are
+            // dropped once, here (a panicking field's drop still drops the other fields).
+            let dropped =
+                catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(raw) }));
+            if let Err(p) = dropped {
+                panic.get_or_insert(p);
+            }
+            // SAFETY: the entry was allocated as a `Box` (by `Reclaimer::alloc`, through
+            // `Owned`), and its memory, now holding nothing, has the same layout as
+            // `MaybeUninit<Entry>`.
+            unsafe { Box::from_raw(raw.cast::<MaybeUninit<Entry<K, V>>>()) }
+        })
+        .collect();
+    (spares, panic)
 }
 
 impl<K, V> Drop for Reclaimer<K, V> {
     fn drop(&mut self) {
-        for h in self.batch.drain(..) {
-            // The shard is being dropped, so no reader holds its entries.
-            drop(empty(h));
+        // The shard is being dropped, so no reader holds its entries. A panic from a `drop`
+        // is not resumed here: this may already run while unwinding.
+        drop(empty_all(std::mem::take(&mut self.batch)));
+    }
+}
+
+#[cfg(all(test, not(shardkit_loom)))]
+mod tests {
+    use std::ptr::NonNull;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A value counting its drops, panicking in its drop if asked to.
+    struct Fragile<'a> {
+        drops: &'a AtomicUsize,
+        panics: bool,
+    }
+
+    impl Drop for Fragile<'_> {
+        fn drop(&mut self) {
+            self.drops.fetch_add(1, Ordering::SeqCst);
+            assert!(!self.panics, "a value's drop panics");
         }
+    }
+
+    #[test]
+    fn a_panicking_drop_does_not_keep_the_rest_of_its_batch_from_being_dropped() {
+        static DROPS: AtomicUsize = AtomicUsize::new(0);
+        let batch: Vec<EntryRef<u64, Fragile<'static>>> = (0..8u64)
+            .map(|k| {
+                let value = Fragile {
+                    drops: &DROPS,
+                    panics: k == 2 || k == 5,
+                };
+                let entry = Box::new(Entry::new(k, k, value, 1));
+                EntryRef(NonNull::from(Box::leak(entry)))
+            })
+            .collect();
+        let returned: Returned<u64, Fragile<'static>> = Arc::new(Mutex::new(Vec::new()));
+        let outcome = catch_unwind(AssertUnwindSafe(|| recycle(batch, &returned, 5)));
+        assert!(outcome.is_err(), "the first panic is resumed");
+        assert_eq!(
+            DROPS.load(Ordering::SeqCst),
+            8,
+            "every value was dropped once"
+        );
+        assert_eq!(
+            lock(&returned).len(),
+            5,
+            "memory is returned up to `keep`, the rest freed"
+        );
     }
 }

@@ -19,7 +19,7 @@ use crate::RemovalCause;
 use crate::entry::{Entry, EntryRef};
 use crate::policy::{Policy, Release};
 use crate::reclaim::Reclaimer;
-use crate::sync::{AtomicU64, AtomicUsize, Mutex, ReadPin, lock};
+use crate::sync::{AtomicU64, AtomicUsize, Mutex, MutexGuard, ReadPin, lock};
 use crate::table::{Probe, Table};
 use crate::window::WindowShare;
 
@@ -236,10 +236,8 @@ where
     /// heavier than the shard's whole capacity is not inserted (it goes to `out` itself, as
     /// evicted for size).
     ///
-    /// `guard` may be `crossbeam_epoch::unprotected()` when `out` keeps nothing: under the
-    /// writer's lock nothing the insert reads can be freed (only writers free, through the
-    /// collector, and what they unlinked before), and its deferrals pin a guard of their own.
-    /// Notices kept in `out` stay valid only as long as a pinned `guard`.
+    /// `guard` is pinned, before the lock is taken: what leaves the cache is deferred under it,
+    /// and the notices in `out` stay valid as long as it is.
     pub(crate) fn insert(
         &self,
         entry: Entry<K, V>,
@@ -254,8 +252,9 @@ where
         if u64::from(new_ref.get().weight) > w.policy.capacity() {
             new_ref.get().mark_removed();
             out.push((new_ref, RemovalCause::Size));
-            // SAFETY: never shared: no reader can hold it.
-            unsafe { w.reclaim.retire(new_ref) };
+            // SAFETY: never shared: no reader can hold it; `guard` is pinned (the caller's).
+            unsafe { w.reclaim.retire(new_ref, guard) };
+            Self::unlock(w, guard);
             return;
         }
         // Reading the stripes touches cache lines other threads' reads write to: do it every
@@ -307,6 +306,17 @@ where
             Self::sweep(&mut w, table, now, SWEEP_BUDGET, out, guard);
         }
         self.publish_sizes(&w);
+        Self::unlock(w, guard);
+    }
+
+    /// Releases the writer's lock, then pushes this thread's deferred work to the collector's
+    /// queue if a batch was handed over (see [`Reclaimer::take_flush`]).
+    fn unlock(mut w: MutexGuard<'_, Writer<K, V>>, guard: &Guard) {
+        let flush = w.reclaim.take_flush();
+        drop(w);
+        if flush {
+            guard.flush();
+        }
     }
 
     /// Removes every expired entry now, rather than a few per write; they go to `out`.
@@ -342,8 +352,10 @@ where
 
     /// Hands the entries this shard released and has not yet handed to the epoch collector
     /// over now (they otherwise wait for a batch to fill).
-    pub(crate) fn hand_over(&self) {
-        lock(&self.writer).reclaim.hand_over();
+    pub(crate) fn hand_over(&self, guard: &Guard) {
+        let mut w = lock(&self.writer);
+        w.reclaim.hand_over(guard);
+        Self::unlock(w, guard);
     }
 
     /// Removes `key`'s entry, returning it.
@@ -418,6 +430,9 @@ where
         }
         self.rebuild(&mut w, guard);
         self.publish_sizes(&w);
+        // What a clear released need not wait for more to fill its batch.
+        w.reclaim.hand_over(guard);
+        Self::unlock(w, guard);
     }
 
     /// Clones of the live entries (not expired at `now`, if given).
@@ -456,12 +471,10 @@ where
         }
         w.tombstones = 0;
         self.table.store(Owned::new(new), Ordering::Release);
-        // Deferred under a guard of its own: `guard` may be unprotected (see `insert`).
-        let pinned = &crate::sync::pin();
         // SAFETY: `old` is no longer reachable from the shard; readers that loaded it are pinned,
         // so the collector frees it only after they unpin. Dropping a table frees its slot
         // array, not the entries.
-        unsafe { pinned.defer_destroy(old) };
+        unsafe { guard.defer_destroy(old) };
         self.table(guard)
     }
 
@@ -512,7 +525,7 @@ where
         // SAFETY: the entry has left the table and the policy for good, and the policy
         // releases each entry once; readers that loaded it, and the caller that will show it to
         // the listener, are pinned, so the collector frees it only after they unpin.
-        unsafe { reclaim.retire(h) };
+        unsafe { reclaim.retire(h, guard) };
     }
 }
 
@@ -613,9 +626,9 @@ mod loom_models {
             let writer = {
                 let shard = shard.clone();
                 loom::thread::spawn(move || {
-                    let guard = &crate::sync::pin();
-                    shard.remove(1, &1u64, guard);
-                    shard.remove(33, &33u64, guard);
+                    let guard = crate::sync::pin();
+                    shard.remove(1, &1u64, &guard);
+                    shard.remove(33, &33u64, &guard);
                     drop(guard);
                     insert(&shard, 33, 330);
                 })
@@ -628,17 +641,44 @@ mod loom_models {
     }
 
     #[test]
-    fn loom_recycled_memory_is_not_reused_under_a_reader() {
+    fn loom_batched_recycling_is_not_reused_under_a_reader() {
         loom::model(|| {
-            // Room for one entry: each insert evicts, and the evicted entry's memory goes back
-            // to the shard for the next one once the collector lets it.
+            // Room for one entry, in a shard sized for 128: evicted entries go in batches of
+            // two, handed over (and flushed) by the insert that fills one, and their memory
+            // comes back for the next entries.
+            let shard = Arc::new(Shard::new(1, 128, false, WindowShare::for_capacity(1)));
+            insert(&shard, 1, 10);
+            let writer = {
+                let shard = shard.clone();
+                loom::thread::spawn(move || {
+                    insert(&shard, 2, 20);
+                    insert(&shard, 3, 30);
+                    for _ in 0..3 {
+                        crate::sync::flush();
+                    }
+                    insert(&shard, 4, 40);
+                })
+            };
+            // Keys 2 and 3 are the likely evictions (admission keeps the older key 1).
+            assert!(matches!(get(&shard, 2), None | Some(20)));
+            assert!(matches!(get(&shard, 3), None | Some(30)));
+            writer.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn loom_freed_memory_is_not_reused_under_a_reader() {
+        loom::model(|| {
+            // Room for one entry: each insert evicts, and the evicted entry (handed over on
+            // its own in so small a shard) is freed once the collector lets it, its memory
+            // free for the allocator to give the next entry.
             let shard = Arc::new(Shard::new(1, 1, false, WindowShare::for_capacity(1)));
             insert(&shard, 1, 10);
             let writer = {
                 let shard = shard.clone();
                 loom::thread::spawn(move || {
                     insert(&shard, 2, 20);
-                    shard.hand_over();
+                    shard.hand_over(&crate::sync::pin());
                     // Collections with nothing pinned here: two epochs on, an entry no
                     // reader holds is freed and its memory returned.
                     for _ in 0..3 {

@@ -94,7 +94,9 @@ mod imp {
     }
 }
 
-pub(crate) use imp::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Condvar, Mutex, lock, wait};
+pub(crate) use imp::{
+    AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, lock, wait,
+};
 
 /// A thread's state as a reader of caches: its epoch handle, and a number that spreads threads'
 /// read counters over a shard's stripes.

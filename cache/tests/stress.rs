@@ -39,18 +39,22 @@ impl Drop for Tagged {
 }
 
 const THREADS: u64 = 8;
-const SHARED_KEYS: u64 = 64;
 
-fn worker(cache: &Cache<u64, Tagged>, t: u64, ops: u64, live: &Arc<AtomicUsize>) {
+/// Threads' own keys start here, past every shared key.
+const OWN_KEYS: u64 = 1 << 32;
+
+/// Thread `t`'s share of the mix: `ops` operations on keys below `shared_keys` and on a key
+/// of its own.
+fn worker(cache: &Cache<u64, Tagged>, t: u64, ops: u64, shared_keys: u64, live: &Arc<AtomicUsize>) {
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ (t + 1).wrapping_mul(0x2545_f491_4f6c_dd1d);
     // This thread's own key and the version it last wrote (None: removed by it).
-    let own = 1_000 + t;
+    let own = OWN_KEYS + t;
     let mut own_version = None;
     for i in 0..ops {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let key = rng % SHARED_KEYS;
+        let key = rng % shared_keys;
         match rng >> 58 {
             0..=29 => {
                 if let Some(v) = cache.get(&key) {
@@ -76,7 +80,7 @@ fn worker(cache: &Cache<u64, Tagged>, t: u64, ops: u64, live: &Arc<AtomicUsize>)
             }
             61 => cache.retain(|k, v| {
                 assert_eq!(*k, v.key);
-                k % 3 != 0 || *k >= 1_000
+                k % 3 != 0 || *k >= OWN_KEYS
             }),
             62 => {
                 for (k, v) in cache.iter() {
@@ -99,9 +103,14 @@ fn worker(cache: &Cache<u64, Tagged>, t: u64, ops: u64, live: &Arc<AtomicUsize>)
     }
 }
 
-/// Runs the workers on `cache` (at most `capacity` entries), then checks every value was
-/// dropped once the cache is gone.
-fn run_workers(cache: Cache<u64, Tagged>, capacity: usize, live: &Arc<AtomicUsize>) {
+/// Runs the workers on `cache` (at most `capacity` entries) over `shared_keys` keys, then
+/// checks every value was dropped once the cache is gone.
+fn run_workers(
+    cache: Cache<u64, Tagged>,
+    capacity: usize,
+    shared_keys: u64,
+    live: &Arc<AtomicUsize>,
+) {
     {
         let cache = Arc::new(cache);
         let ops = if cfg!(debug_assertions) {
@@ -112,7 +121,7 @@ fn run_workers(cache: Cache<u64, Tagged>, capacity: usize, live: &Arc<AtomicUsiz
         let threads: Vec<_> = (0..THREADS)
             .map(|t| {
                 let (cache, live) = (Arc::clone(&cache), Arc::clone(live));
-                std::thread::spawn(move || worker(&cache, t, ops, &live))
+                std::thread::spawn(move || worker(&cache, t, ops, shared_keys, &live))
             })
             .collect();
         for t in threads {
@@ -134,18 +143,19 @@ fn run_workers(cache: Cache<u64, Tagged>, capacity: usize, live: &Arc<AtomicUsiz
 fn eight_threads_mixing_every_operation() {
     let live = Arc::new(AtomicUsize::new(0));
     let cache = Cache::builder().max_capacity(32).shards(2).build().unwrap();
-    run_workers(cache, 32, &live);
+    run_workers(cache, 32, 64, &live);
 }
 
-/// A shard large enough that released entries are handed over in batches and new entries are
-/// built in the memory of freed ones, under the same mix.
+/// A shard large enough that released entries are handed over in batches (of 16) and new
+/// entries are built in the memory of freed ones, under the same mix over four times as many
+/// keys as fit, so most inserts evict.
 #[test]
 fn eight_threads_mixing_every_operation_with_batched_reclamation() {
     let live = Arc::new(AtomicUsize::new(0));
     let cache = Cache::builder()
-        .max_capacity(8192)
+        .max_capacity(1024)
         .shards(1)
         .build()
         .unwrap();
-    run_workers(cache, 8192, &live);
+    run_workers(cache, 1024, 4096, &live);
 }
