@@ -146,7 +146,7 @@ where
     where
         E: Send + Sync + 'static,
     {
-        let hash = self.hasher.hash_one(&key);
+        let hash = self.hash(&key);
         let mut load = Some(load);
         loop {
             let flight = match self.step::<E>(hash, &key) {
@@ -201,7 +201,7 @@ where
     where
         E: Send + Sync + 'static,
     {
-        let hash = self.hasher.hash_one(&key);
+        let hash = self.hash(&key);
         let mut load = Some(load);
         loop {
             let flight = match self.step::<E>(hash, &key) {
