@@ -383,8 +383,10 @@ where
     #[inline]
     pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         let h = self.hasher.hash_one(key);
-        let h = (h ^ (h >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h ^ (h >> 29)
+        // SplitMix64's first round: not the multiplier the sketch and the ghosts spread hashes
+        // with, so their positions do not follow the shard's bits.
+        let h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^ (h >> 27)
     }
 
     pub(crate) fn shard_index(&self, hash: u64) -> usize {
