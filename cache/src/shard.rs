@@ -640,19 +640,21 @@ mod loom_models {
         });
     }
 
-    #[test]
-    fn loom_batched_recycling_is_not_reused_under_a_reader() {
-        loom::model(|| {
-            // Room for one entry, in a shard sized for 128: evicted entries go in batches of
-            // two, handed over (and flushed) by the insert that fills one, and their memory
-            // comes back for the next entries.
-            let shard = Arc::new(Shard::new(1, 128, false, WindowShare::for_capacity(1)));
+    /// A writer evicting from a shard with room for one entry (sized for `entries`, which
+    /// sets how it hands evicted entries over), letting the collector run, and inserting
+    /// again, against a reader of the keys it evicts: the reader sees each key's own entry
+    /// whole, never another built in its memory after it was freed or recycled.
+    fn evictions_under_a_reader(entries: usize) {
+        loom::model(move || {
+            let shard = Arc::new(Shard::new(1, entries, false, WindowShare::for_capacity(1)));
             insert(&shard, 1, 10);
             let writer = {
                 let shard = shard.clone();
                 loom::thread::spawn(move || {
                     insert(&shard, 2, 20);
                     insert(&shard, 3, 30);
+                    // Collections with nothing pinned here: two epochs on, an entry no reader
+                    // holds is freed (or its memory returned to the shard).
                     for _ in 0..3 {
                         crate::sync::flush();
                     }
@@ -667,30 +669,16 @@ mod loom_models {
     }
 
     #[test]
+    fn loom_batched_recycling_is_not_reused_under_a_reader() {
+        // Batches of two: the insert that fills one hands it over and flushes, and the
+        // entries' memory comes back for the next ones.
+        evictions_under_a_reader(128);
+    }
+
+    #[test]
     fn loom_freed_memory_is_not_reused_under_a_reader() {
-        loom::model(|| {
-            // Room for one entry: each insert evicts, and the evicted entry (handed over on
-            // its own in so small a shard) is freed once the collector lets it, its memory
-            // free for the allocator to give the next entry.
-            let shard = Arc::new(Shard::new(1, 1, false, WindowShare::for_capacity(1)));
-            insert(&shard, 1, 10);
-            let writer = {
-                let shard = shard.clone();
-                loom::thread::spawn(move || {
-                    insert(&shard, 2, 20);
-                    shard.hand_over(&crate::sync::pin());
-                    // Collections with nothing pinned here: two epochs on, an entry no
-                    // reader holds is freed and its memory returned.
-                    for _ in 0..3 {
-                        crate::sync::flush();
-                    }
-                    insert(&shard, 3, 30);
-                })
-            };
-            // The entry this read finds is key 1's whole, never another key's built in its
-            // memory (`get` checks the key; the value must match it too).
-            assert!(matches!(get(&shard, 1), None | Some(10)));
-            writer.join().unwrap();
-        });
+        // So small a shard hands each evicted entry over on its own, to be freed: its memory
+        // is the allocator's to give the next entry.
+        evictions_under_a_reader(1);
     }
 }
