@@ -98,7 +98,8 @@ where
 
     /// `entry`, moved to the heap: into the memory of a freed entry if there is one.
     pub(crate) fn alloc(&mut self, entry: Entry<K, V>) -> Owned<Entry<K, V>> {
-        if self.spares.is_empty() {
+        // Shards that hand entries over one at a time free them: nothing ever comes back.
+        if self.spares.is_empty() && self.batch_len > 1 {
             self.take_returned();
         }
         match self.spares.pop() {
@@ -109,9 +110,7 @@ where
 
     #[cold]
     fn take_returned(&mut self) {
-        if self.batch_len > 1 {
-            std::mem::swap(&mut self.spares, &mut *lock(&self.returned));
-        }
+        std::mem::swap(&mut self.spares, &mut *lock(&self.returned));
     }
 
     /// Frees `h` once no reader can hold it: deferred now under `guard`, or with its batch
