@@ -231,6 +231,7 @@
 #![cfg(unix)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod batch;
 mod commit;
 mod error;
 mod frame;
@@ -241,13 +242,14 @@ mod record;
 pub mod replica;
 mod sync;
 
+pub use batch::RecordBatch;
 pub use error::{Error, FrameError};
 pub use frame::{
     FRAME_HEADER_LEN, Frames, MAX_FRAME_BODY, RecordRef, decode, decode_ref, encode, frames,
 };
 pub use log::memory::MemoryLog;
 pub use log::storage::{Appended, Durability, Entry, LogStorage, Tail};
-pub use log::{FileLog, LogConfig, RecordBatch, Recovery, SegmentInfo};
+pub use log::{FileLog, LogConfig, Recovery, SegmentInfo};
 pub use record::{Epoch, Offset, Record};
 
 /// The README's examples, compiled and run as doctests so they cannot rot.

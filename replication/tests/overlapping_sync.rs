@@ -9,7 +9,7 @@ use std::time::Duration;
 use shardkit_replication::replica::{
     FollowerAck, MemoryReplicaStore, Message, NodeId, Replica, ReplicaConfig,
 };
-use shardkit_replication::{Epoch, LogStorage, MemoryLog, Offset, Record};
+use shardkit_replication::{Epoch, LogStorage, MemoryLog, Offset, Record, RecordBatch};
 
 type Follower = Replica<Arc<MemoryLog>>;
 
@@ -37,10 +37,11 @@ fn fetch_to(replica: &mut Follower, leader: NodeId) -> Option<u64> {
         })
 }
 
-fn records(epoch: u64, offsets: std::ops::Range<u64>) -> Vec<Record> {
-    offsets
+fn records(epoch: u64, offsets: std::ops::Range<u64>) -> RecordBatch {
+    let records: Vec<Record> = offsets
         .map(|o| Record::new(Offset::new(o), Epoch::new(epoch), 0, vec![0, o as u8]))
-        .collect()
+        .collect();
+    RecordBatch::from_records(&records).expect("consecutive small records")
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use shardkit_replication::replica::{
     MemoryReplicaStore, Message, NodeId, Replica, ReplicaConfig, Role,
 };
-use shardkit_replication::{Epoch, MemoryLog, Offset, Record};
+use shardkit_replication::{Epoch, MemoryLog, Offset, Record, RecordBatch};
 
 const COORDINATOR: NodeId = NodeId::new(9);
 const LEADER: NodeId = NodeId::new(1);
@@ -104,10 +104,11 @@ fn a_rejoining_replica_syncs_its_copy_before_it_counts_as_eligible() {
         .expect("a fetch to the leader");
     // The leader's log: its epoch-6 marker and one write, both committed.
     let epoch = Epoch::new(6);
-    let records = vec![
+    let records = RecordBatch::from_records(&[
         Record::new(Offset::new(0), epoch, 0, vec![2]),
         Record::new(Offset::new(1), epoch, 0, vec![0, 7]),
-    ];
+    ])
+    .expect("consecutive small records");
     let commit = Offset::new(2);
     let answer = Message::Records {
         epoch,
@@ -154,7 +155,13 @@ fn a_late_answer_to_a_previous_runs_fetch_is_ignored() {
     let late = Message::Records {
         epoch: Epoch::new(6),
         id: old,
-        records: vec![Record::new(Offset::new(0), Epoch::new(6), 0, vec![2])],
+        records: RecordBatch::from_records(&[Record::new(
+            Offset::new(0),
+            Epoch::new(6),
+            0,
+            vec![2],
+        )])
+        .expect("one small record"),
         commit: Offset::new(0),
     };
     restarted.handle(now, LEADER, late).expect("handle");

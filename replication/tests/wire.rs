@@ -8,15 +8,16 @@ use shardkit_replication::replica::{
     AckLevel, FollowerStatus, MAX_PACKET, Message, NodeId, Packet, Position, RemoteWriteError,
     ReplicaStatus, Role, WIRE_VERSION, Write, Written, decode_packet, encode_packet,
 };
-use shardkit_replication::{Epoch, FrameError, Offset, Record};
+use shardkit_replication::{Epoch, FrameError, Offset, Record, RecordBatch};
 
 fn every_kind() -> Vec<Packet> {
     let e = Epoch::new(7);
     let o = Offset::new;
-    let records = vec![
+    let records = RecordBatch::from_records(&[
         Record::new(o(10), e, 1, b"a".to_vec()).with_key(b"k".to_vec()),
         Record::new(o(11), e, 2, vec![0; 300]),
-    ];
+    ])
+    .expect("consecutive small records");
     let messages = vec![
         Message::Fetch {
             epoch: e,
@@ -34,7 +35,7 @@ fn every_kind() -> Vec<Packet> {
         Message::Records {
             epoch: e,
             id: 2,
-            records: Vec::new(),
+            records: RecordBatch::new(),
             commit: o(12),
         },
         Message::Diverging {

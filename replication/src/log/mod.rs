@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
+use crate::batch::RecordBatch;
 use crate::commit::GroupCommit;
 use crate::error::{Error, FrameError};
 use crate::frame::{FrameParts, encode_parts};
@@ -27,7 +28,6 @@ use storage::{Appended, Durability, Entry, LogStorage};
 
 pub use config::LogConfig;
 use config::PREALLOCATE_CHUNK;
-pub use read::RecordBatch;
 
 /// What recovery found and repaired when the log was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -710,6 +710,26 @@ impl LogStorage for FileLog {
             |i| records[i].epoch,
             |i, _, buf| crate::encode(&records[i], buf),
         )
+    }
+
+    fn append_batch(&self, batch: &RecordBatch) -> Result<Appended, Error> {
+        let Some(first) = batch.first_offset() else {
+            return Ok(Appended::new(self.end_offset(), 0));
+        };
+        // The batch's frames were checked when it was built: they are stored as they are.
+        self.append_frames(
+            batch.len() as u64,
+            Some(first.get()),
+            |i| batch.record(i).epoch,
+            |i, _, buf| {
+                buf.extend_from_slice(batch.frame(i));
+                Ok(())
+            },
+        )
+    }
+
+    fn read_batch(&self, from: Offset, max_bytes: usize) -> Result<RecordBatch, Error> {
+        FileLog::read_batch(self, from, max_bytes)
     }
 
     fn read(&self, from: Offset, max_bytes: usize) -> Result<Vec<Record>, Error> {

@@ -3,42 +3,10 @@
 
 use super::FileLog;
 use super::segment::Segment;
+use crate::batch::RecordBatch;
 use crate::error::{Error, FrameError};
-use crate::frame::{RecordRef, decode_ref, fields, frame_len};
+use crate::frame::{decode_ref, frame_len};
 use crate::record::Offset;
-
-/// Records read in one piece from one segment, checksums verified; iterating borrows them
-/// without copying. From [`FileLog::read_batch`].
-#[derive(Debug, Clone, Default)]
-pub struct RecordBatch {
-    bytes: Vec<u8>,
-    /// Each record's frame body as `(start, len)` in `bytes`.
-    bodies: Vec<(usize, usize)>,
-}
-
-impl RecordBatch {
-    /// The records, in offset order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = RecordRef<'_>> + '_ {
-        self.bodies.iter().map(|&(at, len)| {
-            fields(&self.bytes[at..at + len]).expect("bodies were parsed when the batch was read")
-        })
-    }
-
-    /// How many records the batch holds.
-    pub fn len(&self) -> usize {
-        self.bodies.len()
-    }
-
-    /// Whether the batch holds no record.
-    pub fn is_empty(&self) -> bool {
-        self.bodies.is_empty()
-    }
-
-    /// The framed bytes the batch read.
-    pub fn framed_bytes(&self) -> usize {
-        self.bytes.len()
-    }
-}
 
 impl FileLog {
     /// Reads records from `from` on, as one read from the segment holding `from`: at least one

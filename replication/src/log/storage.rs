@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::batch::RecordBatch;
 use crate::error::Error;
 use crate::record::{Epoch, Offset, Record};
 
@@ -110,6 +111,33 @@ pub trait LogStorage: Send + Sync {
     /// [`Error::OffsetOutOfRange`] if `from` is below the start or beyond the end, and
     /// [`Error::Corrupt`] for a damaged record.
     fn read(&self, from: Offset, max_bytes: usize) -> Result<Vec<Record>, Error>;
+
+    /// [`append_records`](Self::append_records) for records kept as their frames, as a
+    /// follower receives them. A log that stores frames writes them as they are, without
+    /// framing the records again; the default copies the records out and appends those.
+    ///
+    /// # Errors
+    ///
+    /// As [`append_records`](Self::append_records).
+    fn append_batch(&self, batch: &RecordBatch) -> Result<Appended, Error> {
+        self.append_records(&batch.to_records())
+    }
+
+    /// [`read`](Self::read) as frames, ready to send: at least one record if any exists
+    /// from `from` on, within `max_bytes` of frames (a log may return fewer, at a segment's
+    /// end). The default frames what [`read`](Self::read) returns.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Self::read).
+    fn read_batch(&self, from: Offset, max_bytes: usize) -> Result<RecordBatch, Error> {
+        let records = self.read(from, max_bytes)?;
+        RecordBatch::from_records(&records).map_err(|e| match e {
+            crate::FrameError::TooLarge { len } => Error::RecordTooLarge { len },
+            // The only other failure: `read` broke its contract of consecutive offsets.
+            _ => crate::batch::first_gap(&records),
+        })
+    }
 
     /// The first offset the log holds.
     fn start_offset(&self) -> Offset;
@@ -223,6 +251,12 @@ impl<T: LogStorage + ?Sized> LogStorage for std::sync::Arc<T> {
     }
     fn read(&self, from: Offset, max_bytes: usize) -> Result<Vec<Record>, Error> {
         (**self).read(from, max_bytes)
+    }
+    fn append_batch(&self, batch: &RecordBatch) -> Result<Appended, Error> {
+        (**self).append_batch(batch)
+    }
+    fn read_batch(&self, from: Offset, max_bytes: usize) -> Result<RecordBatch, Error> {
+        (**self).read_batch(from, max_bytes)
     }
     fn start_offset(&self) -> Offset {
         (**self).start_offset()

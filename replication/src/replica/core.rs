@@ -163,10 +163,14 @@ impl<S: LogStorage> Replica<S> {
         producers.install(&store.load_producers()?);
         let mut at = log.start_offset();
         while at < log.end_offset() {
-            let batch = log.read(at, 1 << 20)?;
-            let Some(last) = batch.last() else { break };
-            at = Offset::new(last.offset.get() + 1);
-            batch.iter().for_each(|r| producers.observe(r));
+            let batch = log.read_batch(at, 1 << 20)?;
+            let Some(last) = batch.last_offset() else {
+                break;
+            };
+            at = Offset::new(last.get() + 1);
+            batch
+                .iter()
+                .for_each(|r| producers.observe(r.offset, r.payload));
         }
         let end = log.end_offset();
         let start = log.start_offset();

@@ -133,12 +133,14 @@ impl<S: LogStorage> Replica<S> {
                 records, commit, ..
             } => {
                 let end = self.log.end_offset();
-                if let Some(first) = records.first() {
-                    if first.offset != end {
+                if let Some(first) = records.first_offset() {
+                    if first != end {
                         return Ok(());
                     }
-                    self.log.append_records(&records)?;
-                    records.iter().for_each(|r| self.producers.observe(r));
+                    self.log.append_batch(&records)?;
+                    records
+                        .iter()
+                        .for_each(|r| self.producers.observe(r.offset, r.payload));
                 }
                 // The answer vouches for the whole log up to its end: it matched the leader's.
                 let verified = self.log.end_offset();

@@ -11,6 +11,7 @@ use super::message::Message;
 use super::status::FollowerStatus;
 use super::types::{AckLevel, NodeId, ReplicaConfig};
 use super::write::{Completion, Write, WriteId, Written};
+use crate::batch::RecordBatch;
 use crate::error::Error;
 use crate::log::storage::{Entry, LogStorage};
 use crate::record::{Epoch, Offset};
@@ -374,9 +375,9 @@ impl<S: LogStorage> Replica<S> {
 
     fn send_records(&mut self, to: NodeId, id: u64, from: Offset) -> Result<(), Error> {
         let records = if from < self.log.end_offset() {
-            self.log.read(from, self.config.fetch_max_bytes)?
+            self.log.read_batch(from, self.config.fetch_max_bytes)?
         } else {
-            Vec::new()
+            RecordBatch::new()
         };
         let end = self.log.end_offset();
         if let RoleState::Leader(leader) = &mut self.role

@@ -2,7 +2,8 @@
 //! state machines decide what they mean.
 
 use super::types::{NodeId, Position, Role};
-use crate::record::{Epoch, Offset, Record};
+use crate::batch::RecordBatch;
+use crate::record::{Epoch, Offset};
 
 /// One protocol message. Every message carries the sender's epoch, so that a node that has
 /// moved on can fence off one that has not.
@@ -30,8 +31,8 @@ pub enum Message {
         epoch: Epoch,
         /// The fetch this answers.
         id: u64,
-        /// The records, from the fetch's `from` on.
-        records: Vec<Record>,
+        /// The records, from the fetch's `from` on, as the leader's log holds them.
+        records: RecordBatch,
         /// The leader's commit offset (high watermark).
         commit: Offset,
     },

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::envelope::{self, Envelope};
 use super::store::ProducerEntry;
 use super::types::ProducerSeq;
-use crate::record::{Offset, Record};
+use crate::record::Offset;
 
 /// A producer's latest write in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,12 +52,12 @@ impl ProducerTable {
     }
 
     /// Notes a record that reached the log.
-    pub(crate) fn observe(&mut self, record: &Record) {
+    pub(crate) fn observe(&mut self, offset: Offset, payload: &[u8]) {
         if let Some(Envelope::Data {
             producer: Some(p), ..
-        }) = envelope::decode(&record.payload)
+        }) = envelope::decode(payload)
         {
-            self.observe_write(p, record.offset);
+            self.observe_write(p, offset);
         }
     }
 
@@ -95,21 +95,16 @@ mod tests {
     use super::*;
     use crate::record::Epoch;
 
-    fn write(producer: u64, seq: u64, offset: u64) -> Record {
-        Record::new(
-            Offset::new(offset),
-            Epoch::new(1),
-            0,
-            envelope::encode_data(Some(ProducerSeq { producer, seq }), b"x"),
-        )
+    fn write(producer: u64, seq: u64) -> Vec<u8> {
+        envelope::encode_data(Some(ProducerSeq { producer, seq }), b"x")
     }
 
     #[test]
     fn truncation_restores_the_previous_write() {
         let mut t = ProducerTable::default();
-        t.observe(&write(1, 0, 0));
-        t.observe(&write(1, 1, 1));
-        t.observe(&write(2, 0, 2));
+        t.observe(Offset::new(0), &write(1, 0));
+        t.observe(Offset::new(1), &write(1, 1));
+        t.observe(Offset::new(2), &write(2, 0));
         t.committed(Offset::new(1));
         t.truncate_from(Offset::new(1));
         assert_eq!(

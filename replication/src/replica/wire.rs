@@ -12,11 +12,12 @@ use super::message::Message;
 use super::status::{FollowerStatus, ReplicaStatus};
 use super::types::{AckLevel, NodeId, Position, ProducerSeq, Role};
 use super::write::{Write, Written};
+use crate::batch::RecordBatch;
 use crate::error::FrameError;
-use crate::record::{Epoch, Offset, Record};
+use crate::record::{Epoch, Offset};
 
 /// The wire format's version: a peer speaking another is refused.
-pub const WIRE_VERSION: u8 = 2;
+pub const WIRE_VERSION: u8 = 3;
 
 /// The largest packet body accepted by default (64 MiB, a fetch answer's worth).
 pub const MAX_PACKET: usize = 64 << 20;
@@ -254,12 +255,8 @@ impl Encoder<'_> {
         self.u64(p.last_epoch.get());
         self.u64(p.end.get());
     }
-    fn records(&mut self, records: &[Record]) -> Result<(), FrameError> {
-        self.u64(records.len() as u64);
-        for r in records {
-            crate::frame::encode(r, self.0)?;
-        }
-        Ok(())
+    fn records(&mut self, records: &RecordBatch) {
+        self.bytes(records.frames());
     }
 }
 
@@ -333,15 +330,8 @@ impl<'a> Decoder<'a> {
             _ => Err(malformed("unknown role")),
         }
     }
-    fn records(&mut self) -> Result<Vec<Record>, FrameError> {
-        let n = self.len()?;
-        let mut out = Vec::with_capacity(n.min(1024));
-        for _ in 0..n {
-            let (record, used) = crate::frame::decode(self.0)?;
-            self.0 = &self.0[used..];
-            out.push(record);
-        }
-        Ok(out)
+    fn records(&mut self) -> Result<RecordBatch, FrameError> {
+        RecordBatch::from_frames(self.bytes()?)
     }
 }
 
@@ -495,7 +485,7 @@ fn encode_message(from: u64, message: &Message, e: &mut Encoder<'_>) -> Result<(
         } => {
             e.u64(*id);
             e.u64(commit.get());
-            e.records(records)?;
+            e.records(records);
         }
         Message::Diverging { id, epoch_end, .. } => {
             e.u64(*id);
@@ -674,17 +664,10 @@ fn decode_message(kind: u8, epoch: Epoch, d: &mut Decoder<'_>) -> Result<Message
         RECORDS => {
             let id = d.u64()?;
             let commit = d.offset()?;
-            let records = d.records()?;
-            let dense = records
-                .windows(2)
-                .all(|w| w[0].offset.get().checked_add(1) == Some(w[1].offset.get()));
-            if !dense {
-                return Err(malformed("records are not consecutive"));
-            }
             Message::Records {
                 epoch,
                 id,
-                records,
+                records: d.records()?,
                 commit,
             }
         }

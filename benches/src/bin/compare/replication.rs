@@ -15,7 +15,7 @@ use shardkit_replication::replica::{
     TcpConfig, TcpTransport, Write, encode_packet,
 };
 use shardkit_replication::{
-    Durability, Entry, Epoch, FileLog, LogConfig, LogStorage, Offset, Record,
+    Durability, Entry, Epoch, FileLog, LogConfig, LogStorage, Offset, Record, RecordBatch,
 };
 
 /// Arguments of `compare replication`.
@@ -48,6 +48,7 @@ fn records_packet(n: usize) -> Vec<u8> {
     let records: Vec<Record> = (0..n)
         .map(|i| Record::new(Offset::new(i as u64), Epoch::new(1), 0, vec![7; RECORD + 1]))
         .collect();
+    let records = RecordBatch::from_records(&records).expect("small consecutive records");
     let mut out = Vec::new();
     encode_packet(
         &Packet::Protocol {
