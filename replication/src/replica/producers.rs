@@ -93,7 +93,6 @@ impl ProducerTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Epoch;
 
     fn write(producer: u64, seq: u64) -> Vec<u8> {
         envelope::encode_data(Some(ProducerSeq { producer, seq }), b"x")
