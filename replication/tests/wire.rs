@@ -236,11 +236,14 @@ fn oversized_wrong_version_and_unknown_kinds_are_typed_errors() {
         "unsupported wire version"
     );
     assert_eq!(
-        reason(decode_packet(&framed(&[WIRE_VERSION, 200]), MAX_PACKET)),
+        reason(decode_packet(
+            &framed(&[WIRE_VERSION, 0, 0, 0, 0, 200]),
+            MAX_PACKET
+        )),
         "unknown packet kind"
     );
     // A status request with a byte too many, and one with a field cut short.
-    let mut extra = vec![WIRE_VERSION, 34];
+    let mut extra = vec![WIRE_VERSION, 0, 0, 0, 0, 34];
     extra.extend_from_slice(&[0; 9]);
     assert_eq!(
         reason(decode_packet(&framed(&extra), MAX_PACKET)),
@@ -248,38 +251,82 @@ fn oversized_wrong_version_and_unknown_kinds_are_typed_errors() {
     );
     assert_eq!(
         reason(decode_packet(
-            &framed(&[WIRE_VERSION, 34, 0, 0]),
+            &framed(&[WIRE_VERSION, 0, 0, 0, 0, 34, 0, 0]),
             MAX_PACKET
         )),
         "a field runs past the packet's end"
     );
-    // A count claiming more elements than bytes: refused before allocating.
-    let mut count = vec![
-        WIRE_VERSION,
-        2,
-        1,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        7,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ];
-    count.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    count.extend_from_slice(&u64::MAX.to_le_bytes());
+    // A count claiming more elements than bytes: refused before allocating. A snapshot
+    // (kind 6) from node 1 in epoch 7, request 1, at offset 1, epoch 0, with u64::MAX
+    // producer entries.
+    let mut count = vec![WIRE_VERSION, 0, 0, 0, 0, 6];
+    for field in [1, 7, 1, 1, 0, u64::MAX] {
+        count.extend_from_slice(&u64::to_le_bytes(field));
+    }
     assert_eq!(
         reason(decode_packet(&framed(&count), MAX_PACKET)),
         "a length exceeds the packet"
     );
+}
+
+#[test]
+fn record_frames_are_checked_by_their_own_checksums_and_only_where_records_belong() {
+    let framed = |body: &[u8], frames: &[u8]| {
+        let mut out = ((body.len() + frames.len()) as u32).to_le_bytes().to_vec();
+        out.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(frames);
+        out
+    };
+    let reason = |r| match r {
+        Err(FrameError::Malformed { reason }) => reason,
+        other => panic!("expected Malformed, got {other:?}"),
+    };
+    let with_frames = |len: u32, rest: &[u8]| {
+        let mut body = vec![WIRE_VERSION];
+        body.extend_from_slice(&len.to_le_bytes());
+        body.extend_from_slice(rest);
+        body
+    };
+    // A status request (kind 34, request 0) followed by a record's frames.
+    let record = Record::new(Offset::new(0), Epoch::new(1), 0, b"x".to_vec());
+    let mut frame = Vec::new();
+    shardkit_replication::encode(&record, &mut frame).unwrap();
+    let status = with_frames(frame.len() as u32, &[34, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        reason(decode_packet(&framed(&status, &frame), MAX_PACKET)),
+        "records in a packet that carries none"
+    );
+    // A records length beyond the packet.
+    let over = with_frames(1000, &[34, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        reason(decode_packet(&framed(&over, &[]), MAX_PACKET)),
+        "the records run past the packet"
+    );
+    // A records packet whose frames the packet checksum does not cover: a damaged frame is
+    // still refused, by its own checksum.
+    let mut packet = Vec::new();
+    let records = RecordBatch::from_records(&[record]).unwrap();
+    let message = Message::Records {
+        epoch: Epoch::new(1),
+        id: 1,
+        records,
+        commit: Offset::new(0),
+    };
+    encode_packet(
+        &Packet::Protocol {
+            from: NodeId::new(1),
+            message,
+        },
+        &mut packet,
+    )
+    .unwrap();
+    let last = packet.len() - 1;
+    packet[last] ^= 1;
+    assert!(matches!(
+        decode_packet(&packet, MAX_PACKET),
+        Err(FrameError::ChecksumMismatch { .. })
+    ));
 }
 
 proptest! {

@@ -2,8 +2,11 @@
 //! before anything in it is trusted.
 //!
 //! Frame: `length u32 | crc32c u32 | body`, little-endian, `length` counting the body; the
-//! body is `version u8 | kind u8 | fields`. Records travel in the log's own frame format, each
-//! with its own checksum.
+//! body is `version u8 | records u32 | kind u8 | fields | record frames`. Records travel last,
+//! in the log's own frame format, each with its own checksum; `records` counts their bytes,
+//! and the packet's checksum covers the body before them, so no byte is checksummed twice
+//! (a follower appends the frames as they came, and the leader read them from its log as they
+//! are stored).
 
 use std::time::Duration;
 
@@ -162,16 +165,22 @@ pub fn encode_packet(packet: &Packet, out: &mut Vec<u8>) -> Result<(), FrameErro
     out.extend_from_slice(&[0; 8]);
     let mut e = Encoder(out);
     e.u8(WIRE_VERSION);
-    if let Err(err) = encode_body(packet, &mut e) {
-        out.truncate(start);
-        return Err(err);
-    }
+    e.0.extend_from_slice(&[0; 4]);
+    let frames = match encode_body(packet, &mut e) {
+        Ok(frames) => frames,
+        Err(err) => {
+            out.truncate(start);
+            return Err(err);
+        }
+    };
     let body = out.len() - start - 8;
     if body > MAX_PACKET {
         out.truncate(start);
         return Err(FrameError::TooLarge { len: body as u64 });
     }
-    let crc = crc32c::crc32c(&out[start + 8..]);
+    // Within MAX_PACKET, so within u32.
+    out[start + 9..start + 13].copy_from_slice(&(frames as u32).to_le_bytes());
+    let crc = crc32c::crc32c(&out[start + 8..out.len() - frames]);
     out[start..start + 4].copy_from_slice(&(body as u32).to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     Ok(())
@@ -204,17 +213,33 @@ pub fn decode_packet(buf: &[u8], max_body: usize) -> Result<(Packet, usize), Fra
     }
     let stored = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
     let body = &buf[8..8 + len];
-    let computed = crc32c::crc32c(body);
+    // The version decides the layout, so it is read first; a damaged one is refused too.
+    if body.first() != Some(&WIRE_VERSION) {
+        return Err(malformed("unsupported wire version"));
+    }
+    if body.len() < 5 {
+        return Err(malformed("a field runs past the packet's end"));
+    }
+    let frames_len = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes")) as usize;
+    // A damaged length moves the checksummed range, and so fails the checksum below.
+    let Some(checked_len) = len.checked_sub(frames_len).filter(|&c| c >= 5) else {
+        return Err(malformed("the records run past the packet"));
+    };
+    let (checked, frames) = body.split_at(checked_len);
+    let computed = crc32c::crc32c(checked);
     if stored != computed {
         return Err(FrameError::ChecksumMismatch { stored, computed });
     }
-    let mut d = Decoder(body);
-    if d.u8()? != WIRE_VERSION {
-        return Err(malformed("unsupported wire version"));
-    }
+    let mut d = Decoder {
+        fields: &checked[5..],
+        frames: Some(frames),
+    };
     let packet = decode_body(&mut d)?;
-    if !d.0.is_empty() {
+    if !d.fields.is_empty() {
         return Err(malformed("bytes after the packet's fields"));
+    }
+    if d.frames.is_some_and(|f| !f.is_empty()) {
+        return Err(malformed("records in a packet that carries none"));
     }
     Ok((packet, 8 + len))
 }
@@ -255,20 +280,22 @@ impl Encoder<'_> {
         self.u64(p.last_epoch.get());
         self.u64(p.end.get());
     }
-    fn records(&mut self, records: &RecordBatch) {
-        self.bytes(records.frames());
-    }
 }
 
-struct Decoder<'a>(&'a [u8]);
+struct Decoder<'a> {
+    /// The checksummed fields not read yet.
+    fields: &'a [u8],
+    /// The record frames after the fields, until a field takes them.
+    frames: Option<&'a [u8]>,
+}
 
 impl<'a> Decoder<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
-        if self.0.len() < n {
+        if self.fields.len() < n {
             return Err(malformed("a field runs past the packet's end"));
         }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
+        let (head, rest) = self.fields.split_at(n);
+        self.fields = rest;
         Ok(head)
     }
     fn u8(&mut self) -> Result<u8, FrameError> {
@@ -289,7 +316,7 @@ impl<'a> Decoder<'a> {
     fn len(&mut self) -> Result<usize, FrameError> {
         let n = self.u64()?;
         // A count can never exceed the bytes left: refuse before allocating for it.
-        if n > self.0.len() as u64 {
+        if n > self.fields.len() as u64 {
             return Err(malformed("a length exceeds the packet"));
         }
         Ok(n as usize)
@@ -330,8 +357,9 @@ impl<'a> Decoder<'a> {
             _ => Err(malformed("unknown role")),
         }
     }
+    /// The record frames, each checked against its own checksum.
     fn records(&mut self) -> Result<RecordBatch, FrameError> {
-        RecordBatch::from_frames(self.bytes()?)
+        RecordBatch::from_frames(self.frames.take().unwrap_or_default().to_vec())
     }
 }
 
@@ -369,9 +397,10 @@ const WRITE_RESULT: u8 = 33;
 const STATUS_REQUEST: u8 = 34;
 const STATUS: u8 = 35;
 
-fn encode_body(packet: &Packet, e: &mut Encoder<'_>) -> Result<(), FrameError> {
+/// Encodes the packet's fields; returns the bytes of record frames it ended with.
+fn encode_body(packet: &Packet, e: &mut Encoder<'_>) -> Result<usize, FrameError> {
     match packet {
-        Packet::Protocol { from, message } => encode_message(from.get(), message, e)?,
+        Packet::Protocol { from, message } => return encode_message(from.get(), message, e),
         Packet::Write { request, write } => {
             e.u8(WRITE);
             e.u64(*request);
@@ -443,10 +472,11 @@ fn encode_body(packet: &Packet, e: &mut Encoder<'_>) -> Result<(), FrameError> {
             }
         }
     }
-    Ok(())
+    Ok(0)
 }
 
-fn encode_message(from: u64, message: &Message, e: &mut Encoder<'_>) -> Result<(), FrameError> {
+/// As [`encode_body`], for a protocol message.
+fn encode_message(from: u64, message: &Message, e: &mut Encoder<'_>) -> Result<usize, FrameError> {
     let kind = match message {
         Message::Fetch { .. } => FETCH,
         Message::Records { .. } => RECORDS,
@@ -485,7 +515,8 @@ fn encode_message(from: u64, message: &Message, e: &mut Encoder<'_>) -> Result<(
         } => {
             e.u64(*id);
             e.u64(commit.get());
-            e.records(records);
+            e.0.extend_from_slice(records.frames());
+            return Ok(records.framed_bytes());
         }
         Message::Diverging { id, epoch_end, .. } => {
             e.u64(*id);
@@ -542,7 +573,7 @@ fn encode_message(from: u64, message: &Message, e: &mut Encoder<'_>) -> Result<(
             e.opt_u64(*incarnation);
         }
     }
-    Ok(())
+    Ok(0)
 }
 
 fn decode_body(d: &mut Decoder<'_>) -> Result<Packet, FrameError> {
