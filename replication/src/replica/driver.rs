@@ -13,6 +13,7 @@
 //! A panic in a round or a sync stops the node, as a failed sync does: waiting writers get
 //! `LeadershipLost`, later calls an error saying the node stopped.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
@@ -61,25 +62,42 @@ enum Waiter {
     },
 }
 
-/// Write ids are a counter: they need no hashing against collisions, only spreading.
+/// Who waits for each accepted write, by id. Ids count up from 0 and writes mostly finish
+/// in the order they were accepted, so the waiters sit in a queue indexed from the oldest
+/// unfinished id: adding and finishing cost O(1), with no hashing.
 #[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
+struct Waiters {
+    /// The id of `slots[0]`.
+    base: u64,
+    /// `None` for a write already finished (or an id this node never waited for).
+    slots: VecDeque<Option<Waiter>>,
 }
 
-type Waiters = std::collections::HashMap<WriteId, Waiter, std::hash::BuildHasherDefault<IdHasher>>;
+impl Waiters {
+    fn insert(&mut self, id: WriteId, waiter: Waiter) {
+        if self.slots.is_empty() {
+            self.base = id.get();
+        }
+        let Some(at) = id.get().checked_sub(self.base) else {
+            return; // ids are never reused: an older id cannot be new
+        };
+        let at = at as usize;
+        if self.slots.len() <= at {
+            self.slots.resize_with(at + 1, || None);
+        }
+        self.slots[at] = Some(waiter);
+    }
+
+    fn remove(&mut self, id: WriteId) -> Option<Waiter> {
+        let at = usize::try_from(id.get().checked_sub(self.base)?).ok()?;
+        let waiter = self.slots.get_mut(at)?.take();
+        while self.slots.front().is_some_and(Option::is_none) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        waiter
+    }
+}
 
 /// A batch of writes submitted together, answered together.
 struct PendingBatch {
@@ -319,7 +337,7 @@ impl<S: LogStorage, T: Transport> Driver<S, T> {
             self.published.publish(commit);
         }
         for c in self.replica.take_completions() {
-            if let Some(w) = self.waiters.remove(&c.id) {
+            if let Some(w) = self.waiters.remove(c.id) {
                 w.finish(c.result, &mut self.batches);
             }
         }
@@ -668,5 +686,43 @@ impl<S: LogStorage, T> Engine<S, T> {
         if self.stopped.load(Ordering::SeqCst) {
             self.inputs.drop_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(w: Option<Waiter>) -> Option<usize> {
+        match w? {
+            Waiter::Batch { index, .. } => Some(index),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn waiters_are_found_by_id_in_any_order_and_the_queue_shrinks_behind_them() {
+        let mut w = Waiters::default();
+        for id in 5..10 {
+            w.insert(
+                WriteId(id),
+                Waiter::Batch {
+                    batch: 0,
+                    index: id as usize,
+                },
+            );
+        }
+        assert_eq!(index(w.remove(WriteId(7))), Some(7));
+        assert_eq!(index(w.remove(WriteId(7))), None);
+        assert_eq!(index(w.remove(WriteId(5))), Some(5));
+        assert_eq!((w.base, w.slots.len()), (6, 4));
+        assert_eq!(index(w.remove(WriteId(6))), Some(6));
+        assert_eq!((w.base, w.slots.len()), (8, 2));
+        assert_eq!(index(w.remove(WriteId(4))), None);
+        assert_eq!(index(w.remove(WriteId(99))), None);
+        for id in [9, 8] {
+            assert_eq!(index(w.remove(WriteId(id))), Some(id as usize));
+        }
+        assert!(w.slots.is_empty());
     }
 }

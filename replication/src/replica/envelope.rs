@@ -23,8 +23,15 @@ pub(crate) enum Envelope<'a> {
 }
 
 /// Encodes a user write's payload.
+#[cfg(test)]
 pub(crate) fn encode_data(producer: Option<ProducerSeq>, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 17);
+    encode_data_into(producer, payload, &mut out);
+    out
+}
+
+/// Appends a user write's encoded payload to `out`: a batch's payloads share one buffer.
+pub(crate) fn encode_data_into(producer: Option<ProducerSeq>, payload: &[u8], out: &mut Vec<u8>) {
     match producer {
         None => out.push(PLAIN),
         Some(p) => {
@@ -34,7 +41,6 @@ pub(crate) fn encode_data(producer: Option<ProducerSeq>, payload: &[u8]) -> Vec<
         }
     }
     out.extend_from_slice(payload);
-    out
 }
 
 /// The payload of an epoch marker.

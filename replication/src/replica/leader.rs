@@ -8,6 +8,7 @@ use super::core::{Replica, RoleState, epoch_at};
 use super::envelope;
 use super::error::WriteError;
 use super::message::Message;
+use super::pending::PendingWrites;
 use super::status::FollowerStatus;
 use super::types::{AckLevel, NodeId, ReplicaConfig};
 use super::write::{Completion, Write, WriteId, Written};
@@ -39,20 +40,13 @@ struct Parked {
     deadline: Duration,
 }
 
-#[derive(Debug)]
-struct Pending {
-    ack: AckLevel,
-    deadline: Duration,
-    duplicate: bool,
-}
-
 pub(crate) struct LeaderState {
     /// The offset of this epoch's marker: the commit offset moves past it only by counting
     /// copies of this epoch's records (Raft's rule against committing an older leader's
     /// records by counting alone).
     epoch_start: Offset,
     followers: BTreeMap<NodeId, Progress>,
-    pending: BTreeMap<(Offset, WriteId), Pending>,
+    pending: PendingWrites,
     /// `(log end, bytes appended so far)` after each append, for lag in bytes.
     appended_bytes: VecDeque<(Offset, u64)>,
     total_bytes: u64,
@@ -82,7 +76,7 @@ impl LeaderState {
         Self {
             epoch_start,
             followers,
-            pending: BTreeMap::new(),
+            pending: PendingWrites::default(),
             appended_bytes: VecDeque::new(),
             total_bytes: 0,
         }
@@ -181,7 +175,8 @@ impl<S: LogStorage> Replica<S> {
         };
         let in_sync = leader.in_sync_count(config, end, now);
         let mut results = Vec::with_capacity(writes.len());
-        let mut payloads = Vec::new();
+        // The encoded payloads, one after another, and where each ends.
+        let (mut payloads, mut ends) = (Vec::new(), Vec::new());
         let mut fresh = Vec::new(); // (index in results, write)
         for write in writes {
             let strong = matches!(write.ack, AckLevel::Quorum | AckLevel::All);
@@ -201,22 +196,18 @@ impl<S: LogStorage> Replica<S> {
             if let Some((p, last)) = previous
                 && p.seq <= last.seq
             {
-                leader.pending.insert(
-                    (last.offset, id),
-                    Pending {
-                        ack: write.ack,
-                        deadline,
-                        duplicate: true,
-                    },
-                );
+                leader
+                    .pending
+                    .push_duplicate(last.offset, id, write.ack, deadline);
                 results.push(Ok(id));
                 continue;
             }
-            let offset = Offset::new(end.get() + payloads.len() as u64);
+            let offset = Offset::new(end.get() + ends.len() as u64);
             if let Some(p) = write.producer {
                 self.producers.observe_write(p, offset);
             }
-            payloads.push(envelope::encode_data(write.producer, &write.payload));
+            envelope::encode_data_into(write.producer, &write.payload, &mut payloads);
+            ends.push(payloads.len());
             fresh.push((results.len(), id, offset, write));
             results.push(Ok(id));
         }
@@ -224,12 +215,13 @@ impl<S: LogStorage> Replica<S> {
             self.advance_commit(now);
             return results;
         }
+        let starts = std::iter::once(0).chain(ends.iter().copied());
         let entries: Vec<Entry<'_>> = fresh
             .iter()
-            .zip(&payloads)
-            .map(|((_, _, _, w), payload)| Entry {
+            .zip(starts.zip(&ends))
+            .map(|((_, _, _, w), (start, &end))| Entry {
                 key: w.key.as_deref(),
-                payload,
+                payload: &payloads[start..end],
             })
             .collect();
         match self.log.append(epoch, &entries) {
@@ -243,14 +235,9 @@ impl<S: LogStorage> Replica<S> {
                 };
                 leader.note_appended(self.log.end_offset(), bytes as u64);
                 for (_, id, offset, write) in fresh {
-                    leader.pending.insert(
-                        (offset, id),
-                        Pending {
-                            ack: write.ack,
-                            deadline: now + write.timeout,
-                            duplicate: false,
-                        },
-                    );
+                    leader
+                        .pending
+                        .push(offset, id, write.ack, now + write.timeout);
                 }
                 self.serve_parked(now);
                 self.advance_commit(now);
@@ -449,29 +436,21 @@ impl<S: LogStorage> Replica<S> {
             .unwrap_or(end)
             .min(flushed);
         let enough_in_sync = leader.in_sync_count(&config, end, now) >= min_isr;
-        let reach = flushed.max(commit);
-        let mut done = Vec::new();
-        for (&(offset, id), p) in leader.pending.range(..(reach, WriteId(0))) {
-            let reached = match p.ack {
-                AckLevel::None | AckLevel::Leader => offset < flushed,
+        let completions = &mut self.completions;
+        leader.pending.complete(
+            |ack, offset| match ack {
+                AckLevel::None => true,
+                AckLevel::Leader => offset < flushed,
                 AckLevel::Quorum => offset < commit,
                 AckLevel::All => offset < commit && offset < in_sync_acked && enough_in_sync,
-            };
-            if reached {
-                done.push((offset, id));
-            }
-        }
-        for key in done {
-            if let Some(p) = leader.pending.remove(&key) {
-                self.completions.push(Completion {
-                    id: key.1,
-                    result: Ok(Written {
-                        offset: key.0,
-                        duplicate: p.duplicate,
-                    }),
-                });
-            }
-        }
+            },
+            |offset, id, duplicate| {
+                completions.push(Completion {
+                    id,
+                    result: Ok(Written { offset, duplicate }),
+                })
+            },
+        );
         if commit > self.commit {
             self.commit = commit;
             self.producers.committed(commit);
@@ -495,19 +474,13 @@ impl<S: LogStorage> Replica<S> {
         let RoleState::Leader(leader) = &mut self.role else {
             return Ok(());
         };
-        let expired: Vec<(Offset, WriteId)> = leader
-            .pending
-            .iter()
-            .filter(|(_, p)| now >= p.deadline)
-            .map(|(&k, _)| k)
-            .collect();
-        for key in expired {
-            leader.pending.remove(&key);
-            self.completions.push(Completion {
-                id: key.1,
-                result: Err(WriteError::Timeout { offset: key.0 }),
-            });
-        }
+        let completions = &mut self.completions;
+        leader.pending.expire(now, |offset, id| {
+            completions.push(Completion {
+                id,
+                result: Err(WriteError::Timeout { offset }),
+            })
+        });
         // A follower leaving the in-sync set can complete `All` writes.
         self.advance_commit(now);
         Ok(())
@@ -516,12 +489,13 @@ impl<S: LogStorage> Replica<S> {
     /// Ends a leadership: every waiting write's fate is unknown.
     pub(crate) fn step_down(&mut self) {
         if let RoleState::Leader(leader) = &mut self.role {
-            for ((offset, id), _) in std::mem::take(&mut leader.pending) {
-                self.completions.push(Completion {
+            let completions = &mut self.completions;
+            leader.pending.drain(|offset, id| {
+                completions.push(Completion {
                     id,
                     result: Err(WriteError::LeadershipLost { offset }),
-                });
-            }
+                })
+            });
         }
     }
 }

@@ -12,6 +12,7 @@ mod follower;
 mod leader;
 mod message;
 mod node;
+mod pending;
 mod producers;
 mod snapshot;
 mod status;
