@@ -23,6 +23,11 @@ pub struct LogConfig {
     /// copy-on-write filesystems (btrfs, ZFS), where overwriting zeros gains nothing. Ignored
     /// with [`Durability::Never`]. Sealed segments and a cleanly closed log hold no zeros.
     pub preallocate: bool,
+    /// Bytes of the latest written frames kept in memory (default 4 MiB; `0` keeps none).
+    /// Readers of the log's tail, such as a leader's followers fetching what it just
+    /// appended, get them from memory, without reading the file back and checking it: up to
+    /// twice this much memory per log.
+    pub recent_bytes: usize,
 }
 
 /// Zeros written ahead of appends at a time; see [`LogConfig::preallocate`].
@@ -35,6 +40,7 @@ impl Default for LogConfig {
             index_interval: 4096,
             durability: Durability::Always,
             preallocate: true,
+            recent_bytes: 4 << 20,
         }
     }
 }
@@ -51,6 +57,14 @@ impl LogConfig {
     #[must_use]
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
+        self
+    }
+
+    /// The configuration keeping `bytes` of the latest frames in memory; see
+    /// [`recent_bytes`](Self::recent_bytes).
+    #[must_use]
+    pub fn recent_bytes(mut self, bytes: usize) -> Self {
+        self.recent_bytes = bytes;
         self
     }
 

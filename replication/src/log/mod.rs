@@ -5,6 +5,7 @@ mod config;
 pub(crate) mod epochs;
 pub(crate) mod memory;
 mod read;
+mod recent;
 mod recovery;
 mod segment;
 pub(crate) mod storage;
@@ -23,6 +24,7 @@ use crate::notify::Tail as TailSignal;
 use crate::record::{Epoch, Offset, Record};
 use epochs::EpochHistory;
 use memory::{framed_len, now_ms};
+use recent::RecentFrames;
 use segment::{Segment, log_path};
 use storage::{Appended, Durability, Entry, LogStorage};
 
@@ -83,6 +85,8 @@ struct Inner {
     /// What changed without a sync under [`Durability::Never`], for the next
     /// [`sync`](LogStorage::sync) to make durable.
     unsynced: Mutex<Unsynced>,
+    /// The latest written frames, served to readers of the tail without a file read.
+    recent: Mutex<RecentFrames>,
     /// Sealed segments synced by `flush_and_sync`, for tests.
     #[cfg(test)]
     sealed_syncs: std::sync::atomic::AtomicUsize,
@@ -253,6 +257,7 @@ impl FileLog {
             tail: TailSignal::new(end),
             recovery,
             unsynced: Mutex::new(Unsynced::default()),
+            recent: Mutex::new(RecentFrames::new(config.recent_bytes)),
             #[cfg(test)]
             sealed_syncs: std::sync::atomic::AtomicUsize::new(0),
         });
@@ -497,6 +502,9 @@ impl Inner {
         let first = w.staged_first;
         let end = first + w.starts.len() as u64;
         let result = self.write_batch(&w.staged, &w.starts, first);
+        if result.is_ok() {
+            lock(&self.recent).extend(first, &w.staged, &w.starts);
+        }
         w.staged.clear();
         w.starts.clear();
         match result {
@@ -800,6 +808,7 @@ impl LogStorage for FileLog {
         }
         // Readers stop at the published end, so lower it before cutting files.
         inner.tail.publish(offset.get());
+        lock(&inner.recent).clear();
         inner.commit.truncated(offset.get());
         // Past this point the files no longer match the writer's state until the cut is done:
         // a failure poisons the log, and reopening recovers a consistent one.
@@ -847,6 +856,7 @@ impl LogStorage for FileLog {
         writer.staged.clear();
         writer.starts.clear();
         inner.tail.publish(self.start_offset().get());
+        lock(&inner.recent).clear();
         inner.commit.restarted_at(start.get());
         // The history first, then the segments newest first: a crash part-way leaves a
         // shorter log (which the follower re-fetches), never one with a gap.

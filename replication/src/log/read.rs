@@ -1,8 +1,8 @@
 //! Reading the file log: batches of records read in one piece, checksums verified, borrowed
 //! without copying.
 
-use super::FileLog;
 use super::segment::Segment;
+use super::{FileLog, lock};
 use crate::batch::RecordBatch;
 use crate::error::{Error, FrameError};
 use crate::frame::{decode_ref, frame_len};
@@ -61,6 +61,9 @@ impl FileLog {
         }
         if from.get() == end {
             batch.bytes.clear();
+            return Ok(());
+        }
+        if lock(&self.inner.recent).read(from.get(), end, max_bytes, batch) {
             return Ok(());
         }
         let seg = &segments[segments
