@@ -23,10 +23,11 @@ pub struct LogConfig {
     /// copy-on-write filesystems (btrfs, ZFS), where overwriting zeros gains nothing. Ignored
     /// with [`Durability::Never`]. Sealed segments and a cleanly closed log hold no zeros.
     pub preallocate: bool,
-    /// Bytes of the latest written frames kept in memory (default 4 MiB; `0` keeps none).
-    /// Readers of the log's tail, such as a leader's followers fetching what it just
-    /// appended, get them from memory, without reading the file back and checking it: up to
-    /// twice this much memory per log.
+    /// Bytes of the latest frames the log appended itself ([`append`](crate::LogStorage::append))
+    /// kept in memory (default 4 MiB; `0` keeps none). Readers of the log's tail, such as a
+    /// leader's followers fetching what it just appended, get them from memory, without
+    /// reading the file back and checking it. Up to twice this much memory per log; copies of
+    /// another log's records (a follower's appends) are not kept.
     pub recent_bytes: usize,
 }
 

@@ -70,6 +70,9 @@ struct Writer {
     staged_first: u64,
     /// One past the last offset assigned, staged or written.
     next: u64,
+    /// Some staged frames are copies of another log's records (`append_records`,
+    /// `append_batch`), which [`RecentFrames`] does not keep.
+    staged_copies: bool,
     epochs: EpochHistory,
 }
 
@@ -251,6 +254,7 @@ impl FileLog {
                 starts: Vec::new(),
                 staged_first: end,
                 next: end,
+                staged_copies: false,
                 epochs,
             }),
             commit: GroupCommit::new(end),
@@ -406,6 +410,7 @@ impl FileLog {
             new_epoch |= epochs.observe(epoch, Offset::new(first + i as u64));
         }
         let mark = (writer.staged.len(), writer.starts.len());
+        writer.staged_copies |= expected_first.is_some();
         for i in 0..count as usize {
             let start = writer.staged.len() as u64;
             writer.starts.push(start);
@@ -503,8 +508,15 @@ impl Inner {
         let end = first + w.starts.len() as u64;
         let result = self.write_batch(&w.staged, &w.starts, first);
         if result.is_ok() {
-            lock(&self.recent).extend(first, &w.staged, &w.starts);
+            let mut recent = lock(&self.recent);
+            if w.staged_copies {
+                // A follower's copies: its tail is rarely read, so it keeps none.
+                recent.clear();
+            } else {
+                recent.extend(first, &w.staged, &w.starts);
+            }
         }
+        w.staged_copies = false;
         w.staged.clear();
         w.starts.clear();
         match result {

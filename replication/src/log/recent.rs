@@ -5,83 +5,36 @@
 use crate::batch::RecordBatch;
 use crate::frame::FRAME_HEADER_LEN;
 
-/// The latest written frames, from offset `first` on, in one buffer.
+/// Consecutive frames from offset `first` on, in one buffer.
 #[derive(Debug, Default)]
-pub(super) struct RecentFrames {
-    /// The offset of the first kept frame.
+struct Generation {
     first: u64,
     bytes: Vec<u8>,
-    /// Where each kept frame starts in `bytes`.
+    /// Where each frame starts in `bytes`.
     starts: Vec<usize>,
-    /// Keep at least this many bytes (when they exist), at most twice as many.
-    keep: usize,
 }
 
-impl RecentFrames {
-    pub(super) fn new(keep: usize) -> Self {
-        Self {
-            keep,
-            ..Self::default()
-        }
-    }
-
-    /// Notes frames just written to the file: `frames`, starting at `starts`, holding the
-    /// records from offset `first` on.
-    pub(super) fn extend(&mut self, first: u64, frames: &[u8], starts: &[u64]) {
-        if self.keep == 0 || starts.is_empty() {
-            return;
-        }
-        if self.end() != Some(first) {
-            self.clear();
-            self.first = first;
-        }
-        let base = self.bytes.len();
-        self.bytes.extend_from_slice(frames);
-        self.starts
-            .extend(starts.iter().map(|&s| base + s as usize));
-        if self.bytes.len() > 2 * self.keep {
-            // Drop the oldest frames, keeping at least `keep` bytes: amortised, each byte
-            // moves once per `keep` bytes appended.
-            let cut = self
-                .starts
-                .partition_point(|&s| self.bytes.len() - s > self.keep)
-                .saturating_sub(1);
-            let at = self.starts[cut];
-            self.bytes.drain(..at);
-            self.starts.drain(..cut);
-            self.starts.iter_mut().for_each(|s| *s -= at);
-            self.first += cut as u64;
-        }
-    }
-
-    /// One past the last kept offset, `None` when nothing is kept.
+impl Generation {
+    /// One past the last offset held, `None` when empty.
     fn end(&self) -> Option<u64> {
         (!self.starts.is_empty()).then(|| self.first + self.starts.len() as u64)
     }
 
-    /// Forgets everything (the log was cut or reset).
-    pub(super) fn clear(&mut self) {
+    fn clear(&mut self) {
         self.bytes.clear();
         self.starts.clear();
     }
 
-    /// Fills `batch` with the kept records from `from` on and before `end`, within
-    /// `max_bytes` of frames but at least one; `false` if `from` is not kept.
-    pub(super) fn read(
-        &self,
-        from: u64,
-        end: u64,
-        max_bytes: usize,
-        batch: &mut RecordBatch,
-    ) -> bool {
-        let Some(kept_end) = self.end() else {
+    /// As [`RecentFrames::read`], from this generation alone.
+    fn read(&self, from: u64, end: u64, max_bytes: usize, batch: &mut RecordBatch) -> bool {
+        let Some(held_end) = self.end().map(|e| e.min(end)) else {
             return false;
         };
-        if from < self.first || from >= kept_end.min(end) {
+        if from < self.first || from >= held_end {
             return false;
         }
         let first = (from - self.first) as usize;
-        let last = (kept_end.min(end) - self.first) as usize;
+        let last = (held_end - self.first) as usize;
         let start = self.starts[first];
         let frame_end = |i: usize| self.starts.get(i + 1).copied().unwrap_or(self.bytes.len());
         // At least one frame; then as many as fit.
@@ -102,6 +55,65 @@ impl RecentFrames {
             )
         }));
         true
+    }
+}
+
+/// The latest frames a log appended itself, in two generations: once the current one holds
+/// `keep` bytes it becomes the previous one, whose buffer is reused, so no byte is copied
+/// twice and between `keep` and twice as many bytes stay readable.
+#[derive(Debug, Default)]
+pub(super) struct RecentFrames {
+    current: Generation,
+    previous: Generation,
+    keep: usize,
+}
+
+impl RecentFrames {
+    pub(super) fn new(keep: usize) -> Self {
+        Self {
+            keep,
+            ..Self::default()
+        }
+    }
+
+    /// Notes frames just written to the file: `frames`, starting at `starts`, holding the
+    /// records from offset `first` on.
+    pub(super) fn extend(&mut self, first: u64, frames: &[u8], starts: &[u64]) {
+        if self.keep == 0 || starts.is_empty() {
+            return;
+        }
+        if self.current.end().or(self.previous.end()) != Some(first) {
+            self.clear();
+            self.current.first = first;
+        } else if self.current.bytes.len() >= self.keep {
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.clear();
+            self.current.first = first;
+        }
+        let base = self.current.bytes.len();
+        self.current.bytes.extend_from_slice(frames);
+        self.current
+            .starts
+            .extend(starts.iter().map(|&s| base + s as usize));
+    }
+
+    /// Forgets everything (the log was cut or reset, or appended frames not kept).
+    pub(super) fn clear(&mut self) {
+        self.current.clear();
+        self.previous.clear();
+    }
+
+    /// Fills `batch` with kept records from `from` on and before `end`, within `max_bytes`
+    /// of frames but at least one; `false` if `from` is not kept.
+    pub(super) fn read(
+        &self,
+        from: u64,
+        end: u64,
+        max_bytes: usize,
+        batch: &mut RecordBatch,
+    ) -> bool {
+        self.current.read(from, end, max_bytes, batch)
+            || self.previous.read(from, end, max_bytes, batch)
     }
 }
 
@@ -167,12 +179,15 @@ mod tests {
         for i in 0..20 {
             let (bytes, starts) = frames(i, i + 1);
             recent.extend(i, &bytes, &starts);
-            assert!(recent.bytes.len() <= 8 * one);
+            assert!(recent.current.bytes.len() + recent.previous.bytes.len() <= 8 * one);
         }
+        // Generations 12..16 and 16..20: a read returns records of one generation.
         let mut batch = RecordBatch::new();
+        assert!(recent.read(13, 20, 1 << 20, &mut batch));
+        assert_eq!(offsets(&batch), [13, 14, 15]);
         assert!(recent.read(16, 20, 1 << 20, &mut batch));
         assert_eq!(offsets(&batch), [16, 17, 18, 19]);
-        assert!(!recent.read(10, 20, 1 << 20, &mut batch));
+        assert!(!recent.read(11, 20, 1 << 20, &mut batch));
         let mut off = RecentFrames::new(0);
         let (bytes, starts) = frames(0, 2);
         off.extend(0, &bytes, &starts);

@@ -7,14 +7,14 @@
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded as channel};
 use std::collections::HashMap;
-use std::io::{Read, Write as _};
+use std::io::{IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use super::types::NodeId;
-use super::wire::{MAX_PACKET, Packet, decode_packet, encode_packet};
+use super::wire::{MAX_PACKET, Packet, decode_packet, encode_packet, encode_packet_head};
 use crate::error::FrameError;
 
 /// Where to send the answer to a client's request: the connection it came on.
@@ -329,22 +329,35 @@ impl Transport for TcpTransport {
     }
 
     fn send_batch(&self, packets: Vec<(NodeId, Packet)>) {
-        let mut by_peer: Vec<(NodeId, Vec<u8>)> = Vec::new();
-        for (to, packet) in packets {
-            let i = match by_peer.iter().position(|(p, _)| *p == to) {
+        // Per peer, in order: each packet's encoded head and the record frames after it,
+        // written from the packet itself (one vectored write, no copy of the records).
+        let mut heads: Vec<(NodeId, Vec<u8>, Vec<(usize, &[u8])>)> = Vec::new();
+        for (to, packet) in &packets {
+            let i = match heads.iter().position(|(p, ..)| p == to) {
                 Some(i) => i,
                 None => {
-                    by_peer.push((to, Vec::new()));
-                    by_peer.len() - 1
+                    heads.push((*to, Vec::new(), Vec::new()));
+                    heads.len() - 1
                 }
             };
+            let (_, bytes, frames) = &mut heads[i];
             // A packet too large to encode is dropped; the protocol never builds one.
-            let _ = encode_packet(&packet, &mut by_peer[i].1);
-        }
-        for (to, bytes) in by_peer {
-            if let Some(link) = self.peers.get(&to) {
-                link.write(&bytes, &self.stats);
+            if let Ok(f) = encode_packet_head(packet, bytes) {
+                frames.push((bytes.len(), f));
             }
+        }
+        for (to, bytes, frames) in &heads {
+            let Some(link) = self.peers.get(to) else {
+                continue;
+            };
+            let mut parts = Vec::with_capacity(frames.len() * 2);
+            let mut from = 0;
+            for &(head_end, f) in frames {
+                parts.push(IoSlice::new(&bytes[from..head_end]));
+                parts.push(IoSlice::new(f));
+                from = head_end;
+            }
+            link.write(&mut parts, &self.stats);
         }
     }
 
@@ -386,11 +399,11 @@ impl Link {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self, bytes: &[u8], stats: &TcpStats) {
+    fn write(&self, parts: &mut [IoSlice<'_>], stats: &TcpStats) {
         let mut state = self.lock();
         match &mut state.stream {
             Some(s) => {
-                if s.write_all(bytes).is_err() {
+                if write_all_vectored(s, parts).is_err() {
                     // Dropped: the protocol resends what matters over the next connection.
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                     state.stream = None;
@@ -398,8 +411,11 @@ impl Link {
                 }
             }
             None => {
-                if state.pending.len() + bytes.len() <= MAX_PENDING {
-                    state.pending.extend_from_slice(bytes);
+                let len: usize = parts.iter().map(|p| p.len()).sum();
+                if state.pending.len() + len <= MAX_PENDING {
+                    parts
+                        .iter()
+                        .for_each(|p| state.pending.extend_from_slice(p));
                 } else {
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -407,6 +423,20 @@ impl Link {
             }
         }
     }
+}
+
+/// Writes every byte of `parts` (`Write::write_all_vectored` is not stable yet).
+fn write_all_vectored(w: &mut impl Write, mut parts: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut parts, 0); // skips empty slices
+    while !parts.is_empty() {
+        match w.write_vectored(parts) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut parts, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Keeps a link connected: connects at once, and again with exponential backoff whenever
@@ -492,18 +522,18 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
         .name("shardkit-reply".into())
         .spawn(move || write_replies(writer, reply_rx, write_timeout));
     let mut reader = stream;
-    let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
-    let mut chunk = vec![0u8; 64 << 10];
+    // Read straight into `buf[filled..]`; packets are decoded from `buf[at..filled]`.
+    let mut buf = vec![0u8; 64 << 10];
+    let (mut at, mut filled) = (0, 0);
     while !receiving.stop.load(Ordering::Relaxed) {
-        let n = match reader.read(&mut chunk) {
+        let n = match reader.read(&mut buf[filled..]) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        buf.extend_from_slice(&chunk[..n]);
-        let mut at = 0;
+        filled += n;
         let mut delivered = false;
         loop {
-            match decode_packet(&buf[at..], receiving.config.max_packet) {
+            match decode_packet(&buf[at..filled], receiving.config.max_packet) {
                 Ok((packet, used)) => {
                     at += used;
                     if let Packet::Protocol { from, .. } = &packet
@@ -524,7 +554,20 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                     }
                     delivered = true;
                 }
-                Err(FrameError::Incomplete { .. }) => break,
+                Err(FrameError::Incomplete { needed, .. }) => {
+                    // Make room for the rest of the packet (or a full read after a partial
+                    // header), moving its start to the front; the buffer at most doubles
+                    // per read, so a length alone cannot make it allocate the limit.
+                    let needed = needed.max(64 << 10);
+                    if at + needed > buf.len() {
+                        buf.copy_within(at..filled, 0);
+                        (at, filled) = (0, filled - at);
+                        if needed > buf.len() {
+                            buf.resize(needed.min(2 * buf.len()), 0);
+                        }
+                    }
+                    break;
+                }
                 Err(_) => {
                     // Nothing after a bad frame can be trusted: drop the connection.
                     receiving
@@ -536,7 +579,9 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                 }
             }
         }
-        buf.drain(..at);
+        if at == filled {
+            (at, filled) = (0, 0);
+        }
         if delivered && let Some(hook) = receiving.on_delivery.get() {
             hook();
         }

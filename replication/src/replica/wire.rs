@@ -161,6 +161,21 @@ impl std::error::Error for RemoteWriteError {}
 /// [`FrameError::TooLarge`] if the body would exceed [`MAX_PACKET`] (or a record its own
 /// limit); `out` is unchanged then.
 pub fn encode_packet(packet: &Packet, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    let frames = encode_packet_head(packet, out)?;
+    out.extend_from_slice(frames);
+    Ok(())
+}
+
+/// Appends `packet`'s frame to `out`, but for the record frames it ends with, which it
+/// returns: they follow as they are (a transport writes them from where they lie).
+///
+/// # Errors
+///
+/// As [`encode_packet`].
+pub(crate) fn encode_packet_head<'p>(
+    packet: &'p Packet,
+    out: &mut Vec<u8>,
+) -> Result<&'p [u8], FrameError> {
     let start = out.len();
     out.extend_from_slice(&[0; 8]);
     let mut e = Encoder(out);
@@ -173,17 +188,17 @@ pub fn encode_packet(packet: &Packet, out: &mut Vec<u8>) -> Result<(), FrameErro
             return Err(err);
         }
     };
-    let body = out.len() - start - 8;
+    let body = out.len() - start - 8 + frames.len();
     if body > MAX_PACKET {
         out.truncate(start);
         return Err(FrameError::TooLarge { len: body as u64 });
     }
     // Within MAX_PACKET, so within u32.
-    out[start + 9..start + 13].copy_from_slice(&(frames as u32).to_le_bytes());
-    let crc = crc32c::crc32c(&out[start + 8..out.len() - frames]);
+    out[start + 9..start + 13].copy_from_slice(&(frames.len() as u32).to_le_bytes());
+    let crc = crc32c::crc32c(&out[start + 8..]);
     out[start..start + 4].copy_from_slice(&(body as u32).to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    Ok(())
+    Ok(frames)
 }
 
 /// Decodes one packet from the front of `buf`; returns it and the bytes it took.
@@ -397,8 +412,8 @@ const WRITE_RESULT: u8 = 33;
 const STATUS_REQUEST: u8 = 34;
 const STATUS: u8 = 35;
 
-/// Encodes the packet's fields; returns the bytes of record frames it ended with.
-fn encode_body(packet: &Packet, e: &mut Encoder<'_>) -> Result<usize, FrameError> {
+/// Encodes the packet's fields; returns the record frames that follow them.
+fn encode_body<'p>(packet: &'p Packet, e: &mut Encoder<'_>) -> Result<&'p [u8], FrameError> {
     match packet {
         Packet::Protocol { from, message } => return encode_message(from.get(), message, e),
         Packet::Write { request, write } => {
@@ -472,11 +487,15 @@ fn encode_body(packet: &Packet, e: &mut Encoder<'_>) -> Result<usize, FrameError
             }
         }
     }
-    Ok(0)
+    Ok(&[])
 }
 
 /// As [`encode_body`], for a protocol message.
-fn encode_message(from: u64, message: &Message, e: &mut Encoder<'_>) -> Result<usize, FrameError> {
+fn encode_message<'p>(
+    from: u64,
+    message: &'p Message,
+    e: &mut Encoder<'_>,
+) -> Result<&'p [u8], FrameError> {
     let kind = match message {
         Message::Fetch { .. } => FETCH,
         Message::Records { .. } => RECORDS,
@@ -515,8 +534,7 @@ fn encode_message(from: u64, message: &Message, e: &mut Encoder<'_>) -> Result<u
         } => {
             e.u64(*id);
             e.u64(commit.get());
-            e.0.extend_from_slice(records.frames());
-            return Ok(records.framed_bytes());
+            return Ok(records.frames());
         }
         Message::Diverging { id, epoch_end, .. } => {
             e.u64(*id);
@@ -573,7 +591,7 @@ fn encode_message(from: u64, message: &Message, e: &mut Encoder<'_>) -> Result<u
             e.opt_u64(*incarnation);
         }
     }
-    Ok(0)
+    Ok(&[])
 }
 
 fn decode_body(d: &mut Decoder<'_>) -> Result<Packet, FrameError> {
