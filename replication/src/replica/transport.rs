@@ -329,35 +329,29 @@ impl Transport for TcpTransport {
     }
 
     fn send_batch(&self, packets: Vec<(NodeId, Packet)>) {
-        // Per peer, in order: each packet's encoded head and the record frames after it,
-        // written from the packet itself (one vectored write, no copy of the records).
-        let mut heads: Vec<(NodeId, Vec<u8>, Vec<(usize, &[u8])>)> = Vec::new();
+        let mut writes: Vec<PeerWrite<'_>> = Vec::new();
         for (to, packet) in &packets {
-            let i = match heads.iter().position(|(p, ..)| p == to) {
+            let i = match writes.iter().position(|w| w.to == *to) {
                 Some(i) => i,
                 None => {
-                    heads.push((*to, Vec::new(), Vec::new()));
-                    heads.len() - 1
+                    writes.push(PeerWrite {
+                        to: *to,
+                        heads: Vec::new(),
+                        frames: Vec::new(),
+                    });
+                    writes.len() - 1
                 }
             };
-            let (_, bytes, frames) = &mut heads[i];
+            let w = &mut writes[i];
             // A packet too large to encode is dropped; the protocol never builds one.
-            if let Ok(f) = encode_packet_head(packet, bytes) {
-                frames.push((bytes.len(), f));
+            if let Ok(frames) = encode_packet_head(packet, &mut w.heads) {
+                w.frames.push((w.heads.len(), frames));
             }
         }
-        for (to, bytes, frames) in &heads {
-            let Some(link) = self.peers.get(to) else {
-                continue;
-            };
-            let mut parts = Vec::with_capacity(frames.len() * 2);
-            let mut from = 0;
-            for &(head_end, f) in frames {
-                parts.push(IoSlice::new(&bytes[from..head_end]));
-                parts.push(IoSlice::new(f));
-                from = head_end;
+        for w in &writes {
+            if let Some(link) = self.peers.get(&w.to) {
+                link.write(&mut w.slices(), &self.stats);
             }
-            link.write(&mut parts, &self.stats);
         }
     }
 
@@ -370,6 +364,30 @@ impl Transport for TcpTransport {
     fn set_on_delivery(&self, hook: DeliveryHook) -> bool {
         let _ = self.on_delivery.set(hook);
         true
+    }
+}
+
+/// What one peer is sent in one go: per packet, in order, its encoded head and the record
+/// frames after it, written from the packet itself (one vectored write, no copy of the
+/// records).
+struct PeerWrite<'p> {
+    to: NodeId,
+    /// The packets' heads, one after another.
+    heads: Vec<u8>,
+    /// Per packet: where its head ends in `heads`, and its record frames.
+    frames: Vec<(usize, &'p [u8])>,
+}
+
+impl PeerWrite<'_> {
+    fn slices(&self) -> Vec<IoSlice<'_>> {
+        let mut from = 0;
+        let mut slices = Vec::with_capacity(2 * self.frames.len());
+        for &(head_end, frames) in &self.frames {
+            slices.push(IoSlice::new(&self.heads[from..head_end]));
+            slices.push(IoSlice::new(frames));
+            from = head_end;
+        }
+        slices
     }
 }
 
