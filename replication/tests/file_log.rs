@@ -427,6 +427,32 @@ fn logs_that_do_not_sync_or_opt_out_do_not_preallocate() {
     }
 }
 
+/// A replica runs its log under `Durability::Never` and syncs it itself: once it has, appends
+/// preallocate, so its syncs need not commit the file's growth.
+#[test]
+fn a_log_its_owner_syncs_preallocates_under_durability_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(
+        dir.path(),
+        LogConfig::default().durability(Durability::Never),
+    )
+    .unwrap();
+    log.append(Epoch::new(1), &[Entry::new(b"x")]).unwrap();
+    log.sync().unwrap();
+    log.append(Epoch::new(1), &[Entry::new(b"y")]).unwrap();
+    let seg = log.segments().pop().unwrap();
+    let on_disk = std::fs::metadata(&seg.path).unwrap().len();
+    assert!(
+        on_disk > seg.bytes,
+        "{on_disk} bytes for {} of records",
+        seg.bytes
+    );
+    // The zeros are not records: a crash here recovers exactly the two records.
+    std::mem::forget(log);
+    let log = FileLog::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.end_offset(), Offset::new(2));
+}
+
 #[test]
 fn an_unsynced_write_with_a_sector_missing_is_torn_not_corrupt() {
     let dir = tempfile::tempdir().unwrap();

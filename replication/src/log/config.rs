@@ -20,8 +20,10 @@ pub struct LogConfig {
     /// Whether a log that syncs writes zeros ahead of its appends, 4 MiB at a time (default
     /// `true`). A sync then writes only data, not the file's growth: on ext4 that makes each
     /// `fdatasync` about a third faster, and group commit twice as fast. Turn it off on
-    /// copy-on-write filesystems (btrfs, ZFS), where overwriting zeros gains nothing. Ignored
-    /// with [`Durability::Never`]. Sealed segments and a cleanly closed log hold no zeros.
+    /// copy-on-write filesystems (btrfs, ZFS), where overwriting zeros gains nothing. Under
+    /// [`Durability::Never`] a log preallocates only once its owner has called
+    /// [`sync`](crate::LogStorage::sync) (as a replica does): a log nobody syncs gains nothing.
+    /// Sealed segments and a cleanly closed log hold no zeros.
     pub preallocate: bool,
     /// Bytes of the latest frames the log appended itself ([`append`](crate::LogStorage::append))
     /// kept in memory (default 4 MiB; `0` keeps none). Readers of the log's tail, such as a

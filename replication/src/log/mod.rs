@@ -90,6 +90,9 @@ struct Inner {
     unsynced: Mutex<Unsynced>,
     /// The latest written frames, served to readers of the tail without a file read.
     recent: Mutex<RecentFrames>,
+    /// Whoever owns the log has called [`sync`](LogStorage::sync): under
+    /// [`Durability::Never`] too, appends then preallocate (see [`LogConfig::preallocate`]).
+    synced_by_owner: std::sync::atomic::AtomicBool,
     /// Sealed segments synced by `flush_and_sync`, for tests.
     #[cfg(test)]
     sealed_syncs: std::sync::atomic::AtomicUsize,
@@ -262,6 +265,7 @@ impl FileLog {
             recovery,
             unsynced: Mutex::new(Unsynced::default()),
             recent: Mutex::new(RecentFrames::new(config.recent_bytes)),
+            synced_by_owner: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             sealed_syncs: std::sync::atomic::AtomicUsize::new(0),
         });
@@ -586,7 +590,10 @@ impl Inner {
         let need = at + buf.len() as u64;
         if need > allocated
             && inner.config.preallocate
-            && inner.config.durability != Durability::Never
+            && (inner.config.durability != Durability::Never
+                || inner
+                    .synced_by_owner
+                    .load(std::sync::atomic::Ordering::Relaxed))
         {
             let cap = inner.config.segment_bytes.max(need);
             active.preallocate((allocated + PREALLOCATE_CHUNK).max(need).min(cap));
@@ -901,6 +908,9 @@ impl LogStorage for FileLog {
 
     fn sync(&self) -> Result<(), Error> {
         let inner = &*self.inner;
+        inner
+            .synced_by_owner
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         inner
             .commit
             .sync_pending(|| inner.flush_and_sync())
