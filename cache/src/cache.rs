@@ -524,6 +524,10 @@ where
     }
 
     /// Removes every entry for which `keep` returns false.
+    ///
+    /// `keep` runs outside the cache's locks, so it may read and write the cache. An entry
+    /// inserted, replaced or removed while `retain` runs may or may not be judged; one that
+    /// changed after `keep` judged it is left as it now is.
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         let guard = &crate::sync::pin();
         for shard in &*self.shards {

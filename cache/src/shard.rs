@@ -376,24 +376,35 @@ where
     }
 
     /// Removes every entry for which `keep` is false; they go to `out`.
+    ///
+    /// `keep` runs without the shard's lock, so it may use the cache (a lock held across the
+    /// user's code would deadlock a `keep` that writes to this shard). An entry replaced or
+    /// removed while `keep` looked at it is left alone: `keep` judged a value that is gone.
     pub(crate) fn retain(
         &self,
         keep: &mut impl FnMut(&K, &V) -> bool,
         out: &mut Notices<K, V>,
         guard: &Guard,
     ) {
-        let mut w = lock(&self.writer);
-        let table = self.table(guard);
-        let doomed: Vec<EntryRef<K, V>> = w
-            .policy
-            .handles()
+        // The entries stay readable while `guard` is pinned, in the table or not.
+        let held: Vec<EntryRef<K, V>> = lock(&self.writer).policy.handles().collect();
+        let doomed: Vec<EntryRef<K, V>> = held
+            .into_iter()
             .filter(|h| !keep(&h.get().key, &h.get().value))
             .collect();
+        if doomed.is_empty() {
+            return;
+        }
+        let mut w = lock(&self.writer);
+        let table = self.table(guard);
         for h in doomed {
+            // Still the entry `keep` judged, not one removed or replaced meanwhile (while
+            // `guard` is pinned, a removed entry's memory is not reused, so the same address
+            // is the same entry).
             if let Some(i) = table.position(shared(h), guard) {
                 Self::unlink(table, i, h, &mut w);
+                out.push((h, RemovalCause::Removed));
             }
-            out.push((h, RemovalCause::Removed));
         }
         self.publish_sizes(&w);
     }

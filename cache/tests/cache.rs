@@ -281,3 +281,30 @@ fn a_weak_hasher_still_spreads_keys_over_the_shards() {
         }
     }
 }
+
+/// `retain`'s predicate runs without the shard's lock: it may write to the cache, even to the
+/// shard it is looking at, and an entry it writes meanwhile is not removed on the old verdict.
+#[test]
+fn retain_lets_its_predicate_use_the_cache() {
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(1_000)
+        .shards(1)
+        .build()
+        .unwrap();
+    for k in 0..100 {
+        cache.insert(k, k);
+    }
+    cache.retain(|&k, &v| {
+        if k == 10 {
+            // Replaced while judged: the new value stays.
+            cache.insert(11, 1_011);
+            cache.remove(&12);
+        }
+        v % 2 == 0
+    });
+    assert_eq!(cache.get(&10), Some(10));
+    assert_eq!(cache.get(&11), Some(1_011), "the replacement was judged by nobody");
+    assert_eq!(cache.get(&12), None);
+    assert_eq!(cache.get(&13), None);
+    assert_eq!(cache.len(), 50);
+}
