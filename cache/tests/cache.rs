@@ -303,7 +303,11 @@ fn retain_lets_its_predicate_use_the_cache() {
         v % 2 == 0
     });
     assert_eq!(cache.get(&10), Some(10));
-    assert_eq!(cache.get(&11), Some(1_011), "the replacement was judged by nobody");
+    assert_eq!(
+        cache.get(&11),
+        Some(1_011),
+        "the replacement was judged by nobody"
+    );
     assert_eq!(cache.get(&12), None);
     assert_eq!(cache.get(&13), None);
     assert_eq!(cache.len(), 50);
