@@ -141,7 +141,9 @@ impl<K, V> Table<K, V> {
 
     /// The slot holding exactly `entry`.
     pub(crate) fn position(&self, entry: Shared<'_, Entry<K, V>>, guard: &Guard) -> Option<usize> {
-        // SAFETY: the caller holds `entry` alive (the policy has not released it).
+        // SAFETY: the caller holds `entry` alive: the policy has not released it, or (`retain`)
+        // the caller's guard was pinned while the policy held it, so its memory is neither
+        // freed nor reused before the guard is dropped.
         let hash = unsafe { entry.deref() }.hash;
         let (tags, slots, mask) = self.parts();
         let mut i = hash as usize & mask;

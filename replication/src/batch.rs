@@ -7,7 +7,7 @@ use crate::frame::{FRAME_HEADER_LEN, RecordRef, decode_ref, encode, fields};
 use crate::record::{Offset, Record};
 
 /// Records at consecutive offsets, held as their frames (the layout in the crate docs) in one
-/// buffer, every checksum verified. Iterating borrows the records without copying; the frames
+/// buffer, every checksum verified when the frames came from a file or a peer. Iterating borrows the records without copying; the frames
 /// themselves ([`frames`](Self::frames)) go to a socket or a log as they are.
 ///
 /// From [`FileLog::read_batch`](crate::FileLog::read_batch), [`LogStorage::read_batch`](crate::LogStorage::read_batch),

@@ -321,12 +321,21 @@ fn record_frames_are_checked_by_their_own_checksums_and_only_where_records_belon
         &mut packet,
     )
     .unwrap();
-    let last = packet.len() - 1;
-    packet[last] ^= 1;
+    let mut flipped = packet.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
     assert!(matches!(
-        decode_packet(&packet, MAX_PACKET),
+        decode_packet(&flipped, MAX_PACKET),
         Err(FrameError::ChecksumMismatch { .. })
     ));
+    // A frame whose length runs past the whole packet is damage, not a reason to read on (a
+    // reader waiting for more would stall the connection).
+    let frame_at = packet.len() - frame.len();
+    packet[frame_at] = packet[frame_at].wrapping_add(1);
+    assert_eq!(
+        reason(decode_packet(&packet, MAX_PACKET)),
+        "a record frame runs past the packet"
+    );
 }
 
 proptest! {

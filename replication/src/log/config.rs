@@ -28,8 +28,9 @@ pub struct LogConfig {
     /// Bytes of the latest frames the log appended itself ([`append`](crate::LogStorage::append))
     /// kept in memory (default 4 MiB; `0` keeps none). Readers of the log's tail, such as a
     /// leader's followers fetching what it just appended, get them from memory, without
-    /// reading the file back and checking it. Up to twice this much memory per log; copies of
-    /// another log's records (a follower's appends) are not kept.
+    /// reading the file back and checking it. About twice this much memory per log at most
+    /// (each of its two halves may exceed it by one append); copies of another log's records
+    /// (a follower's appends) are not kept.
     pub recent_bytes: usize,
 }
 

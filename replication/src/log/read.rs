@@ -1,5 +1,5 @@
-//! Reading the file log: batches of records read in one piece, checksums verified, borrowed
-//! without copying.
+//! Reading the file log: batches of records read in one piece, checksums verified (or, for
+//! what the log appended itself lately, taken from memory), borrowed without copying.
 
 use super::segment::Segment;
 use super::{FileLog, lock};
@@ -12,6 +12,9 @@ impl FileLog {
     /// Reads records from `from` on, as one read from the segment holding `from`: at least one
     /// record if any exists before the log's end, stopping before `max_bytes` of frames would be
     /// exceeded or at the segment's end. Checksums are verified; nothing is copied per record.
+    /// Records this log appended itself lately come from memory instead (see
+    /// [`LogConfig::recent_bytes`](crate::LogConfig::recent_bytes)): frames it framed and
+    /// checksummed itself, possibly from more than one segment.
     ///
     /// # Examples
     ///

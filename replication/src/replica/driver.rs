@@ -64,33 +64,58 @@ enum Waiter {
 
 /// Who waits for each accepted write, by id. Ids count up from 0 and writes mostly finish
 /// in the order they were accepted, so the waiters sit in a queue indexed from the oldest
-/// unfinished id: adding and finishing cost O(1), with no hashing.
+/// unfinished id: adding and finishing cost O(1), with no hashing. A write that waits long
+/// (a timeout of seconds) would hold the queue open behind it for every id issued meanwhile:
+/// once the queue spans more than twice the waiters and [`SLACK`](Self::SLACK), its oldest
+/// waiters move to a map.
 #[derive(Default)]
 struct Waiters {
     /// The id of `slots[0]`.
     base: u64,
     /// `None` for a write already finished (or an id this node never waited for).
     slots: VecDeque<Option<Waiter>>,
+    /// Waiters in `slots`.
+    queued: usize,
+    /// Waiters older than `base`.
+    stragglers: std::collections::HashMap<WriteId, Waiter>,
 }
 
 impl Waiters {
+    /// Empty slots the queue may span beyond twice its waiters.
+    const SLACK: usize = 1 << 16;
+
     fn insert(&mut self, id: WriteId, waiter: Waiter) {
         if self.slots.is_empty() {
             self.base = id.get();
         }
         let Some(at) = id.get().checked_sub(self.base) else {
-            return; // ids are never reused: an older id cannot be new
+            self.stragglers.insert(id, waiter);
+            return;
         };
         let at = at as usize;
         if self.slots.len() <= at {
             self.slots.resize_with(at + 1, || None);
         }
-        self.slots[at] = Some(waiter);
+        if self.slots[at].replace(waiter).is_none() {
+            self.queued += 1;
+        }
+        while self.slots.len() > 2 * self.queued + Self::SLACK {
+            if let Some(w) = self.slots.pop_front().flatten() {
+                self.queued -= 1;
+                self.stragglers.insert(WriteId(self.base), w);
+            }
+            self.base += 1;
+        }
     }
 
     fn remove(&mut self, id: WriteId) -> Option<Waiter> {
-        let at = usize::try_from(id.get().checked_sub(self.base)?).ok()?;
-        let waiter = self.slots.get_mut(at)?.take();
+        let Some(at) = id.get().checked_sub(self.base) else {
+            return self.stragglers.remove(&id);
+        };
+        let waiter = self.slots.get_mut(usize::try_from(at).ok()?)?.take();
+        if waiter.is_some() {
+            self.queued -= 1;
+        }
         while self.slots.front().is_some_and(Option::is_none) {
             self.slots.pop_front();
             self.base += 1;
@@ -700,17 +725,18 @@ mod tests {
         }
     }
 
+    fn waiter(index: u64) -> Waiter {
+        Waiter::Batch {
+            batch: 0,
+            index: index as usize,
+        }
+    }
+
     #[test]
     fn waiters_are_found_by_id_in_any_order_and_the_queue_shrinks_behind_them() {
         let mut w = Waiters::default();
         for id in 5..10 {
-            w.insert(
-                WriteId(id),
-                Waiter::Batch {
-                    batch: 0,
-                    index: id as usize,
-                },
-            );
+            w.insert(WriteId(id), waiter(id));
         }
         assert_eq!(index(w.remove(WriteId(7))), Some(7));
         assert_eq!(index(w.remove(WriteId(7))), None);
@@ -724,5 +750,22 @@ mod tests {
             assert_eq!(index(w.remove(WriteId(id))), Some(id as usize));
         }
         assert!(w.slots.is_empty());
+    }
+
+    /// A write that waits while many others come and go does not hold the queue open.
+    #[test]
+    fn a_long_wait_moves_aside_instead_of_holding_the_queue_open() {
+        let mut w = Waiters::default();
+        w.insert(WriteId(0), waiter(0));
+        let many = 10 * Waiters::SLACK as u64;
+        for id in 1..many {
+            w.insert(WriteId(id), waiter(id));
+            // Bounded by the waiters there were before this one finished.
+            assert!(w.slots.len() <= 2 * (w.queued + 1) + Waiters::SLACK);
+            assert_eq!(index(w.remove(WriteId(id))), Some(id as usize));
+        }
+        assert_eq!(w.stragglers.len(), 1, "the long wait moved aside");
+        assert_eq!(index(w.remove(WriteId(0))), Some(0));
+        assert!(w.stragglers.is_empty() && w.slots.is_empty());
     }
 }

@@ -178,6 +178,8 @@ impl<S: LogStorage> Replica<S> {
         // The encoded payloads, one after another, and where each ends.
         let (mut payloads, mut ends) = (Vec::new(), Vec::new());
         let mut fresh = Vec::new(); // (index in results, write)
+        // Retries whose first copy is in this batch: they wait only once the batch is in.
+        let mut retries = Vec::new();
         for write in writes {
             let strong = matches!(write.ack, AckLevel::Quorum | AckLevel::All);
             if strong && in_sync < config.min_in_sync_replicas {
@@ -196,9 +198,13 @@ impl<S: LogStorage> Replica<S> {
             if let Some((p, last)) = previous
                 && p.seq <= last.seq
             {
-                leader
-                    .pending
-                    .push_duplicate(last.offset, id, write.ack, deadline);
+                if last.offset >= end {
+                    retries.push((results.len(), last.offset, id, write.ack, deadline));
+                } else {
+                    leader
+                        .pending
+                        .push_duplicate(last.offset, id, write.ack, deadline);
+                }
                 results.push(Ok(id));
                 continue;
             }
@@ -239,13 +245,17 @@ impl<S: LogStorage> Replica<S> {
                         .pending
                         .push(offset, id, write.ack, now + write.timeout);
                 }
+                for (_, offset, id, ack, deadline) in retries {
+                    leader.pending.push_duplicate(offset, id, ack, deadline);
+                }
                 self.serve_parked(now);
                 self.advance_commit(now);
             }
             Err(e) => {
                 self.producers.truncate_from(end);
                 let e = std::sync::Arc::new(e);
-                for (i, _, _, _) in fresh {
+                let failed = fresh.iter().map(|f| f.0).chain(retries.iter().map(|r| r.0));
+                for i in failed {
                     results[i] = Err(WriteError::Storage(e.clone()));
                 }
             }

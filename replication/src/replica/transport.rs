@@ -574,15 +574,15 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                 }
                 Err(FrameError::Incomplete { needed, .. }) => {
                     // Make room for the rest of the packet (or a full read after a partial
-                    // header), moving its start to the front; the buffer at most doubles
-                    // per read, so a length alone cannot make it allocate the limit.
-                    let needed = needed.max(64 << 10);
-                    if at + needed > buf.len() {
+                    // header) by moving its start to the front; grow only a buffer full of
+                    // received bytes, at most doubling it, so memory follows what the peer
+                    // sent, not the length it claims.
+                    if at + needed.max(64 << 10) > buf.len() {
                         buf.copy_within(at..filled, 0);
                         (at, filled) = (0, filled - at);
-                        if needed > buf.len() {
-                            buf.resize(needed.min(2 * buf.len()), 0);
-                        }
+                    }
+                    if filled == buf.len() {
+                        buf.resize(needed.min(2 * buf.len()), 0);
                     }
                     break;
                 }

@@ -374,7 +374,14 @@ impl<'a> Decoder<'a> {
     }
     /// The record frames, each checked against its own checksum.
     fn records(&mut self) -> Result<RecordBatch, FrameError> {
-        RecordBatch::from_frames(self.frames.take().unwrap_or_default().to_vec())
+        RecordBatch::from_frames(self.frames.take().unwrap_or_default().to_vec()).map_err(|e| {
+            match e {
+                // The packet is whole: a frame that runs past it is damage, not a reason to
+                // wait for more bytes.
+                FrameError::Incomplete { .. } => malformed("a record frame runs past the packet"),
+                e => e,
+            }
+        })
     }
 }
 
