@@ -70,9 +70,13 @@
 //!
 //! Appends are one `write` per batch (plus the shared sync under `Always`); a read seeks with a
 //! sparse index (one entry per 4 KiB of frames) and scans at most that far; opening scans only
-//! the tail segment when the sealed segments' indexes are intact. A log that syncs writes zeros
-//! 4 MiB ahead of its appends ([`LogConfig::preallocate`]), so all but one sync per 4 MiB write
-//! data only, not the file's growth; a queued appender spins (yielding the processor) for up to two syncs' time
+//! the tail segment when the sealed segments' indexes are intact. A log that syncs (under
+//! `Never`, once its owner calls [`LogStorage::sync`]) writes zeros 4 MiB ahead of its appends
+//! ([`LogConfig::preallocate`]), so all but one sync per 4 MiB write data only, not the file's
+//! growth. The latest frames a log appended itself stay in memory
+//! ([`LogConfig::recent_bytes`]) and serve reads of its tail. Replication moves records as
+//! these frames ([`RecordBatch`]): a leader reads them, the wire carries them, and a follower
+//! checks each checksum once and appends them unchanged. A queued appender spins (yielding the processor) for up to two syncs' time
 //! before it sleeps, and a syncer waits up to one sync's time for appenders about to stage
 //! records, so that one full sync replaces two half-full ones.
 //!
