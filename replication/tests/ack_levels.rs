@@ -2,13 +2,17 @@
 //! `None`, after the leader's sync for `Leader`, after a majority holds it for `Quorum`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use shardkit_replication::replica::{
     AckLevel, MemoryReplicaStore, Message, NodeId, Replica, ReplicaConfig, Write, WriteError,
     WriteId,
 };
-use shardkit_replication::{Appended, Entry, Epoch, Error, LogStorage, MemoryLog, Offset, Record};
+use shardkit_replication::{Epoch, Error, MemoryLog, Offset};
+
+mod support;
+use support::{DiskHooks, HookedLog};
 
 fn leader() -> Replica<Arc<MemoryLog>> {
     let mut config = ReplicaConfig::new(NodeId::new(1), (1..=3).map(NodeId::new));
@@ -74,51 +78,23 @@ fn each_level_completes_when_it_is_reached() {
     assert_eq!(completed(&mut r), [ids[0]]);
 }
 
-/// A log whose appends fail while `failing` is set.
+/// A disk whose appends fail while `failing` is set.
 #[derive(Default)]
-struct FailingLog {
-    inner: MemoryLog,
-    failing: std::sync::atomic::AtomicBool,
+struct FailingAppends {
+    failing: AtomicBool,
 }
 
-impl LogStorage for FailingLog {
-    fn append(&self, epoch: Epoch, entries: &[Entry<'_>]) -> Result<Appended, Error> {
-        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+impl DiskHooks for FailingAppends {
+    fn sync(&self, _log: &MemoryLog) -> Result<(), Error> {
+        Ok(())
+    }
+    fn append(&self) -> Result<(), Error> {
+        if self.failing.load(Ordering::SeqCst) {
             return Err(Error::Poisoned {
                 reason: "the test's disk failed".into(),
             });
         }
-        self.inner.append(epoch, entries)
-    }
-    fn append_records(&self, records: &[Record]) -> Result<Appended, Error> {
-        self.inner.append_records(records)
-    }
-    fn read(&self, from: Offset, max_bytes: usize) -> Result<Vec<Record>, Error> {
-        self.inner.read(from, max_bytes)
-    }
-    fn start_offset(&self) -> Offset {
-        self.inner.start_offset()
-    }
-    fn end_offset(&self) -> Offset {
-        self.inner.end_offset()
-    }
-    fn wait_beyond(&self, offset: Offset, timeout: Duration) -> Offset {
-        self.inner.wait_beyond(offset, timeout)
-    }
-    fn truncate_from(&self, offset: Offset) -> Result<(), Error> {
-        self.inner.truncate_from(offset)
-    }
-    fn drop_before(&self, offset: Offset) -> Result<(), Error> {
-        self.inner.drop_before(offset)
-    }
-    fn reset(&self, start: Offset, epoch: Epoch) -> Result<(), Error> {
-        self.inner.reset(start, epoch)
-    }
-    fn sync(&self) -> Result<(), Error> {
-        self.inner.sync()
-    }
-    fn epochs(&self) -> Vec<(Epoch, Offset)> {
-        self.inner.epochs()
+        Ok(())
     }
 }
 
@@ -127,7 +103,7 @@ impl LogStorage for FailingLog {
 #[test]
 fn a_retry_fails_with_the_append_its_first_copy_was_in() {
     let now = Duration::from_millis(1);
-    let log = Arc::new(FailingLog::default());
+    let log = Arc::new(HookedLog::<FailingAppends>::default());
     let mut config = ReplicaConfig::new(NodeId::new(1), [NodeId::new(1)]);
     config.bootstrap = true;
     let mut r = Replica::open(
@@ -138,7 +114,7 @@ fn a_retry_fails_with_the_append_its_first_copy_was_in() {
     .expect("open");
     r.promote(Duration::ZERO, Epoch::new(1)).expect("promote");
     r.take_completions();
-    log.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    log.hooks.failing.store(true, Ordering::SeqCst);
     let first = Write::new(b"a".to_vec(), AckLevel::None).idempotent(7, 0);
     let results = r.write_batch(now, vec![first.clone(), first]);
     assert!(
@@ -147,8 +123,7 @@ fn a_retry_fails_with_the_append_its_first_copy_was_in() {
             .all(|r| matches!(r, Err(WriteError::Storage(_)))),
         "{results:?}"
     );
-    log.failing
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    log.hooks.failing.store(false, Ordering::SeqCst);
     let other = r
         .write(now, Write::new(b"b".to_vec(), AckLevel::None))
         .expect("accepted");

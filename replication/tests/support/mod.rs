@@ -1,5 +1,5 @@
 //! A memory log with hooks on the calls that decide what is on its disk: the tests model
-//! disks with it (a crash that loses the unsynced tail, a sync that fails).
+//! disks with it (a crash that loses the unsynced tail, a sync or an append that fails).
 
 use std::time::Duration;
 
@@ -9,6 +9,10 @@ use shardkit_replication::{Appended, Entry, Epoch, Error, LogStorage, MemoryLog,
 pub(crate) trait DiskHooks: Send + Sync {
     /// The sync of `log`.
     fn sync(&self, log: &MemoryLog) -> Result<(), Error>;
+    /// Before a leader's append: an error fails it.
+    fn append(&self) -> Result<(), Error> {
+        Ok(())
+    }
     /// After `log` was cut back to `offset`.
     fn truncated(&self, _offset: Offset) {}
     /// After `log` was reset to start at `start`.
@@ -24,6 +28,7 @@ pub(crate) struct HookedLog<H> {
 
 impl<H: DiskHooks> LogStorage for HookedLog<H> {
     fn append(&self, epoch: Epoch, entries: &[Entry<'_>]) -> Result<Appended, Error> {
+        self.hooks.append()?;
         self.log.append(epoch, entries)
     }
     fn append_records(&self, records: &[Record]) -> Result<Appended, Error> {
