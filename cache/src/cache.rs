@@ -408,7 +408,7 @@ where
         if let Some(timing) = &self.timing {
             return self.get_timed(timing, hash, key);
         }
-        let pin = &crate::sync::pin_reader();
+        let pin = &crate::sync::pin();
         self.shard(hash)
             .get(hash, key, None, pin)
             .map(|e| e.value.clone())
@@ -422,7 +422,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let pin = &crate::sync::pin_reader();
+        let pin = &crate::sync::pin();
         let now = timing.now();
         let e = self.shard(hash).get(hash, key, Some(now.1), pin)?;
         if let Some(at) = timing.on_read(&e.key, &e.value, e.expires_at(), now) {

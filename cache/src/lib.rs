@@ -98,6 +98,7 @@
 
 mod cache;
 mod entry;
+mod epoch;
 mod expiry;
 mod flight;
 mod ghost;

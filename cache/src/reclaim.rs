@@ -1,30 +1,26 @@
 //! Freeing what a shard releases, and reusing the memory for its next entries.
 //!
 //! An entry that leaves the cache cannot be freed at once: a reader may still be cloning its
-//! value. The epoch collector frees it once no reader can hold it. Handing each entry to the
-//! collector on its own, and allocating each new entry afresh, cost a miss about a fifth of its
-//! instructions (a deferred call per entry, and `malloc` and `free`, which the collector's bag
-//! allocations kept off their fast paths). So a shard of a cache bounded by entry count hands
-//! its released entries over in batches, and the collector, once they are safe to free, drops
-//! their keys and values and gives their memory back to the shard, which builds new entries
-//! in it.
+//! value. The epochs ([`crate::epoch`]) free it once no reader can hold it. Handing each entry
+//! over on its own, and allocating each new entry afresh, cost a miss about a fifth of its
+//! instructions (measured with crossbeam-epoch's collector: a deferred call per entry, and
+//! `malloc` and `free`). So a shard of a cache bounded by entry count hands its released
+//! entries over in batches, and once they are safe to free, their keys and values are dropped
+//! and their memory given back to the shard, which builds new entries in it.
 //!
-//! Nothing here runs a collection while the shard's writer lock is held: a collection runs
-//! whatever the process deferred, user destructors included, and one that called back into
-//! the shard would deadlock. Deferring never collects, and the caller's guard, pinned before
-//! the lock was taken, keeps every pin taken here nested; pushing the thread's deferred work
-//! to the collector's queue (which collects) is left to the caller, after the lock is released
-//! ([`Reclaimer::take_flush`]).
+//! Nothing here frees while the shard's writer lock is held: freeing runs users' destructors,
+//! and one that called back into the shard would deadlock. Deferring never frees; the shard
+//! collects after it releases the lock.
 
 use std::any::Any;
 use std::mem::MaybeUninit;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 
-use crossbeam_epoch::{Guard, Owned, Shared};
+use crossbeam_epoch::Owned;
 
 use crate::entry::{Entry, EntryRef};
-use crate::sync::{Mutex, lock};
+use crate::sync::{Mutex, Pin, lock};
 
 /// The memory of a freed entry, ready for a new one.
 type Spare<K, V> = Box<MaybeUninit<Entry<K, V>>>;
@@ -55,8 +51,6 @@ pub(crate) struct Reclaimer<K, V> {
     /// Entries per batch; 1 hands each entry over at once, to be freed, not reused.
     batch_len: usize,
     batch: Vec<EntryRef<K, V>>,
-    /// Whether a batch was handed over since the last [`take_flush`](Self::take_flush).
-    flush_due: bool,
     /// Memory for the next entries (the writer's own, refilled from `returned`).
     spares: Vec<Spare<K, V>>,
     returned: Returned<K, V>,
@@ -90,7 +84,6 @@ where
         Self {
             batch_len,
             batch: Vec::new(),
-            flush_due: false,
             spares: Vec::new(),
             returned: Arc::new(Mutex::new(Vec::new())),
         }
@@ -113,19 +106,20 @@ where
         std::mem::swap(&mut self.spares, &mut *lock(&self.returned));
     }
 
-    /// Frees `h` once no reader can hold it: deferred now under `guard`, or with its batch
-    /// once that is full.
+    /// Frees `h` once no reader can hold it: deferred now, or with its batch once that is
+    /// full.
     ///
     /// # Safety
     ///
     /// `h` is unreachable from the table and the policy, nobody retires it again, and
-    /// `guard` is pinned (not `unprotected`) and was pinned before `h` was unlinked, so it
-    /// keeps `h` valid for its holder after this call.
-    pub(crate) unsafe fn retire(&mut self, h: EntryRef<K, V>, guard: &Guard) {
+    /// `guard` was pinned before `h` was unlinked, so it keeps `h` valid for its holder after
+    /// this call.
+    pub(crate) unsafe fn retire(&mut self, h: EntryRef<K, V>, guard: &Pin) {
         if self.batch_len == 1 {
-            // SAFETY: see above: unreachable, retired once, and `guard` is pinned, so the
-            // collector frees it only after every thread that could hold it unpins.
-            unsafe { guard.defer_destroy(Shared::from(h.0.as_ptr().cast_const())) };
+            // SAFETY: see above: unreachable and retired once; it was allocated as a `Box`
+            // (by `alloc`, through `Owned`), and is freed only after every thread that could
+            // hold it unpins.
+            unsafe { guard.defer_drop(1, h.0.as_ptr()) };
             return;
         }
         if self.batch.capacity() == 0 {
@@ -137,31 +131,20 @@ where
         }
     }
 
-    /// Hands the waiting entries to the collector now, under `guard` (pinned, and pinned
-    /// before they were unlinked); the caller then flushes (see
-    /// [`take_flush`](Self::take_flush)).
-    pub(crate) fn hand_over(&mut self, guard: &Guard) {
+    /// Hands the waiting entries over now (`guard` was pinned before they were unlinked); the
+    /// caller collects once it has released the writer's lock.
+    pub(crate) fn hand_over(&mut self, guard: &Pin) {
         if self.batch.is_empty() {
             return;
         }
         let batch = std::mem::take(&mut self.batch);
+        let units = batch.len();
         let returned = self.returned.clone();
-        let keep = self.batch_len * SPARE_BATCHES;
-        let free = move || recycle(batch, &returned, keep);
-        // SAFETY: every entry in the batch left the table and the policy before `guard` was
-        // dropped (see `retire`), so only threads pinned now can hold one, and the collector
-        // runs `free` after they all unpin. Deferring later than the release only waits
-        // longer.
-        unsafe { guard.defer_unchecked(free) };
-        self.flush_due = true;
-    }
-
-    /// Whether the caller should push its thread's deferred work to the collector's shared
-    /// queue (`Guard::flush`) once it has released the writer's lock: a batch was handed
-    /// over, and a later collection by any thread should free it, not only this thread's,
-    /// after 63 more hand-overs. A flush collects, so it never runs under the lock.
-    pub(crate) fn take_flush(&mut self) -> bool {
-        std::mem::take(&mut self.flush_due)
+        let keep = self.batch_len * SPARE_BATCHES + 2 * crate::epoch::ADVANCE_AFTER;
+        // Every entry in the batch left the table and the policy while `guard` was pinned (see
+        // `retire`), so only threads pinned now can hold one, and `recycle` runs after they
+        // all unpin. Deferring later than the release only waits longer.
+        guard.defer(units, move || recycle(batch, &returned, keep));
     }
 }
 

@@ -19,7 +19,7 @@ use crate::RemovalCause;
 use crate::entry::{Entry, EntryRef};
 use crate::policy::{Policy, Release};
 use crate::reclaim::Reclaimer;
-use crate::sync::{AtomicU64, AtomicUsize, Mutex, MutexGuard, ReadPin, lock};
+use crate::sync::{AtomicU64, AtomicUsize, Mutex, MutexGuard, Pin, lock};
 use crate::table::{Probe, Table};
 use crate::window::WindowShare;
 
@@ -174,14 +174,14 @@ where
         hash: u64,
         key: &Q,
         now: Option<u64>,
-        pin: &'g ReadPin,
+        pin: &'g Pin,
     ) -> Option<&'g Entry<K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let stripe = &self.stripes[pin.thread % STRIPES];
-        let found = self.peek(hash, key, now, &pin.guard);
+        let stripe = &self.stripes[pin.thread() % STRIPES];
+        let found = self.peek(hash, key, now, pin);
         match found {
             Some(e) => {
                 e.hit();
@@ -243,7 +243,7 @@ where
         entry: Entry<K, V>,
         now: Option<u64>,
         out: &mut Notices<K, V>,
-        guard: &Guard,
+        guard: &Pin,
     ) {
         let mut w = lock(&self.writer);
         let new = w.reclaim.alloc(entry).into_shared(guard);
@@ -309,18 +309,16 @@ where
         Self::unlock(w, guard);
     }
 
-    /// Releases the writer's lock, then pushes this thread's deferred work to the collector's
-    /// queue if a batch was handed over (see [`Reclaimer::take_flush`]).
-    fn unlock(mut w: MutexGuard<'_, Writer<K, V>>, guard: &Guard) {
-        let flush = w.reclaim.take_flush();
+    /// Releases the writer's lock, then frees what the epochs allow (see [`crate::epoch`]):
+    /// never under the lock, as freeing drops users' keys and values, whose `drop` may call
+    /// back into the cache.
+    fn unlock(w: MutexGuard<'_, Writer<K, V>>, guard: &Pin) {
         drop(w);
-        if flush {
-            guard.flush();
-        }
+        guard.collect();
     }
 
     /// Removes every expired entry now, rather than a few per write; they go to `out`.
-    pub(crate) fn sweep_all(&self, now: u64, out: &mut Notices<K, V>, guard: &Guard) {
+    pub(crate) fn sweep_all(&self, now: u64, out: &mut Notices<K, V>, guard: &Pin) {
         let mut w = lock(&self.writer);
         let table = self.table(guard);
         Self::sweep(&mut w, table, now, usize::MAX, out, guard);
@@ -334,7 +332,7 @@ where
         now: u64,
         budget: usize,
         out: &mut Notices<K, V>,
-        guard: &Guard,
+        guard: &Pin,
     ) {
         let mut expired = Vec::new();
         w.policy
@@ -352,14 +350,14 @@ where
 
     /// Hands the entries this shard released and has not yet handed to the epoch collector
     /// over now (they otherwise wait for a batch to fill).
-    pub(crate) fn hand_over(&self, guard: &Guard) {
+    pub(crate) fn hand_over(&self, guard: &Pin) {
         let mut w = lock(&self.writer);
         w.reclaim.hand_over(guard);
         Self::unlock(w, guard);
     }
 
     /// Removes `key`'s entry, returning it.
-    pub(crate) fn remove<Q>(&self, hash: u64, key: &Q, guard: &Guard) -> Option<EntryRef<K, V>>
+    pub(crate) fn remove<Q>(&self, hash: u64, key: &Q, guard: &Pin) -> Option<EntryRef<K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -384,7 +382,7 @@ where
         &self,
         keep: &mut impl FnMut(&K, &V) -> bool,
         out: &mut Notices<K, V>,
-        guard: &Guard,
+        guard: &Pin,
     ) {
         // The entries stay readable while `guard` is pinned, in the table or not.
         let held: Vec<EntryRef<K, V>> = lock(&self.writer).policy.handles().collect();
@@ -410,7 +408,7 @@ where
     }
 
     /// Removes every entry; they go to `out`.
-    pub(crate) fn clear(&self, out: &mut Notices<K, V>, guard: &Guard) {
+    pub(crate) fn clear(&self, out: &mut Notices<K, V>, guard: &Pin) {
         let mut w = lock(&self.writer);
         let table = self.table(guard);
         let Writer {
@@ -472,7 +470,7 @@ where
     }
 
     /// Replaces the table by one sized for the live entries, without tombstones.
-    fn rebuild<'g>(&self, w: &mut Writer<K, V>, guard: &'g Guard) -> &'g Table<K, V> {
+    fn rebuild<'g>(&self, w: &mut Writer<K, V>, guard: &'g Pin) -> &'g Table<K, V> {
         let old = self.table.load(Ordering::Acquire, guard);
         let slots = ((w.live + 1) * 2).next_power_of_two().max(MIN_SLOTS);
         let new = Table::new(slots);
@@ -482,10 +480,11 @@ where
         }
         w.tombstones = 0;
         self.table.store(Owned::new(new), Ordering::Release);
-        // SAFETY: `old` is no longer reachable from the shard; readers that loaded it are pinned,
-        // so the collector frees it only after they unpin. Dropping a table frees its slot
-        // array, not the entries.
-        unsafe { guard.defer_destroy(old) };
+        // SAFETY: `old` is no longer reachable from the shard and is retired once; readers
+        // that loaded it are pinned, so it is freed only after they unpin. Dropping a table
+        // frees its slot array, not the entries. A table counts for a whole advance's worth
+        // of entries: its memory is worth the `membarrier`.
+        unsafe { guard.defer_drop(crate::epoch::ADVANCE_AFTER, old.as_raw().cast_mut()) };
         self.table(guard)
     }
 
@@ -516,7 +515,7 @@ where
         evictions: &mut u64,
         reclaim: &mut Reclaimer<K, V>,
         out: &mut Notices<K, V>,
-        guard: &Guard,
+        guard: &Pin,
     ) {
         if why == Release::Evicted {
             if let Some(i) = table.position(shared(h), guard) {
@@ -572,7 +571,7 @@ mod loom_models {
     }
 
     fn get(shard: &Shard<u64, u64>, key: u64) -> Option<u64> {
-        let pin = &crate::sync::pin_reader();
+        let pin = &crate::sync::pin();
         shard.get(key, &key, None, pin).map(|e| {
             assert_eq!(e.key, key, "an entry is only ever found under its own key");
             e.value

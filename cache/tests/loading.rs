@@ -36,17 +36,21 @@ fn concurrent_callers_share_one_load() {
 fn a_panicking_loader_releases_the_waiters_who_load_again() {
     let cache = Arc::new(Cache::new(100));
     let loads = Arc::new(AtomicUsize::new(0));
+    let (started, loading) = std::sync::mpsc::channel();
     let leader = {
         let (cache, loads) = (cache.clone(), loads.clone());
         std::thread::spawn(move || {
             cache.get_or_insert_with(1u64, || {
                 loads.fetch_add(1, Ordering::SeqCst);
+                started.send(()).unwrap();
                 std::thread::sleep(Duration::from_millis(100));
                 panic!("the backend is down")
             })
         })
     };
-    std::thread::sleep(Duration::from_millis(20));
+    // The waiters come once the leader is loading (a sleep instead let a slow-starting leader
+    // find a waiter's value now and then).
+    loading.recv().unwrap();
     let waiters: Vec<_> = (0..4)
         .map(|_| {
             let (cache, loads) = (cache.clone(), loads.clone());
