@@ -116,10 +116,9 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
 }
 
 impl<K, V, S> Drop for Cache<K, V, S> {
-    /// Hands the entries this thread unlinked, and has not freed yet, to the epoch collector's
-    /// shared queue, so they do not wait for 64 more or for the thread to exit. Not while
-    /// unwinding: the collection that may follow runs other structures' destructors, and a
-    /// panic there would abort; the thread's exit hands them on instead.
+    /// Frees what the cache's writes deferred and no reader can still hold (see
+    /// [`run_pending_tasks`](Self::run_pending_tasks)). Not while unwinding: freeing runs
+    /// users' destructors, and a panic there would abort; later writes of any cache free it.
     fn drop(&mut self) {
         if !std::thread::panicking() {
             crate::sync::flush();
@@ -476,12 +475,10 @@ where
     }
 
     /// Reclaims every expired entry now (writes otherwise reclaim them a few at a time), telling
-    /// the listener, and hands the evicted and expired entries that wait in their shard's
-    /// batch or this thread's epoch handle to the epoch collector's shared queue, so any
-    /// thread's next collection can free them (otherwise they wait until a batch fills, the
-    /// handle holds 64, or the thread exits; calling `crossbeam_epoch::pin().flush()` does not
-    /// reach them, as the cache has its own handle). Removed and replaced entries are not
-    /// among them: they are let go when the policy's queue passes them.
+    /// the listener, and frees the memory of entries that left the cache as soon as no reader
+    /// can still hold them: those waiting in their shard's batch, and what any cache in the
+    /// process deferred (writes otherwise free it as they go, every thousand or so entries).
+    /// Removed and replaced entries are let go when the policy's queue passes them.
     /// Optional: expired entries are never returned either way.
     pub fn run_pending_tasks(&self) {
         if let Some(now) = self.now() {
@@ -492,10 +489,13 @@ where
                 self.notify(out.into_vec());
             }
         }
-        let guard = &crate::sync::pin();
-        for shard in &*self.shards {
-            shard.hand_over(guard);
+        {
+            let guard = &crate::sync::pin();
+            for shard in &*self.shards {
+                shard.hand_over(guard);
+            }
         }
+        // Unpinned: a pin held here would keep the epoch from moving past it.
         crate::sync::flush();
     }
 

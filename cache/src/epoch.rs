@@ -20,7 +20,7 @@
 //! by readers: a hit never frees, so it never runs a user's destructor either.
 
 use std::any::Any;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::ptr::NonNull;
@@ -38,7 +38,11 @@ type Deferred = Box<dyn FnOnce() + Send>;
 /// epoch. Each advance is a `membarrier` call, which interrupts every other running thread of
 /// the process (a microsecond or two on each), so it is spread over many retirements; what
 /// waits meanwhile is at most about two advances' worth of entries.
-pub(crate) const ADVANCE_AFTER: usize = 8192;
+pub(crate) const ADVANCE_AFTER: usize = 1024;
+
+/// Deferred functions, or units, a thread gathers before it hands them to the collector (a
+/// lock): a cache bounded by weight defers each entry it evicts on its own.
+const BAG: usize = 64;
 
 /// A thread's published state: 0 when not pinned, else `epoch << 1 | 1`.
 #[derive(Debug, Default)]
@@ -116,20 +120,23 @@ impl Collector {
     }
 
     /// The advancing thread's half: a full barrier on every running thread of the process.
-    fn heavy(&self) {
-        if !(self.asymmetric && barrier::all_threads()) {
-            fence(Ordering::SeqCst);
-        }
+    /// False if that could not be had: readers pinned with only a compiler fence, and
+    /// `membarrier` failed after it was registered (it is not expected to). The epoch must
+    /// not advance then: garbage waits, rather than risk being freed under a reader.
+    fn heavy(&self) -> bool {
+        fence(Ordering::SeqCst);
+        !self.asymmetric || barrier::all_threads()
     }
 
-    /// Runs `f` once every thread pinned now has unpinned; `units` is what it frees, in
-    /// entries, toward the next advance of the epoch.
-    fn defer(&self, units: usize, f: Deferred) {
-        // Orders the caller's unlinking of what `f` frees before the epoch is read: a thread
-        // that pins in a later epoch cannot load what was unlinked.
+    /// Takes a thread's deferred functions (`units` entries' worth, toward the next advance
+    /// of the epoch): each runs once every thread pinned now has unpinned.
+    fn push_bag(&self, bag: Vec<Deferred>, units: usize) {
+        // Orders the unlinking of what the bag frees before the epoch is read: a thread that
+        // pins in a later epoch cannot load it. (A bag is sealed with the epoch of its
+        // hand-over, not of each deferral: never earlier, so at worst it waits longer.)
         fence(Ordering::SeqCst);
         let epoch = self.epoch.load(Ordering::Relaxed);
-        lock(&self.garbage).push((epoch, f));
+        lock(&self.garbage).extend(bag.into_iter().map(|f| (epoch, f)));
         self.waiting.fetch_add(units, Ordering::Relaxed);
     }
 
@@ -137,7 +144,9 @@ impl Collector {
     fn try_advance(&self) -> usize {
         let slots = lock(&self.slots);
         let epoch = self.epoch.load(Ordering::Relaxed);
-        self.heavy();
+        if !self.heavy() {
+            return epoch;
+        }
         let pinned = (epoch << 1) | 1;
         if slots.iter().any(|s| {
             let state = s.state.load(Ordering::Relaxed);
@@ -227,9 +236,7 @@ mod barrier {
         membarrier(MembarrierCommand::RegisterPrivateExpedited).is_ok()
     }
 
-    /// A full barrier on every running thread of the process; false if the call failed (the
-    /// caller then fences itself, and readers' compiler fences are not enough: they cannot
-    /// fail once registered, so this is not expected).
+    /// A full barrier on every running thread of the process; false if the call failed.
     pub(super) fn all_threads() -> bool {
         membarrier(MembarrierCommand::PrivateExpedited).is_ok()
     }
@@ -248,14 +255,25 @@ mod barrier {
     }
 }
 
-/// A thread's registration: its slot, and how deeply it is pinned.
-#[derive(Debug)]
+/// A thread's registration: its slot, how deeply it is pinned, and what it deferred and has
+/// not handed to the collector yet.
 pub(crate) struct Local {
     collector: &'static Collector,
     slot: Arc<Slot>,
     depth: Cell<usize>,
+    bag: RefCell<Vec<Deferred>>,
+    bag_units: Cell<usize>,
     /// Threads are numbered in the order they first use a cache (read, write or drop one).
     thread: usize,
+}
+
+impl std::fmt::Debug for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Local")
+            .field("depth", &self.depth.get())
+            .field("thread", &self.thread)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Local {
@@ -265,7 +283,29 @@ impl Local {
             collector,
             slot: collector.register(),
             depth: Cell::new(0),
+            bag: RefCell::new(Vec::new()),
+            bag_units: Cell::new(0),
             thread: next_thread(),
+        }
+    }
+
+    fn defer(&self, units: usize, f: Deferred) {
+        let full = {
+            let mut bag = self.bag.borrow_mut();
+            bag.push(f);
+            self.bag_units.set(self.bag_units.get() + units);
+            bag.len() >= BAG || self.bag_units.get() >= BAG
+        };
+        if full {
+            self.hand_over();
+        }
+    }
+
+    /// Hands the bag to the collector.
+    fn hand_over(&self) {
+        let bag = std::mem::take(&mut *self.bag.borrow_mut());
+        if !bag.is_empty() {
+            self.collector.push_bag(bag, self.bag_units.replace(0));
         }
     }
 
@@ -294,6 +334,7 @@ impl Local {
 
 impl Drop for Local {
     fn drop(&mut self) {
+        self.hand_over();
         self.slot.state.store(0, Ordering::Release);
         self.slot.taken.store(false, Ordering::Release);
     }
@@ -391,9 +432,12 @@ impl Pin {
     }
 
     /// Runs `f` once no thread pinned now can still hold what it frees (`units` entries'
-    /// worth). It runs in a later [`collect`], outside the caller's locks.
+    /// worth). It runs in a later [`collect`], outside the caller's locks. Out of line: it is
+    /// called once per batch of entries, from the policy's eviction loop, which it would
+    /// otherwise crowd (measured: inlined, it cost each evicting insert 60 instructions).
+    #[inline(never)]
     pub(crate) fn defer(&self, units: usize, f: impl FnOnce() + Send + 'static) {
-        self.local().collector.defer(units, Box::new(f));
+        self.local().defer(units, Box::new(f));
     }
 
     /// [`collect`], through this thread's registration. Call with no lock held.
@@ -409,6 +453,7 @@ impl Pin {
     ///
     /// `ptr` is a `Box`'s (from `Box::into_raw` or a `crossbeam_epoch::Owned`), no thread can
     /// reach it any more except through pointers loaded while pinned, and it is retired once.
+    #[inline(never)]
     pub(crate) unsafe fn defer_drop<T: Send + 'static>(&self, units: usize, ptr: *mut T) {
         let retired = Retired(ptr);
         self.defer(units, move || retired.free());
@@ -458,9 +503,15 @@ impl Pin {
     }
 }
 
-/// Frees what is safe to free, advancing the epoch if enough waits; with `force`, advances it
-/// twice in any case. Call with no lock held: the deferred work drops users' keys and values.
+/// Frees what is safe to free, advancing the epoch if enough waits; with `force`, hands over
+/// this thread's deferred work and advances the epoch twice in any case. Call with no lock
+/// held: the deferred work drops users' keys and values.
 pub(crate) fn collect(force: bool) {
+    if force {
+        // Through a pin, the one way to this thread's registration (it costs a store and a
+        // fence; the thread is not pinned for the collection itself).
+        pin().local().hand_over();
+    }
     collector().collect(force);
 }
 

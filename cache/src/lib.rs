@@ -51,23 +51,31 @@
 //!
 //! The cache is split into shards, each a hash table (open addressing over atomic pointers to
 //! immutable entries) and a mutex over the shard's policy. A read hashes the key, pins the
-//! epoch (crossbeam-epoch, through the cache's own handle for the thread, which also numbers
-//! the thread for its counter stripe), probes the table, checks the entry was not removed,
-//! bumps its hit counter (no write once saturated) and a hit count on the thread's stripe, and
-//! clones the value: no lock, no allocation. A write takes its shard's mutex, stores into the
-//! table with atomic stores, runs the policy and unlinks what it evicts; unlinked entries and
-//! outgrown tables are freed by the epoch collector once no reader can hold them. In a cache
-//! bounded by entry count, a shard of 128 entries or more hands what it unlinks over in
-//! batches (of up to 256, and at most a sixty-fourth of its entries), and the collector gives
-//! their memory back to the shard for new entries, so a miss that evicts neither allocates nor
-//! frees an entry. Smaller shards, and caches bounded by weight (whose values' sizes the cache
-//! cannot know), hand each entry over at once and free it. A batch waits in its shard until it
-//! is full, and a thread's latest hand-overs (up to 64 of them) wait in its epoch handle, until
-//! more come, the thread exits, or [`Cache::run_pending_tasks`] or dropping the cache hands
-//! them on; an entry that was removed or replaced waits until the policy's queue passes it.
-//! Destructors of keys and values never run under a shard's lock. Listeners run after the
-//! mutex is released. The read path against a writer (publication, replacement, removal,
-//! eviction, reclamation) and the single-flight hand-off are model-checked with loom.
+//! epoch, probes the table, checks the entry was not removed, bumps its hit counter (no write
+//! once saturated) and a hit count on the thread's stripe, and clones the value: no lock, no
+//! allocation, no atomic read-modify-write, no fence instruction. A write takes its shard's
+//! mutex, stores into the table with atomic stores, runs the policy and unlinks what it
+//! evicts; unlinked entries and outgrown tables are freed once no reader can hold them.
+//!
+//! Reclamation is epoch-based (Fraser's scheme, as in crossbeam-epoch), with one change where
+//! reads pay: a pin publishes the epoch with a plain store and a compiler fence, and the
+//! writer that advances the epoch (about once per thousand entries freed) makes every running
+//! thread of the process execute a full barrier with `membarrier(2)`, which orders like a
+//! fence on each side. Crossbeam's pin, a locked compare-and-swap, took a third of a hit's
+//! time. Where `membarrier` is missing (systems other than Linux, old kernels), pins fence.
+//!
+//! In a cache bounded by entry count, a shard of 128 entries or more hands what it unlinks
+//! over in batches (of up to 256, and at most a sixty-fourth of its entries), and once they
+//! are freed their memory goes back to the shard for new entries, so a miss that evicts
+//! neither allocates nor frees an entry. Smaller shards, and caches bounded by weight (whose
+//! values' sizes the cache cannot know), hand each entry over at once and free it. A batch
+//! waits in its shard until it is full; what was handed over is freed by later writes of any
+//! cache in the process, two epochs on, or by [`Cache::run_pending_tasks`] or dropping the
+//! cache; an entry that was removed or replaced waits until the policy's queue passes it.
+//! Destructors of keys and values never run under a shard's lock, and never on the read path.
+//! Listeners run after the mutex is released. The epochs, the read path against a writer
+//! (publication, replacement, removal, eviction, reclamation) and the single-flight hand-off
+//! are model-checked with loom.
 //!
 //! # Expiry
 //!

@@ -1,11 +1,11 @@
 //! A shard: a lock-free readable table, and the writer's lock over the policy.
 //!
-//! Readers find an entry in the table under an epoch guard, check that it was not removed, bump
+//! Readers find an entry in the table while pinned ([`crate::epoch`]), check that it was not removed, bump
 //! its hit counter and a per-thread hit count, and clone the value: no lock, no allocation, no
 //! shared write except to the entry itself (and none once its counter saturates). Writers take
 //! the shard's mutex, update the table with atomic stores, and run the policy, which may evict;
-//! an evicted or replaced entry is unlinked from the table at once and freed by the epoch
-//! collector once no reader can still hold it.
+//! an evicted or replaced entry is unlinked from the table at once and freed once no reader can
+//! still hold it.
 
 use std::borrow::Borrow;
 use std::ptr::NonNull;
@@ -162,7 +162,7 @@ where
     fn table<'g>(&self, guard: &'g Guard) -> &'g Table<K, V> {
         let table = self.table.load(Ordering::Acquire, guard);
         // SAFETY: the table pointer is never null, and a replaced table is freed only through
-        // the epoch collector, so it lives as long as `guard`.
+        // the epochs, so it lives as long as the pin `guard` is borrowed from.
         unsafe { table.deref() }
     }
 
@@ -348,8 +348,8 @@ where
         }
     }
 
-    /// Hands the entries this shard released and has not yet handed to the epoch collector
-    /// over now (they otherwise wait for a batch to fill).
+    /// Hands over for freeing the entries this shard released and has not handed over yet
+    /// (they otherwise wait for a batch to fill).
     pub(crate) fn hand_over(&self, guard: &Pin) {
         let mut w = lock(&self.writer);
         w.reclaim.hand_over(guard);
@@ -505,6 +505,7 @@ where
     /// What the policy's releases mean for the table: an evicted entry leaves it (and goes to
     /// `out`), and every released entry is freed once no reader can hold it.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn release(
         table: &Table<K, V>,
         h: EntryRef<K, V>,
@@ -534,7 +535,7 @@ where
         }
         // SAFETY: the entry has left the table and the policy for good, and the policy
         // releases each entry once; readers that loaded it, and the caller that will show it to
-        // the listener, are pinned, so the collector frees it only after they unpin.
+        // the listener, are pinned, so it is freed only after they unpin.
         unsafe { reclaim.retire(h, guard) };
     }
 }
@@ -557,7 +558,7 @@ impl<K, V> Drop for Shard<K, V> {
 
 /// Loom models of the read path against a writer: publication of entries through the table,
 /// replacement, removal and eviction, and the epoch-deferred reclamation of what they unlink
-/// (crossbeam-epoch itself runs on loom in these models).
+/// (the epochs, and crossbeam-epoch's atomic pointers, run on loom in these models).
 #[cfg(all(test, shardkit_loom))]
 mod loom_models {
     use loom::sync::Arc;

@@ -1,5 +1,6 @@
 //! A shard's hash table: open addressing with linear probing over atomic entry pointers, with a
-//! parallel array of one-byte hash tags. Readers probe it without a lock under an epoch guard;
+//! parallel array of one-byte hash tags. Readers probe it without a lock while pinned (the
+//! `Guard` taken here is the one a [`crate::epoch::Pin`] dereferences to, borrowed from it);
 //! only the shard's writer (holding its lock) stores into it.
 //!
 //! A probe reads tags, which sit 64 to a cache line, and follows a pointer only when its tag
@@ -92,9 +93,9 @@ impl<K, V> Table<K, V> {
     {
         match self.probe(hash, key, guard) {
             Probe::Found(_, entry) => {
-                // SAFETY: the pointer was loaded under `guard` from a slot; entries are freed
-                // only through the epoch collector after leaving every slot, so it is live for
-                // as long as `guard` is.
+                // SAFETY: the pointer was loaded from a slot while pinned (`guard` is borrowed
+                // from the pin); entries are freed only through the epochs after leaving every
+                // slot, so it is live for as long as `guard` is.
                 Some(unsafe { entry.deref() })
             }
             Probe::Vacant(_) => None,
