@@ -467,31 +467,41 @@ where
             }
             None => (0, None),
         };
-        let guard = &crate::sync::pin();
-        let mut out = Notices::new(self.listener.is_some());
-        let entry = Entry::new(hash, key, value, weight).expiring_at(deadline);
-        self.shard(hash).insert(entry, now, &mut out, guard);
-        self.notify(out.into_vec());
+        self.write(|guard| {
+            let mut out = Notices::new(self.listener.is_some());
+            let entry = Entry::new(hash, key, value, weight).expiring_at(deadline);
+            self.shard(hash).insert(entry, now, &mut out, guard);
+            self.notify(out.into_vec());
+        });
+    }
+
+    /// Runs a write pinned, then frees what the epochs allow: after the write's listener
+    /// calls (a panicking destructor of something freed then cannot keep them from being
+    /// made), outside every lock, and unpinned (see [`crate::epoch`]).
+    fn write<R>(&self, write: impl FnOnce(&crate::sync::Pin) -> R) -> R {
+        let done = write(&crate::sync::pin());
+        crate::epoch::collect(false);
+        done
     }
 
     /// Reclaims every expired entry now (writes otherwise reclaim them a few at a time), telling
-    /// the listener, and frees the memory of entries that left the cache as soon as no reader
-    /// can still hold them: those waiting in their shard's batch, and what any cache in the
-    /// process deferred (writes otherwise free it as they go, every thousand or so entries).
+    /// the listener, and frees the memory of entries that left the cache, if no other thread
+    /// is pinned: those waiting in this cache's shard batches or in this thread's bag, and
+    /// what any thread of the process handed over (writes otherwise free it as they go, about
+    /// every thousand entries; another thread's bag, of up to 64 entries, is handed over when
+    /// it fills or the thread exits).
     /// Removed and replaced entries are let go when the policy's queue passes them.
     /// Optional: expired entries are never returned either way.
     pub fn run_pending_tasks(&self) {
-        if let Some(now) = self.now() {
-            let guard = &crate::sync::pin();
-            for shard in &*self.shards {
-                let mut out = Notices::new(self.listener.is_some());
-                shard.sweep_all(now, &mut out, guard);
-                self.notify(out.into_vec());
-            }
-        }
+        let now = self.now();
         {
             let guard = &crate::sync::pin();
             for shard in &*self.shards {
+                if let Some(now) = now {
+                    let mut out = Notices::new(self.listener.is_some());
+                    shard.sweep_all(now, &mut out, guard);
+                    self.notify(out.into_vec());
+                }
                 shard.hand_over(guard);
             }
         }
@@ -511,16 +521,17 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let guard = &crate::sync::pin();
-        let removed = self.shard(hash).remove(hash, key, guard)?;
-        if self.now().is_some_and(|now| removed.get().is_expired(now)) {
-            // It had already expired: gone as far as callers could tell.
-            self.notify(vec![(removed, RemovalCause::Expired)]);
-            return None;
-        }
-        let value = removed.get().value.clone();
-        self.notify(vec![(removed, RemovalCause::Removed)]);
-        Some(value)
+        self.write(|guard| {
+            let removed = self.shard(hash).remove(hash, key, guard)?;
+            if self.now().is_some_and(|now| removed.get().is_expired(now)) {
+                // It had already expired: gone as far as callers could tell.
+                self.notify(vec![(removed, RemovalCause::Expired)]);
+                return None;
+            }
+            let value = removed.get().value.clone();
+            self.notify(vec![(removed, RemovalCause::Removed)]);
+            Some(value)
+        })
     }
 
     /// Removes every entry for which `keep` returns false.
@@ -529,22 +540,24 @@ where
     /// inserted, replaced or removed while `retain` runs may or may not be judged; one that
     /// changed after `keep` judged it is left as it now is.
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
-        let guard = &crate::sync::pin();
-        for shard in &*self.shards {
-            let mut out = Notices::new(self.listener.is_some());
-            shard.retain(&mut keep, &mut out, guard);
-            self.notify(out.into_vec());
-        }
+        self.write(|guard| {
+            for shard in &*self.shards {
+                let mut out = Notices::new(self.listener.is_some());
+                shard.retain(&mut keep, &mut out, guard);
+                self.notify(out.into_vec());
+            }
+        });
     }
 
     /// Removes every entry.
     pub fn clear(&self) {
-        let guard = &crate::sync::pin();
-        for shard in &*self.shards {
-            let mut out = Notices::new(self.listener.is_some());
-            shard.clear(&mut out, guard);
-            self.notify(out.into_vec());
-        }
+        self.write(|guard| {
+            for shard in &*self.shards {
+                let mut out = Notices::new(self.listener.is_some());
+                shard.clear(&mut out, guard);
+                self.notify(out.into_vec());
+            }
+        });
     }
 
     /// The cached entries, cloned, shard by shard: entries inserted or removed meanwhile may or

@@ -84,8 +84,8 @@ impl<K, V> Entry<K, V> {
 }
 
 /// A pointer to an entry. Valid while the policy holds it (entries are freed only when the
-/// policy releases them, and then only through the epoch collector), and after release for as
-/// long as the guard pinned before the release.
+/// policy releases them, and then only through the epochs of [`crate::epoch`]), and after
+/// release for as long as a pin taken before the release.
 pub(crate) struct EntryRef<K, V>(pub(crate) NonNull<Entry<K, V>>);
 
 impl<K, V> Clone for EntryRef<K, V> {
@@ -112,8 +112,8 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for EntryRef<K, V> {}
 impl<K, V> EntryRef<K, V> {
     pub(crate) fn get(&self) -> &Entry<K, V> {
         // SAFETY: every `EntryRef` in use is either held by the policy (which frees an entry only
-        // by releasing it, through the epoch collector) or was released while its user's guard
-        // was pinned, which keeps the collector from freeing it.
+        // by releasing it, through the epochs) or was released while its user's thread was
+        // pinned, which keeps the epochs from freeing it.
         unsafe { self.0.as_ref() }
     }
 }

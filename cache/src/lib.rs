@@ -53,9 +53,10 @@
 //! immutable entries) and a mutex over the shard's policy. A read hashes the key, pins the
 //! epoch, probes the table, checks the entry was not removed, bumps its hit counter (no write
 //! once saturated) and a hit count on the thread's stripe, and clones the value: no lock, no
-//! allocation, no atomic read-modify-write, no fence instruction. A write takes its shard's
-//! mutex, stores into the table with atomic stores, runs the policy and unlinks what it
-//! evicts; unlinked entries and outgrown tables are freed once no reader can hold them.
+//! allocation, no atomic read-modify-write, and (on Linux) no fence instruction. A write
+//! takes its shard's mutex, stores into the table with atomic stores, runs the policy and
+//! unlinks what it evicts; unlinked entries and outgrown tables are freed once no reader can
+//! hold them.
 //!
 //! Reclamation is epoch-based (Fraser's scheme, as in crossbeam-epoch), with one change where
 //! reads pay: a pin publishes the epoch with a plain store and a compiler fence, and the
@@ -69,8 +70,9 @@
 //! are freed their memory goes back to the shard for new entries, so a miss that evicts
 //! neither allocates nor frees an entry. Smaller shards, and caches bounded by weight (whose
 //! values' sizes the cache cannot know), hand each entry over at once and free it. A batch
-//! waits in its shard until it is full; what was handed over is freed by later writes of any
-//! cache in the process, two epochs on, or by [`Cache::run_pending_tasks`] or dropping the
+//! waits in its shard until it is full, then in the writing thread's bag until that holds 64
+//! entries' worth (or the thread exits); what was handed over is freed by later writes of any
+//! cache in the process, three epochs on, or by [`Cache::run_pending_tasks`] or dropping the
 //! cache; an entry that was removed or replaced waits until the policy's queue passes it.
 //! Destructors of keys and values never run under a shard's lock, and never on the read path.
 //! Listeners run after the mutex is released. The epochs, the read path against a writer

@@ -19,7 +19,7 @@ use crate::RemovalCause;
 use crate::entry::{Entry, EntryRef};
 use crate::policy::{Policy, Release};
 use crate::reclaim::Reclaimer;
-use crate::sync::{AtomicU64, AtomicUsize, Mutex, MutexGuard, Pin, lock};
+use crate::sync::{AtomicU64, AtomicUsize, Mutex, Pin, lock};
 use crate::table::{Probe, Table};
 use crate::window::WindowShare;
 
@@ -254,7 +254,7 @@ where
             out.push((new_ref, RemovalCause::Size));
             // SAFETY: never shared: no reader can hold it; `guard` is pinned (the caller's).
             unsafe { w.reclaim.retire(new_ref, guard) };
-            Self::unlock(w, guard);
+            drop(w);
             return;
         }
         // Reading the stripes touches cache lines other threads' reads write to: do it every
@@ -306,15 +306,7 @@ where
             Self::sweep(&mut w, table, now, SWEEP_BUDGET, out, guard);
         }
         self.publish_sizes(&w);
-        Self::unlock(w, guard);
-    }
-
-    /// Releases the writer's lock, then frees what the epochs allow (see [`crate::epoch`]):
-    /// never under the lock, as freeing drops users' keys and values, whose `drop` may call
-    /// back into the cache.
-    fn unlock(w: MutexGuard<'_, Writer<K, V>>, guard: &Pin) {
         drop(w);
-        guard.collect();
     }
 
     /// Removes every expired entry now, rather than a few per write; they go to `out`.
@@ -353,7 +345,7 @@ where
     pub(crate) fn hand_over(&self, guard: &Pin) {
         let mut w = lock(&self.writer);
         w.reclaim.hand_over(guard);
-        Self::unlock(w, guard);
+        drop(w);
     }
 
     /// Removes `key`'s entry, returning it.
@@ -441,7 +433,7 @@ where
         self.publish_sizes(&w);
         // What a clear released need not wait for more to fill its batch.
         w.reclaim.hand_over(guard);
-        Self::unlock(w, guard);
+        drop(w);
     }
 
     /// Clones of the live entries (not expired at `now`, if given).
@@ -681,8 +673,8 @@ mod loom_models {
 
     #[test]
     fn loom_batched_recycling_is_not_reused_under_a_reader() {
-        // Batches of two: the insert that fills one hands it over and flushes, and the
-        // entries' memory comes back for the next ones.
+        // Batches of two: the insert that fills one hands it over, the flushes free it, and
+        // the entries' memory comes back for the next ones.
         evictions_under_a_reader(128);
     }
 

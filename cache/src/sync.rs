@@ -40,7 +40,7 @@ mod imp {
 
 pub(crate) use crate::epoch::{Pin, pin};
 pub(crate) use imp::{
-    AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, fence, lock, wait,
+    AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Condvar, Mutex, fence, lock, wait,
 };
 
 /// Frees what the cache deferred and no pinned thread can still hold, advancing the epoch

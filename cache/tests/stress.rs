@@ -160,8 +160,8 @@ fn eight_threads_mixing_every_operation_with_batched_reclamation() {
     run_workers(cache, 1024, 4096, &live);
 }
 
-/// Frees what every cache deferred and no thread still holds: `run_pending_tasks` of any cache
-/// collects for the whole process.
+/// Frees what was handed over for freeing, by any cache and thread, and this thread's own
+/// deferred work, if no thread still holds it: `run_pending_tasks` of any cache does that.
 fn collect_now() {
     Cache::<u8, u8>::new(1).run_pending_tasks();
 }
