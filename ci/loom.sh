@@ -7,7 +7,7 @@ set -euo pipefail
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
 ran=0
 for crate in hashring replication cache pagination; do
-  # crossbeam_loom runs crossbeam-epoch itself on loom, for the cache's read-path models;
+  # crossbeam_loom runs crossbeam-epoch's atomic pointers (the cache's table slots) on loom;
   # it breaks crossbeam-channel, which the replication crate uses, so it is the cache's only
   # (with its own target directory, so the two flag sets do not rebuild each other's deps).
   flags="--cfg shardkit_loom"

@@ -537,7 +537,9 @@ impl<K, V> Drop for Shard<K, V> {
         // Nobody else can hold the shard, so nothing is pinned on its behalf: free at once.
         // SAFETY: `&mut self` means no reader or writer is using the shard.
         let guard = unsafe { crossbeam_epoch::unprotected() };
-        let mut w = lock(&self.writer);
+        // Reached without locking: the values dropped below are the user's, and their `drop`
+        // runs under no lock of the cache's.
+        let w = crate::sync::get_mut(&mut self.writer);
         w.policy.drain(&mut |h, _| {
             // SAFETY: every entry is released exactly once by the drain, and none is shared.
             drop(unsafe { shared(h).into_owned() });

@@ -18,6 +18,11 @@ mod imp {
         cv.wait(&mut guard);
         guard
     }
+
+    /// What `m` guards, reached through an exclusive borrow: no lock is taken.
+    pub(crate) fn get_mut<T>(m: &mut Mutex<T>) -> &mut T {
+        m.get_mut()
+    }
 }
 
 #[cfg(shardkit_loom)]
@@ -36,11 +41,16 @@ mod imp {
     pub(crate) fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         cv.wait(guard).unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// What `m` guards, reached through an exclusive borrow: no lock is taken.
+    pub(crate) fn get_mut<T>(m: &mut Mutex<T>) -> &mut T {
+        m.get_mut().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 pub(crate) use crate::epoch::{Pin, pin};
 pub(crate) use imp::{
-    AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Condvar, Mutex, fence, lock, wait,
+    AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Condvar, Mutex, fence, get_mut, lock, wait,
 };
 
 /// Frees what the cache deferred and no pinned thread can still hold, advancing the epoch
