@@ -603,22 +603,18 @@ mod tests {
 
     use super::*;
 
-    /// A collector of the test's own: the process's is shared with every other test of the
-    /// binary, whose writes would run (and see the panics of) this test's deferred work.
-    fn private_collector() -> &'static Collector {
-        Box::leak(Box::new(Collector::new()))
+    /// Two threads' registrations (a reader's and a writer's) with a collector of the test's
+    /// own: the process's is shared with every other test of the binary, whose writes would
+    /// run (and see the panics of) this test's deferred work.
+    fn reader_and_writer() -> (&'static Collector, Local, Local) {
+        let collector: &'static Collector = Box::leak(Box::new(Collector::new()));
+        let reader = Local::registered_with(collector);
+        (collector, reader, Local::registered_with(collector))
     }
 
-    /// Deferred work waits for every pin taken before it was handed over, and no longer.
-    #[test]
-    fn deferred_work_waits_for_earlier_pins_only() {
-        let collector = private_collector();
-        let (reader, writer) = (
-            Local::registered_with(collector),
-            Local::registered_with(collector),
-        );
+    /// Hands over, from `writer`, work that counts its runs; the count.
+    fn counted_work(writer: &Local) -> Arc<AtomicUsize> {
         let ran = Arc::new(AtomicUsize::new(0));
-        reader.enter();
         let counted = ran.clone();
         writer.defer(
             1,
@@ -627,6 +623,15 @@ mod tests {
             }),
         );
         writer.hand_over();
+        ran
+    }
+
+    /// Deferred work waits for every pin taken before it was handed over, and no longer.
+    #[test]
+    fn deferred_work_waits_for_earlier_pins_only() {
+        let (collector, reader, writer) = reader_and_writer();
+        reader.enter();
+        let ran = counted_work(&writer);
         for _ in 0..4 {
             collector.collect(true);
         }
@@ -641,20 +646,8 @@ mod tests {
     /// freed, the pin still held.
     #[test]
     fn pins_taken_after_the_seal_do_not_hold_the_work_back() {
-        let collector = private_collector();
-        let (reader, writer) = (
-            Local::registered_with(collector),
-            Local::registered_with(collector),
-        );
-        let ran = Arc::new(AtomicUsize::new(0));
-        let counted = ran.clone();
-        writer.defer(
-            1,
-            Box::new(move || {
-                counted.fetch_add(1, Ordering::SeqCst);
-            }),
-        );
-        writer.hand_over();
+        let (collector, reader, writer) = reader_and_writer();
+        let ran = counted_work(&writer);
         let sealed = collector.try_advance() - 1;
         reader.enter();
         collector.collect(true);
@@ -693,8 +686,7 @@ mod tests {
     /// reaches the collecting caller.
     #[test]
     fn a_panicking_deferred_function_lets_the_others_run() {
-        let collector = private_collector();
-        let writer = Local::registered_with(collector);
+        let (collector, _, writer) = reader_and_writer();
         let ran = Arc::new(AtomicUsize::new(0));
         for i in 0..3 {
             let counted = ran.clone();
@@ -771,30 +763,46 @@ mod loom_models {
         drop(unsafe { Box::from_raw(slot.load(Ordering::Relaxed)) });
     }
 
-    #[test]
-    fn loom_a_pinned_reader_keeps_what_it_loaded_alive() {
-        loom::model(|| {
+    /// A model: a writer thread runs `write` on a slot that starts with the value 1, while
+    /// this thread runs `read`; once both are done, the slot holds `last`, and a forced
+    /// collection, with nothing pinned, has freed every one of the `replaced` values.
+    fn model(
+        write: fn(&AtomicPtr<Node>, &Arc<AtomicUsize>),
+        read_side: fn(&AtomicPtr<Node>),
+        last: u64,
+        replaced: usize,
+    ) {
+        loom::model(move || {
             let freed = Arc::new(AtomicUsize::new(0));
             let slot = Arc::new(AtomicPtr::new(node(1, &freed)));
             let writer = {
                 let (slot, freed) = (slot.clone(), freed.clone());
-                loom::thread::spawn(move || {
-                    replace(&slot, 2, &freed);
-                    collect(true);
-                })
+                loom::thread::spawn(move || write(&slot, &freed))
             };
-            assert!(matches!(read(&slot), 1 | 2));
+            read_side(&slot);
             writer.join().unwrap();
-            assert_eq!(read(&slot), 2);
-            // Nothing is pinned now: a forced collection frees what was replaced.
+            assert_eq!(read(&slot), last);
             collect(true);
             assert_eq!(
                 freed.load(Ordering::Relaxed),
-                1,
-                "the replaced value was never freed"
+                replaced,
+                "a replaced value was never freed"
             );
             free_last(&slot);
         });
+    }
+
+    #[test]
+    fn loom_a_pinned_reader_keeps_what_it_loaded_alive() {
+        model(
+            |slot, freed| {
+                replace(slot, 2, freed);
+                collect(true);
+            },
+            |slot| assert!(matches!(read(slot), 1 | 2)),
+            2,
+            1,
+        );
     }
 
     /// Writes that advance the epoch on their own (every two units) against a reader that
@@ -802,31 +810,22 @@ mod loom_models {
     /// and never what it or anyone still holds.
     #[test]
     fn loom_advances_for_waiting_work_and_collections_that_do_not_advance() {
-        loom::model(|| {
-            let freed = Arc::new(AtomicUsize::new(0));
-            let slot = Arc::new(AtomicPtr::new(node(1, &freed)));
-            let writer = {
-                let (slot, freed) = (slot.clone(), freed.clone());
-                loom::thread::spawn(move || {
-                    for v in 2..4 {
-                        replace(&slot, v, &freed);
-                        collect(false);
-                    }
-                    // Hands over what is left in this thread's bag (a thread's exit would too,
-                    // but loom runs thread-local destructors late).
-                    collect(true);
-                })
-            };
-            assert!(matches!(read(&slot), 1..=3));
-            collect(false);
-            writer.join().unwrap();
-            collect(true);
-            assert_eq!(
-                freed.load(Ordering::Relaxed),
-                2,
-                "a replaced value was never freed"
-            );
-            free_last(&slot);
-        });
+        model(
+            |slot, freed| {
+                for v in 2..4 {
+                    replace(slot, v, freed);
+                    collect(false);
+                }
+                // Hands over what is left in this thread's bag (a thread's exit would too,
+                // but loom runs thread-local destructors late).
+                collect(true);
+            },
+            |slot| {
+                assert!(matches!(read(slot), 1..=3));
+                collect(false);
+            },
+            3,
+            2,
+        );
     }
 }
