@@ -503,8 +503,9 @@ impl Pin {
 
     /// Runs `f` once no thread pinned now can still hold what it frees (`units` entries'
     /// worth). It runs in a later [`collect`], outside the caller's locks. Out of line: it is
-    /// called once per batch of entries, from the policy's eviction loop, which it would
-    /// otherwise crowd (measured: inlined, it cost each evicting insert 60 instructions).
+    /// called at most once per batch of entries, from the policy's eviction loop, which
+    /// should stay small (the loop's own `Shard::release` must inline: out of line, it cost
+    /// each evicting insert about 60 instructions).
     #[inline(never)]
     pub(crate) fn defer(&self, units: usize, f: impl FnOnce() + Send + 'static) {
         self.local().defer(units, Box::new(f));
