@@ -1,0 +1,106 @@
+//! Unit tests of the epochs, each on a collector of its own.
+
+use std::sync::atomic::AtomicUsize;
+
+use super::*;
+
+/// Two threads' registrations (a reader's and a writer's) with a collector of the test's
+/// own: the process's is shared with every other test of the binary, whose writes would
+/// run (and see the panics of) this test's deferred work.
+fn reader_and_writer() -> (&'static Collector, Local, Local) {
+    let collector: &'static Collector = Box::leak(Box::new(Collector::new()));
+    let reader = Local::registered_with(collector);
+    (collector, reader, Local::registered_with(collector))
+}
+
+/// Hands over, from `writer`, work that counts its runs; the count.
+fn counted_work(writer: &Local) -> Arc<AtomicUsize> {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let counted = ran.clone();
+    writer.defer(
+        1,
+        Box::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }),
+    );
+    writer.hand_over();
+    ran
+}
+
+/// Deferred work waits for every pin taken before it was handed over, and no longer.
+#[test]
+fn deferred_work_waits_for_earlier_pins_only() {
+    let (collector, reader, writer) = reader_and_writer();
+    reader.enter();
+    let ran = counted_work(&writer);
+    for _ in 0..4 {
+        collector.collect(true);
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "freed under an earlier pin");
+    reader.leave();
+    collector.collect(true);
+    assert_eq!(ran.load(Ordering::SeqCst), 1, "not freed once unpinned");
+}
+
+/// A pin taken after the advance that sealed some work cannot hold what it frees (it was
+/// unlinked before that advance), so it does not hold it back: two advances on, it is
+/// freed, the pin still held.
+#[test]
+fn pins_taken_after_the_seal_do_not_hold_the_work_back() {
+    let (collector, reader, writer) = reader_and_writer();
+    let ran = counted_work(&writer);
+    let sealed = collector.try_advance() - 1;
+    reader.enter();
+    collector.collect(true);
+    assert_eq!(collector.epoch.load(Ordering::Relaxed), sealed + 2);
+    assert_eq!(ran.load(Ordering::SeqCst), 1, "held back by a later pin");
+    reader.leave();
+}
+
+/// On Linux the pins take the asymmetric path: `membarrier` is registered. (Fails where a
+/// seccomp filter or an old kernel refuses it; the cache then fences on every pin.)
+#[cfg(target_os = "linux")]
+#[test]
+fn pins_on_linux_use_membarrier() {
+    assert!(collector().asymmetric, "membarrier could not be registered");
+}
+
+/// A pin taken inside another is the same pin: the thread stays pinned until the outer one
+/// goes.
+#[test]
+fn nested_pins_keep_the_thread_pinned_until_the_outermost_is_dropped() {
+    let outer = pin();
+    let epoch = |p: &Pin| p.local().slot.state.load(Ordering::Relaxed);
+    let state = epoch(&outer);
+    assert_eq!(state & 1, 1);
+    drop(pin());
+    assert_eq!(
+        epoch(&outer),
+        state,
+        "an inner pin's drop unpinned the thread"
+    );
+    drop(outer);
+    LOCAL.with(|l| assert_eq!(l.slot.state.load(Ordering::Relaxed), 0));
+}
+
+/// A panicking deferred function does not keep the others from running, and its panic
+/// reaches the collecting caller.
+#[test]
+fn a_panicking_deferred_function_lets_the_others_run() {
+    let (collector, _, writer) = reader_and_writer();
+    let ran = Arc::new(AtomicUsize::new(0));
+    for i in 0..3 {
+        let counted = ran.clone();
+        writer.defer(
+            1,
+            Box::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                assert!(i != 1, "a value's drop panics");
+            }),
+        );
+    }
+    writer.hand_over();
+    let outcome = catch_unwind(AssertUnwindSafe(|| collector.collect(true)));
+    assert!(outcome.is_err(), "the panic was swallowed");
+    assert_eq!(ran.load(Ordering::SeqCst), 3);
+}
