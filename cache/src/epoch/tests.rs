@@ -104,3 +104,94 @@ fn a_panicking_deferred_function_lets_the_others_run() {
     assert!(outcome.is_err(), "the panic was swallowed");
     assert_eq!(ran.load(Ordering::SeqCst), 3);
 }
+
+/// A value that is never freed during the stress test, only marked retired by its deferred
+/// work: a reader that finds the mark on a value it loaded while pinned has caught the epochs
+/// running deferred work too early, without the undefined behaviour of reading freed memory.
+struct Marked {
+    retired: std::sync::atomic::AtomicBool,
+}
+
+/// A pointer to a retired value, on its way to the list freed at the end.
+struct Retired(*mut Marked);
+
+// SAFETY: the values are plain atomics, and each pointer is owned by one list at a time.
+unsafe impl Send for Retired {}
+
+/// Readers and writers on real threads, with the fences this machine uses (on Linux, the
+/// asymmetric pair with `membarrier`, which the loom models cannot express): writers replace
+/// a shared value, defer marking the old one retired, and collect as writes do; readers pin,
+/// load the value and check it is not marked. Every deferred mark must also have run once
+/// everything is joined and collected. It catches an advance that ignores pinned threads, or
+/// work freed one advance early, in every run; a missing barrier leaves a window too narrow
+/// for it to catch (that is what the loom models and the argument in `try_advance` are for).
+#[test]
+fn readers_never_see_deferred_work_run_under_them() {
+    const READERS: usize = 3;
+    const WRITERS: usize = 2;
+    const REPLACEMENTS: usize = 100_000;
+    let collector: &'static Collector = Box::leak(Box::new(Collector::new()));
+    let fresh = || {
+        Box::into_raw(Box::new(Marked {
+            retired: std::sync::atomic::AtomicBool::new(false),
+        }))
+    };
+    let slot = std::sync::atomic::AtomicPtr::new(fresh());
+    let graveyard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writing = std::sync::atomic::AtomicUsize::new(WRITERS);
+    std::thread::scope(|s| {
+        for _ in 0..WRITERS {
+            s.spawn(|| {
+                let local = Local::registered_with(collector);
+                for _ in 0..REPLACEMENTS {
+                    local.enter();
+                    let old = Retired(slot.swap(fresh(), Ordering::AcqRel));
+                    let graveyard = graveyard.clone();
+                    local.defer(
+                        1,
+                        Box::new(move || {
+                            let old = old;
+                            // SAFETY: never freed before the end of the test.
+                            unsafe { &*old.0 }.retired.store(true, Ordering::Release);
+                            graveyard.lock().unwrap().push(old);
+                        }),
+                    );
+                    local.leave();
+                    collector.collect(false);
+                }
+                local.hand_over();
+                writing.fetch_sub(1, Ordering::Release);
+            });
+        }
+        for _ in 0..READERS {
+            s.spawn(|| {
+                let local = Local::registered_with(collector);
+                while writing.load(Ordering::Acquire) > 0 {
+                    local.enter();
+                    let value = slot.load(Ordering::Acquire);
+                    for _ in 0..8 {
+                        // SAFETY: never freed before the end of the test.
+                        let retired = unsafe { &*value }.retired.load(Ordering::Acquire);
+                        assert!(!retired, "deferred work ran while a reader held its value");
+                    }
+                    local.leave();
+                }
+            });
+        }
+    });
+    for _ in 0..2 {
+        collector.collect(true);
+    }
+    let graveyard = std::mem::take(&mut *graveyard.lock().unwrap());
+    assert_eq!(
+        graveyard.len(),
+        WRITERS * REPLACEMENTS,
+        "deferred work never ran"
+    );
+    for retired in graveyard {
+        // SAFETY: every thread has joined; each value was swapped out once.
+        drop(unsafe { Box::from_raw(retired.0) });
+    }
+    // SAFETY: the last value, swapped out by nobody.
+    drop(unsafe { Box::from_raw(slot.load(Ordering::Relaxed)) });
+}
