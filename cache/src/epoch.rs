@@ -444,9 +444,10 @@ loom::thread_local! {
 }
 
 /// This thread pinned: what it loads from the cache's tables stays allocated until the pin is
-/// dropped. Pins nest. It dereferences to crossbeam-epoch's unprotected guard, which only
-/// types the loads of the tables' `crossbeam_epoch::Atomic` pointers: the protection is this
-/// pin's, and nothing may be deferred through that guard (`clippy.toml` forbids it).
+/// dropped. Pins nest. Its [`guard`](Self::guard) is crossbeam-epoch's unprotected guard,
+/// which only types the loads of the tables' `crossbeam_epoch::Atomic` pointers: the
+/// protection is this pin's. The tables take a `&Pin`, not a guard, so no load can go
+/// unpinned; nothing may be deferred through that guard (`clippy.toml` forbids it).
 #[derive(Debug)]
 pub(crate) struct Pin {
     local: NonNull<Local>,
@@ -540,10 +541,11 @@ impl<T> Retired<T> {
     }
 }
 
-impl std::ops::Deref for Pin {
-    type Target = crossbeam_epoch::Guard;
-
-    fn deref(&self) -> &crossbeam_epoch::Guard {
+impl Pin {
+    /// The guard the tables' `crossbeam_epoch::Atomic` loads take, borrowed from this pin:
+    /// crossbeam-epoch's unprotected guard, as a lifetime token (see the type's docs).
+    #[inline]
+    pub(crate) fn guard(&self) -> &crossbeam_epoch::Guard {
         // SAFETY: `unprotected` is unsafe because its guard protects nothing, so what is loaded
         // under it may be freed meanwhile. Here it is only a lifetime token for the loads (see
         // the type's docs): what they load stays allocated because this pin is held (the

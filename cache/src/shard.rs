@@ -12,7 +12,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
+use crossbeam_epoch::{Atomic, Owned, Shared};
 use crossbeam_utils::CachePadded;
 
 use crate::RemovalCause;
@@ -159,10 +159,10 @@ where
         }
     }
 
-    fn table<'g>(&self, guard: &'g Guard) -> &'g Table<K, V> {
-        let table = self.table.load(Ordering::Acquire, guard);
+    fn table<'g>(&self, guard: &'g Pin) -> &'g Table<K, V> {
+        let table = self.table.load(Ordering::Acquire, guard.guard());
         // SAFETY: the table pointer is never null, and a replaced table is freed only through
-        // the epochs, so it lives as long as the pin `guard` is borrowed from.
+        // the epochs, so it lives as long as the pin `guard`.
         unsafe { table.deref() }
     }
 
@@ -199,7 +199,7 @@ where
         hash: u64,
         key: &Q,
         now: Option<u64>,
-        guard: &'g Guard,
+        guard: &'g Pin,
     ) -> Option<&'g Entry<K, V>>
     where
         K: Borrow<Q>,
@@ -246,7 +246,7 @@ where
         guard: &Pin,
     ) {
         let mut w = lock(&self.writer);
-        let new = w.reclaim.alloc(entry).into_shared(guard);
+        let new = w.reclaim.alloc(entry).into_shared(guard.guard());
         let new_ref = entry_ref(new);
         let hash = new_ref.get().hash;
         if u64::from(new_ref.get().weight) > w.policy.capacity() {
@@ -463,7 +463,7 @@ where
 
     /// Replaces the table by one sized for the live entries, without tombstones.
     fn rebuild<'g>(&self, w: &mut Writer<K, V>, guard: &'g Pin) -> &'g Table<K, V> {
-        let old = self.table.load(Ordering::Acquire, guard);
+        let old = self.table.load(Ordering::Acquire, guard.guard());
         let slots = ((w.live + 1) * 2).next_power_of_two().max(MIN_SLOTS);
         let new = Table::new(slots);
         // SAFETY: `old` is the current table, live under `guard`.

@@ -1,7 +1,7 @@
 //! A shard's hash table: open addressing with linear probing over atomic entry pointers, with a
-//! parallel array of one-byte hash tags. Readers probe it without a lock while pinned (the
-//! `Guard` taken here is the one a [`crate::epoch::Pin`] dereferences to, borrowed from it);
-//! only the shard's writer (holding its lock) stores into it.
+//! parallel array of one-byte hash tags. Readers probe it without a lock while pinned (every
+//! method takes the [`crate::epoch::Pin`] that keeps what it loads allocated); only the
+//! shard's writer (holding its lock) stores into it.
 //!
 //! A probe reads tags, which sit 64 to a cache line, and follows a pointer only when its tag
 //! matches: a lookup costs about one entry access instead of one per probed slot, and a miss
@@ -11,7 +11,9 @@
 use std::borrow::Borrow;
 use std::sync::atomic::Ordering;
 
-use crossbeam_epoch::{Atomic, Guard, Shared};
+use crossbeam_epoch::{Atomic, Shared};
+
+use crate::epoch::Pin;
 
 use crate::entry::Entry;
 use crate::sync::AtomicU8;
@@ -81,21 +83,16 @@ impl<K, V> Table<K, V> {
 
     /// The entry for `key`, if present (removed entries included: callers check).
     #[inline]
-    pub(crate) fn find<'g, Q>(
-        &self,
-        hash: u64,
-        key: &Q,
-        guard: &'g Guard,
-    ) -> Option<&'g Entry<K, V>>
+    pub(crate) fn find<'g, Q>(&self, hash: u64, key: &Q, guard: &'g Pin) -> Option<&'g Entry<K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         match self.probe(hash, key, guard) {
             Probe::Found(_, entry) => {
-                // SAFETY: the pointer was loaded from a slot while pinned (`guard` is borrowed
-                // from the pin); entries are freed only through the epochs after leaving every
-                // slot, so it is live for as long as `guard` is.
+                // SAFETY: the pointer was loaded from a slot while pinned (`guard` is the pin);
+                // entries are freed only through the epochs after leaving every slot, so it is
+                // live for as long as `guard` is.
                 Some(unsafe { entry.deref() })
             }
             Probe::Vacant(_) => None,
@@ -105,7 +102,7 @@ impl<K, V> Table<K, V> {
     /// Finds `key`'s slot, or the slot an insertion of it should use (the first tombstone on
     /// its probe path, else the empty slot ending it).
     #[inline]
-    pub(crate) fn probe<'g, Q>(&self, hash: u64, key: &Q, guard: &'g Guard) -> Probe<'g, K, V>
+    pub(crate) fn probe<'g, Q>(&self, hash: u64, key: &Q, guard: &'g Pin) -> Probe<'g, K, V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -120,7 +117,7 @@ impl<K, V> Table<K, V> {
             // The likeliest outcome first: a hit's first slot is usually its own.
             let t = tags[i].load(Ordering::Acquire);
             if t == want {
-                let p = slots[i].load(Ordering::Acquire, guard);
+                let p = slots[i].load(Ordering::Acquire, guard.guard());
                 if p.is_null() {
                     vacant.get_or_insert(i);
                 } else {
@@ -141,7 +138,7 @@ impl<K, V> Table<K, V> {
     }
 
     /// The slot holding exactly `entry`.
-    pub(crate) fn position(&self, entry: Shared<'_, Entry<K, V>>, guard: &Guard) -> Option<usize> {
+    pub(crate) fn position(&self, entry: Shared<'_, Entry<K, V>>, guard: &Pin) -> Option<usize> {
         // SAFETY: the caller holds `entry` alive: the policy has not released it, or (`retain`)
         // the caller's guard was pinned while the policy held it, so its memory is neither
         // freed nor reused before the guard is dropped.
@@ -151,7 +148,7 @@ impl<K, V> Table<K, V> {
         for _ in 0..tags.len() {
             // The pointer first: it is what is sought, and the writer (the only caller) never
             // sees an entry's slot with an empty tag.
-            if slots[i].load(Ordering::Acquire, guard) == entry {
+            if slots[i].load(Ordering::Acquire, guard.guard()) == entry {
                 return Some(i);
             }
             if tags[i].load(Ordering::Relaxed) == TAG_EMPTY {
@@ -191,11 +188,11 @@ impl<K, V> Table<K, V> {
     /// The entries, in slot order.
     pub(crate) fn entries<'g>(
         &'g self,
-        guard: &'g Guard,
+        guard: &'g Pin,
     ) -> impl Iterator<Item = Shared<'g, Entry<K, V>>> + 'g {
         self.slots
             .iter()
-            .map(move |s| s.load(Ordering::Acquire, guard))
+            .map(move |s| s.load(Ordering::Acquire, guard.guard()))
             .filter(|p| !p.is_null())
     }
 
@@ -251,7 +248,8 @@ mod tests {
                         if table.is_tombstone(i) {
                             tombstones -= 1;
                         }
-                        let entry = Owned::new(Entry::new(hash, key, key, 1)).into_shared(guard);
+                        let entry =
+                            Owned::new(Entry::new(hash, key, key, 1)).into_shared(guard.guard());
                         table.store(i, entry);
                         present.insert(key, entry);
                     }
