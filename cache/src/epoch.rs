@@ -227,10 +227,21 @@ impl Collector {
         after
     }
 
+    /// See [`collect`]. Most calls find nothing to do, in three loads.
+    #[inline]
+    fn collect(&self, force: bool) {
+        if force
+            || self.waiting.load(Ordering::Relaxed) >= ADVANCE_AFTER
+            || self.collected.load(Ordering::Relaxed) != self.epoch.load(Ordering::Relaxed)
+        {
+            self.collect_slow(force);
+        }
+    }
+
     /// Advances the epoch if enough work waits (with `force`: three times, so that what was
-    /// handed over before the call is freed if no thread is pinned), then runs the work that no pinned
-    /// thread can still need, outside every lock: it drops users' keys and values. If one
-    /// panics, the rest still run and the first panic is resumed after them.
+    /// handed over before the call is freed if no thread is pinned), then runs the work that
+    /// no pinned thread can still need, outside every lock: it drops users' keys and values.
+    /// If one panics, the rest still run and the first panic is resumed after them.
     #[cold]
     #[inline(never)]
     fn collect_slow(&self, force: bool) {
@@ -239,10 +250,11 @@ impl Collector {
                 return;
             }
             // Seals what waits, then frees it: three advances if no thread is pinned.
-            for _ in 0..2 {
-                self.try_advance();
+            let mut epoch = 0;
+            for _ in 0..3 {
+                epoch = self.try_advance();
             }
-            self.try_advance()
+            epoch
         } else if self.waiting.load(Ordering::Relaxed) >= ADVANCE_AFTER {
             self.advance_for_waiting()
         } else {
@@ -252,23 +264,17 @@ impl Collector {
         if !force && self.collected.load(Ordering::Relaxed) == epoch {
             return;
         }
-        let ready: Vec<Deferred> = {
+        let ready: Vec<(usize, Deferred)> = {
             let mut garbage = lock(&self.garbage);
             self.collected.fetch_max(epoch, Ordering::Relaxed);
-            let mut ready = Vec::new();
-            let mut kept = Vec::with_capacity(garbage.sealed.len());
-            for (sealed, f) in garbage.sealed.drain(..) {
-                if sealed + 2 <= epoch {
-                    ready.push(f);
-                } else {
-                    kept.push((sealed, f));
-                }
-            }
+            let (ready, kept) = std::mem::take(&mut garbage.sealed)
+                .into_iter()
+                .partition(|(sealed, _)| sealed + 2 <= epoch);
             garbage.sealed = kept;
             ready
         };
         let mut panic: Option<Box<dyn Any + Send>> = None;
-        for f in ready {
+        for (_, f) in ready {
             if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
                 panic.get_or_insert(p);
             }
@@ -496,6 +502,25 @@ impl Pin {
         unsafe { self.local.as_ref() }
     }
 
+    /// The guard the tables' `crossbeam_epoch::Atomic` loads take, borrowed from this pin:
+    /// crossbeam-epoch's unprotected guard, as a lifetime token (see the type's docs).
+    #[inline]
+    pub(crate) fn guard(&self) -> &crossbeam_epoch::Guard {
+        // SAFETY: `unprotected` is unsafe because its guard protects nothing, so what is loaded
+        // under it may be freed meanwhile. Here it is only a lifetime token for the loads (see
+        // the type's docs): what they load stays allocated because this pin is held (the
+        // epochs free nothing a pinned thread may have loaded), and nothing is deferred
+        // through the guard.
+        unsafe { crossbeam_epoch::unprotected() }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn free_owned(&mut self) {
+        // SAFETY: made by `Box::leak` in `pin_exiting` for this pin alone, and no longer used.
+        drop(unsafe { Box::from_raw(self.local.as_ptr()) });
+    }
+
     /// The pinning thread's number (see [`Local`]).
     #[inline]
     pub(crate) fn thread(&self) -> usize {
@@ -504,9 +529,7 @@ impl Pin {
 
     /// Runs `f` once no thread pinned now can still hold what it frees (`units` entries'
     /// worth). It runs in a later [`collect`], outside the caller's locks. Out of line: it is
-    /// called at most once per batch of entries, from the policy's eviction loop, which
-    /// should stay small (the loop's own `Shard::release` must inline: out of line, it cost
-    /// each evicting insert about 60 instructions).
+    /// called at most once per batch of entries, from the policy's eviction loop.
     #[inline(never)]
     pub(crate) fn defer(&self, units: usize, f: impl FnOnce() + Send + 'static) {
         self.local().defer(units, Box::new(f));
@@ -541,20 +564,6 @@ impl<T> Retired<T> {
     }
 }
 
-impl Pin {
-    /// The guard the tables' `crossbeam_epoch::Atomic` loads take, borrowed from this pin:
-    /// crossbeam-epoch's unprotected guard, as a lifetime token (see the type's docs).
-    #[inline]
-    pub(crate) fn guard(&self) -> &crossbeam_epoch::Guard {
-        // SAFETY: `unprotected` is unsafe because its guard protects nothing, so what is loaded
-        // under it may be freed meanwhile. Here it is only a lifetime token for the loads (see
-        // the type's docs): what they load stays allocated because this pin is held (the
-        // epochs free nothing a pinned thread may have loaded), and nothing is deferred
-        // through the guard.
-        unsafe { crossbeam_epoch::unprotected() }
-    }
-}
-
 impl Drop for Pin {
     #[inline]
     fn drop(&mut self) {
@@ -565,39 +574,16 @@ impl Drop for Pin {
     }
 }
 
-impl Pin {
-    #[cold]
-    #[inline(never)]
-    fn free_owned(&mut self) {
-        // SAFETY: made by `Box::leak` in `pin_exiting` for this pin alone, and no longer used.
-        drop(unsafe { Box::from_raw(self.local.as_ptr()) });
-    }
-}
-
 /// Frees what is safe to free, advancing the epoch if enough waits; with `force`, hands over
 /// this thread's deferred work and advances the epoch three times if anything waits. Call
 /// with no lock held and, best, unpinned (a thread pinned in an old epoch stops advances):
 /// the deferred work drops users' keys and values, which may call back into a cache.
 pub(crate) fn collect(force: bool) {
     if force {
-        // Through a pin, the one way to this thread's registration (it costs a store and a
-        // fence; the thread is not pinned for the collection itself).
-        pin().local().hand_over();
+        // This thread's bag (none if its registration is gone: the thread is exiting).
+        let _ = LOCAL.try_with(Local::hand_over);
     }
     collector().collect(force);
-}
-
-impl Collector {
-    /// See [`collect`]. Most calls find nothing to do, in three loads.
-    #[inline]
-    fn collect(&self, force: bool) {
-        if force
-            || self.waiting.load(Ordering::Relaxed) >= ADVANCE_AFTER
-            || self.collected.load(Ordering::Relaxed) != self.epoch.load(Ordering::Relaxed)
-        {
-            self.collect_slow(force);
-        }
-    }
 }
 
 #[cfg(all(test, not(shardkit_loom)))]

@@ -9,8 +9,8 @@
 //! and their memory given back to the shard, which builds new entries in it.
 //!
 //! Nothing here frees while the shard's writer lock is held: freeing runs users' destructors,
-//! and one that called back into the shard would deadlock. Deferring never frees; the shard
-//! collects after it releases the lock.
+//! and one that called back into the shard would deadlock. Deferring never frees; the cache
+//! collects once the write is done and the lock released (`Cache::write`).
 
 use std::any::Any;
 use std::mem::MaybeUninit;

@@ -1,8 +1,9 @@
 //! A shard: a lock-free readable table, and the writer's lock over the policy.
 //!
-//! Readers find an entry in the table while pinned ([`crate::epoch`]), check that it was not removed, bump
-//! its hit counter and a per-thread hit count, and clone the value: no lock, no allocation, no
-//! shared write except to the entry itself (and none once its counter saturates). Writers take
+//! Readers find an entry in the table while pinned ([`crate::epoch`]), check that it was not
+//! removed, bump its hit counter and a per-thread hit count, and clone the value: no lock, no
+//! allocation, no shared write except to the entry itself (and none once its counter
+//! saturates). Writers take
 //! the shard's mutex, update the table with atomic stores, and run the policy, which may evict;
 //! an evicted or replaced entry is unlinked from the table at once and freed once no reader can
 //! still hold it.
@@ -254,7 +255,6 @@ where
             out.push((new_ref, RemovalCause::Size));
             // SAFETY: never shared: no reader can hold it; `guard` is pinned (the caller's).
             unsafe { w.reclaim.retire(new_ref, guard) };
-            drop(w);
             return;
         }
         // Reading the stripes touches cache lines other threads' reads write to: do it every
@@ -306,7 +306,6 @@ where
             Self::sweep(&mut w, table, now, SWEEP_BUDGET, out, guard);
         }
         self.publish_sizes(&w);
-        drop(w);
     }
 
     /// Removes every expired entry now, rather than a few per write; they go to `out`.
@@ -343,9 +342,7 @@ where
     /// Hands over for freeing the entries this shard released and has not handed over yet
     /// (they otherwise wait for a batch to fill).
     pub(crate) fn hand_over(&self, guard: &Pin) {
-        let mut w = lock(&self.writer);
-        w.reclaim.hand_over(guard);
-        drop(w);
+        lock(&self.writer).reclaim.hand_over(guard);
     }
 
     /// Removes `key`'s entry, returning it.
@@ -433,7 +430,6 @@ where
         self.publish_sizes(&w);
         // What a clear released need not wait for more to fill its batch.
         w.reclaim.hand_over(guard);
-        drop(w);
     }
 
     /// Clones of the live entries (not expired at `now`, if given).
@@ -497,6 +493,8 @@ where
     /// What the policy's releases mean for the table: an evicted entry leaves it (and goes to
     /// `out`), and every released entry is freed once no reader can hold it.
     #[allow(clippy::too_many_arguments)]
+    // Inlined into the policy's eviction loop: called out of line, it cost each evicting
+    // insert about 60 to 70 instructions (cachegrind, `cache-profile get-or-insert --zipf 0.7`).
     #[inline]
     fn release(
         table: &Table<K, V>,
