@@ -461,11 +461,8 @@ where
     fn rebuild<'g>(&self, w: &mut Writer<K, V>, guard: &'g Pin) -> &'g Table<K, V> {
         let old = self.table.load(Ordering::Acquire, guard.guard());
         let slots = ((w.live + 1) * 2).next_power_of_two().max(MIN_SLOTS);
-        let new = Table::new(slots);
         // SAFETY: `old` is the current table, live under `guard`.
-        for e in unsafe { old.deref() }.entries(guard) {
-            new.place(e);
-        }
+        let new = Table::rebuilt_from(unsafe { old.deref() }, slots, guard);
         w.tombstones = 0;
         self.table.store(Owned::new(new), Ordering::Release);
         // SAFETY: `old` is no longer reachable from the shard and is retired once; readers

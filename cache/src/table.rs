@@ -196,17 +196,28 @@ impl<K, V> Table<K, V> {
             .filter(|p| !p.is_null())
     }
 
-    /// Puts `entry` (not present) in the first free slot of its probe path, in a table nobody
-    /// reads yet.
-    pub(crate) fn place(&self, entry: Shared<'_, Entry<K, V>>) {
-        // SAFETY: the caller holds `entry` alive.
-        let hash = unsafe { entry.deref() }.hash;
-        let (tags, _, mask) = self.parts();
-        let mut i = hash as usize & mask;
-        while tags[i].load(Ordering::Relaxed) != TAG_EMPTY {
-            i = (i + 1) & mask;
+    /// A table of `slots` slots (a power of two) holding the entries of `old`, with no
+    /// tombstones, for a table nobody reads yet.
+    pub(crate) fn rebuilt_from(old: &Self, slots: usize, guard: &Pin) -> Self {
+        let new = Self::new(slots);
+        // Every entry's hash first, in a loop of independent loads, then the placing: each
+        // hash is a cache miss, and a loop that also probed (branching on the loaded tags)
+        // left the processor one miss at a time.
+        let moved: Vec<(u64, Shared<'_, Entry<K, V>>)> = old
+            .entries(guard)
+            // SAFETY: entries in `old`'s slots are live while `guard` is pinned.
+            .map(|e| (unsafe { e.deref() }.hash, e))
+            .collect();
+        let (tags, slots, mask) = new.parts();
+        for (hash, entry) in moved {
+            let mut i = hash as usize & mask;
+            while tags[i].load(Ordering::Relaxed) != TAG_EMPTY {
+                i = (i + 1) & mask;
+            }
+            slots[i].store(entry, Ordering::Relaxed);
+            tags[i].store(tag(hash), Ordering::Relaxed);
         }
-        self.store(i, entry);
+        new
     }
 }
 
