@@ -460,7 +460,7 @@ where
     /// Replaces the table by one sized for the live entries, without tombstones.
     fn rebuild<'g>(&self, w: &mut Writer<K, V>, guard: &'g Pin) -> &'g Table<K, V> {
         let old = self.table.load(Ordering::Acquire, guard.guard());
-        let slots = ((w.live + 1) * 2).next_power_of_two().max(MIN_SLOTS);
+        let slots = ((w.live + 1) * 2).max(MIN_SLOTS);
         // SAFETY: `old` is the current table, live under `guard`.
         let new = Table::rebuilt_from(unsafe { old.deref() }, slots, guard);
         w.tombstones = 0;
@@ -619,7 +619,7 @@ mod loom_models {
     #[test]
     fn loom_a_removal_never_hides_the_keys_past_it() {
         loom::model(|| {
-            // Keys 1, 17 and 33 share home slot 1 of the shard's 16 slots: 17 sits past 1.
+            // Keys 1, 17 and 33 share home bucket 0 of the shard's table, and a tag: 17 sits past 1.
             let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_capacity(4)));
             insert(&shard, 1, 10);
             insert(&shard, 17, 170);
