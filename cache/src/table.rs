@@ -150,6 +150,75 @@ impl<K, V> Table<K, V> {
         &self.buckets[i / 8].slots[i % 8]
     }
 
+    /// Walks `hash`'s probe path from its home bucket: calls `visit` with each bucket's index,
+    /// the bucket and its tag word (loaded with `order`) until `visit` returns a result, or
+    /// until it has visited a bucket with a never-used slot, where the path ends (`None`).
+    #[inline(always)]
+    fn walk<'t, R>(
+        &'t self,
+        hash: u64,
+        order: Ordering,
+        mut visit: impl FnMut(usize, &'t Bucket<K, V>, u64) -> Option<R>,
+    ) -> Option<R> {
+        let mut b = self.home(hash);
+        // The writer keeps a quarter of the slots never used, so a probe ends within a few
+        // buckets; the bound only guards the loop.
+        for _ in 0..self.buckets.len() {
+            let bucket = &self.buckets[b];
+            let tags = bucket.tags.load(order);
+            if let Some(found) = visit(b, bucket, tags) {
+                return Some(found);
+            }
+            if bytes_equal(tags, TAG_EMPTY) != 0 {
+                return None;
+            }
+            b = self.next(b);
+        }
+        None
+    }
+
+    /// The slots of `bucket` whose tag in `tags` may be `hash`'s, with their pointers (loaded
+    /// with `order`; null ones skipped).
+    #[inline(always)]
+    fn candidates<'g>(
+        bucket: &Bucket<K, V>,
+        tags: u64,
+        hash: u64,
+        order: Ordering,
+        guard: &'g Pin,
+    ) -> impl Iterator<Item = (usize, Shared<'g, Entry<K, V>>)>
+    where
+        K: 'g,
+        V: 'g,
+    {
+        let mut matches = bytes_equal(tags, tag(hash));
+        std::iter::from_fn(move || {
+            while matches != 0 {
+                let lane = lowest_lane(matches);
+                matches &= matches - 1;
+                let p = bucket.slots[lane].load(order, guard.guard());
+                if !p.is_null() {
+                    return Some((lane, p));
+                }
+            }
+            None
+        })
+    }
+
+    /// Whether `p` (loaded under `guard`) points to the entry for `key`.
+    #[inline(always)]
+    fn holds<Q>(p: Shared<'_, Entry<K, V>>, hash: u64, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        // SAFETY: the pointer was loaded from a slot while pinned, and is not null (see
+        // `candidates`); entries are freed only through the epochs after leaving every slot,
+        // so it is live for as long as the pin is.
+        let entry = unsafe { p.deref() };
+        entry.hash == hash && entry.key.borrow() == key
+    }
+
     /// The entry for `key`, if present (removed entries included: callers check).
     #[inline]
     pub(crate) fn find<'g, Q>(&self, hash: u64, key: &Q, guard: &'g Pin) -> Option<&'g Entry<K, V>>
@@ -157,109 +226,56 @@ impl<K, V> Table<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let want = tag(hash);
-        let mut b = self.home(hash);
-        // The writer keeps a quarter of the slots never used, so a probe ends within a few
-        // buckets; the bound only guards the loop.
-        for _ in 0..self.buckets.len() {
-            let bucket = &self.buckets[b];
-            let tags = bucket.tags.load(Ordering::Acquire);
-            let mut matches = bytes_equal(tags, want);
-            while matches != 0 {
-                let lane = lowest_lane(matches);
-                matches &= matches - 1;
-                let p = bucket.slots[lane].load(Ordering::Acquire, guard.guard());
-                // SAFETY: the pointer was loaded from a slot while pinned (`guard` is the pin);
-                // entries are freed only through the epochs after leaving every slot, so it
-                // is live for as long as `guard` is.
-                if let Some(entry) = unsafe { p.as_ref() }
-                    && entry.hash == hash
-                    && entry.key.borrow() == key
-                {
-                    return Some(entry);
-                }
-            }
-            if bytes_equal(tags, TAG_EMPTY) != 0 {
-                return None;
-            }
-            b = self.next(b);
-        }
-        None
+        let found = self.walk(hash, Ordering::Acquire, |_, bucket, tags| {
+            Self::candidates(bucket, tags, hash, Ordering::Acquire, guard)
+                .find(|&(_, p)| Self::holds(p, hash, key))
+        })?;
+        // SAFETY: as in `holds`: loaded while pinned (`guard` is the pin), not null.
+        Some(unsafe { found.1.deref() })
     }
 
     /// Finds `key`'s slot, or the slot an insertion of it should use (the first tombstone on
-    /// its probe path, else the first never-used slot).
+    /// its probe path, else the never-used slot where the path ends).
     #[inline]
     pub(crate) fn probe<'g, Q>(&self, hash: u64, key: &Q, guard: &'g Pin) -> Probe<'g, K, V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let want = tag(hash);
-        let mut vacant = None;
-        let mut b = self.home(hash);
-        // The writer keeps a quarter of the slots never used, so a probe ends within a few
-        // buckets; the bound only guards the loop.
-        for _ in 0..self.buckets.len() {
-            let bucket = &self.buckets[b];
-            let tags = bucket.tags.load(Ordering::Acquire);
-            let mut matches = bytes_equal(tags, want);
-            while matches != 0 {
-                let lane = lowest_lane(matches);
-                matches &= matches - 1;
-                let p = bucket.slots[lane].load(Ordering::Acquire, guard.guard());
-                if p.is_null() {
-                    continue;
-                }
-                // SAFETY: loaded under `guard` (see `find`).
-                let entry = unsafe { p.deref() };
-                if entry.hash == hash && entry.key.borrow() == key {
-                    return Probe::Found(b * 8 + lane, p);
-                }
+        let (mut tombstone, mut empty) = (None, None);
+        let found = self.walk(hash, Ordering::Acquire, |b, bucket, tags| {
+            if let Some((lane, p)) = Self::candidates(bucket, tags, hash, Ordering::Acquire, guard)
+                .find(|&(_, p)| Self::holds(p, hash, key))
+            {
+                return Some(Probe::Found(b * 8 + lane, p));
             }
-            if vacant.is_none() {
-                let free = bytes_equal(tags, TAG_TOMBSTONE);
-                if free != 0 {
-                    vacant = Some(b * 8 + lowest_lane(free));
-                }
+            let tombstones = bytes_equal(tags, TAG_TOMBSTONE);
+            if tombstone.is_none() && tombstones != 0 {
+                tombstone = Some(b * 8 + lowest_lane(tombstones));
             }
-            let empty = bytes_equal(tags, TAG_EMPTY);
-            if empty != 0 {
-                return Probe::Vacant(vacant.unwrap_or(b * 8 + lowest_lane(empty)));
+            let empties = bytes_equal(tags, TAG_EMPTY);
+            if empties != 0 {
+                empty = Some(b * 8 + lowest_lane(empties));
             }
-            b = self.next(b);
-        }
-        // Only a table with no never-used slot left gets here, which the writer prevents:
-        // a tombstone is then the one place left to insert.
-        Probe::Vacant(vacant.unwrap_or(b * 8))
+            None
+        });
+        // Without a never-used slot left (which the writer prevents), a tombstone is the one
+        // place to insert.
+        found.unwrap_or_else(|| Probe::Vacant(tombstone.or(empty).unwrap_or(0)))
     }
 
-    /// The slot holding exactly `entry`.
+    /// The slot holding exactly `entry` (writer only).
     pub(crate) fn position(&self, entry: Shared<'_, Entry<K, V>>, guard: &Pin) -> Option<usize> {
         // SAFETY: the caller holds `entry` alive: the policy has not released it, or (`retain`)
         // the caller's guard was pinned while the policy held it, so its memory is neither
         // freed nor reused before the guard is dropped.
         let hash = unsafe { entry.deref() }.hash;
-        let want = tag(hash);
-        let mut b = self.home(hash);
-        for _ in 0..self.buckets.len() {
-            let bucket = &self.buckets[b];
-            // The writer (the only caller) sees its own stores: an entry's slot has its tag.
-            let tags = bucket.tags.load(Ordering::Relaxed);
-            let mut matches = bytes_equal(tags, want);
-            while matches != 0 {
-                let lane = lowest_lane(matches);
-                matches &= matches - 1;
-                if bucket.slots[lane].load(Ordering::Relaxed, guard.guard()) == entry {
-                    return Some(b * 8 + lane);
-                }
-            }
-            if bytes_equal(tags, TAG_EMPTY) != 0 {
-                return None;
-            }
-            b = self.next(b);
-        }
-        None
+        // The writer sees its own stores: an entry's slot has its tag.
+        self.walk(hash, Ordering::Relaxed, |b, bucket, tags| {
+            Self::candidates(bucket, tags, hash, Ordering::Relaxed, guard)
+                .find(|&(_, p)| p == entry)
+                .map(|(lane, _)| b * 8 + lane)
+        })
     }
 
     /// Stores `entry` in slot `i` (writer only): the pointer first, so a reader that sees the
