@@ -33,8 +33,8 @@ impl Ghosts {
     }
 
     /// The slot index and the (non-zero) fingerprint of `hash`. The cache's shard index and
-    /// table slots come from `hash`'s top and low bits; mixing first keeps ghosts of one shard
-    /// spread over all their slots.
+    /// table buckets come from `hash`'s top and low bits; mixing first keeps ghosts of one
+    /// shard spread over all their slots.
     fn place(&self, hash: u64, len: usize) -> (usize, u32) {
         let len = len.clamp(1, self.slots.len()) as u64;
         let mixed = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);

@@ -52,9 +52,9 @@
 //! The cache is split into shards, each a hash table (open addressing over atomic pointers to
 //! immutable entries, seven to a 64-byte bucket with their one-byte hash tags, so a probe reads
 //! one cache line of the table) and a mutex over the shard's policy. A read hashes the key,
-//! pins the epoch, probes the table, checks the entry was not removed, bumps its hit counter (no write
-//! once saturated) and a hit count on the thread's stripe, and clones the value: no lock, no
-//! allocation, no atomic read-modify-write, and (on Linux) no fence instruction. A write
+//! pins the epoch, probes the table, checks the entry was not removed, bumps its hit counter
+//! (no write once saturated) and a hit count on the thread's stripe, and clones the value: no
+//! lock, no allocation, no atomic read-modify-write, and (on Linux) no fence instruction. A write
 //! takes its shard's mutex, stores into the table with atomic stores, runs the policy and
 //! unlinks what it evicts; unlinked entries and outgrown tables are freed once no reader can
 //! hold them.

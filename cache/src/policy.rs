@@ -14,10 +14,11 @@
 //!
 //! The window's share is tuned at run time from what the policy sees. It remembers, in two
 //! small ghosts ([`Ghosts`]), the keys it recently turned away at admission (window leavers
-//! that lost) and the keys it recently evicted from main. A miss on a key the window turned away says a
-//! larger window would have hit, and grows the window by 0.5%; a miss on a key main evicted
-//! says a larger main would have, and shrinks it by 0.5%; a probation entry re-used by the time
-//! it comes up for eviction (main's space paying for itself) shrinks it by 0.0375%. Every shard
+//! that lost) and the keys it recently evicted from main. A miss on a key the window turned
+//! away says a larger window would have hit, and grows the window by 0.5%; a miss on a key
+//! main evicted says a larger main would have, and shrinks it by 0.5%; a probation entry
+//! re-used by the time it comes up for eviction (main's space paying for itself) shrinks it
+//! by 0.0375%. Every shard
 //! adds its signals to one cache-wide [`WindowShare`]: the shards split the keys by hash, so
 //! they see the same kind of traffic, and pooling gives the share all of the cache's evidence
 //! (measured: with each shard tuning its own window, the comparison's hit ratios averaged 0.04

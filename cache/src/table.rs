@@ -28,9 +28,6 @@ use crate::epoch::Pin;
 use crate::entry::Entry;
 use crate::sync::AtomicU64;
 
-/// The tag of a null slot pointer that marks a removed entry: probes continue past it.
-const TOMBSTONE: usize = 1;
-
 /// Hash tags of slots never used (a probe stops after their bucket) and of removed entries'
 /// slots.
 const TAG_EMPTY: u8 = 0;
@@ -38,6 +35,10 @@ const TAG_TOMBSTONE: u8 = 1;
 
 /// Slots per bucket: seven pointers and their tags fill one 64-byte line.
 const LANES: usize = 7;
+
+/// Slot numbers step by this per bucket: slot `i` is lane `i % STRIDE` of bucket
+/// `i / STRIDE` (a shift and a mask; lane 7 is never used).
+const STRIDE: usize = 8;
 
 /// The high bit of each of the tag word's bytes that belong to slots (the eighth is unused).
 const LANE_BITS: u64 = 0x0080_8080_8080_8080;
@@ -49,10 +50,11 @@ pub(crate) fn tag(hash: u64) -> u8 {
     ((hash >> 40) as u8).max(2)
 }
 
-/// The high bit of each byte of `word` that equals `byte`, and possibly of bytes above one
-/// that does (a borrow between bytes can flag a byte just above an equal one). The lowest
-/// flagged byte is always an equal one, so "is there one" and "the first one" are exact; a
-/// tag match only leads to the slot's entry, which is compared in full anyway.
+/// The high bit of each byte of `word` that equals `byte`, and possibly of bytes above an
+/// equal one (a borrow between bytes can flag a run of bytes equal to `byte ^ 1` just above
+/// it). The lowest flagged byte is always an equal one, so "is there one" and "the first
+/// one" are exact; a tag match only leads to the slot's entry, which is compared in full
+/// anyway.
 #[inline]
 fn bytes_equal(word: u64, byte: u8) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -91,6 +93,10 @@ struct Bucket<K, V> {
     slots: [Slot<K, V>; LANES],
 }
 
+// One cache line with 64-bit pointers (under loom, atomics are larger).
+#[cfg(all(target_pointer_width = "64", not(shardkit_loom)))]
+const _: () = assert!(std::mem::size_of::<Bucket<(), ()>>() == 64);
+
 impl<K, V> Bucket<K, V> {
     fn new() -> Self {
         Self {
@@ -100,7 +106,7 @@ impl<K, V> Bucket<K, V> {
     }
 }
 
-/// A table of buckets. Slot `i` is lane `i % 8` of bucket `i / 8` (lanes 0 to 6).
+/// A table of buckets; slots are numbered as [`STRIDE`] says.
 pub(crate) struct Table<K, V> {
     buckets: Box<[Bucket<K, V>]>,
 }
@@ -116,10 +122,11 @@ impl<K, V> std::fmt::Debug for Table<K, V> {
 impl<K, V> Table<K, V> {
     /// An empty table of at least `slots` slots.
     pub(crate) fn new(slots: usize) -> Self {
+        let buckets = slots.div_ceil(LANES).max(1);
+        // `home` scales 32 bits of hash by the bucket count in 64 bits.
+        debug_assert!(buckets as u64 <= 1 << 32, "{buckets} buckets");
         Self {
-            buckets: (0..slots.div_ceil(LANES).max(1))
-                .map(|_| Bucket::new())
-                .collect(),
+            buckets: (0..buckets).map(|_| Bucket::new()).collect(),
         }
     }
 
@@ -147,7 +154,7 @@ impl<K, V> Table<K, V> {
     /// The slot `i` names.
     #[inline]
     fn slot(&self, i: usize) -> &Slot<K, V> {
-        &self.buckets[i / 8].slots[i % 8]
+        &self.buckets[i / STRIDE].slots[i % STRIDE]
     }
 
     /// Walks `hash`'s probe path from its home bucket: calls `visit` with each bucket's index,
@@ -235,7 +242,8 @@ impl<K, V> Table<K, V> {
     }
 
     /// Finds `key`'s slot, or the slot an insertion of it should use (the first tombstone on
-    /// its probe path, else the never-used slot where the path ends).
+    /// its probe path, else the never-used slot where the path ends). Writer only: it reads
+    /// what it stored itself, so its loads need no ordering.
     #[inline]
     pub(crate) fn probe<'g, Q>(&self, hash: u64, key: &Q, guard: &'g Pin) -> Probe<'g, K, V>
     where
@@ -243,25 +251,31 @@ impl<K, V> Table<K, V> {
         Q: Eq + ?Sized,
     {
         let (mut tombstone, mut empty) = (None, None);
-        let found = self.walk(hash, Ordering::Acquire, |b, bucket, tags| {
-            if let Some((lane, p)) = Self::candidates(bucket, tags, hash, Ordering::Acquire, guard)
+        let found = self.walk(hash, Ordering::Relaxed, |b, bucket, tags| {
+            if let Some((lane, p)) = Self::candidates(bucket, tags, hash, Ordering::Relaxed, guard)
                 .find(|&(_, p)| Self::holds(p, hash, key))
             {
-                return Some(Probe::Found(b * 8 + lane, p));
+                return Some(Probe::Found(b * STRIDE + lane, p));
             }
             let tombstones = bytes_equal(tags, TAG_TOMBSTONE);
             if tombstone.is_none() && tombstones != 0 {
-                tombstone = Some(b * 8 + lowest_lane(tombstones));
+                tombstone = Some(b * STRIDE + lowest_lane(tombstones));
             }
             let empties = bytes_equal(tags, TAG_EMPTY);
             if empties != 0 {
-                empty = Some(b * 8 + lowest_lane(empties));
+                empty = Some(b * STRIDE + lowest_lane(empties));
             }
             None
         });
-        // Without a never-used slot left (which the writer prevents), a tombstone is the one
-        // place to insert.
-        found.unwrap_or_else(|| Probe::Vacant(tombstone.or(empty).unwrap_or(0)))
+        found.unwrap_or_else(|| {
+            // The writer rebuilds before fewer than a quarter of the slots are left never used,
+            // so a walk always meets one: a table without one means its counts are wrong.
+            debug_assert!(
+                tombstone.or(empty).is_some(),
+                "a full table: no slot to insert"
+            );
+            Probe::Vacant(tombstone.or(empty).unwrap_or(0))
+        })
     }
 
     /// The slot holding exactly `entry` (writer only).
@@ -274,7 +288,7 @@ impl<K, V> Table<K, V> {
         self.walk(hash, Ordering::Relaxed, |b, bucket, tags| {
             Self::candidates(bucket, tags, hash, Ordering::Relaxed, guard)
                 .find(|&(_, p)| p == entry)
-                .map(|(lane, _)| b * 8 + lane)
+                .map(|(lane, _)| b * STRIDE + lane)
         })
     }
 
@@ -290,9 +304,9 @@ impl<K, V> Table<K, V> {
     /// Sets slot `i`'s tag (writer only: the word is read and written back, which no other
     /// writer can interleave with).
     fn set_tag(&self, i: usize, tag: u8) {
-        let tags = &self.buckets[i / 8].tags;
+        let tags = &self.buckets[i / STRIDE].tags;
         let word = tags.load(Ordering::Relaxed);
-        tags.store(with_byte(word, i % 8, tag), Ordering::Release);
+        tags.store(with_byte(word, i % STRIDE, tag), Ordering::Release);
     }
 
     /// Empties slot `i`, leaving a tombstone so probes pass it (writer only).
@@ -304,14 +318,13 @@ impl<K, V> Table<K, V> {
     /// and the rebuilds they trigger, keep probes short.
     pub(crate) fn clear_slot(&self, i: usize) {
         self.set_tag(i, TAG_TOMBSTONE);
-        self.slot(i)
-            .store(Shared::null().with_tag(TOMBSTONE), Ordering::Release);
+        self.slot(i).store(Shared::null(), Ordering::Release);
     }
 
     /// Whether slot `i` holds a tombstone.
     pub(crate) fn is_tombstone(&self, i: usize) -> bool {
-        let word = self.buckets[i / 8].tags.load(Ordering::Relaxed);
-        (word >> (8 * (i % 8))) as u8 == TAG_TOMBSTONE
+        let word = self.buckets[i / STRIDE].tags.load(Ordering::Relaxed);
+        (word >> (8 * (i % STRIDE))) as u8 == TAG_TOMBSTONE
     }
 
     /// The entries, in slot order.
@@ -329,7 +342,6 @@ impl<K, V> Table<K, V> {
     /// A table of at least `slots` slots holding the entries of `old`, with no tombstones, for
     /// a table nobody reads yet.
     pub(crate) fn rebuilt_from(old: &Self, slots: usize, guard: &Pin) -> Self {
-        let new = Self::new(slots);
         // Every entry's hash first, in a loop of independent loads, then the placing: each
         // hash is a cache miss, and a loop that also probed (branching on the loaded tags)
         // left the processor one miss at a time (measured with single slots: `cache-profile
@@ -339,6 +351,8 @@ impl<K, V> Table<K, V> {
             // SAFETY: entries in `old`'s slots are live while `guard` is pinned.
             .map(|e| (unsafe { e.deref() }.hash, e))
             .collect();
+        // At most half full whatever the caller counted, so every placing below ends.
+        let new = Self::new(slots.max(2 * moved.len()));
         for (hash, entry) in moved {
             let mut b = new.home(hash);
             loop {
@@ -371,6 +385,22 @@ mod tests {
     /// A hash whose home is bucket `bucket` of `buckets`, with `key` in its tag bits.
     fn hash_at(bucket: u64, buckets: u64, key: u64) -> u64 {
         ((bucket << 32).div_ceil(buckets)) | (key << 40) | (1 << 50)
+    }
+
+    /// Inserts `key` (its own value) with `hash` as the shard's writer does, into the slot
+    /// `probe` gives: that slot, and the entry, which the caller drops.
+    fn put<'g>(
+        table: &Table<u64, u64>,
+        hash: u64,
+        key: u64,
+        guard: &'g Pin,
+    ) -> (usize, Shared<'g, Entry<u64, u64>>) {
+        let entry = Owned::new(Entry::new(hash, key, key, 1)).into_shared(guard.guard());
+        let Probe::Vacant(i) = table.probe(hash, &key, guard) else {
+            panic!("key {key} present before its insert");
+        };
+        table.store(i, entry);
+        (i, entry)
     }
 
     /// Random inserts and removals of keys crowded onto two home buckets of a small table, as
@@ -419,8 +449,8 @@ mod tests {
                     let want = present.contains_key(&k).then_some(k);
                     assert_eq!(found, want, "key {k}");
                 }
-                let counted = (0..3 * 8)
-                    .filter(|&i| i % 8 < LANES && table.is_tombstone(i))
+                let counted = (0..3 * STRIDE)
+                    .filter(|&i| i % STRIDE < LANES && table.is_tombstone(i))
                     .count();
                 assert_eq!(tombstones, counted);
             }
@@ -468,5 +498,102 @@ mod tests {
             with_byte(0x1122_3344_5566_7788, 2, 0xab),
             0x1122_3344_55ab_7788
         );
+    }
+
+    /// A table's size in slots: whole buckets of seven, at least one.
+    #[test]
+    fn tables_are_whole_buckets() {
+        for (asked, slots) in [(0, 7), (1, 7), (7, 7), (8, 14), (16, 21), (1000, 1001)] {
+            assert_eq!(
+                Table::<u64, u64>::new(asked).slots(),
+                slots,
+                "{asked} asked"
+            );
+        }
+        // The hash's low 32 bits scale to the bucket: the lowest to the first bucket, the
+        // highest to the last, whatever the count.
+        for buckets in [1usize, 2, 3, 7, 1000] {
+            let table: Table<u64, u64> = Table::new(buckets * LANES);
+            assert_eq!(table.home(0xffff_ffff_0000_0000), 0);
+            assert_eq!(table.home(0x0000_0000_ffff_ffff), buckets - 1);
+        }
+    }
+
+    /// Entries in a table where a cluster wraps from the last bucket to the first, found by
+    /// `find` and `position` (writer's search by pointer) before and after a rebuild, which
+    /// leaves no tombstones and keeps every entry findable in a table of another size.
+    #[test]
+    fn entries_are_found_by_key_and_by_pointer_across_a_rebuild() {
+        let guard = &crate::sync::pin();
+        let table: Table<u64, u64> = Table::new(21);
+        // Ten keys homed in the last bucket (seven fit there, three wrap to the first) and
+        // two homed in the first: (key, hash, entry).
+        let keys: Vec<_> = (0..12u64)
+            .map(|k| {
+                let hash = hash_at(if k < 10 { 2 } else { 0 }, 3, k);
+                let (i, entry) = put(&table, hash, k, guard);
+                assert_eq!(table.position(entry, guard), Some(i), "key {k}");
+                (k, hash, entry)
+            })
+            .collect();
+        let (removed, kept) = keys.split_at(2);
+        // Remove the first two keys of the last bucket: tombstones the wrapped keys sit past.
+        for &(k, hash, entry) in removed {
+            let i = table.position(entry, guard).expect("present");
+            table.clear_slot(i);
+            assert_eq!(table.position(entry, guard), None);
+            assert!(table.find(hash, &k, guard).is_none());
+        }
+        for &(k, hash, _) in kept {
+            let found = table.find(hash, &k, guard).map(|e| e.value);
+            assert_eq!(found, Some(k), "key {k} behind the tombstones");
+        }
+        // A new key homed in the last bucket takes the first tombstone on its path.
+        let Probe::Vacant(i) = table.probe(hash_at(2, 3, 40), &40, guard) else {
+            panic!("absent key found");
+        };
+        assert!(table.is_tombstone(i));
+        // Rebuilt into a table of another size (asked too small: it grows to fit).
+        for slots in [4, 30] {
+            let rebuilt = Table::rebuilt_from(&table, slots, guard);
+            assert!(rebuilt.slots() >= 20);
+            let tombstones = (0..rebuilt.buckets.len() * STRIDE)
+                .filter(|&i| i % STRIDE < LANES && rebuilt.is_tombstone(i))
+                .count();
+            assert_eq!(tombstones, 0);
+            assert_eq!(rebuilt.entries(guard).count(), kept.len());
+            for &(k, hash, entry) in kept {
+                let found = rebuilt.find(hash, &k, guard).map(|e| e.value);
+                assert_eq!(found, Some(k), "key {k} after a rebuild to {slots}");
+                assert!(rebuilt.position(entry, guard).is_some());
+            }
+        }
+        for (_, _, entry) in keys {
+            // SAFETY: the tables only borrowed them, and they are dropped once each here.
+            drop(unsafe { entry.into_owned() });
+        }
+    }
+
+    /// In a table with no never-used slot left (which the writer never lets happen), a walk
+    /// still ends: an absent key is not found, and an insert gets the tombstone.
+    #[test]
+    fn a_table_without_never_used_slots_still_ends_every_walk() {
+        let guard = &crate::sync::pin();
+        let table: Table<u64, u64> = Table::new(7);
+        let entries: Vec<_> = (0..7u64)
+            .map(|k| put(&table, hash_at(0, 1, k), k, guard).1)
+            .collect();
+        assert!(table.find(hash_at(0, 1, 99), &99, guard).is_none());
+        let i = table.position(entries[3], guard).expect("present");
+        table.clear_slot(i);
+        assert!(table.find(hash_at(0, 1, 3), &3, guard).is_none());
+        match table.probe(hash_at(0, 1, 99), &99, guard) {
+            Probe::Vacant(v) => assert_eq!(v, i, "the tombstone is the one free slot"),
+            Probe::Found(..) => panic!("absent key found"),
+        }
+        for entry in entries {
+            // SAFETY: the table only borrowed them, and they are dropped once each here.
+            drop(unsafe { entry.into_owned() });
+        }
     }
 }
