@@ -12,25 +12,24 @@
 //! the sketch and a second chance (window and protected: back to the tail; probation: promotion),
 //! which approximates LRU order without moving anything on a hit.
 //!
-//! The window's share is tuned at run time from what the policy sees. It remembers, in two
-//! small ghosts ([`Ghosts`]), the keys it recently turned away at admission (window leavers
-//! that lost) and the keys it recently evicted from main. A miss on a key the window turned
-//! away says a larger window would have hit, and grows the window by 0.5%; a miss on a key
-//! main evicted says a larger main would have, and shrinks it by 0.5%; a probation entry
-//! re-used by the time it comes up for eviction (main's space paying for itself) shrinks it
-//! by 0.0375%. Every shard
-//! adds its signals to one cache-wide [`WindowShare`]: the shards split the keys by hash, so
-//! they see the same kind of traffic, and pooling gives the share all of the cache's evidence
-//! (measured: with each shard tuning its own window, the comparison's hit ratios averaged 0.04
-//! points lower and had two more cases over half a point below the best peer). The window
-//! settles where those signals balance, and moves within about a thousand misses when the
-//! workload changes: a shifting hot set or a recency-biased trace grows it toward LRU, a skewed and
-//! stable one (or a loop longer than the cache) shrinks it toward LFU. The ghost idea is ARC's
-//! (Megiddo and Modha, 2003), applied to W-TinyLFU's split. Caffeine tunes the same split by
-//! hill climbing on sampled hit ratios; here that reacted more slowly (a sample is many
-//! requests) and settled worse: over the comparison's 41 hit-ratio cases it averaged 0.33
-//! points below the best peer, 2.54 at worst (`benches/results/2026-11-25-cache.md`), where
-//! the pooled ghosts average 0.24 above it, 1.17 below at worst (`2026-11-26-cache.md`).
+//! The window's share is tuned at run time from what the policy sees. It remembers, in two small
+//! ghosts ([`Ghosts`]), the keys it recently turned away at admission (window leavers that lost)
+//! and the keys it recently evicted from main. A miss on a key the window turned away says a larger
+//! window would have hit, and grows the window by 0.5%; a miss on a key main evicted says a larger
+//! main would have, and shrinks it by 0.5%; a probation entry re-used by the time it comes up for
+//! eviction (main's space paying for itself) shrinks it by 0.0375%. Every shard adds its signals to
+//! one cache-wide [`WindowShare`]: the shards split the keys by hash, so they see the same kind of
+//! traffic, and pooling gives the share all of the cache's evidence (measured: with each shard
+//! tuning its own window, the comparison's hit ratios averaged 0.04 points lower and had two more
+//! cases over half a point below the best peer). The window settles where those signals balance,
+//! and moves within about a thousand misses when the workload changes: a shifting hot set or a
+//! recency-biased trace grows it toward LRU, a skewed and stable one (or a loop longer than the
+//! cache) shrinks it toward LFU. The ghost idea is ARC's (Megiddo and Modha, 2003), applied to
+//! W-TinyLFU's split. Caffeine tunes the same split by hill climbing on sampled hit ratios; here
+//! that reacted more slowly (a sample is many requests) and settled worse: over the comparison's 41
+//! hit-ratio cases it averaged 0.33 points below the best peer, 2.54 at worst
+//! (`benches/results/2026-11-25-cache.md`), where the pooled ghosts average 0.24 above it, 1.17
+//! below at worst (`2026-11-26-cache.md`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;

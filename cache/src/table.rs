@@ -7,10 +7,11 @@
 //! matches, so a lookup costs one line of the table and about one entry access, and a miss
 //! usually the table's line alone. The line also holds the pointers: a hit reads its tag and its
 //! pointer from one cache line, not two, and the write that follows a missed read finds its slot
-//! in the line the read loaded (measured against tags and pointers in two parallel arrays:
-//! see the commit that introduced the buckets). Tags are hints: a reader may see a tag and a
-//! pointer from different moments, so a match is always confirmed on the entry's full hash
-//! and key.
+//! in the line the read loaded. Measured against tags and pointers in two parallel arrays
+//! (`cache-profile`, alternated runs, million operations a second): evicting inserts 8.7-9.3
+//! against 11.4-12.2, get-or-insert at Zipf 0.7 10.8-11.9 against 13.1-14.4, hits 80-87
+//! against 79-81. Tags are hints: a reader may see a tag and a pointer from different
+//! moments, so a match is always confirmed on the entry's full hash and key.
 //!
 //! A key's probe starts at its home bucket (its hash's low 32 bits scaled to the bucket count,
 //! which need not be a power of two) and moves to the next bucket only past a bucket with no
