@@ -29,7 +29,22 @@ pub(crate) struct Entry<K, V> {
     expires_at: AtomicU64,
     pub(crate) key: K,
     pub(crate) value: V,
+    /// Under loom, a cell written as the entry is built and read wherever a reader reaches
+    /// the entry ([`Entry::reached`]): the key and value are plain memory, which loom does not
+    /// track, so this is how the models check that whatever published the entry ordered its
+    /// building before the read.
+    #[cfg(shardkit_loom)]
+    built: Built,
 }
+
+/// The cell behind [`Entry::reached`].
+#[cfg(shardkit_loom)]
+#[derive(Debug)]
+struct Built(loom::cell::UnsafeCell<()>);
+
+// SAFETY: the cell holds `()`: there is no data to race on, only accesses for loom to order.
+#[cfg(shardkit_loom)]
+unsafe impl Sync for Built {}
 
 impl<K, V> Entry<K, V> {
     pub(crate) fn new(hash: u64, key: K, value: V, weight: u32) -> Self {
@@ -42,7 +57,22 @@ impl<K, V> Entry<K, V> {
             expires_at: AtomicU64::new(0),
             key,
             value,
+            #[cfg(shardkit_loom)]
+            built: {
+                let built = loom::cell::UnsafeCell::new(());
+                built.with_mut(|_| ());
+                Built(built)
+            },
         }
+    }
+
+    /// Marks a reader's access to the entry, found through a table: under loom, a read of
+    /// [`built`](Self::built), which fails the model if the entry's building is not ordered
+    /// before it. Nothing otherwise.
+    #[inline]
+    pub(crate) fn reached(&self) {
+        #[cfg(shardkit_loom)]
+        self.built.0.with(|_| ());
     }
 
     /// The entry, expiring at `at` (nanoseconds after the cache's time origin; 0 for never).

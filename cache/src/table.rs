@@ -224,6 +224,7 @@ impl<K, V> Table<K, V> {
         // `candidates`); entries are freed only through the epochs after leaving every slot,
         // so it is live for as long as the pin is.
         let entry = unsafe { p.deref() };
+        entry.reached();
         entry.hash == hash && entry.key.borrow() == key
     }
 
