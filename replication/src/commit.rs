@@ -572,48 +572,64 @@ mod loom_models {
         });
     }
 
+    /// Offsets 0 and 1 are written and wait to be durable, and so does offset 2, until a
+    /// truncation to 2 cuts it while its appender waits or syncs; then the truncating writer
+    /// appends a new offset 2. The cut record is acknowledged only by a sync that ran before
+    /// the truncation, and the new one only by a sync that began after it was written: a sync
+    /// in flight across the truncation started before the new record existed, so what it
+    /// reports says nothing about it.
     #[test]
     fn loom_a_truncation_fails_exactly_the_cut_appends() {
-        loom::model(|| {
+        // Two preemptions: with three, the model's four threads take minutes, and two are
+        // enough to run a sync across the truncation and the new append.
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(|| {
             let commit = Arc::new(GroupCommit::new(0));
             let disk = Arc::new(AtomicU64::new(0));
-            // Appends up to `end`, its sync making durable what was written.
-            let append = |end: u64| {
+            let kept = commit.written_awaiting(2);
+            let cut = commit.written_awaiting(3);
+            // An appender waiting for `written`, its sync making durable up to `end`.
+            let wait = |written: Written, end: u64| {
                 let (commit, disk) = (commit.clone(), disk.clone());
                 loom::thread::spawn(move || {
-                    let mine = commit.written_awaiting(end);
-                    commit.wait_durable(mine, || {
+                    commit.wait_durable(written, || {
                         disk.fetch_max(end, Ordering::SeqCst);
                         Ok(end)
                     })
                 })
             };
-            // Offsets 0 and 1 are written first; offset 2 is cut by a truncation to 2 while
-            // its appender waits or syncs.
-            let kept = commit.written_awaiting(2);
-            let cut = append(3);
-            let truncate = {
-                let commit = commit.clone();
-                loom::thread::spawn(move || commit.truncated(2))
-            };
-            let kept = {
+            let cut = wait(cut, 3);
+            let kept = wait(kept, 2);
+            let rewrite = {
                 let (commit, disk) = (commit.clone(), disk.clone());
                 loom::thread::spawn(move || {
-                    commit.wait_durable(kept, || {
-                        disk.fetch_max(2, Ordering::SeqCst);
-                        Ok(2)
-                    })
+                    commit.truncated(2);
+                    let new = commit.written_awaiting(3);
+                    let synced_it = AtomicU64::new(0);
+                    let result = commit.wait_durable(new, || {
+                        synced_it.store(1, Ordering::SeqCst);
+                        disk.fetch_max(3, Ordering::SeqCst);
+                        Ok(3)
+                    });
+                    (result, synced_it.load(Ordering::SeqCst))
                 })
             };
-            truncate.join().unwrap();
             assert_eq!(kept.join().unwrap(), Ok(()));
             assert!(disk.load(Ordering::SeqCst) >= 2);
-            // The cut records were either acknowledged before the truncation (their sync ran
-            // first) or refused; never acknowledged after it.
+            // The cut record: acknowledged before the truncation (its sync ran first), or
+            // refused.
             match cut.join().unwrap() {
                 Ok(()) => assert_eq!(disk.load(Ordering::SeqCst), 3),
                 Err(e) => assert_eq!(e, WaitError::Truncated { at: 2 }),
             }
+            // The new record: only its own sync can have covered it.
+            let (result, synced_it) = rewrite.join().unwrap();
+            assert_eq!(result, Ok(()));
+            assert_eq!(
+                synced_it, 1,
+                "acknowledged by a sync from before it was written"
+            );
         });
     }
 
