@@ -2,11 +2,10 @@
 //!
 //! Readers find an entry in the table while pinned ([`crate::epoch`]), check that it was not
 //! removed, bump its hit counter and a per-thread hit count, and clone the value: no lock, no
-//! allocation, no shared write except to the entry itself (and none once its counter
-//! saturates). Writers take
-//! the shard's mutex, update the table with atomic stores, and run the policy, which may evict;
-//! an evicted or replaced entry is unlinked from the table at once and freed once no reader can
-//! still hold it.
+//! allocation, no shared write except to the entry itself (and none once its counter saturates).
+//! Writers take the shard's mutex, update the table with atomic stores, and run the policy, which
+//! may evict; an evicted or replaced entry is unlinked from the table at once and freed once no
+//! reader can still hold it.
 
 use std::borrow::Borrow;
 use std::ptr::NonNull;
@@ -460,9 +459,8 @@ where
     /// Replaces the table by one sized for the live entries, without tombstones.
     fn rebuild<'g>(&self, w: &mut Writer<K, V>, guard: &'g Pin) -> &'g Table<K, V> {
         let old = self.table.load(Ordering::Acquire, guard.guard());
-        let slots = ((w.live + 1) * 2).max(MIN_SLOTS);
         // SAFETY: `old` is the current table, live under `guard`.
-        let new = Table::rebuilt_from(unsafe { old.deref() }, slots, guard);
+        let new = Table::rebuilt_from(unsafe { old.deref() }, MIN_SLOTS, guard);
         w.tombstones = 0;
         self.table.store(Owned::new(new), Ordering::Release);
         // SAFETY: `old` is no longer reachable from the shard and is retired once; readers

@@ -341,9 +341,9 @@ impl<K, V> Table<K, V> {
             .filter(|p| !p.is_null())
     }
 
-    /// A table of at least `slots` slots holding the entries of `old`, with no tombstones, for
-    /// a table nobody reads yet.
-    pub(crate) fn rebuilt_from(old: &Self, slots: usize, guard: &Pin) -> Self {
+    /// A table holding the entries of `old`, with no tombstones, for a table nobody reads yet:
+    /// twice as many slots as entries (and one more pair), at least `min_slots`.
+    pub(crate) fn rebuilt_from(old: &Self, min_slots: usize, guard: &Pin) -> Self {
         // Every entry's hash first, in a loop of independent loads, then the placing: each
         // hash is a cache miss, and a loop that also probed (branching on the loaded tags)
         // left the processor one miss at a time (measured with single slots: `cache-profile
@@ -353,24 +353,20 @@ impl<K, V> Table<K, V> {
             // SAFETY: entries in `old`'s slots are live while `guard` is pinned.
             .map(|e| (unsafe { e.deref() }.hash, e))
             .collect();
-        // At most half full whatever the caller counted, so every placing below ends.
-        let new = Self::new(slots.max(2 * moved.len()));
+        // At most half full, so every walk below meets a never-used slot.
+        let new = Self::new(min_slots.max(2 * (moved.len() + 1)));
         for (hash, entry) in moved {
-            let mut b = new.home(hash);
-            loop {
-                let bucket = &new.buckets[b];
-                let tags = bucket.tags.load(Ordering::Relaxed);
+            // Into the first never-used slot on the path: where the walk ends.
+            let placed = new.walk(hash, Ordering::Relaxed, |_, bucket, tags| {
                 let empty = bytes_equal(tags, TAG_EMPTY);
-                if empty != 0 {
+                (empty != 0).then(|| {
                     let lane = lowest_lane(empty);
                     bucket.slots[lane].store(entry, Ordering::Relaxed);
-                    bucket
-                        .tags
-                        .store(with_byte(tags, lane, tag(hash)), Ordering::Relaxed);
-                    break;
-                }
-                b = new.next(b);
-            }
+                    let word = with_byte(tags, lane, tag(hash));
+                    bucket.tags.store(word, Ordering::Relaxed);
+                })
+            });
+            debug_assert!(placed.is_some(), "a half-full table with no slot left");
         }
         new
     }
