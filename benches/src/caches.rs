@@ -68,6 +68,19 @@ sync_cache_adapter!(
 );
 
 sync_cache_adapter!(
+    /// shardkit-cache bounded by weight (`max_weight`), every entry weighing 1: the same
+    /// capacity in entries as [`Shardkit`], through the weighted path.
+    ShardkitWeighted,
+    "shardkit-weighted",
+    shardkit_cache::Cache<u64, u64>,
+    |c: usize| shardkit_cache::Cache::builder()
+        .max_weight(c as u64, |_: &u64, _: &u64| 1)
+        .build()
+        .expect("a weight capacity"),
+    |c: &shardkit_cache::Cache<u64, u64>| c.len()
+);
+
+sync_cache_adapter!(
     /// moka's synchronous cache.
     Moka,
     "moka",

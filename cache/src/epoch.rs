@@ -50,7 +50,7 @@ pub(crate) const ADVANCE_AFTER: usize = 1024;
 pub(crate) const ADVANCE_AFTER: usize = 2;
 
 /// Deferred functions, or units, a thread gathers before it hands them to the collector (a
-/// lock): a cache bounded by weight defers each entry it evicts on its own.
+/// lock): a shard of fewer than 128 entries defers each entry it evicts on its own.
 #[cfg(not(shardkit_loom))]
 const BAG: usize = 64;
 #[cfg(shardkit_loom)]

@@ -66,11 +66,11 @@
 //! fence on each side. Crossbeam's pin, a locked compare-and-swap, took a third of a hit's
 //! time. Where `membarrier` is missing (systems other than Linux, old kernels), pins fence.
 //!
-//! In a cache bounded by entry count, a shard of 128 entries or more hands what it unlinks
-//! over in batches (of up to 256, and at most a sixty-fourth of its entries), and once they
-//! are freed their memory goes back to the shard for new entries, so a miss that evicts
-//! neither allocates nor frees an entry. Smaller shards, and caches bounded by weight (whose
-//! values' sizes the cache cannot know), hand each entry over at once and free it. A batch
+//! A shard of 128 entries or more hands what it unlinks over in batches (of up to 256, at
+//! most a sixty-fourth of its entries, and in a cache bounded by weight at most a
+//! sixty-fourth of its weight), and once they are freed their memory goes back to the shard
+//! for new entries, so a miss that evicts neither allocates nor frees an entry. Smaller
+//! shards hand each entry over at once and free it. A batch
 //! waits in its shard until it is full, then in the writing thread's bag until that holds 64
 //! entries' worth (or the thread exits); what was handed over is freed by later writes of any
 //! cache in the process, three epochs on, or by [`Cache::run_pending_tasks`] or dropping the

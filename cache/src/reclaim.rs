@@ -4,9 +4,9 @@
 //! value. The epochs ([`crate::epoch`]) free it once no reader can hold it. Handing each entry
 //! over on its own, and allocating each new entry afresh, cost a miss about a fifth of its
 //! instructions (measured with crossbeam-epoch's collector: a deferred call per entry, and
-//! `malloc` and `free`). So a shard of a cache bounded by entry count hands its released
-//! entries over in batches, and once they are safe to free, their keys and values are dropped
-//! and their memory given back to the shard, which builds new entries in it.
+//! `malloc` and `free`). So a shard hands its released entries over in batches, and once they
+//! are safe to free, their keys and values are dropped and their memory given back to the
+//! shard, which builds new entries in it.
 //!
 //! Nothing here frees while the shard's writer lock is held: freeing runs users' destructors,
 //! and one that called back into the shard would deadlock. Deferring never frees; the cache
@@ -26,7 +26,8 @@ use crate::sync::{Mutex, Pin, lock};
 type Spare<K, V> = Box<MaybeUninit<Entry<K, V>>>;
 
 /// The most entries handed over together. A batch waits, values and all, until it is full, so
-/// it is also kept to a sixty-fourth of the shard (see [`Reclaimer::new`]). Larger batches
+/// it is also kept to a sixty-fourth of the shard, in entries and in weight (see
+/// [`Reclaimer::new`]). Larger batches
 /// cost less per entry: measured per evicting insert in `cache-profile misses` (shards of
 /// 12,500 entries, so batches of 195 against 64), this bound at 256 instead of 64 saved 24
 /// instructions and 2.5 L1 data misses of 1,116 and 12.6 (with crossbeam-epoch's collector,
@@ -50,6 +51,10 @@ type Returned<K, V> = Arc<Mutex<Vec<Spare<K, V>>>>;
 pub(crate) struct Reclaimer<K, V> {
     /// Entries per batch; 1 hands each entry over at once, to be freed, not reused.
     batch_len: usize,
+    /// The weight at which a batch is handed over before it is full, and the weight waiting
+    /// in it.
+    batch_weight: u64,
+    waiting_weight: u64,
     /// Spares kept for what the epochs hold back before freeing: three advances' worth of
     /// entries (see [`crate::epoch`]) across the process, at most a sixteenth of the shard.
     /// Without it, spares ran out while freed memory waited, and the allocator churned
@@ -77,18 +82,17 @@ where
     K: Send + Sync + 'static,
     V: Send + Sync + 'static,
 {
-    /// For a shard of about `entries` entries, or of unknown entries when it is bounded by
-    /// weight (`weighted`). Batches are kept to a sixty-fourth of the shard, as a bound on
-    /// what waits in them; a cache bounded by weight cannot know its values' sizes, so its
-    /// shards, like shards of fewer than 128 entries, hand each entry over at once.
-    pub(crate) fn new(entries: usize, weighted: bool) -> Self {
-        let batch_len = if weighted {
-            1
-        } else {
-            (entries / 64).clamp(1, MAX_BATCH)
-        };
+    /// For a shard of about `entries` entries (a guess when the cache is bounded by weight),
+    /// and of `weight` units of weight when the cache is bounded by weight. A batch is handed
+    /// over once it holds a sixty-fourth of either, as a bound on what waits in batches: for a
+    /// cache bounded by weight, the weight is what the user says an entry costs, so the bound
+    /// holds whatever the values' sizes. Shards of fewer than 128 entries hand each entry over
+    /// at once.
+    pub(crate) fn new(entries: usize, weight: Option<u64>) -> Self {
         Self {
-            batch_len,
+            batch_len: (entries / 64).clamp(1, MAX_BATCH),
+            batch_weight: weight.map_or(u64::MAX, |w| (w / 64).max(1)),
+            waiting_weight: 0,
             in_flight: (3 * crate::epoch::ADVANCE_AFTER).min(entries / 16),
             batch: Vec::new(),
             spares: Vec::new(),
@@ -132,8 +136,9 @@ where
         if self.batch.capacity() == 0 {
             self.batch.reserve_exact(self.batch_len);
         }
+        self.waiting_weight += u64::from(h.get().weight);
         self.batch.push(h);
-        if self.batch.len() >= self.batch_len {
+        if self.batch.len() >= self.batch_len || self.waiting_weight >= self.batch_weight {
             self.hand_over(guard);
         }
     }
@@ -145,6 +150,7 @@ where
             return;
         }
         let batch = std::mem::take(&mut self.batch);
+        self.waiting_weight = 0;
         let units = batch.len();
         let returned = self.returned.clone();
         let keep = self.batch_len * SPARE_BATCHES + self.in_flight;
@@ -222,6 +228,37 @@ mod tests {
             self.drops.fetch_add(1, Ordering::SeqCst);
             assert!(!self.panics, "a value's drop panics");
         }
+    }
+
+    /// How many entries wait in a batch after each of four retirements of entries weighing 4,
+    /// from a reclaimer for 1,024 entries (batches of 16) and `weight`.
+    fn waiting_after_each_retirement(weight: Option<u64>) -> Vec<usize> {
+        static DROPS: AtomicUsize = AtomicUsize::new(0);
+        let mut reclaimer = Reclaimer::new(1024, weight);
+        let guard = crate::sync::pin();
+        (0..4u64)
+            .map(|k| {
+                let value = Fragile {
+                    drops: &DROPS,
+                    panics: false,
+                };
+                let entry = reclaimer.alloc(Entry::new(k, k, value, 4));
+                let h = EntryRef(NonNull::from(Box::leak(entry.into_box())));
+                // SAFETY: the entry was never published, so nothing else can reach or retire
+                // it, and `guard` was pinned before.
+                unsafe { reclaimer.retire(h, &guard) };
+                reclaimer.batch.len()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_is_handed_over_at_a_sixty_fourth_of_the_weight() {
+        // A weight of 640 hands a batch over once it holds 10: at the third entry, and the
+        // fourth starts the next batch.
+        assert_eq!(waiting_after_each_retirement(Some(640)), [1, 2, 0, 1]);
+        // Bounded by entry count, the batch waits for its 16 entries.
+        assert_eq!(waiting_after_each_retirement(None), [1, 2, 3, 4]);
     }
 
     #[test]

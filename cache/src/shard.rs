@@ -151,7 +151,7 @@ where
                 seen_hits: 0,
                 unfed_writes: 0,
                 evictions: 0,
-                reclaim: Reclaimer::new(entries, weighted),
+                reclaim: Reclaimer::new(entries, weighted.then_some(capacity)),
             }),
             len: AtomicUsize::new(0),
             weight: AtomicU64::new(0),

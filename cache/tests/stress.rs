@@ -160,6 +160,20 @@ fn eight_threads_mixing_every_operation_with_batched_reclamation() {
     run_workers(cache, 1024, 4096, &live);
 }
 
+/// The same bounded by weight (entries weigh 1 to 4): released entries are handed over when
+/// a batch holds a sixty-fourth of the shard's weight, and new entries are built in freed
+/// memory.
+#[test]
+fn eight_threads_mixing_every_operation_with_batched_reclamation_by_weight() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let cache = Cache::builder()
+        .max_weight(2048, |k: &u64, _: &Tagged| 1 + (*k % 4) as u32)
+        .shards(1)
+        .build()
+        .unwrap();
+    run_workers(cache, 2048, 4096, &live);
+}
+
 /// Frees what was handed over for freeing, by any cache and thread, and this thread's own
 /// deferred work, if no thread still holds it: `run_pending_tasks` of any cache does that.
 fn collect_now() {

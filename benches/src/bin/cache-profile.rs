@@ -13,13 +13,16 @@
 
 use clap::{Parser, ValueEnum};
 use shardkit_benches::caches::{
-    BenchCache, MiniMoka, Moka, MutexLru, QuickCache, Shardkit, scramble, throughput, zipf_stream,
+    BenchCache, MiniMoka, Moka, MutexLru, QuickCache, Shardkit, ShardkitWeighted, scramble,
+    throughput, zipf_stream,
 };
 
 /// The cache to run.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Which {
     Shardkit,
+    /// Ours bounded by weight, each entry weighing 1.
+    ShardkitWeighted,
     QuickCache,
     Moka,
     MiniMoka,
@@ -91,6 +94,10 @@ fn main() {
     for _ in 0..args.rounds {
         let (name, rate) = match args.cache {
             Which::Shardkit => (Shardkit::NAME, run::<Shardkit>(&warm, &streams, get_only)),
+            Which::ShardkitWeighted => (
+                ShardkitWeighted::NAME,
+                run::<ShardkitWeighted>(&warm, &streams, get_only),
+            ),
             Which::QuickCache => (
                 QuickCache::NAME,
                 run::<QuickCache>(&warm, &streams, get_only),
