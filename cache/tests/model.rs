@@ -1,7 +1,7 @@
 //! Random sequences of operations, with a mock clock moving under a time to live, agree with a
 //! `HashMap` model: with room for every key the cache holds exactly what the model does; with
 //! less, it holds a subset (values always the model's, and an evicted key never comes back on
-//! its own), within its capacity; an expired entry is never returned.
+//! its own), within its capacity, in entries or in weight; an expired entry is never returned.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,10 +49,18 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(if cfg!(debug_assertions) { 64 } else { 512 }))]
 
     #[test]
-    fn the_cache_agrees_with_a_map(ops in prop::collection::vec(op(), 1..300), roomy in any::<bool>(), shards in 0u32..3, ttl in any::<bool>()) {
-        let capacity = if roomy { 24 * (1 << shards) * 4 } else { 6 };
+    fn the_cache_agrees_with_a_map(ops in prop::collection::vec(op(), 1..300), roomy in any::<bool>(), shards in 0u32..3, ttl in any::<bool>(), weighted in any::<bool>()) {
+        // Bounded by weight, key `k` weighs 1 to 3; room for every key is then three times as
+        // much.
+        let most = if weighted { 3 } else { 1 };
+        let capacity = if roomy { 24 * most * (1 << shards) * 4 } else { 6 };
         let clock = MockClock(Instant::now(), Arc::new(AtomicU64::new(0)));
-        let mut builder = Cache::builder().max_capacity(capacity).shards(1 << shards).clock(clock.clone());
+        let builder = Cache::builder().shards(1 << shards).clock(clock.clone());
+        let mut builder = if weighted {
+            builder.max_weight(capacity, |k: &u8, _: &u32| 1 + u32::from(*k % 3))
+        } else {
+            builder.max_capacity(capacity)
+        };
         if ttl {
             builder = builder.time_to_live(Duration::from_millis(TTL_MS));
         }
@@ -105,6 +113,16 @@ proptest! {
                 }
             }
             prop_assert!(cache.len() as u64 <= capacity);
+            if weighted {
+                // Summed here from what the cache returns, not only taken from its own count
+                // (which also counts expired entries not yet reclaimed).
+                let held: u64 = cache.iter().map(|(k, _)| 1 + u64::from(k % 3)).sum();
+                prop_assert!(held <= capacity, "{} held, capacity {}", held, capacity);
+                prop_assert!(cache.weighted_size() <= capacity);
+                if !ttl {
+                    prop_assert_eq!(cache.weighted_size(), held);
+                }
+            }
             if ttl {
                 let t = now();
                 model.retain(|_, (_, at)| t < *at + TTL_MS);
