@@ -1,5 +1,5 @@
-//! Random sequences of operations, with a mock clock moving under a time to live, agree with a
-//! `HashMap` model: with room for every key the cache holds exactly what the model does; with
+//! Random sequences of operations, with a mock clock moving under a time to live or a time to
+//! idle, agree with a `HashMap` model: with room for every key the cache holds exactly what the model does; with
 //! less, it holds a subset (values always the model's, and an evicted key never comes back on
 //! its own), within its capacity, in entries or in weight; an expired entry is never returned.
 
@@ -21,8 +21,17 @@ impl Clock for MockClock {
     }
 }
 
-/// Time to live, when the case has one.
-const TTL_MS: u64 = 100;
+/// An entry's life, when the case limits it: from its insert (time to live), or from its last
+/// insert or read (time to idle).
+const LIFE_MS: u64 = 100;
+
+/// How entries expire in a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    Forever,
+    ToLive,
+    ToIdle,
+}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -49,7 +58,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(if cfg!(debug_assertions) { 64 } else { 512 }))]
 
     #[test]
-    fn the_cache_agrees_with_a_map(ops in prop::collection::vec(op(), 1..300), roomy in any::<bool>(), shards in 0u32..3, ttl in any::<bool>(), weighted in any::<bool>()) {
+    fn the_cache_agrees_with_a_map(ops in prop::collection::vec(op(), 1..300), roomy in any::<bool>(), shards in 0u32..3, life in prop_oneof![Just(Life::Forever), Just(Life::ToLive), Just(Life::ToIdle)], weighted in any::<bool>()) {
         // Bounded by weight, key `k` weighs 1 to 3; room for every key is then three times as
         // much.
         let most = if weighted { 3 } else { 1 };
@@ -61,17 +70,21 @@ proptest! {
         } else {
             builder.max_capacity(capacity)
         };
-        if ttl {
-            builder = builder.time_to_live(Duration::from_millis(TTL_MS));
+        let life_span = Duration::from_millis(LIFE_MS);
+        match life {
+            Life::Forever => {}
+            Life::ToLive => builder = builder.time_to_live(life_span),
+            Life::ToIdle => builder = builder.time_to_idle(life_span),
         }
         let cache = builder.build().unwrap();
-        // Value, and when it was inserted (ms).
+        // Value, and when its life began (ms): its insert, or under a time to idle its last
+        // insert or read.
         let mut model: HashMap<u8, (u32, u64)> = HashMap::new();
         let now = || clock.1.load(Ordering::SeqCst);
         for op in ops {
-            if ttl {
+            if life != Life::Forever {
                 let t = now();
-                model.retain(|_, (_, at)| t < *at + TTL_MS);
+                model.retain(|_, (_, since)| t < *since + LIFE_MS);
             }
             match op {
                 Op::Advance(ms) => {
@@ -80,7 +93,12 @@ proptest! {
                 Op::Get(k) => {
                     let got = cache.get(&k);
                     match (got, model.get(&k).map(|&(v, _)| v)) {
-                        (Some(v), Some(m)) => prop_assert_eq!(v, m),
+                        (Some(v), Some(m)) => {
+                            prop_assert_eq!(v, m);
+                            if life == Life::ToIdle {
+                                model.insert(k, (v, now()));
+                            }
+                        }
                         (None, Some(_)) => {
                             // Evicted: allowed only when the cache is short of room.
                             prop_assert!(!roomy, "key {} lost with room to spare", k);
@@ -119,15 +137,15 @@ proptest! {
                 let held: u64 = cache.iter().map(|(k, _)| 1 + u64::from(k % 3)).sum();
                 prop_assert!(held <= capacity, "{} held, capacity {}", held, capacity);
                 prop_assert!(cache.weighted_size() <= capacity);
-                if !ttl {
+                if life == Life::Forever {
                     prop_assert_eq!(cache.weighted_size(), held);
                 }
             }
-            if ttl {
+            if life != Life::Forever {
                 let t = now();
-                model.retain(|_, (_, at)| t < *at + TTL_MS);
+                model.retain(|_, (_, since)| t < *since + LIFE_MS);
             }
-            if roomy && !ttl {
+            if roomy && life == Life::Forever {
                 prop_assert_eq!(cache.len(), model.len());
             }
             for (k, v) in cache.iter() {
