@@ -1,5 +1,6 @@
-//! Random sequences of operations, with a mock clock moving under a time to live or a time to
-//! idle, agree with a `HashMap` model: with room for every key the cache holds exactly what the model does; with
+//! Random sequences of operations, with a mock clock moving under a time to live, a time to
+//! idle or a per-entry expiry, agree with a `HashMap` model: with room for every key the cache
+//! holds exactly what the model does; with
 //! less, it holds a subset (values always the model's, and an evicted key never comes back on
 //! its own), within its capacity, in entries or in weight; an expired entry is never returned.
 
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use shardkit_cache::{Cache, Clock};
+use shardkit_cache::{Cache, Clock, Expiry};
 
 /// A clock the test moves.
 #[derive(Clone)]
@@ -25,12 +26,40 @@ impl Clock for MockClock {
 /// insert or read (time to idle).
 const LIFE_MS: u64 = 100;
 
+/// A per-entry expiry: a value divisible by 4 lives for ever, others from their insert for 10
+/// to 130 ms, by key; reads leave the deadline alone.
+struct ByEntry;
+
+impl ByEntry {
+    fn life_ms(key: u8, value: u32) -> Option<u64> {
+        (!value.is_multiple_of(4)).then(|| 10 + u64::from(key % 5) * 30)
+    }
+}
+
+impl Expiry<u8, u32> for ByEntry {
+    fn expire_after_create(&self, key: &u8, value: &u32, _: Instant) -> Option<Duration> {
+        Self::life_ms(*key, *value).map(Duration::from_millis)
+    }
+}
+
 /// How entries expire in a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Life {
     Forever,
     ToLive,
     ToIdle,
+    ByEntry,
+}
+
+impl Life {
+    /// The deadline (ms) of `key` given `value` at `now`, or `None` for none.
+    fn deadline(self, key: u8, value: u32, now: u64) -> Option<u64> {
+        match self {
+            Life::Forever => None,
+            Life::ToLive | Life::ToIdle => Some(now + LIFE_MS),
+            Life::ByEntry => ByEntry::life_ms(key, value).map(|ms| now + ms),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -58,7 +87,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(if cfg!(debug_assertions) { 64 } else { 512 }))]
 
     #[test]
-    fn the_cache_agrees_with_a_map(ops in prop::collection::vec(op(), 1..300), roomy in any::<bool>(), shards in 0u32..3, life in prop_oneof![Just(Life::Forever), Just(Life::ToLive), Just(Life::ToIdle)], weighted in any::<bool>()) {
+    fn the_cache_agrees_with_a_map(ops in prop::collection::vec(op(), 1..300), roomy in any::<bool>(), shards in 0u32..3, life in prop_oneof![Just(Life::Forever), Just(Life::ToLive), Just(Life::ToIdle), Just(Life::ByEntry)], weighted in any::<bool>()) {
         // Bounded by weight, key `k` weighs 1 to 3; room for every key is then three times as
         // much.
         let most = if weighted { 3 } else { 1 };
@@ -75,17 +104,15 @@ proptest! {
             Life::Forever => {}
             Life::ToLive => builder = builder.time_to_live(life_span),
             Life::ToIdle => builder = builder.time_to_idle(life_span),
+            Life::ByEntry => builder = builder.expiry(ByEntry),
         }
         let cache = builder.build().unwrap();
-        // Value, and when its life began (ms): its insert, or under a time to idle its last
-        // insert or read.
-        let mut model: HashMap<u8, (u32, u64)> = HashMap::new();
+        // Value, and when it expires (ms), if it does.
+        let mut model: HashMap<u8, (u32, Option<u64>)> = HashMap::new();
         let now = || clock.1.load(Ordering::SeqCst);
         for op in ops {
-            if life != Life::Forever {
-                let t = now();
-                model.retain(|_, (_, since)| t < *since + LIFE_MS);
-            }
+            let t = now();
+            model.retain(|_, (_, deadline)| deadline.is_none_or(|d| t < d));
             match op {
                 Op::Advance(ms) => {
                     clock.1.fetch_add(ms, Ordering::SeqCst);
@@ -96,7 +123,7 @@ proptest! {
                         (Some(v), Some(m)) => {
                             prop_assert_eq!(v, m);
                             if life == Life::ToIdle {
-                                model.insert(k, (v, now()));
+                                model.insert(k, (v, life.deadline(k, v, now())));
                             }
                         }
                         (None, Some(_)) => {
@@ -110,7 +137,7 @@ proptest! {
                 }
                 Op::Insert(k, v) => {
                     cache.insert(k, v);
-                    model.insert(k, (v, now()));
+                    model.insert(k, (v, life.deadline(k, v, now())));
                 }
                 Op::Remove(k) => {
                     let got = cache.remove(&k);
@@ -141,10 +168,8 @@ proptest! {
                     prop_assert_eq!(cache.weighted_size(), held);
                 }
             }
-            if life != Life::Forever {
-                let t = now();
-                model.retain(|_, (_, since)| t < *since + LIFE_MS);
-            }
+            let t = now();
+            model.retain(|_, (_, deadline)| deadline.is_none_or(|d| t < d));
             if roomy && life == Life::Forever {
                 prop_assert_eq!(cache.len(), model.len());
             }
