@@ -1043,6 +1043,13 @@ const ONCE_FAILED: &[u64] = &[
     // promised epoch 7; with its acknowledgements the paused epoch-6 leader, on resuming,
     // completed quorum writes that the next failover (to the epoch-7 log) lost.
     10_022_694,
+    // Found in a run of 1,000,000 seeds from 60,000,000: a leader compacted its log, and sent
+    // a snapshot, with the producers' writes before the cut only for producers whose latest
+    // write was before it. A producer whose acknowledged write was cut away, and whose later
+    // (uncommitted) writes were not, was left out; a follower that installed the snapshot,
+    // promoted once those later writes were cut, appended a retry of the acknowledged write
+    // again.
+    60_695_171,
 ];
 
 /// Replays [`ONCE_FAILED`] on every run (each alone, without the aggregate's minimum of work

@@ -9,7 +9,7 @@ use super::message::Message;
 use super::producers::ProducerTable;
 use super::snapshot::StateMachine;
 use super::status::ReplicaStatus;
-use super::store::{DurableState, ReplicaStore};
+use super::store::{DurableState, ProducerEntry, ReplicaStore};
 use super::types::{NodeId, Position, ProducerSeq, ReplicaConfig, Role};
 use super::write::Completion;
 use crate::error::Error;
@@ -158,23 +158,9 @@ impl<S: LogStorage> Replica<S> {
                 state
             }
         };
-        let mut producers = ProducerTable::default();
-        // The producers whose writes compaction dropped, then the log's.
-        producers.install(&store.load_producers()?);
-        let mut at = log.start_offset();
-        while at < log.end_offset() {
-            let batch = log.read_batch(at, 1 << 20)?;
-            let Some(last) = batch.last_offset() else {
-                break;
-            };
-            at = Offset::new(last.get() + 1);
-            batch
-                .iter()
-                .for_each(|r| producers.observe(r.offset, r.payload));
-        }
+        let producers = ProducerTable::replay(&log, &mut *store, log.end_offset())?;
         let end = log.end_offset();
         let start = log.start_offset();
-        producers.committed(start);
         let incarnation = config.incarnation.unwrap_or_else(random_u64);
         Ok(Self {
             incarnation,
@@ -224,10 +210,21 @@ impl<S: LogStorage> Replica<S> {
         if upto > self.log.start_offset() {
             // The producers' writes must outlive their records, or a retry after a restart
             // would be applied again.
-            self.store.store_producers(&self.producers.before(upto))?;
+            let producers = self.producers_before(upto)?;
+            self.store.store_producers(&producers)?;
             self.log.drop_before(upto)?;
         }
         Ok(self.log.start_offset())
+    }
+
+    /// Each idempotent producer's last write before `offset`: what compaction to `offset`
+    /// stores and a snapshot at `offset` carries. From the producers' table when its history
+    /// reaches back that far, else replayed from the stored producers and the log.
+    pub(crate) fn producers_before(&mut self, offset: Offset) -> Result<Vec<ProducerEntry>, Error> {
+        match self.producers.before(offset) {
+            Some(entries) => Ok(entries),
+            None => Ok(ProducerTable::replay(&self.log, &mut *self.store, offset)?.all()),
+        }
     }
 
     /// This replica's id.

@@ -223,7 +223,7 @@ impl<S: LogStorage> Replica<S> {
                 }
                 self.store.store_producers(&producers)?;
                 self.log.reset(offset, last_epoch)?;
-                self.producers.install(&producers);
+                self.producers.install(&producers, offset);
                 self.commit = offset;
                 self.flushed = offset;
                 self.cuts += 1;

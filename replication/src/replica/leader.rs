@@ -350,6 +350,7 @@ impl<S: LogStorage> Replica<S> {
         if snapshot.offset < start || snapshot.offset > self.log.end_offset() {
             return Ok(()); // the follower asks again; a later snapshot may do
         }
+        let producers = self.producers_before(snapshot.offset)?;
         let last_epoch = snapshot
             .offset
             .get()
@@ -363,7 +364,7 @@ impl<S: LogStorage> Replica<S> {
                 id,
                 offset: snapshot.offset,
                 last_epoch,
-                producers: self.producers.before(snapshot.offset),
+                producers,
                 data: snapshot.data,
             },
         ));
