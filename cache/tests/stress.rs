@@ -103,8 +103,8 @@ fn worker(cache: &Cache<u64, Tagged>, t: u64, ops: u64, shared_keys: u64, live: 
     }
 }
 
-/// Runs the workers on `cache` (at most `capacity` entries) over `shared_keys` keys, then
-/// checks every value was dropped once the cache is gone.
+/// Runs the workers on `cache` (at most `capacity` entries, or units of weight) over
+/// `shared_keys` keys, then checks every value was dropped once the cache is gone.
 fn run_workers(
     cache: Cache<u64, Tagged>,
     capacity: usize,
@@ -128,6 +128,7 @@ fn run_workers(
             t.join().unwrap();
         }
         assert!(cache.len() <= capacity);
+        assert!(cache.weighted_size() <= capacity as u64);
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while live.load(Ordering::SeqCst) != 0 && std::time::Instant::now() < deadline {

@@ -221,10 +221,12 @@ impl<S: LogStorage> Replica<S> {
     /// stores and a snapshot at `offset` carries. From the producers' table when its history
     /// reaches back that far, else replayed from the stored producers and the log.
     pub(crate) fn producers_before(&mut self, offset: Offset) -> Result<Vec<ProducerEntry>, Error> {
-        match self.producers.before(offset) {
-            Some(entries) => Ok(entries),
-            None => Ok(ProducerTable::replay(&self.log, &mut *self.store, offset)?.all()),
+        if let Some(entries) = self.producers.before(offset) {
+            return Ok(entries);
         }
+        let entries = ProducerTable::replay(&self.log, &mut *self.store, offset)?.all();
+        self.producers.remember(offset, entries.clone());
+        Ok(entries)
     }
 
     /// This replica's id.

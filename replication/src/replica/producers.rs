@@ -26,6 +26,9 @@ pub(crate) struct ProducerTable {
     /// producer's previous write.
     undo: std::collections::VecDeque<(Offset, u64, Option<LastWrite>)>,
     complete_from: Offset,
+    /// The last answer replayed for an offset older than the history (see
+    /// [`remember`](Self::remember)).
+    replayed: Option<(Offset, Vec<ProducerEntry>)>,
 }
 
 impl ProducerTable {
@@ -43,7 +46,11 @@ impl ProducerTable {
     /// twice after a failover, simulation seed 60,695,171).
     pub(crate) fn before(&self, offset: Offset) -> Option<Vec<ProducerEntry>> {
         if offset < self.complete_from {
-            return None;
+            return self
+                .replayed
+                .as_ref()
+                .filter(|(at, _)| *at == offset)
+                .map(|(_, entries)| entries.clone());
         }
         let mut last = self.last.clone();
         for &(at, producer, previous) in self.undo.iter().rev() {
@@ -84,6 +91,15 @@ impl ProducerTable {
         Ok(table)
     }
 
+    /// Keeps `entries`, the producers' last writes before `offset` as replayed from the log,
+    /// for [`before`](Self::before) to answer again: a snapshot at the same offset is asked
+    /// for by every follower behind it, once per fetch timeout, and compaction usually cuts
+    /// there too. The answer cannot go stale: it is older than the history kept, so its
+    /// records are committed.
+    pub(crate) fn remember(&mut self, offset: Offset, entries: Vec<ProducerEntry>) {
+        self.replayed = Some((offset, entries));
+    }
+
     /// Every producer's latest write.
     pub(crate) fn all(&self) -> Vec<ProducerEntry> {
         sorted(&self.last)
@@ -92,6 +108,7 @@ impl ProducerTable {
     /// Starts again from `entries`, the producers' last writes before `from`.
     pub(crate) fn install(&mut self, entries: &[ProducerEntry], from: Offset) {
         self.undo.clear();
+        self.replayed = None;
         self.complete_from = from;
         self.last = entries
             .iter()
@@ -222,13 +239,22 @@ mod tests {
             .store_producers(&[(1, 0, o(0)), (4, 7, o(1))])
             .unwrap();
         log.drop_before(o(2)).unwrap();
-        let table = ProducerTable::replay(&log, &mut store, o(5)).unwrap();
+        // Producer 1 wrote on both sides of 4: its write before 4 counts.
+        let table = ProducerTable::replay(&log, &mut store, o(4)).unwrap();
         assert_eq!(
             table.all(),
-            [(1, 2, o(4)), (2, 0, o(3)), (4, 7, o(1))],
-            "the stored writes, then the log's before offset 5"
+            [(1, 1, o(2)), (2, 0, o(3)), (4, 7, o(1))],
+            "the stored writes, then the log's before offset 4"
         );
-        let whole = ProducerTable::replay(&log, &mut store, log.end_offset()).unwrap();
-        assert_eq!(whole.before(o(5)), Some(table.all()));
+        let mut whole = ProducerTable::replay(&log, &mut store, log.end_offset()).unwrap();
+        assert_eq!(whole.before(o(4)), Some(table.all()));
+        // Committed past 4, the whole table no longer knows; it answers what it was told.
+        whole.committed(o(6));
+        assert_eq!(whole.before(o(4)), None);
+        whole.remember(o(4), table.all());
+        assert_eq!(whole.before(o(4)), Some(table.all()));
+        assert_eq!(whole.before(o(3)), None, "only for the offset it was told");
+        whole.install(&[], o(6));
+        assert_eq!(whole.before(o(4)), None, "a new start forgets it");
     }
 }
