@@ -42,8 +42,8 @@ impl ProducerTable {
     /// [`Replica::producers_before`](super::core::Replica::producers_before)). What
     /// compaction stores and a snapshot carries: a producer whose latest write is at
     /// `offset` or later must keep its earlier one, since the later records may still be cut
-    /// (measured: left out, a snapshot without the write before it let a retry be applied
-    /// twice after a failover, simulation seed 60,695,171).
+    /// (simulation seed 60,695,171: a snapshot that left such a producer out let a retry of
+    /// its acknowledged write be applied twice after a failover).
     pub(crate) fn before(&self, offset: Offset) -> Option<Vec<ProducerEntry>> {
         if offset < self.complete_from {
             return self
