@@ -53,15 +53,8 @@ impl ProducerTable {
                 .map(|(_, entries)| entries.clone());
         }
         let mut last = self.last.clone();
-        for &(at, producer, previous) in self.undo.iter().rev() {
-            if at < offset {
-                break;
-            }
-            match previous {
-                Some(p) => last.insert(producer, p),
-                None => last.remove(&producer),
-            };
-        }
+        let cut = self.undo.iter().rev().take_while(|u| u.0 >= offset);
+        undo_writes(&mut last, cut);
         Some(sorted(&last))
     }
 
@@ -144,16 +137,22 @@ impl ProducerTable {
 
     /// Undoes the writes at `offset` and after (their records were cut).
     pub(crate) fn truncate_from(&mut self, offset: Offset) {
-        while let Some(&(at, producer, previous)) = self.undo.back() {
-            if at < offset {
-                break;
-            }
-            self.undo.pop_back();
-            match previous {
-                Some(p) => self.last.insert(producer, p),
-                None => self.last.remove(&producer),
-            };
-        }
+        let kept = self.undo.partition_point(|u| u.0 < offset);
+        let cut = self.undo.split_off(kept);
+        undo_writes(&mut self.last, cut.iter().rev());
+    }
+}
+
+/// Puts back in `last` each producer's write from before `undone`, newest undone first.
+fn undo_writes<'a>(
+    last: &mut HashMap<u64, LastWrite>,
+    undone: impl Iterator<Item = &'a (Offset, u64, Option<LastWrite>)>,
+) {
+    for &(_, producer, previous) in undone {
+        match previous {
+            Some(p) => last.insert(producer, p),
+            None => last.remove(&producer),
+        };
     }
 }
 
