@@ -176,4 +176,8 @@ impl<K, V> Handle for EntryRef<K, V> {
     fn weight(self) -> u64 {
         u64::from(self.get().weight)
     }
+
+    fn prefetch(self) {
+        crate::prefetch::prefetch(self.0.as_ptr());
+    }
 }

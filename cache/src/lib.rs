@@ -115,6 +115,7 @@ mod flight;
 mod ghost;
 mod loading;
 mod policy;
+mod prefetch;
 mod reclaim;
 mod shard;
 #[cfg(feature = "sim")]

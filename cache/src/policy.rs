@@ -73,6 +73,8 @@ pub(crate) trait Handle: Copy {
     fn set_region(self, region: Region);
     /// Its weight (1 for caches bounded by entry count).
     fn weight(self) -> u64;
+    /// Starts loading what the policy reads of it (see [`crate::prefetch`]).
+    fn prefetch(self);
 }
 
 /// Why the policy gives a handle back.
@@ -337,6 +339,19 @@ impl<H: Handle> Policy<H> {
     }
 
     /// Adds a new entry, evicting as needed.
+    /// Starts loading what inserting the key with `hash` will read: its counters and ghost
+    /// slot, and the entries first in line to leave the window and probation. Without it the
+    /// write's cache misses come one after another, each waiting for the one before.
+    pub(crate) fn prefetch_insert(&self, hash: u64) {
+        self.sketch.prefetch(hash);
+        self.ghosts.prefetch(hash, self.ghost_len);
+        for queue in [&self.window, &self.probation] {
+            if let Some(&h) = queue.handles.front() {
+                h.prefetch();
+            }
+        }
+    }
+
     pub(crate) fn insert(&mut self, h: H, release: &mut impl FnMut(H, Release)) {
         let held = self.held();
         self.ghost_len = ghost_slots(held);
@@ -671,6 +686,7 @@ mod tests {
         fn weight(self) -> u64 {
             1
         }
+        fn prefetch(self) {}
     }
 
     fn mix(k: u64) -> u64 {

@@ -246,6 +246,7 @@ where
         guard: &Pin,
     ) {
         let mut w = lock(&self.writer);
+        w.policy.prefetch_insert(entry.hash);
         let new = w.reclaim.alloc(entry).into_shared(guard.guard());
         let new_ref = entry_ref(new);
         let hash = new_ref.get().hash;

@@ -108,6 +108,11 @@ impl FrequencySketch {
         &mut self.blocks[i].0
     }
 
+    /// Starts loading the counters of the key whose hash is `hash` (see [`crate::prefetch`]).
+    pub(crate) fn prefetch(&self, hash: u64) {
+        crate::prefetch::prefetch(self.block(self.counters(hash).0));
+    }
+
     /// Records one access of the key whose hash is `hash`.
     pub fn increment(&mut self, hash: u64) {
         let added = self.add(hash, 1);
