@@ -191,7 +191,12 @@
 //! A write with a producer id and sequence number ([`replica::Write::idempotent`]) is applied
 //! once: every replica tracks each producer's latest sequence, so a retry after a timeout or a
 //! failover is acknowledged with the original's offset instead of being written again. The
-//! table survives restarts and compaction (it is stored with the replica's state).
+//! table survives restarts and compaction: when records are dropped (compaction, or a
+//! snapshot installed on a follower), each producer's last write before the cut is stored
+//! with the cut's offset ([`replica::StoredProducers`]), before the records go, and a
+//! restart counts only the log's records from that offset on. So a crash between the two
+//! steps, which leaves older records in the log, cannot move a producer back to an older
+//! write.
 //!
 //! ## What can be lost, and what cannot
 //!

@@ -9,7 +9,7 @@ use super::message::Message;
 use super::producers::ProducerTable;
 use super::snapshot::StateMachine;
 use super::status::ReplicaStatus;
-use super::store::{DurableState, ProducerEntry, ReplicaStore};
+use super::store::{DurableState, ProducerEntry, ReplicaStore, StoredProducers};
 use super::types::{NodeId, Position, ProducerSeq, ReplicaConfig, Role};
 use super::write::Completion;
 use crate::error::Error;
@@ -210,8 +210,9 @@ impl<S: LogStorage> Replica<S> {
         if upto > self.log.start_offset() {
             // The producers' writes must outlive their records, or a retry after a restart
             // would be applied again.
-            let producers = self.producers_before(upto)?;
-            self.store.store_producers(&producers)?;
+            let entries = self.producers_before(upto)?;
+            self.store
+                .store_producers(&StoredProducers { upto, entries })?;
             self.log.drop_before(upto)?;
         }
         Ok(self.log.start_offset())

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::core::{Replica, RoleState, epoch_at};
 use super::message::Message;
+use super::store::StoredProducers;
 use super::types::{FollowerAck, NodeId};
 use crate::error::Error;
 use crate::log::storage::LogStorage;
@@ -221,9 +222,15 @@ impl<S: LogStorage> Replica<S> {
                 if let Some(sm) = &mut self.state_machine {
                     sm.install(&super::snapshot::Snapshot { offset, data })?;
                 }
-                self.store.store_producers(&producers)?;
+                // Stored with their offset first: if the replica crashes before its log is
+                // reset, the old records left in it are not counted again on restart.
+                let stored = StoredProducers {
+                    upto: offset,
+                    entries: producers,
+                };
+                self.store.store_producers(&stored)?;
                 self.log.reset(offset, last_epoch)?;
-                self.producers.install(&producers, offset);
+                self.producers.install(&stored.entries, offset);
                 self.commit = offset;
                 self.flushed = offset;
                 self.cuts += 1;

@@ -29,7 +29,10 @@ pub use message::Message;
 pub use node::{BatchOutcome, CoordinatorNode, Node, Subscription};
 pub use snapshot::{Snapshot, StateMachine};
 pub use status::{FollowerStatus, ReplicaStatus};
-pub use store::{DurableState, FileReplicaStore, MemoryReplicaStore, ProducerEntry, ReplicaStore};
+pub use store::{
+    DurableState, FileReplicaStore, MemoryReplicaStore, ProducerEntry, ReplicaStore,
+    StoredProducers,
+};
 pub use transport::{
     DeliveryHook, Inbound, MemoryNetwork, MemoryTransport, ReplyTo, TcpClient, TcpConfig, TcpStats,
     TcpTransport, Transport,

@@ -26,6 +26,10 @@ pub(crate) struct ProducerTable {
     /// producer's previous write.
     undo: std::collections::VecDeque<(Offset, u64, Option<LastWrite>)>,
     complete_from: Offset,
+    /// The writes of records before it are in `last` already, installed from a store or a
+    /// snapshot: observed again (a log that kept them, or a follower fetching them again
+    /// after a crash), they would move their producers back to older writes.
+    installed_upto: Offset,
     /// The last answer replayed for an offset older than the history (see
     /// [`remember`](Self::remember)).
     replayed: Option<(Offset, Vec<ProducerEntry>)>,
@@ -58,16 +62,18 @@ impl ProducerTable {
         Some(sorted(&last))
     }
 
-    /// The table as of `upto`: the producers whose writes compaction dropped (from `store`),
-    /// then the writes of `log`'s records before `upto`.
+    /// The table as of `upto`: the producers stored when compaction or a snapshot dropped
+    /// records, then the writes of `log`'s records from the offset stored with them (or the
+    /// log's start, if later) to `upto`.
     pub(crate) fn replay<S: LogStorage + ?Sized>(
         log: &S,
         store: &mut dyn ReplicaStore,
         upto: Offset,
     ) -> Result<Self, Error> {
         let mut table = Self::default();
-        let start = log.start_offset();
-        table.install(&store.load_producers()?, start);
+        let stored = store.load_producers()?;
+        let start = log.start_offset().max(stored.upto);
+        table.install(&stored.entries, start);
         let mut at = start;
         while at < upto.min(log.end_offset()) {
             let batch = log.read_batch(at, 1 << 20)?;
@@ -103,6 +109,7 @@ impl ProducerTable {
         self.undo.clear();
         self.replayed = None;
         self.complete_from = from;
+        self.installed_upto = from;
         self.last = entries
             .iter()
             .map(|&(p, seq, offset)| (p, LastWrite { seq, offset }))
@@ -121,6 +128,9 @@ impl ProducerTable {
 
     /// Notes `p`'s write at `offset`.
     pub(crate) fn observe_write(&mut self, p: ProducerSeq, offset: Offset) {
+        if offset < self.installed_upto {
+            return;
+        }
         let previous = self
             .last
             .insert(p.producer, LastWrite { seq: p.seq, offset });
@@ -166,6 +176,7 @@ fn sorted(last: &HashMap<u64, LastWrite>) -> Vec<ProducerEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replica::StoredProducers;
 
     fn write(producer: u64, seq: u64) -> Vec<u8> {
         envelope::encode_data(Some(ProducerSeq { producer, seq }), b"x")
@@ -211,6 +222,38 @@ mod tests {
         assert_eq!(t.before(o(1)), None);
     }
 
+    /// A follower that installed a snapshot at 10 and crashed before resetting its log: the
+    /// store has producer 1's write at 8, the log still its older write at 1.
+    #[test]
+    fn records_before_the_stored_offset_are_not_counted_again() {
+        use crate::log::storage::{Entry, LogStorage};
+        use crate::record::Epoch;
+        let o = Offset::new;
+        let log = crate::log::memory::MemoryLog::new();
+        for p in [write(2, 0), write(1, 2), write(2, 1)] {
+            let entry = Entry {
+                key: None,
+                payload: &p,
+            };
+            log.append(Epoch::new(1), &[entry]).unwrap();
+        }
+        let mut store = super::super::store::MemoryReplicaStore::new();
+        let entries = vec![(1, 5, o(8)), (2, 3, o(9))];
+        store
+            .store_producers(&StoredProducers {
+                upto: o(10),
+                entries: entries.clone(),
+            })
+            .unwrap();
+        let mut table = ProducerTable::replay(&log, &mut store, log.end_offset()).unwrap();
+        assert_eq!(table.all(), entries, "the old log's writes are older");
+        // Fetched again from the leader before 10: already counted.
+        table.observe(o(4), &write(1, 3));
+        assert_eq!(table.all(), entries);
+        table.observe(o(10), &write(1, 6));
+        assert_eq!(table.last(1).map(|w| w.seq), Some(6));
+    }
+
     #[test]
     fn replay_rebuilds_the_table_before_an_offset_from_the_store_and_the_log() {
         use crate::log::storage::{Entry, LogStorage};
@@ -235,7 +278,10 @@ mod tests {
         // Compacted to 2: the log keeps 2 on, the store the producers' writes before it.
         let mut store = super::super::store::MemoryReplicaStore::new();
         store
-            .store_producers(&[(1, 0, o(0)), (4, 7, o(1))])
+            .store_producers(&StoredProducers {
+                upto: o(2),
+                entries: vec![(1, 0, o(0)), (4, 7, o(1))],
+            })
             .unwrap();
         log.drop_before(o(2)).unwrap();
         // Producer 1 wrote on both sides of 4: its write before 4 counts.

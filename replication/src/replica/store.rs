@@ -29,6 +29,18 @@ pub struct DurableState {
 /// An idempotent producer's latest write: `(producer, sequence, offset)`.
 pub type ProducerEntry = (u64, u64, Offset);
 
+/// The idempotent producers' latest writes before an offset, as a replica stores them when
+/// compaction or a snapshot drops the records that carried them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredProducers {
+    /// The records before this offset are counted in `entries`: on restart, the replica
+    /// counts only the log's records from here on (a log may keep records from before it,
+    /// when a crash came between storing these and dropping them).
+    pub upto: Offset,
+    /// Each producer's last write before `upto`, in producer order.
+    pub entries: Vec<ProducerEntry>,
+}
+
 /// Durable storage for what a replica must not forget.
 pub trait ReplicaStore: Send {
     /// The stored state, or `None` if nothing was ever stored (a new or wiped disk).
@@ -45,25 +57,25 @@ pub trait ReplicaStore: Send {
     /// I/O errors.
     fn store(&mut self, state: DurableState) -> Result<(), Error>;
 
-    /// The producers' latest writes before the log's start, as last stored.
+    /// The producers as last stored; empty, up to offset 0, if they never were.
     ///
     /// # Errors
     ///
     /// I/O errors, and [`Error::Corrupt`] for an unreadable file.
-    fn load_producers(&mut self) -> Result<Vec<ProducerEntry>, Error>;
+    fn load_producers(&mut self) -> Result<StoredProducers, Error>;
 
     /// Replaces the stored producers durably before returning.
     ///
     /// # Errors
     ///
     /// I/O errors.
-    fn store_producers(&mut self, producers: &[ProducerEntry]) -> Result<(), Error>;
+    fn store_producers(&mut self, producers: &StoredProducers) -> Result<(), Error>;
 }
 
 #[derive(Debug, Default)]
 struct Stored {
     state: Option<DurableState>,
-    producers: Vec<ProducerEntry>,
+    producers: StoredProducers,
 }
 
 /// A [`ReplicaStore`] in memory: for tests and simulations. Clones share the contents, so a
@@ -96,12 +108,12 @@ impl ReplicaStore for MemoryReplicaStore {
         Ok(())
     }
 
-    fn load_producers(&mut self) -> Result<Vec<ProducerEntry>, Error> {
+    fn load_producers(&mut self) -> Result<StoredProducers, Error> {
         Ok(self.lock().producers.clone())
     }
 
-    fn store_producers(&mut self, producers: &[ProducerEntry]) -> Result<(), Error> {
-        self.lock().producers = producers.to_vec();
+    fn store_producers(&mut self, producers: &StoredProducers) -> Result<(), Error> {
+        self.lock().producers = producers.clone();
         Ok(())
     }
 }
@@ -115,6 +127,8 @@ pub struct FileReplicaStore {
 
 const STATE_FILE: &str = "replica-state";
 const PRODUCERS_FILE: &str = "replica-producers";
+/// The first line of the producers' file: `upto <offset>`.
+const UPTO: &str = "upto ";
 
 impl FileReplicaStore {
     /// The store in `dir`.
@@ -180,12 +194,22 @@ impl ReplicaStore for FileReplicaStore {
         )
     }
 
-    fn load_producers(&mut self) -> Result<Vec<ProducerEntry>, Error> {
+    fn load_producers(&mut self) -> Result<StoredProducers, Error> {
         let Some(text) = self.read(PRODUCERS_FILE)? else {
-            return Ok(Vec::new());
+            return Ok(StoredProducers::default());
         };
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty()).peekable();
+        // Files written before the offset was stored have only producer lines: their writes
+        // were before the log's start, which replay starts from anyway.
+        let upto = match lines.peek().and_then(|l| l.strip_prefix(UPTO)) {
+            Some(n) => {
+                let n = n.trim().parse::<u64>();
+                lines.next();
+                Offset::new(n.map_err(|_| self.corrupt(PRODUCERS_FILE, "unreadable offset line"))?)
+            }
+            None => Offset::new(0),
+        };
+        let entries = lines
             .map(|line| {
                 let mut f = line.split_whitespace().map(str::parse::<u64>);
                 match (f.next(), f.next(), f.next(), f.next()) {
@@ -195,14 +219,16 @@ impl ReplicaStore for FileReplicaStore {
                     _ => Err(self.corrupt(PRODUCERS_FILE, "unreadable producer line")),
                 }
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(StoredProducers { upto, entries })
     }
 
-    fn store_producers(&mut self, producers: &[ProducerEntry]) -> Result<(), Error> {
-        let text: String = producers
-            .iter()
-            .map(|(p, seq, offset)| format!("{p} {seq} {offset}\n"))
-            .collect();
+    fn store_producers(&mut self, producers: &StoredProducers) -> Result<(), Error> {
+        use std::fmt::Write as _;
+        let mut text = format!("{UPTO}{}\n", producers.upto);
+        for (p, seq, offset) in &producers.entries {
+            let _ = writeln!(text, "{p} {seq} {offset}");
+        }
         crate::log::write_atomically(&self.dir, PRODUCERS_FILE, text.as_bytes())
     }
 }
@@ -216,14 +242,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = FileReplicaStore::new(dir.path());
         assert_eq!(store.load().unwrap(), None);
-        assert_eq!(store.load_producers().unwrap(), Vec::new());
+        assert_eq!(store.load_producers().unwrap(), StoredProducers::default());
         let state = DurableState {
             epoch: Epoch::new(42),
             eligible: true,
             led: Epoch::new(41),
         };
         store.store(state).unwrap();
-        let producers = vec![(7, 3, Offset::new(99)), (8, 0, Offset::new(100))];
+        let producers = StoredProducers {
+            upto: Offset::new(120),
+            entries: vec![(7, 3, Offset::new(99)), (8, 0, Offset::new(100))],
+        };
         store.store_producers(&producers).unwrap();
         let mut reopened = FileReplicaStore::new(dir.path());
         assert_eq!(reopened.load().unwrap(), Some(state));
@@ -232,5 +261,16 @@ mod tests {
         assert!(matches!(store.load(), Err(Error::Corrupt { .. })));
         std::fs::write(dir.path().join(PRODUCERS_FILE), "1 2").unwrap();
         assert!(matches!(store.load_producers(), Err(Error::Corrupt { .. })));
+        std::fs::write(dir.path().join(PRODUCERS_FILE), "upto x\n7 3 99\n").unwrap();
+        assert!(matches!(store.load_producers(), Err(Error::Corrupt { .. })));
+        // Written before the offset was stored: producer lines only.
+        std::fs::write(dir.path().join(PRODUCERS_FILE), "7 3 99\n").unwrap();
+        assert_eq!(
+            store.load_producers().unwrap(),
+            StoredProducers {
+                upto: Offset::new(0),
+                entries: vec![(7, 3, Offset::new(99))],
+            }
+        );
     }
 }
