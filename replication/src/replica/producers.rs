@@ -26,10 +26,6 @@ pub(crate) struct ProducerTable {
     /// producer's previous write.
     undo: std::collections::VecDeque<(Offset, u64, Option<LastWrite>)>,
     complete_from: Offset,
-    /// The writes of records before it are in `last` already, installed from a store or a
-    /// snapshot: observed again (a log that kept them, or a follower fetching them again
-    /// after a crash), they would move their producers back to older writes.
-    installed_upto: Offset,
     /// The last answer replayed for an offset older than the history (see
     /// [`remember`](Self::remember)).
     replayed: Option<(Offset, Vec<ProducerEntry>)>,
@@ -109,7 +105,6 @@ impl ProducerTable {
         self.undo.clear();
         self.replayed = None;
         self.complete_from = from;
-        self.installed_upto = from;
         self.last = entries
             .iter()
             .map(|&(p, seq, offset)| (p, LastWrite { seq, offset }))
@@ -128,9 +123,6 @@ impl ProducerTable {
 
     /// Notes `p`'s write at `offset`.
     pub(crate) fn observe_write(&mut self, p: ProducerSeq, offset: Offset) {
-        if offset < self.installed_upto {
-            return;
-        }
         let previous = self
             .last
             .insert(p.producer, LastWrite { seq: p.seq, offset });
@@ -245,13 +237,8 @@ mod tests {
                 entries: entries.clone(),
             })
             .unwrap();
-        let mut table = ProducerTable::replay(&log, &mut store, log.end_offset()).unwrap();
+        let table = ProducerTable::replay(&log, &mut store, log.end_offset()).unwrap();
         assert_eq!(table.all(), entries, "the old log's writes are older");
-        // Fetched again from the leader before 10: already counted.
-        table.observe(o(4), &write(1, 3));
-        assert_eq!(table.all(), entries);
-        table.observe(o(10), &write(1, 6));
-        assert_eq!(table.last(1).map(|w| w.seq), Some(6));
     }
 
     #[test]
