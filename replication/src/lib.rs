@@ -194,9 +194,8 @@
 //! table survives restarts and compaction: when records are dropped (compaction, or a
 //! snapshot installed on a follower), each producer's last write before the cut is stored
 //! with the cut's offset ([`replica::StoredProducers`]), before the records go, and a
-//! restart counts only the log's records from that offset on. So a crash between the two
-//! steps, which leaves older records in the log, cannot move a producer back to an older
-//! write.
+//! restart counts only the log's records from that offset on. So after a crash between the
+//! two steps, the older records left in the log are not counted over the stored writes.
 //!
 //! ## What can be lost, and what cannot
 //!

@@ -9,7 +9,7 @@ use super::message::Message;
 use super::producers::ProducerTable;
 use super::snapshot::StateMachine;
 use super::status::ReplicaStatus;
-use super::store::{DurableState, ProducerEntry, ReplicaStore, StoredProducers};
+use super::store::{DurableState, ReplicaStore, StoredProducers};
 use super::types::{NodeId, Position, ProducerSeq, ReplicaConfig, Role};
 use super::write::Completion;
 use crate::error::Error;
@@ -210,9 +210,8 @@ impl<S: LogStorage> Replica<S> {
         if upto > self.log.start_offset() {
             // The producers' writes must outlive their records, or a retry after a restart
             // would be applied again.
-            let entries = self.producers_before(upto)?;
-            self.store
-                .store_producers(&StoredProducers { upto, entries })?;
+            let producers = self.producers_before(upto)?;
+            self.store.store_producers(&producers)?;
             self.log.drop_before(upto)?;
         }
         Ok(self.log.start_offset())
@@ -220,14 +219,15 @@ impl<S: LogStorage> Replica<S> {
 
     /// Each idempotent producer's last write before `offset`: what compaction to `offset`
     /// stores and a snapshot at `offset` carries. From the producers' table when its history
-    /// reaches back that far, else replayed from the stored producers and the log.
-    pub(crate) fn producers_before(&mut self, offset: Offset) -> Result<Vec<ProducerEntry>, Error> {
-        if let Some(entries) = self.producers.before(offset) {
-            return Ok(entries);
+    /// reaches back that far, else replayed from the stored producers and the log, which may
+    /// count records past `offset` (see [`ProducerTable::replay_before`]).
+    pub(crate) fn producers_before(&mut self, offset: Offset) -> Result<StoredProducers, Error> {
+        if let Some(stored) = self.producers.before(offset) {
+            return Ok(stored);
         }
-        let entries = ProducerTable::replay(&self.log, &mut *self.store, offset)?.all();
-        self.producers.remember(offset, entries.clone());
-        Ok(entries)
+        let stored = ProducerTable::replay_before(&self.log, &mut *self.store, offset)?;
+        self.producers.remember(offset, stored.clone());
+        Ok(stored)
     }
 
     /// This replica's id.

@@ -350,7 +350,7 @@ impl<S: LogStorage> Replica<S> {
         if snapshot.offset < start || snapshot.offset > self.log.end_offset() {
             return Ok(()); // the follower asks again; a later snapshot may do
         }
-        let producers = self.producers_before(snapshot.offset)?;
+        let producers = self.producers_before(snapshot.offset)?.entries;
         let last_epoch = snapshot
             .offset
             .get()

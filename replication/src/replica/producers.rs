@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::envelope::{self, Envelope};
-use super::store::{ProducerEntry, ReplicaStore};
+use super::store::{ProducerEntry, ReplicaStore, StoredProducers};
 use super::types::ProducerSeq;
 use crate::error::Error;
 use crate::log::storage::LogStorage;
@@ -28,7 +28,7 @@ pub(crate) struct ProducerTable {
     complete_from: Offset,
     /// The last answer replayed for an offset older than the history (see
     /// [`remember`](Self::remember)).
-    replayed: Option<(Offset, Vec<ProducerEntry>)>,
+    replayed: Option<(Offset, StoredProducers)>,
 }
 
 impl ProducerTable {
@@ -44,23 +44,29 @@ impl ProducerTable {
     /// `offset` or later must keep its earlier one, since the later records may still be cut
     /// (simulation seed 60,695,171: a snapshot that left such a producer out let a retry of
     /// its acknowledged write be applied twice after a failover).
-    pub(crate) fn before(&self, offset: Offset) -> Option<Vec<ProducerEntry>> {
+    pub(crate) fn before(&self, offset: Offset) -> Option<StoredProducers> {
         if offset < self.complete_from {
             return self
                 .replayed
                 .as_ref()
                 .filter(|(at, _)| *at == offset)
-                .map(|(_, entries)| entries.clone());
+                .map(|(_, stored)| stored.clone());
         }
         let mut last = self.last.clone();
         let cut = self.undo.iter().rev().take_while(|u| u.0 >= offset);
         undo_writes(&mut last, cut);
-        Some(sorted(&last))
+        Some(StoredProducers {
+            upto: offset,
+            entries: sorted(&last),
+        })
     }
 
     /// The table as of `upto`: the producers stored when compaction or a snapshot dropped
     /// records, then the writes of `log`'s records from the offset stored with them (or the
-    /// log's start, if later) to `upto`.
+    /// log's start, if later) to `upto`. A log that ends before the stored offset (a crash
+    /// between storing a snapshot's producers and resetting the log) adds nothing: its records
+    /// are older than what was stored. Such a replica is behind a committed snapshot, so it
+    /// fetches before any coordinator would make it lead.
     pub(crate) fn replay<S: LogStorage + ?Sized>(
         log: &S,
         store: &mut dyn ReplicaStore,
@@ -86,13 +92,30 @@ impl ProducerTable {
         Ok(table)
     }
 
-    /// Keeps `entries`, the producers' last writes before `offset` as replayed from the log,
-    /// for [`before`](Self::before) to answer again: a snapshot at the same offset is asked
-    /// for by every follower behind it, once per fetch timeout, and compaction usually cuts
-    /// there too. The answer cannot go stale: it is older than the history kept, so its
-    /// records are committed.
-    pub(crate) fn remember(&mut self, offset: Offset, entries: Vec<ProducerEntry>) {
-        self.replayed = Some((offset, entries));
+    /// The producers' last writes before `offset`, replayed from `store` and `log` (for an
+    /// offset older than a table's history). They count the records before `offset`, or
+    /// before the stored producers' own offset when that is later: what was stored cannot be
+    /// taken apart again, so the answer says how far it reaches, and compaction stores it
+    /// with that offset.
+    pub(crate) fn replay_before<S: LogStorage + ?Sized>(
+        log: &S,
+        store: &mut dyn ReplicaStore,
+        offset: Offset,
+    ) -> Result<StoredProducers, Error> {
+        let table = Self::replay(log, store, offset)?;
+        Ok(StoredProducers {
+            upto: offset.max(table.complete_from),
+            entries: table.all(),
+        })
+    }
+
+    /// Keeps `stored`, replayed for `offset` ([`replay_before`](Self::replay_before)), for
+    /// [`before`](Self::before) to answer again: a snapshot at the same offset is asked for
+    /// by every follower behind it, once per fetch timeout, and compaction usually cuts there
+    /// too. The answer cannot go stale: it is older than the history kept, so its records are
+    /// committed.
+    pub(crate) fn remember(&mut self, offset: Offset, stored: StoredProducers) {
+        self.replayed = Some((offset, stored));
     }
 
     /// Every producer's latest write.
@@ -174,6 +197,20 @@ mod tests {
         envelope::encode_data(Some(ProducerSeq { producer, seq }), b"x")
     }
 
+    /// A log of `payloads`, from offset 0.
+    fn log_of(payloads: &[Vec<u8>]) -> crate::log::memory::MemoryLog {
+        use crate::log::storage::{Entry, LogStorage};
+        let log = crate::log::memory::MemoryLog::new();
+        for p in payloads {
+            let entry = Entry {
+                key: None,
+                payload: p,
+            };
+            log.append(crate::record::Epoch::new(1), &[entry]).unwrap();
+        }
+        log
+    }
+
     #[test]
     fn truncation_restores_the_previous_write() {
         let mut t = ProducerTable::default();
@@ -205,63 +242,89 @@ mod tests {
     fn before_keeps_a_producers_earlier_write_when_its_latest_is_later() {
         let o = Offset::new;
         let mut t = three_writes();
-        assert_eq!(t.before(o(2)), Some(vec![(1, 0, o(0)), (2, 0, o(1))]));
-        assert_eq!(t.before(o(1)), Some(vec![(1, 0, o(0))]));
-        assert_eq!(t.before(o(3)), Some(t.all()));
+        let before = |t: &ProducerTable, at| t.before(at).map(|s| s.entries);
+        assert_eq!(before(&t, o(2)), Some(vec![(1, 0, o(0)), (2, 0, o(1))]));
+        assert_eq!(before(&t, o(1)), Some(vec![(1, 0, o(0))]));
+        assert_eq!(before(&t, o(3)), Some(t.all()));
         // Once 2 is committed, the undo history before it is gone: only `replay` can say.
         t.committed(o(2));
-        assert_eq!(t.before(o(2)), Some(vec![(1, 0, o(0)), (2, 0, o(1))]));
-        assert_eq!(t.before(o(1)), None);
+        assert_eq!(before(&t, o(2)), Some(vec![(1, 0, o(0)), (2, 0, o(1))]));
+        assert_eq!(before(&t, o(1)), None);
     }
 
     /// A follower that installed a snapshot at 10 and crashed before resetting its log: the
     /// store has producer 1's write at 8, the log still its older write at 1.
     #[test]
     fn records_before_the_stored_offset_are_not_counted_again() {
-        use crate::log::storage::{Entry, LogStorage};
-        use crate::record::Epoch;
         let o = Offset::new;
-        let log = crate::log::memory::MemoryLog::new();
-        for p in [write(2, 0), write(1, 2), write(2, 1)] {
-            let entry = Entry {
-                key: None,
-                payload: &p,
-            };
-            log.append(Epoch::new(1), &[entry]).unwrap();
-        }
+        let log = log_of(&[write(2, 0), write(1, 2), write(2, 1)]);
         let mut store = super::super::store::MemoryReplicaStore::new();
-        let entries = vec![(1, 5, o(8)), (2, 3, o(9))];
+        let stored = StoredProducers {
+            upto: o(10),
+            entries: vec![(1, 5, o(8)), (2, 3, o(9))],
+        };
+        store.store_producers(&stored).unwrap();
+        let table = ProducerTable::replay(&log, &mut store, log.end_offset()).unwrap();
+        assert_eq!(
+            table.all(),
+            stored.entries,
+            "the old log's writes are older"
+        );
+        // Compaction to 2 must not store these as the writes before 2: a restart would then
+        // count the record at 2 on top of them.
+        assert_eq!(
+            ProducerTable::replay_before(&log, &mut store, o(2)).unwrap(),
+            stored,
+            "what was stored at 10 still counts the records before 10"
+        );
+    }
+
+    /// Producers stored at 2 over a log that still holds records from 0 (a file log drops
+    /// whole segments): the records before 2 are counted already, those from 2 are not.
+    #[test]
+    fn replay_counts_the_log_from_the_stored_offset() {
+        let o = Offset::new;
+        let log = log_of(&[write(2, 0), write(1, 2), write(2, 1)]);
+        let mut store = super::super::store::MemoryReplicaStore::new();
         store
             .store_producers(&StoredProducers {
-                upto: o(10),
-                entries: entries.clone(),
+                upto: o(2),
+                entries: vec![(1, 5, o(1))],
             })
             .unwrap();
         let table = ProducerTable::replay(&log, &mut store, log.end_offset()).unwrap();
-        assert_eq!(table.all(), entries, "the old log's writes are older");
+        assert_eq!(table.all(), [(1, 5, o(1)), (2, 1, o(2))]);
+    }
+
+    /// A file written before the offset was stored reads as offset 0, and a compacted log
+    /// starts later: replay starts at the log's start.
+    #[test]
+    fn replay_of_producers_stored_without_an_offset_starts_at_the_log() {
+        let o = Offset::new;
+        let log = log_of(&[write(1, 0), write(4, 7), write(1, 1), write(2, 0)]);
+        log.drop_before(o(2)).unwrap();
+        let mut store = super::super::store::MemoryReplicaStore::new();
+        store
+            .store_producers(&StoredProducers {
+                upto: o(0),
+                entries: vec![(1, 0, o(0)), (4, 7, o(1))],
+            })
+            .unwrap();
+        let table = ProducerTable::replay(&log, &mut store, log.end_offset()).unwrap();
+        assert_eq!(table.all(), [(1, 1, o(2)), (2, 0, o(3)), (4, 7, o(1))]);
     }
 
     #[test]
     fn replay_rebuilds_the_table_before_an_offset_from_the_store_and_the_log() {
-        use crate::log::storage::{Entry, LogStorage};
-        use crate::record::Epoch;
         let o = Offset::new;
-        let log = crate::log::memory::MemoryLog::new();
-        let payloads = [
+        let log = log_of(&[
             write(1, 0),
             write(4, 7),
             write(1, 1),
             write(2, 0),
             write(1, 2),
             write(3, 0),
-        ];
-        for p in &payloads {
-            let entry = Entry {
-                key: None,
-                payload: p,
-            };
-            log.append(Epoch::new(1), &[entry]).unwrap();
-        }
+        ]);
         // Compacted to 2: the log keeps 2 on, the store the producers' writes before it.
         let mut store = super::super::store::MemoryReplicaStore::new();
         store
@@ -279,12 +342,15 @@ mod tests {
             "the stored writes, then the log's before offset 4"
         );
         let mut whole = ProducerTable::replay(&log, &mut store, log.end_offset()).unwrap();
-        assert_eq!(whole.before(o(4)), Some(table.all()));
+        assert_eq!(whole.before(o(4)).map(|s| s.entries), Some(table.all()));
         // Committed past 4, the whole table no longer knows; it answers what it was told.
         whole.committed(o(6));
         assert_eq!(whole.before(o(4)), None);
-        whole.remember(o(4), table.all());
-        assert_eq!(whole.before(o(4)), Some(table.all()));
+        let replayed = ProducerTable::replay_before(&log, &mut store, o(4)).unwrap();
+        assert_eq!(replayed.upto, o(4));
+        assert_eq!(replayed.entries, table.all());
+        whole.remember(o(4), replayed.clone());
+        assert_eq!(whole.before(o(4)), Some(replayed));
         assert_eq!(whole.before(o(3)), None, "only for the offset it was told");
         whole.install(&[], o(6));
         assert_eq!(whole.before(o(4)), None, "a new start forgets it");

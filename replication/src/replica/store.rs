@@ -37,7 +37,10 @@ pub struct StoredProducers {
     /// counts only the log's records from here on (a log may keep records from before it,
     /// when a crash came between storing these and dropping them).
     pub upto: Offset,
-    /// Each producer's last write before `upto`, in producer order.
+    /// Each producer's last write before `upto`, in producer order. (A follower stores a
+    /// snapshot's producers at the snapshot's offset; when the leader had to rebuild them
+    /// from producers it stored at a later cut, they may reach past it. The follower then
+    /// fetches the records in between, which repeat those writes in order.)
     pub entries: Vec<ProducerEntry>,
 }
 
