@@ -48,12 +48,14 @@ impl Ghosts {
         self.slots[i][side as usize] = fingerprint;
     }
 
-    /// Which ghost of `len` slots remembers `hash`, asking the turned-away side first; that
-    /// side forgets it, so one departure is recalled at most once.
+    /// Starts loading the slot that holds `hash` when the ghost has `len` slots (see
+    /// [`crate::prefetch`]).
     pub(crate) fn prefetch(&self, hash: u64, len: usize) {
         crate::prefetch::prefetch(&self.slots[self.place(hash, len).0]);
     }
 
+    /// Which ghost of `len` slots remembers `hash`, asking the turned-away side first; that
+    /// side forgets it, so one departure is recalled at most once.
     pub(crate) fn recall(&mut self, hash: u64, len: usize) -> Option<Side> {
         let (i, fingerprint) = self.place(hash, len);
         let pair = &mut self.slots[i];

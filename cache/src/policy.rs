@@ -338,7 +338,6 @@ impl<H: Handle> Policy<H> {
         self.sketch.count_unrecorded(hits);
     }
 
-    /// Adds a new entry, evicting as needed.
     /// Starts loading what inserting the key with `hash` will read: its counters and ghost
     /// slot, and the entries first in line to leave the window and probation. Without it the
     /// write's cache misses come one after another, each waiting for the one before.
@@ -352,6 +351,7 @@ impl<H: Handle> Policy<H> {
         }
     }
 
+    /// Adds a new entry, evicting as needed.
     pub(crate) fn insert(&mut self, h: H, release: &mut impl FnMut(H, Release)) {
         let held = self.held();
         self.ghost_len = ghost_slots(held);

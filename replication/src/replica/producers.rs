@@ -191,7 +191,6 @@ fn sorted(last: &HashMap<u64, LastWrite>) -> Vec<ProducerEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replica::StoredProducers;
 
     fn write(producer: u64, seq: u64) -> Vec<u8> {
         envelope::encode_data(Some(ProducerSeq { producer, seq }), b"x")
