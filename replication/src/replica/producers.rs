@@ -196,6 +196,18 @@ mod tests {
         envelope::encode_data(Some(ProducerSeq { producer, seq }), b"x")
     }
 
+    /// A store holding `entries` as the producers' writes before `upto`.
+    fn store_of(upto: u64, entries: &[ProducerEntry]) -> super::super::store::MemoryReplicaStore {
+        let mut store = super::super::store::MemoryReplicaStore::new();
+        store
+            .store_producers(&StoredProducers {
+                upto: Offset::new(upto),
+                entries: entries.to_vec(),
+            })
+            .unwrap();
+        store
+    }
+
     /// A log of `payloads`, from offset 0.
     fn log_of(payloads: &[Vec<u8>]) -> crate::log::memory::MemoryLog {
         use crate::log::storage::{Entry, LogStorage};
@@ -257,12 +269,11 @@ mod tests {
     fn records_before_the_stored_offset_are_not_counted_again() {
         let o = Offset::new;
         let log = log_of(&[write(2, 0), write(1, 2), write(2, 1)]);
-        let mut store = super::super::store::MemoryReplicaStore::new();
         let stored = StoredProducers {
             upto: o(10),
             entries: vec![(1, 5, o(8)), (2, 3, o(9))],
         };
-        store.store_producers(&stored).unwrap();
+        let mut store = store_of(10, &stored.entries);
         let table = ProducerTable::replay(&log, &mut store, log.end_offset()).unwrap();
         assert_eq!(
             table.all(),
@@ -284,13 +295,7 @@ mod tests {
     fn replay_counts_the_log_from_the_stored_offset() {
         let o = Offset::new;
         let log = log_of(&[write(2, 0), write(1, 2), write(2, 1)]);
-        let mut store = super::super::store::MemoryReplicaStore::new();
-        store
-            .store_producers(&StoredProducers {
-                upto: o(2),
-                entries: vec![(1, 5, o(1))],
-            })
-            .unwrap();
+        let mut store = store_of(2, &[(1, 5, o(1))]);
         let table = ProducerTable::replay(&log, &mut store, log.end_offset()).unwrap();
         assert_eq!(table.all(), [(1, 5, o(1)), (2, 1, o(2))]);
     }
@@ -302,13 +307,7 @@ mod tests {
         let o = Offset::new;
         let log = log_of(&[write(1, 0), write(4, 7), write(1, 1), write(2, 0)]);
         log.drop_before(o(2)).unwrap();
-        let mut store = super::super::store::MemoryReplicaStore::new();
-        store
-            .store_producers(&StoredProducers {
-                upto: o(0),
-                entries: vec![(1, 0, o(0)), (4, 7, o(1))],
-            })
-            .unwrap();
+        let mut store = store_of(0, &[(1, 0, o(0)), (4, 7, o(1))]);
         let table = ProducerTable::replay(&log, &mut store, log.end_offset()).unwrap();
         assert_eq!(table.all(), [(1, 1, o(2)), (2, 0, o(3)), (4, 7, o(1))]);
     }
@@ -325,13 +324,7 @@ mod tests {
             write(3, 0),
         ]);
         // Compacted to 2: the log keeps 2 on, the store the producers' writes before it.
-        let mut store = super::super::store::MemoryReplicaStore::new();
-        store
-            .store_producers(&StoredProducers {
-                upto: o(2),
-                entries: vec![(1, 0, o(0)), (4, 7, o(1))],
-            })
-            .unwrap();
+        let mut store = store_of(2, &[(1, 0, o(0)), (4, 7, o(1))]);
         log.drop_before(o(2)).unwrap();
         // Producer 1 wrote on both sides of 4: its write before 4 counts.
         let table = ProducerTable::replay(&log, &mut store, o(4)).unwrap();
