@@ -88,7 +88,6 @@ impl ProducerTable {
                 .take_while(|r| r.offset < upto)
                 .for_each(|r| table.observe(r.offset, r.payload));
         }
-        table.committed(start);
         Ok(table)
     }
 
