@@ -512,16 +512,11 @@ impl<H: Handle> Policy<H> {
     /// Admits a window leaver to probation if there is room or it is more popular than main's
     /// victim (which is then evicted); otherwise evicts it.
     fn admit(&mut self, candidate: H, release: &mut impl FnMut(H, Release)) {
-        let ghost_len = self.ghost_len;
         let main = self.probation.weight + self.protected.weight;
         if main + candidate.weight() <= self.main_max() {
             self.probation.push(candidate, Region::Probation);
             return;
         }
-        let Some(victim) = self.main_victim(release) else {
-            self.probation.push(candidate, Region::Probation);
-            return;
-        };
         // The candidate's frequency without the access that brought it in: it was just counted,
         // while the victim's next access is still to come, so with the raw counts a key seen as
         // often as the victim always looks one access more popular, and steady loops and
@@ -529,14 +524,22 @@ impl<H: Handle> Policy<H> {
         // TinyLFU's doorkeeper has the same effect.
         let c = self.sketch.frequency(candidate.hash()).saturating_sub(1);
         // A candidate seen for the first time (most of them when misses abound) cannot beat
-        // any victim, whose estimate is never below zero, and is not warm: its victim's
-        // estimate, a sketch access in another cache line, is not needed.
+        // any victim, whose estimate is never below zero, and is not warm: it is turned away
+        // without taking main's victim out of its queue and putting it back.
+        if c == 0 && main > 0 {
+            self.turn_away(candidate, release);
+            return;
+        }
+        let Some(victim) = self.main_victim(release) else {
+            self.probation.push(candidate, Region::Probation);
+            return;
+        };
         let admit = c > 0
             && (c > self.sketch.frequency(victim.hash())
                 || (c >= WARM && self.random().is_multiple_of(128)));
         if admit {
             self.ghosts
-                .remember(Side::Evicted, victim.hash(), ghost_len);
+                .remember(Side::Evicted, victim.hash(), self.ghost_len);
             victim.set_region(Region::Gone);
             release(victim, Release::Evicted);
             self.probation.push(candidate, Region::Probation);
@@ -545,11 +548,16 @@ impl<H: Handle> Policy<H> {
             victim.set_region(Region::Probation);
             self.probation.weight += victim.weight();
             self.probation.handles.push_front(victim);
-            self.ghosts
-                .remember(Side::TurnedAway, candidate.hash(), ghost_len);
-            candidate.set_region(Region::Gone);
-            release(candidate, Release::Evicted);
+            self.turn_away(candidate, release);
         }
+    }
+
+    /// Evicts a window leaver admission turned away.
+    fn turn_away(&mut self, candidate: H, release: &mut impl FnMut(H, Release)) {
+        self.ghosts
+            .remember(Side::TurnedAway, candidate.hash(), self.ghost_len);
+        candidate.set_region(Region::Gone);
+        release(candidate, Release::Evicted);
     }
 
     /// Takes main's eviction victim out of its queue: the oldest probation entry not re-used
@@ -759,6 +767,39 @@ mod tests {
                 assert!(ratio > best * 0.9, "loop {len} over {capacity}: {ratio:.3}");
             }
         }
+    }
+
+    /// A window leaver seen for the first time is turned away without main's victim being
+    /// taken out of its queue: main's queues, and the re-use marks the victim search would
+    /// have folded in, are left as they were.
+    #[test]
+    fn a_first_seen_candidate_leaves_main_untouched() {
+        let mut policy: Policy<&'static Meta> =
+            Policy::new(100, 100, WindowShare::for_capacity(100));
+        for k in 0..100u64 {
+            policy.insert(leak(mix(k)), &mut |_, _| {});
+        }
+        // Main is full, and its first entry in line was re-used.
+        let first = *policy
+            .probation
+            .handles
+            .front()
+            .expect("probation holds entries");
+        first.hits.set(1);
+        let main_before: Vec<u64> = [&policy.probation, &policy.protected]
+            .iter()
+            .flat_map(|q| q.handles.iter().map(|h| h.hash))
+            .collect();
+        let mut evicted = Vec::new();
+        policy.insert(leak(mix(1_000)), &mut |h, why| evicted.push((h.hash, why)));
+        let main_after: Vec<u64> = [&policy.probation, &policy.protected]
+            .iter()
+            .flat_map(|q| q.handles.iter().map(|h| h.hash))
+            .collect();
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(evicted[0].1, Release::Evicted);
+        assert_eq!(main_after, main_before);
+        assert_eq!((first.hits.get(), first.region()), (1, Region::Probation));
     }
 
     /// What one shard's ghosts learn moves every shard's window, at their next exchanges.
