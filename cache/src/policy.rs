@@ -791,13 +791,22 @@ mod tests {
             .flat_map(|q| q.handles.iter().map(|h| h.hash))
             .collect();
         let mut evicted = Vec::new();
+        let candidate = *policy
+            .window
+            .handles
+            .front()
+            .expect("the window holds an entry");
         policy.insert(leak(mix(1_000)), &mut |h, why| evicted.push((h.hash, why)));
         let main_after: Vec<u64> = [&policy.probation, &policy.protected]
             .iter()
             .flat_map(|q| q.handles.iter().map(|h| h.hash))
             .collect();
-        assert_eq!(evicted.len(), 1);
-        assert_eq!(evicted[0].1, Release::Evicted);
+        assert_eq!(evicted, [(candidate.hash, Release::Evicted)]);
+        let ghost_len = policy.ghost_len;
+        assert_eq!(
+            policy.ghosts.recall(candidate.hash, ghost_len),
+            Some(Side::TurnedAway)
+        );
         assert_eq!(main_after, main_before);
         assert_eq!((first.hits.get(), first.region()), (1, Region::Probation));
     }
