@@ -1,0 +1,186 @@
+//! Unit tests of the policy, driven alone through a single-threaded entry type.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+
+use super::*;
+
+/// A single-threaded entry for driving the policy alone.
+#[derive(Debug)]
+struct Meta {
+    hash: u64,
+    hits: Cell<u8>,
+    region: Cell<u8>,
+}
+
+impl Handle for &Meta {
+    fn hash(self) -> u64 {
+        self.hash
+    }
+    fn take_hits(self) -> u8 {
+        self.hits.replace(0)
+    }
+    fn region(self) -> Region {
+        Region::from_u8(self.region.get())
+    }
+    fn set_region(self, region: Region) {
+        self.region.set(region as u8);
+    }
+    fn weight(self) -> u64 {
+        1
+    }
+    fn prefetch(self) {}
+}
+
+fn mix(k: u64) -> u64 {
+    let k = k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    k ^ (k >> 29)
+}
+
+/// A fresh entry for the policy, with hash `hash`.
+fn leak(hash: u64) -> &'static Meta {
+    Box::leak(Box::new(Meta {
+        hash,
+        hits: Cell::new(0),
+        region: Cell::new(0),
+    }))
+}
+
+/// Runs `keys` through a policy of `capacity` entries; returns the hit ratio.
+fn hit_ratio(keys: &[u64], capacity: usize) -> f64 {
+    let mut resident: HashMap<u64, &'static Meta> = HashMap::new();
+    let mut policy: Policy<&'static Meta> = Policy::new(
+        capacity as u64,
+        capacity,
+        WindowShare::for_capacity(capacity as u64),
+    );
+    let mut hits = 0u64;
+    for &k in keys {
+        let hash = mix(k);
+        if let Some(m) = resident.get(&hash) {
+            hits += 1;
+            let v = m.hits.get();
+            m.hits.set((v + 1).min(15));
+            policy.record(1);
+            continue;
+        }
+        let m = leak(hash);
+        resident.insert(hash, m);
+        policy.insert(m, &mut |h, why| {
+            if why == Release::Evicted {
+                resident.remove(&h.hash);
+            }
+        });
+        assert!(policy.weight() <= capacity as u64);
+        assert_eq!(resident.len() as u64, policy.weight());
+    }
+    hits as f64 / keys.len() as f64
+}
+
+#[test]
+fn a_scan_does_not_flush_the_hot_set() {
+    let mut keys = Vec::new();
+    for round in 0..50u64 {
+        keys.extend(0..100);
+        keys.extend((0..300).map(|i| 1_000_000 + round * 300 + i));
+    }
+    // LRU would hit nothing here (the scan is 3x the cache); the hot 100 should stay.
+    assert!(hit_ratio(&keys, 200) > 0.2);
+}
+
+/// A loop longer than the cache defeats LRU (every access misses), and the window must not
+/// drift there: every key the window turns away comes back, which looks like a reason to
+/// grow it.
+#[test]
+fn loops_longer_than_the_cache_keep_most_of_what_fits() {
+    for capacity in [200usize, 1000] {
+        for stretch in [1.05, 1.2, 1.33, 1.5, 2.0, 4.0] {
+            let len = (capacity as f64 * stretch) as u64;
+            let keys: Vec<u64> = (0..200_000u64).map(|i| i % len).collect();
+            let ratio = hit_ratio(&keys, capacity);
+            let best = capacity as f64 / len as f64;
+            assert!(ratio > best * 0.9, "loop {len} over {capacity}: {ratio:.3}");
+        }
+    }
+}
+
+/// A window leaver seen for the first time is turned away without main's victim being
+/// taken out of its queue: main's queues, and the re-use marks the victim search would
+/// have folded in, are left as they were.
+#[test]
+fn a_first_seen_candidate_leaves_main_untouched() {
+    let mut policy: Policy<&'static Meta> = Policy::new(100, 100, WindowShare::for_capacity(100));
+    for k in 0..100u64 {
+        policy.insert(leak(mix(k)), &mut |_, _| {});
+    }
+    // Main is full, and its first entry in line was re-used.
+    let first = *policy
+        .probation
+        .handles
+        .front()
+        .expect("probation holds entries");
+    first.hits.set(1);
+    let main_before: Vec<u64> = [&policy.probation, &policy.protected]
+        .iter()
+        .flat_map(|q| q.handles.iter().map(|h| h.hash))
+        .collect();
+    let mut evicted = Vec::new();
+    let candidate = *policy
+        .window
+        .handles
+        .front()
+        .expect("the window holds an entry");
+    policy.insert(leak(mix(1_000)), &mut |h, why| evicted.push((h.hash, why)));
+    let main_after: Vec<u64> = [&policy.probation, &policy.protected]
+        .iter()
+        .flat_map(|q| q.handles.iter().map(|h| h.hash))
+        .collect();
+    assert_eq!(evicted, [(candidate.hash, Release::Evicted)]);
+    let ghost_len = policy.ghost_len;
+    assert_eq!(
+        policy.ghosts.recall(candidate.hash, ghost_len),
+        Some(Side::TurnedAway)
+    );
+    assert_eq!(main_after, main_before);
+    assert_eq!((first.hits.get(), first.region()), (1, Region::Probation));
+}
+
+/// What one shard's ghosts learn moves every shard's window, at their next exchanges.
+#[test]
+fn shards_tune_one_window_share() {
+    let share = WindowShare::for_capacity(1_000);
+    let mut a: Policy<&'static Meta> = Policy::new(1_000, 1_000, share.clone());
+    let mut b: Policy<&'static Meta> = Policy::new(1_000, 1_000, share.clone());
+    let near = |x: f64, want: f64| (x / want - 1.0).abs() < 1e-6;
+    assert!(near(b.window_target, 10.0));
+    a.resize_window(Step::new(4.0));
+    assert!(
+        near(a.window_target, 40.0),
+        "a shard's own signals apply at once"
+    );
+    assert!(near(b.window_target, 10.0));
+    // Two exchanges each: an adjustment reaches the share once, however often it is
+    // exchanged.
+    for k in 0..2 * u64::from(EXCHANGE_EVERY) {
+        a.insert(leak(mix(k)), &mut |_, _| {});
+        b.insert(leak(mix(1_000_000 + k)), &mut |_, _| {});
+    }
+    assert!(near(share.fraction(), 0.04));
+    assert!(near(a.window_target, 40.0));
+    assert!(near(b.window_target, 40.0));
+}
+
+/// A cache bounded by a large weight expects up to 2^24 entries; its sketch starts small
+/// and grows with what it holds.
+#[test]
+fn the_sketch_grows_with_the_entries_held() {
+    let mut policy: Policy<&'static Meta> =
+        Policy::new(1 << 30, 1 << 24, WindowShare::for_capacity(1 << 30));
+    assert_eq!(policy.sketch.capacity(), INITIAL_SKETCH);
+    for k in 0..10_000u64 {
+        policy.insert(leak(mix(k)), &mut |_, _| {});
+    }
+    assert_eq!(policy.held(), 10_000);
+    assert_eq!(policy.sketch.capacity(), 16_384);
+    assert!(policy.ghosts.len() >= ghost_slots(10_000));
+}
