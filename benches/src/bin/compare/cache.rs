@@ -62,8 +62,7 @@ fn interleaved(rounds: usize, mut one: impl FnMut(usize) -> f64) -> Vec<f64> {
 /// A cache line's round trip between the two threads' cores (see
 /// [`line_round_trip_ns`]) at or above which the cores count as far apart: this VM's two cores
 /// measured 40-55 ns apart at times and about 400 ns at others, in spells of seconds to
-/// minutes, during which every cache's two-thread get-or-insert throughput falls to about a
-/// quarter (hits, which write no shared line, are not slowed).
+/// minutes, during which every cache's two-thread throughput falls to about a quarter.
 const FAR_NS: f64 = 150.0;
 
 /// Round trips in each probe around a two-thread sample: about a millisecond on near cores.
@@ -78,8 +77,8 @@ struct Probed {
 
 /// As [`interleaved`], for two threads, with a round-trip probe before and after every
 /// sample: the table keeps the medians of all samples, and the probes say how many were
-/// taken with the cores far apart, which can move a two-thread ratio more than the caches
-/// differ.
+/// taken with the cores far apart, which moves a two-thread ratio more than anything the
+/// caches do.
 fn interleaved_probed(rounds: usize, mut one: impl FnMut(usize) -> f64) -> Probed {
     let mut probed = Probed {
         rates: vec![Vec::new(); NAMES.len()],
@@ -207,7 +206,7 @@ Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --onl
     }
     let _ = writeln!(
         out,
-        "\nOn two threads, how far apart the two cores are can move a figure more than the caches differ: a cache line's round trip between them (`shardkit_benches::machine::line_round_trip_ns`) measured 40-55 ns on this VM at times and about 400 ns at others, in spells of seconds to minutes, during which every cache's two-thread get-or-insert throughput falls to about a quarter (hits, which write no shared line, are not slowed). Each two-thread sample is bracketed by such a probe; a sample with either probe at or over {FAR_NS:.0} ns counts as taken on far cores:\n"
+        "\nOn two threads, how far apart the two cores are moves every cache's figure more than anything the caches do: a cache line's round trip between them (`shardkit_benches::machine::line_round_trip_ns`) measured 40-55 ns on this VM at times and about 400 ns at others, in spells of seconds to minutes, during which two-thread throughput falls to about a quarter. Each two-thread sample is bracketed by such a probe; a sample with either probe at or over {FAR_NS:.0} ns counts as taken on far cores:\n"
     );
     for note in notes {
         let _ = writeln!(out, "{note}");
