@@ -4,6 +4,5 @@
 
 pub mod caches;
 pub mod keys;
-pub mod machine;
 pub mod rings;
 pub mod stats;
