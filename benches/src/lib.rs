@@ -4,5 +4,6 @@
 
 pub mod caches;
 pub mod keys;
+pub mod machine;
 pub mod rings;
 pub mod stats;

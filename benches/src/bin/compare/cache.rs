@@ -11,6 +11,7 @@ use clap::Args;
 use shardkit_benches::caches::{
     BenchCache, MiniMoka, Moka, MutexLru, QuickCache, Shardkit, scramble, throughput, zipf_stream,
 };
+use shardkit_benches::machine::line_round_trip_ns;
 use shardkit_benches::stats::median;
 use shardkit_cache::sim::{Simulation, read_trace};
 
@@ -58,6 +59,82 @@ fn interleaved(rounds: usize, mut one: impl FnMut(usize) -> f64) -> Vec<f64> {
     samples.iter_mut().map(|s| median(s)).collect()
 }
 
+/// A cache line's round trip between the two threads' cores (see
+/// [`line_round_trip_ns`]) at or above which the cores count as far apart: this VM's two cores
+/// measured 41-53 ns apart at times and 355-515 ns at others, in spells of seconds to a minute
+/// or more, and two-thread get-or-insert of ours and quick_cache ran at 14-21 M ops/s on near
+/// cores (all but one of 202 samples) and 4.3-5.3 on far ones (Zipf 0.7, scratch runs
+/// alternated with probes).
+const FAR_NS: f64 = 150.0;
+
+/// Timed round trips in each probe around a two-thread sample: about a millisecond on near
+/// cores.
+const PROBE_TRIPS: u64 = 20_000;
+
+/// Two-thread samples per cache in `NAMES` order, each with whether the two cores were far
+/// apart at either end of it.
+struct Probed {
+    rates: Vec<Vec<f64>>,
+    far: Vec<Vec<bool>>,
+}
+
+/// As [`interleaved`], for two threads, with a round-trip probe before and after every
+/// sample: the table keeps the medians of all samples, and the probes say how many were
+/// taken with the cores far apart, which can move a two-thread ratio more than the caches
+/// differ.
+fn interleaved_probed(rounds: usize, mut one: impl FnMut(usize) -> f64) -> Probed {
+    let mut probed = Probed {
+        rates: vec![Vec::new(); NAMES.len()],
+        far: vec![Vec::new(); NAMES.len()],
+    };
+    for round in 0..rounds {
+        for i in 0..NAMES.len() {
+            let c = (i + round) % NAMES.len();
+            let before = line_round_trip_ns(PROBE_TRIPS);
+            probed.rates[c].push(one(c));
+            let after = line_round_trip_ns(PROBE_TRIPS);
+            probed.far[c].push(before >= FAR_NS || after >= FAR_NS);
+        }
+    }
+    probed
+}
+
+/// A line on a two-thread row: how many samples each cache had on far cores, and ours
+/// against quick_cache on near cores alone, when both have at least three such samples.
+fn distance_note(label: &str, probed: &Probed) -> String {
+    let counts: Vec<String> = NAMES
+        .iter()
+        .zip(&probed.far)
+        .map(|(name, far)| {
+            let n = far.iter().filter(|&&f| f).count();
+            format!("{name} {n} of {}", far.len())
+        })
+        .collect();
+    let near = |c: usize| -> Vec<f64> {
+        probed.rates[c]
+            .iter()
+            .zip(&probed.far[c])
+            .filter(|&(_, &far)| !far)
+            .map(|(&r, _)| r)
+            .collect()
+    };
+    let (mut ours, mut theirs) = (near(0), near(1));
+    let alone = if ours.len() >= 3 && theirs.len() >= 3 {
+        format!(
+            "on near cores alone, ours / quick_cache = {:.2}x ({} and {} samples)",
+            median(&mut ours) / median(&mut theirs),
+            ours.len(),
+            theirs.len()
+        )
+    } else {
+        "too few samples on near cores to compare them alone".to_string()
+    };
+    format!(
+        "- {label}, 2 threads: samples with far cores: {}; {alone}.",
+        counts.join(", ")
+    )
+}
+
 const NAMES: [&str; 5] = [
     Shardkit::NAME,
     QuickCache::NAME,
@@ -85,6 +162,7 @@ Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --onl
 ",
         args.rounds, args.keyspace, args.thread_ops, args.rounds
     );
+    let mut notes = Vec::new();
     let _ = writeln!(
         out,
         "| workload | threads | {} | ours / quick_cache |
@@ -112,7 +190,14 @@ Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --onl
             let streams: Vec<Vec<u64>> = (0..threads)
                 .map(|t| zipf_stream(args.thread_ops, keyspace, s, 10 + t as u64, 0))
                 .collect();
-            let rates = interleaved(args.rounds, |c| run_one(c, &warm, &streams, get_only));
+            let rates = if threads == 1 {
+                interleaved(args.rounds, |c| run_one(c, &warm, &streams, get_only))
+            } else {
+                let mut probed =
+                    interleaved_probed(args.rounds, |c| run_one(c, &warm, &streams, get_only));
+                notes.push(distance_note(label, &probed));
+                probed.rates.iter_mut().map(|s| median(s)).collect()
+            };
             let cells: Vec<String> = rates.iter().map(|r| format!("{r:.2}")).collect();
             let _ = writeln!(
                 out,
@@ -121,6 +206,13 @@ Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --onl
                 rates[0] / rates[1]
             );
         }
+    }
+    let _ = writeln!(
+        out,
+        "\nOn two threads, how far apart the two cores are can move a figure more than the caches differ: a cache line's round trip between them (`shardkit_benches::machine::line_round_trip_ns`) measured 41-53 ns on this VM at times and 355-515 ns at others, in spells of seconds to a minute or more, and on far cores the two-thread get-or-insert of ours and quick_cache ran at about a quarter of its rate on near ones. Each two-thread sample is bracketed by such a probe; a sample with either probe at or over {FAR_NS:.0} ns counts as taken on far cores (a spell can begin or end within a sample, so the split is approximate):\n"
+    );
+    for note in notes {
+        let _ = writeln!(out, "{note}");
     }
     let _ = writeln!(out);
 }
