@@ -11,7 +11,7 @@ const WARM_UP_TRIPS: u64 = 2_000;
 
 /// Nanoseconds for two threads to pass one cache line there and back (each spins on an
 /// atomic until the other has written it), averaged over `trips` round trips after
-/// [`WARM_UP_TRIPS`] untimed ones.
+/// 2,000 untimed ones, which give the new echo thread time to be scheduled.
 ///
 /// On a virtual machine the two cores a process runs on can be near each other one minute
 /// and far apart the next (on the VM these benchmarks ran on: 41-53 ns, or 355-515 ns), and
