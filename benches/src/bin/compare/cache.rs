@@ -47,15 +47,20 @@ impl CacheArgs {
 /// Capacity of the throughput and hit-path workloads.
 const CAPACITY: usize = 100_000;
 
+/// Calls `visit` with every cache's index once per round, starting one later each round, so
+/// no cache always runs first or after the same neighbour.
+fn in_rotation(rounds: usize, mut visit: impl FnMut(usize)) {
+    for round in 0..rounds {
+        for i in 0..NAMES.len() {
+            visit((i + round) % NAMES.len());
+        }
+    }
+}
+
 /// One measurement of every cache, in rotating order each round; medians in `NAMES` order.
 fn interleaved(rounds: usize, mut one: impl FnMut(usize) -> f64) -> Vec<f64> {
     let mut samples = vec![Vec::new(); NAMES.len()];
-    for round in 0..rounds {
-        for i in 0..NAMES.len() {
-            let c = (i + round) % NAMES.len();
-            samples[c].push(one(c));
-        }
-    }
+    in_rotation(rounds, |c| samples[c].push(one(c)));
     samples.iter_mut().map(|s| median(s)).collect()
 }
 
@@ -87,15 +92,12 @@ fn interleaved_probed(rounds: usize, mut one: impl FnMut(usize) -> f64) -> Probe
         rates: vec![Vec::new(); NAMES.len()],
         far: vec![Vec::new(); NAMES.len()],
     };
-    for round in 0..rounds {
-        for i in 0..NAMES.len() {
-            let c = (i + round) % NAMES.len();
-            let before = line_round_trip_ns(PROBE_TRIPS);
-            probed.rates[c].push(one(c));
-            let after = line_round_trip_ns(PROBE_TRIPS);
-            probed.far[c].push(before >= FAR_NS || after >= FAR_NS);
-        }
-    }
+    in_rotation(rounds, |c| {
+        let before = line_round_trip_ns(PROBE_TRIPS);
+        probed.rates[c].push(one(c));
+        let after = line_round_trip_ns(PROBE_TRIPS);
+        probed.far[c].push(before >= FAR_NS || after >= FAR_NS);
+    });
     probed
 }
 
