@@ -212,7 +212,7 @@
 //! - The coordinator is single: while it is down no failover happens (nothing is lost; writes
 //!   stop if the leader dies too). [`replica::LeaseCoordinator`] keeps its state in memory.
 //!
-//! These claims are checked by a deterministic simulation (`tests/simulation.rs`: thousands
+//! These claims are checked by a deterministic simulation (`tests/simulation/`: thousands
 //! of seeded runs with loss, delay, duplication, reordering, partitions, paused leaders,
 //! crashes losing unsynced data, wiped disks, compaction and back-to-back failovers; set
 //! `SHARDKIT_SIM_SEEDS` and `SHARDKIT_SIM_SEED_START` to run more), by node tests over memory
