@@ -33,6 +33,15 @@ pub(crate) struct CacheArgs {
     /// Operations per thread per throughput round.
     #[arg(long, default_value_t = 2_000_000)]
     thread_ops: usize,
+    /// Runs per cache on each stream of at most `--short-stream` accesses; the hit-ratio table
+    /// shows the median. Every run builds the cache anew, with its own randomly seeded hasher,
+    /// so a short trace's ratio moves between runs (measured: up to 4 points for moka).
+    #[arg(long, default_value_t = 5)]
+    hit_runs: usize,
+    /// The longest stream (in accesses) that gets `--hit-runs` runs; longer streams run once:
+    /// they vary less between runs and cost the most time.
+    #[arg(long, default_value_t = 1_000_000)]
+    short_stream: usize,
     /// Tables to produce (default: all): `hit`, `throughput`, `memory`.
     #[arg(long, num_args = 1..)]
     only: Vec<String>,
@@ -300,10 +309,16 @@ Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --onl
     Ok(())
 }
 
-fn hit_ratio<C: BenchCache>(keys: &[u64], capacity: usize) -> f64 {
-    let cache = C::with_capacity(capacity);
-    let hits = keys.iter().filter(|&&k| cache.access(k)).count();
-    hits as f64 / keys.len() as f64
+/// The median hit ratio of `runs` caches built anew, each replaying `keys`.
+fn hit_ratio<C: BenchCache>(keys: &[u64], capacity: usize, runs: usize) -> f64 {
+    let mut ratios: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let cache = C::with_capacity(capacity);
+            let hits = keys.iter().filter(|&&k| cache.access(k)).count();
+            hits as f64 / keys.len() as f64
+        })
+        .collect();
+    median(&mut ratios)
 }
 
 /// One row of the hit-ratio table.
@@ -336,8 +351,13 @@ fn margins(rows: &[Row], best: impl Fn(&Row) -> f64) -> (f64, f64, usize) {
     (mean, worst, deltas.iter().filter(|&&d| d < -0.5).count())
 }
 
-fn measure(trace: &str, keys: &[u64], capacities: &[usize]) -> Vec<Row> {
+fn measure(args: &CacheArgs, trace: &str, keys: &[u64], capacities: &[usize]) -> Vec<Row> {
     let sim = Simulation::new(keys);
+    let runs = if keys.len() <= args.short_stream {
+        args.hit_runs
+    } else {
+        1
+    };
     capacities
         .iter()
         .map(|&capacity| {
@@ -345,11 +365,11 @@ fn measure(trace: &str, keys: &[u64], capacities: &[usize]) -> Vec<Row> {
             Row {
                 trace: trace.to_string(),
                 capacity,
-                ours: hit_ratio::<Shardkit>(keys, capacity),
+                ours: hit_ratio::<Shardkit>(keys, capacity, runs),
                 peers: [
-                    hit_ratio::<Moka>(keys, capacity),
-                    hit_ratio::<QuickCache>(keys, capacity),
-                    hit_ratio::<MiniMoka>(keys, capacity),
+                    hit_ratio::<Moka>(keys, capacity, runs),
+                    hit_ratio::<QuickCache>(keys, capacity, runs),
+                    hit_ratio::<MiniMoka>(keys, capacity, runs),
                 ],
                 lru: base.lru,
                 opt: base.opt,
@@ -395,6 +415,14 @@ fn synthetic(args: &CacheArgs) -> Vec<(String, Vec<u64>)> {
 
 fn hit_table(args: &CacheArgs, out: &mut String) -> Result<(), String> {
     let mut rows = Vec::new();
+    let mut once = Vec::new();
+    let mut measure_stream = |name: String, keys: &[u64], capacities: &[usize]| {
+        eprintln!("hit ratios: {name}");
+        rows.extend(measure(args, &name, keys, capacities));
+        if keys.len() > args.short_stream {
+            once.push(name);
+        }
+    };
     let mut names: Vec<PathBuf> = std::fs::read_dir(&args.traces)
         .map_err(|e| format!("{}: {e}", args.traces.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -417,18 +445,20 @@ fn hit_table(args: &CacheArgs, out: &mut String) -> Result<(), String> {
                     .to_string()
             })
             .unwrap_or_default();
-        eprintln!("hit ratios: {name}");
-        rows.extend(measure(&name, &keys, &capacities));
+        measure_stream(name, &keys, &capacities);
     }
     let small = (args.keyspace / 100) as usize;
     for (name, keys) in synthetic(args) {
-        eprintln!("hit ratios: {name}");
-        rows.extend(measure(&name, &keys, &[small, small * 10]));
+        measure_stream(name, &keys, &[small, small * 10]);
     }
     let _ = writeln!(
         out,
-        "## Cache hit ratios\n\nReproduce: `cargo run --release -p shardkit-benches --bin compare -- cache` (synthetic streams: {} accesses over {} keys). Every access is a `get`, and a miss inserts the key; hits are counted over the whole stream. Ours runs in its default configuration (sharded). Last columns: ours minus the best of moka, quick_cache and mini-moka, and minus the best of moka and quick_cache, in points.\n",
-        args.ops, args.keyspace
+        "## Cache hit ratios\n\nReproduce: `cargo run --release -p shardkit-benches --bin compare -- cache` (synthetic streams: {} accesses over {} keys). Every access is a `get`, and a miss inserts the key; hits are counted over the whole stream. Ours runs in its default configuration (sharded). Each cache builds its own randomly seeded hasher, so ratios move between runs: on streams of at most {} accesses each cache's ratio is the median of {} runs; longer streams ({}) run once. Last columns: ours minus the best of moka, quick_cache and mini-moka, and minus the best of moka and quick_cache, in points.\n",
+        args.ops,
+        args.keyspace,
+        args.short_stream,
+        args.hit_runs,
+        once.join(", ")
     );
     let _ = writeln!(
         out,
