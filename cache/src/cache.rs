@@ -4,7 +4,7 @@ use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::entry::Entry;
 use crate::expiry::{Clock, Expiry, SystemClock, Timing};
@@ -178,7 +178,9 @@ where
 
     /// Bounds the cache to a total weight of `max`, each entry weighing what `weigher` says
     /// (computed once, on insertion). An entry heavier than a shard's share of `max` is not
-    /// cached (the listener sees it evicted for size).
+    /// cached (the listener sees it evicted for size), and the value it was to replace is
+    /// removed all the same (the listener sees it replaced): a read after an insert never
+    /// returns the value the insert overwrote.
     #[must_use]
     pub fn max_weight(
         mut self,
@@ -459,20 +461,79 @@ where
     /// capacity.
     pub fn insert(&self, key: K, value: V) {
         let hash = self.hash(&key);
-        let weight = self.weigher.as_ref().map_or(1, |w| w(&key, &value));
-        let (deadline, now) = match &self.timing {
-            Some(t) => {
-                let now = t.now();
-                (t.on_insert(&key, &value, now), Some(now.1))
-            }
-            None => (0, None),
-        };
+        let now = self.timing.as_ref().map(Timing::now);
+        let entry = self.new_entry(hash, key, value, now);
         self.write(|guard| {
             let mut out = Notices::new(self.listener.is_some());
-            let entry = Entry::new(hash, key, value, weight).expiring_at(deadline);
-            self.shard(hash).insert(entry, now, &mut out, guard);
+            self.shard(hash)
+                .insert(entry, now.map(|n| n.1), &mut out, guard);
             self.notify(out.into_vec());
         });
+    }
+
+    /// Sets `key`'s value to what `f` makes of the current one, atomically: `f` is given the
+    /// cached value (`None` if there is none, or it expired) and answers with the value to
+    /// cache, or `None` to remove the key (or leave it absent). Returns `f`'s answer.
+    ///
+    /// No update is lost to a concurrent write: `f` runs outside the cache's locks, and if the
+    /// key's value changed meanwhile (another `compute`, an `insert`, a `remove`, an
+    /// eviction), its answer is dropped and `f` runs again on the new value, as
+    /// [`AtomicU64::fetch_update`](std::sync::atomic::AtomicU64::fetch_update) does. So `f`
+    /// may run more than once, and may read and write the cache itself (a write to the same
+    /// key makes it run again). It is not counted as a read in the [`stats`](Self::stats).
+    ///
+    /// A new value is a new entry, as with [`insert`](Self::insert): its expiry starts again,
+    /// the weigher weighs it, and the listener hears of the value it replaced
+    /// ([`RemovalCause::Replaced`]) or removed ([`RemovalCause::Removed`]).
+    ///
+    /// # Examples
+    ///
+    /// A counter per key, shared by threads:
+    ///
+    /// ```
+    /// use shardkit_cache::Cache;
+    ///
+    /// let hits: Cache<&str, u64> = Cache::new(1_000);
+    /// std::thread::scope(|s| {
+    ///     for _ in 0..4 {
+    ///         s.spawn(|| {
+    ///             for _ in 0..1_000 {
+    ///                 hits.compute("/index.html", |n| Some(n.map_or(1, |n| n + 1)));
+    ///             }
+    ///         });
+    ///     }
+    /// });
+    /// assert_eq!(hits.get("/index.html"), Some(4_000));
+    ///
+    /// // Answering `None` removes the key.
+    /// hits.compute("/index.html", |_| None);
+    /// assert!(!hits.contains_key("/index.html"));
+    /// ```
+    #[doc(alias = "upsert")]
+    #[doc(alias = "and_compute_with")]
+    pub fn compute(&self, key: K, f: impl FnMut(Option<&V>) -> Option<V>) -> Option<V> {
+        let hash = self.hash(&key);
+        let now = self.timing.as_ref().map(Timing::now);
+        self.write(|guard| {
+            let mut out = Notices::new(self.listener.is_some());
+            let build = |key, value| self.new_entry(hash, key, value, now);
+            let answer =
+                self.shard(hash)
+                    .compute(hash, key, now.map(|n| n.1), f, build, &mut out, guard);
+            self.notify(out.into_vec());
+            answer
+        })
+    }
+
+    /// The entry for `key` and `value`: weighed, and with its expiry deadline from `now` (the
+    /// clock's reading, when entries can expire).
+    fn new_entry(&self, hash: u64, key: K, value: V, now: Option<(Instant, u64)>) -> Entry<K, V> {
+        let weight = self.weigher.as_ref().map_or(1, |w| w(&key, &value));
+        let deadline = match (&self.timing, now) {
+            (Some(t), Some(now)) => t.on_insert(&key, &value, now),
+            _ => 0,
+        };
+        Entry::new(hash, key, value, weight).expiring_at(deadline)
     }
 
     /// Runs a write pinned, then frees what the epochs allow: after the write's listener

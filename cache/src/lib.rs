@@ -98,6 +98,15 @@
 //! future on any runtime; a loading future that is dropped (a timeout, a cancelled task)
 //! releases its waiters too.
 //!
+//! # Read-modify-write
+//!
+//! [`Cache::compute`] sets a key's value from its current one, or removes it, atomically: its
+//! function runs outside the shard's lock, and its answer is written only if the key still
+//! holds the entry the function was shown, under the lock; otherwise the function runs again
+//! on the new one (a compare-and-swap, as `AtomicU64::fetch_update` loops). No update is lost,
+//! and the function may use the cache. This protocol, against a concurrent `compute` and a
+//! concurrent removal, is model-checked with loom too.
+//!
 //! # Costs
 //!
 //! About 75 bytes per `u64` to `u64` entry (measured; the payload is 16): the entry itself

@@ -23,6 +23,8 @@ use crate::sync::{AtomicU64, AtomicUsize, Mutex, Pin, lock};
 use crate::table::{Probe, Table};
 use crate::window::WindowShare;
 
+mod compute;
+
 /// Counter stripes per shard: readers on different threads count on different cache lines.
 /// Threads take stripes in turn, in the order they first use a cache, so up to this many
 /// threads never share one.
@@ -234,7 +236,7 @@ where
 
     /// Inserts or replaces `entry`'s key; entries that leave the cache go to `out`. An entry
     /// heavier than the shard's whole capacity is not inserted (it goes to `out` itself, as
-    /// evicted for size).
+    /// evicted for size), and the key's old entry leaves all the same.
     ///
     /// `guard` is pinned, before the lock is taken: what leaves the cache is deferred under it,
     /// and the notices in `out` stay valid as long as it is.
@@ -246,15 +248,25 @@ where
         guard: &Pin,
     ) {
         let mut w = lock(&self.writer);
+        self.insert_locked(&mut w, entry, now, out, guard);
+    }
+
+    /// [`insert`](Self::insert), with the writer's lock held (`w`).
+    #[inline(always)]
+    fn insert_locked(
+        &self,
+        w: &mut Writer<K, V>,
+        entry: Entry<K, V>,
+        now: Option<u64>,
+        out: &mut Notices<K, V>,
+        guard: &Pin,
+    ) {
         w.policy.prefetch_insert(entry.hash);
         let new = w.reclaim.alloc(entry).into_shared(guard.guard());
         let new_ref = entry_ref(new);
         let hash = new_ref.get().hash;
         if u64::from(new_ref.get().weight) > w.policy.capacity() {
-            new_ref.get().mark_removed();
-            out.push((new_ref, RemovalCause::Size));
-            // SAFETY: never shared: no reader can hold it; `guard` is pinned (the caller's).
-            unsafe { w.reclaim.retire(new_ref, guard) };
+            self.evict_at_once(w, new_ref, out, guard);
             return;
         }
         // Reading the stripes touches cache lines other threads' reads write to: do it every
@@ -262,11 +274,11 @@ where
         w.unfed_writes += 1;
         if w.unfed_writes >= FEED_EVERY {
             w.unfed_writes = 0;
-            self.feed_reads(&mut w);
+            self.feed_reads(w);
         }
         let mut table = self.table(guard);
         if (w.live + w.tombstones + 1) * 4 > table.slots() * 3 {
-            table = self.rebuild(&mut w, guard);
+            table = self.rebuild(w, guard);
         }
         let replaced = match table.probe(hash, &new_ref.get().key, guard) {
             Probe::Found(i, old) => {
@@ -303,9 +315,33 @@ where
             None => policy.insert(new_ref, &mut release),
         }
         if let Some(now) = now {
-            Self::sweep(&mut w, table, now, SWEEP_BUDGET, out, guard);
+            Self::sweep(w, table, now, SWEEP_BUDGET, out, guard);
         }
-        self.publish_sizes(&w);
+        self.publish_sizes(w);
+    }
+
+    /// Turns `new`, too heavy for the shard, away (to `out`, evicted for size); the value it
+    /// was to replace leaves too, or a reader would get back the value the caller just
+    /// overwrote. `new` was never shared.
+    #[cold]
+    fn evict_at_once(
+        &self,
+        w: &mut Writer<K, V>,
+        new: EntryRef<K, V>,
+        out: &mut Notices<K, V>,
+        guard: &Pin,
+    ) {
+        let table = self.table(guard);
+        if let Probe::Found(i, old) = table.probe(new.get().hash, &new.get().key, guard) {
+            let old = entry_ref(old);
+            Self::unlink(table, i, old, w);
+            self.publish_sizes(w);
+            out.push((old, RemovalCause::Replaced));
+        }
+        new.get().mark_removed();
+        out.push((new, RemovalCause::Size));
+        // SAFETY: never shared: no reader can hold it; `guard` is pinned (the caller's).
+        unsafe { w.reclaim.retire(new, guard) };
     }
 
     /// Removes every expired entry now, rather than a few per write; they go to `out`.
@@ -385,11 +421,8 @@ where
         let mut w = lock(&self.writer);
         let table = self.table(guard);
         for h in doomed {
-            // Still the entry `keep` judged, not one removed or replaced meanwhile (while
-            // `guard` is pinned, a removed entry's memory is not reused, so the same address
-            // is the same entry).
-            if let Some(i) = table.position(shared(h), guard) {
-                Self::unlink(table, i, h, &mut w);
+            // Still the entry `keep` judged, not one removed or replaced meanwhile.
+            if Self::unlink_if_linked(table, h, &mut w, guard) {
                 out.push((h, RemovalCause::Removed));
             }
         }
@@ -470,6 +503,22 @@ where
         // of entries: its memory is worth the `membarrier`.
         unsafe { guard.defer_drop(crate::epoch::ADVANCE_AFTER, old.as_raw().cast_mut()) };
         self.table(guard)
+    }
+
+    /// Unlinks `h` if the table still holds it, and says whether it did: an entry seen
+    /// earlier may have been removed or replaced since. While `guard` is pinned, a removed
+    /// entry's memory is not reused, so the same address is the same entry.
+    fn unlink_if_linked(
+        table: &Table<K, V>,
+        h: EntryRef<K, V>,
+        w: &mut Writer<K, V>,
+        guard: &Pin,
+    ) -> bool {
+        let Some(i) = table.position(shared(h), guard) else {
+            return false;
+        };
+        Self::unlink(table, i, h, w);
+        true
     }
 
     /// Takes `h`, found in slot `i`, out of the table and the policy (which releases it later).
@@ -559,7 +608,8 @@ mod loom_models {
         shard.insert(Entry::new(key, key, value, 1), None, &mut out, guard);
     }
 
-    fn get(shard: &Shard<u64, u64>, key: u64) -> Option<u64> {
+    /// Key `key`'s value, checking the entry found is the key's (also for `compute`'s models).
+    pub(super) fn get(shard: &Shard<u64, u64>, key: u64) -> Option<u64> {
         let pin = &crate::sync::pin();
         shard.get(key, &key, None, pin).map(|e| {
             assert_eq!(e.key, key, "an entry is only ever found under its own key");

@@ -62,6 +62,11 @@ fn weights_bound_the_total() {
     // Heavier than the whole cache: never admitted.
     cache.insert(999, vec![0; 2_000]);
     assert!(!cache.contains_key(&999));
+    // Nor is a too-heavy new value for a cached key; the old value does not stay readable.
+    let kept = cache.iter().map(|(k, _)| k).next().expect("a cached key");
+    cache.insert(kept, vec![0; 2_000]);
+    assert_eq!(cache.get(&kept), None, "the overwritten value came back");
+    assert!(cache.weighted_size() <= 1_000);
 }
 
 #[test]

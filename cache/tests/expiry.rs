@@ -35,15 +35,20 @@ impl Clock for MockClock {
     }
 }
 
-#[test]
-fn time_to_live_hides_expired_entries_at_once() {
-    let clock = MockClock::new();
-    let cache = Cache::builder()
+/// A cache of 100 entries that live ten seconds on `clock`.
+fn ten_second_cache<V: Clone + Send + Sync + 'static>(clock: &MockClock) -> Cache<u64, V> {
+    Cache::builder()
         .max_capacity(100)
         .time_to_live(Duration::from_secs(10))
         .clock(clock.clone())
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn time_to_live_hides_expired_entries_at_once() {
+    let clock = MockClock::new();
+    let cache = ten_second_cache(&clock);
     cache.insert(1u64, "a");
     clock.advance(9_999);
     assert_eq!(cache.get(&1), Some("a"));
@@ -57,6 +62,28 @@ fn time_to_live_hides_expired_entries_at_once() {
     cache.insert(1, "b");
     clock.advance(5_000);
     assert_eq!(cache.get(&1), Some("b"));
+}
+
+/// `compute` sees an expired value as absent, and its new value starts a new lifetime.
+#[test]
+fn compute_treats_an_expired_value_as_absent() {
+    let clock = MockClock::new();
+    let cache = ten_second_cache(&clock);
+    let add = |n: Option<&u64>| Some(n.map_or(1, |n| n + 1));
+    assert_eq!(cache.compute(1, add), Some(1));
+    clock.advance(5_000);
+    assert_eq!(cache.compute(1, add), Some(2));
+    // Ten seconds after the first compute, but five after the second: still there.
+    clock.advance(5_000);
+    assert_eq!(cache.get(&1), Some(2));
+    clock.advance(5_000);
+    assert_eq!(
+        cache.compute(1, add),
+        Some(1),
+        "an expired count was carried on"
+    );
+    clock.advance(9_999);
+    assert_eq!(cache.get(&1), Some(1));
 }
 
 #[test]

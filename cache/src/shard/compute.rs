@@ -1,0 +1,159 @@
+//! Compare-and-swap on one key's entry: what [`Cache::compute`](crate::Cache::compute) runs.
+//!
+//! The user's function runs without the shard's lock: it may use the cache (a lock held across
+//! it would deadlock a function that writes to this shard), and a slow one does not hold up the
+//! shard's other writers. So the entry it was shown may be replaced or removed before its answer
+//! is written. The answer is written only if, under the lock, the key's live entry is still the
+//! one shown (the same address: while the caller is pinned, a removed entry's memory is not
+//! reused) or, if it was shown none, there still is none. Otherwise the function runs again on
+//! what is there now, as `AtomicU64::fetch_update` does. No update is lost: each write that
+//! lands was computed from the value it replaces.
+
+use std::ptr::{self, NonNull};
+
+use super::{Notices, Shard};
+use crate::RemovalCause;
+use crate::entry::{Entry, EntryRef};
+use crate::sync::{Pin, lock};
+
+impl<K, V> Shard<K, V>
+where
+    K: Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Sets `key`'s entry to what `f` makes of its live value (`None`: absent or expired):
+    /// `Some` stores the value, in an entry `build` makes from the key and value; `None`
+    /// removes the entry, if there is one. Returns `f`'s answer. What leaves the cache goes to
+    /// `out`; `now` is as for [`insert`](Self::insert).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn compute(
+        &self,
+        hash: u64,
+        mut key: K,
+        now: Option<u64>,
+        mut f: impl FnMut(Option<&V>) -> Option<V>,
+        mut build: impl FnMut(K, V) -> Entry<K, V>,
+        out: &mut Notices<K, V>,
+        guard: &Pin,
+    ) -> Option<V> {
+        loop {
+            let shown = self.peek(hash, &key, now, guard);
+            match f(shown.map(|e| &e.value)) {
+                Some(value) => {
+                    let answer = value.clone();
+                    match self.insert_if(build(key, value), shown, now, out, guard) {
+                        Ok(()) => return Some(answer),
+                        Err(entry) => key = entry.key,
+                    }
+                }
+                None => match shown {
+                    None => return None,
+                    Some(e) => {
+                        if self.remove_if(e, out, guard) {
+                            return None;
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Inserts `entry` if its key's live entry is still `shown` (or, for `None`, there is still
+    /// none); otherwise hands `entry` back, unused.
+    fn insert_if(
+        &self,
+        entry: Entry<K, V>,
+        shown: Option<&Entry<K, V>>,
+        now: Option<u64>,
+        out: &mut Notices<K, V>,
+        guard: &Pin,
+    ) -> Result<(), Entry<K, V>> {
+        let mut w = lock(&self.writer);
+        // Under the lock no other writer changes the table: this is what the insert replaces.
+        let live = self.peek(entry.hash, &entry.key, now, guard);
+        if live.map(ptr::from_ref) != shown.map(ptr::from_ref) {
+            return Err(entry);
+        }
+        self.insert_locked(&mut w, entry, now, out, guard);
+        Ok(())
+    }
+
+    /// Removes `shown` if the table still holds it, telling `out`; whether it did.
+    fn remove_if(&self, shown: &Entry<K, V>, out: &mut Notices<K, V>, guard: &Pin) -> bool {
+        let mut w = lock(&self.writer);
+        let h = EntryRef(NonNull::from(shown));
+        if !Self::unlink_if_linked(self.table(guard), h, &mut w, guard) {
+            return false;
+        }
+        self.publish_sizes(&w);
+        out.push((h, RemovalCause::Removed));
+        true
+    }
+}
+
+#[cfg(all(test, shardkit_loom))]
+mod loom_models {
+    use loom::sync::Arc;
+
+    use super::*;
+    use crate::shard::loom_models::get;
+    use crate::window::WindowShare;
+
+    /// Adds one to key 1's count, starting from 1 when it is absent.
+    fn add_one(shard: &Shard<u64, u64>) -> Option<u64> {
+        let guard = &crate::sync::pin();
+        let mut out = Notices::new(false);
+        shard.compute(
+            1,
+            1,
+            None,
+            |v| Some(v.map_or(1, |n| n + 1)),
+            |k, v| Entry::new(k, k, v, 1),
+            &mut out,
+            guard,
+        )
+    }
+
+    #[test]
+    fn loom_concurrent_computes_lose_no_update() {
+        loom::model(|| {
+            let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_capacity(4)));
+            let other = {
+                let shard = shard.clone();
+                loom::thread::spawn(move || add_one(&shard))
+            };
+            let mine = add_one(&shard);
+            let theirs = other.join().unwrap();
+            // Each saw the other's update or none: one answered 1, the other 2.
+            let mut answers = [mine, theirs];
+            answers.sort_unstable();
+            assert_eq!(answers, [Some(1), Some(2)]);
+            assert_eq!(get(&shard, 1), Some(2));
+        });
+    }
+
+    #[test]
+    fn loom_a_compute_racing_a_removal_applies_to_what_it_saw() {
+        loom::model(|| {
+            let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_capacity(4)));
+            add_one(&shard);
+            let remover = {
+                let shard = shard.clone();
+                loom::thread::spawn(move || {
+                    let guard = &crate::sync::pin();
+                    shard.remove(1, &1, guard).is_some()
+                })
+            };
+            let answer = add_one(&shard);
+            let removed = remover.join().unwrap();
+            assert!(removed);
+            // Either the removal came first (the compute started afresh: 1, still cached) or
+            // the compute did (2, then removed): never 2 left after the removal of 1.
+            match answer {
+                Some(1) => assert_eq!(get(&shard, 1), Some(1)),
+                Some(2) => assert_eq!(get(&shard, 1), None),
+                other => panic!("compute answered {other:?}"),
+            }
+        });
+    }
+}
