@@ -1,8 +1,8 @@
-//! Random sequences of operations, with a mock clock moving under a time to live, a time to
-//! idle or a per-entry expiry, agree with a `HashMap` model: with room for every key the cache
-//! holds exactly what the model does; with
-//! less, it holds a subset (values always the model's, and an evicted key never comes back on
-//! its own), within its capacity, in entries or in weight; an expired entry is never returned.
+//! Random sequences of operations (`compute` among them), with a mock clock moving under a time
+//! to live, a time to idle or a per-entry expiry, agree with a `HashMap` model: with room for
+//! every key the cache holds exactly what the model does; with less, it holds a subset (values
+//! always the model's, and an evicted key never comes back on its own), within its capacity, in
+//! entries or in weight; an expired entry is never returned.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,6 +67,8 @@ enum Op {
     Get(u8),
     Insert(u8, u32),
     Remove(u8),
+    /// `compute` adding to the value, or removing one divisible by 3 (see [`computed`]).
+    Compute(u8, u32),
     Retain(u8),
     Clear,
     Advance(u64),
@@ -77,10 +79,20 @@ fn op() -> impl Strategy<Value = Op> {
         8 => (0u8..24).prop_map(Op::Get),
         8 => (0u8..24, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
         2 => (0u8..24).prop_map(Op::Remove),
+        4 => (0u8..24, any::<u32>()).prop_map(|(k, v)| Op::Compute(k, v)),
         1 => (1u8..5).prop_map(Op::Retain),
         1 => Just(Op::Clear),
         3 => (1u64..60).prop_map(Op::Advance),
     ]
+}
+
+/// What `Op::Compute(_, add)` makes of a value: removes one divisible by 3, adds `add` to
+/// others, and starts an absent key at `add`.
+fn computed(old: Option<u32>, add: u32) -> Option<u32> {
+    match old {
+        Some(v) if v.is_multiple_of(3) => None,
+        _ => Some(old.map_or(add, |v| v.wrapping_add(add))),
+    }
 }
 
 proptest! {
@@ -147,6 +159,24 @@ proptest! {
                     } else if let Some(v) = got {
                         prop_assert_eq!(Some(v), expected);
                     }
+                }
+                Op::Compute(k, add) => {
+                    let mut seen = None;
+                    let answer = cache.compute(k, |old| {
+                        seen = Some(old.copied());
+                        computed(old.copied(), add)
+                    });
+                    let seen = seen.expect("compute ran its function");
+                    // Shown the model's value, or (short of room) nothing, the key evicted.
+                    let expected = model.get(&k).map(|&(v, _)| v);
+                    if roomy || seen.is_some() {
+                        prop_assert_eq!(seen, expected);
+                    }
+                    prop_assert_eq!(answer, computed(seen, add));
+                    match answer {
+                        Some(v) => model.insert(k, (v, life.deadline(k, v, now()))),
+                        None => model.remove(&k),
+                    };
                 }
                 Op::Retain(m) => {
                     cache.retain(|k, _| k % m != 0);

@@ -1,6 +1,6 @@
-//! Many threads mixing every operation on a small hot key set: values always belong to their
-//! key, a thread's own keys never show a stale or removed value, nothing deadlocks, and every
-//! value is dropped exactly once.
+//! Many threads mixing every operation (`compute` included) on a small hot key set: values
+//! always belong to their key, a thread's own keys never show a stale or removed value,
+//! nothing deadlocks, and every value is dropped exactly once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,15 +61,36 @@ fn worker(cache: &Cache<u64, Tagged>, t: u64, ops: u64, shared_keys: u64, live: 
                     assert_eq!(v.key, key);
                 }
             }
-            30..=49 => cache.insert(key, Tagged::new(key, i, live)),
+            30..=44 => cache.insert(key, Tagged::new(key, i, live)),
+            45..=49 => {
+                // A new version, or a removal of an odd one, from what is there now.
+                cache.compute(key, |v| {
+                    assert!(v.is_none_or(|v| v.key == key));
+                    match v {
+                        Some(v) if v.version % 2 == 1 => None,
+                        _ => Some(Tagged::new(key, i, live)),
+                    }
+                });
+            }
             50..=54 => {
                 if let Some(v) = cache.remove(&key) {
                     assert_eq!(v.key, key);
                 }
             }
-            55..=57 => {
+            55..=56 => {
                 own_version = Some(i);
                 cache.insert(own, Tagged::new(own, i, live));
+            }
+            57 => {
+                // Only this thread writes its key: `compute` is shown its last write, or
+                // nothing (evicted or cleared meanwhile).
+                cache.compute(own, |v| {
+                    if let Some(v) = v {
+                        assert_eq!(Some(v.version), own_version, "thread {t}");
+                    }
+                    Some(Tagged::new(own, i, live))
+                });
+                own_version = Some(i);
             }
             58..=59 => {
                 cache.remove(&own);
