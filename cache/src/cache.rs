@@ -25,8 +25,21 @@ pub enum RemovalCause {
     Expired,
     /// Its key got a new value.
     Replaced,
-    /// Removed by [`Cache::remove`], [`Cache::retain`] or [`Cache::clear`].
+    /// Removed by [`Cache::remove`], [`Cache::retain`], [`Cache::clear`] or
+    /// [`Cache::compute`].
     Removed,
+}
+
+/// What [`Cache::compute`] does with a key, decided from its cached value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compute<V> {
+    /// Leave the key as it is, cached or not: nothing is written and the listener hears
+    /// nothing (unlike putting the same value back, which makes a new entry).
+    Keep,
+    /// Cache this value for the key, as [`Cache::insert`] does.
+    Put(V),
+    /// Remove the key, if it is cached.
+    Remove,
 }
 
 type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
@@ -471,9 +484,10 @@ where
         });
     }
 
-    /// Sets `key`'s value to what `f` makes of the current one, atomically: `f` is given the
-    /// cached value (`None` if there is none, or it expired) and answers with the value to
-    /// cache, or `None` to remove the key (or leave it absent). Returns `f`'s answer.
+    /// Decides `key`'s fate from its cached value, atomically: `f` is given the value (`None`
+    /// if there is none, or it expired) and answers whether to [`Put`](Compute::Put) a new
+    /// one, [`Remove`](Compute::Remove) the key or [`Keep`](Compute::Keep) it as it is.
+    /// Returns the value put, the value kept, or `None` (removed, or kept absent).
     ///
     /// No update is lost to a concurrent write: `f` runs outside the cache's locks, and if the
     /// key's value changed meanwhile (another `compute`, an `insert`, a `remove`, an
@@ -482,36 +496,41 @@ where
     /// may run more than once, and may read and write the cache itself (a write to the same
     /// key makes it run again). It is not counted as a read in the [`stats`](Self::stats).
     ///
-    /// A new value is a new entry, as with [`insert`](Self::insert): its expiry starts again,
-    /// the weigher weighs it, and the listener hears of the value it replaced
-    /// ([`RemovalCause::Replaced`]) or removed ([`RemovalCause::Removed`]).
+    /// A value put is a new entry, as with [`insert`](Self::insert): its expiry starts again,
+    /// the weigher weighs it (one heavier than the cache is evicted at once), and the listener
+    /// hears of the value it replaced ([`RemovalCause::Replaced`]). A removal is heard as
+    /// [`RemovalCause::Removed`].
     ///
     /// # Examples
     ///
     /// A counter per key, shared by threads:
     ///
     /// ```
-    /// use shardkit_cache::Cache;
+    /// use shardkit_cache::{Cache, Compute};
     ///
     /// let hits: Cache<&str, u64> = Cache::new(1_000);
     /// std::thread::scope(|s| {
     ///     for _ in 0..4 {
     ///         s.spawn(|| {
     ///             for _ in 0..1_000 {
-    ///                 hits.compute("/index.html", |n| Some(n.map_or(1, |n| n + 1)));
+    ///                 hits.compute("/index.html", |n| Compute::Put(n.map_or(1, |n| n + 1)));
     ///             }
     ///         });
     ///     }
     /// });
     /// assert_eq!(hits.get("/index.html"), Some(4_000));
     ///
-    /// // Answering `None` removes the key.
-    /// hits.compute("/index.html", |_| None);
-    /// assert!(!hits.contains_key("/index.html"));
+    /// // Remove the key only if its count is past a limit; otherwise touch nothing.
+    /// let left = hits.compute("/index.html", |n| match n {
+    ///     Some(&n) if n > 10_000 => Compute::Remove,
+    ///     _ => Compute::Keep,
+    /// });
+    /// assert_eq!(left, Some(4_000));
     /// ```
     #[doc(alias = "upsert")]
     #[doc(alias = "and_compute_with")]
-    pub fn compute(&self, key: K, f: impl FnMut(Option<&V>) -> Option<V>) -> Option<V> {
+    #[doc(alias = "remove_if")]
+    pub fn compute(&self, key: K, f: impl FnMut(Option<&V>) -> Compute<V>) -> Option<V> {
         let hash = self.hash(&key);
         let now = self.timing.as_ref().map(Timing::now);
         self.write(|guard| {

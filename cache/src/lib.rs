@@ -100,11 +100,11 @@
 //!
 //! # Read-modify-write
 //!
-//! [`Cache::compute`] sets a key's value from its current one, or removes it, atomically: its
-//! function runs outside the shard's lock, and its answer is written only if the key still
-//! holds the entry the function was shown, under the lock; otherwise the function runs again
-//! on the new one (a compare-and-swap, as `AtomicU64::fetch_update` loops). No update is lost,
-//! and the function may use the cache. This protocol, against a concurrent `compute` and a
+//! [`Cache::compute`] decides a key's fate from its current value, atomically: put a new
+//! value, remove the key, or keep it as it is. Its function runs outside the shard's lock,
+//! and its answer is written only if the key still holds the entry the function was shown,
+//! under the lock; otherwise the function runs again on the new one (a compare-and-swap, as
+//! `AtomicU64::fetch_update` loops). No update is lost, and the function may use the cache. This protocol, against a concurrent `compute` and a
 //! concurrent removal, is model-checked with loom too.
 //!
 //! # Costs
@@ -135,7 +135,9 @@ mod sync;
 mod table;
 mod window;
 
-pub use cache::{BuildError, Cache, CacheBuilder, CacheStats, DefaultHashBuilder, RemovalCause};
+pub use cache::{
+    BuildError, Cache, CacheBuilder, CacheStats, Compute, DefaultHashBuilder, RemovalCause,
+};
 pub use expiry::{Clock, Expiry, SystemClock};
 pub use sketch::FrequencySketch;
 

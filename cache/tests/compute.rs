@@ -1,4 +1,4 @@
-//! `Cache::compute`: atomic read-modify-write of one key. It inserts, updates and removes;
+//! `Cache::compute`: atomic read-modify-write of one key. It puts, removes and keeps;
 //! the listener hears what it replaced or removed; its function may use the cache and may
 //! panic; and under many threads no update is lost.
 
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
-use shardkit_cache::{Cache, RemovalCause};
+use shardkit_cache::{Cache, Compute, RemovalCause};
 
 type Heard = Arc<Mutex<Vec<(u64, u64, RemovalCause)>>>;
 
@@ -31,29 +31,32 @@ fn one_shard(capacity: u64) -> Cache<u64, u64> {
 }
 
 #[test]
-fn compute_inserts_updates_and_removes() {
+fn compute_puts_removes_and_keeps() {
     let (cache, heard) = listened(100);
     let mut seen = Vec::new();
-    let mut step = |cache: &Cache<u64, u64>, answer: Option<u64>| {
+    let mut step = |cache: &Cache<u64, u64>, answer: Compute<u64>| {
         cache.compute(7, |v| {
             seen.push(v.copied());
             answer
         })
     };
-    // Absent, and left absent: nothing to remove, nothing heard.
-    assert_eq!(step(&cache, None), None);
+    // Absent: removing or keeping leaves it absent, and nothing is heard.
+    assert_eq!(step(&cache, Compute::Remove), None);
+    assert_eq!(step(&cache, Compute::Keep), None);
     assert!(!cache.contains_key(&7));
-    // Absent, then set.
-    assert_eq!(step(&cache, Some(1)), Some(1));
+    // Absent, then put.
+    assert_eq!(step(&cache, Compute::Put(1)), Some(1));
     assert_eq!(cache.get(&7), Some(1));
+    // Kept: the value stays, and no new entry replaces it (the listener hears nothing).
+    assert_eq!(step(&cache, Compute::Keep), Some(1));
     // Present, then replaced: the listener hears the old value.
-    assert_eq!(step(&cache, Some(2)), Some(2));
+    assert_eq!(step(&cache, Compute::Put(2)), Some(2));
     assert_eq!(cache.get(&7), Some(2));
     // Present, then removed.
-    assert_eq!(step(&cache, None), None);
+    assert_eq!(step(&cache, Compute::Remove), None);
     assert_eq!(cache.get(&7), None);
     assert_eq!(cache.len(), 0);
-    assert_eq!(seen, [None, None, Some(1), Some(2)]);
+    assert_eq!(seen, [None, None, None, Some(1), Some(1), Some(2)]);
     assert_eq!(
         *heard.lock(),
         [
@@ -70,8 +73,8 @@ fn compute_is_not_counted_as_a_read() {
         .record_stats(true)
         .build()
         .unwrap();
-    cache.compute(1, |_| Some(1));
-    cache.compute(1, |v| v.map(|n| n + 1));
+    cache.compute(1, |_| Compute::Put(1));
+    cache.compute(1, |v| Compute::Put(v.map_or(0, |n| n + 1)));
     let stats = cache.stats();
     assert_eq!((stats.hits, stats.misses), (0, 0));
     assert_eq!(cache.get(&1), Some(2));
@@ -93,23 +96,27 @@ fn compute_may_use_the_cache_and_runs_again_when_its_key_changed() {
             cache.insert(2, 20);
             cache.insert(1, 100);
         }
-        v.map(|n| n + 1)
+        Compute::Put(v.map_or(0, |n| n + 1))
     });
     assert_eq!(runs, 2);
     assert_eq!(answer, Some(101));
     assert_eq!(cache.get(&1), Some(101));
     assert_eq!(cache.get(&2), Some(20));
 
-    // The same for a removal made from a value that changed meanwhile: the new value is
+    // The same for a removal decided from a value that changed meanwhile: the new value is
     // judged, not removed on the old verdict.
     let mut runs = 0;
     let answer = cache.compute(1, |v| {
         runs += 1;
         if runs == 1 {
             cache.insert(1, 7);
-            return None;
+            return Compute::Remove;
         }
-        v.copied().filter(|&n| n == 7)
+        if v == Some(&7) {
+            Compute::Keep
+        } else {
+            Compute::Remove
+        }
     });
     assert_eq!((runs, answer), (2, Some(7)));
     assert_eq!(cache.get(&1), Some(7));
@@ -124,7 +131,10 @@ fn a_panicking_compute_changes_nothing_and_poisons_nothing() {
     }));
     assert!(panicked.is_err());
     assert_eq!(cache.get(&1), Some(1));
-    assert_eq!(cache.compute(1, |v| v.map(|n| n + 1)), Some(2));
+    assert_eq!(
+        cache.compute(1, |v| Compute::Put(v.map_or(0, |n| n + 1))),
+        Some(2)
+    );
     cache.insert(3, 3);
     assert_eq!(cache.len(), 2);
 }
@@ -139,10 +149,10 @@ fn a_computed_value_is_weighed_like_an_inserted_one() {
         .eviction_listener(move |k: &u64, v: &u64, cause| log.lock().push((*k, *v, cause)))
         .build()
         .unwrap();
-    assert_eq!(cache.compute(1, |_| Some(4)), Some(4));
+    assert_eq!(cache.compute(1, |_| Compute::Put(4)), Some(4));
     assert_eq!(cache.weighted_size(), 4);
     // Heavier than the whole cache: evicted at once, and the value it replaced is gone too.
-    assert_eq!(cache.compute(1, |_| Some(11)), Some(11));
+    assert_eq!(cache.compute(1, |_| Compute::Put(11)), Some(11));
     assert_eq!(cache.get(&1), None);
     assert_eq!(cache.weighted_size(), 0);
     assert_eq!(
@@ -178,7 +188,7 @@ fn concurrent_computes_lose_no_update() {
                         let key = rng % KEYS;
                         cache.compute(key, |n| {
                             runs.fetch_add(1, Ordering::Relaxed);
-                            Some(n.map_or(1, |n| n + 1))
+                            Compute::Put(n.map_or(1, |n| n + 1))
                         });
                         added[key as usize] += 1;
                         if rng.is_multiple_of(4) {

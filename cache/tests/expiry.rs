@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use shardkit_cache::{BuildError, Cache, Clock, Expiry, RemovalCause};
+use shardkit_cache::{BuildError, Cache, Clock, Compute, Expiry, RemovalCause};
 
 /// A clock tests move by hand.
 #[derive(Clone)]
@@ -69,7 +69,7 @@ fn time_to_live_hides_expired_entries_at_once() {
 fn compute_treats_an_expired_value_as_absent() {
     let clock = MockClock::new();
     let cache = ten_second_cache(&clock);
-    let add = |n: Option<&u64>| Some(n.map_or(1, |n| n + 1));
+    let add = |n: Option<&u64>| Compute::Put(n.map_or(1, |n| n + 1));
     assert_eq!(cache.compute(1, add), Some(1));
     clock.advance(5_000);
     assert_eq!(cache.compute(1, add), Some(2));

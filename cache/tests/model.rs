@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use shardkit_cache::{Cache, Clock, Expiry};
+use shardkit_cache::{Cache, Clock, Compute, Expiry};
 
 /// A clock the test moves.
 #[derive(Clone)]
@@ -67,7 +67,8 @@ enum Op {
     Get(u8),
     Insert(u8, u32),
     Remove(u8),
-    /// `compute` adding to the value, or removing one divisible by 3 (see [`computed`]).
+    /// `compute` adding to the value, removing one divisible by 3 or keeping one divisible
+    /// by 5 (see [`computed`]).
     Compute(u8, u32),
     Retain(u8),
     Clear,
@@ -86,12 +87,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// What `Op::Compute(_, add)` makes of a value: removes one divisible by 3, adds `add` to
-/// others, and starts an absent key at `add`.
-fn computed(old: Option<u32>, add: u32) -> Option<u32> {
+/// What `Op::Compute(_, add)` does with a value: removes one divisible by 3, keeps one
+/// divisible by 5, adds `add` to others; an absent key starts at `add` if that is even.
+fn computed(old: Option<u32>, add: u32) -> Compute<u32> {
     match old {
-        Some(v) if v.is_multiple_of(3) => None,
-        _ => Some(old.map_or(add, |v| v.wrapping_add(add))),
+        Some(v) if v.is_multiple_of(3) => Compute::Remove,
+        Some(v) if v.is_multiple_of(5) => Compute::Keep,
+        Some(v) => Compute::Put(v.wrapping_add(add)),
+        None if add.is_multiple_of(2) => Compute::Put(add),
+        None => Compute::Keep,
     }
 }
 
@@ -172,11 +176,23 @@ proptest! {
                     if roomy || seen.is_some() {
                         prop_assert_eq!(seen, expected);
                     }
-                    prop_assert_eq!(answer, computed(seen, add));
-                    match answer {
-                        Some(v) => model.insert(k, (v, life.deadline(k, v, now()))),
-                        None => model.remove(&k),
-                    };
+                    match computed(seen, add) {
+                        Compute::Put(v) => {
+                            prop_assert_eq!(answer, Some(v));
+                            model.insert(k, (v, life.deadline(k, v, now())));
+                        }
+                        Compute::Remove => {
+                            prop_assert_eq!(answer, None);
+                            model.remove(&k);
+                        }
+                        // Nothing written: an evicted key stays out of the cache too.
+                        Compute::Keep => {
+                            prop_assert_eq!(answer, seen);
+                            if seen.is_none() {
+                                model.remove(&k);
+                            }
+                        }
+                    }
                 }
                 Op::Retain(m) => {
                     cache.retain(|k, _| k % m != 0);

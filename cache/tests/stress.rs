@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use shardkit_cache::Cache;
+use shardkit_cache::{Cache, Compute};
 
 /// A value naming its key and version, counting live copies.
 #[derive(Debug)]
@@ -63,12 +63,14 @@ fn worker(cache: &Cache<u64, Tagged>, t: u64, ops: u64, shared_keys: u64, live: 
             }
             30..=44 => cache.insert(key, Tagged::new(key, i, live)),
             45..=49 => {
-                // A new version, or a removal of an odd one, from what is there now.
+                // From what is there now: a removal of an odd version, a new version after
+                // an even one, an absent key left alone one time in two.
                 cache.compute(key, |v| {
                     assert!(v.is_none_or(|v| v.key == key));
                     match v {
-                        Some(v) if v.version % 2 == 1 => None,
-                        _ => Some(Tagged::new(key, i, live)),
+                        Some(v) if v.version % 2 == 1 => Compute::Remove,
+                        None if i % 2 == 1 => Compute::Keep,
+                        _ => Compute::Put(Tagged::new(key, i, live)),
                     }
                 });
             }
@@ -88,7 +90,7 @@ fn worker(cache: &Cache<u64, Tagged>, t: u64, ops: u64, shared_keys: u64, live: 
                     if let Some(v) = v {
                         assert_eq!(Some(v.version), own_version, "thread {t}");
                     }
-                    Some(Tagged::new(own, i, live))
+                    Compute::Put(Tagged::new(own, i, live))
                 });
                 own_version = Some(i);
             }

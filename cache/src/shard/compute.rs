@@ -12,26 +12,27 @@
 use std::ptr::{self, NonNull};
 
 use super::{Notices, Shard};
-use crate::RemovalCause;
 use crate::entry::{Entry, EntryRef};
 use crate::sync::{Pin, lock};
+use crate::{Compute, RemovalCause};
 
 impl<K, V> Shard<K, V>
 where
     K: Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// Sets `key`'s entry to what `f` makes of its live value (`None`: absent or expired):
-    /// `Some` stores the value, in an entry `build` makes from the key and value; `None`
-    /// removes the entry, if there is one. Returns `f`'s answer. What leaves the cache goes to
-    /// `out`; `now` is as for [`insert`](Self::insert).
+    /// Does with `key` what `f` decides from its live value (`None`: absent or expired):
+    /// [`Compute::Put`] stores the value, in an entry `build` makes from the key and value;
+    /// [`Compute::Remove`] removes the entry, if there is one; [`Compute::Keep`] writes
+    /// nothing. Returns the key's value after that. What leaves the cache goes to `out`; `now`
+    /// is as for [`insert`](Self::insert).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn compute(
         &self,
         hash: u64,
         mut key: K,
         now: Option<u64>,
-        mut f: impl FnMut(Option<&V>) -> Option<V>,
+        mut f: impl FnMut(Option<&V>) -> Compute<V>,
         mut build: impl FnMut(K, V) -> Entry<K, V>,
         out: &mut Notices<K, V>,
         guard: &Pin,
@@ -39,14 +40,16 @@ where
         loop {
             let shown = self.peek(hash, &key, now, guard);
             match f(shown.map(|e| &e.value)) {
-                Some(value) => {
+                // Nothing written: the value shown is the key's value at the time it was read.
+                Compute::Keep => return shown.map(|e| e.value.clone()),
+                Compute::Put(value) => {
                     let answer = value.clone();
                     match self.insert_if(build(key, value), shown, now, out, guard) {
                         Ok(()) => return Some(answer),
                         Err(entry) => key = entry.key,
                     }
                 }
-                None => match shown {
+                Compute::Remove => match shown {
                     None => return None,
                     Some(e) => {
                         if self.remove_if(e, out, guard) {
@@ -107,7 +110,7 @@ mod loom_models {
             1,
             1,
             None,
-            |v| Some(v.map_or(1, |n| n + 1)),
+            |v| Compute::Put(v.map_or(1, |n| n + 1)),
             |k, v| Entry::new(k, k, v, 1),
             &mut out,
             guard,
