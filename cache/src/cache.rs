@@ -487,14 +487,18 @@ where
     /// Decides `key`'s fate from its cached value, atomically: `f` is given the value (`None`
     /// if there is none, or it expired) and answers whether to [`Put`](Compute::Put) a new
     /// one, [`Remove`](Compute::Remove) the key or [`Keep`](Compute::Keep) it as it is.
-    /// Returns the value put, the value kept, or `None` (removed, or kept absent).
+    /// Returns the value put (even one too heavy to stay cached), the value kept, or `None`
+    /// (removed, or kept absent).
     ///
     /// No update is lost to a concurrent write: `f` runs outside the cache's locks, and if the
     /// key's value changed meanwhile (another `compute`, an `insert`, a `remove`, an
-    /// eviction), its answer is dropped and `f` runs again on the new value, as
+    /// eviction, a load of [`get_or_insert_with`](Self::get_or_insert_with)), its answer is
+    /// dropped and `f` runs again on the new value, as
     /// [`AtomicU64::fetch_update`](std::sync::atomic::AtomicU64::fetch_update) does. So `f`
     /// may run more than once, and may read and write the cache itself (a write to the same
     /// key makes it run again). It is not counted as a read in the [`stats`](Self::stats).
+    /// Keep `f` short: while it runs, the thread stays pinned, and memory that any cache of
+    /// the process releases meanwhile waits to be freed.
     ///
     /// A value put is a new entry, as with [`insert`](Self::insert): its expiry starts again,
     /// the weigher weighs it (one heavier than the cache is evicted at once), and the listener
@@ -532,13 +536,16 @@ where
     #[doc(alias = "remove_if")]
     pub fn compute(&self, key: K, f: impl FnMut(Option<&V>) -> Compute<V>) -> Option<V> {
         let hash = self.hash(&key);
-        let now = self.timing.as_ref().map(Timing::now);
+        // Read afresh for each attempt and each entry built: a retry after a slow `f` must
+        // not be shown a value that expired meanwhile, nor write one already expired.
+        let timing = self.timing.as_ref();
+        let now = || timing.map(|t| t.now().1);
+        let build = |key, value| self.new_entry(hash, key, value, timing.map(Timing::now));
         self.write(|guard| {
             let mut out = Notices::new(self.listener.is_some());
-            let build = |key, value| self.new_entry(hash, key, value, now);
-            let answer =
-                self.shard(hash)
-                    .compute(hash, key, now.map(|n| n.1), f, build, &mut out, guard);
+            let answer = self
+                .shard(hash)
+                .compute(hash, key, now, f, build, &mut out, guard);
             self.notify(out.into_vec());
             answer
         })

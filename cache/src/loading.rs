@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::flight::{Flight, Landing, Leader};
-use crate::{Cache, CacheStats};
+use crate::{Cache, CacheStats, Compute};
 
 /// A key being loaded, with its flight (a `Flight<V, E>` for the loader's error type `E`).
 pub(crate) struct Pending<K> {
@@ -113,7 +113,9 @@ where
     /// `key`'s value, loading it with `load` and caching it on a miss. Of many callers missing
     /// the same key at once, one runs its `load` and the others wait for that value (single
     /// flight). If the loading caller's `load` panics, the panic is its own and the waiters
-    /// retry (one of them loading); nobody is left waiting.
+    /// retry (one of them loading); nobody is left waiting. If another write gives the key a
+    /// value while `load` runs (an [`insert`](Self::insert), a [`compute`](Self::compute)),
+    /// that value stays and every caller gets it: the load does not overwrite it.
     ///
     /// # Examples
     ///
@@ -280,8 +282,14 @@ where
     ) -> Result<V, Arc<E>> {
         let landing = match loaded {
             Ok(v) => {
-                self.insert(key, v.clone());
-                Landing::Loaded(v)
+                // Cached only if the key is still absent. A value written while the load ran
+                // (an `insert`, a `compute`) stays, and is what the callers get: overwriting
+                // it would lose that write (a counter's increment, say).
+                let cached = self.compute(key, |current| match current {
+                    Some(_) => Compute::Keep,
+                    None => Compute::Put(v.clone()),
+                });
+                Landing::Loaded(cached.unwrap_or(v))
             }
             Err(e) => Landing::Failed(Arc::new(e)),
         };

@@ -8,6 +8,11 @@
 //! reused) or, if it was shown none, there still is none. Otherwise the function runs again on
 //! what is there now, as `AtomicU64::fetch_update` does. No update is lost: each write that
 //! lands was computed from the value it replaces.
+//!
+//! That the same address is the same entry rests on the epochs: memory of a removed entry is
+//! reused (reclaim.rs) or freed only once no thread pinned before its removal is still pinned,
+//! which `loom_batched_recycling_is_not_reused_under_a_reader` and
+//! `loom_freed_memory_is_not_reused_under_a_reader` check.
 
 use std::ptr::{self, NonNull};
 
@@ -24,20 +29,22 @@ where
     /// Does with `key` what `f` decides from its live value (`None`: absent or expired):
     /// [`Compute::Put`] stores the value, in an entry `build` makes from the key and value;
     /// [`Compute::Remove`] removes the entry, if there is one; [`Compute::Keep`] writes
-    /// nothing. Returns the key's value after that. What leaves the cache goes to `out`; `now`
-    /// is as for [`insert`](Self::insert).
+    /// nothing. Returns the key's value after that. What leaves the cache goes to `out`.
+    /// `now` reads the clock (as [`insert`](Self::insert)'s `now`), once per attempt, so a
+    /// retry after a slow `f` judges expiry afresh.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn compute(
         &self,
         hash: u64,
         mut key: K,
-        now: Option<u64>,
+        now: impl Fn() -> Option<u64>,
         mut f: impl FnMut(Option<&V>) -> Compute<V>,
         mut build: impl FnMut(K, V) -> Entry<K, V>,
         out: &mut Notices<K, V>,
         guard: &Pin,
     ) -> Option<V> {
         loop {
+            let now = now();
             let shown = self.peek(hash, &key, now, guard);
             match f(shown.map(|e| &e.value)) {
                 // Nothing written: the value shown is the key's value at the time it was read.
@@ -109,7 +116,7 @@ mod loom_models {
         shard.compute(
             1,
             1,
-            None,
+            || None,
             |v| Compute::Put(v.map_or(1, |n| n + 1)),
             |k, v| Entry::new(k, k, v, 1),
             &mut out,
