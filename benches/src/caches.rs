@@ -145,8 +145,7 @@ pub fn zipf_stream(n: usize, keyspace: u64, s: f64, seed: u64, offset: u64) -> V
 }
 
 /// Million operations per second of one thread per stream, each replaying its stream (`get`
-/// only, or `get` and `insert` on a miss) through a cache of `capacity` warmed with `warm`
-/// (barrier release to last join).
+/// only, or `get` and `insert` on a miss) through a cache of `capacity` warmed with `warm`.
 pub fn throughput<C: BenchCache>(
     capacity: usize,
     warm: &[u64],
@@ -162,19 +161,82 @@ pub fn throughput<C: BenchCache>(
         }
     }
     cache.settle();
+    replay(&cache, streams, |cache, k| {
+        if get_only {
+            cache.get(k).is_some()
+        } else {
+            cache.access(k)
+        }
+    })
+}
+
+/// A cache with a call that updates one key atomically, for the atomic-update workload: ours
+/// (`compute`), moka (`entry(key).and_compute_with`) and the mutex baseline (its lock held
+/// across the get and the put). quick_cache and mini-moka have no such call.
+pub trait BenchCompute: BenchCache {
+    /// Adds one to `key`'s count (starting it at 1 when absent), atomically; whether the key
+    /// was cached.
+    fn add_one(&self, key: u64) -> bool;
+}
+
+impl BenchCompute for Shardkit {
+    fn add_one(&self, key: u64) -> bool {
+        let mut cached = false;
+        self.0.compute(key, |n| {
+            cached = n.is_some();
+            shardkit_cache::Compute::Put(n.map_or(1, |n| n + 1))
+        });
+        cached
+    }
+}
+
+impl BenchCompute for Moka {
+    fn add_one(&self, key: u64) -> bool {
+        use moka::ops::compute::{CompResult, Op};
+        let done = self
+            .0
+            .entry(key)
+            .and_compute_with(|e| Op::Put(e.map_or(1, |e| e.into_value() + 1)));
+        matches!(done, CompResult::ReplacedWith(_))
+    }
+}
+
+impl BenchCompute for MutexLru {
+    fn add_one(&self, key: u64) -> bool {
+        let mut lru = self.0.lock();
+        let old = lru.get(&key).copied();
+        lru.put(key, old.map_or(1, |n| n + 1));
+        old.is_some()
+    }
+}
+
+/// Million operations per second of one thread per stream, each adding one to the count of
+/// every key of its stream through a cache of `capacity` warmed with `warm`.
+pub fn compute_throughput<C: BenchCompute>(
+    capacity: usize,
+    warm: &[u64],
+    streams: &[Vec<u64>],
+) -> f64 {
+    let cache = C::with_capacity(capacity);
+    for &k in warm {
+        cache.add_one(k);
+    }
+    cache.settle();
+    replay(&cache, streams, C::add_one)
+}
+
+/// Million operations per second of one thread per stream, each calling `op` on every key of
+/// its stream (barrier release to last join).
+fn replay<C: Sync>(cache: &C, streams: &[Vec<u64>], op: impl Fn(&C, u64) -> bool + Sync) -> f64 {
     let barrier = std::sync::Barrier::new(streams.len() + 1);
-    let (cache, barrier) = (&cache, &barrier);
+    let (barrier, op) = (&barrier, &op);
     std::thread::scope(|scope| {
         for stream in streams {
             scope.spawn(move || {
                 barrier.wait();
                 let mut hits = 0u64;
                 for &k in stream {
-                    hits += u64::from(if get_only {
-                        cache.get(k).is_some()
-                    } else {
-                        cache.access(k)
-                    });
+                    hits += u64::from(op(cache, k));
                 }
                 std::hint::black_box(hits);
             });

@@ -13,8 +13,8 @@
 
 use clap::{Parser, ValueEnum};
 use shardkit_benches::caches::{
-    BenchCache, MiniMoka, Moka, MutexLru, QuickCache, Shardkit, ShardkitWeighted, scramble,
-    throughput, zipf_stream,
+    BenchCache, BenchCompute, MiniMoka, Moka, MutexLru, QuickCache, Shardkit, ShardkitWeighted,
+    compute_throughput, scramble, throughput, zipf_stream,
 };
 
 /// The cache to run.
@@ -40,6 +40,9 @@ enum Workload {
     /// `insert` after a missed `get`, every key new, into a cache filled as for get-or-insert:
     /// every operation evicts.
     Misses,
+    /// An atomic update adding one to the key's count, keys as for get-or-insert (ours, moka
+    /// and mutex-lru only).
+    Compute,
 }
 
 /// One cache, one workload, for a profiler.
@@ -71,11 +74,11 @@ fn main() {
     let args = Args::parse();
     let keyspace = match args.workload {
         Workload::Hits => 50_000,
-        Workload::GetOrInsert | Workload::Misses => 1_000_000,
+        Workload::GetOrInsert | Workload::Misses | Workload::Compute => 1_000_000,
     };
     let warm: Vec<u64> = match args.workload {
         Workload::Hits => (0..keyspace).map(scramble).collect(),
-        Workload::GetOrInsert | Workload::Misses => {
+        Workload::GetOrInsert | Workload::Misses | Workload::Compute => {
             zipf_stream(1_000_000, keyspace, args.zipf, 99, 0)
         }
     };
@@ -85,14 +88,22 @@ fn main() {
             Workload::Misses => (0..args.ops as u64)
                 .map(|i| scramble(((t + 1) << 40) | i))
                 .collect(),
-            Workload::GetOrInsert | Workload::Hits => {
+            Workload::GetOrInsert | Workload::Hits | Workload::Compute => {
                 zipf_stream(args.ops, keyspace, args.zipf, 10 + t, 0)
             }
         })
         .collect();
     let get_only = matches!(args.workload, Workload::Hits);
+    let compute = matches!(args.workload, Workload::Compute);
     for _ in 0..args.rounds {
         let (name, rate) = match args.cache {
+            Which::Shardkit if compute => (Shardkit::NAME, update::<Shardkit>(&warm, &streams)),
+            Which::Moka if compute => (Moka::NAME, update::<Moka>(&warm, &streams)),
+            Which::MutexLru if compute => (MutexLru::NAME, update::<MutexLru>(&warm, &streams)),
+            other if compute => {
+                eprintln!("cache-profile: {other:?} has no atomic update of one key");
+                std::process::exit(2);
+            }
             Which::Shardkit => (Shardkit::NAME, run::<Shardkit>(&warm, &streams, get_only)),
             Which::ShardkitWeighted => (
                 ShardkitWeighted::NAME,
@@ -112,4 +123,8 @@ fn main() {
 
 fn run<C: BenchCache>(warm: &[u64], streams: &[Vec<u64>], get_only: bool) -> f64 {
     throughput::<C>(CAPACITY, warm, streams, get_only)
+}
+
+fn update<C: BenchCompute>(warm: &[u64], streams: &[Vec<u64>]) -> f64 {
+    compute_throughput::<C>(CAPACITY, warm, streams)
 }

@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use clap::Args;
 use shardkit_benches::caches::{
-    BenchCache, MiniMoka, Moka, MutexLru, QuickCache, Shardkit, scramble, throughput, zipf_stream,
+    BenchCache, MiniMoka, Moka, MutexLru, QuickCache, Shardkit, compute_throughput, scramble,
+    throughput, zipf_stream,
 };
 use shardkit_benches::machine::line_round_trip_ns;
 use shardkit_benches::stats::median;
@@ -42,7 +43,7 @@ pub(crate) struct CacheArgs {
     /// they vary less between runs and cost the most time.
     #[arg(long, default_value_t = 1_000_000)]
     short_stream: usize,
-    /// Tables to produce (default: all): `hit`, `throughput`, `memory`.
+    /// Tables to produce (default: all): `hit`, `throughput`, `compute`, `memory`.
     #[arg(long, num_args = 1..)]
     only: Vec<String>,
 }
@@ -56,20 +57,21 @@ impl CacheArgs {
 /// Capacity of the throughput and hit-path workloads.
 const CAPACITY: usize = 100_000;
 
-/// Calls `visit` with every cache's index once per round, starting one later each round, so
-/// no cache always runs first or after the same neighbour.
-fn in_rotation(rounds: usize, mut visit: impl FnMut(usize)) {
+/// Calls `visit` with the index of each of `caches` caches once per round, starting one later
+/// each round, so no cache always runs first or after the same neighbour.
+fn in_rotation(caches: usize, rounds: usize, mut visit: impl FnMut(usize)) {
     for round in 0..rounds {
-        for i in 0..NAMES.len() {
-            visit((i + round) % NAMES.len());
+        for i in 0..caches {
+            visit((i + round) % caches);
         }
     }
 }
 
-/// One measurement of every cache, in rotating order each round; medians in `NAMES` order.
-fn interleaved(rounds: usize, mut one: impl FnMut(usize) -> f64) -> Vec<f64> {
-    let mut samples = vec![Vec::new(); NAMES.len()];
-    in_rotation(rounds, |c| samples[c].push(one(c)));
+/// One measurement of each of `caches` caches, in rotating order each round; medians in
+/// index order.
+fn interleaved(caches: usize, rounds: usize, mut one: impl FnMut(usize) -> f64) -> Vec<f64> {
+    let mut samples = vec![Vec::new(); caches];
+    in_rotation(caches, rounds, |c| samples[c].push(one(c)));
     samples.iter_mut().map(|s| median(s)).collect()
 }
 
@@ -85,7 +87,7 @@ const FAR_NS: f64 = 150.0;
 /// cores.
 const PROBE_TRIPS: u64 = 20_000;
 
-/// Two-thread samples per cache in `NAMES` order, each with whether the two cores were far
+/// Two-thread samples per cache in index order, each with whether the two cores were far
 /// apart at either end of it.
 struct Probed {
     rates: Vec<Vec<f64>>,
@@ -96,12 +98,12 @@ struct Probed {
 /// sample: the table keeps the medians of all samples, and the probes say how many were
 /// taken with the cores far apart, which can move a two-thread ratio more than the caches
 /// differ.
-fn interleaved_probed(rounds: usize, mut one: impl FnMut(usize) -> f64) -> Probed {
+fn interleaved_probed(caches: usize, rounds: usize, mut one: impl FnMut(usize) -> f64) -> Probed {
     let mut probed = Probed {
-        rates: vec![Vec::new(); NAMES.len()],
-        far: vec![Vec::new(); NAMES.len()],
+        rates: vec![Vec::new(); caches],
+        far: vec![Vec::new(); caches],
     };
-    in_rotation(rounds, |c| {
+    in_rotation(caches, rounds, |c| {
         let before = line_round_trip_ns(PROBE_TRIPS);
         probed.rates[c].push(one(c));
         let after = line_round_trip_ns(PROBE_TRIPS);
@@ -110,10 +112,29 @@ fn interleaved_probed(rounds: usize, mut one: impl FnMut(usize) -> f64) -> Probe
     probed
 }
 
-/// A line on a two-thread row: how many samples each cache had on far cores, and ours
-/// against quick_cache on near cores alone, when both have at least three such samples.
-fn distance_note(label: &str, probed: &Probed) -> String {
-    let counts: Vec<String> = NAMES
+/// The medians of one table row, for the caches `names` (by index) on `threads` threads (1 or
+/// 2): two-thread samples are probed for far cores, with a note for the row pushed to `notes`.
+fn row_medians(
+    names: &[&str],
+    threads: usize,
+    rounds: usize,
+    label: &str,
+    notes: &mut Vec<String>,
+    one: impl FnMut(usize) -> f64,
+) -> Vec<f64> {
+    if threads == 1 {
+        return interleaved(names.len(), rounds, one);
+    }
+    let mut probed = interleaved_probed(names.len(), rounds, one);
+    notes.push(distance_note(label, names, &probed));
+    probed.rates.iter_mut().map(|s| median(s)).collect()
+}
+
+/// A line on a two-thread row: how many samples each of `names` had on far cores, and ours
+/// (the first) against the second on near cores alone, when both have at least three such
+/// samples.
+fn distance_note(label: &str, names: &[&str], probed: &Probed) -> String {
+    let counts: Vec<String> = names
         .iter()
         .zip(&probed.far)
         .map(|(name, far)| {
@@ -132,7 +153,8 @@ fn distance_note(label: &str, probed: &Probed) -> String {
     let (mut ours, mut theirs) = (near(0), near(1));
     let alone = if ours.len() >= 3 && theirs.len() >= 3 {
         format!(
-            "on near cores alone, ours / quick_cache = {:.2}x ({} and {} samples)",
+            "on near cores alone, ours / {} = {:.2}x ({} and {} samples)",
+            names[1],
             median(&mut ours) / median(&mut theirs),
             ours.len(),
             theirs.len()
@@ -201,14 +223,9 @@ Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --onl
             let streams: Vec<Vec<u64>> = (0..threads)
                 .map(|t| zipf_stream(args.thread_ops, keyspace, s, 10 + t as u64, 0))
                 .collect();
-            let rates = if threads == 1 {
-                interleaved(args.rounds, |c| run_one(c, &warm, &streams, get_only))
-            } else {
-                let mut probed =
-                    interleaved_probed(args.rounds, |c| run_one(c, &warm, &streams, get_only));
-                notes.push(distance_note(label, &probed));
-                probed.rates.iter_mut().map(|s| median(s)).collect()
-            };
+            let rates = row_medians(&NAMES, threads, args.rounds, label, &mut notes, |c| {
+                run_one(c, &warm, &streams, get_only)
+            });
             let cells: Vec<String> = rates.iter().map(|r| format!("{r:.2}")).collect();
             let _ = writeln!(
                 out,
@@ -222,6 +239,65 @@ Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --onl
         out,
         "\nOn two threads, how far apart the two cores are can move a figure more than the caches differ: a cache line's round trip between them (`shardkit_benches::machine::line_round_trip_ns`) measured 41-53 ns on this VM at times and 355-515 ns at others, in spells of seconds to a minute or more, and on far cores the two-thread get-or-insert of ours and quick_cache ran at about a quarter of its rate on near ones. Each two-thread sample is bracketed by such a probe; a sample with either probe at or over {FAR_NS:.0} ns counts as taken on far cores (a spell can begin or end within a sample, so the split is approximate):\n"
     );
+    for note in notes {
+        let _ = writeln!(out, "{note}");
+    }
+    let _ = writeln!(out);
+}
+
+/// The caches with a call that updates one key atomically (see
+/// [`shardkit_benches::caches::BenchCompute`]); moka second, as the peer ours is compared with.
+const COMPUTE_NAMES: [&str; 3] = [Shardkit::NAME, Moka::NAME, MutexLru::NAME];
+
+fn compute_one(c: usize, warm: &[u64], streams: &[Vec<u64>]) -> f64 {
+    match c {
+        0 => compute_throughput::<Shardkit>(CAPACITY, warm, streams),
+        1 => compute_throughput::<Moka>(CAPACITY, warm, streams),
+        _ => compute_throughput::<MutexLru>(CAPACITY, warm, streams),
+    }
+}
+
+/// Atomic updates of one key (a counter per key), at 1 and 2 threads.
+fn compute_table(args: &CacheArgs, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "## Atomic update of one key
+
+Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --only compute --rounds {}`. Each operation adds one to the count of a key drawn from Zipf 0.99 over {} keys (starting it at 1 when absent) in a cache of {CAPACITY} entries, after a warm-up of 1,000,000 such updates: ours with `compute`, moka with `entry(key).and_compute_with`, the mutex baseline holding its lock across its get and put (quick_cache and mini-moka have no such call). Each thread replays its own {} operations; million operations per second, median of {} rounds with the caches interleaved; two-thread samples are probed for far cores as in the throughput table.
+
+| threads | {} | ours / moka |
+|---:|{}---:|",
+        args.rounds,
+        args.keyspace,
+        args.thread_ops,
+        args.rounds,
+        COMPUTE_NAMES.join(" | "),
+        "---:|".repeat(COMPUTE_NAMES.len())
+    );
+    let warm = zipf_stream(1_000_000, args.keyspace, 0.99, 99, 0);
+    let mut notes = Vec::new();
+    for threads in [1usize, 2] {
+        eprintln!("compute: {threads} threads");
+        let streams: Vec<Vec<u64>> = (0..threads)
+            .map(|t| zipf_stream(args.thread_ops, args.keyspace, 0.99, 10 + t as u64, 0))
+            .collect();
+        let rates = row_medians(
+            &COMPUTE_NAMES,
+            threads,
+            args.rounds,
+            "add one",
+            &mut notes,
+            |c| compute_one(c, &warm, &streams),
+        );
+        let cells: Vec<String> = rates.iter().map(|r| format!("{r:.2}")).collect();
+        let _ = writeln!(
+            out,
+            "| {threads} | {} | {:.2}x |",
+            cells.join(" | "),
+            rates[0] / rates[1]
+        );
+    }
+    let _ = writeln!(out);
     for note in notes {
         let _ = writeln!(out, "{note}");
     }
@@ -495,6 +571,9 @@ pub(crate) fn run(args: &CacheArgs, out: &mut String) -> Result<(), String> {
     let started = Instant::now();
     if args.wants("throughput") {
         throughput_table(args, out);
+    }
+    if args.wants("compute") {
+        compute_table(args, out);
     }
     if args.wants("memory") {
         memory_table(out)?;
