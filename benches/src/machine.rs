@@ -45,3 +45,23 @@ pub fn line_round_trip_ns(trips: u64) -> f64 {
     echo.join().expect("the echo thread does not panic");
     ns
 }
+
+/// A cache line's round trip between two threads' cores (see [`line_round_trip_ns`]) at or
+/// above which the cores count as far apart: this VM's two cores measured 41-53 ns apart at
+/// times and 355-515 ns at others, in spells of seconds to a minute or more, and two-thread
+/// get-or-insert of shardkit-cache and quick_cache ran at 14-21 M ops/s on near cores (all but
+/// one of 202 samples) and 4.3-5.3 on far ones (Zipf 0.7, scratch runs alternated with probes).
+pub const FAR_NS: f64 = 150.0;
+
+/// Timed round trips in each probe around a sample: about a millisecond on near cores.
+pub const PROBE_TRIPS: u64 = 20_000;
+
+/// Runs `sample` between two probes of how far apart the cores are: its result, and whether
+/// either probe read [`FAR_NS`] or more (a spell can begin or end within a sample, so this is
+/// approximate).
+pub fn between_probes<T>(sample: impl FnOnce() -> T) -> (T, bool) {
+    let before = line_round_trip_ns(PROBE_TRIPS);
+    let result = sample();
+    let after = line_round_trip_ns(PROBE_TRIPS);
+    (result, before >= FAR_NS || after >= FAR_NS)
+}

@@ -12,7 +12,7 @@ use shardkit_benches::caches::{
     BenchCache, MiniMoka, Moka, MutexLru, QuickCache, Shardkit, compute_throughput, scramble,
     throughput, zipf_stream,
 };
-use shardkit_benches::machine::line_round_trip_ns;
+use shardkit_benches::machine::{FAR_NS, between_probes};
 use shardkit_benches::stats::median;
 use shardkit_cache::sim::{Simulation, read_trace};
 
@@ -75,18 +75,6 @@ fn interleaved(caches: usize, rounds: usize, mut one: impl FnMut(usize) -> f64) 
     samples.iter_mut().map(|s| median(s)).collect()
 }
 
-/// A cache line's round trip between the two threads' cores (see
-/// [`line_round_trip_ns`]) at or above which the cores count as far apart: this VM's two cores
-/// measured 41-53 ns apart at times and 355-515 ns at others, in spells of seconds to a minute
-/// or more, and two-thread get-or-insert of ours and quick_cache ran at 14-21 M ops/s on near
-/// cores (all but one of 202 samples) and 4.3-5.3 on far ones (Zipf 0.7, scratch runs
-/// alternated with probes).
-const FAR_NS: f64 = 150.0;
-
-/// Timed round trips in each probe around a two-thread sample: about a millisecond on near
-/// cores.
-const PROBE_TRIPS: u64 = 20_000;
-
 /// Two-thread samples per cache in index order, each with whether the two cores were far
 /// apart at either end of it.
 struct Probed {
@@ -104,10 +92,9 @@ fn interleaved_probed(caches: usize, rounds: usize, mut one: impl FnMut(usize) -
         far: vec![Vec::new(); caches],
     };
     in_rotation(caches, rounds, |c| {
-        let before = line_round_trip_ns(PROBE_TRIPS);
-        probed.rates[c].push(one(c));
-        let after = line_round_trip_ns(PROBE_TRIPS);
-        probed.far[c].push(before >= FAR_NS || after >= FAR_NS);
+        let (rate, far) = between_probes(|| one(c));
+        probed.rates[c].push(rate);
+        probed.far[c].push(far);
     });
     probed
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use shardkit_benches::machine::{FAR_NS, between_probes};
 use shardkit_benches::stats::median;
 use shardkit_replication::replica::{
     AckLevel, FileReplicaStore, FollowerAck, Message, Node, NodeId, Packet, Replica, ReplicaConfig,
@@ -405,8 +406,14 @@ pub(crate) fn run(args: &ReplicationArgs, report: &mut String) -> Result<(), Str
         tp_flush.push(throughput(FollowerAck::Flushed, false, args.seconds));
         tpb_recv.push(throughput(FollowerAck::Received, true, args.seconds));
         tpb_flush.push(throughput(FollowerAck::Flushed, true, args.seconds));
-        lat_recv.push(latency(FollowerAck::Received, args.samples));
-        lat_flush.push(latency(FollowerAck::Flushed, args.samples));
+        // The two latencies hang on threads waking each other across the two cores, so each is
+        // taken between probes of how far apart the cores are.
+        lat_recv.push(between_probes(|| {
+            latency(FollowerAck::Received, args.samples)
+        }));
+        lat_flush.push(between_probes(|| {
+            latency(FollowerAck::Flushed, args.samples)
+        }));
         catch.push(catch_up(args.behind));
     }
     let bw = median(&mut bw);
@@ -477,9 +484,9 @@ pub(crate) fn run(args: &ReplicationArgs, report: &mut String) -> Result<(), Str
         report,
         "\n| one quorum write in flight | p50 | p99 | p50 against the machine | against (round trip + 3 overlapping fdatasyncs) |\n|---|---|---|---|---|"
     );
-    let p = |v: &mut Vec<(f64, f64)>| {
-        let mut a: Vec<f64> = v.iter().map(|x| x.0).collect();
-        let mut b: Vec<f64> = v.iter().map(|x| x.1).collect();
+    let p = |v: &mut Vec<((f64, f64), bool)>| {
+        let mut a: Vec<f64> = v.iter().map(|x| x.0.0).collect();
+        let mut b: Vec<f64> = v.iter().map(|x| x.0.1).collect();
         (median(&mut a), median(&mut b))
     };
     let (r50, r99) = p(&mut lat_recv);
@@ -494,6 +501,21 @@ pub(crate) fn run(args: &ReplicationArgs, report: &mut String) -> Result<(), Str
         "| followers ack on flush | {f50:.0} µs | {f99:.0} µs | {:.2}x (round trip + one fdatasync) | {:.2}x |",
         f50 / (rtt + sync),
         f50 / (rtt + sync3)
+    );
+    // Each round's p50, marked where the cores were far apart.
+    let rounds_of = |v: &[((f64, f64), bool)]| -> String {
+        let each: Vec<String> = v
+            .iter()
+            .map(|&((p50, _), far)| format!("{p50:.0}{}", if far { " (far)" } else { "" }))
+            .collect();
+        each.join(", ")
+    };
+    let _ = writeln!(
+        report,
+        "
+Each round's p50 in µs, marked (far) where a probe of the two cores' distance before or after it (`shardkit_benches::machine::between_probes`) read {FAR_NS:.0} ns or more: on receipt {}; on flush {}.",
+        rounds_of(&lat_recv),
+        rounds_of(&lat_flush)
     );
     let c = median(&mut catch);
     let _ = writeln!(
