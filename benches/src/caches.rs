@@ -179,14 +179,25 @@ pub trait BenchCompute: BenchCache {
     fn add_one(&self, key: u64) -> bool;
 }
 
+/// [`BenchCompute::add_one`] through shardkit-cache's `compute`.
+fn shardkit_add_one(cache: &shardkit_cache::Cache<u64, u64>, key: u64) -> bool {
+    let mut cached = false;
+    cache.compute(key, |n| {
+        cached = n.is_some();
+        shardkit_cache::Compute::Put(n.map_or(1, |n| n + 1))
+    });
+    cached
+}
+
 impl BenchCompute for Shardkit {
     fn add_one(&self, key: u64) -> bool {
-        let mut cached = false;
-        self.0.compute(key, |n| {
-            cached = n.is_some();
-            shardkit_cache::Compute::Put(n.map_or(1, |n| n + 1))
-        });
-        cached
+        shardkit_add_one(&self.0, key)
+    }
+}
+
+impl BenchCompute for ShardkitWeighted {
+    fn add_one(&self, key: u64) -> bool {
+        shardkit_add_one(&self.0, key)
     }
 }
 

@@ -23,7 +23,8 @@ pub enum RemovalCause {
     Size,
     /// Its time to live or to idle, or its own lifetime, ran out.
     Expired,
-    /// Its key got a new value.
+    /// Its key got a new value (or was given one too heavy for the cache, which is turned
+    /// away: the old value leaves all the same).
     Replaced,
     /// Removed by [`Cache::remove`], [`Cache::retain`], [`Cache::clear`] or
     /// [`Cache::compute`].
@@ -496,14 +497,17 @@ where
     /// dropped and `f` runs again on the new value, as
     /// [`AtomicU64::fetch_update`](std::sync::atomic::AtomicU64::fetch_update) does. So `f`
     /// may run more than once, and may read and write the cache itself (a write to the same
-    /// key makes it run again). It is not counted as a read in the [`stats`](Self::stats).
-    /// Keep `f` short: while it runs, the thread stays pinned, and memory that any cache of
-    /// the process releases meanwhile waits to be freed.
+    /// key makes it run again). A value that expires while `f` runs counts as a change: `f`
+    /// runs again and is shown `None`. Keep `f` short: while it runs, the thread stays pinned,
+    /// and memory that any cache of the process releases meanwhile waits to be freed.
     ///
     /// A value put is a new entry, as with [`insert`](Self::insert): its expiry starts again,
-    /// the weigher weighs it (one heavier than the cache is evicted at once), and the listener
-    /// hears of the value it replaced ([`RemovalCause::Replaced`]). A removal is heard as
-    /// [`RemovalCause::Removed`].
+    /// the weigher weighs it (one heavier than a shard's share of the capacity is evicted at
+    /// once), the eviction policy counts it as a use of the key, and the listener hears of the
+    /// value it replaced ([`RemovalCause::Replaced`]). A removal is heard as
+    /// [`RemovalCause::Removed`]. Showing `f` the value is not a read: it counts in no
+    /// [`stats`](Self::stats), renews no time to idle, and is no use of the key for the
+    /// policy, so [`Keep`](Compute::Keep) leaves everything as it was.
     ///
     /// # Examples
     ///

@@ -104,8 +104,9 @@
 //! value, remove the key, or keep it as it is. Its function runs outside the shard's lock,
 //! and its answer is written only if the key still holds the entry the function was shown,
 //! under the lock; otherwise the function runs again on the new one (a compare-and-swap, as
-//! `AtomicU64::fetch_update` loops). No update is lost, and the function may use the cache. This protocol, against a concurrent `compute` and a
-//! concurrent removal, is model-checked with loom too.
+//! `AtomicU64::fetch_update` loops). No update is lost, and the function may use the cache.
+//! This protocol, against a concurrent `compute` and a concurrent removal, is model-checked
+//! with loom too.
 //!
 //! # Costs
 //!

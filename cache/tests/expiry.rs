@@ -86,6 +86,26 @@ fn compute_treats_an_expired_value_as_absent() {
     assert_eq!(cache.get(&1), Some(1));
 }
 
+/// A value that expires while `compute`'s function runs is not updated from: the function
+/// runs again and is shown nothing.
+#[test]
+fn compute_runs_again_when_its_value_expires_meanwhile() {
+    let clock = MockClock::new();
+    let cache = ten_second_cache(&clock);
+    cache.insert(1u64, 41u64);
+    let mut shown = Vec::new();
+    let answer = cache.compute(1, |n| {
+        shown.push(n.copied());
+        if shown.len() == 1 {
+            clock.advance(10_000); // a slow function: the value's life ends meanwhile
+        }
+        Compute::Put(n.map_or(1, |n| n + 1))
+    });
+    assert_eq!(shown, [Some(41), None]);
+    assert_eq!(answer, Some(1));
+    assert_eq!(cache.get(&1), Some(1));
+}
+
 #[test]
 fn time_to_idle_is_renewed_by_reads() {
     let clock = MockClock::new();

@@ -1,6 +1,7 @@
-//! `cache-profile`: one cache on one workload of `compare cache`'s throughput table, alone in
-//! its process, for a profiler. Wall-clock rates on this machine move by tens of percent from
-//! run to run, so small changes are judged by instruction counts instead, which repeat:
+//! `cache-profile`: one cache on one workload of `compare cache`'s throughput or atomic-update
+//! table, alone in its process, for a profiler. Wall-clock rates on this machine move by tens
+//! of percent from run to run, so small changes are judged by instruction counts instead,
+//! which repeat:
 //!
 //! ```text
 //! cargo build --release -p shardkit-benches --bin cache-profile
@@ -41,7 +42,7 @@ enum Workload {
     /// every operation evicts.
     Misses,
     /// An atomic update adding one to the key's count, keys as for get-or-insert (ours, moka
-    /// and mutex-lru only).
+    /// and mutex-lru only: quick_cache and mini-moka have no such call).
     Compute,
 }
 
@@ -98,6 +99,10 @@ fn main() {
     for _ in 0..args.rounds {
         let (name, rate) = match args.cache {
             Which::Shardkit if compute => (Shardkit::NAME, update::<Shardkit>(&warm, &streams)),
+            Which::ShardkitWeighted if compute => (
+                ShardkitWeighted::NAME,
+                update::<ShardkitWeighted>(&warm, &streams),
+            ),
             Which::Moka if compute => (Moka::NAME, update::<Moka>(&warm, &streams)),
             Which::MutexLru if compute => (MutexLru::NAME, update::<MutexLru>(&warm, &streams)),
             other if compute => {

@@ -30,28 +30,29 @@ where
     /// [`Compute::Put`] stores the value, in an entry `build` makes from the key and value;
     /// [`Compute::Remove`] removes the entry, if there is one; [`Compute::Keep`] writes
     /// nothing. Returns the key's value after that. What leaves the cache goes to `out`.
-    /// `now` reads the clock (as [`insert`](Self::insert)'s `now`), once per attempt, so a
-    /// retry after a slow `f` judges expiry afresh.
+    /// `read_clock` gives [`insert`](Self::insert)'s `now`; it is read before `f` runs and
+    /// again before the write, so a value that expired while `f` ran makes it run again.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn compute(
         &self,
         hash: u64,
         mut key: K,
-        now: impl Fn() -> Option<u64>,
+        read_clock: impl Fn() -> Option<u64>,
         mut f: impl FnMut(Option<&V>) -> Compute<V>,
         mut build: impl FnMut(K, V) -> Entry<K, V>,
         out: &mut Notices<K, V>,
         guard: &Pin,
     ) -> Option<V> {
         loop {
-            let now = now();
-            let shown = self.peek(hash, &key, now, guard);
+            let shown = self.peek(hash, &key, read_clock(), guard);
             match f(shown.map(|e| &e.value)) {
                 // Nothing written: the value shown is the key's value at the time it was read.
                 Compute::Keep => return shown.map(|e| e.value.clone()),
                 Compute::Put(value) => {
                     let answer = value.clone();
-                    match self.insert_if(build(key, value), shown, now, out, guard) {
+                    // Checked against the clock read again: a value that expired while `f`
+                    // ran is no longer the one shown.
+                    match self.insert_if(build(key, value), shown, read_clock(), out, guard) {
                         Ok(()) => return Some(answer),
                         Err(entry) => key = entry.key,
                     }
