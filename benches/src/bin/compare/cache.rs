@@ -117,6 +117,12 @@ fn row_medians(
     probed.rates.iter_mut().map(|s| median(s)).collect()
 }
 
+/// A row's cells: each cache's rate, then ours (the first) against the second.
+fn rate_cells(rates: &[f64]) -> String {
+    let cells: Vec<String> = rates.iter().map(|r| format!("{r:.2}")).collect();
+    format!("{} | {:.2}x", cells.join(" | "), rates[0] / rates[1])
+}
+
 /// A line on a two-thread row: how many samples each of `names` had on far cores, and ours
 /// (the first) against the second on near cores alone, when both have at least three such
 /// samples.
@@ -213,13 +219,7 @@ Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --onl
             let rates = row_medians(&NAMES, threads, args.rounds, label, &mut notes, |c| {
                 run_one(c, &warm, &streams, get_only)
             });
-            let cells: Vec<String> = rates.iter().map(|r| format!("{r:.2}")).collect();
-            let _ = writeln!(
-                out,
-                "| {label} | {threads} | {} | {:.2}x |",
-                cells.join(" | "),
-                rates[0] / rates[1]
-            );
+            let _ = writeln!(out, "| {label} | {threads} | {} |", rate_cells(&rates));
         }
     }
     let _ = writeln!(
@@ -276,13 +276,7 @@ Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --onl
             &mut notes,
             |c| compute_one(c, &warm, &streams),
         );
-        let cells: Vec<String> = rates.iter().map(|r| format!("{r:.2}")).collect();
-        let _ = writeln!(
-            out,
-            "| {threads} | {} | {:.2}x |",
-            cells.join(" | "),
-            rates[0] / rates[1]
-        );
+        let _ = writeln!(out, "| {threads} | {} |", rate_cells(&rates));
     }
     let _ = writeln!(out);
     for note in notes {
