@@ -54,7 +54,9 @@ pub struct CacheStats {
     pub hits: u64,
     /// Reads that did not.
     pub misses: u64,
-    /// Entries evicted for size.
+    /// Entries evicted for size, including values turned away at once for being heavier than
+    /// a shard's share of the capacity (each one the listener hears of as
+    /// [`RemovalCause::Size`]).
     pub evictions: u64,
     /// Loads (`get_or_insert_with` and friends) that returned a value; counted only with
     /// [`CacheBuilder::record_stats`].
@@ -539,6 +541,18 @@ where
     #[doc(alias = "and_compute_with")]
     #[doc(alias = "remove_if")]
     pub fn compute(&self, key: K, f: impl FnMut(Option<&V>) -> Compute<V>) -> Option<V> {
+        self.compute_then(key, f, |answer| answer)
+    }
+
+    /// [`compute`](Self::compute), running `then` on its answer before the listener hears of
+    /// the entries that left: a load ends its flight there, so a listener that loads the same
+    /// key again does not wait on the flight of the thread that is calling it.
+    pub(crate) fn compute_then<R>(
+        &self,
+        key: K,
+        f: impl FnMut(Option<&V>) -> Compute<V>,
+        then: impl FnOnce(Option<V>) -> R,
+    ) -> R {
         let hash = self.hash(&key);
         // Read afresh for each attempt and each entry built: a retry after a slow `f` must
         // not be shown a value that expired meanwhile, nor write one already expired.
@@ -550,8 +564,9 @@ where
             let answer = self
                 .shard(hash)
                 .compute(hash, key, now, f, build, &mut out, guard);
+            let done = then(answer);
             self.notify(out.into_vec());
-            answer
+            done
         })
     }
 

@@ -280,26 +280,30 @@ where
         leader: Leader<'_, V, E>,
         deregister: Deregister<'_, K>,
     ) -> Result<V, Arc<E>> {
-        let landing = match loaded {
-            Ok(v) => {
-                // Cached only if the key is still absent. A value written while the load ran
-                // (an `insert`, a `compute`) stays, and is what the callers get: overwriting
-                // it would lose that write (a counter's increment, say).
-                let cached = self.compute(key, |current| match current {
+        let finish = |landing: Landing<V, E>| {
+            drop(deregister);
+            let result = match &landing {
+                Landing::Loaded(v) => Ok(v.clone()),
+                Landing::Failed(e) => Err(Arc::clone(e)),
+                Landing::Abandoned => unreachable!("a leader lands what it loaded"),
+            };
+            leader.land(landing);
+            result
+        };
+        match loaded {
+            // Cached only if the key is still absent. A value written while the load ran (an
+            // `insert`, a `compute`) stays, and is what the callers get: overwriting it would
+            // lose that write (a counter's increment, say). The flight lands before the
+            // listener hears of what the write evicted (see `compute_then`).
+            Ok(v) => self.compute_then(
+                key,
+                |current| match current {
                     Some(_) => Compute::Keep,
                     None => Compute::Put(v.clone()),
-                });
-                Landing::Loaded(cached.unwrap_or(v))
-            }
-            Err(e) => Landing::Failed(Arc::new(e)),
-        };
-        drop(deregister);
-        let result = match &landing {
-            Landing::Loaded(v) => Ok(v.clone()),
-            Landing::Failed(e) => Err(Arc::clone(e)),
-            Landing::Abandoned => unreachable!("a leader lands what it loaded"),
-        };
-        leader.land(landing);
-        result
+                },
+                |cached| finish(Landing::Loaded(cached.unwrap_or_else(|| v.clone()))),
+            ),
+            Err(e) => finish(Landing::Failed(Arc::new(e))),
+        }
     }
 }

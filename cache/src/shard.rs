@@ -339,6 +339,7 @@ where
             out.push((old, RemovalCause::Replaced));
         }
         new.get().mark_removed();
+        w.evictions += 1;
         out.push((new, RemovalCause::Size));
         // SAFETY: never shared: no reader can hold it; `guard` is pinned (the caller's).
         unsafe { w.reclaim.retire(new, guard) };

@@ -70,6 +70,31 @@ fn weights_bound_the_total() {
 }
 
 #[test]
+fn evictions_count_every_value_the_listener_hears_evicted_for_size() {
+    let heard = Arc::new(AtomicUsize::new(0));
+    let sizes = Arc::clone(&heard);
+    let cache = Cache::builder()
+        .max_weight(1_000, |_: &u32, v: &Vec<u8>| v.len() as u32)
+        .shards(1)
+        .eviction_listener(move |_, _, cause| {
+            if cause == RemovalCause::Size {
+                sizes.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .build()
+        .unwrap();
+    for k in 0..200 {
+        cache.insert(k, vec![0; (k % 50) as usize + 1]);
+    }
+    // Too heavy, new and over a cached key: turned away at once, and counted.
+    cache.insert(999, vec![0; 2_000]);
+    cache.insert(199, vec![0; 2_000]);
+    let evictions = cache.stats().evictions;
+    assert_eq!(evictions, heard.load(Ordering::Relaxed) as u64);
+    assert!(evictions >= 2, "{evictions}");
+}
+
+#[test]
 fn configurations_without_a_capacity_or_with_bad_shards_are_refused() {
     assert_eq!(
         Cache::<u64, u64>::builder().build().unwrap_err(),

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use shardkit_cache::Cache;
+use shardkit_cache::{Cache, RemovalCause};
 
 #[test]
 fn concurrent_callers_share_one_load() {
@@ -135,4 +135,41 @@ fn load_stats_count_successes_failures_and_panics_only_when_recorded() {
         (stats.load_successes, stats.total_load_time),
         (0, std::time::Duration::ZERO)
     );
+}
+
+/// A listener may load the key it hears of: the load that evicted it has landed by then, so
+/// the listener's own load runs instead of waiting on its caller's flight for ever.
+#[test]
+fn a_listener_can_load_the_key_whose_load_it_hears_evicted() {
+    type Shared = Cache<u32, Vec<u8>>;
+    let cell: Arc<std::sync::OnceLock<Shared>> = Arc::new(std::sync::OnceLock::new());
+    let listener_cell = Arc::clone(&cell);
+    let built = Cache::builder()
+        .max_weight(100, |_: &u32, v: &Vec<u8>| v.len() as u32)
+        .shards(1)
+        .eviction_listener(move |k: &u32, v: &Vec<u8>, cause| {
+            // A value too heavy to cache: load a small placeholder for its key instead.
+            if cause == RemovalCause::Size && v.len() > 100 {
+                let cache = listener_cell.get().expect("built");
+                cache.get_or_insert_with(*k, || vec![0; 1]);
+            }
+        })
+        .build()
+        .unwrap();
+    assert!(cell.set(built).is_ok());
+    let (done, finished) = std::sync::mpsc::channel();
+    let cache = Arc::clone(&cell);
+    std::thread::spawn(move || {
+        let loaded = cache
+            .get()
+            .unwrap()
+            .get_or_insert_with(7, || vec![0; 1_000]);
+        let _ = done.send(loaded.len());
+    });
+    // A deadlock detector, not a timing: the call takes microseconds when it does not hang.
+    let loaded = finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the listener's load waited on its own caller's flight");
+    assert_eq!(loaded, 1_000, "the caller gets what it loaded");
+    assert_eq!(cell.get().unwrap().get(&7), Some(vec![0; 1]));
 }
