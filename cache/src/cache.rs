@@ -10,6 +10,7 @@ use crate::entry::Entry;
 use crate::expiry::{Clock, Expiry, SystemClock, Timing};
 use crate::loading::{Flights, LoadStats};
 use crate::shard::{Notice, Notices, Shard};
+use crate::window::WindowShare;
 
 /// The default hasher: `foldhash`'s fast, randomly seeded hasher (as quick_cache uses); hash
 /// flooding is further blunted by the policy's random admission of warm keys.
@@ -128,7 +129,10 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
     timing: Option<Timing<K, V>>,
     /// Load counters, when the builder asked for them.
     pub(crate) loads: Option<LoadStats>,
-    capacity: u64,
+    /// The capacity, locked while a resize goes through the shards, so resizes do not mix.
+    capacity: parking_lot::Mutex<u64>,
+    /// The window share the shards tune together (its floor moves with a resize).
+    share: Arc<WindowShare>,
 }
 
 impl<K, V, S> Drop for Cache<K, V, S> {
@@ -145,7 +149,7 @@ impl<K, V, S> Drop for Cache<K, V, S> {
 impl<K, V, S> std::fmt::Debug for Cache<K, V, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
-            .field("capacity", &self.capacity)
+            .field("capacity", &*self.capacity.lock())
             .field("shards", &self.shards.len())
             .field("weighted", &self.weigher.is_some())
             .finish_non_exhaustive()
@@ -322,11 +326,10 @@ where
         };
         let n = shards as u64;
         let weighted = self.max_weight.is_some();
-        let share = crate::window::WindowShare::for_capacity(capacity.div_ceil(n));
+        let share = WindowShare::for_capacity(capacity.div_ceil(n));
         let shards = (0..n)
-            // Spread the capacity exactly: the first `capacity % n` shards take one more.
             .map(|i| {
-                let cap = capacity / n + u64::from(i < capacity % n);
+                let cap = shard_capacity(capacity, n, i);
                 Shard::new(cap, (entries / n).max(1) as usize, weighted, share.clone())
             })
             .collect();
@@ -340,9 +343,16 @@ where
             listener: self.listener,
             timing: Timing::new(self.clock, self.ttl, self.tti, self.expiry),
             loads: self.record_stats.then(LoadStats::default),
-            capacity,
+            capacity: parking_lot::Mutex::new(capacity),
+            share,
         })
     }
+}
+
+/// Shard `i`'s part of a capacity split over `n` shards: the capacity spread exactly, the
+/// first `capacity % n` shards taking one more.
+fn shard_capacity(capacity: u64, n: u64, i: u64) -> u64 {
+    capacity / n + u64::from(i < capacity % n)
 }
 
 impl<K, V> Cache<K, V>
@@ -693,7 +703,49 @@ where
 
     /// The capacity: entries, or total weight with a weigher.
     pub fn capacity(&self) -> u64 {
-        self.capacity
+        *self.capacity.lock()
+    }
+
+    /// Changes the capacity (entries, or total weight with a weigher) while the cache is in
+    /// use. A smaller capacity takes effect before this returns: entries are evicted down to
+    /// it at once, chosen by the eviction policy as any eviction is, and the listener hears
+    /// them as [`RemovalCause::Size`]. A larger one lets the cache fill further. What the
+    /// policy has learnt (the frequencies, the window's share) carries over.
+    ///
+    /// The shard count stays what the builder chose for the first capacity, and each shard
+    /// takes an equal part of the new one: a cache that starts tiny and grows large keeps
+    /// few shards (set [`CacheBuilder::shards`] for the size it will reach), and one shrunk
+    /// below its shard count leaves some shards no room.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache = shardkit_cache::Cache::new(1_000);
+    /// for k in 0..1_000 {
+    ///     cache.insert(k, k);
+    /// }
+    /// cache.set_capacity(100);
+    /// assert!(cache.len() <= 100);
+    /// assert_eq!(cache.capacity(), 100);
+    /// ```
+    #[doc(alias = "set_max_capacity")]
+    #[doc(alias = "resize")]
+    pub fn set_capacity(&self, capacity: u64) {
+        let n = self.shards.len() as u64;
+        let now = self.now();
+        self.write(|guard| {
+            let mut out = Notices::new(self.listener.is_some());
+            {
+                let mut current = self.capacity.lock();
+                self.share.resize(capacity.div_ceil(n));
+                for (i, shard) in (0..).zip(&*self.shards) {
+                    shard.set_capacity(shard_capacity(capacity, n, i), now, &mut out, guard);
+                }
+                *current = capacity;
+            }
+            // Outside the resize's lock: a listener may resize the cache too.
+            self.notify(out.into_vec());
+        });
     }
 
     /// Hits, misses and evictions so far. Reads are counted on per-thread stripes (the policy

@@ -316,6 +316,13 @@ impl<H: Handle> Policy<H> {
         self.capacity
     }
 
+    /// Bounds it to `capacity` units of weight from now on, evicting down to it at once.
+    pub(crate) fn set_capacity(&mut self, capacity: u64, release: &mut impl FnMut(H, Release)) {
+        self.capacity = capacity;
+        self.take_share();
+        self.maintain(release);
+    }
+
     /// The weight of the live entries.
     pub(crate) fn weight(&self) -> u64 {
         self.window.weight + self.probation.weight + self.protected.weight

@@ -100,6 +100,14 @@ where
         }
     }
 
+    /// Bounds the weight waiting in a batch by a shard's new capacity, `weight`, when the cache
+    /// is bounded by weight (see [`new`](Self::new)).
+    pub(crate) fn set_weight(&mut self, weight: u64) {
+        if self.batch_weight != u64::MAX {
+            self.batch_weight = (weight / 64).max(1);
+        }
+    }
+
     /// `entry`, moved to the heap: into the memory of a freed entry if there is one.
     pub(crate) fn alloc(&mut self, entry: Entry<K, V>) -> Owned<Entry<K, V>> {
         // Shards that hand entries over one at a time free them: nothing ever comes back.

@@ -87,10 +87,13 @@ impl Default for Stripe {
     }
 }
 
+/// A shard's policy, over handles to its entries.
+type ShardPolicy<K, V> = Policy<EntryRef<K, V>>;
+
 /// What the writer's lock guards.
 #[derive(Debug)]
 struct Writer<K, V> {
-    policy: Policy<EntryRef<K, V>>,
+    policy: ShardPolicy<K, V>,
     /// Entries in the table.
     live: usize,
     /// Tombstones in the table.
@@ -294,25 +297,15 @@ where
                 None
             }
         };
-        let Writer {
-            policy,
-            live,
-            tombstones,
-            evictions,
-            reclaim,
-            ..
-        } = &mut *w;
-        let mut release = |h: EntryRef<K, V>, why: Release| {
-            Self::release(
-                table, h, why, now, live, tombstones, evictions, reclaim, out, guard,
-            );
-        };
-        match replaced {
-            Some(old) => {
-                policy.replace(old, new_ref, &mut release);
-                out.push((old, RemovalCause::Replaced));
+        {
+            let (policy, mut release) = Self::policy_and_release(w, table, now, out, guard);
+            match replaced {
+                Some(old) => policy.replace(old, new_ref, &mut release),
+                None => policy.insert(new_ref, &mut release),
             }
-            None => policy.insert(new_ref, &mut release),
+        }
+        if let Some(old) = replaced {
+            out.push((old, RemovalCause::Replaced));
         }
         if let Some(now) = now {
             Self::sweep(w, table, now, SWEEP_BUDGET, out, guard);
@@ -430,6 +423,25 @@ where
         self.publish_sizes(&w);
     }
 
+    /// Bounds the shard to `capacity` units of weight, evicting down to it at once; what
+    /// leaves goes to `out` (expired at `now`, if given, or evicted for size).
+    pub(crate) fn set_capacity(
+        &self,
+        capacity: u64,
+        now: Option<u64>,
+        out: &mut Notices<K, V>,
+        guard: &Pin,
+    ) {
+        let mut w = lock(&self.writer);
+        let table = self.table(guard);
+        w.reclaim.set_weight(capacity);
+        {
+            let (policy, mut release) = Self::policy_and_release(&mut w, table, now, out, guard);
+            policy.set_capacity(capacity, &mut release);
+        }
+        self.publish_sizes(&w);
+    }
+
     /// Removes every entry; they go to `out`.
     pub(crate) fn clear(&self, out: &mut Notices<K, V>, guard: &Pin) {
         let mut w = lock(&self.writer);
@@ -534,6 +546,39 @@ where
     fn publish_sizes(&self, w: &Writer<K, V>) {
         self.len.store(w.live, Ordering::Relaxed);
         self.weight.store(w.policy.weight(), Ordering::Relaxed);
+    }
+
+    /// The writer's policy, and the release it evicts and reclaims through (see
+    /// [`release`](Self::release)): entries evicted are cleared from `table` and go to `out`
+    /// (expired at `now`, if given, or evicted for size).
+    // The pair is two borrows split from one writer, and a closure's type has no name to
+    // factor out.
+    #[allow(clippy::type_complexity)]
+    #[inline(always)]
+    fn policy_and_release<'a>(
+        w: &'a mut Writer<K, V>,
+        table: &'a Table<K, V>,
+        now: Option<u64>,
+        out: &'a mut Notices<K, V>,
+        guard: &'a Pin,
+    ) -> (
+        &'a mut ShardPolicy<K, V>,
+        impl FnMut(EntryRef<K, V>, Release) + 'a,
+    ) {
+        let Writer {
+            policy,
+            live,
+            tombstones,
+            evictions,
+            reclaim,
+            ..
+        } = w;
+        let release = move |h: EntryRef<K, V>, why: Release| {
+            Self::release(
+                table, h, why, now, live, tombstones, evictions, reclaim, out, guard,
+            );
+        };
+        (policy, release)
     }
 
     /// What the policy's releases mean for the table: an evicted entry leaves it (and goes to

@@ -25,19 +25,28 @@ const INITIAL: f64 = 0.01;
 pub(crate) struct WindowShare {
     /// Padded: every shard writes it, every few dozen inserts.
     log2: CachePadded<AtomicI64>,
-    /// The smallest share (one unit of weight of the largest shard), in the same units.
-    floor: i64,
+    /// The smallest share (one unit of weight of the largest shard), in the same units; moved
+    /// when the cache is resized.
+    floor: AtomicI64,
 }
 
 impl WindowShare {
     /// The starting share, 1% (or one unit of weight, if more), for shards of up to
     /// `largest_shard` units of weight.
     pub(crate) fn for_capacity(largest_shard: u64) -> Arc<Self> {
-        let floor = log2_fixed(1.0 / largest_shard.max(1) as f64);
+        let floor = floor_for(largest_shard);
         Arc::new(Self {
             log2: CachePadded::new(AtomicI64::new(log2_fixed(INITIAL).clamp(floor, 0))),
-            floor,
+            floor: AtomicI64::new(floor),
         })
+    }
+
+    /// Moves the smallest share to one unit of weight of the largest shard after a resize,
+    /// raising the share to it if it was below.
+    pub(crate) fn resize(&self, largest_shard: u64) {
+        let floor = floor_for(largest_shard);
+        self.floor.store(floor, Ordering::Relaxed);
+        self.log2.fetch_max(floor, Ordering::Relaxed);
     }
 
     /// Scales the share by `2^(delta / SCALE)` (a `delta` from [`log2_fixed`]), within its
@@ -51,7 +60,10 @@ impl WindowShare {
         let _ = self
             .log2
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_add(delta).clamp(self.floor, 0))
+                Some(
+                    v.saturating_add(delta)
+                        .clamp(self.floor.load(Ordering::Relaxed), 0),
+                )
             });
     }
 
@@ -59,6 +71,11 @@ impl WindowShare {
     pub(crate) fn fraction(&self) -> f64 {
         (self.log2.load(Ordering::Relaxed) as f64 / SCALE).exp2()
     }
+}
+
+/// The smallest share for shards of up to `largest_shard` units of weight: one unit.
+fn floor_for(largest_shard: u64) -> i64 {
+    log2_fixed(1.0 / largest_shard.max(1) as f64)
 }
 
 /// `x`'s base-2 logarithm in the share's fixed point: a multiplicative step, as the share

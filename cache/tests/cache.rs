@@ -373,3 +373,59 @@ fn retain_lets_its_predicate_use_the_cache() {
 fn collect_now() {
     Cache::<u8, u8>::new(1).run_pending_tasks();
 }
+
+#[test]
+fn set_capacity_evicts_down_at_once_and_lets_the_cache_grow() {
+    let heard = Arc::new(AtomicUsize::new(0));
+    let sizes = Arc::clone(&heard);
+    let cache = Cache::builder()
+        .max_capacity(1_000)
+        .eviction_listener(move |_: &u64, _: &u64, cause| {
+            if cause == RemovalCause::Size {
+                sizes.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .build()
+        .unwrap();
+    for k in 0..1_000 {
+        cache.insert(k, k);
+    }
+    cache.set_capacity(100);
+    assert_eq!(cache.capacity(), 100);
+    assert!(cache.len() <= 100, "{} entries", cache.len());
+    assert_eq!(heard.load(Ordering::Relaxed), 1_000 - cache.len());
+    assert_eq!(cache.stats().evictions, 1_000 - cache.len() as u64);
+    for (k, v) in cache.iter() {
+        assert_eq!(k, v);
+    }
+
+    cache.set_capacity(3_000);
+    for _ in 0..3 {
+        for k in 0..4_000 {
+            cache.insert(k, k);
+        }
+    }
+    assert!(
+        (1_000..=3_000).contains(&cache.len()),
+        "{} entries after growing",
+        cache.len()
+    );
+}
+
+#[test]
+fn set_capacity_bounds_a_weighted_cache_by_its_new_weight() {
+    let cache = Cache::builder()
+        .max_weight(10_000, |_: &u32, v: &Vec<u8>| v.len() as u32)
+        .build()
+        .unwrap();
+    for k in 0..500 {
+        cache.insert(k, vec![0; (k % 40) as usize + 1]);
+    }
+    cache.set_capacity(1_000);
+    assert!(cache.weighted_size() <= 1_000, "{}", cache.weighted_size());
+    let held: u64 = cache.iter().map(|(_, v)| v.len() as u64).sum();
+    assert_eq!(held, cache.weighted_size());
+    // A value heavier than a shard's share of the new capacity is not cached.
+    cache.insert(9_999, vec![0; 1_001]);
+    assert!(!cache.contains_key(&9_999));
+}

@@ -2,7 +2,8 @@
 //! to live, a time to idle or a per-entry expiry, agree with a `HashMap` model: with room for
 //! every key the cache holds exactly what the model does; with less, it holds a subset (values
 //! always the model's, and an evicted key never comes back on its own), within its capacity, in
-//! entries or in weight; an expired entry is never returned.
+//! entries or in weight, also after `set_capacity` moves it between the two; an expired entry
+//! is never returned.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,6 +74,8 @@ enum Op {
     Retain(u8),
     Clear,
     Advance(u64),
+    /// `set_capacity`: to a few entries' room (`true`) or to room for every key.
+    Resize(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -84,6 +87,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1u8..5).prop_map(Op::Retain),
         1 => Just(Op::Clear),
         3 => (1u64..60).prop_map(Op::Advance),
+        1 => any::<bool>().prop_map(Op::Resize),
     ]
 }
 
@@ -107,7 +111,8 @@ proptest! {
         // Bounded by weight, key `k` weighs 1 to 3; room for every key is then three times as
         // much.
         let most = if weighted { 3 } else { 1 };
-        let capacity = if roomy { 24 * most * (1 << shards) * 4 } else { 6 };
+        let room = 24 * most * (1 << shards) * 4;
+        let (mut capacity, mut roomy) = (if roomy { room } else { 6 }, roomy);
         let clock = MockClock(Instant::now(), Arc::new(AtomicU64::new(0)));
         let builder = Cache::builder().shards(1 << shards).clock(clock.clone());
         let mut builder = if weighted {
@@ -201,6 +206,19 @@ proptest! {
                 Op::Clear => {
                     cache.clear();
                     model.clear();
+                }
+                Op::Resize(tight) => {
+                    let was_tight = !roomy;
+                    (capacity, roomy) = if tight { (6, false) } else { (room, true) };
+                    cache.set_capacity(capacity);
+                    prop_assert_eq!(cache.capacity(), capacity);
+                    if tight || was_tight {
+                        // Short of room, the cache may have evicted any key, now or before
+                        // (the model learns of an eviction only when it reads the key): the
+                        // model forgets those the cache let go. Grown to room for every key,
+                        // it must keep the rest from here on.
+                        model.retain(|k, _| cache.contains_key(k));
+                    }
                 }
             }
             prop_assert!(cache.len() as u64 <= capacity);

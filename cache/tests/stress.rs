@@ -1,4 +1,4 @@
-//! Many threads mixing every operation (`compute` included) on a small hot key set: values
+//! Many threads mixing every operation (`compute` and `set_capacity` included) on a small hot key set: values
 //! always belong to their key, a thread's own keys never show a stale or removed value,
 //! nothing deadlocks, and every value is dropped exactly once.
 
@@ -44,8 +44,14 @@ const THREADS: u64 = 8;
 const OWN_KEYS: u64 = 1 << 32;
 
 /// Thread `t`'s share of the mix: `ops` operations on keys below `shared_keys` and on a key
-/// of its own.
-fn worker(cache: &Cache<u64, Tagged>, t: u64, ops: u64, shared_keys: u64, live: &Arc<AtomicUsize>) {
+/// of its own, in a cache whose capacity it sometimes halves or restores to `capacity`.
+fn worker(
+    cache: &Cache<u64, Tagged>,
+    t: u64,
+    ops: u64,
+    (shared_keys, capacity): (u64, u64),
+    live: &Arc<AtomicUsize>,
+) {
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ (t + 1).wrapping_mul(0x2545_f491_4f6c_dd1d);
     // This thread's own key and the version it last wrote (None: removed by it).
     let own = OWN_KEYS + t;
@@ -114,6 +120,8 @@ fn worker(cache: &Cache<u64, Tagged>, t: u64, ops: u64, shared_keys: u64, live: 
                 if i % 64 == 0 {
                     cache.clear();
                     own_version = None;
+                } else if i % 64 == 1 {
+                    cache.set_capacity(capacity >> (rng >> 8 & 1));
                 }
             }
         }
@@ -144,7 +152,8 @@ fn run_workers(
         let threads: Vec<_> = (0..THREADS)
             .map(|t| {
                 let (cache, live) = (Arc::clone(&cache), Arc::clone(live));
-                std::thread::spawn(move || worker(&cache, t, ops, shared_keys, &live))
+                let keys = (shared_keys, capacity as u64);
+                std::thread::spawn(move || worker(&cache, t, ops, keys, &live))
             })
             .collect();
         for t in threads {
