@@ -458,7 +458,29 @@ where
         Some(e.value.clone())
     }
 
-    /// `key`'s live value without counting a read.
+    /// A clone of `key`'s value, if cached, without it counting as a read: no hit or miss in
+    /// the [`stats`](Self::stats), no use of the key for the eviction policy, no renewal of a
+    /// [time to idle](CacheBuilder::time_to_idle). For looking at the cache from outside the
+    /// workload (a debug endpoint, an audit) without changing what it keeps. An expired value
+    /// is not returned, as with [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache = shardkit_cache::Cache::new(100);
+    /// cache.insert("k", 1);
+    /// assert_eq!(cache.peek("k"), Some(1));
+    /// assert_eq!(cache.stats().hits, 0);
+    /// ```
+    pub fn peek<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.peek_value(self.hash(key), key)
+    }
+
+    /// [`peek`](Self::peek), for a key already hashed.
     pub(crate) fn peek_value<Q>(&self, hash: u64, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,

@@ -124,6 +124,26 @@ fn time_to_idle_is_renewed_by_reads() {
     assert_eq!(cache.get(&1), None);
 }
 
+#[test]
+fn peek_neither_renews_time_to_idle_nor_counts_a_read() {
+    let clock = MockClock::new();
+    let cache = Cache::builder()
+        .max_capacity(100)
+        .time_to_idle(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    cache.insert(1u64, 1u64);
+    clock.advance(8_000);
+    assert_eq!(cache.peek(&1), Some(1));
+    assert_eq!(cache.peek(&2), None);
+    clock.advance(8_000);
+    // Idle for 16 s: a read at 8 s would have kept it.
+    assert_eq!(cache.peek(&1), None, "an expired value was returned");
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses), (0, 0));
+}
+
 /// Lifetimes by key: even keys live 1 s, odd keys forever; reads of key 0 extend it to 1 s
 /// from the read.
 struct ByKey;
