@@ -723,6 +723,35 @@ where
         self.shards.iter().map(Shard::weight).sum()
     }
 
+    /// An estimate of the bytes the cache holds, from its own structures: the shards' tables,
+    /// the entries (each the size of its key and value plus about 24 bytes of bookkeeping), the
+    /// eviction policy's queues, frequency sketch and ghosts, and entry memory kept for reuse.
+    /// Not counted: memory a key or value owns elsewhere (a `String`'s bytes, what an `Arc`
+    /// points to), the allocator's own overhead per allocation, and entries that left the
+    /// cache and wait, briefly, until no reader can still hold them
+    /// ([`run_pending_tasks`](Self::run_pending_tasks) frees those it can). Takes each shard's
+    /// lock in turn, so it costs about as much as a write per shard.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache = shardkit_cache::Cache::new(10_000);
+    /// for k in 0..10_000u64 {
+    ///     cache.insert(k, k);
+    /// }
+    /// let per_entry = cache.memory_used() / cache.len();
+    /// assert!(per_entry < 200, "{per_entry} bytes per entry");
+    /// ```
+    pub fn memory_used(&self) -> usize {
+        let guard = &crate::sync::pin();
+        std::mem::size_of::<Self>()
+            + self
+                .shards
+                .iter()
+                .map(|s| s.memory_used(guard))
+                .sum::<usize>()
+    }
+
     /// The capacity: entries, or total weight with a weigher.
     pub fn capacity(&self) -> u64 {
         *self.capacity.lock()

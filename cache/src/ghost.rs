@@ -77,6 +77,11 @@ impl Ghosts {
         }
     }
 
+    /// The bytes its slots take.
+    pub(crate) fn memory(&self) -> usize {
+        std::mem::size_of_val(&*self.slots)
+    }
+
     /// Slots per ghost.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

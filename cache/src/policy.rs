@@ -323,6 +323,17 @@ impl<H: Handle> Policy<H> {
         self.maintain(release);
     }
 
+    /// The bytes of its queues, sketch and ghosts, and how many entries its queues hold (live
+    /// ones, and removed ones whose handles are not yet popped): `(bytes, entries)`.
+    pub(crate) fn memory(&self) -> (usize, usize) {
+        let queues = [&self.window, &self.probation, &self.protected];
+        let handles = queues.iter().map(|q| q.handles.capacity()).sum::<usize>();
+        let entries = queues.iter().map(|q| q.handles.len()).sum();
+        let bytes =
+            handles * std::mem::size_of::<H>() + self.sketch.memory() + self.ghosts.memory();
+        (bytes, entries)
+    }
+
     /// The weight of the live entries.
     pub(crate) fn weight(&self) -> u64 {
         self.window.weight + self.probation.weight + self.protected.weight

@@ -108,6 +108,16 @@ where
         }
     }
 
+    /// The bytes it holds: its lists, and the entries in them (retired ones waiting in the
+    /// batch, spares to build in).
+    pub(crate) fn memory(&self) -> usize {
+        let returned = lock(&self.returned);
+        let pointer = std::mem::size_of::<usize>();
+        let lists = self.batch.capacity() + self.spares.capacity() + returned.capacity();
+        let entries = self.batch.len() + self.spares.len() + returned.len();
+        lists * pointer + entries * std::mem::size_of::<Entry<K, V>>()
+    }
+
     /// `entry`, moved to the heap: into the memory of a freed entry if there is one.
     pub(crate) fn alloc(&mut self, entry: Entry<K, V>) -> Owned<Entry<K, V>> {
         // Shards that hand entries over one at a time free them: nothing ever comes back.

@@ -233,6 +233,17 @@ where
         })
     }
 
+    /// The bytes the shard holds (see [`Cache::memory_used`](crate::Cache::memory_used)).
+    pub(crate) fn memory_used(&self, guard: &Pin) -> usize {
+        let w = lock(&self.writer);
+        let (policy, entries) = w.policy.memory();
+        std::mem::size_of::<Self>()
+            + self.table(guard).memory()
+            + policy
+            + entries * std::mem::size_of::<Entry<K, V>>()
+            + w.reclaim.memory()
+    }
+
     pub(crate) fn evictions(&self) -> u64 {
         lock(&self.writer).evictions
     }

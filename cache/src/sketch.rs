@@ -77,6 +77,11 @@ impl FrequencySketch {
         self.blocks.len() * BLOCK
     }
 
+    /// The bytes its counters take.
+    pub(crate) fn memory(&self) -> usize {
+        std::mem::size_of_val(&*self.blocks)
+    }
+
     /// Grows it to suit a cache of `entries` entries, if it is smaller: a new, empty sketch
     /// (counts start over, as after a few agings). Growing by doubling at most, for caches
     /// that start small and fill, keeps the number of restarts logarithmic.

@@ -131,6 +131,11 @@ impl<K, V> Table<K, V> {
         }
     }
 
+    /// The bytes its buckets take.
+    pub(crate) fn memory(&self) -> usize {
+        std::mem::size_of_val(&*self.buckets)
+    }
+
     /// How many slots it has.
     pub(crate) fn slots(&self) -> usize {
         self.buckets.len() * LANES
