@@ -3,7 +3,7 @@
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
-
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::entry::Entry;
@@ -129,8 +129,9 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
     timing: Option<Timing<K, V>>,
     /// Load counters, when the builder asked for them.
     pub(crate) loads: Option<LoadStats>,
-    /// The capacity, locked while a resize goes through the shards, so resizes do not mix.
-    capacity: parking_lot::Mutex<u64>,
+    /// The capacity: what the builder set, or the last [`set_capacity`](Self::set_capacity).
+    /// Std's atomic even under loom: a setting read under each shard's lock, which orders it.
+    capacity: AtomicU64,
     /// The window share the shards tune together (its floor moves with a resize).
     share: Arc<WindowShare>,
 }
@@ -149,7 +150,7 @@ impl<K, V, S> Drop for Cache<K, V, S> {
 impl<K, V, S> std::fmt::Debug for Cache<K, V, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
-            .field("capacity", &*self.capacity.lock())
+            .field("capacity", &self.capacity.load(Ordering::SeqCst))
             .field("shards", &self.shards.len())
             .field("weighted", &self.weigher.is_some())
             .finish_non_exhaustive()
@@ -215,6 +216,10 @@ where
     /// Calls `listener` for every entry that leaves the cache, with why, after the cache's own
     /// locks are released. A panicking listener does not harm the cache: the other
     /// notifications still run, then the panic goes on to the caller whose call caused them.
+    /// The listener may use the cache, even load the key it hears of. It runs on the thread
+    /// whose call caused the departure, while that thread is pinned (the entry it is shown
+    /// stays allocated until it returns), so keep it short: memory that any cache of the
+    /// process releases meanwhile waits to be freed.
     #[must_use]
     pub fn eviction_listener(
         mut self,
@@ -343,7 +348,7 @@ where
             listener: self.listener,
             timing: Timing::new(self.clock, self.ttl, self.tti, self.expiry),
             loads: self.record_stats.then(LoadStats::default),
-            capacity: parking_lot::Mutex::new(capacity),
+            capacity: AtomicU64::new(capacity),
             share,
         })
     }
@@ -460,7 +465,8 @@ where
 
     /// A clone of `key`'s value, if cached, without it counting as a read: no hit or miss in
     /// the [`stats`](Self::stats), no use of the key for the eviction policy, no renewal of a
-    /// [time to idle](CacheBuilder::time_to_idle). For looking at the cache from outside the
+    /// [time to idle](CacheBuilder::time_to_idle) and no call to
+    /// [`Expiry::expire_after_read`]. For looking at the cache from outside the
     /// workload (a debug endpoint, an audit) without changing what it keeps. An expired value
     /// is not returned, as with [`get`](Self::get).
     ///
@@ -596,9 +602,11 @@ where
             let answer = self
                 .shard(hash)
                 .compute(hash, key, now, f, build, &mut out, guard);
-            let done = then(answer);
+            // Caught, so a panic in `then` (a clone of the user's value) does not keep the
+            // listener from hearing what left; it goes on to the caller after that.
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| then(answer)));
             self.notify(out.into_vec());
-            done
+            done.unwrap_or_else(|p| std::panic::resume_unwind(p))
         })
     }
 
@@ -723,45 +731,21 @@ where
         self.shards.iter().map(Shard::weight).sum()
     }
 
-    /// An estimate of the bytes the cache holds, from its own structures: the shards' tables,
-    /// the entries (each the size of its key and value plus about 24 bytes of bookkeeping), the
-    /// eviction policy's queues, frequency sketch and ghosts, and entry memory kept for reuse.
-    /// Not counted: memory a key or value owns elsewhere (a `String`'s bytes, what an `Arc`
-    /// points to), the allocator's own overhead per allocation, and entries that left the
-    /// cache and wait, briefly, until no reader can still hold them
-    /// ([`run_pending_tasks`](Self::run_pending_tasks) frees those it can). Takes each shard's
-    /// lock in turn, so it costs about as much as a write per shard.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let cache = shardkit_cache::Cache::new(10_000);
-    /// for k in 0..10_000u64 {
-    ///     cache.insert(k, k);
-    /// }
-    /// let per_entry = cache.memory_used() / cache.len();
-    /// assert!(per_entry < 200, "{per_entry} bytes per entry");
-    /// ```
-    pub fn memory_used(&self) -> usize {
-        let guard = &crate::sync::pin();
-        std::mem::size_of::<Self>()
-            + self
-                .shards
-                .iter()
-                .map(|s| s.memory_used(guard))
-                .sum::<usize>()
-    }
-
     /// The capacity: entries, or total weight with a weigher.
     pub fn capacity(&self) -> u64 {
-        *self.capacity.lock()
+        self.capacity.load(Ordering::SeqCst)
     }
 
     /// Changes the capacity (entries, or total weight with a weigher) while the cache is in
-    /// use. A smaller capacity takes effect before this returns: entries are evicted down to
-    /// it at once, chosen by the eviction policy as any eviction is, and the listener hears
-    /// them as [`RemovalCause::Size`]. A larger one lets the cache fill further. What the
-    /// policy has learnt (the frequencies, the window's share) carries over.
+    /// use. A smaller capacity takes effect before this returns: each shard in turn evicts
+    /// down to its part, under its lock, choosing as any eviction does (the listener hears
+    /// each entry, as evicted for size, or as expired if it had), and hands what it evicted
+    /// over to be freed. A larger one lets the cache fill further. The eviction policy keeps
+    /// what it learnt: the admission window's share is left as it was (the evictions a resize
+    /// forces do not move it), and the frequency sketch shrinks with the entries left, its
+    /// counts merged, and grows again as the cache fills (its counts then start over, as a
+    /// new cache's do). Of resizes made at once, the one that stored its capacity last holds
+    /// on every shard.
     ///
     /// The shard count stays what the builder chose for the first capacity, and each shard
     /// takes an equal part of the new one: a cache that starts tiny and grows large keeps
@@ -782,21 +766,60 @@ where
     #[doc(alias = "set_max_capacity")]
     #[doc(alias = "resize")]
     pub fn set_capacity(&self, capacity: u64) {
+        self.capacity.store(capacity, Ordering::SeqCst);
         let n = self.shards.len() as u64;
+        self.share.resize(capacity.div_ceil(n));
         let now = self.now();
-        self.write(|guard| {
-            let mut out = Notices::new(self.listener.is_some());
-            {
-                let mut current = self.capacity.lock();
-                self.share.resize(capacity.div_ceil(n));
-                for (i, shard) in (0..).zip(&*self.shards) {
-                    shard.set_capacity(shard_capacity(capacity, n, i), now, &mut out, guard);
-                }
-                *current = capacity;
+        // A listener's panic stops neither the other shards' resizing nor their listener
+        // calls; the first panic goes on to the caller after them.
+        let mut panic = None;
+        for (i, shard) in (0..).zip(&*self.shards) {
+            let resized = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.write(|guard| {
+                    let mut out = Notices::new(self.listener.is_some());
+                    let part = || shard_capacity(self.capacity.load(Ordering::SeqCst), n, i);
+                    shard.set_capacity(part, now, &mut out, guard);
+                    self.notify(out.into_vec());
+                });
+            }));
+            if let Err(p) = resized {
+                panic.get_or_insert(p);
             }
-            // Outside the resize's lock: a listener may resize the cache too.
-            self.notify(out.into_vec());
-        });
+        }
+        if let Some(p) = panic {
+            std::panic::resume_unwind(p);
+        }
+    }
+
+    /// An estimate of the bytes the cache holds, from its own structures: the shards' tables,
+    /// the entries (each the size of its key and value plus about 24 bytes of bookkeeping), the
+    /// eviction policy's queues, frequency sketch and ghosts, entry memory kept for reuse, and
+    /// entries that left the cache and wait in a shard's batch to be handed over for freeing.
+    /// Not counted: memory a key or value owns elsewhere (a `String`'s bytes, what an `Arc`
+    /// points to), the allocator's own overhead per allocation, entries and old tables already
+    /// handed over that wait, briefly, until no reader can still hold them
+    /// ([`run_pending_tasks`](Self::run_pending_tasks) frees those it can), and a few small
+    /// fixed parts (the loads in flight, the per-shard locks' bookkeeping). Takes each
+    /// shard's lock in turn, so it costs about as much as a write per shard.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache = shardkit_cache::Cache::new(10_000);
+    /// for k in 0..10_000u64 {
+    ///     cache.insert(k, k);
+    /// }
+    /// let per_entry = cache.memory_used() / cache.len();
+    /// assert!(per_entry < 200, "{per_entry} bytes per entry");
+    /// ```
+    pub fn memory_used(&self) -> usize {
+        let guard = &crate::sync::pin();
+        std::mem::size_of::<Self>()
+            + self
+                .shards
+                .iter()
+                .map(|s| s.memory_used(guard))
+                .sum::<usize>()
     }
 
     /// Hits, misses and evictions so far. Reads are counted on per-thread stripes (the policy

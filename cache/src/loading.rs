@@ -301,7 +301,10 @@ where
                     Some(_) => Compute::Keep,
                     None => Compute::Put(v.clone()),
                 },
-                |cached| finish(Landing::Loaded(cached.unwrap_or_else(|| v.clone()))),
+                |cached| {
+                    let cached = cached.expect("compute returns the value it put or kept");
+                    finish(Landing::Loaded(cached))
+                },
             ),
             Err(e) => finish(Landing::Failed(Arc::new(e))),
         }

@@ -317,10 +317,33 @@ impl<H: Handle> Policy<H> {
     }
 
     /// Bounds it to `capacity` units of weight from now on, evicting down to it at once.
+    ///
+    /// What a resize forces says nothing of the workload, so it does not move the window: the
+    /// second chances its evictions give in probation are not counted, and the ghosts start
+    /// afresh (a miss on a key the shrink evicted would read as "a larger main would have hit",
+    /// of a size the user chose). The sketch shrinks with the entries left, its counts kept;
+    /// it grows again, as a new cache's does, as the cache fills.
     pub(crate) fn set_capacity(&mut self, capacity: u64, release: &mut impl FnMut(H, Release)) {
+        let pending = self.pending;
         self.capacity = capacity;
         self.take_share();
         self.maintain(release);
+        self.demote_overflow(release);
+        self.pending = pending;
+        self.take_share();
+        let held = self.held();
+        self.sketch.shrink_to(
+            held.max(
+                usize::try_from(capacity)
+                    .unwrap_or(usize::MAX)
+                    .min(INITIAL_SKETCH),
+            ),
+        );
+        self.ghosts = Ghosts::new(ghost_slots(self.sketch.capacity()));
+        self.ghost_len = ghost_slots(held);
+        for queue in [&mut self.window, &mut self.probation, &mut self.protected] {
+            queue.handles.shrink_to_fit();
+        }
     }
 
     /// The bytes of its queues, sketch and ghosts, and how many entries its queues hold (live
@@ -608,6 +631,11 @@ impl<H: Handle> Policy<H> {
     /// to probation when it overflows.
     fn promote(&mut self, h: H, release: &mut impl FnMut(H, Release)) {
         self.protected.push(h, Region::Protected);
+        self.demote_overflow(release);
+    }
+
+    /// Demotes protected's oldest unused entries to probation while it is over its share.
+    fn demote_overflow(&mut self, release: &mut impl FnMut(H, Release)) {
         let mut budget = self.protected.handles.len() * 2 + 2;
         while self.protected.weight > self.protected_max() && budget > 0 {
             budget -= 1;

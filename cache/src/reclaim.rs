@@ -49,6 +49,10 @@ type Returned<K, V> = Arc<Mutex<Vec<Spare<K, V>>>>;
 /// A shard's reclamation: released entries waiting to be handed to the collector, and the
 /// memory it gave back. Guarded by the shard's writer lock.
 pub(crate) struct Reclaimer<K, V> {
+    /// The shard's size it is sized for: about `entries` entries (a guess when the cache is
+    /// bounded by weight), and `weight` units of weight when it is.
+    entries: usize,
+    weight: Option<u64>,
     /// Entries per batch; 1 hands each entry over at once, to be freed, not reused.
     batch_len: usize,
     /// The weight at which a batch is handed over before it is full, and the weight waiting
@@ -89,23 +93,45 @@ where
     /// holds whatever the values' sizes. Shards of fewer than 128 entries hand each entry over
     /// at once.
     pub(crate) fn new(entries: usize, weight: Option<u64>) -> Self {
+        let (batch_len, batch_weight, in_flight) = bounds(entries, weight);
         Self {
-            batch_len: (entries / 64).clamp(1, MAX_BATCH),
-            batch_weight: weight.map_or(u64::MAX, |w| (w / 64).max(1)),
+            entries,
+            weight,
+            batch_len,
+            batch_weight,
             waiting_weight: 0,
-            in_flight: (3 * crate::epoch::ADVANCE_AFTER).min(entries / 16),
+            in_flight,
             batch: Vec::new(),
             spares: Vec::new(),
             returned: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
-    /// Bounds the weight waiting in a batch by a shard's new capacity, `weight`, when the cache
-    /// is bounded by weight (see [`new`](Self::new)).
-    pub(crate) fn set_weight(&mut self, weight: u64) {
-        if self.batch_weight != u64::MAX {
-            self.batch_weight = (weight / 64).max(1);
-        }
+    /// Sizes it for the shard's new capacity, `capacity` entries, or units of weight when the
+    /// cache is bounded by weight (the guess of its entries scaled with it); then hands the
+    /// waiting batch over, so what a shrink evicted is freed without waiting for more to
+    /// fill it, and lets the spares past the new bound go (empty memory: no user code runs).
+    pub(crate) fn resize(&mut self, capacity: u64, guard: &Pin) {
+        let to_usize = |n: u128| usize::try_from(n).unwrap_or(usize::MAX);
+        let entries = match self.weight {
+            Some(w) => to_usize(self.entries as u128 * u128::from(capacity) / u128::from(w.max(1))),
+            None => to_usize(u128::from(capacity)),
+        };
+        let weight = self.weight.map(|_| capacity);
+        (self.batch_len, self.batch_weight, self.in_flight) = bounds(entries.max(1), weight);
+        (self.entries, self.weight) = (entries.max(1), weight);
+        self.hand_over(guard);
+        let keep = self.spares_kept();
+        self.spares.truncate(keep);
+        self.spares.shrink_to_fit();
+        let mut returned = lock(&self.returned);
+        returned.truncate(keep);
+        returned.shrink_to_fit();
+    }
+
+    /// How many spares it keeps.
+    fn spares_kept(&self) -> usize {
+        self.batch_len * SPARE_BATCHES + self.in_flight
     }
 
     /// The bytes it holds: its lists, and the entries in them (retired ones waiting in the
@@ -171,12 +197,22 @@ where
         self.waiting_weight = 0;
         let units = batch.len();
         let returned = self.returned.clone();
-        let keep = self.batch_len * SPARE_BATCHES + self.in_flight;
+        let keep = self.spares_kept();
         // Every entry in the batch left the table and the policy while `guard` was pinned (see
         // `retire`), so only threads pinned now can hold one, and `recycle` runs after they
         // all unpin. Deferring later than the release only waits longer.
         guard.defer(units, move || recycle(batch, &returned, keep));
     }
+}
+
+/// The bounds [`Reclaimer::new`] describes for a shard of `entries` entries and `weight` units
+/// of weight: `(batch_len, batch_weight, in_flight)`.
+fn bounds(entries: usize, weight: Option<u64>) -> (usize, u64, usize) {
+    (
+        (entries / 64).clamp(1, MAX_BATCH),
+        weight.map_or(u64::MAX, |w| (w / 64).max(1)),
+        (3 * crate::epoch::ADVANCE_AFTER).min(entries / 16),
+    )
 }
 
 /// Drops the batch's keys and values and returns their memory to the shard, up to `keep`

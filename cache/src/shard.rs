@@ -434,21 +434,28 @@ where
         self.publish_sizes(&w);
     }
 
-    /// Bounds the shard to `capacity` units of weight, evicting down to it at once; what
-    /// leaves goes to `out` (expired at `now`, if given, or evicted for size).
+    /// Bounds the shard to `capacity()` units of weight (read once its lock is held, so that of
+    /// two resizes at once, the capacity stored last is the one every shard ends with),
+    /// evicting down to it at once; what leaves goes to `out` (expired at `now`, if given, or
+    /// evicted for size). A shrink also hands what it evicted over to be freed, and moves the
+    /// entries to a smaller table if the old one is under a quarter full.
     pub(crate) fn set_capacity(
         &self,
-        capacity: u64,
+        capacity: impl FnOnce() -> u64,
         now: Option<u64>,
         out: &mut Notices<K, V>,
         guard: &Pin,
     ) {
         let mut w = lock(&self.writer);
+        let capacity = capacity();
         let table = self.table(guard);
-        w.reclaim.set_weight(capacity);
         {
             let (policy, mut release) = Self::policy_and_release(&mut w, table, now, out, guard);
             policy.set_capacity(capacity, &mut release);
+        }
+        w.reclaim.resize(capacity, guard);
+        if table.slots() > 4 * (w.live + 1) + MIN_SLOTS {
+            self.rebuild(&mut w, guard);
         }
         self.publish_sizes(&w);
     }

@@ -24,6 +24,14 @@ fn counter(rehash: u64, row: usize) -> (usize, u32) {
     (word, ((bits >> 1) % 16 * 4) as u32)
 }
 
+/// The larger of each pair of `a`'s and `b`'s sixteen 4-bit counters.
+fn max_per_counter(a: u64, b: u64) -> u64 {
+    (0..16).fold(0, |word, i| {
+        let count = ((a >> (4 * i)) & MAX_COUNT).max((b >> (4 * i)) & MAX_COUNT);
+        word | count << (4 * i)
+    })
+}
+
 /// Eight words of counters, aligned so a block is exactly one cache line (a `Vec<u64>` is only
 /// 8-byte aligned, and most of its 64-byte blocks would straddle two lines).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +119,30 @@ impl FrequencySketch {
     /// The words of block `i`, to update.
     fn block_mut(&mut self, i: usize) -> &mut [u64; BLOCK] {
         &mut self.blocks[i].0
+    }
+
+    /// Shrinks it to suit a cache of `entries` entries (at least 16), if it is twice that or
+    /// more. Each halving merges the upper half of the blocks into the lower, each counter
+    /// keeping the larger of its two values: it then stands for the keys of both, and is at
+    /// least each one's own count, so every estimate stays an over-estimate (adding them would
+    /// inflate the estimates more) and what was counted carries over. The aging period
+    /// shrinks with it.
+    pub(crate) fn shrink_to(&mut self, entries: usize) {
+        let target = (entries.max(16) as u64).next_power_of_two() as usize;
+        while self.capacity() >= 2 * target {
+            let half = self.blocks.len() / 2;
+            let (low, high) = self.blocks.split_at_mut(half);
+            for (l, h) in low.iter_mut().zip(high.iter()) {
+                for (a, b) in l.0.iter_mut().zip(h.0) {
+                    *a = max_per_counter(*a, b);
+                }
+            }
+            self.blocks.truncate(half);
+            self.blocks.shrink_to_fit();
+            self.block_mask = half as u64 - 1;
+            self.sample_size /= 2;
+            self.additions /= 2;
+        }
     }
 
     /// Starts loading the counters of the key whose hash is `hash` (see [`crate::prefetch`]).
@@ -212,6 +244,32 @@ mod tests {
                 assert_eq!(w.count_ones(), 1, "key {key}: one counter of one");
             }
         }
+    }
+
+    #[test]
+    fn shrinking_keeps_every_estimate_at_least_what_it_was() {
+        let mut s = FrequencySketch::new(4096);
+        let keys: Vec<u64> = (0..3_000u64)
+            .map(|k| k.wrapping_mul(0x2545_f491_4f6c_dd1d))
+            .collect();
+        for (i, &k) in keys.iter().enumerate() {
+            for _ in 0..i % 7 {
+                s.increment(k);
+            }
+        }
+        let before: Vec<u8> = keys.iter().map(|&k| s.frequency(k)).collect();
+        let sample = s.sample_size;
+        s.shrink_to(100);
+        assert_eq!(s.capacity(), 128);
+        assert_eq!(s.sample_size, sample / 32);
+        for (&k, &was) in keys.iter().zip(&before) {
+            assert!(s.frequency(k) >= was, "key {k}: {} < {was}", s.frequency(k));
+        }
+        // Not below what the cache holds.
+        s.shrink_to(1_000);
+        assert_eq!(s.capacity(), 128);
+        s.shrink_to(0);
+        assert_eq!(s.capacity(), 16);
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub(crate) struct WindowShare {
     /// Padded: every shard writes it, every few dozen inserts.
     log2: CachePadded<AtomicI64>,
     /// The smallest share (one unit of weight of the largest shard), in the same units; moved
-    /// when the cache is resized.
+    /// when the cache is resized. The share read is never below it, but the share learnt may
+    /// be: a resize moves the floor and leaves the share alone (see [`resize`](Self::resize)).
     floor: AtomicI64,
 }
 
@@ -41,12 +42,13 @@ impl WindowShare {
         })
     }
 
-    /// Moves the smallest share to one unit of weight of the largest shard after a resize,
-    /// raising the share to it if it was below.
+    /// Moves the floor to one unit of weight of the largest shard after a resize. The share
+    /// learnt stays as it was: a share below the new floor (the cache shrank) reads as the
+    /// floor until the cache grows back or a signal to grow the window arrives, so a
+    /// temporary shrink does not erase what the shards learnt.
     pub(crate) fn resize(&self, largest_shard: u64) {
-        let floor = floor_for(largest_shard);
-        self.floor.store(floor, Ordering::Relaxed);
-        self.log2.fetch_max(floor, Ordering::Relaxed);
+        self.floor
+            .store(floor_for(largest_shard), Ordering::Relaxed);
     }
 
     /// Scales the share by `2^(delta / SCALE)` (a `delta` from [`log2_fixed`]), within its
@@ -56,20 +58,25 @@ impl WindowShare {
             return;
         }
         // Clamped at the bounds, so a run of signals past one is not owed back before the share
-        // moves again. (`fetch_update` is std's name for this up to the crate's minimum Rust.)
+        // moves again. A share a resize left below the floor is not raised by a signal to
+        // shrink, and grows from the floor, where it reads. (`fetch_update` is std's name for
+        // this up to the crate's minimum Rust.)
+        let floor = self.floor.load(Ordering::Relaxed);
         let _ = self
             .log2
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(
-                    v.saturating_add(delta)
-                        .clamp(self.floor.load(Ordering::Relaxed), 0),
-                )
+                Some(if delta < 0 {
+                    v.saturating_add(delta).max(v.min(floor))
+                } else {
+                    v.max(floor).saturating_add(delta).min(0)
+                })
             });
     }
 
     /// The share, as a fraction of the capacity (at most 1).
     pub(crate) fn fraction(&self) -> f64 {
-        (self.log2.load(Ordering::Relaxed) as f64 / SCALE).exp2()
+        let floor = self.floor.load(Ordering::Relaxed);
+        (self.log2.load(Ordering::Relaxed).max(floor) as f64 / SCALE).exp2()
     }
 }
 
@@ -100,6 +107,25 @@ mod tests {
             share.scale(log2_fixed(1.0 / 1.005));
         }
         assert!((share.fraction() - 0.01).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_resize_moves_the_floor_and_keeps_the_share_learnt() {
+        let share = WindowShare::for_capacity(10_000);
+        // Shrunk to shards of 10: the 1% learnt reads as one unit of the new shards, 10%.
+        share.resize(10);
+        assert!((share.fraction() - 0.1).abs() < 1e-6);
+        // A signal to shrink the window cannot move it below where it reads.
+        share.scale(log2_fixed(0.5));
+        assert!((share.fraction() - 0.1).abs() < 1e-6);
+        // Grown back, the share learnt is still there.
+        share.resize(10_000);
+        assert!((share.fraction() - 0.01).abs() < 1e-6);
+        // A signal to grow after a shrink grows the window from where it read.
+        share.resize(10);
+        share.scale(log2_fixed(2.0));
+        share.resize(10_000);
+        assert!((share.fraction() - 0.2).abs() < 1e-6);
     }
 
     #[test]

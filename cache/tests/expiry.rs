@@ -106,16 +106,22 @@ fn compute_runs_again_when_its_value_expires_meanwhile() {
     assert_eq!(cache.get(&1), Some(1));
 }
 
-#[test]
-fn time_to_idle_is_renewed_by_reads() {
-    let clock = MockClock::new();
+/// A cache of 100 entries idle for at most ten seconds on `clock`, holding key 1.
+fn ten_second_idle_cache(clock: &MockClock) -> Cache<u64, u64> {
     let cache = Cache::builder()
         .max_capacity(100)
         .time_to_idle(Duration::from_secs(10))
         .clock(clock.clone())
         .build()
         .unwrap();
-    cache.insert(1u64, 1u64);
+    cache.insert(1, 1);
+    cache
+}
+
+#[test]
+fn time_to_idle_is_renewed_by_reads() {
+    let clock = MockClock::new();
+    let cache = ten_second_idle_cache(&clock);
     for _ in 0..5 {
         clock.advance(8_000);
         assert_eq!(cache.get(&1), Some(1), "read within the idle time");
@@ -127,13 +133,7 @@ fn time_to_idle_is_renewed_by_reads() {
 #[test]
 fn peek_neither_renews_time_to_idle_nor_counts_a_read() {
     let clock = MockClock::new();
-    let cache = Cache::builder()
-        .max_capacity(100)
-        .time_to_idle(Duration::from_secs(10))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    cache.insert(1u64, 1u64);
+    let cache = ten_second_idle_cache(&clock);
     clock.advance(8_000);
     assert_eq!(cache.peek(&1), Some(1));
     assert_eq!(cache.peek(&2), None);

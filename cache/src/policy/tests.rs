@@ -184,3 +184,58 @@ fn the_sketch_grows_with_the_entries_held() {
     assert_eq!(policy.sketch.capacity(), 16_384);
     assert!(policy.ghosts.len() >= ghost_slots(10_000));
 }
+
+/// A shrink evicts down to the new capacity at once, moves no window share (its second chances
+/// in probation are the resize's, not the workload's) and remembers none of what it evicted;
+/// the sketch shrinks with it; a grow lets the policy fill again.
+#[test]
+fn a_resize_evicts_at_once_and_teaches_the_window_nothing() {
+    let share = WindowShare::for_capacity(10_000);
+    let mut policy: Policy<&'static Meta> = Policy::new(10_000, 10_000, share.clone());
+    let mut resident: HashMap<u64, &'static Meta> = HashMap::new();
+    for k in 0..10_000 {
+        let m = leak(mix(k));
+        resident.insert(m.hash, m);
+        policy.insert(m, &mut |h, why| {
+            if why == Release::Evicted {
+                resident.remove(&h.hash);
+            }
+        });
+    }
+    // Every other entry re-used: the shrink's evictions promote them, each a second chance.
+    for m in resident.values().step_by(2) {
+        m.hits.set(1);
+    }
+    policy.exchange_share();
+    let before = share.fraction();
+    let mut evicted = 0;
+    policy.set_capacity(100, &mut |h, why| {
+        if why == Release::Evicted {
+            evicted += 1;
+            resident.remove(&h.hash);
+        }
+    });
+    policy.exchange_share();
+    assert_eq!(share.fraction(), before, "the resize moved the window");
+    assert_eq!(policy.weight(), 100);
+    assert_eq!(resident.len(), 100);
+    assert_eq!(evicted, 9_900);
+    assert!(policy.protected.weight <= policy.protected_max());
+    assert_eq!(policy.sketch.capacity(), 128);
+    for &m in resident.values() {
+        assert_eq!(policy.ghosts.recall(m.hash, policy.ghost_len), None);
+    }
+    for k in 0..10_000 {
+        assert_eq!(
+            policy.ghosts.recall(mix(k), policy.ghost_len),
+            None,
+            "key {k}"
+        );
+    }
+
+    policy.set_capacity(1_000, &mut |_, _| unreachable!("a grow evicts nothing"));
+    for k in 10_000..12_000 {
+        policy.insert(leak(mix(k)), &mut |_, _| {});
+    }
+    assert_eq!(policy.weight(), 1_000);
+}
