@@ -768,8 +768,15 @@ where
     pub fn set_capacity(&self, capacity: u64) {
         self.capacity.store(capacity, Ordering::SeqCst);
         let n = self.shards.len() as u64;
-        self.share.resize(capacity.div_ceil(n));
-        let now = self.now();
+        // The window's floor follows the capacity stored last: a resize that moved it for a
+        // capacity another resize has since replaced moves it again.
+        loop {
+            let stored = self.capacity.load(Ordering::SeqCst);
+            self.share.resize(stored.div_ceil(n));
+            if self.capacity.load(Ordering::SeqCst) == stored {
+                break;
+            }
+        }
         // A listener's panic stops neither the other shards' resizing nor their listener
         // calls; the first panic goes on to the caller after them.
         let mut panic = None;
@@ -778,7 +785,7 @@ where
                 self.write(|guard| {
                     let mut out = Notices::new(self.listener.is_some());
                     let part = || shard_capacity(self.capacity.load(Ordering::SeqCst), n, i);
-                    shard.set_capacity(part, now, &mut out, guard);
+                    shard.set_capacity(part, self.now(), &mut out, guard);
                     self.notify(out.into_vec());
                 });
             }));

@@ -316,29 +316,31 @@ impl<H: Handle> Policy<H> {
         self.capacity
     }
 
-    /// Bounds it to `capacity` units of weight from now on, evicting down to it at once.
+    /// Bounds it to `capacity` units of weight from now on, evicting down to it at once. A grow
+    /// only lets it fill further.
     ///
-    /// What a resize forces says nothing of the workload, so it does not move the window: the
+    /// What a shrink forces says nothing of the workload, so it does not move the window: the
     /// second chances its evictions give in probation are not counted, and the ghosts start
     /// afresh (a miss on a key the shrink evicted would read as "a larger main would have hit",
     /// of a size the user chose). The sketch shrinks with the entries left, its counts kept;
     /// it grows again, as a new cache's does, as the cache fills.
     pub(crate) fn set_capacity(&mut self, capacity: u64, release: &mut impl FnMut(H, Release)) {
-        let pending = self.pending;
+        let shrinking = capacity < self.capacity;
         self.capacity = capacity;
         self.take_share();
+        if !shrinking {
+            return;
+        }
+        let pending = self.pending;
         self.maintain(release);
-        self.demote_overflow(release);
         self.pending = pending;
         self.take_share();
+        self.demote_overflow(release);
         let held = self.held();
-        self.sketch.shrink_to(
-            held.max(
-                usize::try_from(capacity)
-                    .unwrap_or(usize::MAX)
-                    .min(INITIAL_SKETCH),
-            ),
-        );
+        // Room for one more than it holds: a sketch only as large as what the cache holds
+        // would be replaced by an empty one at the next insert (`ensure_capacity`).
+        let least = usize::try_from(capacity).map_or(INITIAL_SKETCH, |c| c.min(INITIAL_SKETCH));
+        self.sketch.shrink_to((held + 1).max(least));
         self.ghosts = Ghosts::new(ghost_slots(self.sketch.capacity()));
         self.ghost_len = ghost_slots(held);
         for queue in [&mut self.window, &mut self.probation, &mut self.protected] {

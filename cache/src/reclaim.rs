@@ -44,15 +44,23 @@ type Panic = Box<dyn Any + Send>;
 
 /// Memory of freed entries, between the collector (which may free a batch after the shard is
 /// gone, hence shared) and the shard's writer.
-type Returned<K, V> = Arc<Mutex<Vec<Spare<K, V>>>>;
+type Returned<K, V> = Arc<Mutex<Pool<K, V>>>;
+
+/// Spares given back, and how many of them to keep: read when a batch is recycled, not when
+/// it was handed over, so batches in flight across a resize keep to the new bound.
+struct Pool<K, V> {
+    spares: Vec<Spare<K, V>>,
+    keep: usize,
+}
 
 /// A shard's reclamation: released entries waiting to be handed to the collector, and the
 /// memory it gave back. Guarded by the shard's writer lock.
 pub(crate) struct Reclaimer<K, V> {
-    /// The shard's size it is sized for: about `entries` entries (a guess when the cache is
-    /// bounded by weight), and `weight` units of weight when it is.
-    entries: usize,
-    weight: Option<u64>,
+    /// The shard's size when it was built: about `built_entries` entries (a guess when the
+    /// cache is bounded by weight), and `built_weight` units of weight when it is. A resize
+    /// scales the guess from these, so repeated resizes do not compound its rounding.
+    built_entries: usize,
+    built_weight: Option<u64>,
     /// Entries per batch; 1 hands each entry over at once, to be freed, not reused.
     batch_len: usize,
     /// The weight at which a batch is handed over before it is full, and the weight waiting
@@ -94,16 +102,20 @@ where
     /// at once.
     pub(crate) fn new(entries: usize, weight: Option<u64>) -> Self {
         let (batch_len, batch_weight, in_flight) = bounds(entries, weight);
+        let keep = spares_kept(batch_len, in_flight);
         Self {
-            entries,
-            weight,
+            built_entries: entries,
+            built_weight: weight,
             batch_len,
             batch_weight,
             waiting_weight: 0,
             in_flight,
             batch: Vec::new(),
             spares: Vec::new(),
-            returned: Arc::new(Mutex::new(Vec::new())),
+            returned: Arc::new(Mutex::new(Pool {
+                spares: Vec::new(),
+                keep,
+            })),
         }
     }
 
@@ -113,34 +125,32 @@ where
     /// fill it, and lets the spares past the new bound go (empty memory: no user code runs).
     pub(crate) fn resize(&mut self, capacity: u64, guard: &Pin) {
         let to_usize = |n: u128| usize::try_from(n).unwrap_or(usize::MAX);
-        let entries = match self.weight {
-            Some(w) => to_usize(self.entries as u128 * u128::from(capacity) / u128::from(w.max(1))),
+        let built = u128::try_from(self.built_entries).unwrap_or(u128::MAX);
+        let entries = match self.built_weight {
+            Some(w) => to_usize(built * u128::from(capacity) / u128::from(w.max(1))),
             None => to_usize(u128::from(capacity)),
         };
-        let weight = self.weight.map(|_| capacity);
+        let weight = self.built_weight.map(|_| capacity);
         (self.batch_len, self.batch_weight, self.in_flight) = bounds(entries.max(1), weight);
-        (self.entries, self.weight) = (entries.max(1), weight);
+        let keep = spares_kept(self.batch_len, self.in_flight);
+        // The bound first: the batch handed over now is recycled under it.
+        let mut pool = lock(&self.returned);
+        pool.keep = keep;
+        pool.spares.truncate(keep);
+        pool.spares.shrink_to_fit();
+        drop(pool);
         self.hand_over(guard);
-        let keep = self.spares_kept();
         self.spares.truncate(keep);
         self.spares.shrink_to_fit();
-        let mut returned = lock(&self.returned);
-        returned.truncate(keep);
-        returned.shrink_to_fit();
-    }
-
-    /// How many spares it keeps.
-    fn spares_kept(&self) -> usize {
-        self.batch_len * SPARE_BATCHES + self.in_flight
     }
 
     /// The bytes it holds: its lists, and the entries in them (retired ones waiting in the
     /// batch, spares to build in).
     pub(crate) fn memory(&self) -> usize {
-        let returned = lock(&self.returned);
+        let pool = lock(&self.returned);
         let pointer = std::mem::size_of::<usize>();
-        let lists = self.batch.capacity() + self.spares.capacity() + returned.capacity();
-        let entries = self.batch.len() + self.spares.len() + returned.len();
+        let lists = self.batch.capacity() + self.spares.capacity() + pool.spares.capacity();
+        let entries = self.batch.len() + self.spares.len() + pool.spares.len();
         lists * pointer + entries * std::mem::size_of::<Entry<K, V>>()
     }
 
@@ -158,7 +168,7 @@ where
 
     #[cold]
     fn take_returned(&mut self) {
-        std::mem::swap(&mut self.spares, &mut *lock(&self.returned));
+        std::mem::swap(&mut self.spares, &mut lock(&self.returned).spares);
     }
 
     /// Frees `h` once no reader can hold it: deferred now, or with its batch once that is
@@ -197,11 +207,21 @@ where
         self.waiting_weight = 0;
         let units = batch.len();
         let returned = self.returned.clone();
-        let keep = self.spares_kept();
         // Every entry in the batch left the table and the policy while `guard` was pinned (see
         // `retire`), so only threads pinned now can hold one, and `recycle` runs after they
         // all unpin. Deferring later than the release only waits longer.
-        guard.defer(units, move || recycle(batch, &returned, keep));
+        guard.defer(units, move || recycle(batch, &returned));
+    }
+}
+
+/// How many spares a shard keeps, for batches of `batch_len` and `in_flight` entries held back
+/// (see [`Reclaimer::new`]): none when it hands entries over one at a time, since it then frees
+/// them and never builds in spares.
+fn spares_kept(batch_len: usize, in_flight: usize) -> usize {
+    if batch_len == 1 {
+        0
+    } else {
+        batch_len * SPARE_BATCHES + in_flight
     }
 }
 
@@ -215,16 +235,19 @@ fn bounds(entries: usize, weight: Option<u64>) -> (usize, u64, usize) {
     )
 }
 
-/// Drops the batch's keys and values and returns their memory to the shard, up to `keep`
-/// spares; the rest is freed. A panicking `drop` of one entry does not keep the others from
-/// being dropped and freed; the first panic is resumed once they are.
-fn recycle<K, V>(batch: Vec<EntryRef<K, V>>, returned: &Returned<K, V>, keep: usize) {
+/// Drops the batch's keys and values and returns their memory to the shard, up to the pool's
+/// `keep` spares; the rest is freed. A panicking `drop` of one entry does not keep the others
+/// from being dropped and freed; the first panic is resumed once they are.
+fn recycle<K, V>(batch: Vec<EntryRef<K, V>>, returned: &Returned<K, V>) {
     let (mut spares, panic) = empty_all(batch);
     // Keys and values were dropped above, outside the pool's lock: their `drop` is the user's
     // code.
     let mut pool = lock(returned);
-    let room = keep.saturating_sub(pool.len()).min(spares.len());
-    pool.extend(spares.drain(..room));
+    let room = pool
+        .keep
+        .saturating_sub(pool.spares.len())
+        .min(spares.len());
+    pool.spares.extend(spares.drain(..room));
     drop(pool);
     drop(spares);
     if let Some(panic) = panic {
@@ -328,8 +351,11 @@ mod tests {
                 EntryRef(NonNull::from(Box::leak(entry)))
             })
             .collect();
-        let returned: Returned<u64, Fragile<'static>> = Arc::new(Mutex::new(Vec::new()));
-        let outcome = catch_unwind(AssertUnwindSafe(|| recycle(batch, &returned, 5)));
+        let returned: Returned<u64, Fragile<'static>> = Arc::new(Mutex::new(Pool {
+            spares: Vec::new(),
+            keep: 5,
+        }));
+        let outcome = catch_unwind(AssertUnwindSafe(|| recycle(batch, &returned)));
         assert!(outcome.is_err(), "the first panic is resumed");
         assert_eq!(
             DROPS.load(Ordering::SeqCst),
@@ -337,7 +363,7 @@ mod tests {
             "every value was dropped once"
         );
         assert_eq!(
-            lock(&returned).len(),
+            lock(&returned).spares.len(),
             5,
             "memory is returned up to `keep`, the rest freed"
         );

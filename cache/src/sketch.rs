@@ -138,11 +138,11 @@ impl FrequencySketch {
                 }
             }
             self.blocks.truncate(half);
-            self.blocks.shrink_to_fit();
             self.block_mask = half as u64 - 1;
             self.sample_size /= 2;
             self.additions /= 2;
         }
+        self.blocks.shrink_to_fit();
     }
 
     /// Starts loading the counters of the key whose hash is `hash` (see [`crate::prefetch`]).
@@ -270,6 +270,13 @@ mod tests {
         assert_eq!(s.capacity(), 128);
         s.shrink_to(0);
         assert_eq!(s.capacity(), 16);
+    }
+
+    #[test]
+    fn merged_counters_keep_the_larger_of_each_pair() {
+        // Counters 0 and 1 of each word: 3 and 15 against 5 and 3.
+        assert_eq!(max_per_counter(0xF3, 0x35), 0xF5);
+        assert_eq!(max_per_counter(u64::MAX, 0), u64::MAX);
     }
 
     #[test]

@@ -417,6 +417,7 @@ fn set_capacity_evicts_down_at_once_and_lets_the_cache_grow() {
 fn set_capacity_bounds_a_weighted_cache_by_its_new_weight() {
     let cache = Cache::builder()
         .max_weight(10_000, |_: &u32, v: &Vec<u8>| v.len() as u32)
+        .shards(8)
         .build()
         .unwrap();
     for k in 0..500 {
@@ -530,6 +531,12 @@ fn a_shrink_frees_what_it_evicted_without_waiting_for_more_evictions() {
     }
     let left = live.load(Ordering::SeqCst);
     assert!(left <= 100, "{left} values alive in a cache of 100");
+    // Nor does the memory of what it evicted stay on as spares sized for the old capacity.
+    let used = cache.memory_used();
+    assert!(
+        used < 64 * 1024,
+        "{used} bytes held by a cache of 100 entries"
+    );
 }
 
 /// A peek is no use of the key for the policy: in a cache of two entries (a window of one),

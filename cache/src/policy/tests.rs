@@ -185,36 +185,54 @@ fn the_sketch_grows_with_the_entries_held() {
     assert!(policy.ghosts.len() >= ghost_slots(10_000));
 }
 
+/// A policy of 10,000 entries on `share`, filled with 10,000 keys, and the entries it holds
+/// by hash.
+fn full_policy(share: Arc<WindowShare>) -> (Policy<&'static Meta>, HashMap<u64, &'static Meta>) {
+    let mut policy = Policy::new(10_000, 10_000, share);
+    let mut resident = HashMap::new();
+    for k in 0..10_000 {
+        let m = leak(mix(k));
+        resident.insert(m.hash, m);
+        policy.insert(m, &mut |h: &Meta, why| {
+            if why == Release::Evicted {
+                resident.remove(&h.hash);
+            }
+        });
+    }
+    (policy, resident)
+}
+
+/// Resizes `policy` to `capacity`, dropping what it evicts from `resident`; how many it
+/// evicted.
+fn shrink(
+    policy: &mut Policy<&'static Meta>,
+    resident: &mut HashMap<u64, &'static Meta>,
+    capacity: u64,
+) -> usize {
+    let mut evicted = 0;
+    policy.set_capacity(capacity, &mut |h, why| {
+        if why == Release::Evicted {
+            evicted += 1;
+            resident.remove(&h.hash);
+        }
+    });
+    evicted
+}
+
 /// A shrink evicts down to the new capacity at once, moves no window share (its second chances
 /// in probation are the resize's, not the workload's) and remembers none of what it evicted;
 /// the sketch shrinks with it; a grow lets the policy fill again.
 #[test]
 fn a_resize_evicts_at_once_and_teaches_the_window_nothing() {
     let share = WindowShare::for_capacity(10_000);
-    let mut policy: Policy<&'static Meta> = Policy::new(10_000, 10_000, share.clone());
-    let mut resident: HashMap<u64, &'static Meta> = HashMap::new();
-    for k in 0..10_000 {
-        let m = leak(mix(k));
-        resident.insert(m.hash, m);
-        policy.insert(m, &mut |h, why| {
-            if why == Release::Evicted {
-                resident.remove(&h.hash);
-            }
-        });
-    }
+    let (mut policy, mut resident) = full_policy(share.clone());
     // Every other entry re-used: the shrink's evictions promote them, each a second chance.
     for m in resident.values().step_by(2) {
         m.hits.set(1);
     }
     policy.exchange_share();
     let before = share.fraction();
-    let mut evicted = 0;
-    policy.set_capacity(100, &mut |h, why| {
-        if why == Release::Evicted {
-            evicted += 1;
-            resident.remove(&h.hash);
-        }
-    });
+    let evicted = shrink(&mut policy, &mut resident, 100);
     policy.exchange_share();
     assert_eq!(share.fraction(), before, "the resize moved the window");
     assert_eq!(policy.weight(), 100);
@@ -238,4 +256,23 @@ fn a_resize_evicts_at_once_and_teaches_the_window_nothing() {
         policy.insert(leak(mix(k)), &mut |_, _| {});
     }
     assert_eq!(policy.weight(), 1_000);
+}
+
+/// Shrunk to a power of two of entries, the sketch keeps room for one more than it holds, so
+/// the next insert does not replace it with an empty one.
+#[test]
+fn the_counts_a_shrink_keeps_survive_the_next_insert() {
+    let (mut policy, mut resident) = full_policy(WindowShare::for_capacity(10_000));
+    shrink(&mut policy, &mut resident, 128);
+    assert_eq!(resident.len(), 128);
+    let counted: Vec<(u64, u8)> = resident
+        .keys()
+        .map(|&h| (h, policy.sketch.frequency(h)))
+        .filter(|&(_, f)| f > 0)
+        .collect();
+    assert!(!counted.is_empty(), "no count kept to check");
+    policy.insert(leak(mix(20_000)), &mut |_, _| {});
+    for (h, was) in counted {
+        assert!(policy.sketch.frequency(h) >= was, "the sketch started over");
+    }
 }
