@@ -108,11 +108,21 @@
 //! This protocol, against a concurrent `compute` and a concurrent removal, is model-checked
 //! with loom too.
 //!
+//! # Resizing
+//!
+//! [`Cache::set_capacity`] changes the bound while the cache is in use. A shrink evicts down to
+//! it before returning, shard by shard under each shard's lock, and the listener hears each
+//! entry after that shard's lock is released. The evictions a resize forces teach the policy
+//! nothing: they move no window share and leave no ghosts, and the frequency sketch folds its
+//! halves together, keeping its counts. The capacity is read under each shard's lock, so of
+//! resizes made at once, the one stored last holds on every shard.
+//!
 //! # Costs
 //!
 //! About 75 bytes per `u64` to `u64` entry (measured; the payload is 16): the entry itself
 //! (key, value, hash, deadline and eight bytes of state), its table slot and tag (tables stay at
 //! most three quarters full), its place in a policy queue, and 8 bytes of frequency sketch.
+//! [`Cache::memory_used`] gives the estimate for a cache in use.
 //!
 //! The minimum supported Rust version is 1.88.
 #![cfg_attr(docsrs, feature(doc_cfg))]
