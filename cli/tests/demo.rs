@@ -30,5 +30,19 @@ fn three_seeds_lose_no_acknowledged_write() {
         ] {
             assert!(text.contains(line), "seed {seed}: no {line:?} in\n{text}");
         }
+        // The nodes' caches report what they hold through `/status`.
+        let cache = text
+            .lines()
+            .find(|l| l.starts_with("read cache:"))
+            .unwrap_or_else(|| panic!("seed {seed}: no cache line in\n{text}"));
+        let held: Vec<f64> = cache
+            .split("; ")
+            .nth(1)
+            .map(|p| p.split(' ').filter_map(|w| w.parse().ok()).collect())
+            .unwrap_or_default();
+        assert!(
+            held.len() == 2 && held.iter().all(|&n| n > 0.0),
+            "seed {seed}: no entries or memory in {cache:?}"
+        );
     }
 }

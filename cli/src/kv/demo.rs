@@ -317,11 +317,20 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     // Convergence: every replica of every slot commits its leader's whole log.
     let checker = Client::new(cluster.layout.clone(), Arc::clone(&leaders), 0);
     // The workload's cache statistics, before the scale-out restarts the nodes.
-    let (hits, misses) = cluster.running().iter().fold((0u64, 0u64), |(h, m), &id| {
-        let s = checker.status(id);
-        let get = |f: &str| s.as_ref().and_then(|s| s["cache"][f].as_u64()).unwrap_or(0);
-        (h + get("hits"), m + get("misses"))
-    });
+    let (hits, misses, entries, memory) =
+        cluster
+            .running()
+            .iter()
+            .fold((0u64, 0u64, 0u64, 0u64), |(h, m, e, b), &id| {
+                let s = checker.status(id);
+                let get = |f: &str| s.as_ref().and_then(|s| s["cache"][f].as_u64()).unwrap_or(0);
+                (
+                    h + get("hits"),
+                    m + get("misses"),
+                    e + get("entries"),
+                    b + get("memory_bytes"),
+                )
+            });
     let first = wait_converged(&cluster, &checker, Duration::from_secs(30));
     if let Err(behind) = &first {
         println!("not converged after the workload: {behind}");
@@ -445,8 +454,9 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
         percentile(&mut writes, 0.99)
     );
     println!(
-        "read cache: {:.1}% hits ({hits} hits, {misses} misses across nodes)",
-        100.0 * hits as f64 / (hits + misses).max(1) as f64
+        "read cache: {:.1}% hits ({hits} hits, {misses} misses across nodes); {entries} entries in {:.1} MiB (memory_used)",
+        100.0 * hits as f64 / (hits + misses).max(1) as f64,
+        memory as f64 / (1 << 20) as f64
     );
     match failover {
         Some(f) => println!(

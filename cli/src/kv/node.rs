@@ -384,7 +384,13 @@ impl Service {
             200,
             &serde_json::json!({
                 "slots": slots,
-                "cache": {"hits": stats.hits, "misses": stats.misses, "hit_ratio": stats.hit_ratio()},
+                "cache": {
+                    "hits": stats.hits,
+                    "misses": stats.misses,
+                    "hit_ratio": stats.hit_ratio(),
+                    "entries": self.cache.len(),
+                    "memory_bytes": self.cache.memory_used(),
+                },
             }),
         )
     }
