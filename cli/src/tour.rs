@@ -157,25 +157,20 @@ fn failover_tour() -> Result<(), String> {
         AckLevel, CoordinatorNode, LeaseCoordinator, MemoryReplicaStore, Node, NodeId, Replica,
         ReplicaConfig, TcpConfig, TcpTransport, Write,
     };
-    use std::collections::HashMap;
-    use std::net::SocketAddr;
     use std::sync::Arc;
     use std::time::Duration;
 
     println!("== shardkit-replication: 3 replicas on loopback TCP, a leader failing ==");
-    let free = || -> Result<SocketAddr, String> {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())
-    };
     let ids = [NodeId::new(1), NodeId::new(2), NodeId::new(3)];
     let coordinator = NodeId::new(0);
-    let mut addrs = HashMap::new();
-    for id in ids.iter().chain([&coordinator]) {
-        addrs.insert(*id, free()?);
-    }
-    let transport = |id: NodeId| {
-        TcpTransport::bind(id, addrs[&id], &addrs, TcpConfig::default()).map_err(|e| e.to_string())
+    let all = [ids[0], ids[1], ids[2], coordinator];
+    let mut bound =
+        TcpTransport::bind_loopback(&all, TcpConfig::default()).map_err(|e| e.to_string())?;
+    let mut transport = |id: NodeId| {
+        bound
+            .transports
+            .remove(&id)
+            .ok_or_else(|| format!("no transport bound for node {id}"))
     };
     let _coordinator = CoordinatorNode::start(
         coordinator,

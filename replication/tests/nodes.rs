@@ -274,35 +274,15 @@ fn ack_levels_are_refused_or_time_out_but_never_weakened() {
         .unwrap();
 }
 
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
 /// TCP transports for `members` and the coordinator, every address bound before any node
-/// starts connecting: an outgoing connection's ephemeral port could otherwise take an address
-/// a later node was given. (A port `free_addr` found can still be taken before it is bound,
-/// by another test's connection: then the whole set is tried again on fresh ports.)
+/// starts connecting (see [`TcpTransport::bind_loopback`]).
 fn tcp_transports(
     members: &[NodeId],
 ) -> (HashMap<NodeId, SocketAddr>, HashMap<NodeId, TcpTransport>) {
-    for _ in 0..10 {
-        let mut addrs: HashMap<NodeId, SocketAddr> =
-            members.iter().map(|&id| (id, free_addr())).collect();
-        addrs.insert(COORDINATOR, free_addr());
-        let bound: Result<HashMap<NodeId, TcpTransport>, _> = addrs
-            .keys()
-            .map(|&id| {
-                TcpTransport::bind(id, addrs[&id], &addrs, TcpConfig::default()).map(|t| (id, t))
-            })
-            .collect();
-        match bound {
-            Ok(transports) => return (addrs, transports),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
-            Err(e) => panic!("binding: {e}"),
-        }
-    }
-    panic!("no free set of loopback ports in 10 tries")
+    let mut ids = members.to_vec();
+    ids.push(COORDINATOR);
+    let bound = TcpTransport::bind_loopback(&ids, TcpConfig::default()).expect("binding");
+    (bound.addrs, bound.transports)
 }
 
 #[test]

@@ -1,18 +1,10 @@
 //! The TCP transport carries packets of every size intact and in order: record frames are
 //! written from where they lie and read into a buffer that grows to the packet.
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use shardkit_replication::replica::{Message, NodeId, Packet, TcpConfig, TcpTransport, Transport};
 use shardkit_replication::{Epoch, Offset, Record, RecordBatch};
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-}
 
 fn records(from: u64, n: u64, size: usize) -> Message {
     let records: Vec<Record> = (from..from + n)
@@ -29,52 +21,45 @@ fn records(from: u64, n: u64, size: usize) -> Message {
 #[test]
 fn small_large_and_empty_packets_arrive_intact_and_in_order() {
     let (a, b) = (NodeId::new(1), NodeId::new(2));
-    for _ in 0..10 {
-        let addrs: HashMap<NodeId, SocketAddr> = [(a, free_addr()), (b, free_addr())].into();
-        let (Ok(sender), Ok(receiver)) = (
-            TcpTransport::bind(a, addrs[&a], &addrs, TcpConfig::default()),
-            TcpTransport::bind(b, addrs[&b], &addrs, TcpConfig::default()),
-        ) else {
-            continue; // a port was taken meanwhile: try fresh ones
-        };
-        let sent = vec![
-            records(0, 3, 10),
-            records(3, 0, 0),
-            // About 3 MiB: many times the receiver's first buffer.
-            records(3, 3000, 1000),
-            Message::NotLeader {
-                epoch: Epoch::new(1),
-                leader: None,
-            },
-            records(3003, 200, 100),
-        ];
-        sender.send_batch(
-            sent.iter()
-                .map(|m| {
-                    (
-                        b,
-                        Packet::Protocol {
-                            from: a,
-                            message: m.clone(),
-                        },
-                    )
-                })
-                .collect(),
-        );
-        for expected in &sent {
-            let inbound = receiver
-                .inbox()
-                .recv_timeout(Duration::from_secs(10))
-                .expect("every packet arrives");
-            match inbound.packet {
-                Packet::Protocol { from, message } => {
-                    assert_eq!(from, a);
-                    assert_eq!(&message, expected);
-                }
-                other => panic!("unexpected {other:?}"),
+    let mut bound = TcpTransport::bind_loopback(&[a, b], TcpConfig::default()).expect("binding");
+    let sender = bound.transports.remove(&a).expect("bound");
+    let receiver = bound.transports.remove(&b).expect("bound");
+    assert_eq!(receiver.local_addr(), bound.addrs[&b]);
+    let sent = vec![
+        records(0, 3, 10),
+        records(3, 0, 0),
+        // About 3 MiB: many times the receiver's first buffer.
+        records(3, 3000, 1000),
+        Message::NotLeader {
+            epoch: Epoch::new(1),
+            leader: None,
+        },
+        records(3003, 200, 100),
+    ];
+    sender.send_batch(
+        sent.iter()
+            .map(|m| {
+                (
+                    b,
+                    Packet::Protocol {
+                        from: a,
+                        message: m.clone(),
+                    },
+                )
+            })
+            .collect(),
+    );
+    for expected in &sent {
+        let inbound = receiver
+            .inbox()
+            .recv_timeout(Duration::from_secs(10))
+            .expect("every packet arrives");
+        match inbound.packet {
+            Packet::Protocol { from, message } => {
+                assert_eq!(from, a);
+                assert_eq!(&message, expected);
             }
+            other => panic!("unexpected {other:?}"),
         }
-        return;
     }
-    panic!("no free pair of loopback ports in 10 tries");
 }

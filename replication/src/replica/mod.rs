@@ -34,8 +34,8 @@ pub use store::{
     StoredProducers,
 };
 pub use transport::{
-    DeliveryHook, Inbound, MemoryNetwork, MemoryTransport, ReplyTo, TcpClient, TcpConfig, TcpStats,
-    TcpTransport, Transport,
+    DeliveryHook, Inbound, LoopbackTransports, MemoryNetwork, MemoryTransport, ReplyTo, TcpClient,
+    TcpConfig, TcpStats, TcpTransport, Transport,
 };
 pub use types::{AckLevel, FollowerAck, NodeId, Position, ProducerSeq, ReplicaConfig, Role};
 pub use wire::{MAX_PACKET, Packet, RemoteWriteError, WIRE_VERSION, decode_packet, encode_packet};

@@ -304,6 +304,54 @@ impl TcpTransport {
         })
     }
 
+    /// Transports for nodes `ids` on this machine, each listening on its own fresh loopback
+    /// port, for tests, demos and single-machine clusters. Every address is bound before the
+    /// set is returned, so no node connects out before all listen (an outgoing connection's
+    /// ephemeral port could otherwise take an address a later node was given); a port found
+    /// free but taken before it was bound (by another process's connection) makes the whole
+    /// set be tried again on fresh ports, up to ten times.
+    ///
+    /// # Errors
+    ///
+    /// A bind error other than the address being in use, or that error after ten tries.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shardkit_replication::replica::{NodeId, TcpConfig, TcpTransport};
+    ///
+    /// let ids = [NodeId::new(1), NodeId::new(2), NodeId::new(3)];
+    /// let mut cluster = TcpTransport::bind_loopback(&ids, TcpConfig::default())?;
+    /// let one = cluster.transports.remove(&ids[0]).expect("bound");
+    /// assert_eq!(one.local_addr(), cluster.addrs[&ids[0]]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn bind_loopback(ids: &[NodeId], config: TcpConfig) -> std::io::Result<LoopbackTransports> {
+        let mut last = None;
+        for _ in 0..10 {
+            // Held until every node has a port, so no two nodes are given the same one.
+            let probes = ids
+                .iter()
+                .map(|_| TcpListener::bind("127.0.0.1:0"))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let mut addrs = HashMap::new();
+            for (&id, probe) in ids.iter().zip(&probes) {
+                addrs.insert(id, probe.local_addr()?);
+            }
+            drop(probes);
+            let bound: std::io::Result<HashMap<NodeId, TcpTransport>> = ids
+                .iter()
+                .map(|&id| Self::bind(id, addrs[&id], &addrs, config.clone()).map(|t| (id, t)))
+                .collect();
+            match bound {
+                Ok(transports) => return Ok(LoopbackTransports { addrs, transports }),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::ErrorKind::AddrInUse.into()))
+    }
+
     /// The address it listens on (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
@@ -313,6 +361,16 @@ impl TcpTransport {
     pub fn stats(&self) -> &TcpStats {
         &self.stats
     }
+}
+
+/// What [`TcpTransport::bind_loopback`] bound: every node's address, and its transport to
+/// hand to its node.
+#[derive(Debug)]
+pub struct LoopbackTransports {
+    /// Where each node listens.
+    pub addrs: HashMap<NodeId, SocketAddr>,
+    /// Each node's transport, already listening.
+    pub transports: HashMap<NodeId, TcpTransport>,
 }
 
 impl Drop for TcpTransport {

@@ -2,9 +2,9 @@
 //! limits, measured in the same run: loopback bandwidth for the same framing, the loopback
 //! round trip and the `fdatasync` time.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{Read, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,12 +37,6 @@ pub(crate) struct ReplicationArgs {
 }
 
 const RECORD: usize = 100;
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-}
 
 /// A batch of `n` records as a fetch answer carries them, framed as on the wire.
 fn records_packet(n: usize) -> Vec<u8> {
@@ -257,7 +251,7 @@ struct Cluster {
 
 fn cluster(ack: FollowerAck, members: u64, prefill: u64) -> Cluster {
     let ids: Vec<NodeId> = (1..=members).map(NodeId::new).collect();
-    let addrs: HashMap<NodeId, SocketAddr> = ids.iter().map(|&id| (id, free_addr())).collect();
+    let mut bound = TcpTransport::bind_loopback(&ids, TcpConfig::default()).expect("bind");
     let mut dirs = Vec::new();
     let mut nodes = Vec::new();
     for &id in &ids {
@@ -287,8 +281,7 @@ fn cluster(ack: FollowerAck, members: u64, prefill: u64) -> Cluster {
             Box::new(FileReplicaStore::new(dir.path())),
         )
         .expect("open replica");
-        let transport =
-            TcpTransport::bind(id, addrs[&id], &addrs, TcpConfig::default()).expect("bind");
+        let transport = bound.transports.remove(&id).expect("bound above");
         nodes.push(Node::start(replica, transport));
         dirs.push(dir);
     }
