@@ -17,11 +17,14 @@ use shardkit_replication::{FileLog, LogConfig, LogStorage, Offset, Record};
 const PRODUCER: u64 = 9;
 const SIZE: usize = 100;
 
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// `n` free loopback addresses, all different: each probe is held until all are chosen, or a
+/// port let go could be handed out again. (Another process can still take one before the
+/// child meant for it binds it.)
+fn free_ports(n: usize) -> Vec<SocketAddr> {
+    let probes: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    probes.iter().map(|p| p.local_addr().unwrap()).collect()
 }
 
 struct Cluster {
@@ -121,8 +124,9 @@ fn read_all(dir: &Path) -> Vec<Record> {
 #[test]
 fn sigkilled_leader_loses_no_acknowledged_write_and_rejoins() {
     let dir = tempfile::tempdir().unwrap();
-    let coordinator = free_port();
-    let nodes: HashMap<u64, SocketAddr> = (1..=3).map(|id| (id, free_port())).collect();
+    let ports = free_ports(4);
+    let coordinator = ports[0];
+    let nodes: HashMap<u64, SocketAddr> = (1..=3).zip(ports[1..].iter().copied()).collect();
     let mut members = Vec::new();
     for id in 1..=3u64 {
         members.push("--member".to_string());
