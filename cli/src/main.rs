@@ -10,6 +10,7 @@ mod kv;
 mod log;
 mod member;
 mod page;
+mod ports;
 mod replicate;
 mod ring;
 mod tour;

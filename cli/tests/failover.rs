@@ -17,14 +17,24 @@ use shardkit_replication::{FileLog, LogConfig, LogStorage, Offset, Record};
 const PRODUCER: u64 = 9;
 const SIZE: usize = 100;
 
-/// `n` free loopback addresses, all different: each probe is held until all are chosen, or a
-/// port let go could be handed out again. (Another process can still take one before the
-/// child meant for it binds it.)
-fn free_ports(n: usize) -> Vec<SocketAddr> {
-    let probes: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    probes.iter().map(|p| p.local_addr().unwrap()).collect()
+#[path = "../src/ports.rs"]
+mod ports;
+
+/// `n` free loopback addresses, consecutive and outside the ephemeral range, so that no
+/// node's outgoing connection can take one before the child meant for it binds it, nor the
+/// killed leader's while it is down.
+fn free_ports(n: u32) -> Vec<SocketAddr> {
+    let seed = u64::from(std::process::id()) << 32
+        ^ u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos(),
+        );
+    let base = ports::free_port_run(n, seed).unwrap();
+    (0..n as u16)
+        .map(|i| SocketAddr::from(([127, 0, 0, 1], base + i)))
+        .collect()
 }
 
 struct Cluster {

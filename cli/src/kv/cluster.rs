@@ -2,7 +2,7 @@
 //! one lease coordinator per slot in this process.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,44 +22,6 @@ pub(crate) struct Cluster {
     children: BTreeMap<u64, Child>,
     coordinators: BTreeMap<u32, CoordinatorNode>,
     cursor_secret: String,
-}
-
-/// The ports the kernel hands out for outgoing connections (`ip_local_port_range`).
-fn ephemeral_ports() -> (u32, u32) {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            let mut it = s.split_whitespace().map(|p| p.parse::<u32>().ok());
-            Some((it.next()??, it.next()??))
-        })
-        .unwrap_or((32_768, 60_999))
-}
-
-/// A run of `count` consecutive free loopback ports, from a seeded starting point, outside
-/// the ephemeral range: an outgoing connection could otherwise take a killed node's port
-/// before the node restarts.
-fn free_ports(count: u32, seed: u64) -> Result<u16, String> {
-    let (low, high) = ephemeral_ports();
-    let (first, last) = if low > 10_000 + count {
-        (10_000, low - count)
-    } else {
-        (high + 1, 65_535 - count)
-    };
-    let mut pick = seed;
-    for _ in 0..50 {
-        pick = pick
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        let base = first + ((pick >> 33) % u64::from(last.saturating_sub(first).max(1))) as u32;
-        let ports = base..base + count;
-        let free = ports
-            .clone()
-            .all(|p| TcpListener::bind(("127.0.0.1", p as u16)).is_ok());
-        if free {
-            return Ok(base as u16);
-        }
-    }
-    Err("no run of free loopback ports found".into())
 }
 
 /// The lease coordinator of `slot`'s replica set in `layout`, listening on its address.
@@ -91,7 +53,7 @@ impl Cluster {
         let nodes = weights.len() as u32;
         let per_node = 1 + slots;
         // Room for one more node, which the demo adds later.
-        let base = free_ports(Layout::ports_needed(nodes + 1, slots), seed)?;
+        let base = crate::ports::free_port_run(Layout::ports_needed(nodes + 1, slots), seed)?;
         let port = |offset: u32| SocketAddr::from(([127, 0, 0, 1], base + offset as u16));
         let members: Vec<Member> = (1..=nodes + 1)
             .map(|id| Member {
