@@ -60,7 +60,8 @@ impl SqlOptions {
 }
 
 /// The keyset parts of a page query; splice them into `SELECT ... FROM t WHERE <filters> AND
-/// <where_clause> ORDER BY <order_by> LIMIT <limit>`, binding `params` in order.
+/// <where_clause> ORDER BY <order_by> LIMIT <limit>`, binding `params` in order. The condition
+/// is one bracketed term, so it can follow an `AND` as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeysetSql {
@@ -120,7 +121,7 @@ impl Params {
 /// let q = keyset_sql(&sort, Some(&cursor), Direction::Forward, 20, SqlOptions::default())?;
 /// assert_eq!(
 ///     q.where_clause.as_deref(),
-///     Some(r#"("created_at" < ?) OR ("created_at" = ? AND "id" > ?)"#)
+///     Some(r#"(("created_at" < ?) OR ("created_at" = ? AND "id" > ?))"#)
 /// );
 /// assert_eq!(q.order_by, r#""created_at" DESC, "id" ASC"#);
 /// assert_eq!(q.limit, 21);
@@ -234,9 +235,11 @@ fn condition(
         });
         disjuncts.push(format!("({})", terms.join(" AND ")));
     }
-    if disjuncts.is_empty() {
-        "1 = 0".into()
-    } else {
-        disjuncts.join(" OR ")
+    match disjuncts.len() {
+        0 => "1 = 0".into(),
+        1 => disjuncts.remove(0),
+        // Bracketed: spliced after `<filters> AND`, a bare `OR` would bind looser than the
+        // `AND` and let rows the filters exclude through.
+        _ => format!("({})", disjuncts.join(" OR ")),
     }
 }

@@ -1,6 +1,7 @@
 //! The keyset SQL helper against a real database: an embedded SQLite with a multi-column index.
 //! Walking all pages returns every row once, in order, for ascending, descending and mixed
-//! sorts, forwards and backwards, with duplicate leading values and with NULLs.
+//! sorts, forwards and backwards, with duplicate leading values and with NULLs, alone and
+//! after the query's own filters.
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params_from_iter};
@@ -50,11 +51,13 @@ fn database() -> Connection {
     db
 }
 
-/// Every row's key, in the sort's order, as the database orders it with no keyset condition.
-fn all_keys(db: &Connection, sort: &Sort) -> Vec<Vec<Value>> {
+/// Every row's key that passes `filter`, in the sort's order, as the database orders it with
+/// no keyset condition.
+fn all_keys(db: &Connection, sort: &Sort, filter: Option<&str>) -> Vec<Vec<Value>> {
     page(
         db,
         sort,
+        filter,
         None,
         Direction::Forward,
         100_000,
@@ -71,20 +74,24 @@ fn columns(sort: &Sort) -> String {
         .join(", ")
 }
 
-/// One page's keys (in sort order) and whether more rows lie beyond it.
+/// One page's keys (in sort order) and whether more rows lie beyond it, of the rows that pass
+/// `filter` (spliced before the keyset condition with `AND`, as the docs say to).
 fn page(
     db: &Connection,
     sort: &Sort,
+    filter: Option<&str>,
     bound: Option<&[Value]>,
     direction: Direction,
     size: u32,
     options: SqlOptions,
 ) -> (Vec<Vec<Value>>, bool) {
     let q = keyset_sql(sort, bound, direction, size, options).unwrap();
-    let filter = q
-        .where_clause
-        .map(|w| format!(" WHERE {w}"))
-        .unwrap_or_default();
+    let filter = match (filter, q.where_clause) {
+        (Some(f), Some(w)) => format!(" WHERE {f} AND {w}"),
+        (Some(f), None) => format!(" WHERE {f}"),
+        (None, Some(w)) => format!(" WHERE {w}"),
+        (None, None) => String::new(),
+    };
     let sql = format!(
         "SELECT {} FROM items{filter} ORDER BY {} LIMIT {}",
         columns(sort),
@@ -112,9 +119,19 @@ fn page(
     (rows, more)
 }
 
-fn walk_all(db: &Connection, sort: &Sort, size: u32, forward: bool, options: SqlOptions) {
-    let expected = all_keys(db, sort);
-    assert_eq!(expected.len(), 500);
+fn walk_all(
+    db: &Connection,
+    sort: &Sort,
+    filter: Option<&str>,
+    size: u32,
+    forward: bool,
+    options: SqlOptions,
+) {
+    let expected = all_keys(db, sort, filter);
+    match filter {
+        None => assert_eq!(expected.len(), 500),
+        Some(f) => assert!((1..500).contains(&expected.len()), "{f} filters no row"),
+    }
     for w in expected.windows(2) {
         assert!(
             sort.compare(&w[0], &w[1]).is_lt(),
@@ -129,7 +146,7 @@ fn walk_all(db: &Connection, sort: &Sort, size: u32, forward: bool, options: Sql
     let mut got: Vec<Vec<Value>> = Vec::new();
     let mut bound: Option<Vec<Value>> = None;
     loop {
-        let (rows, more) = page(db, sort, bound.as_deref(), direction, size, options);
+        let (rows, more) = page(db, sort, filter, bound.as_deref(), direction, size, options);
         bound = if forward {
             rows.last().cloned()
         } else {
@@ -146,7 +163,7 @@ fn walk_all(db: &Connection, sort: &Sort, size: u32, forward: bool, options: Sql
     }
     assert_eq!(
         got, expected,
-        "walk of {sort:?} forward={forward} size={size}"
+        "walk of {sort:?} filtered by {filter:?} forward={forward} size={size}"
     );
 }
 
@@ -180,7 +197,11 @@ fn every_row_once_in_order_for_all_sort_shapes() {
             for forward in [true, false] {
                 for row_values in [true, false] {
                     let options = SqlOptions::default().row_values(row_values);
-                    walk_all(&db, &sort, size, forward, options);
+                    // A filter on a column after the leading one: a keyset condition that
+                    // did not hold together after `AND` would let its rows through.
+                    for filter in [None, Some(r#""name" <> 'n3'"#)] {
+                        walk_all(&db, &sort, filter, size, forward, options);
+                    }
                 }
             }
         }
@@ -229,6 +250,6 @@ fn numbered_placeholders_continue_after_the_filters() {
     .unwrap();
     assert_eq!(
         q.where_clause.as_deref(),
-        Some(r#"("grp" < $3) OR ("grp" = $4 AND "id" > $5)"#)
+        Some(r#"(("grp" < $3) OR ("grp" = $4 AND "id" > $5))"#)
     );
 }
