@@ -38,6 +38,11 @@ const FINGERPRINT_LEN: usize = 4;
 /// Signing keys shorter than this are refused: HMAC's strength is the key's.
 pub const MIN_KEY_LEN: usize = 16;
 
+/// The longest cursor, in characters, a codec writes or reads: about 3 KB of key values.
+/// Decoding refuses longer input before any work; encoding a key whose cursor would be longer
+/// fails with [`Error::InvalidKey`] rather than hand out a cursor no request could use.
+pub const MAX_CURSOR_LEN: usize = 4096;
+
 const FLAG_SIGNED: u8 = 1;
 const FLAG_EXPIRES: u8 = 2;
 
@@ -144,7 +149,8 @@ impl CodecBuilder {
         self
     }
 
-    /// Makes cursors expire this long after they are issued.
+    /// Makes cursors expire this long after they are issued. Cursors issued without a lifetime
+    /// (before one was set) are refused as expired, or they would never expire.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -290,11 +296,17 @@ fn seconds(t: SystemTime) -> u64 {
 }
 
 impl BoundCodec<'_> {
+    /// The sort the cursors encode.
+    pub fn sort(&self) -> &Sort {
+        &self.codec.sort
+    }
+
     /// Encodes `key`, now.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] if `key` does not fit the sort.
+    /// [`Error::InvalidKey`] if `key` does not fit the sort, or its cursor would be longer
+    /// than [`MAX_CURSOR_LEN`] (long text or byte values), which no codec accepts back.
     pub fn encode(&self, key: &[Value]) -> Result<Cursor, Error> {
         // Reading the clock costs more than a tenth of an encode: only when the token expires.
         self.encode_with(key, || {
@@ -309,7 +321,7 @@ impl BoundCodec<'_> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] if `key` does not fit the sort.
+    /// As [`encode`](Self::encode).
     pub fn encode_at(&self, key: &[Value], now: SystemTime) -> Result<Cursor, Error> {
         self.encode_with(key, || now)
     }
@@ -365,7 +377,17 @@ impl BoundCodec<'_> {
             let tag = self.tag(mac, &buf);
             buf.extend_from_slice(&tag);
         }
-        Ok(Cursor(URL_SAFE_NO_PAD.encode(&buf)))
+        let token = URL_SAFE_NO_PAD.encode(&buf);
+        if token.len() > MAX_CURSOR_LEN {
+            return Err(Error::InvalidKey {
+                reason: format!(
+                    "its cursor would be {} characters, more than the {MAX_CURSOR_LEN} a cursor \
+                     may have; sort by shorter values (a hash or an id of long ones)",
+                    token.len()
+                ),
+            });
+        }
+        Ok(Cursor(token))
     }
 
     fn tag(&self, mac: &Hmac<Sha256>, body: &[u8]) -> [u8; TAG_LEN] {
@@ -405,8 +427,8 @@ impl BoundCodec<'_> {
         now: impl FnOnce() -> SystemTime,
     ) -> Result<Vec<Value>, Error> {
         let codec = self.codec;
-        // A valid token for the longest keys is far below this; refuse huge inputs before work.
-        if token.len() > 4096 {
+        // No token this codec encodes is longer; refuse huge inputs before any work.
+        if token.len() > MAX_CURSOR_LEN {
             return Err(malformed("token is too long"));
         }
         let buf = URL_SAFE_NO_PAD
@@ -468,6 +490,10 @@ impl BoundCodec<'_> {
                     expired_at: expires_at,
                 });
             }
+        } else if codec.ttl.is_some() {
+            // Issued before the service gave cursors a lifetime (with the same signing key):
+            // it would otherwise stay valid for ever.
+            return Err(Error::ExpiredCursor { expired_at: 0 });
         }
         let mut key = Vec::with_capacity(codec.sort.columns().len());
         for col in codec.sort.columns() {

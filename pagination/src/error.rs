@@ -50,9 +50,11 @@ pub enum Error {
     BadSignature,
     /// The cursor was issued for a different query (other filters or another sort).
     WrongQuery,
-    /// The cursor has expired; start again from the first page.
+    /// The cursor has expired; start again from the first page. Also a cursor issued with no
+    /// lifetime to a codec that now gives cursors one.
     ExpiredCursor {
-        /// When it expired, in seconds since the Unix epoch.
+        /// When it expired, in seconds since the Unix epoch; 0 for a cursor issued with no
+        /// lifetime.
         expired_at: u64,
     },
 }

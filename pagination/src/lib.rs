@@ -88,7 +88,9 @@ mod source;
 mod sql;
 mod value;
 
-pub use cursor::{BoundCodec, CURSOR_VERSION, CodecBuilder, Cursor, CursorCodec, MIN_KEY_LEN};
+pub use cursor::{
+    BoundCodec, CURSOR_VERSION, CodecBuilder, Cursor, CursorCodec, MAX_CURSOR_LEN, MIN_KEY_LEN,
+};
 pub use error::Error;
 pub use link::link_header;
 pub use merge::Merged;

@@ -6,7 +6,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use crate::error::Error;
 use crate::request::Direction;
 use crate::sort::Sort;
-use crate::source::Source;
+use crate::source::{PREALLOCATE, Source};
 use crate::value::Value;
 
 /// Several shard sources ordered by the same [`Sort`], paged as one (scatter-gather).
@@ -161,7 +161,7 @@ impl<S: Source> Source for Merged<S> {
         if let Some(b) = bound {
             self.sort.check(b)?;
         }
-        let chunk = limit / self.shards.len() + 1;
+        let chunk = (limit / self.shards.len()).saturating_add(1);
         let mut lanes: Vec<Lane<S::Item>> = (0..self.shards.len())
             .map(|_| Lane {
                 buffered: VecDeque::new(),
@@ -173,7 +173,8 @@ impl<S: Source> Source for Merged<S> {
         for i in 0..self.shards.len() {
             self.advance(&mut lanes, &mut heap, i, direction, chunk)?;
         }
-        let mut out = Vec::with_capacity(limit);
+        // Not `limit` up front: a caller may pass `usize::MAX` for "everything".
+        let mut out = Vec::with_capacity(limit.min(PREALLOCATE));
         while let Some(head) = heap.pop() {
             out.push(head.item);
             if out.len() == limit {

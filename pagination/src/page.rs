@@ -132,7 +132,19 @@ pub fn paginate<S: Source>(
     };
     let more_other_way = match (edge, &bound) {
         (Some(k), _) => !source.scan(Some(k), other_way, 1)?.is_empty(),
-        (None, Some(b)) => !source.scan(Some(b), other_way, 1)?.is_empty(),
+        // An empty page: the cursor's own item, if it is still there, lies the other way too,
+        // and a scan from the cursor would skip it. The item at this way's far end (the first
+        // item, for a forward page) says whether anything lies at or before the cursor.
+        (None, Some(b)) => source
+            .scan(None, direction, 1)?
+            .first()
+            .is_some_and(|item| {
+                let at = codec.sort().compare(&source.key(item), b);
+                match direction {
+                    Direction::Forward => at.is_le(),
+                    Direction::Backward => at.is_ge(),
+                }
+            }),
         (None, None) => false,
     };
     let (has_next_page, has_previous_page) = match direction {

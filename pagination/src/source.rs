@@ -9,6 +9,10 @@ use crate::request::Direction;
 use crate::sort::Sort;
 use crate::value::Value;
 
+/// The most items a scan allocates room for before it has them: a caller may ask for
+/// `usize::MAX` to mean "everything".
+pub(crate) const PREALLOCATE: usize = 1024;
+
 /// Something a page can be cut from: a collection that can be scanned in its sort order, from
 /// just past a key, forwards or backwards.
 ///
@@ -320,7 +324,8 @@ where
                 .take(limit)
                 .collect(),
             Direction::Backward => {
-                let mut window = std::collections::VecDeque::with_capacity(limit + 1);
+                let mut window =
+                    std::collections::VecDeque::with_capacity(limit.min(PREALLOCATE) + 1);
                 for item in (self.make)().take_while(|item| cmp(item).is_none_or(Ordering::is_lt)) {
                     window.push_back(item);
                     if window.len() > limit {

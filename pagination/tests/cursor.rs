@@ -4,7 +4,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
-use shardkit_pagination::{ColumnType, CursorCodec, Error, Nulls, Order, Sort, Value};
+use shardkit_pagination::{
+    ColumnType, CursorCodec, Error, MAX_CURSOR_LEN, Nulls, Order, Sort, Value,
+};
 
 fn rich_sort() -> Sort {
     Sort::builder()
@@ -51,7 +53,12 @@ fn key() -> impl Strategy<Value = Vec<Value>> {
 }
 
 fn signed() -> CursorCodec {
-    CursorCodec::builder(rich_sort())
+    signed_with(rich_sort())
+}
+
+/// Signed with a current key, accepting a previous one too, with a ten-minute lifetime.
+fn signed_with(sort: Sort) -> CursorCodec {
+    CursorCodec::builder(sort)
         .signing_key(7, b"current-signing-key-0123")
         .signing_key(3, b"previous-signing-key-456")
         .ttl(Duration::from_secs(600))
@@ -135,8 +142,11 @@ fn rotation_expiry_and_query_binding() {
         .unique_asc("id", ColumnType::Uint)
         .build()
         .unwrap();
+    // Both with a lifetime: a cursor issued without one is refused by a codec that has one
+    // (see `a_codec_with_a_lifetime_refuses_cursors_issued_without_one`).
     let old = CursorCodec::builder(two_col.clone())
         .signing_key(1, b"old-key-0123456789")
+        .ttl(Duration::from_secs(60))
         .build()
         .unwrap();
     let new = CursorCodec::builder(two_col.clone())
@@ -221,4 +231,52 @@ fn versions_and_bad_configuration_are_typed_errors() {
         q.encode(&[Value::Null]),
         Err(Error::InvalidKey { .. })
     ));
+}
+
+#[test]
+fn a_key_too_long_for_a_cursor_fails_to_encode_rather_than_to_decode() {
+    let sort = Sort::builder()
+        .asc("title", ColumnType::Text)
+        .unique_asc("id", ColumnType::Uint)
+        .build()
+        .unwrap();
+    let codec = signed_with(sort);
+    let query = codec.bind(b"");
+    // The longest title that still fits decodes; one byte more is refused when encoding.
+    let fits = (1..4096)
+        .rev()
+        .find(|&n| {
+            query
+                .encode(&[Value::Text("x".repeat(n)), Value::Uint(1)])
+                .is_ok()
+        })
+        .unwrap();
+    let key = [Value::Text("x".repeat(fits)), Value::Uint(1)];
+    let token = query.encode(&key).unwrap();
+    assert!(token.as_str().len() <= MAX_CURSOR_LEN);
+    assert_eq!(query.decode(token.as_str()).unwrap(), key);
+    let longer = [Value::Text("x".repeat(fits + 1)), Value::Uint(1)];
+    assert!(matches!(
+        query.encode(&longer),
+        Err(Error::InvalidKey { .. })
+    ));
+}
+
+#[test]
+fn a_codec_with_a_lifetime_refuses_cursors_issued_without_one() {
+    let sort = Sort::builder()
+        .unique_asc("id", ColumnType::Uint)
+        .build()
+        .unwrap();
+    // The same key, before the service gave cursors a lifetime.
+    let before = CursorCodec::builder(sort.clone())
+        .signing_key(7, b"current-signing-key-0123")
+        .build()
+        .unwrap();
+    let token = before.bind(b"").encode(&[Value::Uint(7)]).unwrap();
+    let after = signed_with(sort);
+    assert_eq!(
+        after.bind(b"").decode(token.as_str()),
+        Err(Error::ExpiredCursor { expired_at: 0 })
+    );
 }

@@ -107,6 +107,13 @@ fn walk(
     let mut returned: Vec<u64> = Vec::new();
     let mut cursor: Option<String> = None;
     for step in 0.. {
+        // The item the cursor points at, which may have been deleted since.
+        let at = cursor
+            .as_deref()
+            .map(|c| match query.decode(c).unwrap()[..] {
+                [Value::Uint(k)] => k,
+                ref key => panic!("not this sort's key: {key:?}"),
+            });
         let req = if forward {
             PageRequest::from_relay(Some(size), cursor.take(), None, None, sizes)
         } else {
@@ -124,6 +131,20 @@ fn walk(
         if let (Some(first), Some(last)) = (page.ids.first(), page.ids.last()) {
             prop_assert_eq!(page.has_next, data.range(last + 1..).next().is_some());
             prop_assert_eq!(page.has_prev, data.range(..first).next().is_some());
+        } else if let Some(at) = at {
+            // An empty page: everything lies the other way, the cursor's item included.
+            let (this_way, other_way) = if forward {
+                (page.has_next, page.has_prev)
+            } else {
+                (page.has_prev, page.has_next)
+            };
+            let beyond = if forward {
+                data.range(..=at).next()
+            } else {
+                data.range(at..).next()
+            };
+            prop_assert!(!this_way);
+            prop_assert_eq!(other_way, beyond.is_some(), "empty page at {}", at);
         }
         if forward {
             returned.extend(&page.ids);
@@ -189,4 +210,50 @@ fn oversized_pages_are_coerced_and_empty_collections_have_one_empty_page() {
     assert_eq!(page.ids.len(), 50);
     let empty = fetch(&BTreeMap::new(), Layout::Shards(3), &query, &req);
     assert!(empty.ids.is_empty() && !empty.has_next && !empty.has_prev);
+}
+
+#[test]
+fn an_empty_page_knows_the_cursors_own_item_lies_behind_it() {
+    let codec = CursorCodec::builder(sort()).build().unwrap();
+    let query = codec.bind(b"");
+    let data: BTreeMap<u64, u64> = [(5, 50)].into();
+    let sizes = PageSize::new(1, 10).unwrap();
+    let cursor = query.encode(&[Value::Uint(5)]).unwrap().to_string();
+    for layout in [Layout::Map, Layout::Slice, Layout::Shards(2)] {
+        let after = PageRequest::from_relay(Some(1), Some(cursor.clone()), None, None, sizes);
+        let page = fetch(&data, layout, &query, &after.unwrap());
+        assert!(page.ids.is_empty() && !page.has_next);
+        assert!(
+            page.has_prev,
+            "5 comes before the page after 5 ({layout:?})"
+        );
+        let before = PageRequest::from_relay(None, None, Some(1), Some(cursor.clone()), sizes);
+        let page = fetch(&data, layout, &query, &before.unwrap());
+        assert!(page.ids.is_empty() && !page.has_prev);
+        assert!(
+            page.has_next,
+            "5 comes after the page before 5 ({layout:?})"
+        );
+    }
+}
+
+#[test]
+fn a_scan_for_everything_does_not_reserve_for_everything() {
+    use shardkit_pagination::{Direction, IterSource, Source};
+    let shards: Vec<BTreeMap<u64, u64>> = (0..3)
+        .map(|s| (0..100).filter(|k| k % 3 == s).map(|k| (k, k)).collect())
+        .collect();
+    let merged = Merged::new(shards, sort());
+    for direction in [Direction::Forward, Direction::Backward] {
+        assert_eq!(merged.scan(None, direction, usize::MAX).unwrap().len(), 100);
+    }
+    let rows: Vec<u64> = (0..100).collect();
+    let source = IterSource::new(
+        || rows.iter().copied(),
+        sort(),
+        |k: &u64| vec![Value::Uint(*k)],
+    );
+    for direction in [Direction::Forward, Direction::Backward] {
+        assert_eq!(source.scan(None, direction, usize::MAX).unwrap().len(), 100);
+    }
 }
