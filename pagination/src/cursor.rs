@@ -405,8 +405,8 @@ impl BoundCodec<'_> {
     /// # Errors
     ///
     /// [`Error::MalformedCursor`], [`Error::UnsupportedVersion`], [`Error::UnsignedCursor`],
-    /// [`Error::BadSignature`], [`Error::WrongQuery`], [`Error::ExpiredCursor`], or
-    /// [`Error::InvalidKey`], each saying what is wrong.
+    /// [`Error::BadSignature`], [`Error::WrongQuery`] or [`Error::ExpiredCursor`], each saying
+    /// what is wrong.
     pub fn decode(&self, token: &str) -> Result<Vec<Value>, Error> {
         self.decode_with(token, SystemTime::now)
     }

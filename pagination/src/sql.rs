@@ -28,7 +28,7 @@ pub struct SqlOptions {
     pub first_param: usize,
     /// Use a row-value comparison `(a, b) > (?, ?)` when every column has the same direction
     /// and none is nullable (an index range scan in PostgreSQL, SQLite and MySQL); off, or
-    /// otherwise, the expanded `a > ? OR (a = ? AND b > ?)` form, which every database runs.
+    /// otherwise, the expanded `(a > ? OR (a = ? AND b > ?))` form, which every database runs.
     pub row_values: bool,
 }
 
@@ -105,8 +105,10 @@ impl Params {
 /// `bound`, a decoded cursor, in `sort`.
 ///
 /// NULLs are handled explicitly (`IS NULL` / `IS NOT NULL` terms, `NULLS FIRST/LAST` in the
-/// ordering), so rows with NULL keys are never silently dropped. Column names are quoted with
-/// double quotes (standard SQL; MySQL needs `ANSI_QUOTES`).
+/// ordering), so rows with NULL keys are never silently dropped. `NULLS FIRST/LAST` is
+/// standard SQL (PostgreSQL, SQLite, Oracle), which MySQL, MariaDB and SQL Server do not parse:
+/// there, keep nullable columns out of the sort. Column
+/// names are quoted with double quotes (standard SQL; MySQL needs `ANSI_QUOTES`).
 ///
 /// # Examples
 ///
