@@ -579,16 +579,19 @@ where
     #[doc(alias = "and_compute_with")]
     #[doc(alias = "remove_if")]
     pub fn compute(&self, key: K, f: impl FnMut(Option<&V>) -> Compute<V>) -> Option<V> {
-        self.compute_then(key, f, |answer| answer)
+        self.compute_then(key, f, || true, |answer| answer)
     }
 
     /// [`compute`](Self::compute), running `then` on its answer before the listener hears of
     /// the entries that left: a load ends its flight there, so a listener that loads the same
-    /// key again does not wait on the flight of the thread that is calling it.
+    /// key again does not wait on the flight of the thread that is calling it. A value `f`
+    /// puts is cached only if `wanted`, asked under the shard's lock, says so; otherwise it
+    /// is the answer all the same.
     pub(crate) fn compute_then<R>(
         &self,
         key: K,
         f: impl FnMut(Option<&V>) -> Compute<V>,
+        wanted: impl Fn() -> bool,
         then: impl FnOnce(Option<V>) -> R,
     ) -> R {
         let hash = self.hash(&key);
@@ -601,7 +604,7 @@ where
             let mut out = Notices::new(self.listener.is_some());
             let answer = self
                 .shard(hash)
-                .compute(hash, key, now, f, build, &mut out, guard);
+                .compute(hash, key, now, f, wanted, build, &mut out, guard);
             // Caught, so a panic in `then` (a clone of the user's value) does not keep the
             // listener from hearing what left; it goes on to the caller after that.
             let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| then(answer)));
@@ -660,13 +663,18 @@ where
         self.timing.as_ref().map(|t| t.now().1)
     }
 
-    /// Removes `key`, returning its value if it was cached.
+    /// Removes `key`, returning its value if it was cached. A load of `key` in flight
+    /// ([`get_or_insert_with`](Self::get_or_insert_with) and its variants) is not cached when
+    /// it finishes: it may have read what the removal was meant to invalidate. Its caller, and
+    /// those already waiting for it, still get its value (or the key's, if one was cached
+    /// meanwhile); callers from now on load afresh.
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
+        self.invalidate_loads(hash, key);
         self.write(|guard| {
             let removed = self.shard(hash).remove(hash, key, guard)?;
             if self.now().is_some_and(|now| removed.get().is_expired(now)) {
@@ -695,8 +703,10 @@ where
         });
     }
 
-    /// Removes every entry.
+    /// Removes every entry. Loads in flight ([`get_or_insert_with`](Self::get_or_insert_with)
+    /// and its variants) are not cached when they finish, as after a [`remove`](Self::remove).
     pub fn clear(&self) {
+        self.invalidate_all_loads();
         self.write(|guard| {
             for shard in &*self.shards {
                 let mut out = Notices::new(self.listener.is_some());

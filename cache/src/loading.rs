@@ -2,9 +2,11 @@
 //! for the hand-off between the caller that loads and those that wait).
 
 use std::any::Any;
+use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use crate::flight::{Flight, Landing, Leader};
@@ -15,6 +17,15 @@ pub(crate) struct Pending<K> {
     hash: u64,
     key: K,
     flight: Arc<dyn Any + Send + Sync>,
+    /// Set when the key is removed (or the cache cleared) while it loads, as the flight leaves
+    /// the pending list: what the load returns is then not cached. It may have been read
+    /// before the removal (a database row the remover just changed), and caching it after
+    /// would undo the removal until it is evicted (memcached's leases guard against the
+    /// same).
+    invalidated: Arc<AtomicBool>,
+    /// The thread of a leader that blocks for its load (not an asynchronous one): a caller on
+    /// that thread, in the load itself or in a listener it set off, would wait for itself.
+    blocking_leader: Option<ThreadId>,
 }
 
 /// The loads in flight of one shard.
@@ -29,10 +40,36 @@ struct Deregister<'a, K> {
 
 impl<K> Drop for Deregister<'_, K> {
     fn drop(&mut self) {
-        self.flights
-            .lock()
-            .retain(|p| !Arc::ptr_eq(&p.flight, &self.flight));
+        let mut flights = self.flights.lock();
+        let gone = flights
+            .iter()
+            .position(|p| Arc::ptr_eq(&p.flight, &self.flight))
+            .map(|i| flights.swap_remove(i));
+        drop(flights);
+        // The key's destructor (the user's) runs after the lock is let go.
+        drop(gone);
     }
+}
+
+/// Takes out of `flights` the loads `doomed` picks, marking them invalidated; returns them, to
+/// be dropped once the lock is let go (their keys' destructors are the user's).
+fn invalidate<K>(
+    flights: &Flights<K>,
+    mut doomed: impl FnMut(&Pending<K>) -> bool,
+) -> Vec<Pending<K>> {
+    let mut flights = flights.lock();
+    let mut gone = Vec::new();
+    let mut i = 0;
+    while i < flights.len() {
+        if doomed(&flights[i]) {
+            let p = flights.swap_remove(i);
+            p.invalidated.store(true, Ordering::Release);
+            gone.push(p);
+        } else {
+            i += 1;
+        }
+    }
+    gone
 }
 
 /// Loads counted for [`Cache::stats`] (when the builder asked for them).
@@ -91,8 +128,8 @@ enum Step<V, E> {
     Hit(V),
     /// Another caller is loading it: wait for its flight.
     Wait(Arc<Flight<V, E>>),
-    /// This caller loads it.
-    Lead(Arc<Flight<V, E>>),
+    /// This caller loads it; the flag says whether the key was removed meanwhile.
+    Lead(Arc<Flight<V, E>>, Arc<AtomicBool>),
 }
 
 /// What a waiter makes of its flight's landing: the result, or `None` to try again.
@@ -101,6 +138,33 @@ fn outcome<V, E>(landing: Landing<V, E>) -> Option<Result<V, Arc<E>>> {
         Landing::Loaded(v) => Some(Ok(v)),
         Landing::Failed(e) => Some(Err(e)),
         Landing::Abandoned => None,
+    }
+}
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher,
+{
+    /// Invalidates the loads of `key` in flight (see [`Pending::invalidated`]): called by a
+    /// removal before it takes the shard's lock.
+    pub(crate) fn invalidate_loads<Q>(&self, hash: u64, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let flights = &self.flights[self.shard_index(hash)];
+        drop(invalidate(flights, |p| {
+            p.hash == hash && p.key.borrow() == key
+        }));
+    }
+
+    /// Invalidates every load in flight: called by a clear before it removes anything.
+    pub(crate) fn invalidate_all_loads(&self) {
+        for flights in &*self.flights {
+            drop(invalidate(flights, |_| true));
+        }
     }
 }
 
@@ -115,7 +179,11 @@ where
     /// flight). If the loading caller's `load` panics, the panic is its own and the waiters
     /// retry (one of them loading); nobody is left waiting. If another write gives the key a
     /// value while `load` runs (an [`insert`](Self::insert), a [`compute`](Self::compute)),
-    /// that value stays and every caller gets it: the load does not overwrite it.
+    /// that value stays and every caller gets it: the load does not overwrite it. If the key
+    /// is [removed](Self::remove) (or the cache [cleared](Self::clear)) while `load` runs,
+    /// what it returns is not cached, as it may predate the removal, and callers from then on
+    /// load afresh. A `load` that asks for its own key (or a listener it sets off that does)
+    /// loads it again, on its own, rather than wait for itself.
     ///
     /// # Examples
     ///
@@ -151,13 +219,13 @@ where
         let hash = self.hash(&key);
         let mut load = Some(load);
         loop {
-            let flight = match self.step::<E>(hash, &key) {
+            let (flight, invalidated) = match self.step::<E>(hash, &key, true) {
                 Step::Hit(v) => return Ok(v),
                 Step::Wait(flight) => match outcome(flight.wait()) {
                     Some(result) => return result,
                     None => continue,
                 },
-                Step::Lead(flight) => flight,
+                Step::Lead(flight, invalidated) => (flight, invalidated),
             };
             let (leader, deregister) = self.lead(hash, &flight);
             let load = load.take().expect("a caller leads at most one flight");
@@ -170,14 +238,16 @@ where
                     loaded
                 }
             };
-            return self.land(key, loaded, leader, deregister);
+            return self.land(key, loaded, &invalidated, leader, deregister);
         }
     }
 
     /// [`get_or_insert_with`](Self::get_or_insert_with) with an asynchronous `load`, on any
     /// runtime. Waiting callers yield instead of blocking. If the loading caller's future is
     /// dropped before it finishes (a timeout, a cancelled task), the waiters retry, one of them
-    /// loading: a load nobody drives never holds the others up.
+    /// loading. A loading future that is kept but no longer polled holds its waiters until it
+    /// is dropped, so drop futures you stop driving. A load that asks for its own key waits
+    /// for itself: asynchronous callers cannot be told apart by thread.
     #[cfg(feature = "async")]
     #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub async fn get_or_insert_async(&self, key: K, load: impl Future<Output = V>) -> V {
@@ -206,13 +276,13 @@ where
         let hash = self.hash(&key);
         let mut load = Some(load);
         loop {
-            let flight = match self.step::<E>(hash, &key) {
+            let (flight, invalidated) = match self.step::<E>(hash, &key, false) {
                 Step::Hit(v) => return Ok(v),
                 Step::Wait(flight) => match outcome(flight.landed().await) {
                     Some(result) => return result,
                     None => continue,
                 },
-                Step::Lead(flight) => flight,
+                Step::Lead(flight, invalidated) => (flight, invalidated),
             };
             let (leader, deregister) = self.lead(hash, &flight);
             let loaded = match self.peek_value(hash, &key) {
@@ -225,7 +295,7 @@ where
                     loaded
                 }
             };
-            return self.land(key, loaded, leader, deregister);
+            return self.land(key, loaded, &invalidated, leader, deregister);
         }
     }
 
@@ -234,27 +304,35 @@ where
         LoadTimer(self.loads.as_ref().map(|stats| (stats, Instant::now())))
     }
 
-    /// The cached value, or else joins `key`'s flight, or else starts one (a flight of another
-    /// error type for the key is left alone: this caller then loads on its own).
-    fn step<E: Send + Sync + 'static>(&self, hash: u64, key: &K) -> Step<V, E> {
+    /// The cached value, or else joins `key`'s flight, or else starts one. A flight of another
+    /// error type for the key is left alone (this caller loads on its own), and so, for a
+    /// caller that `blocks` to wait, is a flight its own thread leads: the load (or a listener
+    /// it set off) asking for its own key would wait for itself for ever; it loads the key
+    /// again instead.
+    fn step<E: Send + Sync + 'static>(&self, hash: u64, key: &K, blocks: bool) -> Step<V, E> {
         if let Some(v) = self.get(key) {
             return Step::Hit(v);
         }
+        let this_thread = blocks.then(|| std::thread::current().id());
         let mut pending = self.flights[self.shard_index(hash)].lock();
         let joined = pending
             .iter()
-            .find(|p| p.hash == hash && p.key == *key)
+            .filter(|p| p.hash == hash && p.key == *key && p.flight.is::<Flight<V, E>>())
+            .find(|p| this_thread.is_none() || p.blocking_leader != this_thread)
             .and_then(|p| Arc::clone(&p.flight).downcast::<Flight<V, E>>().ok());
         if let Some(flight) = joined {
             return Step::Wait(flight);
         }
         let flight = Arc::new(Flight::new());
+        let invalidated = Arc::new(AtomicBool::new(false));
         pending.push(Pending {
             hash,
             key: key.clone(),
             flight: Arc::clone(&flight) as Arc<dyn Any + Send + Sync>,
+            invalidated: Arc::clone(&invalidated),
+            blocking_leader: this_thread,
         });
-        Step::Lead(flight)
+        Step::Lead(flight, invalidated)
     }
 
     /// The guards of a leader: whatever happens to it, its flight lands and leaves `pending`
@@ -272,11 +350,13 @@ where
         (leader, deregister)
     }
 
-    /// Caches what the leader loaded, then lands its flight with it.
+    /// Caches what the leader loaded (unless the key was removed meanwhile: `invalidated`),
+    /// then lands its flight with it.
     fn land<E>(
         &self,
         key: K,
         loaded: Result<V, E>,
+        invalidated: &AtomicBool,
         leader: Leader<'_, V, E>,
         deregister: Deregister<'_, K>,
     ) -> Result<V, Arc<E>> {
@@ -295,12 +375,16 @@ where
             // `insert`, a `compute`) stays, and is what the callers get: overwriting it would
             // lose that write (a counter's increment, say). The flight lands before the
             // listener hears of what the write evicted (see `compute_then`).
+            // A removal sets `invalidated` before it takes the shard's lock to remove, and the
+            // flag is read under that lock as the value is put: either the put comes first
+            // (and the removal then removes it) or the value is not cached.
             Ok(v) => self.compute_then(
                 key,
                 |current| match current {
                     Some(_) => Compute::Keep,
                     None => Compute::Put(v.clone()),
                 },
+                || !invalidated.load(Ordering::Acquire),
                 |cached| {
                     let cached = cached.expect("compute returns the value it put or kept");
                     finish(Landing::Loaded(cached))

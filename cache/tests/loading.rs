@@ -96,11 +96,13 @@ fn a_failed_load_is_shared_and_not_cached() {
     assert!(errors.iter().all(|e| Arc::ptr_eq(e, &errors[0])));
     assert!(!cache.contains_key(&5));
     // Nothing was cached: the next call loads again.
-    assert_eq!(
-        cache.try_get_or_insert_with(5u64, || Ok::<_, String>(9)),
-        Ok(9)
-    );
-    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    let reloaded = AtomicUsize::new(0);
+    let again = cache.try_get_or_insert_with(5u64, || {
+        reloaded.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, String>(9)
+    });
+    assert_eq!(again, Ok(9));
+    assert_eq!(reloaded.load(Ordering::SeqCst), 1);
 }
 
 #[test]
@@ -172,4 +174,149 @@ fn a_listener_can_load_the_key_whose_load_it_hears_evicted() {
         .expect("the listener's load waited on its own caller's flight");
     assert_eq!(loaded, 1_000, "the caller gets what it loaded");
     assert_eq!(cell.get().unwrap().get(&7), Some(vec![0; 1]));
+}
+
+/// What a removal (or a clear) while a key loads means for the load: the loader may have read
+/// what the removal invalidates, so its value is not cached; callers from then on load afresh.
+fn a_load_in_flight_is_not_cached_after(invalidate: impl FnOnce(&Cache<u64, String>)) {
+    let cache = Arc::new(Cache::new(100));
+    let (started, loading) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let leader = {
+        let cache = cache.clone();
+        std::thread::spawn(move || {
+            cache.get_or_insert_with(1, || {
+                started.send(()).unwrap();
+                released.recv().unwrap();
+                "read before the removal".to_string()
+            })
+        })
+    };
+    loading.recv().unwrap();
+    invalidate(&cache);
+    // A caller after the removal does not wait for the old load: it loads afresh.
+    let (done, finished) = std::sync::mpsc::channel();
+    {
+        let cache = cache.clone();
+        std::thread::spawn(move || {
+            let _ = done.send(cache.get_or_insert_with(1, || "read after the removal".into()));
+        });
+    }
+    // A deadlock detector, not a timing: the old load is only released below.
+    let fresh = finished.recv_timeout(Duration::from_secs(30));
+    release.send(()).unwrap();
+    let fresh = fresh.expect("a caller after the removal waited for the old load");
+    assert_eq!(fresh, "read after the removal");
+    // As with any value cached while a load runs, that value stays, and is what the old
+    // load's caller gets.
+    assert_eq!(leader.join().unwrap(), "read after the removal");
+    assert_eq!(cache.get(&1).as_deref(), Some("read after the removal"));
+    cache.remove(&1);
+    // And with no caller after it, nothing at all is cached.
+    let (started, loading) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let leader = {
+        let cache = cache.clone();
+        std::thread::spawn(move || {
+            cache.get_or_insert_with(2, || {
+                started.send(()).unwrap();
+                released.recv().unwrap();
+                "stale".to_string()
+            })
+        })
+    };
+    loading.recv().unwrap();
+    cache.remove(&2);
+    release.send(()).unwrap();
+    assert_eq!(leader.join().unwrap(), "stale");
+    assert_eq!(
+        cache.get(&2),
+        None,
+        "the stale load was cached after the removal"
+    );
+}
+
+#[test]
+fn a_removal_while_a_key_loads_keeps_the_load_from_being_cached() {
+    a_load_in_flight_is_not_cached_after(|cache| {
+        cache.remove(&1);
+    });
+}
+
+#[test]
+fn a_clear_while_a_key_loads_keeps_the_load_from_being_cached() {
+    a_load_in_flight_is_not_cached_after(Cache::clear);
+}
+
+/// A load that asks for its own key (here directly; a listener it sets off could too) loads it
+/// again rather than wait for itself.
+#[test]
+fn a_load_that_asks_for_its_own_key_does_not_wait_for_itself() {
+    let cache = Arc::new(Cache::new(100));
+    let (done, finished) = std::sync::mpsc::channel();
+    {
+        let cache = cache.clone();
+        std::thread::spawn(move || {
+            let outer = cache.get_or_insert_with(3u64, || {
+                let inner = cache.get_or_insert_with(3u64, || 30);
+                inner + 1
+            });
+            let _ = done.send(outer);
+        });
+    }
+    // A deadlock detector, not a timing: the call takes microseconds when it does not hang.
+    let outer = finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the load waited for itself");
+    // The inner load was cached first; the outer one does not overwrite it.
+    assert_eq!(outer, 30);
+    assert_eq!(cache.get(&3), Some(30));
+}
+
+/// Callers with one error type share a load even while one with another type is in flight
+/// for the key (flights of different types cannot be shared).
+#[test]
+fn callers_share_a_load_whatever_other_error_types_are_loading_the_key() {
+    #[derive(Debug)]
+    struct Unavailable;
+    let cache = Arc::new(Cache::new(100));
+    let (started, loading) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let infallible = {
+        let cache = cache.clone();
+        std::thread::spawn(move || {
+            cache.get_or_insert_with(4u64, || {
+                started.send(()).unwrap();
+                released.recv().unwrap();
+                40
+            })
+        })
+    };
+    loading.recv().unwrap();
+    let fallible_loads = Arc::new(AtomicUsize::new(0));
+    let (first_started, first_loading) = std::sync::mpsc::channel();
+    let fallible = |signal: Option<std::sync::mpsc::Sender<()>>| {
+        let (cache, loads) = (cache.clone(), fallible_loads.clone());
+        std::thread::spawn(move || {
+            cache.try_get_or_insert_with(4u64, || {
+                loads.fetch_add(1, Ordering::SeqCst);
+                if let Some(s) = signal {
+                    s.send(()).unwrap();
+                }
+                // Long enough for the second caller to find this flight (if it did not, it
+                // would load too, and the count below would show it).
+                std::thread::sleep(Duration::from_millis(300));
+                Ok::<_, Unavailable>(41)
+            })
+        })
+    };
+    let first = fallible(Some(first_started));
+    first_loading.recv().unwrap();
+    let second = fallible(None);
+    assert_eq!(first.join().unwrap().unwrap(), 41);
+    assert_eq!(second.join().unwrap().unwrap(), 41);
+    assert_eq!(fallible_loads.load(Ordering::SeqCst), 1);
+    release.send(()).unwrap();
+    // The fallible load was cached first; the infallible one gets that value.
+    assert_eq!(infallible.join().unwrap(), 41);
 }

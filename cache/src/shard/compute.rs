@@ -21,13 +21,22 @@ use crate::entry::{Entry, EntryRef};
 use crate::sync::{Pin, lock};
 use crate::{Compute, RemovalCause};
 
+/// Why [`Shard::insert_if`] handed its entry back.
+enum Refused<K, V> {
+    /// The key's entry is no longer the one shown.
+    Changed(Entry<K, V>),
+    /// The caller no longer wants it cached.
+    Unwanted(Entry<K, V>),
+}
+
 impl<K, V> Shard<K, V>
 where
     K: Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
     /// Does with `key` what `f` decides from its live value (`None`: absent or expired):
-    /// [`Compute::Put`] stores the value, in an entry `build` makes from the key and value;
+    /// [`Compute::Put`] stores the value, in an entry `build` makes from the key and value, if
+    /// `wanted` (asked under the lock) says so, and otherwise only answers it;
     /// [`Compute::Remove`] removes the entry, if there is one; [`Compute::Keep`] writes
     /// nothing. Returns the key's value after that. What leaves the cache goes to `out`.
     /// `read_clock` gives [`insert`](Self::insert)'s `now`; it is read before `f` runs and
@@ -39,6 +48,7 @@ where
         mut key: K,
         read_clock: impl Fn() -> Option<u64>,
         mut f: impl FnMut(Option<&V>) -> Compute<V>,
+        wanted: impl Fn() -> bool,
         mut build: impl FnMut(K, V) -> Entry<K, V>,
         out: &mut Notices<K, V>,
         guard: &Pin,
@@ -52,9 +62,12 @@ where
                     let answer = value.clone();
                     // Checked against the clock read again: a value that expired while `f`
                     // ran is no longer the one shown.
-                    match self.insert_if(build(key, value), shown, read_clock(), out, guard) {
+                    let entry = build(key, value);
+                    match self.insert_if(entry, shown, read_clock(), &wanted, out, guard) {
                         Ok(()) => return Some(answer),
-                        Err(entry) => key = entry.key,
+                        // Dropped here, with the lock let go: the key and value are the user's.
+                        Err(Refused::Unwanted(_)) => return Some(answer),
+                        Err(Refused::Changed(entry)) => key = entry.key,
                     }
                 }
                 Compute::Remove => match shown {
@@ -70,20 +83,24 @@ where
     }
 
     /// Inserts `entry` if its key's live entry is still `shown` (or, for `None`, there is still
-    /// none); otherwise hands `entry` back, unused.
+    /// none) and the caller still `wanted` it; otherwise hands `entry` back, unused.
     fn insert_if(
         &self,
         entry: Entry<K, V>,
         shown: Option<&Entry<K, V>>,
         now: Option<u64>,
+        wanted: &impl Fn() -> bool,
         out: &mut Notices<K, V>,
         guard: &Pin,
-    ) -> Result<(), Entry<K, V>> {
+    ) -> Result<(), Refused<K, V>> {
         let mut w = lock(&self.writer);
         // Under the lock no other writer changes the table: this is what the insert replaces.
         let live = self.peek(entry.hash, &entry.key, now, guard);
         if live.map(ptr::from_ref) != shown.map(ptr::from_ref) {
-            return Err(entry);
+            return Err(Refused::Changed(entry));
+        }
+        if !wanted() {
+            return Err(Refused::Unwanted(entry));
         }
         self.insert_locked(&mut w, entry, now, out, guard);
         Ok(())
@@ -119,6 +136,7 @@ mod loom_models {
             1,
             || None,
             |v| Compute::Put(v.map_or(1, |n| n + 1)),
+            || true,
             |k, v| Entry::new(k, k, v, 1),
             &mut out,
             guard,
@@ -140,6 +158,47 @@ mod loom_models {
             answers.sort_unstable();
             assert_eq!(answers, [Some(1), Some(2)]);
             assert_eq!(get(&shard, 1), Some(2));
+        });
+    }
+
+    /// The invalidation of a load in flight (`Cache::remove` while `get_or_insert_with` loads):
+    /// the remover sets the flag, then removes; the loader puts only if the flag, read under
+    /// the shard's lock, is clear. However they interleave, the key is absent once both are
+    /// done: the put came first and was removed, or it saw the flag and put nothing.
+    #[test]
+    fn loom_a_load_invalidated_by_a_removal_is_never_left_cached() {
+        loom::model(|| {
+            let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_capacity(4)));
+            let invalidated = Arc::new(crate::sync::AtomicBool::new(false));
+            let remover = {
+                let (shard, invalidated) = (shard.clone(), invalidated.clone());
+                loom::thread::spawn(move || {
+                    invalidated.store(true, std::sync::atomic::Ordering::Release);
+                    let guard = &crate::sync::pin();
+                    shard.remove(1, &1, guard);
+                })
+            };
+            let answer = {
+                let guard = &crate::sync::pin();
+                let mut out = Notices::new(false);
+                shard.compute(
+                    1,
+                    1,
+                    || None,
+                    |v| match v {
+                        Some(_) => Compute::Keep,
+                        None => Compute::Put(10),
+                    },
+                    || !invalidated.load(std::sync::atomic::Ordering::Acquire),
+                    |k, v| Entry::new(k, k, v, 1),
+                    &mut out,
+                    guard,
+                )
+            };
+            remover.join().unwrap();
+            // The loader gets its value either way; the cache does not keep it.
+            assert_eq!(answer, Some(10));
+            assert_eq!(get(&shard, 1), None);
         });
     }
 
