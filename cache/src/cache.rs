@@ -22,13 +22,15 @@ pub type DefaultHashBuilder = foldhash::fast::RandomState;
 pub enum RemovalCause {
     /// Evicted to stay within the capacity (or too heavy to be admitted at all).
     Size,
-    /// Its time to live or to idle, or its own lifetime, ran out.
+    /// Its time to live or to idle, or its own lifetime, ran out. Also what is heard of an
+    /// entry that had expired when a write took it out (an insert over it, a clear): to
+    /// readers it was gone already.
     Expired,
     /// Its key got a new value (or was given one too heavy for the cache, which is turned
     /// away: the old value leaves all the same).
     Replaced,
     /// Removed by [`Cache::remove`], [`Cache::retain`], [`Cache::clear`] or
-    /// [`Cache::compute`].
+    /// [`Cache::compute`] while it was live.
     Removed,
 }
 
@@ -457,9 +459,7 @@ where
         let pin = &crate::sync::pin();
         let now = timing.now();
         let e = self.shard(hash).get(hash, key, Some(now.1), pin)?;
-        if let Some(at) = timing.on_read(&e.key, &e.value, e.expires_at(), now) {
-            e.set_expires_at(at);
-        }
+        timing.on_read(e, now);
         Some(e.value.clone())
     }
 
@@ -537,8 +537,10 @@ where
     /// dropped and `f` runs again on the new value, as
     /// [`AtomicU64::fetch_update`](std::sync::atomic::AtomicU64::fetch_update) does. So `f`
     /// may run more than once, and may read and write the cache itself (a write to the same
-    /// key makes it run again). A value that expires while `f` runs counts as a change: `f`
-    /// runs again and is shown `None`. Keep `f` short: while it runs, the thread stays pinned,
+    /// key makes it run again). A value that expires while `f` runs counts as a change for a
+    /// [`Put`](Compute::Put): `f` runs again and is shown `None`; a
+    /// [`Remove`](Compute::Remove) removes it all the same (heard as
+    /// [`Expired`](RemovalCause::Expired)). Keep `f` short: while it runs, the thread stays pinned,
     /// and memory that any cache of the process releases meanwhile waits to be freed.
     ///
     /// A value put is a new entry, as with [`insert`](Self::insert): its expiry starts again,
@@ -688,7 +690,8 @@ where
         })
     }
 
-    /// Removes every entry for which `keep` returns false.
+    /// Removes every entry for which `keep` returns false. Expired entries are not shown to
+    /// `keep`: they are gone already, and are reclaimed as such.
     ///
     /// `keep` runs outside the cache's locks, so it may read and write the cache. An entry
     /// inserted, replaced or removed while `retain` runs may or may not be judged; one that
@@ -697,7 +700,7 @@ where
         self.write(|guard| {
             for shard in &*self.shards {
                 let mut out = Notices::new(self.listener.is_some());
-                shard.retain(&mut keep, &mut out, guard);
+                shard.retain(&mut keep, self.now(), &mut out, guard);
                 self.notify(out.into_vec());
             }
         });
@@ -710,7 +713,7 @@ where
         self.write(|guard| {
             for shard in &*self.shards {
                 let mut out = Notices::new(self.listener.is_some());
-                shard.clear(&mut out, guard);
+                shard.clear(self.now(), &mut out, guard);
                 self.notify(out.into_vec());
             }
         });
@@ -722,11 +725,12 @@ where
     where
         K: Clone,
     {
-        let now = self.now();
-        self.shards.iter().flat_map(move |s| s.snapshot(now))
+        // The clock is read as each shard is reached: the iterator may be consumed slowly.
+        self.shards.iter().flat_map(|s| s.snapshot(self.now()))
     }
 
-    /// How many entries are cached.
+    /// How many entries are cached, counting expired ones not yet reclaimed (writes reclaim
+    /// them as they go; [`run_pending_tasks`](Self::run_pending_tasks) does at once).
     pub fn len(&self) -> usize {
         self.shards.iter().map(Shard::len).sum()
     }

@@ -89,6 +89,17 @@ impl<K, V> Entry<K, V> {
         self.expires_at.store(at, Ordering::Relaxed);
     }
 
+    /// Moves its deadline later to `at`, never earlier: a time-to-idle renewal. A load and a
+    /// store, not an atomic maximum, to keep read-modify-writes off the read path: a reader
+    /// that read the clock, then waited before storing, can still overwrite a later renewal
+    /// made meanwhile, so the entry expires early by at most that wait (a miss, never a stale
+    /// value).
+    pub(crate) fn extend_expiry_to(&self, at: u64) {
+        if at > self.expires_at() {
+            self.set_expires_at(at);
+        }
+    }
+
     /// Whether it has expired at `now` (nanoseconds after the cache's time origin).
     pub(crate) fn is_expired(&self, now: u64) -> bool {
         let at = self.expires_at();

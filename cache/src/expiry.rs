@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::entry::Entry;
+
 /// A source of time for expiry. [`SystemClock`] by default; tests can drive expiry with their
 /// own.
 pub trait Clock: Send + Sync + 'static {
@@ -94,18 +96,21 @@ impl<K: 'static, V: 'static> Timing<K, V> {
         })
     }
 
-    /// Now, in nanoseconds after the origin.
+    /// Now, in nanoseconds after the origin, plus one: never 0, so that a deadline (now plus a
+    /// lifetime) is never 0 either, which would mean "never", and a lifetime of zero expires
+    /// at once even at the origin.
     pub(crate) fn now(&self) -> (Instant, u64) {
         let now = self.clock.now();
         let nanos = now.saturating_duration_since(self.origin).as_nanos();
-        (now, u64::try_from(nanos).unwrap_or(u64::MAX))
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+        (now, nanos.saturating_add(1))
     }
 
+    /// The deadline of a `life` starting at `now` (from [`now`](Self::now), so at least 1).
     fn deadline(now: u64, life: Option<Duration>) -> u64 {
         life.map_or(0, |life| {
             let nanos = u64::try_from(life.as_nanos()).unwrap_or(u64::MAX);
-            // 0 means "never": a deadline is at least 1.
-            now.saturating_add(nanos).max(1)
+            now.saturating_add(nanos)
         })
     }
 
@@ -118,19 +123,19 @@ impl<K: 'static, V: 'static> Timing<K, V> {
         Self::deadline(nanos, life)
     }
 
-    /// The new deadline of an entry read now with deadline `at`, if the read moves it.
-    pub(crate) fn on_read(
-        &self,
-        key: &K,
-        value: &V,
-        at: u64,
-        (now, nanos): (Instant, u64),
-    ) -> Option<u64> {
+    /// Moves the deadline of `entry`, read now, as the rules say: the [`Expiry`]'s answer, or
+    /// a time to idle renewed (only ever later).
+    pub(crate) fn on_read(&self, entry: &Entry<K, V>, (now, nanos): (Instant, u64)) {
         if let Some(e) = &self.expiry {
+            let at = entry.expires_at();
             let remaining = (at != 0).then(|| Duration::from_nanos(at.saturating_sub(nanos)));
-            let life = e.expire_after_read(key, value, now, remaining);
-            return Some(Self::deadline(nanos, life)).filter(|&new| new != at);
+            let life = e.expire_after_read(&entry.key, &entry.value, now, remaining);
+            let new = Self::deadline(nanos, life);
+            if new != at {
+                entry.set_expires_at(new);
+            }
+        } else if let Some(tti) = self.tti {
+            entry.extend_expiry_to(Self::deadline(nanos, Some(tti)));
         }
-        self.tti.map(|tti| Self::deadline(nanos, Some(tti)))
     }
 }

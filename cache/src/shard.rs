@@ -126,6 +126,16 @@ fn bump(counter: &AtomicU64) {
     counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
+/// What the listener hears of `h`, taken out by a write for `cause`: [`RemovalCause::Expired`]
+/// if it had expired at `now` (to readers it was gone already), else `cause`.
+fn cause_for<K, V>(h: EntryRef<K, V>, now: Option<u64>, cause: RemovalCause) -> RemovalCause {
+    if now.is_some_and(|now| h.get().is_expired(now)) {
+        RemovalCause::Expired
+    } else {
+        cause
+    }
+}
+
 fn entry_ref<K, V>(p: Shared<'_, Entry<K, V>>) -> EntryRef<K, V> {
     EntryRef(NonNull::new(p.as_raw().cast_mut()).expect("entries in the table are not null"))
 }
@@ -280,7 +290,7 @@ where
         let new_ref = entry_ref(new);
         let hash = new_ref.get().hash;
         if u64::from(new_ref.get().weight) > w.policy.capacity() {
-            self.evict_at_once(w, new_ref, out, guard);
+            self.evict_at_once(w, new_ref, now, out, guard);
             return;
         }
         // Reading the stripes touches cache lines other threads' reads write to: do it every
@@ -316,7 +326,7 @@ where
             }
         }
         if let Some(old) = replaced {
-            out.push((old, RemovalCause::Replaced));
+            out.push((old, cause_for(old, now, RemovalCause::Replaced)));
         }
         if let Some(now) = now {
             Self::sweep(w, table, now, SWEEP_BUDGET, out, guard);
@@ -332,6 +342,7 @@ where
         &self,
         w: &mut Writer<K, V>,
         new: EntryRef<K, V>,
+        now: Option<u64>,
         out: &mut Notices<K, V>,
         guard: &Pin,
     ) {
@@ -340,7 +351,7 @@ where
             let old = entry_ref(old);
             Self::unlink(table, i, old, w);
             self.publish_sizes(w);
-            out.push((old, RemovalCause::Replaced));
+            out.push((old, cause_for(old, now, RemovalCause::Replaced)));
         }
         new.get().mark_removed();
         w.evictions += 1;
@@ -403,7 +414,8 @@ where
         Some(h)
     }
 
-    /// Removes every entry for which `keep` is false; they go to `out`.
+    /// Removes every entry for which `keep` is false; they go to `out`. Entries expired at
+    /// `now` (if given) are not shown to `keep`: they are gone already, and left to be swept.
     ///
     /// `keep` runs without the shard's lock, so it may use the cache (a lock held across the
     /// user's code would deadlock a `keep` that writes to this shard). An entry replaced or
@@ -411,11 +423,16 @@ where
     pub(crate) fn retain(
         &self,
         keep: &mut impl FnMut(&K, &V) -> bool,
+        now: Option<u64>,
         out: &mut Notices<K, V>,
         guard: &Pin,
     ) {
         // The entries stay readable while `guard` is pinned, in the table or not.
-        let held: Vec<EntryRef<K, V>> = lock(&self.writer).policy.handles().collect();
+        let held: Vec<EntryRef<K, V>> = lock(&self.writer)
+            .policy
+            .handles()
+            .filter(|h| !now.is_some_and(|now| h.get().is_expired(now)))
+            .collect();
         let doomed: Vec<EntryRef<K, V>> = held
             .into_iter()
             .filter(|h| !keep(&h.get().key, &h.get().value))
@@ -428,7 +445,7 @@ where
         for h in doomed {
             // Still the entry `keep` judged, not one removed or replaced meanwhile.
             if Self::unlink_if_linked(table, h, &mut w, guard) {
-                out.push((h, RemovalCause::Removed));
+                out.push((h, cause_for(h, now, RemovalCause::Removed)));
             }
         }
         self.publish_sizes(&w);
@@ -460,8 +477,8 @@ where
         self.publish_sizes(&w);
     }
 
-    /// Removes every entry; they go to `out`.
-    pub(crate) fn clear(&self, out: &mut Notices<K, V>, guard: &Pin) {
+    /// Removes every entry; they go to `out` (as expired, those expired at `now`, if given).
+    pub(crate) fn clear(&self, now: Option<u64>, out: &mut Notices<K, V>, guard: &Pin) {
         let mut w = lock(&self.writer);
         let table = self.table(guard);
         let Writer {
@@ -488,7 +505,7 @@ where
             );
         });
         for (h, _) in evicted.into_vec() {
-            out.push((h, RemovalCause::Removed));
+            out.push((h, cause_for(h, now, RemovalCause::Removed)));
         }
         self.rebuild(&mut w, guard);
         self.publish_sizes(&w);
@@ -624,12 +641,10 @@ where
                 *tombstones += 1;
             }
             h.get().mark_removed();
-            let cause = if now.is_some_and(|now| h.get().is_expired(now)) {
-                RemovalCause::Expired
-            } else {
+            let cause = cause_for(h, now, RemovalCause::Size);
+            if cause == RemovalCause::Size {
                 *evictions += 1;
-                RemovalCause::Size
-            };
+            }
             out.push((h, cause));
         }
         // SAFETY: the entry has left the table and the policy for good, and the policy

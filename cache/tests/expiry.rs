@@ -238,3 +238,115 @@ fn conflicting_expiry_rules_are_refused() {
         .build();
     assert_eq!(both.unwrap_err(), BuildError::ConflictingExpiry);
 }
+
+/// What a listener heard: each key and why it left.
+type Heard = Arc<Mutex<Vec<(u64, RemovalCause)>>>;
+
+/// A cache of `ttl` on `clock` with one shard, whose listener's notices land in the result's
+/// log.
+fn heard_cache(clock: &MockClock, ttl: Duration) -> (Cache<u64, u64>, Heard) {
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&heard);
+    let cache = Cache::builder()
+        .max_capacity(100)
+        .shards(1)
+        .time_to_live(ttl)
+        .clock(clock.clone())
+        .eviction_listener(move |k: &u64, _: &u64, cause| log.lock().push((*k, cause)))
+        .build()
+        .unwrap();
+    (cache, heard)
+}
+
+/// Whatever write takes out an entry that had expired, the listener hears it expired: to
+/// readers it was gone already, not replaced or removed.
+#[test]
+fn writes_over_expired_entries_report_them_expired() {
+    let clock = MockClock::new();
+    let (cache, heard) = heard_cache(&clock, Duration::from_secs(1));
+    for k in 0..4 {
+        cache.insert(k, k);
+    }
+    clock.advance(1_000);
+    cache.insert(0, 10);
+    cache.compute(1, |_| Compute::Put(11));
+    // Shown `None` (expired), so `Remove` finds nothing to remove; the key's entry stays for
+    // a sweep to reclaim, as expired.
+    cache.compute(2, |_| Compute::Remove);
+    cache.clear();
+    let heard = heard.lock();
+    let cause_of = |k: u64| {
+        heard
+            .iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, cause)| *cause)
+    };
+    assert_eq!(cause_of(0), Some(RemovalCause::Expired));
+    assert_eq!(cause_of(1), Some(RemovalCause::Expired));
+    assert_eq!(cause_of(2), Some(RemovalCause::Expired));
+    assert_eq!(cause_of(3), Some(RemovalCause::Expired));
+    // The values written after the expiry were live when cleared.
+    let mut removed: Vec<u64> = heard
+        .iter()
+        .filter(|(_, cause)| *cause == RemovalCause::Removed)
+        .map(|(k, _)| *k)
+        .collect();
+    removed.sort_unstable();
+    assert_eq!(removed, [0, 1]);
+}
+
+#[test]
+fn retain_never_shows_an_expired_entry() {
+    let clock = MockClock::new();
+    let (cache, heard) = heard_cache(&clock, Duration::from_secs(1));
+    cache.insert(1, 1);
+    clock.advance(500);
+    cache.insert(2, 2);
+    clock.advance(500);
+    let mut shown = Vec::new();
+    cache.retain(|k, _| {
+        shown.push(*k);
+        false
+    });
+    assert_eq!(shown, [2], "retain showed an expired entry");
+    assert_eq!(*heard.lock(), [(2, RemovalCause::Removed)]);
+}
+
+#[test]
+fn iter_hides_entries_that_expire_while_it_is_consumed() {
+    let clock = MockClock::new();
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(1_000)
+        .shards(4)
+        .time_to_live(Duration::from_secs(1))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for k in 0..100 {
+        cache.insert(k, k);
+    }
+    let mut iter = cache.iter();
+    let first = iter.next();
+    assert!(first.is_some());
+    clock.advance(1_000);
+    // The first shard's entries were cloned before the expiry; the others' after it.
+    let after: Vec<_> = iter.collect();
+    assert!(
+        after.len() < 99,
+        "{} entries seen after they expired",
+        after.len()
+    );
+}
+
+#[test]
+fn a_lifetime_of_zero_expires_at_once_even_at_the_clocks_origin() {
+    let clock = MockClock::new();
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(10)
+        .time_to_live(Duration::ZERO)
+        .clock(clock)
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    assert_eq!(cache.get(&1), None);
+}

@@ -16,7 +16,7 @@
 
 use std::ptr::{self, NonNull};
 
-use super::{Notices, Shard};
+use super::{Notices, Shard, cause_for};
 use crate::entry::{Entry, EntryRef};
 use crate::sync::{Pin, lock};
 use crate::{Compute, RemovalCause};
@@ -73,7 +73,7 @@ where
                 Compute::Remove => match shown {
                     None => return None,
                     Some(e) => {
-                        if self.remove_if(e, out, guard) {
+                        if self.remove_if(e, read_clock(), out, guard) {
                             return None;
                         }
                     }
@@ -106,15 +106,22 @@ where
         Ok(())
     }
 
-    /// Removes `shown` if the table still holds it, telling `out`; whether it did.
-    fn remove_if(&self, shown: &Entry<K, V>, out: &mut Notices<K, V>, guard: &Pin) -> bool {
+    /// Removes `shown` if the table still holds it, telling `out` (as expired, if it was at
+    /// `now`); whether it did.
+    fn remove_if(
+        &self,
+        shown: &Entry<K, V>,
+        now: Option<u64>,
+        out: &mut Notices<K, V>,
+        guard: &Pin,
+    ) -> bool {
         let mut w = lock(&self.writer);
         let h = EntryRef(NonNull::from(shown));
         if !Self::unlink_if_linked(self.table(guard), h, &mut w, guard) {
             return false;
         }
         self.publish_sizes(&w);
-        out.push((h, RemovalCause::Removed));
+        out.push((h, cause_for(h, now, RemovalCause::Removed)));
         true
     }
 }
