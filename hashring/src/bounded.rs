@@ -6,6 +6,8 @@ use crate::error::Error;
 use crate::hash::stable_hash;
 use crate::ring::{HashRing, with_points};
 
+const MILLION: u64 = 1_000_000;
+
 /// Places keys on a ring so that a node takes a key only while it holds fewer than
 /// `⌈c · (m + 1) · w / W⌉` keys, `m` being the keys held before this one (`w` the node's weight,
 /// `W` the total weight): a key goes to the first node clockwise from its hash that is below its
@@ -39,14 +41,17 @@ use crate::ring::{HashRing, with_points};
 #[derive(Debug, Clone)]
 pub struct BoundedLoads<'r, N> {
     ring: &'r HashRing<N>,
-    factor: f64,
+    /// The factor `c` in millionths, so that bounds are exact in integers: `1.1` as an `f64` is
+    /// a hair above 1.1, and `⌈1.1 · 100,000 / 100⌉` computed in floating point came out 1,101.
+    factor_millionths: u64,
     loads: Vec<u64>,
     total: u64,
     total_weight: u64,
 }
 
 impl<'r, N: Hash + Eq + Clone> BoundedLoads<'r, N> {
-    /// A tracker with no keys placed, bounding every node to `factor` times its fair share.
+    /// A tracker with no keys placed, bounding every node to `factor` times its fair share
+    /// (`factor` is taken to the nearest millionth, so decimal factors give exact bounds).
     ///
     /// # Errors
     ///
@@ -58,7 +63,8 @@ impl<'r, N: Hash + Eq + Clone> BoundedLoads<'r, N> {
         let total_weight = ring.weighted_nodes().map(|(_, w)| u64::from(w)).sum();
         Ok(Self {
             ring,
-            factor,
+            // Saturates for absurd factors, which leave the nodes unbounded anyway.
+            factor_millionths: (factor * MILLION as f64).round() as u64,
             loads: vec![0; ring.len()],
             total: 0,
             total_weight,
@@ -98,11 +104,18 @@ impl<'r, N: Hash + Eq + Clone> BoundedLoads<'r, N> {
         Ok(&ring.members[owner as usize].node)
     }
 
-    /// The most keys member `owner` may hold once one more key is placed.
+    /// The most keys member `owner` may hold once one more key is placed:
+    /// `⌈c · (m + 1) · w / W⌉`, in integers.
     fn bound(&self, owner: u32) -> u64 {
-        let weight = f64::from(self.ring.members[owner as usize].weight);
-        let share = self.factor * (self.total + 1) as f64 * weight / self.total_weight as f64;
-        share.ceil() as u64
+        let weight = u128::from(self.ring.members[owner as usize].weight);
+        let share = u128::from(self.factor_millionths)
+            .checked_mul(u128::from(self.total) + 1)
+            .and_then(|n| n.checked_mul(weight));
+        let whole = u128::from(MILLION) * u128::from(self.total_weight);
+        // An overflow needs a factor far beyond any bound that could bind.
+        share.map_or(u64::MAX, |share| {
+            u64::try_from(share.div_ceil(whole)).unwrap_or(u64::MAX)
+        })
     }
 
     /// Records that a key placed on `node` has left it.
@@ -134,5 +147,28 @@ impl<'r, N: Hash + Eq + Clone> BoundedLoads<'r, N> {
     /// Every node with the keys it holds.
     pub fn loads(&self) -> impl Iterator<Item = (&'r N, u64)> + '_ {
         self.ring.nodes().zip(self.loads.iter().copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In floating point, `1.1 · 100,000 / 100` is a hair above 1,100, and its ceiling 1,101.
+    #[test]
+    fn bounds_are_exact_for_decimal_factors() {
+        let ring = HashRing::builder()
+            .nodes((0..100).map(|i| format!("n{i}")))
+            .build()
+            .unwrap();
+        let mut loads = BoundedLoads::new(&ring, 1.1).unwrap();
+        loads.total = 99_999;
+        assert_eq!(loads.bound(0), 1_100);
+        loads.total = 100_000;
+        assert_eq!(loads.bound(0), 1_101);
+        // An absurd factor saturates without overflowing: in effect, no bound.
+        let mut unbounded = BoundedLoads::new(&ring, 1e300).unwrap();
+        unbounded.total = u64::MAX - 1;
+        assert_eq!(unbounded.bound(0), u64::MAX);
     }
 }

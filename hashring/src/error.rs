@@ -20,7 +20,7 @@ pub enum Error {
     /// points of two nodes may still coincide, about once in 2^63 / vnodes pairs; such ties are
     /// ordered by identity and need no action.)
     NodeHashCollision,
-    /// The ring would hold more points than its `u32` indices can address.
+    /// The ring would hold more than [`MAX_POINTS`](crate::MAX_POINTS) points.
     TooManyPoints {
         /// How many points the ring would have held.
         points: u64,
@@ -70,7 +70,8 @@ impl fmt::Display for Error {
             Error::TooManyPoints { points } => {
                 write!(
                     f,
-                    "ring would hold {points} points, more than 2^32 - 1; lower weights or vnodes"
+                    "ring would hold {points} points, more than {}; lower weights or vnodes",
+                    crate::MAX_POINTS
                 )
             }
             Error::SeedMismatch { left, right } => write!(

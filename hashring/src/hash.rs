@@ -13,7 +13,11 @@
 //! writes. One exception comes from std itself: slices and arrays of integers wider than a byte
 //! (`[u32]`, `Vec<u64>`, `[usize; 4]`) are written as one block of native-endian bytes, so such
 //! keys hash differently on big-endian or 32-bit targets. Keys and node identities built from
-//! strings, byte slices, integers, `bool`, `char` and tuples or structs of these are portable. Golden tests, cross-checked against an independent implementation, pin the scheme.
+//! strings, byte slices, integers, `bool`, `char` and tuples or structs of these are portable.
+//! Golden tests, cross-checked against an independent implementation, pin the scheme. What std
+//! writes for a `str` (the `0xff`) and a slice's length goes through `Hasher` methods std has
+//! not stabilised (`write_str`, `write_length_prefix`), whose defaults a future Rust release
+//! could change; the golden tests, run on each toolchain, would show it.
 //! A string key costs one XXH3 call plus two multiplies, about a third of a buffering hasher.
 
 use std::hash::{Hash, Hasher};
@@ -120,6 +124,9 @@ impl Hasher for StableHasher {
 ///
 /// Portable across platforms for strings, byte slices, integers, `bool`, `char`, and tuples or
 /// structs of these; std writes slices of wider integers as native-endian bytes, which are not.
+/// Stable across Rust releases as long as std's `Hash` impls write what they write today: the
+/// `0xff` after a `str` and a slice's length go through `Hasher` methods std has not
+/// stabilised, whose defaults it could change (the golden tests would show it).
 ///
 /// This is the hash [`HashRing::get`](crate::HashRing::get) computes for a key, so a service
 /// can hash once and call [`HashRing::get_hash`](crate::HashRing::get_hash) on several rings.

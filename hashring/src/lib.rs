@@ -31,8 +31,8 @@
 //! - **Rebalancing plans**: [`add`](HashRing::add), [`remove`](HashRing::remove) and
 //!   [`diff`](HashRing::diff) return a [`Rebalance`]: the hash ranges that change owner, from
 //!   which node to which, so a service knows exactly which data to migrate.
-//! - [`BoundedLoads`]: consistent hashing with bounded loads; no node takes more than `c×` its
-//!   fair share of the keys placed.
+//! - [`BoundedLoads`]: consistent hashing with bounded loads; while keys are only placed, no
+//!   node takes more than `c×` its fair share of them (see its docs for releases).
 //! - [`SlotMap`]: a fixed number of slots (as Redis Cluster's 16,384) placed on the ring, with a
 //!   slot-level diff; [`jump_hash`] for fixed bucket counts.
 //! - [`SharedRing`]: readers never block and never see a half-built ring while a writer
@@ -46,7 +46,9 @@
 //!   platform-independent (the exact scheme is in [`stable_hash`]'s docs). Point `i` of a node is
 //!   output `i + 1` of SplitMix64 seeded with the node's own stable hash. The scheme is fixed and
 //!   pinned by golden tests that an independent implementation agrees with: every process,
-//!   platform and release of this major version maps keys the same way.
+//!   platform and release of this major version maps keys the same way (on one condition
+//!   outside this crate: that std's `Hash` impls keep writing what they write today, see
+//!   [`stable_hash`]).
 //! - **Minimal disruption.** Adding a node moves only keys to it; removing one moves only its
 //!   keys; no key ever moves between two nodes that stay. Points at the same hash are ordered by
 //!   their nodes' identity hashes, never by insertion order, so the guarantee holds on ties
@@ -60,7 +62,7 @@
 //! | operation | time | notes |
 //! |---|---|---|
 //! | `get`, `get_hash` | O(1) expected | hash, one index read, a compare of a fixed window of 8 hashes |
-//! | `replicas(key, n)` | O(n) expected for n ≤ 8, O(n²) above | no allocation for n ≤ 8 |
+//! | `replicas(key, n)` | O(n) expected for n ≤ 8, O(n²) above, with equal weights | no allocation for n ≤ 8; the walk passes a heavy node's points, so it grows with the heaviest weight over the lightest |
 //! | `add`, `remove` | O(points) memory moves + O(vnodes) | plan included |
 //! | build, `add_all` | O(points) | counting sort by bucket; no scratch copy of the points |
 //! | `diff` | O(points of both rings) | |
@@ -96,7 +98,7 @@ pub use hash::stable_hash;
 pub use membership::Membership;
 pub use plan::{HashRange, RangeMove, Rebalance};
 pub use replicas::Replicas;
-pub use ring::{DEFAULT_SEED, DEFAULT_VNODES, HashRing, RingBuilder};
+pub use ring::{DEFAULT_SEED, DEFAULT_VNODES, HashRing, MAX_POINTS, RingBuilder};
 pub use shared::SharedRing;
 pub use slots::{REDIS_CLUSTER_SLOTS, SlotMap, SlotMove, jump, jump_hash};
 

@@ -441,20 +441,44 @@ mod tests {
 
     #[test]
     fn index_grows_and_shrinks_across_bucket_sizes() {
-        let mut p = Points::<u32>::empty();
-        let mut all: Vec<u64> = Vec::new();
-        for owner in 0..50u32 {
+        let points_of = |owner: u32| -> Vec<u64> {
             let mut new: Vec<u64> = (0..37u64)
                 .map(|i| (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(owner))
                 .collect();
             new.sort_unstable();
+            new
+        };
+        // Every successor, checked against a scan of the sorted hashes: at the points, between
+        // them, and past the last one (which wraps to the first).
+        let check = |p: &Points<u32>, all: &[u64]| {
+            let probes = all
+                .iter()
+                .step_by(3)
+                .flat_map(|&h| [h, h.wrapping_add(1), h.wrapping_sub(1)])
+                .chain([0, u64::MAX]);
+            for h in probes {
+                let expect = all.iter().position(|&x| x >= h).unwrap_or(0);
+                assert_eq!(p.successor(h), (!all.is_empty()).then_some(expect), "{h}");
+            }
+        };
+        let mut p = Points::<u32>::empty();
+        let mut all: Vec<u64> = Vec::new();
+        for owner in 0..50u32 {
+            let new = points_of(owner);
             p.insert(&new, owner, &|o| u64::from(o));
             all.extend(&new);
             all.sort_unstable();
-            for &h in all.iter().step_by(5) {
-                assert_eq!(p.hash(p.successor(h).unwrap()), h);
-            }
+            check(&p, &all);
         }
         assert_eq!(p.len(), all.len());
+        // And back down, through the smaller bucket counts, to empty.
+        for owner in (0..50u32).rev() {
+            let gone = points_of(owner);
+            let at = p.positions(&gone, owner);
+            p.remove(&at, &gone, None);
+            all.retain(|h| gone.binary_search(h).is_err());
+            check(&p, &all);
+        }
+        assert_eq!(p.len(), 0);
     }
 }

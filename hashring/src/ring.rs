@@ -16,6 +16,12 @@ pub const DEFAULT_VNODES: u32 = 160;
 /// The seed of [`HashRing::new`]. Rings that must agree on key placement need the same seed.
 pub const DEFAULT_SEED: u64 = 0;
 
+/// The most points a ring holds (weights times virtual nodes, summed): 2^28, about 2.7 GB of
+/// ring, or a million nodes at the default 160 points each and a weight of one. A request for
+/// more, from a weight or a deserialized snapshot, is [`Error::TooManyPoints`] rather than an
+/// allocation that could abort the process.
+pub const MAX_POINTS: u32 = 1 << 28;
+
 /// One member of the ring.
 #[derive(Debug, Clone)]
 pub(crate) struct Member<N> {
@@ -297,7 +303,7 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
         }
         let points =
             self.point_count() as u64 + pending + u64::from(weight) * u64::from(self.vnodes);
-        if points > u64::from(u32::MAX) {
+        if points > u64::from(MAX_POINTS) {
             return Err(Error::TooManyPoints { points });
         }
         Ok(hash)

@@ -1,6 +1,6 @@
 //! Bad input is a typed error and leaves the ring as it was.
 
-use shardkit_hashring::{BoundedLoads, Error, HashRing, jump_hash};
+use shardkit_hashring::{BoundedLoads, Error, HashRing, MAX_POINTS, jump_hash};
 
 fn ring() -> HashRing<&'static str> {
     HashRing::builder().nodes(["a", "b", "c"]).build().unwrap()
@@ -70,6 +70,16 @@ fn too_many_points() {
         Err(Error::TooManyPoints { .. })
     ));
     assert!(r.is_empty());
+    // Just past the limit is refused, not allocated (26 million weight at 160 points would
+    // have been 43 GB of ring, under the old limit of 2^32 points).
+    let mut r: HashRing<u8> = HashRing::builder().vnodes(1 << 8).build().unwrap();
+    assert_eq!(
+        r.add_weighted(1, (MAX_POINTS >> 8) + 1),
+        Err(Error::TooManyPoints {
+            points: u64::from(MAX_POINTS) + 256
+        })
+    );
+    assert!(r.add_weighted(1, 1 << 8).is_ok());
 }
 
 #[test]
