@@ -183,8 +183,10 @@ fn lru_hits(keys: &[u64], capacity: usize) -> usize {
         prev: usize,
         next: usize,
     }
-    let mut nodes: Vec<Node> = Vec::with_capacity(capacity);
-    let mut index: HashMap<u64, usize> = HashMap::with_capacity(capacity);
+    // Never more nodes than accesses: a capacity far beyond the trace reserves no more.
+    let room = capacity.min(keys.len());
+    let mut nodes: Vec<Node> = Vec::with_capacity(room);
+    let mut index: HashMap<u64, usize> = HashMap::with_capacity(room);
     let (mut head, mut tail) = (NIL, NIL);
     let mut hits = 0;
     let unlink = |nodes: &mut Vec<Node>, head: &mut usize, tail: &mut usize, i: usize| {

@@ -75,7 +75,8 @@ fn load(path: &PathBuf) -> Result<Vec<u64>, String> {
         .map_err(|e| describe(&e))?
         .starts_with(&[0x1f, 0x8b]);
     let reader: Box<dyn Read> = if gzip {
-        Box::new(flate2::read::GzDecoder::new(file))
+        // Every member: rotated logs are often gzip files concatenated.
+        Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
         Box::new(file)
     };

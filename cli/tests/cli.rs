@@ -123,11 +123,18 @@ fn cache_sim_reads_plain_and_gzip_traces_and_reports_every_policy() {
     let text: String = (0..200).map(|i| format!("{}\n", i % 10)).collect();
     let plain = dir.path().join("loop.trace");
     std::fs::write(&plain, &text).unwrap();
+    let gzip = |text: &str| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut encoder, text.as_bytes()).unwrap();
+        encoder.finish().unwrap()
+    };
     let gz = dir.path().join("loop.trace.gz");
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut encoder, text.as_bytes()).unwrap();
-    std::fs::write(&gz, encoder.finish().unwrap()).unwrap();
-    for trace in [&plain, &gz] {
+    std::fs::write(&gz, gzip(&text)).unwrap();
+    // Two gzip members, as rotated logs concatenated: both are read.
+    let (first, second) = text.split_at(text.len() / 2);
+    let members = dir.path().join("members.trace.gz");
+    std::fs::write(&members, [gzip(first), gzip(second)].concat()).unwrap();
+    for trace in [&plain, &gz, &members] {
         let o = shardkit(&[
             "cache",
             "sim",
@@ -145,6 +152,16 @@ fn cache_sim_reads_plain_and_gzip_traces_and_reports_every_policy() {
         let opt: f64 = row[3].parse().unwrap();
         assert!(opt > 0.4, "{out}");
     }
+    // A capacity far beyond the trace is a cache that never evicts, not an allocation.
+    let o = shardkit(&[
+        "cache",
+        "sim",
+        "--trace",
+        plain.to_str().unwrap(),
+        "--capacity",
+        "18446744073709551615",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let bad = dir.path().join("bad.trace");
     std::fs::write(&bad, "1\nnot a key\n").unwrap();
     let o = shardkit(&["cache", "sim", "--trace", bad.to_str().unwrap()]);

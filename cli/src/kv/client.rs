@@ -116,14 +116,16 @@ impl Client {
         WriteOutcome::Unknown
     }
 
-    /// Reads `key` from `holder` (any replica of its slot) once it has applied `after`.
-    pub(crate) fn read(&self, key: &str, holder: u64, after: u64) -> ReadOutcome {
+    /// Reads `key` from `holder` (any replica of its slot), once it has applied the write at
+    /// offset `after`, if given.
+    pub(crate) fn read(&self, key: &str, holder: u64, after: Option<u64>) -> ReadOutcome {
         let Some(addr) = self.layout.http_addr(holder) else {
             return ReadOutcome::Unavailable;
         };
+        let query = after.map_or_else(String::new, |a| format!("?after={a}"));
         match self
             .agent
-            .get(&url(addr, &format!("/kv/{key}?after={after}")))
+            .get(&url(addr, &format!("/kv/{key}{query}")))
             .call()
         {
             Ok(response) => {

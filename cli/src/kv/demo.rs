@@ -159,7 +159,7 @@ fn client_loop(
             // Read your writes, from any replica of the slot.
             let holders = layout.holders(layout.slot_of(&key));
             let holder = holders[rng.gen_range(0..holders.len())];
-            let after = report.expected.get(&key).map_or(0, |e| e.offset + 1);
+            let after = report.expected.get(&key).map(|e| e.offset);
             match client.read(&key, holder, after) {
                 ReadOutcome::Value(v) => check_read(&mut report, &key, Some(&v)),
                 ReadOutcome::Absent => check_read(&mut report, &key, None),
@@ -391,8 +391,10 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     for (key, e) in &expected {
         let slot = cluster.layout.slot_of(key);
         let leader = cluster.leaders()[slot as usize].unwrap_or(cluster.layout.holders(slot)[0]);
-        // Offsets changed where data migrated: read at the slot's final log end instead.
-        let after = final_ends.get(&u64::from(slot)).copied().unwrap_or(0);
+        // Offsets changed where data migrated: read once the slot's last record is applied.
+        let after = final_ends
+            .get(&u64::from(slot))
+            .and_then(|end| end.checked_sub(1));
         let found = match checker.read(key, leader, after) {
             ReadOutcome::Value(v) => Some(v),
             ReadOutcome::Absent => None,

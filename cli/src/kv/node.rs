@@ -2,11 +2,11 @@
 //! gives it, a read cache, and an HTTP/JSON API.
 //!
 //! - `GET /kv/{key}[?after=OFFSET]`: the value (`404` if absent). With `after`, waits until
-//!   this replica has applied the slot's log up to the offset a write returned
-//!   (read-your-writes on any replica of the slot).
-//! - `PUT /kv/{key}` (body: the value) and `DELETE /kv/{key}`: acknowledged at quorum, on the
-//!   slot's leader; `X-Producer` and `X-Seq` headers make a retry apply once. Answers
-//!   `{"slot":S,"offset":O,"duplicate":B}`.
+//!   this replica has applied the write at the offset a write returned (read-your-writes on
+//!   any replica of the slot).
+//! - `PUT /kv/{key}` (body: the value, at most 1 MiB: `413` beyond) and `DELETE /kv/{key}`:
+//!   acknowledged at quorum, on the slot's leader; `X-Producer` and `X-Seq` headers (both,
+//!   numbers) make a retry apply once. Answers `{"slot":S,"offset":O,"duplicate":B}`.
 //! - `GET /kv?limit=N&cursor=C` (or `first`/`after`, `last`/`before`): every key in key
 //!   order, merged across all slots, one signed opaque cursor per page; a `Link` header
 //!   gives the next and previous pages.
@@ -27,6 +27,9 @@ use shardkit_replication::replica::{Role, WriteError};
 use shardkit_pagination::{
     ColumnType, CursorCodec, Merged, PageRequest, PageSize, Sort, link_header, paginate,
 };
+
+/// The largest value a `PUT` stores.
+const MAX_VALUE: usize = 1 << 20;
 
 use super::layout::{Layout, Member};
 use super::scan::{SlotSource, serve_slot_scan};
@@ -180,6 +183,52 @@ pub(crate) fn coordinate(args: &CoordinatorsArgs) -> Result<(), String> {
 
 type Response = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
 
+/// The slot of a `/slot/{slot}/scan` path. Stripped one end after the other: `/slot/scan`
+/// has both ends, and slicing between them panicked.
+fn scanned_slot(path: &str) -> Option<u32> {
+    path.strip_prefix("/slot/")?
+        .strip_suffix("/scan")?
+        .parse()
+        .ok()
+}
+
+/// A `PUT`'s value, or the answer refusing it: a body over [`MAX_VALUE`] is refused whole
+/// (one byte past the limit is read to tell), never cut and stored.
+fn read_value(body: impl std::io::Read) -> Result<Vec<u8>, Response> {
+    let mut value = Vec::new();
+    match body.take(MAX_VALUE as u64 + 1).read_to_end(&mut value) {
+        Ok(n) if n > MAX_VALUE => Err(respond(
+            413,
+            format!("a value is at most {MAX_VALUE} bytes"),
+        )),
+        Ok(_) => Ok(value),
+        Err(e) => Err(respond(400, format!("reading the body: {e}"))),
+    }
+}
+
+/// The idempotent producer of a write, from its `X-Producer` and `X-Seq` headers: both
+/// numbers, or neither. Anything else is refused, not taken as absent: a retry the client
+/// meant to apply once would apply twice.
+fn producer(headers: &[tiny_http::Header]) -> Result<Option<(u64, u64)>, String> {
+    let number = |name: &'static str| {
+        headers
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| {
+                h.value
+                    .as_str()
+                    .parse::<u64>()
+                    .map_err(|_| format!("{name} must be a number"))
+            })
+            .transpose()
+    };
+    match (number("X-Producer")?, number("X-Seq")?) {
+        (None, None) => Ok(None),
+        (Some(p), Some(seq)) => Ok(Some((p, seq))),
+        _ => Err("send X-Producer and X-Seq together".into()),
+    }
+}
+
 fn respond(status: u16, body: impl Into<Vec<u8>>) -> Response {
     tiny_http::Response::from_data(body.into()).with_status_code(status)
 }
@@ -210,10 +259,7 @@ impl Service {
             (tiny_http::Method::Get, "/status") => self.status(),
             (tiny_http::Method::Get, "/kv") => self.scan(query),
             (tiny_http::Method::Get, p) if p.starts_with("/slot/") && p.ends_with("/scan") => {
-                let slot = p["/slot/".len()..p.len() - "/scan".len()]
-                    .parse::<u32>()
-                    .ok();
-                match slot.and_then(|s| self.slots.get(&s)) {
+                match scanned_slot(p).and_then(|s| self.slots.get(&s)) {
                     Some(s) => match serve_slot_scan(s, query) {
                         Ok(body) => respond(200, body),
                         Err(e) => respond(400, e),
@@ -225,13 +271,10 @@ impl Service {
                 let key = p[4..].to_string();
                 match method {
                     tiny_http::Method::Get => self.get(&key, query),
-                    tiny_http::Method::Put => {
-                        let mut body = Vec::new();
-                        match request.as_reader().take(1 << 20).read_to_end(&mut body) {
-                            Ok(_) => self.change(&key, &Change::Put(&body), &request),
-                            Err(e) => respond(400, format!("reading the body: {e}")),
-                        }
-                    }
+                    tiny_http::Method::Put => match read_value(request.as_reader()) {
+                        Ok(body) => self.change(&key, &Change::Put(&body), &request),
+                        Err(refused) => refused,
+                    },
                     tiny_http::Method::Delete => self.change(&key, &Change::Delete, &request),
                     _ => respond(405, "use GET, PUT or DELETE"),
                 }
@@ -265,15 +308,20 @@ impl Service {
         let Some(s) = self.slots.get(&slot) else {
             return self.elsewhere(slot, &format!("/kv/{key}?{query}"));
         };
-        let after = query_param(query, "after")
-            .and_then(|a| a.parse::<u64>().ok())
-            .unwrap_or(0);
+        let after = match query_param(query, "after").map(str::parse::<u64>) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(_)) => return respond(400, "after must be a write's offset"),
+        };
         match s.read(&self.cache, key, after, Duration::from_secs(2)) {
             Some(Some(v)) => respond(200, v.as_slice()),
             Some(None) => respond(404, "no such key"),
             None => respond(
                 504,
-                format!("this replica has not applied offset {after} yet"),
+                format!(
+                    "this replica has not applied offset {} yet",
+                    after.unwrap_or_default()
+                ),
             ),
         }
     }
@@ -288,14 +336,10 @@ impl Service {
         let Some(s) = self.slots.get(&slot).filter(|_| leads) else {
             return self.elsewhere(slot, &format!("/kv/{key}"));
         };
-        let header_u64 = |name: &'static str| {
-            request
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv(name))
-                .and_then(|h| h.value.as_str().parse::<u64>().ok())
+        let producer = match producer(request.headers()) {
+            Ok(p) => p,
+            Err(reason) => return respond(400, reason),
         };
-        let producer = header_u64("X-Producer").zip(header_u64("X-Seq"));
         match s.write(key, change, producer) {
             Ok(w) => json(
                 200,
@@ -393,5 +437,48 @@ impl Service {
                 },
             }),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_paths_parse_without_panicking() {
+        assert_eq!(scanned_slot("/slot/7/scan"), Some(7));
+        for bad in [
+            "/slot/scan",
+            "/slot//scan",
+            "/slot/x/scan",
+            "/slot/7/scan/",
+            "/slot/",
+        ] {
+            assert_eq!(scanned_slot(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_value_over_the_limit_is_refused_not_cut() {
+        let whole = read_value(&vec![7u8; MAX_VALUE][..])
+            .ok()
+            .expect("at the limit");
+        assert_eq!(whole.len(), MAX_VALUE);
+        match read_value(&vec![7u8; MAX_VALUE + 1][..]) {
+            Ok(cut) => panic!("{} bytes stored", cut.len()),
+            Err(refused) => assert_eq!(refused.status_code().0, 413),
+        }
+    }
+
+    #[test]
+    fn producer_headers_are_both_numbers_or_absent() {
+        let h = |name: &str, value: &str| header(name, value);
+        assert_eq!(producer(&[]), Ok(None));
+        assert_eq!(
+            producer(&[h("X-Producer", "3"), h("X-Seq", "9")]),
+            Ok(Some((3, 9)))
+        );
+        assert!(producer(&[h("X-Producer", "3")]).is_err());
+        assert!(producer(&[h("X-Producer", "3"), h("X-Seq", "nine")]).is_err());
     }
 }

@@ -153,20 +153,21 @@ impl Slot {
         self.node.write(w)
     }
 
-    /// Reads `key` once everything before `after` is applied (read-your-writes); `None` if
-    /// that takes longer than `timeout`.
+    /// Reads `key` once the record at offset `after` (a write's, if given) is applied
+    /// (read-your-writes); `None` if that takes longer than `timeout`.
     pub(crate) fn read(
         &self,
         cache: &ReadCache,
         key: &str,
-        after: u64,
+        after: Option<u64>,
         timeout: Duration,
     ) -> Option<Option<Arc<Vec<u8>>>> {
         let cache_key = (self.slot, key.to_string());
         let (lock, applied) = &*self.state;
         let mut state = lock.lock().unwrap_or_else(PoisonError::into_inner);
         let deadline = std::time::Instant::now() + timeout;
-        while state.applied < after {
+        // `applied` counts records: the one at offset `a` is applied once it exceeds `a`.
+        while after.is_some_and(|a| state.applied <= a) {
             let left = deadline.checked_duration_since(std::time::Instant::now())?;
             state = applied
                 .wait_timeout(state, left)
