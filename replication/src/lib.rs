@@ -146,7 +146,9 @@
 //! fetches from further back). Every leadership has an **epoch**, stamped on its records and
 //! kept in the log's epoch history. A failover first asks the replicas to **promise** a new
 //! epoch (persisted in a [`replica::ReplicaStore`] before answering): a replica that promised
-//! ignores every older leader, which **fences off** a paused or partitioned old leader. The
+//! ignores every older leader, which **fences off** a paused or partitioned old leader. A
+//! replica promises its current epoch again only in the same run and while it knows no leader
+//! of it, so no epoch ever gets two leaders, even from a coordinator that restarted. The
 //! coordinator then promotes the most up-to-date replica (by last epoch, then log end) of the
 //! first majority to promise. The new leader appends an epoch **marker**; a deposed leader
 //! that comes back, or any follower whose log diverged, learns where its log parts from the
@@ -167,7 +169,7 @@
 //! | `None` | appended to the leader's log, before any sync | can be lost: a failover may pick a replica that lacks it (the old leader cuts it when it rejoins), and a machine crash of the leader loses it |
 //! | `Leader` | synced to the leader's disk | survives the leader crashing and coming back before a failover; a failover can lose it |
 //! | `Quorum` | held by a majority of the replica set | **never lost**: present on every future leader |
-//! | `All` | as `Quorum`, and held by every in-sync follower | never lost, and readable on every in-sync follower at once |
+//! | `All` | as `Quorum`, and held by every in-sync follower | never lost; every in-sync follower holds it, and serves it as committed once its next fetch tells it the commit offset ([`wait_for_commit`](replica::Node::wait_for_commit)) |
 //!
 //! A follower counts a record as held as its [`replica::FollowerAck`] says (PostgreSQL's
 //! `synchronous_commit`): `Flushed` (`on`) once synced to its disk, so quorum writes survive

@@ -167,3 +167,67 @@ fn a_late_answer_to_a_previous_runs_fetch_is_ignored() {
     restarted.handle(now, LEADER, late).expect("handle");
     assert_eq!(restarted.status(now).end, Offset::new(0));
 }
+
+/// What the replica answered `message` with, to the coordinator.
+fn answer(replica: &mut Replica<Arc<MemoryLog>>, message: Message) -> Vec<Message> {
+    replica
+        .handle(Duration::from_secs(1), COORDINATOR, message)
+        .expect("handle");
+    replica
+        .take_outbox()
+        .into_iter()
+        .filter(|(to, _)| *to == COORDINATOR)
+        .map(|(_, m)| m)
+        .collect()
+}
+
+/// A replica promises an epoch again only in the run that promised it, while no leader of it is
+/// known: after a restart it cannot tell whether that epoch had a leader, and a coordinator
+/// that restarted too (counting from zero again) would otherwise elect a second leader in it.
+#[test]
+fn a_restarted_replica_never_promises_its_current_epoch_again() {
+    let mut config = ReplicaConfig::new(NodeId::new(2), (1..=3).map(NodeId::new));
+    config.coordinator = Some(COORDINATOR);
+    config.bootstrap = true;
+    let (log, store) = (Arc::new(MemoryLog::new()), MemoryReplicaStore::new());
+    let open =
+        || Replica::open(config.clone(), Arc::clone(&log), Box::new(store.clone())).expect("open");
+    let prepare = |epoch| Message::Prepare {
+        epoch: Epoch::new(epoch),
+    };
+    let promised = |answers: &[Message], epoch| {
+        answers
+            .iter()
+            .any(|m| matches!(m, Message::Prepared { epoch: e, .. } if *e == Epoch::new(epoch)))
+    };
+    let mut first = open();
+    assert!(promised(&answer(&mut first, prepare(1)), 1));
+    // The coordinator asking again in the same run (its message or the answer was lost).
+    assert!(promised(&answer(&mut first, prepare(1)), 1));
+    answer(&mut first, follow(1, None));
+    assert_eq!(first.leader(), Some(LEADER));
+    drop(first);
+
+    let mut restarted = open();
+    assert_eq!(restarted.leader(), None);
+    let refused = answer(&mut restarted, prepare(1));
+    assert!(
+        !promised(&refused, 1),
+        "promised epoch 1 again: {refused:?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|m| matches!(m, Message::NotLeader { epoch, .. } if *epoch == Epoch::new(1))),
+        "{refused:?}"
+    );
+    let refused = answer(
+        &mut restarted,
+        Message::Promote {
+            epoch: Epoch::new(1),
+        },
+    );
+    assert_eq!(restarted.role(), Role::Follower, "led epoch 1: {refused:?}");
+    // A newer epoch is promised as ever.
+    assert!(promised(&answer(&mut restarted, prepare(2)), 2));
+}

@@ -44,8 +44,9 @@ pub trait Coordinator {
 /// the others).
 ///
 /// It keeps its state in memory: run one per replica set. A restarted coordinator may try an
-/// epoch the replicas already passed; they refuse it, say which epoch they know, and it goes
-/// above that.
+/// epoch the replicas already passed, or the one they are in; they refuse it (a replica
+/// promises its current epoch again only in the run that first promised it, while no leader
+/// of it is known), say which epoch they know, and it goes above that.
 #[derive(Debug)]
 pub struct LeaseCoordinator {
     members: Vec<NodeId>,
@@ -105,7 +106,9 @@ impl LeaseCoordinator {
     }
 
     fn start_election(&mut self, now: Duration) {
-        self.epoch = Epoch::new(self.epoch.get() + 1);
+        // Saturating: an epoch at the top (a peer's hostile frame can raise replicas there,
+        // peers being unauthenticated) stops failovers, but must not panic the coordinator.
+        self.epoch = Epoch::new(self.epoch.get().saturating_add(1));
         self.leader = None;
         self.election = Some(Election {
             epoch: self.epoch,

@@ -69,6 +69,14 @@ pub struct Replica<S> {
     pub(crate) eligible: bool,
     /// The highest epoch this replica led (see [`DurableState::led`]).
     led: Epoch,
+    /// The epoch this run promised, while no leader of it is known: the only epoch it may
+    /// promise again (a coordinator retrying its `Prepare`) or be promoted in at its current
+    /// epoch. A restarted replica has none, whatever epoch it stored: it cannot know whether
+    /// its current epoch already had a leader, so it refuses to promise that epoch again and
+    /// the coordinator goes above it. Otherwise a coordinator that restarted too (its count
+    /// back at zero) could run a second election in an epoch that already had a leader, and
+    /// two leaders of one epoch break log matching.
+    open_promise: Option<Epoch>,
     /// This run's name (see [`ReplicaConfig::incarnation`]).
     incarnation: u64,
     pub(crate) role: RoleState,
@@ -172,6 +180,7 @@ impl<S: LogStorage> Replica<S> {
             epoch: stored.epoch.max(log_epoch),
             eligible: stored.eligible,
             led: stored.led,
+            open_promise: None,
             role: RoleState::Follower(FollowerState::new(None)),
             // Records are dropped only once committed (see `compact`).
             commit: start,
@@ -338,13 +347,15 @@ impl<S: LogStorage> Replica<S> {
                 if Some(from) != self.config.coordinator || repeated {
                     Ok(())
                 } else if epoch != self.epoch
+                    || self.open_promise != Some(epoch)
                     || self.leader().is_some()
                     || !self.eligible
                     || epoch <= self.led
                 {
-                    // Only a replica that promised exactly this epoch (and has followed no
-                    // one in it since) may lead it: its log is the one the coordinator chose.
-                    // A replica that lost its disk has forgotten its promise and refuses.
+                    // Only a replica that promised exactly this epoch in this run (and has
+                    // followed no one in it since) may lead it: its log is the one the
+                    // coordinator chose. A replica that restarted, or lost its disk, has
+                    // forgotten its promise and refuses.
                     self.reply_not_leader(from);
                     Ok(())
                 } else {
@@ -358,7 +369,15 @@ impl<S: LogStorage> Replica<S> {
             } => {
                 let current = epoch == self.epoch && self.leader() == Some(leader);
                 let coordinator = Some(from) == self.config.coordinator;
-                if !coordinator || epoch < self.epoch || leader == self.config.id || current {
+                // An epoch this replica led has no other leader: a Follow naming one is from
+                // an election that should not have happened.
+                let led_it = epoch <= self.led;
+                if !coordinator
+                    || epoch < self.epoch
+                    || leader == self.config.id
+                    || current
+                    || led_it
+                {
                     return Ok(());
                 }
                 // A replica that lost its disk forgot its promises: only an answer to this
@@ -544,6 +563,7 @@ impl<S: LogStorage> Replica<S> {
         }
         // Recorded before the first record of the epoch is written: never lead it twice.
         self.persist(epoch, self.eligible, epoch)?;
+        self.open_promise = None;
         let marker = envelope::marker();
         let appended = self.log.append(epoch, &[crate::Entry::new(&marker)])?;
         let mut leader = LeaderState::new(appended.first(), &self.config, now);
@@ -578,6 +598,9 @@ impl<S: LogStorage> Replica<S> {
         }
         self.set_epoch(epoch)?;
         self.step_down();
+        if leader.is_some() {
+            self.open_promise = None;
+        }
         self.role = RoleState::Follower(FollowerState::new(leader));
         self.follower_tick(now)
     }
@@ -623,12 +646,15 @@ impl<S: LogStorage> Replica<S> {
             return Ok(());
         }
         let fresh = epoch > self.epoch;
-        let repeat = epoch == self.epoch && self.leader().is_none();
+        // A coordinator asking again (its Prepare or the answer was lost); see `open_promise`.
+        let repeat =
+            epoch == self.epoch && self.leader().is_none() && self.open_promise == Some(epoch);
         if !fresh && !repeat {
             self.reply_not_leader(from);
             return Ok(());
         }
         self.set_epoch(epoch)?;
+        self.open_promise = Some(epoch);
         self.step_down();
         self.role = RoleState::Follower(FollowerState::new(None));
         // The position reported must survive a crash: the coordinator may pick this replica

@@ -1,7 +1,8 @@
 //! Deterministic simulation of the replication protocol: replicas, a coordinator and
 //! idempotent clients on a seeded, faulty network (loss, delay, duplication, reordering,
 //! partitions), with paused "zombie" leaders, crashes that lose the unsynced tail, wiped
-//! disks and forced failovers. The invariants are checked after every step.
+//! disks, forced failovers and coordinator restarts (their epoch count lost). The invariants
+//! are checked after every step.
 //!
 //! `SHARDKIT_SIM_SEEDS` (how many) and `SHARDKIT_SIM_SEED_START` (the first) choose the seeds;
 //! a failing seed is printed with the command that replays it alone.
@@ -34,10 +35,12 @@ fn seeded_simulations_keep_every_invariant() {
         let stats = Sim::new(seed).run(Duration::from_secs(6), Duration::from_secs(4));
         total.acked += stats.acked;
         total.failovers += stats.failovers;
+        total.coordinator_restarts += stats.coordinator_restarts;
     }
     println!(
-        "{seeds} seeds from {start}: {} writes acknowledged at quorum or all, {} failovers",
-        total.acked, total.failovers
+        "{seeds} seeds from {start}: {} writes acknowledged at quorum or all, {} failovers, \
+         {} coordinator restarts",
+        total.acked, total.failovers, total.coordinator_restarts
     );
     // The invariants are only worth something if the runs did work.
     assert!(
@@ -45,6 +48,10 @@ fn seeded_simulations_keep_every_invariant() {
         "too few writes acknowledged: {total:?}"
     );
     assert!(total.failovers >= seeds, "too few failovers: {total:?}");
+    assert!(
+        total.coordinator_restarts >= seeds / 4,
+        "too few coordinator restarts: {total:?}"
+    );
 }
 
 /// Seeds that once broke an invariant, each with what it caught.

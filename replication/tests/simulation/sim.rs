@@ -83,6 +83,9 @@ pub(crate) struct Sim {
     /// A replica that lost its disk and is not yet eligible to promise again.
     wiped: Option<NodeId>,
     failovers_forced: u64,
+    /// Coordinator restarts, and the failovers of the coordinators they replaced.
+    coordinator_restarts: u64,
+    earlier_failovers: u64,
     pending_failover: Option<Duration>,
     tracing: bool,
     chaos_end: Duration,
@@ -101,6 +104,12 @@ pub(crate) struct Sim {
 pub(crate) struct Stats {
     pub(crate) acked: usize,
     pub(crate) failovers: u64,
+    pub(crate) coordinator_restarts: u64,
+}
+
+/// The replica set's coordinator, as it starts (and restarts: its epoch count back at zero).
+pub(crate) fn new_coordinator(members: &[NodeId]) -> LeaseCoordinator {
+    LeaseCoordinator::new(members.iter().copied(), Duration::from_millis(150))
 }
 
 impl Sim {
@@ -159,7 +168,7 @@ impl Sim {
             seed,
             rng,
             now: Duration::ZERO,
-            coordinator: LeaseCoordinator::new(members.clone(), Duration::from_millis(150)),
+            coordinator: new_coordinator(&members),
             members,
             nodes,
             config,
@@ -175,6 +184,8 @@ impl Sim {
             lose_unsynced_on_crash: !received,
             wiped: None,
             failovers_forced: 0,
+            coordinator_restarts: 0,
+            earlier_failovers: 0,
             pending_failover: None,
             chaos_end: Duration::MAX,
             compaction: 0,
@@ -349,7 +360,8 @@ impl Sim {
         self.check_converged();
         Stats {
             acked: self.acked.len(),
-            failovers: self.coordinator.failovers(),
+            failovers: self.earlier_failovers + self.coordinator.failovers(),
+            coordinator_restarts: self.coordinator_restarts,
         }
     }
 }

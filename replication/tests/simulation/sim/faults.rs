@@ -1,4 +1,5 @@
-//! The faults: crashes, zombie pauses, partitions, forced failovers and wiped disks.
+//! The faults: crashes, zombie pauses, partitions, forced failovers, coordinator restarts and
+//! wiped disks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +41,7 @@ impl Sim {
             _ => self.rng.pick(&self.members.clone()),
         };
         let hold = Duration::from_millis(100 + self.rng.below(1_500));
-        let fault = self.rng.below(8);
+        let fault = self.rng.below(9);
         self.trace(|| format!("fault {fault} on {victim} for {hold:?} (leader {leader:?})"));
         match fault {
             0 | 1 => {
@@ -96,6 +97,24 @@ impl Sim {
                 self.failovers_forced += 1;
                 let again = self.now + Duration::from_millis(self.rng.below(30));
                 self.pending_failover = Some(again);
+            }
+            7 => {
+                // The coordinator restarts, its state (the epoch count) lost: replicas must
+                // not promise it an epoch they may have had a leader in. Half the time the
+                // whole replica set restarts with it (a power cut), each back after its own
+                // while, so every replica has forgotten who led its epoch.
+                self.earlier_failovers += self.coordinator.failovers();
+                self.coordinator = super::new_coordinator(&self.members);
+                self.coordinator_restarts += 1;
+                if self.rng.chance(500_000) {
+                    for id in self.members.clone() {
+                        let down = Duration::from_millis(self.rng.below(1_000));
+                        let node = self.nodes.get_mut(&id).unwrap();
+                        node.replica = None;
+                        crash(&node.disk, self.lose_unsynced_on_crash);
+                        node.down_until = node.down_until.max(self.now + down);
+                    }
+                }
             }
             _ if self.wiped.is_some() => {}
             _ => {
