@@ -429,7 +429,15 @@ mod tests {
                     commit
                         .wait_durable(written, || {
                             syncs.fetch_add(1, Ordering::SeqCst);
-                            std::thread::sleep(std::time::Duration::from_millis(2));
+                            // The sync lasts until every appender has written (a deadline,
+                            // not a timing: it ends at once when they all have), so it covers
+                            // them all and the rest must wait for it, not sync again.
+                            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                            while lock(&commit.state).written < 16
+                                && std::time::Instant::now() < deadline
+                            {
+                                std::thread::yield_now();
+                            }
                             Ok(lock(&commit.state).written)
                         })
                         .unwrap();
@@ -440,7 +448,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert!(syncs.load(Ordering::SeqCst) <= 16);
+        assert_eq!(syncs.load(Ordering::SeqCst), 1, "syncs were not shared");
         assert_eq!(lock(&commit.state).durable, 16);
     }
 

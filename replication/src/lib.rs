@@ -33,7 +33,8 @@
 //!     Ok::<(), shardkit_replication::Error>(())
 //! })?;
 //!
-//! // Recover: reopening after a crash cuts a torn tail, never an acknowledged record.
+//! // Recover: reopening after a crash cuts a torn tail (see the guarantees for the one case
+//! // where damage to an acknowledged record is taken for one).
 //! drop(log);
 //! let log = FileLog::open(dir.path(), LogConfig::default())?;
 //! assert_eq!(log.end_offset(), Offset::new(3));
@@ -62,7 +63,15 @@
 //! - Under `Never`, sealed segments are not synced either: after a machine crash (not a process
 //!   crash) the log may report [`Error::Corrupt`] on opening, not only lose its newest records.
 //! - Every record is framed with its length and CRC-32C. Recovery cuts a torn or damaged tail;
-//!   damage followed by valid records is [`Error::Corrupt`], with the file and byte position.
+//!   damage followed by valid records is [`Error::Corrupt`], with the file and byte position,
+//!   unless the damaged stretch holds a whole aligned 512-byte sector of zeros, the mark of a
+//!   torn write (a sector of the last, unsynced write never reached the disk while later ones
+//!   did), which is cut with what follows it. So bit rot inside a synced record whose payload
+//!   holds such a sector of zeros is taken for a torn write, and the records after it in the
+//!   tail segment are cut: the recovery counters ([`FileLog::recovery`]) report it, but
+//!   opening does not fail. Telling the two apart for sure needs the log to mark each synced
+//!   write, which it does not yet.
+//! - A failed sync of a segment being sealed poisons the log whatever the durability.
 //! - One writer at a time (appends from several threads are serialised); readers never block
 //!   it. The group-commit hand-off and the tail wake-up are model-checked with loom.
 //!

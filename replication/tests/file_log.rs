@@ -287,6 +287,16 @@ fn bit_rot_in_the_tail_record_is_cut_and_in_the_middle_is_an_error() {
         Err(Error::Corrupt { .. })
     ));
     assert!(!log.verify().unwrap().is_empty());
+    drop(log);
+
+    // A length field damaged so the frame runs past its segment: an error too, not an empty
+    // batch (which a reader would take for "nothing more", for ever).
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    flip(&copy.path().join(files[0].file_name().unwrap()), 2);
+    let log = FileLog::open(copy.path(), config()).unwrap();
+    let read = log.read(Offset::new(0), 1 << 20);
+    assert!(matches!(read, Err(Error::Corrupt { .. })), "{read:?}");
 }
 
 #[test]
@@ -349,7 +359,8 @@ fn always_durability_with_concurrent_appenders() {
 #[test]
 fn reads_near_window_edges_and_empty_appends() {
     let dir = tempfile::tempdir().unwrap();
-    let log = FileLog::open(dir.path(), config()).unwrap();
+    // No recent frames kept in memory: every read goes to the file, through its windows.
+    let log = FileLog::open(dir.path(), config().recent_bytes(0)).unwrap();
     // 93-byte frames: headers straddle every window edge sooner or later.
     let payload = [9u8; 57];
     for _ in 0..120 {

@@ -466,27 +466,40 @@ impl FileLog {
         }
         let seg = Arc::clone(segments.last().expect("a log always has an active segment"));
         drop(segments);
+        if deleted {
+            // Before the cut below: a machine crash could otherwise bring the deleted
+            // segments back behind a cut one (on file systems where syncing one file does not
+            // make another's unlink durable), a gap that fails the next open.
+            std::fs::File::open(&inner.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(Error::io("sync directory", &inner.dir))?;
+        }
         let mut cut = None;
         let (pos, first) = seg.seek(offset);
         let len = seg.meta().len;
-        seg.scan(pos, first, len, |at, r| {
+        let end = seg.scan(pos, first, len, |at, r| {
             if r.offset.get() == offset {
                 cut = Some(at);
                 return false;
             }
             true
         })?;
-        let cut = cut.unwrap_or(len);
+        let cut = match (cut, end.bad) {
+            (Some(at), _) => at,
+            (None, None) => len,
+            // Damage before `offset`: cutting at the end would leave the records meant to go.
+            (None, Some((position, reason))) => {
+                return Err(Error::Corrupt {
+                    path: seg.path.clone(),
+                    position,
+                    reason,
+                });
+            }
+        };
         seg.file
             .set_len(cut)
             .map_err(Error::io("truncate", &seg.path))?;
         seg.file.sync_all().map_err(Error::io("sync", &seg.path))?;
-        if deleted {
-            // Without this, a machine crash could bring the deleted segments back.
-            std::fs::File::open(&inner.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(Error::io("sync directory", &inner.dir))?;
-        }
         let mut meta = seg.meta_mut();
         meta.len = cut;
         meta.allocated = cut;
@@ -522,8 +535,17 @@ impl Drop for FileLog {
         if inner.config.durability != Durability::Never {
             let _ = inner.commit.sync_pending(|| inner.flush_and_sync());
         }
-        // A clean close leaves no zeros behind.
-        let _ = inner.active().trim();
+        // A clean close leaves no zeros behind. (No segment at all only after a reset failed
+        // part-way, which poisoned the log; reopening recovers it.)
+        let active = inner
+            .segments
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last()
+            .cloned();
+        if let Some(active) = active {
+            let _ = active.trim();
+        }
     }
 }
 

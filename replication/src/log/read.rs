@@ -54,6 +54,11 @@ impl FileLog {
         batch.bodies.clear();
         let end = self.inner.tail.end();
         let segments = self.inner.segments();
+        if segments.is_empty() {
+            // Only after a reset that failed part-way, which poisoned the log.
+            let reason = self.inner.commit.failure().unwrap_or_default();
+            return Err(Error::Poisoned { reason });
+        }
         let start = segments.first().map_or(0, |s| s.base);
         if from.get() < start || from.get() > end {
             return Err(Error::OffsetOutOfRange {
@@ -88,8 +93,19 @@ impl FileLog {
         while next < end && (at as u64) < seg_rest {
             let need = frame_len(&batch.bytes[at..]).unwrap_or(crate::FRAME_HEADER_LEN);
             if batch.bytes.len() - at < need {
-                if !batch.bodies.is_empty() || (at + need) as u64 > seg_rest {
+                if !batch.bodies.is_empty() {
                     break;
+                }
+                if (at + need) as u64 > seg_rest {
+                    // A length field (damaged, say) that runs past the segment's records:
+                    // an empty answer would read as "nothing more", for ever.
+                    return Err(Error::Corrupt {
+                        path: seg.path.clone(),
+                        position: pos + at as u64,
+                        reason: FrameError::Malformed {
+                            reason: "frame runs past the end of its segment",
+                        },
+                    });
                 }
                 // Nothing wanted yet and the window ends inside a frame or its header (a frame
                 // larger than the window, or index entries further apart than expected): read
@@ -121,6 +137,17 @@ impl FileLog {
             }
             at += used;
             next += 1;
+        }
+        if batch.bodies.is_empty() {
+            // `from` is below the log's end, so its record is in this segment: ending without
+            // reaching it means records are missing.
+            return Err(Error::Corrupt {
+                path: seg.path.clone(),
+                position: pos + at as u64,
+                reason: FrameError::Malformed {
+                    reason: "segment ends before the record asked for",
+                },
+            });
         }
         Ok(())
     }

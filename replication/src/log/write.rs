@@ -134,8 +134,16 @@ impl Inner {
         Ok(())
     }
 
-    /// Seals `old` (synced, index stored) and starts a segment at `base`.
+    /// Seals `old` (synced, index stored) and starts a segment at `base`. A failure poisons
+    /// the log, whatever its durability: a failed `fsync` may have dropped dirty pages that a
+    /// later one would not report, and a half-made segment would fail every later roll.
     pub(super) fn roll(&self, old: &Arc<Segment>, base: u64) -> Result<Arc<Segment>, Error> {
+        self.try_roll(old, base).inspect_err(|e| {
+            self.commit.poison(format!("sealing a segment failed: {e}"));
+        })
+    }
+
+    fn try_roll(&self, old: &Arc<Segment>, base: u64) -> Result<Arc<Segment>, Error> {
         let inner = self;
         old.trim()?;
         if inner.config.durability != Durability::Never {
