@@ -1,7 +1,7 @@
 //! `shardkit log`: write, inspect, verify and measure a durable log directory; run replicas.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -12,9 +12,12 @@ use shardkit_replication::{Durability, Entry, Epoch, FileLog, LogConfig, LogStor
 pub(crate) enum LogCommand {
     /// Append generated records, printing each offset as soon as it is acknowledged.
     Append(AppendArgs),
-    /// Print records, one line each, starting with the offset.
+    /// Print records, one line each, starting with the offset. Like `verify` and `stats`, it
+    /// reads a temporary copy of the log (room for one is needed), so the log is never
+    /// changed; stop the process writing it first, or its last write may look torn.
     Dump(DumpArgs),
-    /// Check every checksum and index entry; exits non-zero on corruption.
+    /// Check every checksum and index entry; exits non-zero on corruption, or on a torn tail
+    /// that opening the log would cut.
     Verify(DirArgs),
     /// Segments, records, bytes and epochs.
     Stats(DirArgs),
@@ -107,11 +110,59 @@ pub(crate) fn generated_payload(offset: u64, size: usize) -> Vec<u8> {
         .collect()
 }
 
-fn open_existing(dir: &PathBuf, durability: Durability) -> Result<FileLog, String> {
+/// A log opened for looking at: a copy of the one in a directory, so that looking never
+/// changes it (opening runs recovery, which cuts a torn or damaged tail and rebuilds indexes).
+struct Inspected {
+    log: FileLog,
+    /// Where the copy lives; removed on drop.
+    _copy: tempfile::TempDir,
+}
+
+/// Whether `name` is a segment file's: its base offset in digits, then `.log`.
+fn is_segment(name: &str) -> bool {
+    name.strip_suffix(".log")
+        .is_some_and(|base| !base.is_empty() && base.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Opens a copy of the log in `dir` (its files, into a temporary directory). Refuses a
+/// directory that holds no segment, rather than make an empty log of it.
+fn inspect(dir: &Path) -> Result<Inspected, String> {
+    let describe = |e: std::io::Error| format!("{}: {e}", dir.display());
     if !dir.is_dir() {
         return Err(format!("{} is not a log directory", dir.display()));
     }
-    FileLog::open(dir, LogConfig::default().durability(durability)).map_err(|e| e.to_string())
+    let copy = tempfile::tempdir().map_err(|e| format!("a temporary copy: {e}"))?;
+    let mut segments = 0;
+    for entry in std::fs::read_dir(dir).map_err(describe)? {
+        let path = entry.map_err(describe)?.path();
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        if !path.is_file() {
+            continue;
+        }
+        segments += usize::from(is_segment(&name.to_string_lossy()));
+        std::fs::copy(&path, copy.path().join(name))
+            .map_err(|e| format!("copying {}: {e}", path.display()))?;
+    }
+    if segments == 0 {
+        return Err(format!("{} holds no log segments", dir.display()));
+    }
+    let config = LogConfig::default().durability(Durability::Never);
+    let log = FileLog::open(copy.path(), config).map_err(|e| e.to_string())?;
+    Ok(Inspected { log, _copy: copy })
+}
+
+/// What opening the log would cut from its tail, if anything.
+fn torn_tail(log: &FileLog) -> Option<String> {
+    let r = log.recovery();
+    (r.truncated_bytes > 0).then(|| {
+        format!(
+            "the tail is torn or damaged: opening the log cuts {} bytes ({} records) (after a \
+             crash, the last write, never acknowledged; otherwise, damage)",
+            r.truncated_bytes, r.dropped_records
+        )
+    })
 }
 
 pub(crate) fn run(cmd: &LogCommand) -> Result<(), String> {
@@ -158,7 +209,11 @@ fn append(args: &AppendArgs) -> Result<(), String> {
 }
 
 fn dump(args: &DumpArgs) -> Result<(), String> {
-    let log = open_existing(&args.dir, Durability::Never)?;
+    let inspected = inspect(&args.dir)?;
+    let log = &inspected.log;
+    if let Some(torn) = torn_tail(log) {
+        eprintln!("{torn} (not shown)");
+    }
     let mut next = Offset::new(args.from.unwrap_or(log.start_offset().get()));
     let mut left = args.count.unwrap_or(u64::MAX);
     let stdout = std::io::stdout();
@@ -196,15 +251,15 @@ fn dump(args: &DumpArgs) -> Result<(), String> {
 }
 
 fn verify(args: &DirArgs) -> Result<(), String> {
-    let log = open_existing(&args.dir, Durability::Never)?;
-    let problems = log.verify().map_err(|e| e.to_string())?;
-    let r = log.recovery();
-    if r.truncated_bytes > 0 {
-        println!(
-            "recovery cut a torn tail of {} bytes ({} records)",
-            r.truncated_bytes, r.dropped_records
-        );
-    }
+    let inspected = inspect(&args.dir)?;
+    let log = &inspected.log;
+    let mut problems: Vec<String> = torn_tail(log).into_iter().collect();
+    problems.extend(
+        log.verify()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(ToString::to_string),
+    );
     if problems.is_empty() {
         println!(
             "ok: {} segments, offsets {}..{}, every checksum and index entry verified",
@@ -222,7 +277,11 @@ fn verify(args: &DirArgs) -> Result<(), String> {
 }
 
 fn stats(args: &DirArgs) -> Result<(), String> {
-    let log = open_existing(&args.dir, Durability::Never)?;
+    let inspected = inspect(&args.dir)?;
+    let log = &inspected.log;
+    if let Some(torn) = torn_tail(log) {
+        eprintln!("{torn} (not counted)");
+    }
     let segments = log.segments();
     let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
     println!(
@@ -234,9 +293,14 @@ fn stats(args: &DirArgs) -> Result<(), String> {
         segments.len()
     );
     for s in &segments {
+        // The copy's file, named as in the directory given.
+        let path = s
+            .path
+            .file_name()
+            .map_or_else(|| s.path.clone(), |n| args.dir.join(n));
         println!(
             "  {}  offsets {}..{}  {} bytes",
-            s.path.display(),
+            path.display(),
             s.base,
             s.end,
             s.bytes
