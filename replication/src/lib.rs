@@ -171,7 +171,8 @@
 //! level than asked: a write that cannot reach its level in time fails with
 //! [`replica::WriteError::Timeout`], its fate **unknown** (unlike MySQL semi-sync, which falls
 //! back to asynchronous replication), and quorum or all writes are **refused** outright while
-//! fewer than `min_in_sync_replicas` replicas are in sync.
+//! fewer than `min_in_sync_replicas` replicas are in sync (a new leader gives each follower
+//! one `max_lag_time` to show up first).
 //!
 //! | level | acknowledged when | after the leader fails |
 //! |---|---|---|

@@ -118,3 +118,42 @@ fn followers_are_sent_to_the_leader_in_the_epoch_it_was_elected_in() {
         "{prepare:?}"
     );
 }
+
+/// The chosen leader's `NotLeader` starts a new election only when it refuses the epoch it
+/// was chosen for: not when its Promote overtook its Prepare (it is still in an older epoch),
+/// nor when a duplicate Prepare reaches it after it began to lead (it names itself).
+#[test]
+fn only_a_real_refusal_by_the_chosen_leader_starts_another_election() {
+    let (mut coordinator, mut now, leader, epoch, _) = elected();
+    let older = Epoch::new(epoch.get() - 1);
+    now += Duration::from_millis(1);
+    for spurious in [
+        Message::NotLeader {
+            epoch: older,
+            leader: None,
+        },
+        Message::NotLeader {
+            epoch,
+            leader: Some(leader),
+        },
+    ] {
+        coordinator.handle(now, leader, spurious);
+        assert_eq!(coordinator.leader(), Some((leader, epoch)));
+        assert!(coordinator.take_outbox().is_empty());
+    }
+    coordinator.handle(
+        now,
+        leader,
+        Message::NotLeader {
+            epoch,
+            leader: None,
+        },
+    );
+    assert_eq!(coordinator.leader(), None, "a real refusal is acted on");
+    assert!(
+        coordinator
+            .take_outbox()
+            .iter()
+            .any(|(_, m)| matches!(m, Message::Prepare { epoch: e } if *e > epoch))
+    );
+}

@@ -346,6 +346,34 @@ proptest! {
         let _ = decode_packet(&bytes, MAX_PACKET);
     }
 
+    /// Random bytes almost never get past the version and the first length field, so this
+    /// damages valid packets of every kind (bytes overwritten, the body cut short, garbage
+    /// appended) and fixes up their length and checksum: every field's decoder sees bad input.
+    #[test]
+    fn damaged_valid_packets_never_panic(
+        kind in any::<prop::sample::Index>(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        cut in any::<prop::sample::Index>(),
+        tail in proptest::collection::vec(any::<u8>(), 0..16),
+    ) {
+        let kinds = every_kind();
+        let mut packet = Vec::new();
+        encode_packet(&kinds[kind.index(kinds.len())], &mut packet).unwrap();
+        let mut body = packet[8..].to_vec();
+        for (at, byte) in &edits {
+            if !body.is_empty() {
+                let i = at.index(body.len());
+                body[i] = *byte;
+            }
+        }
+        body.truncate(cut.index(body.len() + 1));
+        body.extend(&tail);
+        let mut damaged = (body.len() as u32).to_le_bytes().to_vec();
+        damaged.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        damaged.extend_from_slice(&body);
+        let _ = decode_packet(&damaged, MAX_PACKET);
+    }
+
     #[test]
     fn checksummed_garbage_never_panics(body in proptest::collection::vec(any::<u8>(), 0..256)) {
         let mut buf = (body.len() as u32).to_le_bytes().to_vec();

@@ -221,12 +221,17 @@ impl Coordinator for LeaseCoordinator {
                     }
                 }
             }
-            Message::NotLeader { epoch, .. } => {
+            Message::NotLeader { epoch, leader } => {
                 // A replica refused a promise (it knows a newer epoch: go above it) or a
-                // promotion (the chosen leader cannot lead: choose again).
+                // promotion (the chosen leader cannot lead: choose again). Not a refusal: the
+                // chosen leader answering a Promote that overtook its Prepare (it is still
+                // in an older epoch, and the Prepare is on its way), or a duplicate Prepare
+                // that reached it after it began to lead (it names itself).
                 let blocked = self.election.as_ref().is_some_and(|e| epoch >= e.epoch);
-                let leader_refused =
-                    self.election.is_none() && self.leader.is_some_and(|(l, _)| l == from);
+                let leader_refused = self.election.is_none()
+                    && self
+                        .leader
+                        .is_some_and(|(l, e)| l == from && epoch >= e && leader != Some(from));
                 self.epoch = self.epoch.max(epoch);
                 // Refusals of an older election's messages are stale: ignoring them keeps one
                 // refusal from restarting every election after it.

@@ -103,7 +103,10 @@ pub struct ReplicaConfig {
     /// When this replica, as a follower, counts records as held.
     pub follower_ack: FollowerAck,
     /// Quorum and all writes are refused while fewer replicas (the leader included) are in
-    /// sync.
+    /// sync. A new leader counts each follower as in sync for its first `max_lag_time`, to
+    /// give it time to fetch: a write in that window is not refused, but with too few
+    /// followers left it times out instead (its fate reported unknown, never acknowledged at
+    /// a lower level).
     pub min_in_sync_replicas: usize,
     /// A follower further behind than this many records leaves the in-sync set.
     pub max_lag_records: u64,
