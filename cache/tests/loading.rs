@@ -176,24 +176,32 @@ fn a_listener_can_load_the_key_whose_load_it_hears_evicted() {
     assert_eq!(cell.get().unwrap().get(&7), Some(vec![0; 1]));
 }
 
-/// What a removal (or a clear) while a key loads means for the load: the loader may have read
-/// what the removal invalidates, so its value is not cached; callers from then on load afresh.
-fn a_load_in_flight_is_not_cached_after(invalidate: impl FnOnce(&Cache<u64, String>)) {
-    let cache = Arc::new(Cache::new(100));
+/// A load of `key` on another thread, held until the sender is used; returns once it runs.
+fn held_load(
+    cache: &Arc<Cache<u64, String>>,
+    key: u64,
+    value: &'static str,
+) -> (std::thread::JoinHandle<String>, std::sync::mpsc::Sender<()>) {
     let (started, loading) = std::sync::mpsc::channel();
     let (release, released) = std::sync::mpsc::channel::<()>();
-    let leader = {
-        let cache = cache.clone();
-        std::thread::spawn(move || {
-            cache.get_or_insert_with(1, || {
-                started.send(()).unwrap();
-                released.recv().unwrap();
-                "read before the removal".to_string()
-            })
+    let cache = cache.clone();
+    let leader = std::thread::spawn(move || {
+        cache.get_or_insert_with(key, || {
+            started.send(()).unwrap();
+            released.recv().unwrap();
+            value.to_string()
         })
-    };
+    });
     loading.recv().unwrap();
-    invalidate(&cache);
+    (leader, release)
+}
+
+/// What a removal (or a clear) while a key loads means for the load: the loader may have read
+/// what the removal invalidates, so its value is not cached; callers from then on load afresh.
+fn a_load_in_flight_is_not_cached_after(invalidate: impl Fn(&Cache<u64, String>, u64)) {
+    let cache = Arc::new(Cache::new(100));
+    let (leader, release) = held_load(&cache, 1, "read before the removal");
+    invalidate(&cache, 1);
     // A caller after the removal does not wait for the old load: it loads afresh.
     let (done, finished) = std::sync::mpsc::channel();
     {
@@ -211,22 +219,9 @@ fn a_load_in_flight_is_not_cached_after(invalidate: impl FnOnce(&Cache<u64, Stri
     // load's caller gets.
     assert_eq!(leader.join().unwrap(), "read after the removal");
     assert_eq!(cache.get(&1).as_deref(), Some("read after the removal"));
-    cache.remove(&1);
     // And with no caller after it, nothing at all is cached.
-    let (started, loading) = std::sync::mpsc::channel();
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let leader = {
-        let cache = cache.clone();
-        std::thread::spawn(move || {
-            cache.get_or_insert_with(2, || {
-                started.send(()).unwrap();
-                released.recv().unwrap();
-                "stale".to_string()
-            })
-        })
-    };
-    loading.recv().unwrap();
-    cache.remove(&2);
+    let (leader, release) = held_load(&cache, 2, "stale");
+    invalidate(&cache, 2);
     release.send(()).unwrap();
     assert_eq!(leader.join().unwrap(), "stale");
     assert_eq!(
@@ -238,14 +233,14 @@ fn a_load_in_flight_is_not_cached_after(invalidate: impl FnOnce(&Cache<u64, Stri
 
 #[test]
 fn a_removal_while_a_key_loads_keeps_the_load_from_being_cached() {
-    a_load_in_flight_is_not_cached_after(|cache| {
-        cache.remove(&1);
+    a_load_in_flight_is_not_cached_after(|cache, key| {
+        cache.remove(&key);
     });
 }
 
 #[test]
 fn a_clear_while_a_key_loads_keeps_the_load_from_being_cached() {
-    a_load_in_flight_is_not_cached_after(Cache::clear);
+    a_load_in_flight_is_not_cached_after(|cache, _| cache.clear());
 }
 
 /// A load that asks for its own key (here directly; a listener it sets off could too) loads it
