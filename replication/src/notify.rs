@@ -32,7 +32,7 @@ impl Tail {
 
     /// Waits until the end exceeds `offset` or `timeout` passes; returns the end.
     pub(crate) fn wait_beyond(&self, offset: u64, timeout: Duration) -> u64 {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::sync::deadline_after(timeout);
         let mut end = lock(&self.end);
         while *end <= offset {
             let Some(left) = deadline

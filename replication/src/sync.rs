@@ -98,3 +98,12 @@ pub(crate) use imp::{
     Arc, AtomicU8, AtomicU64, AtomicUsize, Budget, Condvar, Mutex, Ordering, Thread,
     current_thread, lock, park, wait_timeout, yield_now,
 };
+
+/// When a wait of `timeout` from now ends: `Duration::MAX` (or any timeout past what an
+/// `Instant` holds) means a century, not an overflow panic.
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> std::time::Instant {
+    const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = std::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + CENTURY.min(timeout))
+}

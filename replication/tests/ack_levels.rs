@@ -130,3 +130,34 @@ fn a_retry_fails_with_the_append_its_first_copy_was_in() {
     let done: Vec<WriteId> = r.take_completions().into_iter().map(|c| c.id).collect();
     assert_eq!(done, [other]);
 }
+
+/// A leader promoted again (an operator's newer epoch) answers its earlier epoch's waiting
+/// writes, as losing leadership does: replaced with its role, they would wait for ever.
+#[test]
+fn a_leader_promoted_again_answers_its_waiting_writes() {
+    let now = Duration::from_millis(1);
+    let mut r = leader();
+    let id = r
+        .write(now, Write::new(b"x".to_vec(), AckLevel::Quorum))
+        .expect("accepted");
+    assert!(r.take_completions().is_empty(), "no follower holds it yet");
+    r.promote(now, Epoch::new(2)).expect("a newer epoch");
+    let answered = r.take_completions();
+    assert!(
+        answered
+            .iter()
+            .any(|c| c.id == id && matches!(c.result, Err(WriteError::LeadershipLost { .. }))),
+        "{answered:?}"
+    );
+}
+
+/// A timeout of `Duration::MAX` means "no timeout", not an overflow that stops the node.
+#[test]
+fn a_write_may_wait_without_a_timeout() {
+    let now = Duration::from_millis(1);
+    let mut r = leader();
+    let write = Write::new(b"x".to_vec(), AckLevel::Quorum).with_timeout(Duration::MAX);
+    r.write(now, write).expect("accepted");
+    r.tick(Duration::from_secs(3600)).expect("tick");
+    assert!(r.take_completions().is_empty(), "timed out: {:?}", r.role());
+}

@@ -471,7 +471,7 @@ impl<S: LogStorage> Replica<S> {
     /// The log's errors.
     pub fn tick(&mut self, now: Duration) -> Result<(), Error> {
         if now >= self.next_heartbeat {
-            self.next_heartbeat = now + self.config.heartbeat_interval;
+            self.next_heartbeat = now.saturating_add(self.config.heartbeat_interval);
             if let Some(coordinator) = self.config.coordinator {
                 self.outbox.push((
                     coordinator,
@@ -561,6 +561,9 @@ impl<S: LogStorage> Replica<S> {
                 got: epoch.get(),
             });
         }
+        // A leader promoted again (an operator's newer epoch) ends its own epoch's writes
+        // first: replaced with the role, they would never be answered.
+        self.step_down();
         // Recorded before the first record of the epoch is written: never lead it twice.
         self.persist(epoch, self.eligible, epoch)?;
         self.open_promise = None;

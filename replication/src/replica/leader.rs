@@ -191,7 +191,8 @@ impl<S: LogStorage> Replica<S> {
             }
             let id = WriteId(self.next_write_id);
             self.next_write_id += 1;
-            let deadline = now + write.timeout;
+            // Saturating: `Duration::MAX` is a caller's "no timeout".
+            let deadline = now.saturating_add(write.timeout);
             let previous = write
                 .producer
                 .and_then(|p| self.producers.last(p.producer).map(|l| (p, l)));
@@ -243,7 +244,7 @@ impl<S: LogStorage> Replica<S> {
                 for (_, id, offset, write) in fresh {
                     leader
                         .pending
-                        .push(offset, id, write.ack, now + write.timeout);
+                        .push(offset, id, write.ack, now.saturating_add(write.timeout));
                 }
                 for (_, offset, id, ack, deadline) in retries {
                     leader.pending.push_duplicate(offset, id, ack, deadline);
@@ -326,7 +327,7 @@ impl<S: LogStorage> Replica<S> {
             progress.parked = Some(Parked {
                 id,
                 from,
-                deadline: now + self.config.fetch_wait,
+                deadline: now.saturating_add(self.config.fetch_wait),
             });
         }
         self.advance_commit(now);

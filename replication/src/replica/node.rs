@@ -305,7 +305,7 @@ impl<S: LogStorage> Subscription<S> {
     ///
     /// As [`Replica::read_committed`] (for example when compaction dropped the position).
     pub fn next_batch(&mut self, timeout: Duration) -> Result<Vec<Committed>, Error> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::sync::deadline_after(timeout);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let commit = self.published.wait_beyond(self.next.get(), left);

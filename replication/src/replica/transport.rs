@@ -306,10 +306,11 @@ impl TcpTransport {
 
     /// Transports for nodes `ids` on this machine, each listening on its own fresh loopback
     /// port, for tests, demos and single-machine clusters. Every address is bound before the
-    /// set is returned, so no node connects out before all listen (an outgoing connection's
-    /// ephemeral port could otherwise take an address a later node was given); a port found
-    /// free but taken before it was bound (by another process's connection) makes the whole
-    /// set be tried again on fresh ports, up to ten times.
+    /// set is returned (no two nodes are given the same port: each probe is held until all
+    /// are chosen). A transport starts connecting to its peers as soon as it is bound, so an
+    /// outgoing connection's ephemeral port can take an address a later node was given; that,
+    /// or another process taking one, makes the whole set be tried again on fresh ports, up
+    /// to ten times.
     ///
     /// # Errors
     ///
@@ -555,7 +556,10 @@ fn connect_loop(
                 }
                 drop(state);
                 std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(config.max_backoff);
+                // At least a millisecond: a zero `min_backoff` doubled stays zero, a spin.
+                backoff = (backoff * 2)
+                    .max(Duration::from_millis(1))
+                    .min(config.max_backoff);
             }
         }
     }
