@@ -46,6 +46,15 @@ struct Built(loom::cell::UnsafeCell<()>);
 #[cfg(shardkit_loom)]
 unsafe impl Sync for Built {}
 
+/// A write to the cell as the entry is dropped (freed, or emptied for reuse), so that loom also
+/// reports a reader reaching an entry freed under it, not only one whose memory was reused.
+#[cfg(shardkit_loom)]
+impl Drop for Built {
+    fn drop(&mut self) {
+        self.0.with_mut(|_| ());
+    }
+}
+
 impl<K, V> Entry<K, V> {
     pub(crate) fn new(hash: u64, key: K, value: V, weight: u32) -> Self {
         Self {

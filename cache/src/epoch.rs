@@ -290,9 +290,12 @@ impl Collector {
 mod barrier {
     use rustix::thread::{MembarrierCommand, membarrier};
 
-    /// Registers the process for private expedited barriers; whether it may use them.
+    /// Registers the process for private expedited barriers; whether it may use them. One
+    /// barrier is issued too: a kernel or seccomp filter that accepts the registration but
+    /// refuses the barrier would otherwise leave readers pinning without fences and every
+    /// advance failing, so that nothing would ever be freed.
     pub(super) fn register() -> bool {
-        membarrier(MembarrierCommand::RegisterPrivateExpedited).is_ok()
+        membarrier(MembarrierCommand::RegisterPrivateExpedited).is_ok() && all_threads()
     }
 
     /// A full barrier on every running thread of the process; false if the call failed.
@@ -376,7 +379,10 @@ impl Local {
         let depth = self.depth.get();
         if depth == 0 {
             let epoch = self.collector.epoch.load(Ordering::Relaxed);
-            self.slot.state.store((epoch << 1) | 1, Ordering::Relaxed);
+            // Release, which is a plain store on x86 (and no fence on ARM): formally, an advance
+            // that reads this pin but not the unpin before it must still synchronise with the
+            // reads this thread made while pinned earlier.
+            self.slot.state.store((epoch << 1) | 1, Ordering::Release);
             self.collector.light();
         }
         self.depth.set(depth + 1);

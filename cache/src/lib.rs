@@ -80,6 +80,13 @@
 //! (publication, replacement, removal, eviction, reclamation) and the single-flight hand-off
 //! are model-checked with loom.
 //!
+//! Two limits follow from the epochs. A thread stays pinned while the cache runs user code
+//! inside a call: a `compute` function, a `retain` predicate, a weigher, an [`Expiry`], a
+//! listener. Memory that any cache of the process releases meanwhile waits to be freed, so
+//! keep such code short. And a child process forked from a process with several threads must
+//! only `exec` (as for most multithreaded code): a thread pinned, or a lock held, at the fork
+//! stays so in the child.
+//!
 //! # Expiry
 //!
 //! [`CacheBuilder::time_to_live`], [`CacheBuilder::time_to_idle`] or a per-entry [`Expiry`]
