@@ -313,6 +313,9 @@ fn stats(args: &DirArgs) -> Result<(), String> {
 }
 
 fn bench(args: &BenchArgs) -> Result<(), String> {
+    if !(args.seconds.is_finite() && args.seconds <= 3600.0) {
+        return Err("--seconds must be a number of seconds, at most 3600".into());
+    }
     let budget = Duration::from_secs_f64(args.seconds.max(0.05));
     println!(
         "{:<8} {:>8} {:>7} {:>14} {:>10}",

@@ -115,6 +115,9 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
     if args.rows == 0 || args.size == 0 || args.shards == 0 {
         return Err("--rows, --size and --shards must be at least 1".into());
     }
+    if args.shards > args.rows {
+        return Err("--shards must be at most --rows".into());
+    }
     let sizes = PageSize::new(args.size, args.size).map_err(|e| e.to_string())?;
     let sort = Sort::builder()
         .unique_asc("id", ColumnType::Uint)

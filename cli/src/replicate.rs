@@ -262,7 +262,11 @@ pub(crate) fn write(args: &WriteArgs) -> Result<(), String> {
     let addrs: HashMap<NodeId, SocketAddr> = args.nodes.iter().map(|m| (m.id, m.addr)).collect();
     let mut target = args.nodes[0].id;
     let mut client: Option<TcpClient> = None;
-    for seq in args.first_seq..args.first_seq + args.count {
+    let last = args
+        .first_seq
+        .checked_add(args.count)
+        .ok_or("--first-seq plus --count passes the largest sequence number")?;
+    for seq in args.first_seq..last {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if Instant::now() > deadline {

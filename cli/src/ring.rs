@@ -105,6 +105,9 @@ fn owners(ring: &HashRing<String>, keys: u64) -> Vec<u32> {
 }
 
 pub(crate) fn run(args: &RingArgs) -> Result<(), String> {
+    if args.keys == 0 {
+        return Err("--keys must be at least 1".into());
+    }
     let ring = HashRing::builder()
         .vnodes(args.vnodes)
         .seed(args.seed)
