@@ -212,6 +212,27 @@ impl BenchCompute for Moka {
     }
 }
 
+impl BenchCompute for QuickCache {
+    fn add_one(&self, key: u64) -> bool {
+        use quick_cache::sync::{EntryAction, EntryResult};
+        // In place under the shard's write lock; an absent key gets a placeholder that makes
+        // concurrent callers wait for this one's insert, then update what it inserted.
+        match self.0.entry(&key, None, |_, n| {
+            *n += 1;
+            EntryAction::Retain(())
+        }) {
+            EntryResult::Retained(()) => true,
+            EntryResult::Vacant(guard) => {
+                let _ = guard.insert(1);
+                false
+            }
+            EntryResult::Removed(..) | EntryResult::Replaced(..) | EntryResult::Timeout => {
+                unreachable!("the callback retains, and there is no timeout")
+            }
+        }
+    }
+}
+
 impl BenchCompute for MutexLru {
     fn add_one(&self, key: u64) -> bool {
         let mut lru = self.0.lock();

@@ -233,13 +233,15 @@ Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --onl
 }
 
 /// The caches with a call that updates one key atomically (see
-/// [`shardkit_benches::caches::BenchCompute`]); moka second, as the peer ours is compared with.
-const COMPUTE_NAMES: [&str; 3] = [Shardkit::NAME, Moka::NAME, MutexLru::NAME];
+/// [`shardkit_benches::caches::BenchCompute`]); quick_cache second, as the peer ours is
+/// compared with (the faster of the two that have one).
+const COMPUTE_NAMES: [&str; 4] = [Shardkit::NAME, QuickCache::NAME, Moka::NAME, MutexLru::NAME];
 
 fn compute_one(c: usize, warm: &[u64], streams: &[Vec<u64>]) -> f64 {
     match c {
         0 => compute_throughput::<Shardkit>(CAPACITY, warm, streams),
-        1 => compute_throughput::<Moka>(CAPACITY, warm, streams),
+        1 => compute_throughput::<QuickCache>(CAPACITY, warm, streams),
+        2 => compute_throughput::<Moka>(CAPACITY, warm, streams),
         _ => compute_throughput::<MutexLru>(CAPACITY, warm, streams),
     }
 }
@@ -250,9 +252,9 @@ fn compute_table(args: &CacheArgs, out: &mut String) {
         out,
         "## Atomic update of one key
 
-Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --only compute --rounds {}`. Each operation adds one to the count of a key drawn from Zipf 0.99 over {} keys (starting it at 1 when absent) in a cache of {CAPACITY} entries, after a warm-up of 1,000,000 such updates: ours with `compute`, moka with `entry(key).and_compute_with`, the mutex baseline holding its lock across its get and put (quick_cache and mini-moka have no such call). Each thread replays its own {} operations; million operations per second, median of {} rounds with the caches interleaved; two-thread samples are probed for far cores as in the throughput table.
+Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --only compute --rounds {}`. Each operation adds one to the count of a key drawn from Zipf 0.99 over {} keys (starting it at 1 when absent) in a cache of {CAPACITY} entries, after a warm-up of 1,000,000 such updates: ours with `compute` (a new entry per update, read lock-free), quick_cache with `entry` (in place, under its shard's write lock; an absent key through its placeholder guard), moka with `entry(key).and_compute_with`, the mutex baseline holding its lock across its get and put (mini-moka has no such call). Each thread replays its own {} operations; million operations per second, median of {} rounds with the caches interleaved; two-thread samples are probed for far cores as in the throughput table.
 
-| threads | {} | ours / moka |
+| threads | {} | ours / quick_cache |
 |---:|{}---:|",
         args.rounds,
         args.keyspace,
