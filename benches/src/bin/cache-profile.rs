@@ -41,8 +41,8 @@ enum Workload {
     /// `insert` after a missed `get`, every key new, into a cache filled as for get-or-insert:
     /// every operation evicts.
     Misses,
-    /// An atomic update adding one to the key's count, keys as for get-or-insert (ours, moka
-    /// and mutex-lru only: quick_cache and mini-moka have no such call).
+    /// An atomic update adding one to the key's count, keys as for get-or-insert (all but
+    /// mini-moka, which has no such call).
     Compute,
 }
 
@@ -103,6 +103,9 @@ fn main() {
                 ShardkitWeighted::NAME,
                 update::<ShardkitWeighted>(&warm, &streams),
             ),
+            Which::QuickCache if compute => {
+                (QuickCache::NAME, update::<QuickCache>(&warm, &streams))
+            }
             Which::Moka if compute => (Moka::NAME, update::<Moka>(&warm, &streams)),
             Which::MutexLru if compute => (MutexLru::NAME, update::<MutexLru>(&warm, &streams)),
             other if compute => {

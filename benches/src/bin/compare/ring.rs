@@ -361,7 +361,7 @@ fn balance_table(args: &RingArgs, keys: &RingKeys, out: &mut String) -> Result<(
     }
     let _ = writeln!(
         out,
-        "| shardkit-hashring, bounded loads c=1.25 | {} |\n",
+        "| shardkit-hashring, bounded loads c=1.25 (one membership: the cap holds by construction) | {} |\n",
         cells.join(" | ")
     );
     Ok(())
