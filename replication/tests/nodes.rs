@@ -301,17 +301,38 @@ fn replicas_over_loopback_tcp_survive_hostile_bytes() {
         .collect();
     let leader = leader_of(&nodes);
     let leader_addr = addrs[&members[leader]];
-    // Garbage, a torn frame and a damaged frame: each connection is dropped, the node lives.
-    for bytes in [b"GET / HTTP/1.1\r\n\r\n".to_vec(), vec![0xff; 64], {
+    // Garbage (a length past any packet), a frame whose records length runs past it, and one
+    // whose checksum fails: the node closes each connection itself (a read here sees the
+    // end), and lives.
+    let status = || {
         let mut p = Vec::new();
         shardkit_replication::replica::encode_packet(&Packet::StatusRequest { request: 1 }, &mut p)
             .unwrap();
-        p[9] ^= 0x40;
         p
-    }] {
+    };
+    let mut runs_past = status();
+    runs_past[9] ^= 0x40;
+    let mut bad_checksum = status();
+    *bad_checksum.last_mut().unwrap() ^= 1;
+    for bytes in [
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        vec![0xff; 64],
+        runs_past,
+        bad_checksum,
+    ] {
         let mut s = TcpStream::connect(leader_addr).unwrap();
         s.write_all(&bytes).unwrap();
         s.flush().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = [0u8; 64];
+        let read = std::io::Read::read(&mut s, &mut answer);
+        assert!(
+            matches!(read, Ok(0))
+                || read
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "the node kept a connection that sent {bytes:?}: {read:?}"
+        );
     }
     // A client writes over TCP and reads the status back.
     let mut client = TcpClient::connect(leader_addr, Duration::from_secs(2)).unwrap();
