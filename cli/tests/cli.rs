@@ -240,3 +240,46 @@ fn cache_sim_reads_plain_and_gzip_traces_and_reports_every_policy() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("line 2"), "{}", stderr(&o));
 }
+
+#[path = "../src/ports.rs"]
+mod ports;
+
+/// A node started with `--exit-with-parent` (as `shardkit demo` starts its nodes) stops when
+/// its standard input closes, so a demo that is killed leaves no node running.
+#[test]
+fn a_node_exits_when_its_parent_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three members (a cluster's least), of which only node 1 runs: enough for it to serve.
+    let base = ports::free_port_run(60, u64::from(std::process::id())).unwrap();
+    let members: Vec<String> = (0..3u16)
+        .flat_map(|i| {
+            [
+                "--member".to_string(),
+                format!("{}=127.0.0.1:{}", i + 1, base + 20 * i),
+            ]
+        })
+        .collect();
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_shardkit"))
+        .args(["node", "--id", "1", "--slots", "1", "--exit-with-parent"])
+        .arg("--data-dir")
+        .arg(dir.path().join("node-1"))
+        .args(&members)
+        .args(["--coordinators", &format!("127.0.0.1:{}", base + 59)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(node.try_wait().unwrap().is_none(), "the node did not start");
+    drop(node.stdin.take());
+    // A deadlock detector, not a timing: the node exits as soon as it reads the end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while node.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = node.kill();
+            panic!("the node outlived its parent's pipe");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -136,6 +136,7 @@ impl Cluster {
             self.slots.to_string(),
             "--cursor-secret".into(),
             self.cursor_secret.clone(),
+            "--exit-with-parent".into(),
         ];
         for slot in 0..self.slots {
             let generation = self.layout.generation(slot);
@@ -159,8 +160,11 @@ impl Cluster {
             .map_err(|e| e.to_string())?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        // The node's stdin is a pipe this process holds (in `Child`) and never writes to: it
+        // closes when this process ends, however it ends, and the node then stops.
         let child = Command::new(exe)
             .args(self.node_command(id))
+            .stdin(Stdio::piped())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
             .spawn()

@@ -57,6 +57,11 @@ pub(crate) struct NodeArgs {
     /// the cluster first forms (and on restarts with the data directory intact).
     #[arg(long)]
     pub(crate) rejoin: bool,
+    /// Exit when standard input closes. `shardkit demo` gives each node a pipe it holds, so
+    /// its nodes stop when it ends, however it ends (a SIGTERM or SIGKILL to the demo alone
+    /// left them running).
+    #[arg(long, hide = true)]
+    pub(crate) exit_with_parent: bool,
 }
 
 struct Service {
@@ -70,6 +75,14 @@ struct Service {
 
 /// Runs the node until the process is killed.
 pub(crate) fn run(args: &NodeArgs) -> Result<(), String> {
+    if args.exit_with_parent {
+        std::thread::spawn(|| {
+            // Nothing is ever written to the pipe: this returns when the parent's end closes.
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            eprintln!("the process that started this node is gone: stopping");
+            std::process::exit(0);
+        });
+    }
     let layout = args.cluster.layout()?;
     let me = layout
         .http_addr(args.id)
