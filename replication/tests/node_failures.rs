@@ -107,3 +107,33 @@ fn calls_after_stop_are_refused_at_once() {
     ));
     assert!(node.promote(Epoch::new(2)).is_err());
 }
+
+/// A coordinator that panics ends its thread, and `is_running` says so: failovers have
+/// stopped, which a service must be able to see.
+#[test]
+fn a_coordinator_that_panics_is_seen_to_stop() {
+    use shardkit_replication::replica::{Coordinator, CoordinatorNode, Message};
+    struct Faulty;
+    impl Coordinator for Faulty {
+        fn handle(&mut self, _: Duration, _: NodeId, _: Message) {}
+        fn tick(&mut self, now: Duration) {
+            assert!(now < Duration::from_millis(50), "a bug in the coordinator");
+        }
+        fn take_outbox(&mut self) -> Vec<(NodeId, Message)> {
+            Vec::new()
+        }
+        fn leader(&self) -> Option<(NodeId, Epoch)> {
+            None
+        }
+        fn fail_over(&mut self, _: Duration) {}
+    }
+    let net = MemoryNetwork::new();
+    let coordinator = CoordinatorNode::start(NodeId::new(9), Faulty, net.join(NodeId::new(9)));
+    assert!(coordinator.is_running());
+    // A deadlock detector, not a timing: the panic comes 50 ms in.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while coordinator.is_running() {
+        assert!(std::time::Instant::now() < deadline, "still running");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

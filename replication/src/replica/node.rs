@@ -386,6 +386,13 @@ impl CoordinatorNode {
     pub fn leader(&self) -> Option<(NodeId, crate::record::Epoch)> {
         *self.leader.lock()
     }
+
+    /// Whether the coordinator's thread still runs. A panic in the [`Coordinator`] ends it,
+    /// and with it every failover of the replica set: watch this to raise an alarm or start
+    /// another.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
 }
 
 impl Drop for CoordinatorNode {
