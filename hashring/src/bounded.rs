@@ -124,7 +124,11 @@ impl<'r, N: Hash + Eq + Clone> BoundedLoads<'r, N> {
     ///
     /// [`Error::NodeNotFound`] if `node` is not on the ring, [`Error::NoLoadToRelease`] if it
     /// holds no keys.
-    pub fn release(&mut self, node: &N) -> Result<(), Error> {
+    pub fn release<Q>(&mut self, node: &Q) -> Result<(), Error>
+    where
+        N: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let i = self.ring.member_index(node).ok_or(Error::NodeNotFound)? as usize;
         if self.loads[i] == 0 {
             return Err(Error::NoLoadToRelease);
@@ -135,7 +139,11 @@ impl<'r, N: Hash + Eq + Clone> BoundedLoads<'r, N> {
     }
 
     /// The keys `node` holds, or `None` if it is not on the ring.
-    pub fn load(&self, node: &N) -> Option<u64> {
+    pub fn load<Q>(&self, node: &Q) -> Option<u64>
+    where
+        N: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.ring.member_index(node).map(|i| self.loads[i as usize])
     }
 

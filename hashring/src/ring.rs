@@ -1,5 +1,6 @@
 //! The ring: membership, virtual nodes and key lookup.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
@@ -351,7 +352,11 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
     /// # Errors
     ///
     /// [`Error::NodeNotFound`] if `node` is not a member; the ring is unchanged.
-    pub fn remove(&mut self, node: &N) -> Result<Rebalance<N>, Error> {
+    pub fn remove<Q>(&mut self, node: &Q) -> Result<Rebalance<N>, Error>
+    where
+        N: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let idx = self.member_index(node).ok_or(Error::NodeNotFound)?;
         let member = &self.members[idx as usize];
         let mut gone: Vec<u64> = (0..member.weight * self.vnodes)
@@ -444,18 +449,33 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
         plan::diff(self, other)
     }
 
-    pub(crate) fn member_index(&self, node: &N) -> Option<u32> {
+    /// `node`'s index among the members. `node` may be a borrowed form of `N` (a `&str` for a
+    /// `String`): `Borrow` requires that it hash as `N` does.
+    pub(crate) fn member_index<Q>(&self, node: &Q) -> Option<u32>
+    where
+        N: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let i = *self.index.get(&stable_hash(self.seed, node))?;
-        (self.members[i as usize].node == *node).then_some(i)
+        (self.members[i as usize].node.borrow() == node).then_some(i)
     }
 
-    /// Whether `node` is a member.
-    pub fn contains(&self, node: &N) -> bool {
+    /// Whether `node` is a member. `node` may be a borrowed form of the node type, as for a
+    /// map's keys: `ring.contains("db-1")` on a `HashRing<String>`.
+    pub fn contains<Q>(&self, node: &Q) -> bool
+    where
+        N: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.member_index(node).is_some()
     }
 
     /// The weight `node` was added with, or `None` if it is not a member.
-    pub fn weight(&self, node: &N) -> Option<u32> {
+    pub fn weight<Q>(&self, node: &Q) -> Option<u32>
+    where
+        N: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.member_index(node)
             .map(|i| self.members[i as usize].weight)
     }

@@ -102,7 +102,11 @@ impl<N: Hash + Eq + Clone> SharedRing<N> {
     /// # Errors
     ///
     /// As [`HashRing::remove`].
-    pub fn remove(&self, node: &N) -> Result<Rebalance<N>, Error> {
+    pub fn remove<Q>(&self, node: &Q) -> Result<Rebalance<N>, Error>
+    where
+        N: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.update(|ring| ring.remove(node))
     }
 

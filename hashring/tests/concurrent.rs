@@ -28,7 +28,7 @@ fn readers_see_only_complete_rings_while_a_writer_churns() {
     // Every key's owner under the two memberships the writer flips between.
     let full = ring.clone();
     let mut without = ring.clone();
-    without.remove(&"n3".to_string()).unwrap();
+    without.remove("n3").unwrap();
     without.add_weighted("extra".to_string(), 2).unwrap();
 
     let shared = Arc::new(SharedRing::new(ring));
@@ -44,7 +44,7 @@ fn readers_see_only_complete_rings_while_a_writer_churns() {
                     shared.read(|ring| {
                         let weight: u32 = ring.weighted_nodes().map(|(_, w)| w).sum();
                         assert_eq!(ring.point_count() as u32, weight * VNODES);
-                        let expected = if ring.contains(&"extra".to_string()) {
+                        let expected = if ring.contains("extra") {
                             &without
                         } else {
                             &full
@@ -64,7 +64,7 @@ fn readers_see_only_complete_rings_while_a_writer_churns() {
     for _ in 0..300 {
         shared
             .update(|ring| {
-                ring.remove(&"n3".to_string())?;
+                ring.remove("n3")?;
                 ring.add_weighted("extra".to_string(), 2).map(|_| ())
             })
             .unwrap();

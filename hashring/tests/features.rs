@@ -143,3 +143,23 @@ fn rings_past_65536_nodes_widen_their_owner_index() {
     owners.dedup();
     assert!(owners.iter().any(|&o| o >= 65_536), "new nodes own no key");
 }
+
+/// Membership questions take a borrowed form of the node, as a map's keys do: a `&str` for a
+/// `HashRing<String>`, with no `String` built to ask.
+#[test]
+fn nodes_are_looked_up_by_a_borrowed_form() {
+    let mut ring = HashRing::builder()
+        .weighted_nodes([("db-1".to_string(), 1), ("db-2".to_string(), 2)])
+        .build()
+        .unwrap();
+    assert!(ring.contains("db-1"));
+    assert!(!ring.contains("db-3"));
+    assert_eq!(ring.weight("db-2"), Some(2));
+    let mut loads = BoundedLoads::new(&ring, 1.25).unwrap();
+    let placed = loads.place(&7u64).unwrap().clone();
+    assert_eq!(loads.load(placed.as_str()), Some(1));
+    assert!(loads.release(placed.as_str()).is_ok());
+    let plan = ring.remove("db-1").unwrap();
+    assert!(plan.iter().all(|m| m.from() == "db-1"));
+    assert!(!ring.contains("db-1"));
+}
