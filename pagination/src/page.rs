@@ -4,6 +4,7 @@ use crate::cursor::{BoundCodec, Cursor};
 use crate::error::Error;
 use crate::request::{Direction, PageRequest};
 use crate::source::Source;
+use crate::value::Value;
 
 /// One item of a page with the cursor that points at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,56 @@ impl<T> Page<T> {
             .end_cursor
             .as_ref()
             .filter(|_| self.page_info.has_next_page)
+    }
+
+    /// The page made of rows a database returned for a [`keyset_sql`](crate::keyset_sql) query
+    /// of `request` (in the order the query returned them, up to its `limit` of one more than
+    /// the page size): the extra row only says more follow, backward pages are put back in
+    /// sort order, and every row gets its cursor from `key_of` (its sort key, one value per
+    /// column). `more_other_way` says whether anything lies the other way (before a forward
+    /// page): `false` without a cursor; with one, the answer of a one-row probe, a
+    /// [`keyset_sql`](crate::keyset_sql) query from the page's first row the other way with a
+    /// size of 1 (or from the cursor, for an empty page, counting the cursor's own row).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shardkit_pagination::{
+    ///     ColumnType, CursorCodec, Direction, Page, PageRequest, Sort, SqlOptions, Value, keyset_sql,
+    /// };
+    ///
+    /// let sort = Sort::builder().unique_asc("id", ColumnType::Uint).build()?;
+    /// let codec = CursorCodec::builder(sort.clone()).build()?;
+    /// let request = PageRequest::first(2);
+    /// let q = keyset_sql(&sort, None, Direction::Forward, 2, SqlOptions::default())?;
+    /// assert_eq!(q.limit, 3);
+    /// // What `SELECT id FROM t ORDER BY id LIMIT 3` returned:
+    /// let rows = vec![1u64, 2, 3];
+    /// let page = Page::from_rows(rows, &request, &codec.bind(b""), |id| vec![Value::Uint(*id)], false)?;
+    /// assert_eq!(page.items().copied().collect::<Vec<_>>(), [1, 2]);
+    /// assert!(page.page_info.has_next_page && !page.page_info.has_previous_page);
+    /// # Ok::<(), shardkit_pagination::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] if a key does not fit the codec's sort.
+    pub fn from_rows(
+        mut rows: Vec<T>,
+        request: &PageRequest,
+        codec: &BoundCodec<'_>,
+        key_of: impl Fn(&T) -> Vec<Value>,
+        more_other_way: bool,
+    ) -> Result<Self, Error> {
+        let size = request.size() as usize;
+        let more_this_way = rows.len() > size;
+        rows.truncate(size);
+        let direction = request.direction();
+        if direction == Direction::Backward {
+            rows.reverse();
+        }
+        let keys: Vec<Vec<Value>> = rows.iter().map(key_of).collect();
+        assemble(rows, &keys, codec, direction, more_this_way, more_other_way)
     }
 
     /// The cursor to pass as `before` for the previous page, if there is one.
@@ -147,13 +198,33 @@ pub fn paginate<S: Source>(
             }),
         (None, None) => false,
     };
+    assemble(
+        items,
+        &keys,
+        codec,
+        direction,
+        more_this_way,
+        more_other_way,
+    )
+}
+
+/// A page of `items` (in sort order) whose sort keys are `keys`: each gets its cursor, and the
+/// flags say what lies beyond it this way and the other.
+fn assemble<T>(
+    items: Vec<T>,
+    keys: &[Vec<Value>],
+    codec: &BoundCodec<'_>,
+    direction: Direction,
+    more_this_way: bool,
+    more_other_way: bool,
+) -> Result<Page<T>, Error> {
     let (has_next_page, has_previous_page) = match direction {
         Direction::Forward => (more_this_way, more_other_way),
         Direction::Backward => (more_other_way, more_this_way),
     };
     let edges = items
         .into_iter()
-        .zip(&keys)
+        .zip(keys)
         .map(|(node, key)| {
             Ok(Edge {
                 node,

@@ -6,7 +6,8 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params_from_iter};
 use shardkit_pagination::{
-    ColumnType, Direction, Nulls, Order, Sort, SqlOptions, Value, keyset_sql,
+    ColumnType, CursorCodec, Direction, Nulls, Order, Page, PageRequest, PageSize, Sort,
+    SqlOptions, Value, keyset_sql,
 };
 
 fn to_sql(v: &Value) -> SqlValue {
@@ -74,9 +75,10 @@ fn columns(sort: &Sort) -> String {
         .join(", ")
 }
 
-/// One page's keys (in sort order) and whether more rows lie beyond it, of the rows that pass
-/// `filter` (spliced before the keyset condition with `AND`, as the docs say to).
-fn page(
+/// The rows the database returns for `keyset_sql`'s query (in its order, up to its limit),
+/// of the rows that pass `filter` (spliced before the keyset condition with `AND`, as the docs
+/// say to), and whether they come back reversed.
+fn raw_rows(
     db: &Connection,
     sort: &Sort,
     filter: Option<&str>,
@@ -99,7 +101,7 @@ fn page(
         q.limit
     );
     let mut stmt = db.prepare(&sql).unwrap();
-    let mut rows: Vec<Vec<Value>> = stmt
+    let rows = stmt
         .query_map(params_from_iter(q.params.iter().map(to_sql)), |row| {
             Ok(sort
                 .columns()
@@ -111,9 +113,23 @@ fn page(
         .unwrap()
         .map(Result::unwrap)
         .collect();
+    (rows, q.reverse_rows)
+}
+
+/// One page's keys (in sort order) and whether more rows lie beyond it (see [`raw_rows`]).
+fn page(
+    db: &Connection,
+    sort: &Sort,
+    filter: Option<&str>,
+    bound: Option<&[Value]>,
+    direction: Direction,
+    size: u32,
+    options: SqlOptions,
+) -> (Vec<Vec<Value>>, bool) {
+    let (mut rows, reversed) = raw_rows(db, sort, filter, bound, direction, size, options);
     let more = rows.len() > size as usize;
     rows.truncate(size as usize);
-    if q.reverse_rows {
+    if reversed {
         rows.reverse();
     }
     (rows, more)
@@ -252,4 +268,68 @@ fn numbered_placeholders_continue_after_the_filters() {
         q.where_clause.as_deref(),
         Some(r#"(("grp" < $3) OR ("grp" = $4 AND "id" > $5))"#)
     );
+}
+
+/// `Page::from_rows` turns what the database returned into a page with cursors and exact
+/// flags (the other way from a one-row probe): walking forwards, then backwards from the end,
+/// returns every row once, in order.
+#[test]
+fn pages_from_database_rows_walk_the_table_both_ways() {
+    let db = database();
+    let sort = Sort::builder()
+        .desc("grp", ColumnType::Int)
+        .asc("name", ColumnType::Text)
+        .unique_asc("id", ColumnType::Uint)
+        .build()
+        .unwrap();
+    let codec = CursorCodec::builder(sort.clone())
+        .signing_key(1, b"0123456789abcdef")
+        .build()
+        .unwrap();
+    let query = codec.bind(b"items");
+    let expected = all_keys(&db, &sort, None);
+    let sizes = PageSize::new(7, 7).unwrap();
+    let options = SqlOptions::default();
+    for forward in [true, false] {
+        let (direction, other) = if forward {
+            (Direction::Forward, Direction::Backward)
+        } else {
+            (Direction::Backward, Direction::Forward)
+        };
+        let mut cursor: Option<String> = None;
+        let mut got: Vec<Vec<Value>> = Vec::new();
+        loop {
+            let request = if forward {
+                PageRequest::from_relay(Some(7), cursor.clone(), None, None, sizes)
+            } else {
+                PageRequest::from_relay(None, None, Some(7), cursor.clone(), sizes)
+            }
+            .unwrap();
+            let bound = cursor.as_deref().map(|c| query.decode(c).unwrap());
+            let (rows, _) = raw_rows(&db, &sort, None, bound.as_deref(), direction, 7, options);
+            // The probe the other way, from the row nearest the cursor (the query's first).
+            let edge = rows.first().expect("no page of this walk is empty");
+            let (probe, _) = raw_rows(&db, &sort, None, Some(edge), other, 1, options);
+            let more_other_way = !probe.is_empty();
+            assert_eq!(
+                more_other_way,
+                bound.is_some(),
+                "the first page has nothing before it"
+            );
+            let page =
+                Page::from_rows(rows, &request, &query, Clone::clone, more_other_way).unwrap();
+            let items: Vec<Vec<Value>> = page.items().cloned().collect();
+            if forward {
+                got.extend(items);
+                cursor = page.next_cursor().map(ToString::to_string);
+            } else {
+                got.splice(0..0, items);
+                cursor = page.prev_cursor().map(ToString::to_string);
+            }
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(got, expected, "forward={forward}");
+    }
 }
