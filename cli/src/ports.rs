@@ -20,11 +20,18 @@ fn ephemeral_ports() -> (u32, u32) {
 /// listen on it binds it, or while a killed node is down.
 pub(crate) fn free_port_run(count: u32, seed: u64) -> Result<u16, String> {
     let (low, high) = ephemeral_ports();
+    // Below the ephemeral range if a run fits there, else above it; `last` is the highest
+    // first port whose run still ends at 65,535 or below.
     let (first, last) = if low > 10_000 + count {
         (10_000, low - count)
     } else {
-        (high + 1, 65_535 - count)
+        (high + 1, 65_536u32.saturating_sub(count))
     };
+    if first > last {
+        return Err(format!(
+            "no room for {count} loopback ports outside the ephemeral range ({low}-{high})"
+        ));
+    }
     let mut pick = seed;
     for _ in 0..50 {
         pick = pick

@@ -192,6 +192,11 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     if args.nodes < 3 || args.slots == 0 || args.keys == 0 || args.clients == 0 {
         return Err("the demo needs at least 3 nodes, 1 slot, 1 key and 1 client".into());
     }
+    // Every node takes a port per slot, and every client a thread: beyond these, ports and
+    // threads run out (and the port arithmetic would overflow) long before anything useful.
+    if args.nodes > 64 || args.slots > 256 || args.clients > 1_024 {
+        return Err("the demo runs at most 64 nodes, 256 slots and 1,024 clients".into());
+    }
     let temp;
     let dir = match &args.data_dir {
         Some(d) => {
