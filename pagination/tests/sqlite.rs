@@ -55,16 +55,9 @@ fn database() -> Connection {
 /// Every row's key that passes `filter`, in the sort's order, as the database orders it with
 /// no keyset condition.
 fn all_keys(db: &Connection, sort: &Sort, filter: Option<&str>) -> Vec<Vec<Value>> {
-    page(
-        db,
-        sort,
-        filter,
-        None,
-        Direction::Forward,
-        100_000,
-        SqlOptions::default(),
-    )
-    .0
+    let options = SqlOptions::default();
+    let rows = raw_rows(db, sort, filter, None, Direction::Forward, 100_000, options);
+    in_order(rows, 100_000).0
 }
 
 fn columns(sort: &Sort) -> String {
@@ -116,17 +109,9 @@ fn raw_rows(
     (rows, q.reverse_rows)
 }
 
-/// One page's keys (in sort order) and whether more rows lie beyond it (see [`raw_rows`]).
-fn page(
-    db: &Connection,
-    sort: &Sort,
-    filter: Option<&str>,
-    bound: Option<&[Value]>,
-    direction: Direction,
-    size: u32,
-    options: SqlOptions,
-) -> (Vec<Vec<Value>>, bool) {
-    let (mut rows, reversed) = raw_rows(db, sort, filter, bound, direction, size, options);
+/// A page of `size` from what [`raw_rows`] returned: its keys in sort order, and whether more
+/// rows lie beyond it.
+fn in_order((mut rows, reversed): (Vec<Vec<Value>>, bool), size: u32) -> (Vec<Vec<Value>>, bool) {
     let more = rows.len() > size as usize;
     rows.truncate(size as usize);
     if reversed {
@@ -162,7 +147,8 @@ fn walk_all(
     let mut got: Vec<Vec<Value>> = Vec::new();
     let mut bound: Option<Vec<Value>> = None;
     loop {
-        let (rows, more) = page(db, sort, filter, bound.as_deref(), direction, size, options);
+        let raw = raw_rows(db, sort, filter, bound.as_deref(), direction, size, options);
+        let (rows, more) = in_order(raw, size);
         bound = if forward {
             rows.last().cloned()
         } else {
