@@ -63,23 +63,3 @@ fn small_large_and_empty_packets_arrive_intact_and_in_order() {
         }
     }
 }
-
-/// An incoming connection that sends nothing is closed after the idle timeout: a peer host
-/// that lost power never closes its connections, and each would keep a thread for good.
-#[test]
-fn a_silent_incoming_connection_is_closed() {
-    let id = NodeId::new(1);
-    let config = TcpConfig {
-        idle_timeout: Duration::from_millis(200),
-        ..TcpConfig::default()
-    };
-    let bound = TcpTransport::bind_loopback(&[id], config).expect("binding");
-    let mut silent = std::net::TcpStream::connect(bound.addrs[&id]).expect("connect");
-    silent
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    // A deadlock detector, not a timing: the transport closes it after 200 ms.
-    let mut byte = [0u8; 1];
-    let read = std::io::Read::read(&mut silent, &mut byte);
-    assert!(matches!(read, Ok(0)), "still open: {read:?}");
-}

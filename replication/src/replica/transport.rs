@@ -187,11 +187,6 @@ pub struct TcpConfig {
     pub max_backoff: Duration,
     /// The largest packet accepted.
     pub max_packet: usize,
-    /// How long an incoming connection may send nothing before it is closed: a peer host that
-    /// lost power never closes its connections, and each would keep a thread and its buffer
-    /// for good. Live peers send every few hundred milliseconds at most; a client silent for
-    /// longer reconnects.
-    pub idle_timeout: Duration,
 }
 
 impl Default for TcpConfig {
@@ -202,7 +197,6 @@ impl Default for TcpConfig {
             min_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_secs(1),
             max_packet: MAX_PACKET,
-            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -589,9 +583,6 @@ fn accept_loop(listener: TcpListener, receiving: &Receiving) {
         }
         let Ok(stream) = stream else { continue };
         let _ = stream.set_nodelay(true);
-        // A read that times out ends the connection (see `serve_connection`).
-        let idle = receiving.config.idle_timeout.max(Duration::from_millis(1));
-        let _ = stream.set_read_timeout(Some(idle));
         let receiving = receiving.clone();
         let _ = std::thread::Builder::new()
             .name("shardkit-conn".into())
@@ -599,9 +590,8 @@ fn accept_loop(listener: TcpListener, receiving: &Receiving) {
     }
 }
 
-/// Reads frames from one incoming connection until it closes, sends a bad frame or stays
-/// silent for the idle timeout. Answers to a client's requests go back on the same
-/// connection, written by a second thread.
+/// Reads frames from one incoming connection until it closes or sends a bad frame. Answers
+/// to a client's requests go back on the same connection, written by a second thread.
 fn serve_connection(stream: TcpStream, receiving: &Receiving) {
     let Ok(writer) = stream.try_clone() else {
         return;
