@@ -282,4 +282,11 @@ fn a_node_exits_when_its_parent_goes() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // It stopped for that reason, not another.
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(
+        said.contains("the process that started this node is gone"),
+        "{said}"
+    );
 }

@@ -69,8 +69,11 @@ impl<T> Page<T> {
     /// sort order, and every row gets its cursor from `key_of` (its sort key, one value per
     /// column). `more_other_way` says whether anything lies the other way (before a forward
     /// page): `false` without a cursor; with one, the answer of a one-row probe, a
-    /// [`keyset_sql`](crate::keyset_sql) query from the page's first row the other way with a
-    /// size of 1 (or from the cursor, for an empty page, counting the cursor's own row).
+    /// [`keyset_sql`](crate::keyset_sql) query the other way with a size of 1 from the row
+    /// nearest the cursor (the query's first row). For an empty page, anything at the cursor
+    /// or beyond it the other way counts: the cursor's own row, if it still exists, too.
+    /// One key too long for a cursor ([`MAX_CURSOR_LEN`](crate::MAX_CURSOR_LEN)) fails the
+    /// whole page, so keep sort values short.
     ///
     /// # Examples
     ///

@@ -4,7 +4,8 @@
 //! - `GET /kv/{key}[?after=OFFSET]`: the value (`404` if absent). With `after`, waits until
 //!   this replica has applied the write at the offset a write returned (read-your-writes on
 //!   any replica of the slot).
-//! - `PUT /kv/{key}` (body: the value, at most 1 MiB: `413` beyond) and `DELETE /kv/{key}`:
+//! - `PUT /kv/{key}` (a key of at most 1 KiB: `414` beyond; body: the value, at most 1 MiB:
+//!   `413` beyond) and `DELETE /kv/{key}`:
 //!   acknowledged at quorum, on the slot's leader; `X-Producer` and `X-Seq` headers (both,
 //!   numbers) make a retry apply once. Answers `{"slot":S,"offset":O,"duplicate":B}`.
 //! - `GET /kv?limit=N&cursor=C` (or `first`/`after`, `last`/`before`): every key in key
@@ -30,6 +31,10 @@ use shardkit_pagination::{
 
 /// The largest value a `PUT` stores.
 const MAX_VALUE: usize = 1 << 20;
+
+/// The longest key a `PUT` stores: well within what a scan cursor holds
+/// ([`shardkit_pagination::MAX_CURSOR_LEN`] characters of base64 for the key and more).
+const MAX_KEY: usize = 1 << 10;
 
 use super::layout::{Layout, Member};
 use super::scan::{SlotSource, serve_slot_scan};
@@ -284,6 +289,11 @@ impl Service {
                 let key = p[4..].to_string();
                 match method {
                     tiny_http::Method::Get => self.get(&key, query),
+                    // A key becomes a scan cursor's sort value: past a cursor's limit, every
+                    // scan page holding it would fail.
+                    tiny_http::Method::Put if key.len() > MAX_KEY => {
+                        respond(414, format!("a key is at most {MAX_KEY} bytes"))
+                    }
                     tiny_http::Method::Put => match read_value(request.as_reader()) {
                         Ok(body) => self.change(&key, &Change::Put(&body), &request),
                         Err(refused) => refused,

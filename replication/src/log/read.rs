@@ -97,6 +97,12 @@ impl FileLog {
                     break;
                 }
                 if (at + need) as u64 > seg_rest {
+                    // A truncation or reset since `end` was read: nothing to read here now,
+                    // as before such a change.
+                    if self.inner.tail.end() != end {
+                        batch.bytes.clear();
+                        return Ok(());
+                    }
                     // A length field (damaged, say) that runs past the segment's records:
                     // an empty answer would read as "nothing more", for ever.
                     return Err(Error::Corrupt {
@@ -139,6 +145,11 @@ impl FileLog {
             next += 1;
         }
         if batch.bodies.is_empty() {
+            if self.inner.tail.end() != end {
+                // Cut (or reset) since `end` was read: the record asked for is gone.
+                batch.bytes.clear();
+                return Ok(());
+            }
             // `from` is below the log's end, so its record is in this segment: ending without
             // reaching it means records are missing.
             return Err(Error::Corrupt {
