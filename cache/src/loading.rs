@@ -40,20 +40,15 @@ struct Deregister<'a, K> {
 
 impl<K> Drop for Deregister<'_, K> {
     fn drop(&mut self) {
-        let mut flights = self.flights.lock();
-        let gone = flights
-            .iter()
-            .position(|p| Arc::ptr_eq(&p.flight, &self.flight))
-            .map(|i| flights.swap_remove(i));
-        drop(flights);
-        // The key's destructor (the user's) runs after the lock is let go.
-        drop(gone);
+        drop(take_out(self.flights, |p| {
+            Arc::ptr_eq(&p.flight, &self.flight)
+        }));
     }
 }
 
-/// Takes out of `flights` the loads `doomed` picks, marking them invalidated; returns them, to
-/// be dropped once the lock is let go (their keys' destructors are the user's).
-fn invalidate<K>(
+/// Takes out of `flights` the loads `doomed` picks; returns them, to be dropped once the lock
+/// is let go (their keys' destructors are the user's).
+fn take_out<K>(
     flights: &Flights<K>,
     mut doomed: impl FnMut(&Pending<K>) -> bool,
 ) -> Vec<Pending<K>> {
@@ -62,14 +57,20 @@ fn invalidate<K>(
     let mut i = 0;
     while i < flights.len() {
         if doomed(&flights[i]) {
-            let p = flights.swap_remove(i);
-            p.invalidated.store(true, Ordering::Release);
-            gone.push(p);
+            gone.push(flights.swap_remove(i));
         } else {
             i += 1;
         }
     }
     gone
+}
+
+/// Takes the loads `doomed` picks out of `flights` and marks them invalidated (see
+/// [`Pending::invalidated`]).
+fn invalidate<K>(flights: &Flights<K>, doomed: impl FnMut(&Pending<K>) -> bool) {
+    for p in take_out(flights, doomed) {
+        p.invalidated.store(true, Ordering::Release);
+    }
 }
 
 /// Loads counted for [`Cache::stats`] (when the builder asked for them).
@@ -155,15 +156,13 @@ where
         Q: Eq + ?Sized,
     {
         let flights = &self.flights[self.shard_index(hash)];
-        drop(invalidate(flights, |p| {
-            p.hash == hash && p.key.borrow() == key
-        }));
+        invalidate(flights, |p| p.hash == hash && p.key.borrow() == key);
     }
 
     /// Invalidates every load in flight: called by a clear before it removes anything.
     pub(crate) fn invalidate_all_loads(&self) {
         for flights in &*self.flights {
-            drop(invalidate(flights, |_| true));
+            invalidate(flights, |_| true);
         }
     }
 }

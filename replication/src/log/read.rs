@@ -97,21 +97,10 @@ impl FileLog {
                     break;
                 }
                 if (at + need) as u64 > seg_rest {
-                    // A truncation or reset since `end` was read: nothing to read here now,
-                    // as before such a change.
-                    if self.inner.tail.end() != end {
-                        batch.bytes.clear();
-                        return Ok(());
-                    }
-                    // A length field (damaged, say) that runs past the segment's records:
-                    // an empty answer would read as "nothing more", for ever.
-                    return Err(Error::Corrupt {
-                        path: seg.path.clone(),
-                        position: pos + at as u64,
-                        reason: FrameError::Malformed {
-                            reason: "frame runs past the end of its segment",
-                        },
-                    });
+                    // A length field (damaged, say) that runs past the segment's records.
+                    let position = pos + at as u64;
+                    let reason = "frame runs past the end of its segment";
+                    return self.nothing_read(end, seg, position, reason, batch);
                 }
                 // Nothing wanted yet and the window ends inside a frame or its header (a frame
                 // larger than the window, or index entries further apart than expected): read
@@ -145,22 +134,35 @@ impl FileLog {
             next += 1;
         }
         if batch.bodies.is_empty() {
-            if self.inner.tail.end() != end {
-                // Cut (or reset) since `end` was read: the record asked for is gone.
-                batch.bytes.clear();
-                return Ok(());
-            }
             // `from` is below the log's end, so its record is in this segment: ending without
             // reaching it means records are missing.
-            return Err(Error::Corrupt {
-                path: seg.path.clone(),
-                position: pos + at as u64,
-                reason: FrameError::Malformed {
-                    reason: "segment ends before the record asked for",
-                },
-            });
+            let reason = "segment ends before the record asked for";
+            return self.nothing_read(end, seg, pos + at as u64, reason, batch);
         }
         Ok(())
+    }
+
+    /// A read of a record below the log's `end` (as read when it began) that found none, for
+    /// `reason` at `position` of `seg`: an empty batch if the log was cut or reset since (the
+    /// record is gone, as before such a change), else [`Error::Corrupt`]: an empty answer
+    /// would read as "nothing more", for ever.
+    fn nothing_read(
+        &self,
+        end: u64,
+        seg: &Segment,
+        position: u64,
+        reason: &'static str,
+        batch: &mut RecordBatch,
+    ) -> Result<(), Error> {
+        if self.inner.tail.end() != end {
+            batch.bytes.clear();
+            return Ok(());
+        }
+        Err(Error::Corrupt {
+            path: seg.path.clone(),
+            position,
+            reason: FrameError::Malformed { reason },
+        })
     }
 }
 
