@@ -163,7 +163,9 @@
 //! that comes back, or any follower whose log diverged, learns where its log parts from the
 //! leader's (the end of its last common epoch, Kafka's KIP-101) and **truncates its divergent
 //! suffix** before copying the rest. A follower behind the leader's retained log installs a
-//! **snapshot** of the user's state ([`replica::StateMachine`]) and continues from there.
+//! **snapshot** of the user's state ([`replica::StateMachine`]) and continues from there; the
+//! state travels in parts of at most `fetch_max_bytes`, so a snapshot of any size fits the
+//! transport's packets.
 //!
 //! ## Ack levels and what they guarantee
 //!

@@ -6,7 +6,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use shardkit_replication::replica::{
     AckLevel, FollowerStatus, MAX_PACKET, Message, NodeId, Packet, Position, RemoteWriteError,
-    ReplicaStatus, Role, WIRE_VERSION, Write, Written, decode_packet, encode_packet,
+    ReplicaStatus, Role, SnapshotResume, WIRE_VERSION, Write, Written, decode_packet,
+    encode_packet,
 };
 use shardkit_replication::{Epoch, FrameError, Offset, Record, RecordBatch};
 
@@ -53,13 +54,28 @@ fn every_kind() -> Vec<Packet> {
             id: 4,
             start: o(100),
         },
-        Message::FetchSnapshot { epoch: e, id: 5 },
+        Message::FetchSnapshot {
+            epoch: e,
+            id: 5,
+            resume: None,
+        },
+        Message::FetchSnapshot {
+            epoch: e,
+            id: 5,
+            resume: Some(SnapshotResume {
+                snapshot: 9,
+                from: 1 << 20,
+            }),
+        },
         Message::InstallSnapshot {
             epoch: e,
             id: 5,
+            snapshot: 9,
             offset: o(100),
             last_epoch: Epoch::new(6),
             producers: vec![(1, 2, o(3))],
+            len: 12,
+            at: 7,
             data: b"state".to_vec(),
         },
         Message::NotLeader {
@@ -257,10 +273,10 @@ fn oversized_wrong_version_and_unknown_kinds_are_typed_errors() {
         "a field runs past the packet's end"
     );
     // A count claiming more elements than bytes: refused before allocating. A snapshot
-    // (kind 6) from node 1 in epoch 7, request 1, at offset 1, epoch 0, with u64::MAX
-    // producer entries.
+    // (kind 6) from node 1 in epoch 7, request 1, snapshot 1, at offset 1, epoch 0, with
+    // u64::MAX producer entries.
     let mut count = vec![WIRE_VERSION, 0, 0, 0, 0, 6];
-    for field in [1, 7, 1, 1, 0, u64::MAX] {
+    for field in [1, 7, 1, 1, 1, 0, u64::MAX] {
         count.extend_from_slice(&u64::to_le_bytes(field));
     }
     assert_eq!(

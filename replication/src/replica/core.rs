@@ -91,8 +91,9 @@ pub struct Replica<S> {
     pub(crate) outbox: Vec<(NodeId, Message)>,
     pub(crate) completions: Vec<Completion>,
     pub(crate) next_write_id: u64,
-    /// The id of this replica's next fetch (see `send_fetch`).
-    pub(crate) next_fetch_id: u64,
+    /// The next id of this replica's fetches and served snapshots: never reused in a run
+    /// (see `send_fetch`).
+    pub(crate) next_id: u64,
     next_heartbeat: Duration,
     pub(crate) state_machine: Option<Box<dyn StateMachine>>,
 }
@@ -172,8 +173,8 @@ impl<S: LogStorage> Replica<S> {
         let incarnation = config.incarnation.unwrap_or_else(random_u64);
         Ok(Self {
             incarnation,
-            // Fetch ids start from the run's incarnation, so runs do not share them.
-            next_fetch_id: incarnation,
+            // Ids start from the run's incarnation, so runs do not share them.
+            next_id: incarnation,
             config,
             log,
             store,
@@ -420,10 +421,10 @@ impl<S: LogStorage> Replica<S> {
                     }
                 }
             }
-            Message::FetchSnapshot { epoch, id } => {
+            Message::FetchSnapshot { epoch, id, resume } => {
                 let leads = self.role() == Role::Leader && epoch == self.epoch;
                 if leads && self.config.members.contains(&from) {
-                    self.on_fetch_snapshot(from, id)?;
+                    self.on_fetch_snapshot(now, from, id, resume)?;
                 } else if epoch < self.epoch {
                     self.reply_not_leader(from);
                 }

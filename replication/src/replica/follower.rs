@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::core::{Replica, RoleState, epoch_at};
 use super::message::Message;
+use super::snapshot::PartialSnapshot;
 use super::store::StoredProducers;
 use super::types::{FollowerAck, NodeId};
 use crate::error::Error;
@@ -20,6 +21,8 @@ pub(crate) struct FollowerState {
     reported_acked: Offset,
     /// The leader dropped the records this follower needs: it asks for a snapshot.
     needs_snapshot: bool,
+    /// The parts of a snapshot received so far.
+    receiving: Option<PartialSnapshot>,
 }
 
 impl FollowerState {
@@ -29,6 +32,7 @@ impl FollowerState {
             inflight: None,
             reported_acked: Offset::new(0),
             needs_snapshot: false,
+            receiving: None,
         }
     }
 }
@@ -60,16 +64,20 @@ impl<S: LogStorage> Replica<S> {
         let epoch = self.epoch;
         // Never reused in a run, and each run starts elsewhere: a late answer to an earlier
         // fetch (this run's, or a previous run's) cannot pass for the answer to this one.
-        let id = self.next_fetch_id;
+        let id = self.next_id;
         let RoleState::Follower(f) = &mut self.role else {
             return;
         };
         let Some(leader) = f.leader else { return };
-        self.next_fetch_id = id.wrapping_add(1);
+        self.next_id = id.wrapping_add(1);
         f.inflight = Some((id, now));
         f.reported_acked = acked;
         let message = if f.needs_snapshot {
-            Message::FetchSnapshot { epoch, id }
+            Message::FetchSnapshot {
+                epoch,
+                id,
+                resume: f.receiving.as_ref().map(PartialSnapshot::resume),
+            }
         } else {
             Message::Fetch {
                 epoch,
@@ -205,20 +213,32 @@ impl<S: LogStorage> Replica<S> {
                 self.send_fetch(now);
             }
             Message::InstallSnapshot {
+                snapshot,
                 offset,
                 last_epoch,
                 producers,
+                len,
+                at,
                 data,
                 ..
             } => {
-                if offset < self.commit {
+                let commit = self.commit;
+                let Some(f) = self.follower_state() else {
+                    return Ok(());
+                };
+                if offset < commit {
                     // This follower already has more than the snapshot: fetch normally.
-                    if let Some(f) = self.follower_state() {
-                        f.needs_snapshot = false;
-                    }
+                    f.needs_snapshot = false;
+                    f.receiving = None;
                     self.send_fetch(now);
                     return Ok(());
                 }
+                let Some(data) =
+                    PartialSnapshot::receive(&mut f.receiving, snapshot, offset, len, at, data)
+                else {
+                    self.send_fetch(now); // the next part, or the first again
+                    return Ok(());
+                };
                 if let Some(sm) = &mut self.state_machine {
                     sm.install(&super::snapshot::Snapshot { offset, data })?;
                 }

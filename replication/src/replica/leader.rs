@@ -7,8 +7,9 @@ use std::time::Duration;
 use super::core::{Replica, RoleState, epoch_at};
 use super::envelope;
 use super::error::WriteError;
-use super::message::Message;
+use super::message::{Message, SnapshotResume};
 use super::pending::PendingWrites;
+use super::snapshot::ServedSnapshot;
 use super::status::FollowerStatus;
 use super::types::{AckLevel, NodeId, ReplicaConfig};
 use super::write::{Completion, Write, WriteId, Written};
@@ -50,6 +51,9 @@ pub(crate) struct LeaderState {
     /// `(log end, bytes appended so far)` after each append, for lag in bytes.
     appended_bytes: VecDeque<(Offset, u64)>,
     total_bytes: u64,
+    /// The snapshot being handed out to followers behind the retained log, if any (boxed: it
+    /// is rare, and the role's state stays small).
+    snapshot: Option<Box<ServedSnapshot>>,
 }
 
 impl LeaderState {
@@ -79,6 +83,7 @@ impl LeaderState {
             pending: PendingWrites::default(),
             appended_bytes: VecDeque::new(),
             total_bytes: 0,
+            snapshot: None,
         }
     }
 
@@ -334,9 +339,70 @@ impl<S: LogStorage> Replica<S> {
         Ok(())
     }
 
-    /// Answers a follower that needs a snapshot: the state machine's, or without one, an
-    /// empty state at the log's start.
-    pub(crate) fn on_fetch_snapshot(&mut self, to: NodeId, id: u64) -> Result<(), Error> {
+    /// Answers a follower that needs a snapshot with the next part of the one being served,
+    /// taken afresh when none is or the log no longer continues it.
+    pub(crate) fn on_fetch_snapshot(
+        &mut self,
+        now: Duration,
+        to: NodeId,
+        id: u64,
+        resume: Option<SnapshotResume>,
+    ) -> Result<(), Error> {
+        let start = self.log.start_offset();
+        let RoleState::Leader(leader) = &mut self.role else {
+            return Ok(());
+        };
+        if leader.snapshot.as_ref().is_none_or(|s| s.offset < start) {
+            leader.snapshot = None;
+            let Some(fresh) = self.take_snapshot()? else {
+                return Ok(()); // the follower asks again; a later snapshot may do
+            };
+            if let RoleState::Leader(leader) = &mut self.role {
+                leader.snapshot = Some(Box::new(fresh));
+            }
+        }
+        let RoleState::Leader(LeaderState {
+            snapshot: Some(served),
+            ..
+        }) = &mut self.role
+        else {
+            return Ok(());
+        };
+        // A follower holding part of another snapshot (an older one, or one taken before
+        // this leader's restart) starts this one from its first byte.
+        let from = resume
+            .filter(|r| r.snapshot == served.id && r.from <= served.data.len() as u64)
+            .map_or(0, |r| r.from);
+        served.last_asked = now;
+        let data = served
+            .part(from, self.config.fetch_max_bytes)
+            .unwrap_or_default()
+            .to_vec();
+        let last = from + data.len() as u64 == served.data.len() as u64;
+        self.outbox.push((
+            to,
+            Message::InstallSnapshot {
+                epoch: self.epoch,
+                id,
+                snapshot: served.id,
+                offset: served.offset,
+                last_epoch: served.last_epoch,
+                producers: if last {
+                    served.producers.clone()
+                } else {
+                    Vec::new()
+                },
+                len: served.data.len() as u64,
+                at: from,
+                data,
+            },
+        ));
+        Ok(())
+    }
+
+    /// A snapshot to serve: the state machine's, or without one, an empty state at the log's
+    /// start; `None` if the log does not continue it.
+    fn take_snapshot(&mut self) -> Result<Option<ServedSnapshot>, Error> {
         let start = self.log.start_offset();
         let snapshot = match &mut self.state_machine {
             Some(sm) => sm.snapshot()?,
@@ -349,7 +415,7 @@ impl<S: LogStorage> Replica<S> {
         // records by the state machine's contract, which this leader may not know yet to be
         // committed: after a restart it learns the commit offset anew.)
         if snapshot.offset < start || snapshot.offset > self.log.end_offset() {
-            return Ok(()); // the follower asks again; a later snapshot may do
+            return Ok(None);
         }
         let producers = self.producers_before(snapshot.offset)?.entries;
         let last_epoch = snapshot
@@ -358,18 +424,16 @@ impl<S: LogStorage> Replica<S> {
             .checked_sub(1)
             .and_then(|last| epoch_at(&self.log.epochs(), Offset::new(last)))
             .unwrap_or_default();
-        self.outbox.push((
-            to,
-            Message::InstallSnapshot {
-                epoch: self.epoch,
-                id,
-                offset: snapshot.offset,
-                last_epoch,
-                producers,
-                data: snapshot.data,
-            },
-        ));
-        Ok(())
+        let id = self.next_id;
+        self.next_id = id.wrapping_add(1);
+        Ok(Some(ServedSnapshot {
+            id,
+            offset: snapshot.offset,
+            last_epoch,
+            producers,
+            data: snapshot.data,
+            last_asked: Duration::ZERO,
+        }))
     }
 
     fn send_records(&mut self, to: NodeId, id: u64, from: Offset) -> Result<(), Error> {
@@ -493,6 +557,15 @@ impl<S: LogStorage> Replica<S> {
                 result: Err(WriteError::Timeout { offset }),
             })
         });
+        // A snapshot nobody asked for in two of a follower's fetch timeouts is done with.
+        let patience = self.config.fetch_wait + self.config.fetch_timeout;
+        if leader
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| now.saturating_sub(s.last_asked) > patience.saturating_mul(2))
+        {
+            leader.snapshot = None;
+        }
         // A follower leaving the in-sync set can complete `All` writes.
         self.advance_commit(now);
         Ok(())

@@ -57,27 +57,40 @@ pub enum Message {
         /// The leader's first retained offset.
         start: Offset,
     },
-    /// Follower → leader: send a snapshot (after [`Message::OutOfRange`]).
+    /// Follower → leader: send a snapshot (after [`Message::OutOfRange`]), or the next part
+    /// of the one being received.
     FetchSnapshot {
         /// The follower's epoch.
         epoch: Epoch,
         /// Pairs the answer with this request.
         id: u64,
+        /// The snapshot being received and how much of it the follower holds; `None` for
+        /// any snapshot, from its first byte.
+        resume: Option<SnapshotResume>,
     },
-    /// Leader → follower: the user's state as of `offset`; the follower installs it and
-    /// continues from `offset`.
+    /// Leader → follower: part of the user's state as of `offset`. A snapshot travels in parts
+    /// of at most [`ReplicaConfig::fetch_max_bytes`](super::ReplicaConfig::fetch_max_bytes),
+    /// so that one of any size fits the transport's packets; the follower asks for each next
+    /// part, installs the state once it holds all of it, and continues from `offset`.
     InstallSnapshot {
         /// The leader's epoch.
         epoch: Epoch,
         /// The request this answers.
         id: u64,
+        /// Names the snapshot this part belongs to (unique in the leader's run).
+        snapshot: u64,
         /// The snapshot's offset.
         offset: Offset,
         /// The epoch of the record before `offset`.
         last_epoch: Epoch,
         /// Idempotent producers' latest writes before `offset`: `(producer, seq, offset)`.
+        /// Sent with the last part only (empty in the others).
         producers: Vec<super::store::ProducerEntry>,
-        /// The state.
+        /// The whole state's length in bytes.
+        len: u64,
+        /// Where `data` starts in the state.
+        at: u64,
+        /// The state's bytes from `at` on.
         data: Vec<u8>,
     },
     /// Any node → sender: the sender is behind, or this node does not lead.
@@ -132,6 +145,16 @@ pub enum Message {
         /// [`ReplicaConfig::incarnation`](super::ReplicaConfig::incarnation)).
         incarnation: Option<u64>,
     },
+}
+
+/// Which snapshot a follower is receiving, and how much of it it holds
+/// ([`Message::FetchSnapshot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotResume {
+    /// The snapshot, as [`Message::InstallSnapshot`] named it.
+    pub snapshot: u64,
+    /// The bytes held: the next part starts here.
+    pub from: u64,
 }
 
 impl Message {

@@ -25,7 +25,7 @@ mod write;
 pub use self::core::{Committed, Replica, SyncTicket};
 pub use coordinator::{Coordinator, LeaseCoordinator};
 pub use error::WriteError;
-pub use message::Message;
+pub use message::{Message, SnapshotResume};
 pub use node::{BatchOutcome, CoordinatorNode, Node, Subscription};
 pub use snapshot::{Snapshot, StateMachine};
 pub use status::{FollowerStatus, ReplicaStatus};

@@ -1,13 +1,23 @@
 //! Full resync: a follower whose position the leader's log no longer holds installs a
-//! snapshot of the user's state and continues from the snapshot's offset.
+//! snapshot of the user's state and continues from the snapshot's offset. The state travels
+//! in parts, so a snapshot of any size fits the transport's packets.
 
+use std::time::Duration;
+
+use super::store::ProducerEntry;
 use crate::error::Error;
-use crate::record::Offset;
+use crate::record::{Epoch, Offset};
 
 /// The user's state built from committed records, as far as replication needs it: to take a
 /// snapshot on the leader and install it on a follower that fell behind the leader's retained
 /// log. The user applies committed records to the state (from
 /// [`Replica::read_committed`](super::Replica::read_committed)) as usual.
+///
+/// The leader sends a snapshot in parts of at most
+/// [`fetch_max_bytes`](super::ReplicaConfig::fetch_max_bytes) and keeps it meanwhile, shared by
+/// every follower fetching it, until nobody has asked for a part for two fetch timeouts
+/// (`2 × (fetch_wait + fetch_timeout)`); the follower installs it once it holds every part.
+/// So for a while the leader holds a copy of the state's bytes, and so does the follower.
 ///
 /// ```
 /// use shardkit_replication::Offset;
@@ -56,4 +66,176 @@ pub struct Snapshot {
     pub offset: Offset,
     /// The state, in the user's format.
     pub data: Vec<u8>,
+}
+
+/// A snapshot the leader hands out in parts. Kept while followers ask for it, so that each
+/// gets the parts of one snapshot, and followers fetching at the same time share it instead
+/// of each taking (and so invalidating the other's) a new one.
+#[derive(Debug)]
+pub(crate) struct ServedSnapshot {
+    /// Names it in its parts; never reused in a run of the replica.
+    pub(crate) id: u64,
+    pub(crate) offset: Offset,
+    pub(crate) last_epoch: Epoch,
+    pub(crate) producers: Vec<ProducerEntry>,
+    pub(crate) data: Vec<u8>,
+    /// When a part was last asked for: one nobody asks for is dropped (it may be large).
+    pub(crate) last_asked: Duration,
+}
+
+impl ServedSnapshot {
+    /// The part from byte `from`, at most `max` bytes long (at least one while any remain);
+    /// `None` if `from` is past the end.
+    pub(crate) fn part(&self, from: u64, max: usize) -> Option<&[u8]> {
+        let from = usize::try_from(from)
+            .ok()
+            .filter(|&f| f <= self.data.len())?;
+        let end = from.saturating_add(max.max(1)).min(self.data.len());
+        Some(&self.data[from..end])
+    }
+}
+
+/// A snapshot a follower is receiving, part by part.
+#[derive(Debug)]
+pub(crate) struct PartialSnapshot {
+    id: u64,
+    offset: Offset,
+    len: u64,
+    data: Vec<u8>,
+}
+
+impl PartialSnapshot {
+    /// What the follower asks for next.
+    pub(crate) fn resume(&self) -> super::message::SnapshotResume {
+        super::message::SnapshotResume {
+            snapshot: self.id,
+            from: self.data.len() as u64,
+        }
+    }
+
+    /// Adds the part of snapshot `id` (at `offset`, `len` bytes in all) that starts at `at`,
+    /// to what `partial` holds: a first part starts a new snapshot. Returns the whole state
+    /// once every byte arrived. A part that does not continue what is held (another
+    /// snapshot, a gap, more bytes than announced) empties `partial`, so the next request
+    /// starts over.
+    pub(crate) fn receive(
+        partial: &mut Option<Self>,
+        id: u64,
+        offset: Offset,
+        len: u64,
+        at: u64,
+        data: Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        if at == 0 {
+            *partial = Some(Self {
+                id,
+                offset,
+                len,
+                data: Vec::new(),
+            });
+        }
+        let continues = partial.as_ref().is_some_and(|p| {
+            (p.id, p.offset, p.len) == (id, offset, len)
+                && p.data.len() as u64 == at
+                && at
+                    .checked_add(data.len() as u64)
+                    .is_some_and(|end| end <= len)
+        });
+        let Some(p) = partial.as_mut().filter(|_| continues) else {
+            *partial = None;
+            return None;
+        };
+        // The first part's buffer is the part itself (no copy); later ones are appended, so
+        // memory follows the bytes received, not the length announced.
+        if p.data.is_empty() {
+            p.data = data;
+        } else {
+            p.data.extend_from_slice(&data);
+        }
+        if p.data.len() as u64 == p.len {
+            partial.take().map(|p| p.data)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(
+        partial: &mut Option<PartialSnapshot>,
+        id: u64,
+        at: u64,
+        data: &[u8],
+    ) -> Option<Vec<u8>> {
+        PartialSnapshot::receive(partial, id, Offset::new(7), 6, at, data.to_vec())
+    }
+
+    #[test]
+    fn parts_in_order_make_the_whole_state() {
+        let mut partial = None;
+        assert_eq!(part(&mut partial, 1, 0, b"ab"), None);
+        assert_eq!(
+            partial
+                .as_ref()
+                .map(PartialSnapshot::resume)
+                .map(|r| r.from),
+            Some(2)
+        );
+        assert_eq!(part(&mut partial, 1, 2, b"cd"), None);
+        assert_eq!(part(&mut partial, 1, 4, b"ef"), Some(b"abcdef".to_vec()));
+        assert!(partial.is_none());
+    }
+
+    #[test]
+    fn a_part_that_does_not_continue_the_held_bytes_starts_over() {
+        for (id, at, data) in [
+            (2, 2, &b"cd"[..]), // another snapshot
+            (1, 3, b"d"),       // a gap
+            (1, 2, b"cdefg"),   // past the announced length
+        ] {
+            let mut partial = None;
+            part(&mut partial, 1, 0, b"ab");
+            assert_eq!(part(&mut partial, id, at, data), None);
+            assert!(partial.is_none(), "{id} {at}");
+        }
+        // A part with nothing held before it is refused too.
+        let mut partial = None;
+        assert_eq!(part(&mut partial, 1, 2, b"cd"), None);
+        // A first part starts again, whatever was held.
+        part(&mut partial, 1, 0, b"ab");
+        assert_eq!(
+            part(&mut partial, 3, 0, b"abcdef"),
+            Some(b"abcdef".to_vec())
+        );
+    }
+
+    #[test]
+    fn an_empty_state_is_whole_at_once() {
+        let mut partial = None;
+        assert_eq!(
+            PartialSnapshot::receive(&mut partial, 1, Offset::new(0), 0, 0, Vec::new()),
+            Some(Vec::new())
+        );
+    }
+
+    #[test]
+    fn served_parts_are_bounded_and_cover_the_state() {
+        let served = ServedSnapshot {
+            id: 1,
+            offset: Offset::new(0),
+            last_epoch: Epoch::new(0),
+            producers: Vec::new(),
+            data: b"abcde".to_vec(),
+            last_asked: Duration::ZERO,
+        };
+        assert_eq!(served.part(0, 2), Some(&b"ab"[..]));
+        assert_eq!(served.part(4, 2), Some(&b"e"[..]));
+        assert_eq!(served.part(5, 2), Some(&b""[..]));
+        assert_eq!(served.part(6, 2), None);
+        assert_eq!(served.part(0, 0), Some(&b"a"[..]));
+        assert_eq!(served.part(u64::MAX, 2), None);
+    }
 }

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use super::WriteError;
-use super::message::Message;
+use super::message::{Message, SnapshotResume};
 use super::status::{FollowerStatus, ReplicaStatus};
 use super::types::{AckLevel, NodeId, Position, ProducerSeq, Role};
 use super::write::{Write, Written};
@@ -20,7 +20,7 @@ use crate::error::FrameError;
 use crate::record::{Epoch, Offset};
 
 /// The wire format's version: a peer speaking another is refused.
-pub const WIRE_VERSION: u8 = 3;
+pub const WIRE_VERSION: u8 = 4;
 
 /// The largest packet body accepted by default (64 MiB, a fetch answer's worth).
 pub const MAX_PACKET: usize = 64 << 20;
@@ -552,24 +552,34 @@ fn encode_message<'p>(
             e.u64(*id);
             e.u64(start.get());
         }
-        Message::FetchSnapshot { id, .. } => e.u64(*id),
+        Message::FetchSnapshot { id, resume, .. } => {
+            e.u64(*id);
+            e.opt_u64(resume.map(|r| r.snapshot));
+            e.u64(resume.map_or(0, |r| r.from));
+        }
         Message::InstallSnapshot {
             id,
+            snapshot,
             offset,
             last_epoch,
             producers,
+            len,
+            at,
             data,
             ..
         } => {
             e.u64(*id);
+            e.u64(*snapshot);
             e.u64(offset.get());
             e.u64(last_epoch.get());
             e.u64(producers.len() as u64);
-            for (p, seq, at) in producers {
+            for (p, seq, written) in producers {
                 e.u64(*p);
                 e.u64(*seq);
-                e.u64(at.get());
+                e.u64(written.get());
             }
+            e.u64(*len);
+            e.u64(*at);
             e.bytes(data);
         }
         Message::NotLeader { leader, .. } => e.opt_u64(leader.map(NodeId::get)),
@@ -742,12 +752,19 @@ fn decode_message(kind: u8, epoch: Epoch, d: &mut Decoder<'_>) -> Result<Message
             id: d.u64()?,
             start: d.offset()?,
         },
-        FETCH_SNAPSHOT => Message::FetchSnapshot {
-            epoch,
-            id: d.u64()?,
-        },
+        FETCH_SNAPSHOT => {
+            let id = d.u64()?;
+            let snapshot = d.opt_u64()?;
+            let from = d.u64()?;
+            Message::FetchSnapshot {
+                epoch,
+                id,
+                resume: snapshot.map(|snapshot| SnapshotResume { snapshot, from }),
+            }
+        }
         INSTALL_SNAPSHOT => {
             let id = d.u64()?;
+            let snapshot = d.u64()?;
             let offset = d.offset()?;
             let last_epoch = d.epoch()?;
             let n = d.len()?;
@@ -758,9 +775,12 @@ fn decode_message(kind: u8, epoch: Epoch, d: &mut Decoder<'_>) -> Result<Message
             Message::InstallSnapshot {
                 epoch,
                 id,
+                snapshot,
                 offset,
                 last_epoch,
                 producers,
+                len: d.u64()?,
+                at: d.u64()?,
                 data: d.bytes()?,
             }
         }

@@ -36,11 +36,12 @@ fn seeded_simulations_keep_every_invariant() {
         total.acked += stats.acked;
         total.failovers += stats.failovers;
         total.coordinator_restarts += stats.coordinator_restarts;
+        total.multi_part_snapshots += stats.multi_part_snapshots;
     }
     println!(
         "{seeds} seeds from {start}: {} writes acknowledged at quorum or all, {} failovers, \
-         {} coordinator restarts",
-        total.acked, total.failovers, total.coordinator_restarts
+         {} coordinator restarts, {} snapshots delivered in several parts",
+        total.acked, total.failovers, total.coordinator_restarts, total.multi_part_snapshots
     );
     // The invariants are only worth something if the runs did work.
     assert!(
@@ -51,6 +52,10 @@ fn seeded_simulations_keep_every_invariant() {
     assert!(
         total.coordinator_restarts >= seeds / 4,
         "too few coordinator restarts: {total:?}"
+    );
+    assert!(
+        total.multi_part_snapshots >= seeds / 10,
+        "too few snapshots sent in parts: {total:?}"
     );
 }
 

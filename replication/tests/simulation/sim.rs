@@ -86,6 +86,7 @@ pub(crate) struct Sim {
     /// Coordinator restarts, and the failovers of the coordinators they replaced.
     coordinator_restarts: u64,
     earlier_failovers: u64,
+    multi_part_snapshots: u64,
     pending_failover: Option<Duration>,
     tracing: bool,
     chaos_end: Duration,
@@ -105,6 +106,8 @@ pub(crate) struct Stats {
     pub(crate) acked: usize,
     pub(crate) failovers: u64,
     pub(crate) coordinator_restarts: u64,
+    /// Last parts delivered of snapshots sent in more than one part.
+    pub(crate) multi_part_snapshots: u64,
 }
 
 /// The replica set's coordinator, as it starts (and restarts: its epoch count back at zero).
@@ -186,6 +189,7 @@ impl Sim {
             failovers_forced: 0,
             coordinator_restarts: 0,
             earlier_failovers: 0,
+            multi_part_snapshots: 0,
             pending_failover: None,
             chaos_end: Duration::MAX,
             compaction: 0,
@@ -362,6 +366,7 @@ impl Sim {
             acked: self.acked.len(),
             failovers: self.earlier_failovers + self.coordinator.failovers(),
             coordinator_restarts: self.coordinator_restarts,
+            multi_part_snapshots: self.multi_part_snapshots,
         }
     }
 }

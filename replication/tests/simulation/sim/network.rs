@@ -131,6 +131,12 @@ impl Sim {
                             replica.is_eligible()
                         );
                     }
+                    if let Message::InstallSnapshot { len, at, data, .. } = &msg
+                        && *at > 0
+                        && *at + data.len() as u64 == *len
+                    {
+                        self.multi_part_snapshots += 1;
+                    }
                     if let Err(e) = replica.handle(now, m.from, msg) {
                         panic!("seed {seed}: {} failed handling a message: {e}", m.to);
                     }
