@@ -1,6 +1,6 @@
 //! Replicas as running nodes: over the in-memory network and over loopback TCP, with a
 //! coordinator failing over, read-your-writes on followers, subscriptions, refusals that
-//! never weaken an ack level, hostile bytes on the wire, and a snapshot sent in parts.
+//! never weaken an ack level, and hostile bytes on the wire.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use shardkit_replication::replica::{
     AckLevel, CoordinatorNode, LeaseCoordinator, MemoryNetwork, MemoryReplicaStore, Node, NodeId,
-    Packet, RemoteWriteError, Replica, ReplicaConfig, Role, Snapshot, StateMachine, TcpClient,
-    TcpConfig, TcpTransport, Transport, Write, WriteError,
+    Packet, RemoteWriteError, Replica, ReplicaConfig, Role, TcpClient, TcpConfig, TcpTransport,
+    Transport, Write, WriteError,
 };
 use shardkit_replication::{Epoch, LogStorage, MemoryLog, Offset};
 
@@ -541,89 +541,4 @@ fn a_node_stopped_under_load_answers_every_writer_and_lets_go_of_its_log() {
         "the log grew after stop returned"
     );
     assert!(leader.status().is_err());
-}
-
-/// A state the test sets directly: whatever snapshot it was last given.
-struct Held(Arc<std::sync::Mutex<Snapshot>>);
-
-impl StateMachine for Held {
-    fn snapshot(&mut self) -> Result<Snapshot, shardkit_replication::Error> {
-        Ok(self.0.lock().unwrap().clone())
-    }
-
-    fn install(&mut self, snapshot: &Snapshot) -> Result<(), shardkit_replication::Error> {
-        *self.0.lock().unwrap() = snapshot.clone();
-        Ok(())
-    }
-}
-
-#[test]
-fn a_snapshot_larger_than_a_packet_reaches_a_follower_in_parts() {
-    // Nodes take packets of at most 64 KiB; the state is 1 MiB.
-    let members = ids(3);
-    let tcp = TcpConfig {
-        max_packet: 64 << 10,
-        ..TcpConfig::default()
-    };
-    let mut bound = TcpTransport::bind_loopback(&members, tcp).expect("binding");
-    let states: Vec<_> = (0..3)
-        .map(|_| {
-            Arc::new(std::sync::Mutex::new(Snapshot {
-                offset: Offset::new(0),
-                data: Vec::new(),
-            }))
-        })
-        .collect();
-    let mut start_node = |i: usize| {
-        let mut c = config(members[i], &members);
-        c.coordinator = None;
-        c.fetch_max_bytes = 16 << 10;
-        let mut replica = Replica::open(
-            c,
-            Arc::new(MemoryLog::new()),
-            Box::new(MemoryReplicaStore::new()),
-        )
-        .unwrap();
-        replica.set_state_machine(Box::new(Held(Arc::clone(&states[i]))));
-        let transport = bound.transports.remove(&members[i]).expect("bound above");
-        Node::start(replica, transport)
-    };
-    let leader = start_node(0);
-    let follower = start_node(1);
-    leader.promote(Epoch::new(1)).unwrap();
-    follower.follow(Epoch::new(1), members[0]).unwrap();
-    for seq in 0..100 {
-        let w = Write::new(vec![7; 100], AckLevel::Quorum).idempotent(1, seq);
-        leader.write(w).unwrap();
-    }
-    // The leader's state as of its commit offset, and its log dropped below it.
-    let commit = leader.status().unwrap().commit;
-    let data: Vec<u8> = (0..1u32 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
-    *states[0].lock().unwrap() = Snapshot {
-        offset: commit,
-        data: data.clone(),
-    };
-    assert_eq!(leader.compact().unwrap(), commit);
-
-    // A third replica with an empty log can only catch up from the snapshot.
-    let late = start_node(2);
-    late.follow(Epoch::new(1), members[0]).unwrap();
-    wait_until("the snapshot installed", Duration::from_secs(20), || {
-        states[2].lock().unwrap().data == data
-    });
-    assert_eq!(states[2].lock().unwrap().offset, commit);
-    let w = Write::new(b"after".to_vec(), AckLevel::All).idempotent(1, 100);
-    let after = leader.write(w).unwrap().offset;
-    wait_until(
-        "the late replica caught up",
-        Duration::from_secs(20),
-        || late.log().end_offset() > after,
-    );
-    let status = late.status().unwrap();
-    assert_eq!(
-        status.start, commit,
-        "its log starts where the snapshot ends"
-    );
 }

@@ -1,9 +1,16 @@
 //! The TCP transport carries packets of every size intact and in order: record frames are
-//! written from where they lie and read into a buffer that grows to the packet.
+//! written from where they lie and read into a buffer that grows to the packet. Silent
+//! incoming connections are closed, but quiet links (keepalives) and clients' are not.
 
+use std::io::Read;
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use shardkit_replication::replica::{Message, NodeId, Packet, TcpConfig, TcpTransport, Transport};
+use shardkit_replication::replica::{
+    AckLevel, Message, NodeId, Packet, TcpClient, TcpConfig, TcpTransport, Transport, Write,
+    Written,
+};
 use shardkit_replication::{Epoch, Offset, Record, RecordBatch};
 
 fn records(from: u64, n: u64, size: usize) -> Message {
@@ -61,5 +68,95 @@ fn small_large_and_empty_packets_arrive_intact_and_in_order() {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+}
+
+/// Idle timeouts short enough for a test, with keepalives well inside them.
+fn short_idle() -> TcpConfig {
+    TcpConfig {
+        keepalive_interval: Duration::from_millis(50),
+        idle_timeout: Duration::from_secs(1),
+        ..TcpConfig::default()
+    }
+}
+
+/// An incoming connection that sends nothing is closed after the idle timeout: a peer host
+/// that lost power never closes its connections, and each would keep a thread for good.
+#[test]
+fn a_silent_incoming_connection_is_closed() {
+    let id = NodeId::new(1);
+    let bound = TcpTransport::bind_loopback(&[id], short_idle()).expect("binding");
+    let mut silent = TcpStream::connect(bound.addrs[&id]).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    // A deadlock detector, not a timing: the transport closes it after a second.
+    let mut byte = [0u8; 1];
+    let read = silent.read(&mut byte);
+    assert!(matches!(read, Ok(0)), "still open: {read:?}");
+}
+
+/// A link that carries nothing for longer than the idle timeout stays open (keepalives),
+/// so the next packet on it arrives, without a reconnection.
+#[test]
+fn a_quiet_link_between_peers_stays_open() {
+    let (a, b) = (NodeId::new(1), NodeId::new(2));
+    let mut bound = TcpTransport::bind_loopback(&[a, b], short_idle()).expect("binding");
+    let sender = bound.transports.remove(&a).expect("bound");
+    let receiver = bound.transports.remove(&b).expect("bound");
+    let prepare = |epoch| Packet::Protocol {
+        from: a,
+        message: Message::Prepare {
+            epoch: Epoch::new(epoch),
+        },
+    };
+    for epoch in 1..=2 {
+        sender.send(b, prepare(epoch));
+        let inbound = receiver
+            .inbox()
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the packet arrives");
+        assert_eq!(inbound.packet, prepare(epoch));
+        // Quiet for 2.5 idle timeouts.
+        std::thread::sleep(Duration::from_millis(2500));
+    }
+    assert_eq!(sender.stats().connects.load(Ordering::Relaxed), 1);
+    assert!(receiver.inbox().is_empty(), "keepalives are not delivered");
+}
+
+/// A client's connection may stay quiet between requests past the idle timeout: clients send
+/// no keepalives.
+#[test]
+fn a_clients_connection_outlives_the_idle_timeout() {
+    let id = NodeId::new(1);
+    let mut bound = TcpTransport::bind_loopback(&[id], short_idle()).expect("binding");
+    let node = bound.transports.remove(&id).expect("bound");
+    // Answers every write as written at offset 7.
+    std::thread::spawn(move || {
+        while let Ok(inbound) = node.inbox().recv() {
+            if let Packet::Write { request, .. } = inbound.packet {
+                inbound.reply.send(Packet::WriteResult {
+                    request,
+                    result: Ok(Written {
+                        offset: Offset::new(7),
+                        duplicate: false,
+                    }),
+                });
+            }
+        }
+    });
+    let mut client = TcpClient::connect(bound.addrs[&id], Duration::from_secs(5)).expect("connect");
+    for _ in 0..2 {
+        let answer = client
+            .call(
+                |request| Packet::Write {
+                    request,
+                    write: Write::new(b"x".to_vec(), AckLevel::Leader),
+                },
+                Duration::from_secs(10),
+            )
+            .expect("answered");
+        assert!(matches!(answer, Packet::WriteResult { result: Ok(_), .. }));
+        std::thread::sleep(Duration::from_millis(2500));
     }
 }

@@ -73,7 +73,6 @@ fn every_kind() -> Vec<Packet> {
             snapshot: 9,
             offset: o(100),
             last_epoch: Epoch::new(6),
-            producers: vec![(1, 2, o(3))],
             len: 12,
             at: 7,
             data: b"state".to_vec(),
@@ -151,6 +150,7 @@ fn every_kind() -> Vec<Packet> {
         packets.push(Packet::WriteResult { request: 9, result });
     }
     packets.push(Packet::StatusRequest { request: 11 });
+    packets.push(Packet::Keepalive);
     packets.push(Packet::Status {
         request: 11,
         status: ReplicaStatus {
@@ -272,11 +272,16 @@ fn oversized_wrong_version_and_unknown_kinds_are_typed_errors() {
         )),
         "a field runs past the packet's end"
     );
-    // A count claiming more elements than bytes: refused before allocating. A snapshot
-    // (kind 6) from node 1 in epoch 7, request 1, snapshot 1, at offset 1, epoch 0, with
-    // u64::MAX producer entries.
-    let mut count = vec![WIRE_VERSION, 0, 0, 0, 0, 6];
-    for field in [1, 7, 1, 1, 1, 0, u64::MAX] {
+    // A count claiming more elements than bytes: refused before allocating. A status
+    // (kind 35) answering request 1 from node 1, a follower in epoch 7 that knows no leader,
+    // at offsets 0, with u64::MAX followers.
+    let mut count = vec![WIRE_VERSION, 0, 0, 0, 0, 35];
+    count.extend_from_slice(&1u64.to_le_bytes());
+    count.extend_from_slice(&1u64.to_le_bytes());
+    count.push(0);
+    count.extend_from_slice(&7u64.to_le_bytes());
+    count.push(0);
+    for field in [0, 0, 0, 0, u64::MAX] {
         count.extend_from_slice(&u64::to_le_bytes(field));
     }
     assert_eq!(

@@ -207,7 +207,8 @@ impl<S: LogStorage> Replica<S> {
 
     /// Drops log records that are no longer needed: those before the state machine's
     /// snapshot offset (before the commit offset without a state machine), never a record
-    /// that is not committed. Returns the log's new start. A file log drops whole segments.
+    /// that is not committed, nor one after the offset of a snapshot a leader is sending to
+    /// followers. Returns the log's new start. A file log drops whole segments.
     ///
     /// # Errors
     ///
@@ -217,6 +218,8 @@ impl<S: LogStorage> Replica<S> {
             Some(sm) => sm.snapshot()?.offset.min(self.commit),
             None => self.commit,
         };
+        // A snapshot being sent to followers must stay one the log continues.
+        let upto = self.served_snapshot_offset().map_or(upto, |o| upto.min(o));
         if upto > self.log.start_offset() {
             // The producers' writes must outlive their records, or a retry after a restart
             // would be applied again.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::core::{Replica, RoleState, epoch_at};
 use super::message::Message;
-use super::snapshot::PartialSnapshot;
+use super::snapshot::{PartialSnapshot, split_producers};
 use super::store::StoredProducers;
 use super::types::{FollowerAck, NodeId};
 use crate::error::Error;
@@ -216,7 +216,6 @@ impl<S: LogStorage> Replica<S> {
                 snapshot,
                 offset,
                 last_epoch,
-                producers,
                 len,
                 at,
                 data,
@@ -233,8 +232,9 @@ impl<S: LogStorage> Replica<S> {
                     self.send_fetch(now);
                     return Ok(());
                 }
-                let Some(data) =
+                let Some((data, producers)) =
                     PartialSnapshot::receive(&mut f.receiving, snapshot, offset, len, at, data)
+                        .and_then(split_producers)
                 else {
                     self.send_fetch(now); // the next part, or the first again
                     return Ok(());

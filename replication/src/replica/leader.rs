@@ -341,6 +341,10 @@ impl<S: LogStorage> Replica<S> {
 
     /// Answers a follower that needs a snapshot with the next part of the one being served,
     /// taken afresh when none is or the log no longer continues it.
+    ///
+    /// While one is served, compaction keeps the records after its offset (see
+    /// [`Self::served_snapshot_offset`]): a transfer slower than compaction would otherwise
+    /// start over for ever.
     pub(crate) fn on_fetch_snapshot(
         &mut self,
         now: Duration,
@@ -371,14 +375,13 @@ impl<S: LogStorage> Replica<S> {
         // A follower holding part of another snapshot (an older one, or one taken before
         // this leader's restart) starts this one from its first byte.
         let from = resume
-            .filter(|r| r.snapshot == served.id && r.from <= served.data.len() as u64)
+            .filter(|r| r.snapshot == served.id && r.from <= served.bytes.len() as u64)
             .map_or(0, |r| r.from);
         served.last_asked = now;
         let data = served
             .part(from, self.config.fetch_max_bytes)
             .unwrap_or_default()
             .to_vec();
-        let last = from + data.len() as u64 == served.data.len() as u64;
         self.outbox.push((
             to,
             Message::InstallSnapshot {
@@ -387,17 +390,22 @@ impl<S: LogStorage> Replica<S> {
                 snapshot: served.id,
                 offset: served.offset,
                 last_epoch: served.last_epoch,
-                producers: if last {
-                    served.producers.clone()
-                } else {
-                    Vec::new()
-                },
-                len: served.data.len() as u64,
+                len: served.bytes.len() as u64,
                 at: from,
                 data,
             },
         ));
         Ok(())
+    }
+
+    /// The offset of the snapshot being served to followers, if any.
+    pub(crate) fn served_snapshot_offset(&self) -> Option<Offset> {
+        match &self.role {
+            RoleState::Leader(LeaderState {
+                snapshot: Some(s), ..
+            }) => Some(s.offset),
+            _ => None,
+        }
     }
 
     /// A snapshot to serve: the state machine's, or without one, an empty state at the log's
@@ -426,14 +434,9 @@ impl<S: LogStorage> Replica<S> {
             .unwrap_or_default();
         let id = self.next_id;
         self.next_id = id.wrapping_add(1);
-        Ok(Some(ServedSnapshot {
-            id,
-            offset: snapshot.offset,
-            last_epoch,
-            producers,
-            data: snapshot.data,
-            last_asked: Duration::ZERO,
-        }))
+        Ok(Some(ServedSnapshot::new(
+            id, snapshot, last_epoch, &producers,
+        )))
     }
 
     fn send_records(&mut self, to: NodeId, id: u64, from: Offset) -> Result<(), Error> {

@@ -68,10 +68,14 @@ pub enum Message {
         /// any snapshot, from its first byte.
         resume: Option<SnapshotResume>,
     },
-    /// Leader → follower: part of the user's state as of `offset`. A snapshot travels in parts
-    /// of at most [`ReplicaConfig::fetch_max_bytes`](super::ReplicaConfig::fetch_max_bytes),
-    /// so that one of any size fits the transport's packets; the follower asks for each next
-    /// part, installs the state once it holds all of it, and continues from `offset`.
+    /// Leader → follower: part of a snapshot as of `offset`. A snapshot travels in parts of at
+    /// most [`ReplicaConfig::fetch_max_bytes`](super::ReplicaConfig::fetch_max_bytes), so that
+    /// one of any size fits the transport's packets; the follower asks for each next part,
+    /// installs the snapshot once it holds all of it, and continues from `offset`.
+    ///
+    /// What travels is the user's state, then the idempotent producers' latest writes before
+    /// `offset` (24 bytes each: producer, sequence and offset, little-endian), then their count
+    /// (8 bytes, little-endian).
     InstallSnapshot {
         /// The leader's epoch.
         epoch: Epoch,
@@ -83,14 +87,11 @@ pub enum Message {
         offset: Offset,
         /// The epoch of the record before `offset`.
         last_epoch: Epoch,
-        /// Idempotent producers' latest writes before `offset`: `(producer, seq, offset)`.
-        /// Sent with the last part only (empty in the others).
-        producers: Vec<super::store::ProducerEntry>,
-        /// The whole state's length in bytes.
+        /// The length of the whole snapshot as it travels, in bytes.
         len: u64,
-        /// Where `data` starts in the state.
+        /// Where `data` starts in it.
         at: u64,
-        /// The state's bytes from `at` on.
+        /// Its bytes from `at` on.
         data: Vec<u8>,
     },
     /// Any node → sender: the sender is behind, or this node does not lead.

@@ -16,8 +16,10 @@ use crate::record::{Epoch, Offset};
 /// The leader sends a snapshot in parts of at most
 /// [`fetch_max_bytes`](super::ReplicaConfig::fetch_max_bytes) and keeps it meanwhile, shared by
 /// every follower fetching it, until nobody has asked for a part for two fetch timeouts
-/// (`2 × (fetch_wait + fetch_timeout)`); the follower installs it once it holds every part.
-/// So for a while the leader holds a copy of the state's bytes, and so does the follower.
+/// (`2 × (fetch_wait + fetch_timeout)`, the leader's settings), and meanwhile
+/// [`Replica::compact`](super::Replica::compact) keeps the records after it; the follower
+/// installs it once it holds every part. So for a while the leader holds a copy of the
+/// state's bytes, and so does the follower.
 ///
 /// ```
 /// use shardkit_replication::Offset;
@@ -77,22 +79,70 @@ pub(crate) struct ServedSnapshot {
     pub(crate) id: u64,
     pub(crate) offset: Offset,
     pub(crate) last_epoch: Epoch,
-    pub(crate) producers: Vec<ProducerEntry>,
-    pub(crate) data: Vec<u8>,
+    /// What travels: the state, then the producers (see [`Message::InstallSnapshot`]).
+    ///
+    /// [`Message::InstallSnapshot`]: super::Message::InstallSnapshot
+    pub(crate) bytes: Vec<u8>,
     /// When a part was last asked for: one nobody asks for is dropped (it may be large).
     pub(crate) last_asked: Duration,
 }
 
+/// Bytes per producer entry as a snapshot carries it.
+const PRODUCER_BYTES: usize = 24;
+
 impl ServedSnapshot {
+    /// `snapshot` with the producers' latest writes before its offset, ready to send.
+    pub(crate) fn new(
+        id: u64,
+        snapshot: Snapshot,
+        last_epoch: Epoch,
+        producers: &[ProducerEntry],
+    ) -> Self {
+        let mut bytes = snapshot.data;
+        bytes.reserve_exact(producers.len() * PRODUCER_BYTES + 8);
+        for &(producer, seq, offset) in producers {
+            for field in [producer, seq, offset.get()] {
+                bytes.extend_from_slice(&field.to_le_bytes());
+            }
+        }
+        bytes.extend_from_slice(&(producers.len() as u64).to_le_bytes());
+        Self {
+            id,
+            offset: snapshot.offset,
+            last_epoch,
+            bytes,
+            last_asked: Duration::ZERO,
+        }
+    }
+
     /// The part from byte `from`, at most `max` bytes long (at least one while any remain);
     /// `None` if `from` is past the end.
     pub(crate) fn part(&self, from: u64, max: usize) -> Option<&[u8]> {
         let from = usize::try_from(from)
             .ok()
-            .filter(|&f| f <= self.data.len())?;
-        let end = from.saturating_add(max.max(1)).min(self.data.len());
-        Some(&self.data[from..end])
+            .filter(|&f| f <= self.bytes.len())?;
+        let end = from.saturating_add(max.max(1)).min(self.bytes.len());
+        Some(&self.bytes[from..end])
     }
+}
+
+/// Splits a received snapshot into the state and the producers' latest writes; `None` if the
+/// bytes do not end in a producer list.
+pub(crate) fn split_producers(mut bytes: Vec<u8>) -> Option<(Vec<u8>, Vec<ProducerEntry>)> {
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let count_at = bytes.len().checked_sub(8)?;
+    let count = usize::try_from(u64_at(count_at)).ok()?;
+    let state_len = count
+        .checked_mul(PRODUCER_BYTES)
+        .and_then(|n| count_at.checked_sub(n))?;
+    let producers = (0..count)
+        .map(|i| {
+            let at = state_len + i * PRODUCER_BYTES;
+            (u64_at(at), u64_at(at + 8), Offset::new(u64_at(at + 16)))
+        })
+        .collect();
+    bytes.truncate(state_len);
+    Some((bytes, producers))
 }
 
 /// A snapshot a follower is receiving, part by part.
@@ -113,8 +163,8 @@ impl PartialSnapshot {
         }
     }
 
-    /// Adds the part of snapshot `id` (at `offset`, `len` bytes in all) that starts at `at`,
-    /// to what `partial` holds: a first part starts a new snapshot. Returns the whole state
+    /// Adds the part of snapshot `id` (at `offset`, `len` bytes in all) that starts at `at`
+    /// to what `partial` holds: a first part starts a new snapshot. Returns the whole snapshot
     /// once every byte arrived. A part that does not continue what is held (another
     /// snapshot, a gap, more bytes than announced) empties `partial`, so the next request
     /// starts over.
@@ -222,20 +272,42 @@ mod tests {
     }
 
     #[test]
-    fn served_parts_are_bounded_and_cover_the_state() {
-        let served = ServedSnapshot {
-            id: 1,
+    fn served_parts_are_bounded_and_cover_the_snapshot() {
+        let snapshot = Snapshot {
             offset: Offset::new(0),
-            last_epoch: Epoch::new(0),
-            producers: Vec::new(),
             data: b"abcde".to_vec(),
-            last_asked: Duration::ZERO,
         };
+        let served = ServedSnapshot::new(1, snapshot, Epoch::new(0), &[]);
+        assert_eq!(served.bytes.len(), 5 + 8);
         assert_eq!(served.part(0, 2), Some(&b"ab"[..]));
-        assert_eq!(served.part(4, 2), Some(&b"e"[..]));
-        assert_eq!(served.part(5, 2), Some(&b""[..]));
-        assert_eq!(served.part(6, 2), None);
+        assert_eq!(served.part(12, 2).map(<[u8]>::len), Some(1));
+        assert_eq!(served.part(13, 2), Some(&b""[..]));
+        assert_eq!(served.part(14, 2), None);
         assert_eq!(served.part(0, 0), Some(&b"a"[..]));
         assert_eq!(served.part(u64::MAX, 2), None);
+    }
+
+    #[test]
+    fn the_producers_travel_after_the_state_and_come_apart_again() {
+        let producers = [(1, 2, Offset::new(3)), (u64::MAX, 0, Offset::new(u64::MAX))];
+        for state in [Vec::new(), b"state".to_vec()] {
+            let snapshot = Snapshot {
+                offset: Offset::new(9),
+                data: state.clone(),
+            };
+            let served = ServedSnapshot::new(1, snapshot, Epoch::new(2), &producers);
+            assert_eq!(
+                split_producers(served.bytes),
+                Some((state, producers.to_vec()))
+            );
+        }
+        // Too short for a count, or a count larger than the bytes before it.
+        assert_eq!(split_producers(vec![0; 7]), None);
+        let mut claims_two = vec![0; 24];
+        claims_two.extend_from_slice(&2u64.to_le_bytes());
+        assert_eq!(split_producers(claims_two), None);
+        let mut claims_huge = vec![0; 24];
+        claims_huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(split_producers(claims_huge), None);
     }
 }

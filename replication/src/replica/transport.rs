@@ -11,7 +11,7 @@ use std::io::{IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::types::NodeId;
 use super::wire::{MAX_PACKET, Packet, decode_packet, encode_packet, encode_packet_head};
@@ -187,6 +187,14 @@ pub struct TcpConfig {
     pub max_backoff: Duration,
     /// The largest packet accepted.
     pub max_packet: usize,
+    /// How often a connection to a peer that carried nothing else sends a
+    /// [`Packet::Keepalive`], so that its receiver can tell a quiet link from a dead peer.
+    pub keepalive_interval: Duration,
+    /// How long an incoming connection may stay silent before it is closed, unless it is a
+    /// client's that has sent a request (clients send no keepalives). A peer's host that lost
+    /// power never closes its connections, and each would keep a reader thread and its buffer
+    /// for good. Must exceed `keepalive_interval`, with room for a busy machine's delays.
+    pub idle_timeout: Duration,
 }
 
 impl Default for TcpConfig {
@@ -197,7 +205,28 @@ impl Default for TcpConfig {
             min_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_secs(1),
             max_packet: MAX_PACKET,
+            keepalive_interval: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl TcpConfig {
+    /// Refuses settings the transport cannot work with.
+    fn check(&self) -> std::io::Result<()> {
+        let invalid = |reason: &str| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                reason,
+            ))
+        };
+        if self.keepalive_interval.is_zero() {
+            return invalid("keepalive_interval must be positive");
+        }
+        if self.idle_timeout <= self.keepalive_interval {
+            return invalid("idle_timeout must exceed keepalive_interval");
+        }
+        Ok(())
     }
 }
 
@@ -217,8 +246,9 @@ pub struct TcpStats {
 /// Packets over TCP (`std::net`): one outgoing connection per peer, written by its own
 /// thread, which batches whatever is queued into one write and reconnects with exponential
 /// backoff; one reader thread per incoming connection, which validates every frame and drops
-/// the connection on the first bad one. Clients connect the same way and get their answers
-/// on their connection.
+/// the connection on the first bad one, or when it stays silent past
+/// [`TcpConfig::idle_timeout`] (quiet links send keepalives). Clients connect the same way
+/// and get their answers on their connection.
 ///
 /// It supports [`Transport::set_on_delivery`]: under a [`Node`](super::Node), a reader thread
 /// handles what it read itself, including the log writes, syncs and sends that follow.
@@ -250,13 +280,15 @@ impl TcpTransport {
     ///
     /// # Errors
     ///
-    /// The listener's bind error.
+    /// The listener's bind error, or [`std::io::ErrorKind::InvalidInput`] for a `config` whose
+    /// `idle_timeout` does not exceed a positive `keepalive_interval`.
     pub fn bind(
         id: NodeId,
         listen: SocketAddr,
         peers: &HashMap<NodeId, SocketAddr>,
         config: TcpConfig,
     ) -> std::io::Result<Self> {
+        config.check()?;
         let listener = TcpListener::bind(listen)?;
         let local = listener.local_addr()?;
         let (tx, rx) = channel();
@@ -451,8 +483,8 @@ impl PeerWrite<'_> {
 }
 
 /// One outgoing connection to a peer. The sender writes to it directly (no thread hop on
-/// the message path); a connector thread makes and remakes the connection, and sends what
-/// was queued while it connected. Direct writes cannot pile up: followers pull, so at most
+/// the message path); a connector thread makes and remakes the connection, sends what was
+/// queued while it connected, and sends keepalives when the link is quiet. Direct writes cannot pile up: followers pull, so at most
 /// one fetch answer per follower is ever outstanding, and a write that blocks past the write
 /// timeout drops the connection.
 #[derive(Debug)]
@@ -466,6 +498,8 @@ struct LinkState {
     stream: Option<TcpStream>,
     /// Bytes sent while connecting, written first once connected.
     pending: Vec<u8>,
+    /// Whether packets went out since the connector last looked: if not, it sends a keepalive.
+    sent: bool,
 }
 
 /// The most bytes queued for a peer while connecting; beyond it, packets are dropped.
@@ -478,6 +512,19 @@ impl Link {
 
     fn write(&self, parts: &mut [IoSlice<'_>], stats: &TcpStats) {
         let mut state = self.lock();
+        state.sent = true;
+        self.write_locked(&mut state, parts, stats);
+    }
+
+    /// A keepalive, if nothing was written since the last call.
+    fn keep_alive(&self, keepalive: &[u8], stats: &TcpStats) {
+        let mut state = self.lock();
+        if !std::mem::take(&mut state.sent) && state.stream.is_some() {
+            self.write_locked(&mut state, &mut [IoSlice::new(keepalive)], stats);
+        }
+    }
+
+    fn write_locked(&self, state: &mut LinkState, parts: &mut [IoSlice<'_>], stats: &TcpStats) {
         match &mut state.stream {
             Some(s) => {
                 if write_all_vectored(s, parts).is_err() {
@@ -527,12 +574,21 @@ fn connect_loop(
     stop: &AtomicBool,
 ) {
     let mut backoff = config.min_backoff;
+    let mut keepalive = Vec::new();
+    encode_packet(&Packet::Keepalive, &mut keepalive).expect("a keepalive is a few bytes");
+    let mut next_keepalive = Instant::now() + config.keepalive_interval;
     while !stop.load(Ordering::Relaxed) {
         if link.lock().stream.is_some() {
-            match woken.recv_timeout(Duration::from_millis(200)) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => continue,
+            let wait = next_keepalive.saturating_duration_since(Instant::now());
+            match woken.recv_timeout(wait.min(Duration::from_millis(200))) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
+            if Instant::now() >= next_keepalive {
+                link.keep_alive(&keepalive, stats);
+                next_keepalive = Instant::now() + config.keepalive_interval;
+            }
+            continue;
         }
         let attempt = TcpStream::connect_timeout(&addr, config.connect_timeout).and_then(|s| {
             s.set_nodelay(true)?;
@@ -602,6 +658,14 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
         .name("shardkit-reply".into())
         .spawn(move || write_replies(writer, reply_rx, write_timeout));
     let mut reader = stream;
+    // Silence past the idle timeout means a dead peer, until a client shows itself.
+    if reader
+        .set_read_timeout(Some(receiving.config.idle_timeout))
+        .is_err()
+    {
+        return;
+    }
+    let mut client = false;
     // Read straight into `buf[filled..]`; packets are decoded from `buf[at..filled]`.
     let mut buf = vec![0u8; 64 << 10];
     let (mut at, mut filled) = (0, 0);
@@ -626,8 +690,19 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                         continue;
                     }
                     let reply = match packet {
+                        Packet::Keepalive => continue,
                         Packet::Protocol { .. } => ReplyTo::none(),
-                        _ => ReplyTo(Some(reply_tx.clone())),
+                        _ => {
+                            // Clients send no keepalives: a client's connection may be quiet
+                            // between requests for as long as it likes.
+                            if !client {
+                                client = true;
+                                if reader.set_read_timeout(None).is_err() {
+                                    return;
+                                }
+                            }
+                            ReplyTo(Some(reply_tx.clone()))
+                        }
                     };
                     if receiving.inbox.send(Inbound { packet, reply }).is_err() {
                         return;

@@ -62,6 +62,11 @@ pub enum Packet {
         /// The status.
         status: ReplicaStatus,
     },
+    /// Nothing: sent on an otherwise quiet connection from one node to another, so that the
+    /// receiver can tell a quiet peer from a dead one ([`TcpConfig::idle_timeout`]).
+    ///
+    /// [`TcpConfig::idle_timeout`]: super::TcpConfig::idle_timeout
+    Keepalive,
 }
 
 /// A [`WriteError`] as a remote client sees it.
@@ -418,6 +423,7 @@ const WRITE: u8 = 32;
 const WRITE_RESULT: u8 = 33;
 const STATUS_REQUEST: u8 = 34;
 const STATUS: u8 = 35;
+const KEEPALIVE: u8 = 48;
 
 /// Encodes the packet's fields; returns the record frames that follow them.
 fn encode_body<'p>(packet: &'p Packet, e: &mut Encoder<'_>) -> Result<&'p [u8], FrameError> {
@@ -471,6 +477,7 @@ fn encode_body<'p>(packet: &'p Packet, e: &mut Encoder<'_>) -> Result<&'p [u8], 
             e.u8(STATUS_REQUEST);
             e.u64(*request);
         }
+        Packet::Keepalive => e.u8(KEEPALIVE),
         Packet::Status { request, status } => {
             e.u8(STATUS);
             e.u64(*request);
@@ -562,7 +569,6 @@ fn encode_message<'p>(
             snapshot,
             offset,
             last_epoch,
-            producers,
             len,
             at,
             data,
@@ -572,12 +578,6 @@ fn encode_message<'p>(
             e.u64(*snapshot);
             e.u64(offset.get());
             e.u64(last_epoch.get());
-            e.u64(producers.len() as u64);
-            for (p, seq, written) in producers {
-                e.u64(*p);
-                e.u64(*seq);
-                e.u64(written.get());
-            }
             e.u64(*len);
             e.u64(*at);
             e.bytes(data);
@@ -677,6 +677,7 @@ fn decode_body(d: &mut Decoder<'_>) -> Result<Packet, FrameError> {
             Packet::WriteResult { request, result }
         }
         STATUS_REQUEST => Packet::StatusRequest { request: d.u64()? },
+        KEEPALIVE => Packet::Keepalive,
         STATUS => {
             let request = d.u64()?;
             let id = d.node()?;
@@ -767,18 +768,12 @@ fn decode_message(kind: u8, epoch: Epoch, d: &mut Decoder<'_>) -> Result<Message
             let snapshot = d.u64()?;
             let offset = d.offset()?;
             let last_epoch = d.epoch()?;
-            let n = d.len()?;
-            let mut producers = Vec::with_capacity(n.min(1024));
-            for _ in 0..n {
-                producers.push((d.u64()?, d.u64()?, d.offset()?));
-            }
             Message::InstallSnapshot {
                 epoch,
                 id,
                 snapshot,
                 offset,
                 last_epoch,
-                producers,
                 len: d.u64()?,
                 at: d.u64()?,
                 data: d.bytes()?,
