@@ -114,6 +114,9 @@ pub(crate) fn generated_payload(offset: u64, size: usize) -> Vec<u8> {
 /// changes it (opening runs recovery, which cuts a torn or damaged tail and rebuilds indexes).
 struct Inspected {
     log: FileLog,
+    /// Why opening the log itself fails, if it does: damage to records its synced mark
+    /// vouches for. `log` is then the copy opened without the mark, with the damage cut.
+    refused: Option<String>,
     /// Where the copy lives; removed on drop.
     _copy: tempfile::TempDir,
 }
@@ -149,13 +152,38 @@ fn inspect(dir: &Path) -> Result<Inspected, String> {
         return Err(format!("{} holds no log segments", dir.display()));
     }
     let config = LogConfig::default().durability(Durability::Never);
-    let log = FileLog::open(copy.path(), config).map_err(|e| e.to_string())?;
-    Ok(Inspected { log, _copy: copy })
+    let (log, refused) = match FileLog::open(copy.path(), config) {
+        Ok(log) => (log, None),
+        // Synced records damaged: the log refuses to open. Without the mark, recovery cuts
+        // the damage as it would a torn write, and shows what lies before it.
+        Err(refused @ shardkit_replication::Error::Corrupt { .. }) => {
+            let mark = copy.path().join("synced");
+            let log = std::fs::remove_file(&mark)
+                .ok()
+                .and_then(|()| FileLog::open(copy.path(), config).ok())
+                .ok_or_else(|| refused.to_string())?;
+            (log, Some(refused.to_string()))
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    Ok(Inspected {
+        log,
+        refused,
+        _copy: copy,
+    })
 }
 
-/// What opening the log would cut from its tail, if anything.
-fn torn_tail(log: &FileLog) -> Option<String> {
-    let r = log.recovery();
+/// What opening the log would cut from its tail, or why it would fail, if anything.
+fn torn_tail(inspected: &Inspected) -> Option<String> {
+    let r = inspected.log.recovery();
+    if let Some(refused) = &inspected.refused {
+        return Some(format!(
+            "the tail is torn or damaged: opening the log fails, since records it synced are \
+             damaged ({refused}); without its synced mark (the file `synced`), opening would \
+             cut {} bytes ({} records)",
+            r.truncated_bytes, r.dropped_records
+        ));
+    }
     (r.truncated_bytes > 0).then(|| {
         format!(
             "the tail is torn or damaged: opening the log cuts {} bytes ({} records) (after a \
@@ -211,7 +239,7 @@ fn append(args: &AppendArgs) -> Result<(), String> {
 fn dump(args: &DumpArgs) -> Result<(), String> {
     let inspected = inspect(&args.dir)?;
     let log = &inspected.log;
-    if let Some(torn) = torn_tail(log) {
+    if let Some(torn) = torn_tail(&inspected) {
         eprintln!("{torn} (not shown)");
     }
     let mut next = Offset::new(args.from.unwrap_or(log.start_offset().get()));
@@ -253,7 +281,7 @@ fn dump(args: &DumpArgs) -> Result<(), String> {
 fn verify(args: &DirArgs) -> Result<(), String> {
     let inspected = inspect(&args.dir)?;
     let log = &inspected.log;
-    let mut problems: Vec<String> = torn_tail(log).into_iter().collect();
+    let mut problems: Vec<String> = torn_tail(&inspected).into_iter().collect();
     problems.extend(
         log.verify()
             .map_err(|e| e.to_string())?
@@ -279,7 +307,7 @@ fn verify(args: &DirArgs) -> Result<(), String> {
 fn stats(args: &DirArgs) -> Result<(), String> {
     let inspected = inspect(&args.dir)?;
     let log = &inspected.log;
-    if let Some(torn) = torn_tail(log) {
+    if let Some(torn) = torn_tail(&inspected) {
         eprintln!("{torn} (not counted)");
     }
     let segments = log.segments();

@@ -70,6 +70,12 @@ fn log_inspection_changes_nothing_and_reports_a_damaged_tail() {
         let o = shardkit(&["log", "verify", log_arg]);
         assert!(!o.status.success(), "verify passed a damaged tail");
         assert!(stdout(&o).contains("torn or damaged"), "{}", stdout(&o));
+        // The record was synced (`log append` syncs each): opening refuses the damage.
+        assert!(
+            stdout(&o).contains("opening the log fails"),
+            "{}",
+            stdout(&o)
+        );
     }
     let o = shardkit(&["log", "dump", log_arg]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -62,22 +62,27 @@
 //!   was durable. (The replication layer exposes only committed records to consumers.)
 //! - Under `Never`, sealed segments are not synced either: after a machine crash (not a process
 //!   crash) the log may report [`Error::Corrupt`] on opening, not only lose its newest records.
-//! - Every record is framed with its length and CRC-32C. Recovery cuts a torn or damaged tail;
-//!   damage followed by valid records is [`Error::Corrupt`], with the file and byte position,
-//!   unless the damaged stretch holds a whole aligned 512-byte sector of zeros, the mark of a
-//!   torn write (a sector of the last, unsynced write never reached the disk while later ones
-//!   did), which is cut with what follows it. So bit rot inside a synced record whose payload
-//!   holds such a sector of zeros is taken for a torn write, and the records after it in the
-//!   tail segment are cut: the recovery counters ([`FileLog::recovery`]) report it, but
-//!   opening does not fail. Telling the two apart for sure needs the log to mark each synced
-//!   write, which it does not yet.
+//! - Every record is framed with its length and CRC-32C. A torn write can only hit bytes no
+//!   sync covered, so the log keeps a **synced mark**: a small file (`synced`) saying how much
+//!   of the tail segment was synced, rewritten after each sync without a sync of its own, and
+//!   lowered (synced) before a truncation or a reset. Recovery reports damage to what the mark
+//!   vouches for, and damage in the middle of the log, as [`Error::Corrupt`] with the file and
+//!   byte position; it cuts a torn tail after the mark and says so
+//!   ([`FileLog::recovery`]). Past the mark, damage followed by valid records is taken for a
+//!   torn write only if the damaged stretch holds a whole aligned 512-byte sector of zeros (a
+//!   sector of the last, unsynced write never reached the disk while later ones did), and is
+//!   cut with what follows it; otherwise it is corruption too. After a machine crash the mark
+//!   may lag the last syncs (it reaches the disk with the page cache's writeback), so bit rot
+//!   in records synced just before such a crash can still be cut: in the last record, or
+//!   where the payload holds such a sector of zeros.
 //! - A failed sync of a segment being sealed poisons the log whatever the durability.
 //! - One writer at a time (appends from several threads are serialised); readers never block
 //!   it. The group-commit hand-off and the tail wake-up are model-checked with loom.
 //!
 //! # Costs
 //!
-//! Appends are one `write` per batch (plus the shared sync under `Always`); a read seeks with a
+//! Appends are one `write` per batch (plus the shared sync under `Always`, and after each sync
+//! a 28-byte rewrite of the synced mark); a read seeks with a
 //! sparse index (one entry per 4 KiB of frames) and scans at most that far; opening scans only
 //! the tail segment when the sealed segments' indexes are intact. A log that syncs (under
 //! `Never`, once its owner calls [`LogStorage::sync`]) writes zeros 4 MiB ahead of its appends

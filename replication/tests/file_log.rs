@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use shardkit_replication::{
-    Durability, Entry, Epoch, Error, FileLog, LogConfig, LogStorage, Offset, Record,
+    Durability, Entry, Epoch, Error, FileLog, LogConfig, LogStorage, Offset, Record, SegmentInfo,
 };
 
 /// Small segments so a few hundred records span many of them.
@@ -193,10 +193,10 @@ fn a_torn_tail_is_cut_at_every_byte_position() {
     fill(dir.path(), 40);
     let tail = segment_files(dir.path()).pop().unwrap();
     let bytes = std::fs::read(&tail).unwrap();
-    let log = FileLog::open(dir.path(), config()).unwrap();
-    let tail_base = log.segments().last().unwrap().base.get();
+    // From the file's name: opening the log would sync it, and its synced mark would then
+    // (rightly) vouch for every byte cut below.
+    let tail_base: u64 = tail.file_stem().unwrap().to_str().unwrap().parse().unwrap();
     let in_tail = 40 - tail_base;
-    drop(log);
     // Frame boundaries of the tail segment.
     let mut ends = vec![0usize];
     while *ends.last().unwrap() < bytes.len() {
@@ -467,12 +467,14 @@ fn a_log_its_owner_syncs_preallocates_under_durability_never() {
 #[test]
 fn an_unsynced_write_with_a_sector_missing_is_torn_not_corrupt() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig::default().durability(Durability::Always);
+    // Synced by its owner (a replica's way), so the write below is not.
+    let config = LogConfig::default().durability(Durability::Never);
     let log = FileLog::open(dir.path(), config).unwrap();
     for i in 0..5 {
         log.append(Epoch::new(1), &[Entry::new(&payload(i))])
             .unwrap();
     }
+    log.sync().unwrap();
     let before = log.segments().pop().unwrap().bytes;
     // One write of 40 records spanning several sectors, as a batch of group commit would be.
     let batch: Vec<Vec<u8>> = (5..45).map(|i| vec![b'a' + (i % 26) as u8; 200]).collect();
@@ -530,4 +532,84 @@ fn reset_restarts_the_log_empty_at_an_offset_and_survives_reopening() {
         log.read(Offset::new(10), 1 << 20),
         Err(Error::OffsetOutOfRange { .. })
     ));
+}
+
+/// Frames of 2 KiB of zeros: any stretch of them holds a whole aligned 512-byte sector of
+/// zeros, the mark of a torn write when no synced mark vouches for it.
+fn zeros_payload() -> Vec<u8> {
+    vec![0; 2048]
+}
+
+/// One segment for everything below.
+fn one_segment() -> LogConfig {
+    config().segment_bytes(1 << 20)
+}
+
+/// Appends `n` records of zeros to `log`.
+fn append_zeros(log: &FileLog, epoch: u64, n: u64) {
+    for _ in 0..n {
+        log.append(Epoch::new(epoch), &[Entry::new(&zeros_payload())])
+            .unwrap();
+    }
+}
+
+/// The tail segment of `log`, then a crash (no clean close).
+fn crash(log: FileLog) -> SegmentInfo {
+    let tail = log.segments().pop().unwrap();
+    std::mem::forget(log);
+    tail
+}
+
+#[test]
+fn bit_rot_in_synced_records_is_an_error_even_where_it_looks_like_a_torn_write() {
+    for damaged in [0, 1] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = FileLog::open(dir.path(), one_segment()).unwrap();
+        append_zeros(&log, 1, 2);
+        log.sync().unwrap();
+        let tail = crash(log);
+        // A record's offset field damaged. Before the second record, the stretch up to it
+        // holds sectors of zeros, as a torn write's would; the second is the last record.
+        let frame = tail.bytes as usize / 2;
+        flip(&tail.path, damaged * frame + 8);
+        match FileLog::open(dir.path(), one_segment()) {
+            Err(Error::Corrupt { position, .. }) => {
+                assert_eq!(position, (damaged * frame) as u64);
+            }
+            other => panic!("record {damaged}: expected corruption, got {other:?}"),
+        }
+        // Without the mark (a crash can lose it: it is never synced itself), the damage
+        // looks like a torn write and is cut with what follows, as before marks.
+        std::fs::remove_file(dir.path().join("synced")).unwrap();
+        let log = FileLog::open(dir.path(), one_segment()).unwrap();
+        assert_eq!(log.end_offset(), Offset::new(damaged as u64));
+    }
+}
+
+#[test]
+fn after_a_truncation_or_a_reset_unsynced_appends_can_be_torn_and_cut() {
+    for reset in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = FileLog::open(dir.path(), one_segment()).unwrap();
+        append_zeros(&log, 1, 4);
+        log.sync().unwrap();
+        // Below the synced end again, then appended to without a sync.
+        if reset {
+            log.reset(Offset::new(0), Epoch::new(2)).unwrap();
+        } else {
+            log.truncate_from(Offset::new(1)).unwrap();
+        }
+        let kept = log.end_offset();
+        append_zeros(&log, 2, 1);
+        let tail = crash(log);
+        // Torn: the last record's end never reached the disk.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&tail.path)
+            .unwrap();
+        f.set_len(tail.bytes - 100).unwrap();
+        let log = FileLog::open(dir.path(), one_segment()).unwrap();
+        assert_eq!(log.recovery().dropped_records, 1, "reset {reset}");
+        assert_eq!(log.end_offset(), kept, "reset {reset}");
+    }
 }

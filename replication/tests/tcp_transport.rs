@@ -160,3 +160,27 @@ fn a_clients_connection_outlives_the_idle_timeout() {
         std::thread::sleep(Duration::from_millis(2500));
     }
 }
+
+/// Settings that would close healthy quiet links, or overflow the keepalive clock, are refused.
+#[test]
+fn keepalive_settings_that_cannot_work_are_refused() {
+    let id = NodeId::new(1);
+    let cases = [
+        (Duration::ZERO, Duration::from_secs(10)),
+        (Duration::from_secs(1), Duration::from_millis(2999)),
+        (Duration::from_secs(1), Duration::from_secs(2 * 24 * 3600)),
+        (Duration::MAX, Duration::MAX),
+    ];
+    for (keepalive_interval, idle_timeout) in cases {
+        let config = TcpConfig {
+            keepalive_interval,
+            idle_timeout,
+            ..TcpConfig::default()
+        };
+        let bound = TcpTransport::bind_loopback(&[id], config);
+        assert!(
+            matches!(&bound, Err(e) if e.kind() == std::io::ErrorKind::InvalidInput),
+            "{keepalive_interval:?} {idle_timeout:?}: {bound:?}"
+        );
+    }
+}

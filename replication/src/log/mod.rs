@@ -9,6 +9,7 @@ mod recent;
 mod recovery;
 mod segment;
 pub(crate) mod storage;
+mod synced;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -28,6 +29,7 @@ use memory::{framed_len, now_ms};
 use recent::RecentFrames;
 use segment::{Segment, log_path};
 use storage::{Appended, Durability, Entry, LogStorage};
+use synced::{Mark, SyncedMark};
 
 pub use config::LogConfig;
 
@@ -85,6 +87,8 @@ struct Inner {
     commit: GroupCommit,
     tail: TailSignal,
     recovery: Recovery,
+    /// How much of the tail segment is known to be synced, for the next recovery.
+    synced: SyncedMark,
     /// What changed without a sync under [`Durability::Never`], for the next
     /// [`sync`](LogStorage::sync) to make durable.
     unsynced: Mutex<Unsynced>,
@@ -194,18 +198,20 @@ fn segment_bases(dir: &Path) -> Result<Vec<u64>, Error> {
 }
 
 impl FileLog {
-    /// Opens the log in `dir` (creating it if needed) and recovers it: a torn or damaged tail
-    /// is cut (see [`recovery`](Self::recovery)), missing or stale indexes are rebuilt.
+    /// Opens the log in `dir` (creating it if needed) and recovers it: a torn tail is cut (see
+    /// [`recovery`](Self::recovery)), missing or stale indexes are rebuilt.
     ///
     /// # Errors
     ///
     /// [`Error::Io`] (a missing permission, a full disk), [`Error::Corrupt`] if a record before
-    /// the tail is damaged (it is never skipped), [`Error::InvalidConfig`].
+    /// the tail, or one the synced mark says was synced, is damaged or missing (it is never
+    /// skipped), [`Error::InvalidConfig`].
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Self, Error> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
         let mut recovery = Recovery::default();
+        let (synced, mark) = SyncedMark::open(&dir)?;
         let bases = segment_bases(&dir)?;
         let mut segments = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {
@@ -219,7 +225,16 @@ impl FileLog {
                     config.index_interval,
                     &mut recovery,
                 )?,
-                None => recovery::recover_tail(&seg, len, config.index_interval, &mut recovery)?,
+                None => {
+                    let synced = mark.map_or(0, |m| m.position_in(base));
+                    recovery::recover_tail(
+                        &seg,
+                        len,
+                        config.index_interval,
+                        synced,
+                        &mut recovery,
+                    )?;
+                }
             }
             segments.push(Arc::new(seg));
         }
@@ -241,6 +256,12 @@ impl FileLog {
             // directories of segments made after it.
             segments.push(Arc::new(Segment::create(&dir, 0, true)?));
         }
+        // Everything recovered is synced now.
+        let tail = segments.last().expect("a log always has an active segment");
+        synced.set(Mark {
+            base: tail.base,
+            position: tail.meta().len,
+        })?;
         let end = segments.last().map_or(0, |s| s.meta().next);
         let mut epochs = EpochHistory::load(&dir)?;
         let before = epochs.clone();
@@ -263,6 +284,7 @@ impl FileLog {
             commit: GroupCommit::new(end),
             tail: TailSignal::new(end),
             recovery,
+            synced,
             unsynced: Mutex::new(Unsynced::default()),
             recent: Mutex::new(RecentFrames::new(config.recent_bytes)),
             synced_by_owner: std::sync::atomic::AtomicBool::new(false),
@@ -496,6 +518,11 @@ impl FileLog {
                 });
             }
         };
+        // Below the cut, new appends will be unsynced: the mark must not vouch for them.
+        inner.synced.lower_to(Mark {
+            base: seg.base,
+            position: cut,
+        })?;
         seg.file
             .set_len(cut)
             .map_err(Error::io("truncate", &seg.path))?;
@@ -754,19 +781,27 @@ impl LogStorage for FileLog {
         // The history first, then the segments newest first: a crash part-way leaves a
         // shorter log (which the follower re-fetches), never one with a gap.
         let history = EpochHistory::restarted_at(start, epoch);
-        let result = history.store(&inner.dir).and_then(|()| {
-            let mut segments = inner
-                .segments
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            while let Some(seg) = segments.pop() {
-                seg.delete()?;
-            }
-            // The directory is synced whatever the policy: a crash must not bring the deleted
-            // segments back next to the new history (a reset is rare: a snapshot install).
-            segments.push(Arc::new(Segment::create(&inner.dir, start.get(), true)?));
-            Ok(())
-        });
+        let restarted = Mark {
+            base: start.get(),
+            position: 0,
+        };
+        let result = inner
+            .synced
+            .set(restarted)
+            .and_then(|()| history.store(&inner.dir))
+            .and_then(|()| {
+                let mut segments = inner
+                    .segments
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                while let Some(seg) = segments.pop() {
+                    seg.delete()?;
+                }
+                // The directory is synced whatever the policy: a crash must not bring the deleted
+                // segments back next to the new history (a reset is rare: a snapshot install).
+                segments.push(Arc::new(Segment::create(&inner.dir, start.get(), true)?));
+                Ok(())
+            });
         if let Err(e) = &result {
             inner.commit.poison(format!("reset failed: {e}"));
             return result;

@@ -1,6 +1,6 @@
 //! Recovery on open: rebuilding sparse indexes by scanning, cutting a torn or damaged tail
-//! (telling it from preallocated zeros and from damage in the middle of the log), and counting
-//! what was cut.
+//! (telling it from preallocated zeros, from damage in the middle of the log and from damage
+//! to what the synced mark vouches for), and counting what was cut.
 
 use crate::error::{Error, FrameError};
 use crate::frame::frame_len;
@@ -75,15 +75,31 @@ pub(super) fn recover_sealed(
 }
 
 /// Recovers the tail segment: scans every frame, cuts a torn or damaged tail, and reports
-/// damage followed by valid records as corruption. Zeros after the last frame are preallocated
-/// space, kept for the appends to come.
+/// damage followed by valid records as corruption, as it does anything wrong before `synced`
+/// (the bytes the synced mark vouches for: a torn write cannot reach them). Zeros after the
+/// last frame are preallocated space, kept for the appends to come.
 pub(super) fn recover_tail(
     seg: &Segment,
     len: u64,
     interval: u64,
+    synced: u64,
     recovery: &mut Recovery,
 ) -> Result<(), Error> {
     let (mut meta, end) = index_by_scan(seg, len, interval)?;
+    if end.pos < synced {
+        // Synced records damaged, or gone (zeros, or a file shorter than was synced).
+        let reason = end.bad.map_or(
+            FrameError::Malformed {
+                reason: "the segment ends before its synced length",
+            },
+            |(_, reason)| reason,
+        );
+        return Err(Error::Corrupt {
+            path: seg.path.clone(),
+            position: end.pos,
+            reason,
+        });
+    }
     meta.len = end.pos;
     meta.allocated = len;
     meta.next = end.next;

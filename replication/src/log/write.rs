@@ -6,6 +6,7 @@ use std::sync::{Arc, PoisonError};
 use super::config::PREALLOCATE_CHUNK;
 use super::segment::Segment;
 use super::storage::Durability;
+use super::synced::Mark;
 use super::{Inner, Writer, lock};
 use crate::error::Error;
 use crate::record::Offset;
@@ -63,12 +64,23 @@ impl Inner {
     pub(super) fn flush_and_sync(&self) -> std::io::Result<u64> {
         // Segments roll under the writer's lock: the active segment and the sealed ones taken
         // with it hold every record before `end`.
-        let (end, active, unsynced) = {
+        let (end, active, unsynced, mark, generation) = {
             let mut w = lock(&self.writer);
             self.flush_locked(&mut w)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             let unsynced = std::mem::take(&mut *lock(&self.unsynced));
-            (w.staged_first, self.active(), unsynced)
+            let active = self.active();
+            let mark = Mark {
+                base: active.base,
+                position: active.meta().len,
+            };
+            (
+                w.staged_first,
+                active,
+                unsynced,
+                mark,
+                self.synced.generation(),
+            )
         };
         // Segments sealed under `Durability::Never` since the last sync; the others were synced
         // when they were sealed.
@@ -82,6 +94,7 @@ impl Inner {
             std::fs::File::open(&self.dir)?.sync_all()?;
         }
         active.file.sync_data()?;
+        self.synced.synced(mark, generation);
         Ok(end)
     }
 

@@ -187,13 +187,16 @@ pub struct TcpConfig {
     pub max_backoff: Duration,
     /// The largest packet accepted.
     pub max_packet: usize,
-    /// How often a connection to a peer that carried nothing else sends a
-    /// [`Packet::Keepalive`], so that its receiver can tell a quiet link from a dead peer.
+    /// How often a connection to a peer looks whether it sent anything since it last looked,
+    /// and if not, sends a [`Packet::Keepalive`], so that its receiver can tell a quiet link
+    /// from a dead peer. A quiet link so carries a packet at least every two intervals.
     pub keepalive_interval: Duration,
     /// How long an incoming connection may stay silent before it is closed, unless it is a
-    /// client's that has sent a request (clients send no keepalives). A peer's host that lost
+    /// client's that has sent a request (clients send no keepalives, so a client that lost
+    /// its host keeps its connection's threads until the node stops). A peer's host that lost
     /// power never closes its connections, and each would keep a reader thread and its buffer
-    /// for good. Must exceed `keepalive_interval`, with room for a busy machine's delays.
+    /// for good. At least three `keepalive_interval`s (a quiet link's longest gap is two, plus
+    /// a busy machine's delays), and at most a day.
     pub idle_timeout: Duration,
 }
 
@@ -223,8 +226,11 @@ impl TcpConfig {
         if self.keepalive_interval.is_zero() {
             return invalid("keepalive_interval must be positive");
         }
-        if self.idle_timeout <= self.keepalive_interval {
-            return invalid("idle_timeout must exceed keepalive_interval");
+        if self.idle_timeout < self.keepalive_interval.saturating_mul(3) {
+            return invalid("idle_timeout must be at least three keepalive_intervals");
+        }
+        if self.idle_timeout > Duration::from_secs(24 * 3600) {
+            return invalid("idle_timeout must be at most a day");
         }
         Ok(())
     }
@@ -281,7 +287,8 @@ impl TcpTransport {
     /// # Errors
     ///
     /// The listener's bind error, or [`std::io::ErrorKind::InvalidInput`] for a `config` whose
-    /// `idle_timeout` does not exceed a positive `keepalive_interval`.
+    /// `keepalive_interval` is zero or whose `idle_timeout` is less than three of them or more
+    /// than a day.
     pub fn bind(
         id: NodeId,
         listen: SocketAddr,
@@ -314,7 +321,8 @@ impl TcpTransport {
             if peer == id {
                 continue;
             }
-            let (wake, woken) = channel();
+            // One pending wake-up is enough: the connector looks at the whole link when woken.
+            let (wake, woken) = crossbeam_channel::bounded(1);
             let link = Arc::new(Link {
                 state: Mutex::new(LinkState::default()),
                 wake,
@@ -484,9 +492,9 @@ impl PeerWrite<'_> {
 
 /// One outgoing connection to a peer. The sender writes to it directly (no thread hop on
 /// the message path); a connector thread makes and remakes the connection, sends what was
-/// queued while it connected, and sends keepalives when the link is quiet. Direct writes cannot pile up: followers pull, so at most
-/// one fetch answer per follower is ever outstanding, and a write that blocks past the write
-/// timeout drops the connection.
+/// queued while it connected, and sends keepalives when the link is quiet. Direct writes
+/// cannot pile up: followers pull, so at most one fetch answer per follower is ever
+/// outstanding, and a write that blocks past the write timeout drops the connection.
 #[derive(Debug)]
 struct Link {
     state: Mutex<LinkState>,
@@ -512,7 +520,7 @@ impl Link {
 
     fn write(&self, parts: &mut [IoSlice<'_>], stats: &TcpStats) {
         let mut state = self.lock();
-        state.sent = true;
+        state.sent |= parts.iter().any(|p| !p.is_empty());
         self.write_locked(&mut state, parts, stats);
     }
 
@@ -689,20 +697,20 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                             .fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
+                    let request =
+                        matches!(packet, Packet::Write { .. } | Packet::StatusRequest { .. });
+                    if request && !client {
+                        // Clients send no keepalives: a client's connection may be quiet
+                        // between requests for as long as it likes.
+                        client = true;
+                        if reader.set_read_timeout(None).is_err() {
+                            return;
+                        }
+                    }
                     let reply = match packet {
                         Packet::Keepalive => continue,
                         Packet::Protocol { .. } => ReplyTo::none(),
-                        _ => {
-                            // Clients send no keepalives: a client's connection may be quiet
-                            // between requests for as long as it likes.
-                            if !client {
-                                client = true;
-                                if reader.set_read_timeout(None).is_err() {
-                                    return;
-                                }
-                            }
-                            ReplyTo(Some(reply_tx.clone()))
-                        }
+                        _ => ReplyTo(Some(reply_tx.clone())),
                     };
                     if receiving.inbox.send(Inbound { packet, reply }).is_err() {
                         return;
@@ -778,7 +786,9 @@ pub struct TcpClient {
 }
 
 impl TcpClient {
-    /// Connects to a node.
+    /// Connects to a node. Send the first request within the node's
+    /// [`TcpConfig::idle_timeout`]: until a connection has sent one, the node closes it when it
+    /// stays silent that long (after one, never).
     ///
     /// # Errors
     ///
