@@ -17,6 +17,7 @@ mod producers;
 mod snapshot;
 mod status;
 mod store;
+mod tcp;
 mod transport;
 mod types;
 mod wire;
@@ -33,10 +34,8 @@ pub use store::{
     DurableState, FileReplicaStore, MemoryReplicaStore, ProducerEntry, ReplicaStore,
     StoredProducers,
 };
-pub use transport::{
-    DeliveryHook, Inbound, LoopbackTransports, MemoryNetwork, MemoryTransport, ReplyTo, TcpClient,
-    TcpConfig, TcpStats, TcpTransport, Transport,
-};
+pub use tcp::{LoopbackTransports, TcpClient, TcpConfig, TcpStats, TcpTransport};
+pub use transport::{DeliveryHook, Inbound, MemoryNetwork, MemoryTransport, ReplyTo, Transport};
 pub use types::{AckLevel, FollowerAck, NodeId, Position, ProducerSeq, ReplicaConfig, Role};
 pub use wire::{MAX_PACKET, Packet, RemoteWriteError, WIRE_VERSION, decode_packet, encode_packet};
 pub use write::{Completion, Write, WriteId, Written};

@@ -1,0 +1,521 @@
+//! Packets over TCP: the transport between nodes (outgoing links in [`link`], incoming
+//! connections here), and the client of a node.
+
+mod link;
+
+use crossbeam_channel::{Receiver, Sender, unbounded as channel};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use super::transport::{DeliveryHook, Inbound, ReplyTo, Transport};
+use super::types::NodeId;
+use super::wire::{MAX_PACKET, Packet, decode_packet, encode_packet, encode_packet_head};
+use crate::error::FrameError;
+use link::{Link, PeerWrite};
+
+/// Timeouts and limits of a [`TcpTransport`].
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// How long a connection attempt may take.
+    pub connect_timeout: Duration,
+    /// How long one write may block before the connection is dropped.
+    pub write_timeout: Duration,
+    /// The first wait before reconnecting; it doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// The longest wait before reconnecting.
+    pub max_backoff: Duration,
+    /// The largest packet accepted.
+    pub max_packet: usize,
+    /// How often a connection to a peer looks whether it sent anything since it last looked,
+    /// and if not, sends a [`Packet::Keepalive`], so that its receiver can tell a quiet link
+    /// from a dead peer. A quiet link so carries a packet at least every two intervals.
+    pub keepalive_interval: Duration,
+    /// How long an incoming connection may stay silent before it is closed, unless it is a
+    /// client's that has sent a request (clients send no keepalives, so a client that lost
+    /// its host keeps its connection's threads until the node stops). A peer's host that lost
+    /// power never closes its connections, and each would keep a reader thread and its buffer
+    /// for good. At least three `keepalive_interval`s (a quiet link's longest gap is two, plus
+    /// a busy machine's delays), and at most a day.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_millis(500),
+            write_timeout: Duration::from_secs(2),
+            min_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(1),
+            max_packet: MAX_PACKET,
+            keepalive_interval: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TcpConfig {
+    /// Refuses settings the transport cannot work with.
+    fn check(&self) -> std::io::Result<()> {
+        let invalid = |reason: &str| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                reason,
+            ))
+        };
+        if self.keepalive_interval.is_zero() {
+            return invalid("keepalive_interval must be positive");
+        }
+        if self.idle_timeout < self.keepalive_interval.saturating_mul(3) {
+            return invalid("idle_timeout must be at least three keepalive_intervals");
+        }
+        if self.idle_timeout > Duration::from_secs(24 * 3600) {
+            return invalid("idle_timeout must be at most a day");
+        }
+        Ok(())
+    }
+}
+
+/// Counters of a [`TcpTransport`]'s trouble, for status pages and tests.
+#[derive(Debug, Default)]
+pub struct TcpStats {
+    /// Connections dropped because a frame failed validation.
+    pub rejected_frames: AtomicU64,
+    /// Packets from a node id that is not a peer (dropped).
+    pub unknown_senders: AtomicU64,
+    /// Outgoing connections made (the first, then reconnections).
+    pub connects: AtomicU64,
+    /// Sends dropped because their peer was unreachable.
+    pub dropped: AtomicU64,
+}
+
+/// Packets over TCP (`std::net`): one outgoing connection per peer, written by its own
+/// thread, which batches whatever is queued into one write and reconnects with exponential
+/// backoff; one reader thread per incoming connection, which validates every frame and drops
+/// the connection on the first bad one, or when it stays silent past
+/// [`TcpConfig::idle_timeout`] (quiet links send keepalives). Clients connect the same way
+/// and get their answers on their connection.
+///
+/// It supports [`Transport::set_on_delivery`]: under a [`Node`](super::Node), a reader thread
+/// handles what it read itself, including the log writes, syncs and sends that follow.
+///
+/// Packets carry their sender's id, which is checked against the peer list; the transport
+/// does not authenticate peers (run it on a trusted network).
+pub struct TcpTransport {
+    local: SocketAddr,
+    peers: HashMap<NodeId, Arc<Link>>,
+    inbox: Receiver<Inbound>,
+    stats: Arc<TcpStats>,
+    stop: Arc<AtomicBool>,
+    on_delivery: Arc<OnceLock<DeliveryHook>>,
+}
+
+impl std::fmt::Debug for TcpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpTransport")
+            .field("local", &self.local)
+            .field("peers", &self.peers)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TcpTransport {
+    /// Listens on `listen` as node `id`, with `peers` (ids and addresses; `id` itself is
+    /// skipped).
+    ///
+    /// # Errors
+    ///
+    /// The listener's bind error, or [`std::io::ErrorKind::InvalidInput`] for a `config` whose
+    /// `keepalive_interval` is zero or whose `idle_timeout` is less than three of them or more
+    /// than a day.
+    pub fn bind(
+        id: NodeId,
+        listen: SocketAddr,
+        peers: &HashMap<NodeId, SocketAddr>,
+        config: TcpConfig,
+    ) -> std::io::Result<Self> {
+        config.check()?;
+        let listener = TcpListener::bind(listen)?;
+        let local = listener.local_addr()?;
+        let (tx, rx) = channel();
+        let stats = Arc::new(TcpStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let known: Arc<Vec<NodeId>> = Arc::new(peers.keys().copied().collect());
+        let on_delivery = Arc::new(OnceLock::new());
+        {
+            let receiving = Receiving {
+                inbox: tx,
+                known,
+                config: config.clone(),
+                stats: Arc::clone(&stats),
+                stop: Arc::clone(&stop),
+                on_delivery: Arc::clone(&on_delivery),
+            };
+            std::thread::Builder::new()
+                .name(format!("shardkit-accept-{id}"))
+                .spawn(move || accept_loop(listener, &receiving))?;
+        }
+        let mut links = HashMap::new();
+        for (&peer, &addr) in peers {
+            if peer == id {
+                continue;
+            }
+            let link = Link::start(peer, addr, &config, &stats, &stop)?;
+            links.insert(peer, link);
+        }
+        Ok(Self {
+            local,
+            peers: links,
+            inbox: rx,
+            stats,
+            stop,
+            on_delivery,
+        })
+    }
+
+    /// Transports for nodes `ids` on this machine, each listening on its own fresh loopback
+    /// port, for tests, demos and single-machine clusters. Every address is bound before the
+    /// set is returned (no two nodes are given the same port: each probe is held until all
+    /// are chosen). A transport starts connecting to its peers as soon as it is bound, so an
+    /// outgoing connection's ephemeral port can take an address a later node was given; that,
+    /// or another process taking one, makes the whole set be tried again on fresh ports, up
+    /// to ten times.
+    ///
+    /// # Errors
+    ///
+    /// A bind error other than the address being in use, or that error after ten tries.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shardkit_replication::replica::{NodeId, TcpConfig, TcpTransport};
+    ///
+    /// let ids = [NodeId::new(1), NodeId::new(2), NodeId::new(3)];
+    /// let mut cluster = TcpTransport::bind_loopback(&ids, TcpConfig::default())?;
+    /// let one = cluster.transports.remove(&ids[0]).expect("bound");
+    /// assert_eq!(one.local_addr(), cluster.addrs[&ids[0]]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn bind_loopback(ids: &[NodeId], config: TcpConfig) -> std::io::Result<LoopbackTransports> {
+        let mut last = None;
+        for _ in 0..10 {
+            // Held until every node has a port, so no two nodes are given the same one.
+            let probes = ids
+                .iter()
+                .map(|_| TcpListener::bind("127.0.0.1:0"))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let mut addrs = HashMap::new();
+            for (&id, probe) in ids.iter().zip(&probes) {
+                addrs.insert(id, probe.local_addr()?);
+            }
+            drop(probes);
+            let bound: std::io::Result<HashMap<NodeId, TcpTransport>> = ids
+                .iter()
+                .map(|&id| Self::bind(id, addrs[&id], &addrs, config.clone()).map(|t| (id, t)))
+                .collect();
+            match bound {
+                Ok(transports) => return Ok(LoopbackTransports { addrs, transports }),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::ErrorKind::AddrInUse.into()))
+    }
+
+    /// The address it listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Its trouble counters.
+    pub fn stats(&self) -> &TcpStats {
+        &self.stats
+    }
+}
+
+/// What [`TcpTransport::bind_loopback`] bound: every node's address, and its transport to
+/// hand to its node.
+#[derive(Debug)]
+pub struct LoopbackTransports {
+    /// Where each node listens.
+    pub addrs: HashMap<NodeId, SocketAddr>,
+    /// Each node's transport, already listening.
+    pub transports: HashMap<NodeId, TcpTransport>,
+}
+
+impl Drop for TcpTransport {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Unblock the accept loop.
+        let _ = TcpStream::connect_timeout(&self.local, Duration::from_millis(100));
+    }
+}
+
+impl Transport for TcpTransport {
+    fn send(&self, to: NodeId, packet: Packet) {
+        self.send_batch(vec![(to, packet)]);
+    }
+
+    fn send_batch(&self, packets: Vec<(NodeId, Packet)>) {
+        let mut writes: Vec<PeerWrite<'_>> = Vec::new();
+        for (to, packet) in &packets {
+            let i = match writes.iter().position(|w| w.to == *to) {
+                Some(i) => i,
+                None => {
+                    writes.push(PeerWrite {
+                        to: *to,
+                        heads: Vec::new(),
+                        frames: Vec::new(),
+                    });
+                    writes.len() - 1
+                }
+            };
+            let w = &mut writes[i];
+            // A packet too large to encode is dropped; the protocol never builds one.
+            if let Ok(frames) = encode_packet_head(packet, &mut w.heads) {
+                w.frames.push((w.heads.len(), frames));
+            }
+        }
+        for w in &writes {
+            if let Some(link) = self.peers.get(&w.to) {
+                link.write(&mut w.slices(), &self.stats);
+            }
+        }
+    }
+
+    fn inbox(&self) -> &Receiver<Inbound> {
+        &self.inbox
+    }
+
+    /// Reader threads call `hook` after each read's packets (a later call keeps the first
+    /// hook).
+    fn set_on_delivery(&self, hook: DeliveryHook) -> bool {
+        let _ = self.on_delivery.set(hook);
+        true
+    }
+}
+
+/// What every reader thread of a transport shares.
+#[derive(Clone)]
+struct Receiving {
+    inbox: Sender<Inbound>,
+    known: Arc<Vec<NodeId>>,
+    config: TcpConfig,
+    stats: Arc<TcpStats>,
+    stop: Arc<AtomicBool>,
+    on_delivery: Arc<OnceLock<DeliveryHook>>,
+}
+
+fn accept_loop(listener: TcpListener, receiving: &Receiving) {
+    for stream in listener.incoming() {
+        if receiving.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let _ = stream.set_nodelay(true);
+        let receiving = receiving.clone();
+        let _ = std::thread::Builder::new()
+            .name("shardkit-conn".into())
+            .spawn(move || serve_connection(stream, &receiving));
+    }
+}
+
+/// Reads frames from one incoming connection until it closes or sends a bad frame. Answers
+/// to a client's requests go back on the same connection, written by a second thread.
+fn serve_connection(stream: TcpStream, receiving: &Receiving) {
+    let Ok(writer) = stream.try_clone() else {
+        return;
+    };
+    let (reply_tx, reply_rx) = channel::<Packet>();
+    let write_timeout = receiving.config.write_timeout;
+    let _ = std::thread::Builder::new()
+        .name("shardkit-reply".into())
+        .spawn(move || write_replies(writer, reply_rx, write_timeout));
+    let mut reader = stream;
+    // Silence past the idle timeout means a dead peer, until a client shows itself.
+    if reader
+        .set_read_timeout(Some(receiving.config.idle_timeout))
+        .is_err()
+    {
+        return;
+    }
+    let mut client = false;
+    // Read straight into `buf[filled..]`; packets are decoded from `buf[at..filled]`.
+    let mut buf = vec![0u8; 64 << 10];
+    let (mut at, mut filled) = (0, 0);
+    while !receiving.stop.load(Ordering::Relaxed) {
+        let n = match reader.read(&mut buf[filled..]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        filled += n;
+        let mut delivered = false;
+        loop {
+            match decode_packet(&buf[at..filled], receiving.config.max_packet) {
+                Ok((packet, used)) => {
+                    at += used;
+                    if let Packet::Protocol { from, .. } = &packet
+                        && !receiving.known.contains(from)
+                    {
+                        receiving
+                            .stats
+                            .unknown_senders
+                            .fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let request =
+                        matches!(packet, Packet::Write { .. } | Packet::StatusRequest { .. });
+                    if request && !client {
+                        // Clients send no keepalives: a client's connection may be quiet
+                        // between requests for as long as it likes.
+                        client = true;
+                        if reader.set_read_timeout(None).is_err() {
+                            return;
+                        }
+                    }
+                    let reply = match packet {
+                        Packet::Keepalive => continue,
+                        Packet::Protocol { .. } => ReplyTo::none(),
+                        _ => ReplyTo::connection(reply_tx.clone()),
+                    };
+                    if receiving.inbox.send(Inbound { packet, reply }).is_err() {
+                        return;
+                    }
+                    delivered = true;
+                }
+                Err(FrameError::Incomplete { needed, .. }) => {
+                    // Make room for the rest of the packet (or a full read after a partial
+                    // header) by moving its start to the front; grow only a buffer full of
+                    // received bytes, at most doubling it, so memory follows what the peer
+                    // sent, not the length it claims.
+                    if at + needed.max(64 << 10) > buf.len() {
+                        buf.copy_within(at..filled, 0);
+                        (at, filled) = (0, filled - at);
+                    }
+                    if filled == buf.len() {
+                        buf.resize(needed.min(2 * buf.len()), 0);
+                    }
+                    break;
+                }
+                Err(_) => {
+                    // Nothing after a bad frame can be trusted: drop the connection.
+                    receiving
+                        .stats
+                        .rejected_frames
+                        .fetch_add(1, Ordering::Relaxed);
+                    let _ = reader.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+            }
+        }
+        if at == filled {
+            (at, filled) = (0, 0);
+        }
+        if delivered && let Some(hook) = receiving.on_delivery.get() {
+            hook();
+        }
+    }
+}
+
+/// Encodes everything queued into one buffer: a batch, written with one call.
+fn batch(first: Packet, rx: &Receiver<Packet>, buf: &mut Vec<u8>) {
+    buf.clear();
+    let mut next = Some(first);
+    while let Some(p) = next {
+        // A packet too large to encode is dropped; the protocol never builds one.
+        let _ = encode_packet(&p, buf);
+        next = if buf.len() < (1 << 20) {
+            rx.try_recv().ok()
+        } else {
+            None
+        };
+    }
+}
+
+fn write_replies(mut stream: TcpStream, rx: Receiver<Packet>, write_timeout: Duration) {
+    let _ = stream.set_write_timeout(Some(write_timeout));
+    let mut buf = Vec::new();
+    while let Ok(first) = rx.recv() {
+        batch(first, &rx, &mut buf);
+        if stream.write_all(&buf).is_err() {
+            return;
+        }
+    }
+}
+
+/// A client of a node over TCP: writes and status requests, one at a time.
+#[derive(Debug)]
+pub struct TcpClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    next_request: u64,
+}
+
+impl TcpClient {
+    /// Connects to a node. Send the first request within the node's
+    /// [`TcpConfig::idle_timeout`]: until a connection has sent one, the node closes it when it
+    /// stays silent that long (after one, never).
+    ///
+    /// # Errors
+    ///
+    /// The connection's error.
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<Self> {
+        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::new(),
+            next_request: 0,
+        })
+    }
+
+    /// Sends a request packet built around a fresh request id, and waits up to `timeout` for
+    /// the answer to it.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors (a timeout is [`std::io::ErrorKind::WouldBlock`] or `TimedOut`), and
+    /// [`std::io::ErrorKind::InvalidData`] for a bad frame.
+    pub fn call(
+        &mut self,
+        build: impl FnOnce(u64) -> Packet,
+        timeout: Duration,
+    ) -> std::io::Result<Packet> {
+        let request = self.next_request;
+        self.next_request += 1;
+        let mut out = Vec::new();
+        encode_packet(&build(request), &mut out)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        self.stream.set_write_timeout(Some(timeout))?;
+        self.stream.write_all(&out)?;
+        self.stream.set_read_timeout(Some(timeout))?;
+        let mut chunk = [0u8; 16 << 10];
+        loop {
+            match decode_packet(&self.buf, MAX_PACKET) {
+                Ok((packet, used)) => {
+                    self.buf.drain(..used);
+                    let answered = match &packet {
+                        Packet::WriteResult { request: r, .. }
+                        | Packet::Status { request: r, .. } => *r,
+                        _ => continue,
+                    };
+                    if answered == request {
+                        return Ok(packet);
+                    }
+                }
+                Err(FrameError::Incomplete { .. }) => {
+                    let n = self.stream.read(&mut chunk)?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+            }
+        }
+    }
+}
