@@ -136,8 +136,15 @@ fn inspect(dir: &Path) -> Result<Inspected, String> {
     }
     let copy = tempfile::tempdir().map_err(|e| format!("a temporary copy: {e}"))?;
     let mut segments = 0;
-    for entry in std::fs::read_dir(dir).map_err(describe)? {
-        let path = entry.map_err(describe)?.path();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(describe)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(describe)?;
+    // The synced mark first: copied after a segment that a running writer then appended to
+    // and synced, it would vouch for bytes the copy lacks.
+    files.sort_by_key(|path| path.file_name() != Some(std::ffi::OsStr::new("synced")));
+    for path in files {
         let Some(name) = path.file_name() else {
             continue;
         };
@@ -179,8 +186,8 @@ fn torn_tail(inspected: &Inspected) -> Option<String> {
     if let Some(refused) = &inspected.refused {
         return Some(format!(
             "the tail is torn or damaged: opening the log fails, since records it synced are \
-             damaged ({refused}); without its synced mark (the file `synced`), opening would \
-             cut {} bytes ({} records)",
+             damaged or missing ({refused}); without its synced mark (the file `synced`), \
+             opening would cut {} bytes ({} records), acknowledged ones among them",
             r.truncated_bytes, r.dropped_records
         ));
     }

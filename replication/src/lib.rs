@@ -63,18 +63,23 @@
 //! - Under `Never`, sealed segments are not synced either: after a machine crash (not a process
 //!   crash) the log may report [`Error::Corrupt`] on opening, not only lose its newest records.
 //! - Every record is framed with its length and CRC-32C. A torn write can only hit bytes no
-//!   sync covered, so the log keeps a **synced mark**: a small file (`synced`) saying how much
-//!   of the tail segment was synced, rewritten after each sync without a sync of its own, and
-//!   lowered (synced) before a truncation or a reset. Recovery reports damage to what the mark
-//!   vouches for, and damage in the middle of the log, as [`Error::Corrupt`] with the file and
-//!   byte position; it cuts a torn tail after the mark and says so
+//!   sync covered (and the sector it shares with them), so the log keeps a **synced mark**: a
+//!   small file (`synced`) saying how much of the tail segment was synced, rewritten after
+//!   each sync without a sync of its own, and lowered (synced) before a truncation or a
+//!   reset. Recovery reports damage to what the mark vouches for (up to its last whole
+//!   512-byte sector), and damage in the middle of the log, as [`Error::Corrupt`] with the
+//!   file and byte position; it cuts a torn tail after the mark and says so
 //!   ([`FileLog::recovery`]). Past the mark, damage followed by valid records is taken for a
 //!   torn write only if the damaged stretch holds a whole aligned 512-byte sector of zeros (a
 //!   sector of the last, unsynced write never reached the disk while later ones did), and is
 //!   cut with what follows it; otherwise it is corruption too. After a machine crash the mark
 //!   may lag the last syncs (it reaches the disk with the page cache's writeback), so bit rot
 //!   in records synced just before such a crash can still be cut: in the last record, or
-//!   where the payload holds such a sector of zeros.
+//!   where the payload holds such a sector of zeros. Deleting `synced` makes recovery cut
+//!   damage it would refuse, acknowledged records with it: a last resort. The mark is one
+//!   process's: two `FileLog`s on one directory at once (never supported) can leave one that
+//!   vouches for bytes the other cut. An older version of this crate ignores the mark: after
+//!   one truncated or reset the log, delete `synced` before opening it with this one.
 //! - A failed sync of a segment being sealed poisons the log whatever the durability.
 //! - One writer at a time (appends from several threads are serialised); readers never block
 //!   it. The group-commit hand-off and the tail wake-up are model-checked with loom.

@@ -76,7 +76,8 @@ pub(super) fn recover_sealed(
 
 /// Recovers the tail segment: scans every frame, cuts a torn or damaged tail, and reports
 /// damage followed by valid records as corruption, as it does anything wrong before `synced`
-/// (the bytes the synced mark vouches for: a torn write cannot reach them). Zeros after the
+/// (the bytes the synced mark vouches for, to the last whole sector: a torn write cannot reach
+/// them). Zeros after the
 /// last frame are preallocated space, kept for the appends to come.
 pub(super) fn recover_tail(
     seg: &Segment,
@@ -86,6 +87,9 @@ pub(super) fn recover_tail(
     recovery: &mut Recovery,
 ) -> Result<(), Error> {
     let (mut meta, end) = index_by_scan(seg, len, interval)?;
+    // The sector holding the synced end was rewritten by the next append, unsynced: on a disk
+    // whose sector writes are not atomic, a crash can garble it, synced bytes included.
+    let synced = synced / SECTOR * SECTOR;
     if end.pos < synced {
         // Synced records damaged, or gone (zeros, or a file shorter than was synced).
         let reason = end.bad.map_or(

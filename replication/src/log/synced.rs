@@ -1,6 +1,7 @@
 //! The synced mark: how much of the tail segment is known to be on disk, so that recovery can
 //! tell bit rot in synced records (an error: they were acknowledged) from a torn write (cut:
-//! a torn write can only hit bytes no sync covered).
+//! a torn write can only hit bytes no sync covered, but for the sector it shares with them,
+//! which recovery leaves out).
 //!
 //! The file `synced` holds the magic `SKSM0001`, a segment's base offset and a byte position
 //! in it (u64 each, little-endian), and a CRC-32C of those 24 bytes (u32): every byte of that
