@@ -2,10 +2,11 @@
 //! written from where they lie and read into a buffer that grows to the packet. Silent
 //! incoming connections are closed, but quiet links (keepalives) and clients' are not.
 
+use std::collections::HashMap;
 use std::io::Read;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shardkit_replication::replica::{
     AckLevel, Message, NodeId, Packet, TcpClient, TcpConfig, TcpTransport, Transport, Write,
@@ -183,4 +184,64 @@ fn keepalive_settings_that_cannot_work_are_refused() {
             "{keepalive_interval:?} {idle_timeout:?}: {bound:?}"
         );
     }
+}
+
+/// A peer that stops reading holds up neither the sender nor the other peers of the same
+/// batch: what its socket does not take waits in its link's queue.
+#[test]
+fn a_peer_that_stops_reading_holds_up_no_one() {
+    let (a, stuck, healthy) = (NodeId::new(1), NodeId::new(2), NodeId::new(3));
+    // Writes that block would block for a minute: far past the waits below.
+    let config = TcpConfig {
+        write_timeout: Duration::from_secs(60),
+        ..TcpConfig::default()
+    };
+    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    // Accepts connections (the kernel does) and never reads them.
+    let silent = TcpListener::bind(any_port).unwrap();
+    let nowhere: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let receiver = TcpTransport::bind(
+        healthy,
+        any_port,
+        &HashMap::from([(a, nowhere)]),
+        config.clone(),
+    )
+    .expect("binding");
+    let peers = HashMap::from([
+        (stuck, silent.local_addr().unwrap()),
+        (healthy, receiver.local_addr()),
+    ]);
+    let sender = TcpTransport::bind(a, any_port, &peers, config).expect("binding");
+    // Both links connected, so the big packet goes to the socket, not a connecting queue.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sender.stats().connects.load(Ordering::Relaxed) < 2 {
+        assert!(Instant::now() < deadline, "links did not connect");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // 32 MB: many times what the stuck peer's socket buffers hold.
+    let big = Packet::Protocol {
+        from: a,
+        message: records(0, 32_000, 1000),
+    };
+    let small = Packet::Protocol {
+        from: a,
+        message: records(0, 1, 10),
+    };
+    let (sent, returned) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            sender.send_batch(vec![(stuck, big), (healthy, small.clone())]);
+            sent.send(()).unwrap();
+        });
+        // Deadlock detectors, not timings.
+        returned
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the send returned");
+        let inbound = receiver
+            .inbox()
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the healthy peer got its packet");
+        assert_eq!(inbound.packet, small);
+    });
+    drop(silent);
 }

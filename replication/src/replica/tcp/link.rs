@@ -1,6 +1,8 @@
 //! One outgoing connection to a peer, kept connected by its own thread.
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use rustix::io::Errno;
+use rustix::net::{SendAncillaryBuffer, SendFlags};
 use std::io::{IoSlice, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,10 +38,12 @@ impl PeerWrite<'_> {
 }
 
 /// One outgoing connection to a peer. The sender writes to it directly (no thread hop on
-/// the message path); a connector thread makes and remakes the connection, sends what was
-/// queued while it connected, and sends keepalives when the link is quiet. Direct writes
-/// cannot pile up: followers pull, so at most one fetch answer per follower is ever
-/// outstanding, and a write that blocks past the write timeout drops the connection.
+/// the message path), but never waits for the peer: what the socket does not take at once is
+/// queued, and the link's own thread writes it, with the sends that come meanwhile queued
+/// behind it. So a slow or frozen peer holds up no one but its own link: not the node (which
+/// sends under its lock), nor the other peers of the same batch. That thread also makes and
+/// remakes the connection, sends what was queued while it connected, and sends keepalives
+/// when the link is quiet.
 #[derive(Debug)]
 pub(super) struct Link {
     state: Mutex<LinkState>,
@@ -48,15 +52,26 @@ pub(super) struct Link {
 
 #[derive(Debug, Default)]
 struct LinkState {
-    stream: Option<TcpStream>,
-    /// Bytes sent while connecting, written first once connected.
-    pending: Vec<u8>,
+    /// Shared with the link's thread, which writes the queue outside the lock.
+    stream: Option<Arc<TcpStream>>,
+    /// Bytes for the link's thread to write, in order: packets sent while it connected or
+    /// while earlier bytes were queued, and the rest of a packet the socket took only part of.
+    queued: Vec<u8>,
+    /// The link's thread is writing bytes it took from `queued`: sends queue behind them.
+    flushing: bool,
     /// Whether packets went out since the connector last looked: if not, it sends a keepalive.
     sent: bool,
 }
 
-/// The most bytes queued for a peer while connecting; beyond it, packets are dropped.
-const MAX_PENDING: usize = 4 << 20;
+/// The most bytes queued for a peer; beyond it, whole packets are dropped.
+const MAX_QUEUED: usize = 4 << 20;
+
+/// Sends that return at once, whatever the socket's buffer holds (and raise no `SIGPIPE` where
+/// the platform allows asking).
+#[cfg(not(target_vendor = "apple"))]
+const SEND_NOW: SendFlags = SendFlags::DONTWAIT.union(SendFlags::NOSIGNAL);
+#[cfg(target_vendor = "apple")]
+const SEND_NOW: SendFlags = SendFlags::DONTWAIT;
 
 impl Link {
     /// A link to `peer` at `addr`, with its connector thread started.
@@ -99,47 +114,84 @@ impl Link {
         }
     }
 
+    /// Sends `parts` (whole packets) now, as far as the socket takes them without waiting,
+    /// and queues the rest for the link's thread.
     fn write_locked(&self, state: &mut LinkState, parts: &mut [IoSlice<'_>], stats: &TcpStats) {
-        match &mut state.stream {
-            Some(s) => {
-                if write_all_vectored(s, parts).is_err() {
+        let direct = !state.flushing && state.queued.is_empty();
+        let mut parts = parts;
+        if let (Some(stream), true) = (&state.stream, direct) {
+            match send_now(stream, &mut parts) {
+                Ok(()) if parts.is_empty() => return,
+                // The socket took part of a packet: the rest must follow on this connection.
+                Ok(()) => {
+                    parts.iter().for_each(|p| state.queued.extend_from_slice(p));
+                    let _ = self.wake.try_send(());
+                    return;
+                }
+                Err(_) => {
                     // Dropped: the protocol resends what matters over the next connection.
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                     state.stream = None;
                     let _ = self.wake.try_send(());
+                    return;
                 }
             }
-            None => {
-                let len: usize = parts.iter().map(|p| p.len()).sum();
-                if state.pending.len() + len <= MAX_PENDING {
-                    parts
-                        .iter()
-                        .for_each(|p| state.pending.extend_from_slice(p));
-                } else {
-                    stats.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                let _ = self.wake.try_send(());
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if state.queued.len() + len <= MAX_QUEUED {
+            parts.iter().for_each(|p| state.queued.extend_from_slice(p));
+        } else {
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = self.wake.try_send(());
+    }
+
+    /// Writes what is queued, outside the lock, until nothing is (sends meanwhile queue
+    /// behind it, keeping their order); on a write error, drops the connection.
+    fn flush(&self, stats: &TcpStats) {
+        let mut buf = Vec::new();
+        loop {
+            let stream = {
+                let mut state = self.lock();
+                // Not connected: the queue waits for the next connection.
+                let stream = state.stream.clone().filter(|_| !state.queued.is_empty());
+                state.flushing = stream.is_some();
+                let Some(stream) = stream else { return };
+                // The emptied buffer goes back, keeping its allocation for the next queue.
+                buf.clear();
+                std::mem::swap(&mut buf, &mut state.queued);
+                stream
+            };
+            if (&*stream).write_all(&buf).is_err() {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+                let mut state = self.lock();
+                state.stream = None;
+                state.flushing = false;
+                return;
             }
         }
     }
 }
 
-/// Writes every byte of `parts` (`Write::write_all_vectored` is not stable yet).
-fn write_all_vectored(w: &mut impl Write, mut parts: &mut [IoSlice<'_>]) -> std::io::Result<()> {
-    IoSlice::advance_slices(&mut parts, 0); // skips empty slices
+/// Sends as much of `parts` as the socket takes without waiting, advancing `parts` past it.
+fn send_now(stream: &TcpStream, parts: &mut &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    IoSlice::advance_slices(parts, 0); // skips empty slices
     while !parts.is_empty() {
-        match w.write_vectored(parts) {
+        let mut no_control = SendAncillaryBuffer::default();
+        match rustix::net::sendmsg(stream, parts, &mut no_control, SEND_NOW) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut parts, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Ok(n) => IoSlice::advance_slices(parts, n),
+            Err(Errno::AGAIN) => return Ok(()),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
 }
 
 /// Keeps a link connected: connects at once, and again with exponential backoff whenever
-/// the connection is found broken; a failed attempt drops what was queued for it.
+/// the connection is found broken; a failed attempt drops what was queued for it. Writes what
+/// sends queued.
 fn connect_loop(
     addr: SocketAddr,
     link: &Link,
@@ -159,6 +211,7 @@ fn connect_loop(
                 Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
+            link.flush(stats);
             if Instant::now() >= next_keepalive {
                 link.keep_alive(&keepalive, stats);
                 next_keepalive = Instant::now() + config.keepalive_interval;
@@ -172,18 +225,18 @@ fn connect_loop(
         });
         let mut state = link.lock();
         match attempt {
-            Ok(mut s) => {
+            Ok(s) => {
                 stats.connects.fetch_add(1, Ordering::Relaxed);
-                let pending = std::mem::take(&mut state.pending);
-                if s.write_all(&pending).is_ok() {
-                    state.stream = Some(s);
-                    backoff = config.min_backoff;
-                }
+                state.stream = Some(Arc::new(s));
+                backoff = config.min_backoff;
+                drop(state);
+                // What was queued while connecting goes first.
+                link.flush(stats);
             }
             Err(_) => {
-                if !state.pending.is_empty() {
+                if !state.queued.is_empty() {
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    state.pending.clear();
+                    state.queued.clear();
                 }
                 drop(state);
                 std::thread::sleep(backoff);
