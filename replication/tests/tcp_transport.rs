@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use shardkit_replication::replica::{
-    AckLevel, Message, NodeId, Packet, TcpClient, TcpConfig, TcpTransport, Transport, Write,
-    Written,
+    AckLevel, MAX_PACKET, Message, NodeId, Packet, TcpClient, TcpConfig, TcpTransport, Transport,
+    Write, Written, decode_packet,
 };
 use shardkit_replication::{Epoch, Offset, Record, RecordBatch};
 
@@ -218,10 +218,10 @@ fn a_peer_that_stops_reading_holds_up_no_one() {
         assert!(Instant::now() < deadline, "links did not connect");
         std::thread::sleep(Duration::from_millis(5));
     }
-    // 32 MB: many times what the stuck peer's socket buffers hold.
+    // 60 MB: many times what the stuck peer's socket buffers hold.
     let big = Packet::Protocol {
         from: a,
-        message: records(0, 32_000, 1000),
+        message: records(0, 60_000, 1000),
     };
     let small = Packet::Protocol {
         from: a,
@@ -244,4 +244,63 @@ fn a_peer_that_stops_reading_holds_up_no_one() {
         assert_eq!(inbound.packet, small);
     });
     drop(silent);
+}
+
+/// A peer that stalls and then reads again gets whole packets, in order: the rest of a packet
+/// its socket took part of, then the packets queued behind it (some dropped while the queue
+/// was full), then what is sent afterwards.
+#[test]
+fn a_peer_that_stalls_then_reads_gets_whole_packets_in_order() {
+    let (a, b) = (NodeId::new(1), NodeId::new(2));
+    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let listener = TcpListener::bind(any_port).unwrap();
+    let peers = HashMap::from([(b, listener.local_addr().unwrap())]);
+    let sender = TcpTransport::bind(a, any_port, &peers, TcpConfig::default()).expect("binding");
+    let (mut conn, _) = listener.accept().expect("the link connects");
+    // 10 MB while the peer reads nothing: more than its socket and the link's queue hold.
+    let sent: Vec<Packet> = (0..200)
+        .map(|i| Packet::Protocol {
+            from: a,
+            message: records(i * 50, 50, 1000),
+        })
+        .collect();
+    for p in &sent {
+        sender.send(b, p.clone());
+    }
+    let last = Packet::Protocol {
+        from: a,
+        message: Message::Prepare {
+            epoch: Epoch::new(9),
+        },
+    };
+    let got = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            conn.set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            let (mut buf, mut got) = (Vec::new(), Vec::new());
+            let mut chunk = vec![0u8; 1 << 16];
+            while got.last() != Some(&last) {
+                let n = conn.read(&mut chunk).expect("the rest arrives");
+                assert!(n > 0, "the link closed");
+                buf.extend_from_slice(&chunk[..n]);
+                while let Ok((packet, used)) = decode_packet(&buf, MAX_PACKET) {
+                    buf.drain(..used);
+                    if packet != Packet::Keepalive {
+                        got.push(packet);
+                    }
+                }
+            }
+            got
+        });
+        // Sent once the stall is over and the queue has drained.
+        std::thread::sleep(Duration::from_millis(500));
+        sender.send(b, last.clone());
+        reader.join().unwrap()
+    });
+    // Every packet whole (checksummed) and in the order sent.
+    let mut expected = sent.iter();
+    for p in &got[..got.len() - 1] {
+        assert!(expected.any(|e| e == p), "a packet out of order or damaged");
+    }
+    assert!(got.len() > 1, "nothing arrived from the stall");
 }

@@ -88,13 +88,14 @@ pub struct TcpStats {
     pub unknown_senders: AtomicU64,
     /// Outgoing connections made (the first, then reconnections).
     pub connects: AtomicU64,
-    /// Sends dropped because their peer was unreachable.
+    /// Sends dropped: their peer was unreachable, its connection failed, or it was so slow
+    /// that its link's queue was full.
     pub dropped: AtomicU64,
 }
 
-/// Packets over TCP (`std::net`): one outgoing connection per peer, written by its own
-/// thread, which batches whatever is queued into one write and reconnects with exponential
-/// backoff; one reader thread per incoming connection, which validates every frame and drops
+/// Packets over TCP (`std::net`): one outgoing connection per peer, written directly by the
+/// sender as far as the socket takes the bytes at once, the rest by the link's own thread,
+/// which also reconnects with exponential backoff; one reader thread per incoming connection, which validates every frame and drops
 /// the connection on the first bad one, or when it stays silent past
 /// [`TcpConfig::idle_timeout`] (quiet links send keepalives). Clients connect the same way
 /// and get their answers on their connection.

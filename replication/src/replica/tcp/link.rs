@@ -63,11 +63,16 @@ struct LinkState {
     sent: bool,
 }
 
-/// The most bytes queued for a peer; beyond it, whole packets are dropped.
+/// The most bytes of whole packets queued for a peer; beyond it, packets are dropped (a slow
+/// peer so loses some, which the protocol fetches again). The rest of a packet the socket took
+/// part of is queued whatever its size: the connection's stream needs it.
 const MAX_QUEUED: usize = 4 << 20;
 
+/// Slices per `sendmsg` (Linux refuses more than `IOV_MAX`, 1024).
+const MAX_SLICES: usize = 1024;
+
 /// Sends that return at once, whatever the socket's buffer holds (and raise no `SIGPIPE` where
-/// the platform allows asking).
+/// the platform allows asking; Rust programs ignore it anyway).
 #[cfg(not(target_vendor = "apple"))]
 const SEND_NOW: SendFlags = SendFlags::DONTWAIT.union(SendFlags::NOSIGNAL);
 #[cfg(target_vendor = "apple")]
@@ -121,13 +126,15 @@ impl Link {
         let mut parts = parts;
         if let (Some(stream), true) = (&state.stream, direct) {
             match send_now(stream, &mut parts) {
-                Ok(()) if parts.is_empty() => return,
+                Ok(_) if parts.is_empty() => return,
                 // The socket took part of a packet: the rest must follow on this connection.
-                Ok(()) => {
+                Ok(sent) if sent > 0 => {
                     parts.iter().for_each(|p| state.queued.extend_from_slice(p));
                     let _ = self.wake.try_send(());
                     return;
                 }
+                // Nothing taken: whole packets, queued as any others below.
+                Ok(_) => {}
                 Err(_) => {
                     // Dropped: the protocol resends what matters over the next connection.
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -157,7 +164,11 @@ impl Link {
                 let stream = state.stream.clone().filter(|_| !state.queued.is_empty());
                 state.flushing = stream.is_some();
                 let Some(stream) = stream else { return };
-                // The emptied buffer goes back, keeping its allocation for the next queue.
+                // The emptied buffer goes back, keeping its allocation for the next queue,
+                // unless a long stall made it large.
+                if buf.capacity() > MAX_QUEUED {
+                    buf = Vec::new();
+                }
                 buf.clear();
                 std::mem::swap(&mut buf, &mut state.queued);
                 stream
@@ -173,20 +184,26 @@ impl Link {
     }
 }
 
-/// Sends as much of `parts` as the socket takes without waiting, advancing `parts` past it.
-fn send_now(stream: &TcpStream, parts: &mut &mut [IoSlice<'_>]) -> std::io::Result<()> {
+/// Sends as much of `parts` as the socket takes without waiting, advancing `parts` past it;
+/// returns how many bytes that was.
+fn send_now(stream: &TcpStream, parts: &mut &mut [IoSlice<'_>]) -> std::io::Result<usize> {
     IoSlice::advance_slices(parts, 0); // skips empty slices
+    let mut sent = 0;
     while !parts.is_empty() {
         let mut no_control = SendAncillaryBuffer::default();
-        match rustix::net::sendmsg(stream, parts, &mut no_control, SEND_NOW) {
+        let some = &parts[..parts.len().min(MAX_SLICES)];
+        match rustix::net::sendmsg(stream, some, &mut no_control, SEND_NOW) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(parts, n),
-            Err(Errno::AGAIN) => return Ok(()),
+            Ok(n) => {
+                sent += n;
+                IoSlice::advance_slices(parts, n);
+            }
+            Err(Errno::AGAIN) => break,
             Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(sent)
 }
 
 /// Keeps a link connected: connects at once, and again with exponential backoff whenever
