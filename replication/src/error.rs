@@ -137,6 +137,22 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+    /// Appending would take the log's end past the largest offset, `u64::MAX` (a log reset
+    /// near it, say by a snapshot from a faulty leader).
+    OffsetOverflow {
+        /// The log's end.
+        end: u64,
+        /// How many records the append had.
+        count: u64,
+    },
+}
+
+impl Error {
+    /// The log's end after appending `count` records at `end`, or [`Error::OffsetOverflow`].
+    pub(crate) fn end_after(end: u64, count: u64) -> Result<u64, Error> {
+        end.checked_add(count)
+            .ok_or(Error::OffsetOverflow { end, count })
+    }
 }
 
 impl fmt::Display for Error {
@@ -192,6 +208,10 @@ impl fmt::Display for Error {
                 "the leader asked to cut the log at {cut}, below the commit offset {commit}; refused"
             ),
             Error::InvalidConfig { reason } => write!(f, "invalid log configuration: {reason}"),
+            Error::OffsetOverflow { end, count } => write!(
+                f,
+                "appending {count} records at offset {end} would pass the largest offset"
+            ),
         }
     }
 }

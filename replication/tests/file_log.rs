@@ -613,3 +613,40 @@ fn after_a_truncation_or_a_reset_unsynced_appends_can_be_torn_and_cut() {
         assert_eq!(log.end_offset(), kept, "reset {reset}");
     }
 }
+
+#[test]
+fn appends_past_the_largest_offset_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file_log = FileLog::open(dir.path(), config()).unwrap();
+    let memory_log = shardkit_replication::MemoryLog::new();
+    let logs: [&dyn LogStorage; 2] = [&file_log, &memory_log];
+    let last = Offset::new(u64::MAX - 1);
+    for log in logs {
+        // A reset just below the top, as a faulty leader's snapshot could ask for.
+        log.reset(last, Epoch::new(1)).unwrap();
+        assert_eq!(
+            log.append(Epoch::new(1), &[Entry::new(b"last")])
+                .unwrap()
+                .first(),
+            last
+        );
+        assert_eq!(log.end_offset(), Offset::new(u64::MAX));
+        assert!(matches!(
+            log.append(Epoch::new(1), &[Entry::new(b"one too many")]),
+            Err(Error::OffsetOverflow {
+                end: u64::MAX,
+                count: 1
+            })
+        ));
+        let beyond = Record::new(Offset::new(u64::MAX), Epoch::new(1), 0, b"x".to_vec());
+        assert!(matches!(
+            log.append_records(&[beyond]),
+            Err(Error::OffsetOverflow { .. })
+        ));
+        assert_eq!(log.read(last, 1 << 10).unwrap()[0].payload, b"last");
+    }
+    drop(file_log);
+    let log = FileLog::open(dir.path(), config()).unwrap();
+    assert_eq!(log.end_offset(), Offset::new(u64::MAX));
+    assert_eq!(log.read(last, 1 << 10).unwrap()[0].payload, b"last");
+}

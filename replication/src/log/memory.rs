@@ -70,6 +70,7 @@ impl LogStorage for MemoryLog {
     fn append(&self, epoch: Epoch, entries: &[Entry<'_>]) -> Result<Appended, Error> {
         let mut s = self.write_state();
         let first = s.start + s.records.len() as u64;
+        Error::end_after(first, entries.len() as u64)?;
         s.epochs.check(epoch)?;
         s.epochs.observe(epoch, Offset::new(first));
         let ts = now_ms();
@@ -87,6 +88,7 @@ impl LogStorage for MemoryLog {
     fn append_records(&self, records: &[Record]) -> Result<Appended, Error> {
         let mut s = self.write_state();
         let first = s.start + s.records.len() as u64;
+        Error::end_after(first, records.len() as u64)?;
         for (i, r) in records.iter().enumerate() {
             if r.offset.get() != first + i as u64 {
                 return Err(Error::NotContiguous {

@@ -422,6 +422,7 @@ impl FileLog {
         if count == 0 {
             return Ok(Appended::new(Offset::new(first), 0));
         }
+        Error::end_after(first, count)?;
         if let Some(got) = expected_first.filter(|&got| got != first) {
             return Err(Error::NotContiguous {
                 expected: first,
