@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shardkit_replication::replica::{
-    AckLevel, MemoryReplicaStore, Message, Node, NodeId, Replica, ReplicaConfig, Snapshot,
+    AckLevel, AuthKey, MemoryReplicaStore, Message, Node, NodeId, Replica, ReplicaConfig, Snapshot,
     SnapshotResume, StateMachine, TcpConfig, TcpTransport, Write,
 };
 use shardkit_replication::{Epoch, Error, LogStorage, MemoryLog, Offset};
@@ -54,10 +54,12 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn a_snapshot_larger_than_a_packet_reaches_a_follower_in_parts() {
-    // Nodes take packets of at most 64 KiB; the state is 1 MiB.
+    // Nodes take packets of at most 64 KiB; the state is 1 MiB. (Authenticated: every
+    // message kind a set sends goes through the tags.)
     let members: Vec<NodeId> = (1..=3).map(NodeId::new).collect();
     let tcp = TcpConfig {
         max_packet: 64 << 10,
+        auth: Some(AuthKey::new(b"the replica set's shared secret").unwrap()),
         ..TcpConfig::default()
     };
     let mut bound = TcpTransport::bind_loopback(&members, tcp).expect("binding");

@@ -1,6 +1,7 @@
 //! The TCP transport carries packets of every size intact and in order: record frames are
 //! written from where they lie and read into a buffer that grows to the packet. Silent
-//! incoming connections are closed, but quiet links (keepalives) and clients' are not.
+//! incoming connections are closed, but quiet links (keepalives) and clients' are not. Sends
+//! never wait for a slow peer. With a key, only its holders are heard.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -9,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use shardkit_replication::replica::{
-    AckLevel, MAX_PACKET, Message, NodeId, Packet, TcpClient, TcpConfig, TcpTransport, Transport,
-    Write, Written, decode_packet,
+    AckLevel, AuthKey, MAX_PACKET, Message, NodeId, Packet, TcpClient, TcpConfig, TcpTransport,
+    Transport, Write, Written, decode_packet,
 };
 use shardkit_replication::{Epoch, Offset, Record, RecordBatch};
 
@@ -131,8 +132,17 @@ fn a_quiet_link_between_peers_stays_open() {
 fn a_clients_connection_outlives_the_idle_timeout() {
     let id = NodeId::new(1);
     let mut bound = TcpTransport::bind_loopback(&[id], short_idle()).expect("binding");
-    let node = bound.transports.remove(&id).expect("bound");
-    // Answers every write as written at offset 7.
+    answer_writes(bound.transports.remove(&id).expect("bound"));
+    let mut client = TcpClient::connect(bound.addrs[&id], Duration::from_secs(5)).expect("connect");
+    for _ in 0..2 {
+        let answer = write(&mut client, Duration::from_secs(10)).expect("answered");
+        assert!(matches!(answer, Packet::WriteResult { result: Ok(_), .. }));
+        std::thread::sleep(Duration::from_millis(2500));
+    }
+}
+
+/// Answers every write `node` receives as written at offset 7, on a thread of its own.
+fn answer_writes(node: TcpTransport) {
     std::thread::spawn(move || {
         while let Ok(inbound) = node.inbox().recv() {
             if let Packet::Write { request, .. } = inbound.packet {
@@ -146,20 +156,76 @@ fn a_clients_connection_outlives_the_idle_timeout() {
             }
         }
     });
-    let mut client = TcpClient::connect(bound.addrs[&id], Duration::from_secs(5)).expect("connect");
-    for _ in 0..2 {
-        let answer = client
-            .call(
-                |request| Packet::Write {
-                    request,
-                    write: Write::new(b"x".to_vec(), AckLevel::Leader),
-                },
-                Duration::from_secs(10),
-            )
-            .expect("answered");
-        assert!(matches!(answer, Packet::WriteResult { result: Ok(_), .. }));
-        std::thread::sleep(Duration::from_millis(2500));
+}
+
+/// One write through `client`, and its answer within `timeout`.
+fn write(client: &mut TcpClient, timeout: Duration) -> std::io::Result<Packet> {
+    client.call(
+        |request| Packet::Write {
+            request,
+            write: Write::new(b"x".to_vec(), AckLevel::Leader),
+        },
+        timeout,
+    )
+}
+
+/// With a key, members and clients holding it talk as usual; a sender without it, even one
+/// claiming a member's id, is refused before anything it sent is read: it cannot, say, push
+/// the replicas to the last epoch.
+#[test]
+fn with_a_key_only_its_holders_are_heard() {
+    let (a, b) = (NodeId::new(1), NodeId::new(2));
+    let key = AuthKey::new(b"sixteen or more bytes of secret").unwrap();
+    let with_key = TcpConfig {
+        auth: Some(key.clone()),
+        ..TcpConfig::default()
+    };
+    let mut bound = TcpTransport::bind_loopback(&[a, b], with_key).expect("binding");
+    let sender = bound.transports.remove(&a).expect("bound");
+    let receiver = bound.transports.remove(&b).expect("bound");
+    let packet = |epoch| Packet::Protocol {
+        from: a,
+        message: Message::Prepare {
+            epoch: Epoch::new(epoch),
+        },
+    };
+    let records = Packet::Protocol {
+        from: a,
+        message: records(0, 100, 100),
+    };
+    sender.send_batch(vec![(b, packet(1)), (b, records.clone())]);
+    for expected in [packet(1), records] {
+        let inbound = receiver
+            .inbox()
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an authenticated packet arrives");
+        assert_eq!(inbound.packet, expected);
     }
+
+    // Node a's id without the key.
+    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let peers = HashMap::from([(b, bound.addrs[&b])]);
+    let impostor = TcpTransport::bind(a, any_port, &peers, TcpConfig::default()).expect("bind");
+    impostor.send(b, packet(u64::MAX));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.stats().rejected_frames.load(Ordering::Relaxed) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the impostor's packet was not refused"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(receiver.inbox().is_empty(), "the impostor was heard");
+
+    // Clients: with the key answered, without it not.
+    let addr = bound.addrs[&b];
+    answer_writes(receiver);
+    let connect = || TcpClient::connect(addr, Duration::from_secs(5)).expect("connect");
+    let answer = write(&mut connect().with_auth(key), Duration::from_secs(10)).expect("answered");
+    assert!(matches!(answer, Packet::WriteResult { result: Ok(_), .. }));
+    // Its request lacks a tag's bytes: the node waits for them, and never answers.
+    let unanswered = write(&mut connect(), Duration::from_secs(1));
+    assert!(unanswered.is_err(), "a client without the key was answered");
 }
 
 /// Settings that would close healthy quiet links, or overflow the keepalive clock, are refused.

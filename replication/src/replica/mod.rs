@@ -34,7 +34,7 @@ pub use store::{
     DurableState, FileReplicaStore, MemoryReplicaStore, ProducerEntry, ReplicaStore,
     StoredProducers,
 };
-pub use tcp::{LoopbackTransports, TcpClient, TcpConfig, TcpStats, TcpTransport};
+pub use tcp::{AuthKey, LoopbackTransports, TcpClient, TcpConfig, TcpStats, TcpTransport};
 pub use transport::{DeliveryHook, Inbound, MemoryNetwork, MemoryTransport, ReplyTo, Transport};
 pub use types::{AckLevel, FollowerAck, NodeId, Position, ProducerSeq, ReplicaConfig, Role};
 pub use wire::{MAX_PACKET, Packet, RemoteWriteError, WIRE_VERSION, decode_packet, encode_packet};

@@ -1,7 +1,10 @@
 //! Packets over TCP: the transport between nodes (outgoing links in [`link`], incoming
 //! connections here), and the client of a node.
 
+mod auth;
 mod link;
+
+pub use auth::AuthKey;
 
 use crossbeam_channel::{Receiver, Sender, unbounded as channel};
 use std::collections::HashMap;
@@ -13,7 +16,7 @@ use std::time::Duration;
 
 use super::transport::{DeliveryHook, Inbound, ReplyTo, Transport};
 use super::types::NodeId;
-use super::wire::{MAX_PACKET, Packet, decode_packet, encode_packet, encode_packet_head};
+use super::wire::{MAX_PACKET, Packet, encode_packet_head};
 use crate::error::FrameError;
 use link::{Link, PeerWrite};
 
@@ -41,6 +44,9 @@ pub struct TcpConfig {
     /// for good. At least three `keepalive_interval`s (a quiet link's longest gap is two, plus
     /// a busy machine's delays), and at most a day.
     pub idle_timeout: Duration,
+    /// A key every packet is authenticated with (see [`AuthKey`]); `None`, the default,
+    /// trusts the network. Every node and [`TcpClient`] of a replica set needs the same.
+    pub auth: Option<AuthKey>,
 }
 
 impl Default for TcpConfig {
@@ -53,6 +59,7 @@ impl Default for TcpConfig {
             max_packet: MAX_PACKET,
             keepalive_interval: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(10),
+            auth: None,
         }
     }
 }
@@ -103,8 +110,9 @@ pub struct TcpStats {
 /// It supports [`Transport::set_on_delivery`]: under a [`Node`](super::Node), a reader thread
 /// handles what it read itself, including the log writes, syncs and sends that follow.
 ///
-/// Packets carry their sender's id, which is checked against the peer list; the transport
-/// does not authenticate peers (run it on a trusted network).
+/// Packets carry their sender's id, which is checked against the peer list. Without a key
+/// ([`TcpConfig::auth`]) nothing proves the id: run it on a trusted network, or give every
+/// node and client the replica set's [`AuthKey`], and a sender without it is not heard.
 pub struct TcpTransport {
     local: SocketAddr,
     peers: HashMap<NodeId, Arc<Link>>,
@@ -112,6 +120,8 @@ pub struct TcpTransport {
     stats: Arc<TcpStats>,
     stop: Arc<AtomicBool>,
     on_delivery: Arc<OnceLock<DeliveryHook>>,
+    /// Tags what is sent to peers ([`TcpConfig::auth`]).
+    auth: Option<AuthKey>,
 }
 
 impl std::fmt::Debug for TcpTransport {
@@ -175,6 +185,7 @@ impl TcpTransport {
             stats,
             stop,
             on_delivery,
+            auth: config.auth,
         })
     }
 
@@ -271,14 +282,19 @@ impl Transport for TcpTransport {
                         to: *to,
                         heads: Vec::new(),
                         frames: Vec::new(),
+                        tags: Vec::new(),
                     });
                     writes.len() - 1
                 }
             };
             let w = &mut writes[i];
+            let head_start = w.heads.len();
             // A packet too large to encode is dropped; the protocol never builds one.
             if let Ok(frames) = encode_packet_head(packet, &mut w.heads) {
                 w.frames.push((w.heads.len(), frames));
+                if let Some(key) = &self.auth {
+                    w.tags.push(key.tag(&[&w.heads[head_start..], frames]));
+                }
             }
         }
         for w in &writes {
@@ -332,10 +348,10 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
         return;
     };
     let (reply_tx, reply_rx) = channel::<Packet>();
-    let write_timeout = receiving.config.write_timeout;
+    let config = receiving.config.clone();
     let _ = std::thread::Builder::new()
         .name("shardkit-reply".into())
-        .spawn(move || write_replies(writer, reply_rx, write_timeout));
+        .spawn(move || write_replies(writer, reply_rx, &config));
     let mut reader = stream;
     // Silence past the idle timeout means a dead peer, until a client shows itself.
     if reader
@@ -356,7 +372,8 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
         filled += n;
         let mut delivered = false;
         loop {
-            match decode_packet(&buf[at..filled], receiving.config.max_packet) {
+            let auth = receiving.config.auth.as_ref();
+            match auth::decode(auth, &buf[at..filled], receiving.config.max_packet) {
                 Ok((packet, used)) => {
                     at += used;
                     if let Packet::Protocol { from, .. } = &packet
@@ -423,12 +440,12 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
 }
 
 /// Encodes everything queued into one buffer: a batch, written with one call.
-fn batch(first: Packet, rx: &Receiver<Packet>, buf: &mut Vec<u8>) {
+fn batch(first: Packet, rx: &Receiver<Packet>, auth: Option<&AuthKey>, buf: &mut Vec<u8>) {
     buf.clear();
     let mut next = Some(first);
     while let Some(p) = next {
         // A packet too large to encode is dropped; the protocol never builds one.
-        let _ = encode_packet(&p, buf);
+        let _ = auth::encode(auth, &p, buf);
         next = if buf.len() < (1 << 20) {
             rx.try_recv().ok()
         } else {
@@ -437,11 +454,11 @@ fn batch(first: Packet, rx: &Receiver<Packet>, buf: &mut Vec<u8>) {
     }
 }
 
-fn write_replies(mut stream: TcpStream, rx: Receiver<Packet>, write_timeout: Duration) {
-    let _ = stream.set_write_timeout(Some(write_timeout));
+fn write_replies(mut stream: TcpStream, rx: Receiver<Packet>, config: &TcpConfig) {
+    let _ = stream.set_write_timeout(Some(config.write_timeout));
     let mut buf = Vec::new();
     while let Ok(first) = rx.recv() {
-        batch(first, &rx, &mut buf);
+        batch(first, &rx, config.auth.as_ref(), &mut buf);
         if stream.write_all(&buf).is_err() {
             return;
         }
@@ -454,6 +471,7 @@ pub struct TcpClient {
     stream: TcpStream,
     buf: Vec<u8>,
     next_request: u64,
+    auth: Option<AuthKey>,
 }
 
 impl TcpClient {
@@ -471,7 +489,16 @@ impl TcpClient {
             stream,
             buf: Vec::new(),
             next_request: 0,
+            auth: None,
         })
+    }
+
+    /// Authenticates requests and answers with `key`, the replica set's
+    /// ([`TcpConfig::auth`]).
+    #[must_use]
+    pub fn with_auth(mut self, key: AuthKey) -> Self {
+        self.auth = Some(key);
+        self
     }
 
     /// Sends a request packet built around a fresh request id, and waits up to `timeout` for
@@ -489,14 +516,14 @@ impl TcpClient {
         let request = self.next_request;
         self.next_request += 1;
         let mut out = Vec::new();
-        encode_packet(&build(request), &mut out)
+        auth::encode(self.auth.as_ref(), &build(request), &mut out)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         self.stream.set_write_timeout(Some(timeout))?;
         self.stream.write_all(&out)?;
         self.stream.set_read_timeout(Some(timeout))?;
         let mut chunk = [0u8; 16 << 10];
         loop {
-            match decode_packet(&self.buf, MAX_PACKET) {
+            match auth::decode(self.auth.as_ref(), &self.buf, MAX_PACKET) {
                 Ok((packet, used)) => {
                     self.buf.drain(..used);
                     let answered = match &packet {

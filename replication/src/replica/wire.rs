@@ -206,15 +206,13 @@ pub(crate) fn encode_packet_head<'p>(
     Ok(frames)
 }
 
-/// Decodes one packet from the front of `buf`; returns it and the bytes it took.
+/// The length of the packet starting at `buf`, header included, from its header alone.
 ///
 /// # Errors
 ///
-/// [`FrameError::Incomplete`] when `buf` holds only part of the frame (read more),
-/// [`FrameError::TooLarge`] for a length over `max_body`, [`FrameError::ChecksumMismatch`]
-/// for damaged bytes, and [`FrameError::Malformed`] for a wrong version, an unknown kind or
-/// fields that do not add up. After any error but `Incomplete`, the stream cannot be trusted.
-pub fn decode_packet(buf: &[u8], max_body: usize) -> Result<(Packet, usize), FrameError> {
+/// [`FrameError::Incomplete`] if `buf` is shorter than a header, [`FrameError::TooLarge`] for
+/// a body over `max_body`.
+pub(crate) fn packet_len(buf: &[u8], max_body: usize) -> Result<usize, FrameError> {
     if buf.len() < 8 {
         return Err(FrameError::Incomplete {
             needed: 8,
@@ -225,12 +223,26 @@ pub fn decode_packet(buf: &[u8], max_body: usize) -> Result<(Packet, usize), Fra
     if len > max_body {
         return Err(FrameError::TooLarge { len: len as u64 });
     }
-    if buf.len() < 8 + len {
+    Ok(8 + len)
+}
+
+/// Decodes one packet from the front of `buf`; returns it and the bytes it took.
+///
+/// # Errors
+///
+/// [`FrameError::Incomplete`] when `buf` holds only part of the frame (read more),
+/// [`FrameError::TooLarge`] for a length over `max_body`, [`FrameError::ChecksumMismatch`]
+/// for damaged bytes, and [`FrameError::Malformed`] for a wrong version, an unknown kind or
+/// fields that do not add up. After any error but `Incomplete`, the stream cannot be trusted.
+pub fn decode_packet(buf: &[u8], max_body: usize) -> Result<(Packet, usize), FrameError> {
+    let whole = packet_len(buf, max_body)?;
+    if buf.len() < whole {
         return Err(FrameError::Incomplete {
-            needed: 8 + len,
+            needed: whole,
             available: buf.len(),
         });
     }
+    let len = whole - 8;
     let stored = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
     let body = &buf[8..8 + len];
     // The version decides the layout, so it is read first; a damaged one is refused too.

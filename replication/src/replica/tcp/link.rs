@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::auth::TAG_LEN;
 use super::{TcpConfig, TcpStats};
 use crate::replica::types::NodeId;
-use crate::replica::wire::{Packet, encode_packet};
+use crate::replica::wire::Packet;
 
 /// What one peer is sent in one go: per packet, in order, its encoded head and the record
 /// frames after it, written from the packet itself (one vectored write, no copy of the
@@ -22,15 +23,20 @@ pub(super) struct PeerWrite<'p> {
     pub(super) heads: Vec<u8>,
     /// Per packet: where its head ends in `heads`, and its record frames.
     pub(super) frames: Vec<(usize, &'p [u8])>,
+    /// Per packet, with an [`AuthKey`](super::AuthKey): its tag, written after it.
+    pub(super) tags: Vec<[u8; TAG_LEN]>,
 }
 
 impl PeerWrite<'_> {
     pub(super) fn slices(&self) -> Vec<IoSlice<'_>> {
         let mut from = 0;
-        let mut slices = Vec::with_capacity(2 * self.frames.len());
-        for &(head_end, frames) in &self.frames {
+        let mut slices = Vec::with_capacity(3 * self.frames.len());
+        for (i, &(head_end, frames)) in self.frames.iter().enumerate() {
             slices.push(IoSlice::new(&self.heads[from..head_end]));
             slices.push(IoSlice::new(frames));
+            if let Some(tag) = self.tags.get(i) {
+                slices.push(IoSlice::new(tag));
+            }
             from = head_end;
         }
         slices
@@ -219,7 +225,8 @@ fn connect_loop(
 ) {
     let mut backoff = config.min_backoff;
     let mut keepalive = Vec::new();
-    encode_packet(&Packet::Keepalive, &mut keepalive).expect("a keepalive is a few bytes");
+    super::auth::encode(config.auth.as_ref(), &Packet::Keepalive, &mut keepalive)
+        .expect("a keepalive is a few bytes");
     let mut next_keepalive = Instant::now() + config.keepalive_interval;
     while !stop.load(Ordering::Relaxed) {
         if link.lock().stream.is_some() {
