@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use shardkit_replication::replica::{
-    AckLevel, CoordinatorNode, FileReplicaStore, FollowerAck, LeaseCoordinator, Node, NodeId,
-    Packet, RemoteWriteError, Replica, ReplicaConfig, TcpClient, TcpConfig, TcpTransport, Write,
+    AckLevel, AuthKey, CoordinatorNode, FileReplicaStore, FollowerAck, LeaseCoordinator, Node,
+    NodeId, Packet, RemoteWriteError, Replica, ReplicaConfig, TcpClient, TcpConfig, TcpTransport,
+    Write,
 };
 use shardkit_replication::{Durability, Epoch, FileLog, LogConfig};
 
@@ -23,6 +24,48 @@ pub(crate) enum AckOn {
     Received,
     /// Once synced to its disk.
     Flushed,
+}
+
+/// The replica set's packet authentication, if it has a key.
+#[derive(Debug, Args)]
+pub(crate) struct AuthArgs {
+    /// A file whose bytes (all of them, 16 or more; for instance 32 from /dev/urandom) are
+    /// the key every node, coordinator and client of the replica set shares: packets are
+    /// then authenticated, and whoever lacks the key is not heard.
+    #[arg(long, value_name = "FILE")]
+    auth_key_file: Option<PathBuf>,
+}
+
+impl AuthArgs {
+    fn key(&self) -> Result<Option<AuthKey>, String> {
+        let Some(path) = &self.auth_key_file else {
+            return Ok(None);
+        };
+        let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        AuthKey::new(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn tcp_config(&self) -> Result<TcpConfig, String> {
+        Ok(TcpConfig {
+            auth: self.key()?,
+            ..TcpConfig::default()
+        })
+    }
+}
+
+/// A client of the node at `addr`, with `key` if there is one.
+fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    key: Option<&AuthKey>,
+) -> std::io::Result<TcpClient> {
+    let client = TcpClient::connect(addr, timeout)?;
+    Ok(match key {
+        Some(key) => client.with_auth(key.clone()),
+        None => client,
+    })
 }
 
 /// Arguments of `shardkit log serve` and `shardkit log follow`.
@@ -50,6 +93,8 @@ pub(crate) struct ServeArgs {
     /// never pass it to a replica rejoining after losing its disk).
     #[arg(long)]
     bootstrap: bool,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 /// Arguments of `shardkit log coordinate`.
@@ -64,6 +109,8 @@ pub(crate) struct CoordinateArgs {
     /// Milliseconds without a heartbeat before the leader is replaced.
     #[arg(long, default_value_t = 1000)]
     lease_ms: u64,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 /// Arguments of `shardkit log status`.
@@ -71,6 +118,8 @@ pub(crate) struct CoordinateArgs {
 pub(crate) struct StatusArgs {
     /// The node's address.
     addr: SocketAddr,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 /// Arguments of `shardkit log write`.
@@ -94,6 +143,8 @@ pub(crate) struct WriteArgs {
     /// The first sequence number.
     #[arg(long, default_value_t = 0)]
     first_seq: u64,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 /// An ack level on the command line.
@@ -162,7 +213,7 @@ pub(crate) fn serve(args: &ServeArgs, lead: bool) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let epoch = replica.epoch();
-    let transport = TcpTransport::bind(id, listen, &addrs, TcpConfig::default())
+    let transport = TcpTransport::bind(id, listen, &addrs, args.auth.tcp_config()?)
         .map_err(|e| format!("listening on {listen}: {e}"))?;
     let node = Node::start(replica, transport);
     if args.coordinator.is_none() {
@@ -193,7 +244,7 @@ pub(crate) fn coordinate(args: &CoordinateArgs) -> Result<(), String> {
         args.listen.id,
         args.listen.addr,
         &addrs,
-        TcpConfig::default(),
+        args.auth.tcp_config()?,
     )
     .map_err(|e| format!("listening on {}: {e}", args.listen.addr))?;
     let coordinator = CoordinatorNode::start(
@@ -217,8 +268,9 @@ pub(crate) fn coordinate(args: &CoordinateArgs) -> Result<(), String> {
 
 /// Prints a node's status.
 pub(crate) fn status(args: &StatusArgs) -> Result<(), String> {
+    let key = args.auth.key()?;
     let mut client =
-        TcpClient::connect(args.addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+        connect(args.addr, Duration::from_secs(2), key.as_ref()).map_err(|e| e.to_string())?;
     let answer = client
         .call(
             |request| Packet::StatusRequest { request },
@@ -260,6 +312,7 @@ pub(crate) fn status(args: &StatusArgs) -> Result<(), String> {
 /// sequence number; prints `seq offset` per acknowledged write.
 pub(crate) fn write(args: &WriteArgs) -> Result<(), String> {
     let addrs: HashMap<NodeId, SocketAddr> = args.nodes.iter().map(|m| (m.id, m.addr)).collect();
+    let key = args.auth.key()?;
     let mut target = args.nodes[0].id;
     let mut client: Option<TcpClient> = None;
     let last = args
@@ -274,7 +327,7 @@ pub(crate) fn write(args: &WriteArgs) -> Result<(), String> {
             }
             let c = match &mut client {
                 Some(c) => c,
-                None => match TcpClient::connect(addrs[&target], Duration::from_secs(1)) {
+                None => match connect(addrs[&target], Duration::from_secs(1), key.as_ref()) {
                     Ok(c) => client.insert(c),
                     Err(_) => {
                         target = next_node(&args.nodes, target);

@@ -2,7 +2,7 @@
 //! (`shardkit log coordinate` / `serve`), a writer (`shardkit log write`) acknowledging at
 //! quorum; the leader is killed with SIGKILL mid-stream, a follower is promoted, the old
 //! leader restarts and rejoins. Every acknowledged write must be in every log, once, and the
-//! logs must converge.
+//! logs must converge. The set authenticates its packets with a shared key.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shardkit_replication::replica::{Packet, ReplicaStatus, Role, TcpClient};
+use shardkit_replication::replica::{AuthKey, Packet, ReplicaStatus, Role, TcpClient};
 use shardkit_replication::{FileLog, LogConfig, LogStorage, Offset, Record};
 
 const PRODUCER: u64 = 9;
 const SIZE: usize = 100;
+/// The replica set's authentication key, written to the file every process is given.
+const KEY: &[u8] = b"the failover test's shared secret";
 
 #[path = "../src/ports.rs"]
 mod ports;
@@ -39,6 +41,8 @@ fn free_ports(n: u32) -> Vec<SocketAddr> {
 
 struct Cluster {
     dir: PathBuf,
+    /// The file holding [`KEY`].
+    key_file: PathBuf,
     coordinator: SocketAddr,
     nodes: HashMap<u64, SocketAddr>,
     children: HashMap<u64, Child>,
@@ -61,6 +65,8 @@ impl Cluster {
             .arg(self.dir.join(format!("n{id}")))
             .args(self.members())
             .args(["--coordinator", &format!("0={}", self.coordinator)])
+            .arg("--auth-key-file")
+            .arg(&self.key_file)
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -75,7 +81,15 @@ impl Cluster {
     }
 
     fn status(&self, id: u64) -> Option<ReplicaStatus> {
+        let key = AuthKey::new(KEY).unwrap();
+        self.status_with(id, Some(key))
+    }
+
+    fn status_with(&self, id: u64, key: Option<AuthKey>) -> Option<ReplicaStatus> {
         let mut c = TcpClient::connect(self.nodes[&id], Duration::from_millis(500)).ok()?;
+        if let Some(key) = key {
+            c = c.with_auth(key);
+        }
         match c
             .call(
                 |request| Packet::StatusRequest { request },
@@ -142,15 +156,20 @@ fn sigkilled_leader_loses_no_acknowledged_write_and_rejoins() {
         members.push("--member".to_string());
         members.push(format!("{id}={}", nodes[&id]));
     }
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, KEY).unwrap();
     let coordinator_child = Command::new(env!("CARGO_BIN_EXE_shardkit"))
         .args(["log", "coordinate", "--lease-ms", "400"])
         .args(["--listen", &format!("0={coordinator}")])
         .args(&members)
+        .arg("--auth-key-file")
+        .arg(&key_file)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let mut cluster = Cluster {
         dir: dir.path().to_path_buf(),
+        key_file: key_file.clone(),
         coordinator,
         nodes,
         children: HashMap::new(),
@@ -160,6 +179,10 @@ fn sigkilled_leader_loses_no_acknowledged_write_and_rejoins() {
         cluster.start_node(id);
     }
     let first_leader = cluster.leader();
+    assert!(
+        cluster.status_with(first_leader, None).is_none(),
+        "a client without the key was answered"
+    );
 
     // The writer runs as its own process and prints each acknowledged `seq offset`.
     let total = 600u64;
@@ -182,6 +205,8 @@ fn sigkilled_leader_loses_no_acknowledged_write_and_rejoins() {
             (1..=3u64)
                 .flat_map(|id| ["--node".to_string(), format!("{id}={}", cluster.nodes[&id])]),
         )
+        .arg("--auth-key-file")
+        .arg(&key_file)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
