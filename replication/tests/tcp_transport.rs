@@ -169,15 +169,17 @@ fn write(client: &mut TcpClient, timeout: Duration) -> std::io::Result<Packet> {
     )
 }
 
-/// With a key, members and clients holding it talk as usual; a sender without it, even one
-/// claiming a member's id, is refused before anything it sent is read: it cannot, say, push
-/// the replicas to the last epoch.
+/// With keys, members and clients holding theirs talk as usual; a sender without one, even
+/// claiming a member's id, is refused before its packet is decoded: it cannot, say, push the
+/// replicas to the last epoch. Nor can a client, with the clients' key.
 #[test]
 fn with_a_key_only_its_holders_are_heard() {
     let (a, b) = (NodeId::new(1), NodeId::new(2));
     let key = AuthKey::new(b"sixteen or more bytes of secret").unwrap();
+    let client_key = AuthKey::new(b"the clients' own sixteen bytes").unwrap();
     let with_key = TcpConfig {
-        auth: Some(key.clone()),
+        auth: Some(key),
+        client_auth: Some(client_key.clone()),
         ..TcpConfig::default()
     };
     let mut bound = TcpTransport::bind_loopback(&[a, b], with_key).expect("binding");
@@ -217,14 +219,28 @@ fn with_a_key_only_its_holders_are_heard() {
     }
     assert!(receiver.inbox().is_empty(), "the impostor was heard");
 
-    // Clients: with the key answered, without it not.
+    // Clients: with the clients' key answered, without a key not, and with it but posing as
+    // a member, cut off.
     let addr = bound.addrs[&b];
-    answer_writes(receiver);
+    let rejected = || receiver.stats().rejected_frames.load(Ordering::Relaxed);
+    let before = rejected();
     let connect = || TcpClient::connect(addr, Duration::from_secs(5)).expect("connect");
-    let answer = write(&mut connect().with_auth(key), Duration::from_secs(10)).expect("answered");
-    assert!(matches!(answer, Packet::WriteResult { result: Ok(_), .. }));
-    // Its request lacks a tag's bytes: the node waits for them, and never answers.
-    let unanswered = write(&mut connect(), Duration::from_secs(1));
+    let posing = connect()
+        .with_auth(client_key.clone())
+        .call(|_| packet(u64::MAX), Duration::from_secs(10));
+    assert!(posing.is_err(), "the posing client got an answer");
+    assert_eq!(rejected(), before + 1);
+    assert!(receiver.inbox().is_empty(), "the posing client was heard");
+    answer_writes(receiver);
+    let answer = write(
+        &mut connect().with_auth(client_key),
+        Duration::from_secs(10),
+    );
+    assert!(matches!(
+        answer,
+        Ok(Packet::WriteResult { result: Ok(_), .. })
+    ));
+    let unanswered = write(&mut connect(), Duration::from_secs(10));
     assert!(unanswered.is_err(), "a client without the key was answered");
 }
 

@@ -44,9 +44,15 @@ pub struct TcpConfig {
     /// for good. At least three `keepalive_interval`s (a quiet link's longest gap is two, plus
     /// a busy machine's delays), and at most a day.
     pub idle_timeout: Duration,
-    /// A key every packet is authenticated with (see [`AuthKey`]); `None`, the default,
-    /// trusts the network. Every node and [`TcpClient`] of a replica set needs the same.
+    /// The members' key: every packet is authenticated with it (see [`AuthKey`]); `None`,
+    /// the default, trusts the network. Every node and coordinator of a replica set needs the
+    /// same, and so do its [`TcpClient`]s unless `client_auth` is set.
     pub auth: Option<AuthKey>,
+    /// The clients' key, if clients should not hold the members' (which would let them speak
+    /// the protocol as a member): with it, a client's writes and status requests, and the
+    /// answers to them, are authenticated with this key, and a protocol packet carrying it is
+    /// refused. Needs `auth`.
+    pub client_auth: Option<AuthKey>,
 }
 
 impl Default for TcpConfig {
@@ -60,6 +66,7 @@ impl Default for TcpConfig {
             keepalive_interval: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(10),
             auth: None,
+            client_auth: None,
         }
     }
 }
@@ -81,6 +88,9 @@ impl TcpConfig {
         }
         if self.idle_timeout > Duration::from_secs(24 * 3600) {
             return invalid("idle_timeout must be at most a day");
+        }
+        if self.client_auth.is_some() && self.auth.is_none() {
+            return invalid("client_auth needs auth, the members' key");
         }
         Ok(())
     }
@@ -290,7 +300,8 @@ impl Transport for TcpTransport {
             let w = &mut writes[i];
             let head_start = w.heads.len();
             // A packet too large to encode is dropped; the protocol never builds one.
-            if let Ok(frames) = encode_packet_head(packet, &mut w.heads) {
+            let version = auth::version(self.auth.as_ref());
+            if let Ok(frames) = encode_packet_head(packet, &mut w.heads, version) {
                 w.frames.push((w.heads.len(), frames));
                 if let Some(key) = &self.auth {
                     w.tags.push(key.tag(&[&w.heads[head_start..], frames]));
@@ -372,10 +383,21 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
         filled += n;
         let mut delivered = false;
         loop {
-            let auth = receiving.config.auth.as_ref();
-            match auth::decode(auth, &buf[at..filled], receiving.config.max_packet) {
-                Ok((packet, used)) => {
+            let (members, clients) = (
+                receiving.config.auth.as_ref(),
+                receiving.config.client_auth.as_ref(),
+            );
+            let max = receiving.config.max_packet;
+            match auth::decode_received(members, clients, &buf[at..filled], max) {
+                Ok((packet, used, sender)) => {
                     at += used;
+                    if sender == auth::Sender::Client
+                        && matches!(packet, Packet::Protocol { .. } | Packet::Keepalive)
+                    {
+                        // A client posing as a member.
+                        reject(receiving, &reader);
+                        return;
+                    }
                     if let Packet::Protocol { from, .. } = &packet
                         && !receiving.known.contains(from)
                     {
@@ -420,12 +442,7 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                     break;
                 }
                 Err(_) => {
-                    // Nothing after a bad frame can be trusted: drop the connection.
-                    receiving
-                        .stats
-                        .rejected_frames
-                        .fetch_add(1, Ordering::Relaxed);
-                    let _ = reader.shutdown(std::net::Shutdown::Both);
+                    reject(receiving, &reader);
                     return;
                 }
             }
@@ -437,6 +454,15 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
             hook();
         }
     }
+}
+
+/// Drops a connection that sent a bad or forbidden packet: nothing after it can be trusted.
+fn reject(receiving: &Receiving, connection: &TcpStream) {
+    receiving
+        .stats
+        .rejected_frames
+        .fetch_add(1, Ordering::Relaxed);
+    let _ = connection.shutdown(std::net::Shutdown::Both);
 }
 
 /// Encodes everything queued into one buffer: a batch, written with one call.
@@ -458,7 +484,8 @@ fn write_replies(mut stream: TcpStream, rx: Receiver<Packet>, config: &TcpConfig
     let _ = stream.set_write_timeout(Some(config.write_timeout));
     let mut buf = Vec::new();
     while let Ok(first) = rx.recv() {
-        batch(first, &rx, config.auth.as_ref(), &mut buf);
+        let auth = config.client_auth.as_ref().or(config.auth.as_ref());
+        batch(first, &rx, auth, &mut buf);
         if stream.write_all(&buf).is_err() {
             return;
         }
@@ -493,8 +520,8 @@ impl TcpClient {
         })
     }
 
-    /// Authenticates requests and answers with `key`, the replica set's
-    /// ([`TcpConfig::auth`]).
+    /// Authenticates requests and answers with `key`: the replica set's clients' key
+    /// ([`TcpConfig::client_auth`]), or without one, its members' ([`TcpConfig::auth`]).
     #[must_use]
     pub fn with_auth(mut self, key: AuthKey) -> Self {
         self.auth = Some(key);

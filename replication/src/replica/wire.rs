@@ -22,6 +22,11 @@ use crate::record::{Epoch, Offset};
 /// The wire format's version: a peer speaking another is refused.
 pub const WIRE_VERSION: u8 = 4;
 
+/// The version byte of a packet followed by an authentication tag: [`WIRE_VERSION`] with its
+/// top bit set, so that a node and a peer that disagree on having a key refuse each other's
+/// first packet instead of acting on it.
+pub(crate) const TAGGED_VERSION: u8 = WIRE_VERSION | 0x80;
+
 /// The largest packet body accepted by default (64 MiB, a fetch answer's worth).
 pub const MAX_PACKET: usize = 64 << 20;
 
@@ -166,13 +171,14 @@ impl std::error::Error for RemoteWriteError {}
 /// [`FrameError::TooLarge`] if the body would exceed [`MAX_PACKET`] (or a record its own
 /// limit); `out` is unchanged then.
 pub fn encode_packet(packet: &Packet, out: &mut Vec<u8>) -> Result<(), FrameError> {
-    let frames = encode_packet_head(packet, out)?;
+    let frames = encode_packet_head(packet, out, WIRE_VERSION)?;
     out.extend_from_slice(frames);
     Ok(())
 }
 
-/// Appends `packet`'s frame to `out`, but for the record frames it ends with, which it
-/// returns: they follow as they are (a transport writes them from where they lie).
+/// Appends `packet`'s frame to `out` with `version` ([`WIRE_VERSION`], or [`TAGGED_VERSION`]
+/// when a tag follows), but for the record frames it ends with, which it returns: they follow
+/// as they are (a transport writes them from where they lie).
 ///
 /// # Errors
 ///
@@ -180,11 +186,12 @@ pub fn encode_packet(packet: &Packet, out: &mut Vec<u8>) -> Result<(), FrameErro
 pub(crate) fn encode_packet_head<'p>(
     packet: &'p Packet,
     out: &mut Vec<u8>,
+    version: u8,
 ) -> Result<&'p [u8], FrameError> {
     let start = out.len();
     out.extend_from_slice(&[0; 8]);
     let mut e = Encoder(out);
-    e.u8(WIRE_VERSION);
+    e.u8(version);
     e.0.extend_from_slice(&[0; 4]);
     let frames = match encode_body(packet, &mut e) {
         Ok(frames) => frames,
@@ -235,6 +242,15 @@ pub(crate) fn packet_len(buf: &[u8], max_body: usize) -> Result<usize, FrameErro
 /// for damaged bytes, and [`FrameError::Malformed`] for a wrong version, an unknown kind or
 /// fields that do not add up. After any error but `Incomplete`, the stream cannot be trusted.
 pub fn decode_packet(buf: &[u8], max_body: usize) -> Result<(Packet, usize), FrameError> {
+    decode_packet_as(buf, max_body, WIRE_VERSION)
+}
+
+/// [`decode_packet`] of a packet written with `version`.
+pub(crate) fn decode_packet_as(
+    buf: &[u8],
+    max_body: usize,
+    version: u8,
+) -> Result<(Packet, usize), FrameError> {
     let whole = packet_len(buf, max_body)?;
     if buf.len() < whole {
         return Err(FrameError::Incomplete {
@@ -246,8 +262,12 @@ pub fn decode_packet(buf: &[u8], max_body: usize) -> Result<(Packet, usize), Fra
     let stored = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
     let body = &buf[8..8 + len];
     // The version decides the layout, so it is read first; a damaged one is refused too.
-    if body.first() != Some(&WIRE_VERSION) {
-        return Err(malformed("unsupported wire version"));
+    if body.first() != Some(&version) {
+        return Err(malformed(if body.first() == Some(&TAGGED_VERSION) {
+            "an authenticated packet, and this side has no key"
+        } else {
+            "unsupported wire version"
+        }));
     }
     if body.len() < 5 {
         return Err(malformed("a field runs past the packet's end"));
