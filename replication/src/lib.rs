@@ -175,7 +175,7 @@
 //! suffix** before copying the rest. A follower behind the leader's retained log installs a
 //! **snapshot** of the user's state ([`replica::StateMachine`]) and continues from there; the
 //! state travels in parts of at most `fetch_max_bytes`, so a snapshot of any size fits the
-//! transport's packets.
+//! transport's packets while `fetch_max_bytes` does (with room for a part's header).
 //!
 //! ## Ack levels and what they guarantee
 //!

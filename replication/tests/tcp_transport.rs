@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -132,7 +133,7 @@ fn a_quiet_link_between_peers_stays_open() {
 fn a_clients_connection_outlives_the_idle_timeout() {
     let id = NodeId::new(1);
     let mut bound = TcpTransport::bind_loopback(&[id], short_idle()).expect("binding");
-    answer_writes(bound.transports.remove(&id).expect("bound"));
+    answer_writes(Arc::new(bound.transports.remove(&id).expect("bound")));
     let mut client = TcpClient::connect(bound.addrs[&id], Duration::from_secs(5)).expect("connect");
     for _ in 0..2 {
         let answer = write(&mut client, Duration::from_secs(10)).expect("answered");
@@ -142,7 +143,7 @@ fn a_clients_connection_outlives_the_idle_timeout() {
 }
 
 /// Answers every write `node` receives as written at offset 7, on a thread of its own.
-fn answer_writes(node: TcpTransport) {
+fn answer_writes(node: Arc<TcpTransport>) {
     std::thread::spawn(move || {
         while let Ok(inbound) = node.inbox().recv() {
             if let Packet::Write { request, .. } = inbound.packet {
@@ -178,13 +179,13 @@ fn with_a_key_only_its_holders_are_heard() {
     let key = AuthKey::new(b"sixteen or more bytes of secret").unwrap();
     let client_key = AuthKey::new(b"the clients' own sixteen bytes").unwrap();
     let with_key = TcpConfig {
-        auth: Some(key),
+        auth: Some(key.clone()),
         client_auth: Some(client_key.clone()),
         ..TcpConfig::default()
     };
     let mut bound = TcpTransport::bind_loopback(&[a, b], with_key).expect("binding");
     let sender = bound.transports.remove(&a).expect("bound");
-    let receiver = bound.transports.remove(&b).expect("bound");
+    let receiver = Arc::new(bound.transports.remove(&b).expect("bound"));
     let packet = |epoch| Packet::Protocol {
         from: a,
         message: Message::Prepare {
@@ -204,10 +205,14 @@ fn with_a_key_only_its_holders_are_heard() {
         assert_eq!(inbound.packet, expected);
     }
 
-    // Node a's id without the key.
+    // Node a's id with a key of its own: tagged packets, the wrong tag.
     let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let peers = HashMap::from([(b, bound.addrs[&b])]);
-    let impostor = TcpTransport::bind(a, any_port, &peers, TcpConfig::default()).expect("bind");
+    let wrong_key = TcpConfig {
+        auth: Some(AuthKey::new(b"not the replica set's key").unwrap()),
+        ..TcpConfig::default()
+    };
+    let impostor = TcpTransport::bind(a, any_port, &peers, wrong_key).expect("bind");
     impostor.send(b, packet(u64::MAX));
     let deadline = Instant::now() + Duration::from_secs(20);
     while receiver.stats().rejected_frames.load(Ordering::Relaxed) == 0 {
@@ -231,7 +236,7 @@ fn with_a_key_only_its_holders_are_heard() {
     assert!(posing.is_err(), "the posing client got an answer");
     assert_eq!(rejected(), before + 1);
     assert!(receiver.inbox().is_empty(), "the posing client was heard");
-    answer_writes(receiver);
+    answer_writes(Arc::clone(&receiver));
     let answer = write(
         &mut connect().with_auth(client_key),
         Duration::from_secs(10),
@@ -242,6 +247,15 @@ fn with_a_key_only_its_holders_are_heard() {
     ));
     let unanswered = write(&mut connect(), Duration::from_secs(10));
     assert!(unanswered.is_err(), "a client without the key was answered");
+    // With the members' key, where clients have their own: refused, since the answer would
+    // carry the clients' tag.
+    let before = rejected();
+    let members_key = write(&mut connect().with_auth(key), Duration::from_secs(10));
+    assert!(
+        members_key.is_err(),
+        "a client with the members' key was answered"
+    );
+    assert_eq!(rejected(), before + 1);
 }
 
 /// Settings that would close healthy quiet links, or overflow the keepalive clock, are refused.

@@ -70,7 +70,8 @@ pub enum Message {
     },
     /// Leader → follower: part of a snapshot as of `offset`. A snapshot travels in parts of at
     /// most [`ReplicaConfig::fetch_max_bytes`](super::ReplicaConfig::fetch_max_bytes), so that
-    /// one of any size fits the transport's packets; the follower asks for each next part,
+    /// one of any size fits the transport's packets (while that setting, plus a part's header,
+    /// does); the follower asks for each next part,
     /// installs the snapshot once it holds all of it, and continues from `offset`.
     ///
     /// What travels is the user's state, then the idempotent producers' latest writes before

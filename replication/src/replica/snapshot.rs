@@ -1,6 +1,6 @@
 //! Full resync: a follower whose position the leader's log no longer holds installs a
 //! snapshot of the user's state and continues from the snapshot's offset. The state travels
-//! in parts, so a snapshot of any size fits the transport's packets.
+//! in parts, so a snapshot of any size fits the transport's packets (while a part does).
 
 use std::time::Duration;
 

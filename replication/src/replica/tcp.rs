@@ -50,8 +50,9 @@ pub struct TcpConfig {
     pub auth: Option<AuthKey>,
     /// The clients' key, if clients should not hold the members' (which would let them speak
     /// the protocol as a member): with it, a client's writes and status requests, and the
-    /// answers to them, are authenticated with this key, and a protocol packet carrying it is
-    /// refused. Needs `auth`.
+    /// answers to them, are authenticated with this key only (a request tagged with the
+    /// members' key is refused, since its answer would carry a tag the client could not
+    /// check), and a protocol packet carrying it is refused. Needs `auth`.
     pub client_auth: Option<AuthKey>,
 }
 
@@ -122,7 +123,8 @@ pub struct TcpStats {
 ///
 /// Packets carry their sender's id, which is checked against the peer list. Without a key
 /// ([`TcpConfig::auth`]) nothing proves the id: run it on a trusted network, or give every
-/// node and client the replica set's [`AuthKey`], and a sender without it is not heard.
+/// node the members' [`AuthKey`] (and clients theirs, [`TcpConfig::client_auth`]), and a
+/// sender without one is not heard.
 pub struct TcpTransport {
     local: SocketAddr,
     peers: HashMap<NodeId, Arc<Link>>,
@@ -151,8 +153,8 @@ impl TcpTransport {
     /// # Errors
     ///
     /// The listener's bind error, or [`std::io::ErrorKind::InvalidInput`] for a `config` whose
-    /// `keepalive_interval` is zero or whose `idle_timeout` is less than three of them or more
-    /// than a day.
+    /// `keepalive_interval` is zero, whose `idle_timeout` is less than three of them or more
+    /// than a day, or that has a `client_auth` without an `auth`.
     pub fn bind(
         id: NodeId,
         listen: SocketAddr,
@@ -391,10 +393,14 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
             match auth::decode_received(members, clients, &buf[at..filled], max) {
                 Ok((packet, used, sender)) => {
                     at += used;
-                    if sender == auth::Sender::Client
-                        && matches!(packet, Packet::Protocol { .. } | Packet::Keepalive)
-                    {
+                    let from_member = matches!(packet, Packet::Protocol { .. } | Packet::Keepalive);
+                    let misplaced = match sender {
                         // A client posing as a member.
+                        auth::Sender::Client => from_member,
+                        // A client with the members' key where clients have their own.
+                        auth::Sender::Member => !from_member && clients.is_some(),
+                    };
+                    if misplaced {
                         reject(receiving, &reader);
                         return;
                     }

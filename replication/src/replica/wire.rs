@@ -6,7 +6,8 @@
 //! in the log's own frame format, each with its own checksum; `records` counts their bytes,
 //! and the packet's checksum covers the body before them, so no byte is checksummed twice
 //! (a follower appends the frames as they came, and the leader read them from its log as they
-//! are stored).
+//! are stored). With an authentication key (`TcpConfig::auth`), `version` has its top bit set
+//! and the packet is followed by a 16-byte tag.
 
 use std::time::Duration;
 

@@ -50,13 +50,22 @@ impl PeerWrite<'_> {
 /// sends under its lock), nor the other peers of the same batch. That thread also makes and
 /// remakes the connection, sends what was queued while it connected, and sends keepalives
 /// when the link is quiet.
-#[derive(Debug)]
 pub(super) struct Link {
     state: Mutex<LinkState>,
     wake: Sender<()>,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Link")
+            .field("connected", &state.stream.is_some())
+            .field("queued_bytes", &state.queued.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
 struct LinkState {
     /// Shared with the link's thread, which writes the queue outside the lock.
     stream: Option<Arc<TcpStream>>,
@@ -70,8 +79,9 @@ struct LinkState {
 }
 
 /// The most bytes of whole packets queued for a peer; beyond it, packets are dropped (a slow
-/// peer so loses some, which the protocol fetches again). The rest of a packet the socket took
-/// part of is queued whatever its size: the connection's stream needs it.
+/// peer so loses some, which the protocol fetches again). The rest of a batch the socket took
+/// part of is queued whatever its size: the connection's stream needs the rest of the packet
+/// it cut, and the batch is at most what one call sends one peer.
 const MAX_QUEUED: usize = 4 << 20;
 
 /// Slices per `sendmsg` (Linux refuses more than `IOV_MAX`, 1024).
