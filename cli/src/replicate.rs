@@ -38,13 +38,7 @@ pub(crate) struct AuthArgs {
 
 impl AuthArgs {
     fn key(&self) -> Result<Option<AuthKey>, String> {
-        let Some(path) = &self.auth_key_file else {
-            return Ok(None);
-        };
-        let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        AuthKey::new(&bytes)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display()))
+        self.auth_key_file.as_deref().map(read_key).transpose()
     }
 
     fn tcp_config(&self) -> Result<TcpConfig, String> {
@@ -53,6 +47,12 @@ impl AuthArgs {
             ..TcpConfig::default()
         })
     }
+}
+
+/// The key whose bytes are those of the file at `path`.
+fn read_key(path: &std::path::Path) -> Result<AuthKey, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    AuthKey::new(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A client of the node at `addr`, with `key` if there is one.
@@ -95,6 +95,10 @@ pub(crate) struct ServeArgs {
     bootstrap: bool,
     #[command(flatten)]
     auth: AuthArgs,
+    /// A file holding the clients' key, if clients should not hold the members' (which lets
+    /// them speak the protocol as a member): clients then give it as their --auth-key-file.
+    #[arg(long, value_name = "FILE", requires = "auth_key_file")]
+    client_auth_key_file: Option<PathBuf>,
 }
 
 /// Arguments of `shardkit log coordinate`.
@@ -213,7 +217,15 @@ pub(crate) fn serve(args: &ServeArgs, lead: bool) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let epoch = replica.epoch();
-    let transport = TcpTransport::bind(id, listen, &addrs, args.auth.tcp_config()?)
+    let tcp = TcpConfig {
+        client_auth: args
+            .client_auth_key_file
+            .as_deref()
+            .map(read_key)
+            .transpose()?,
+        ..args.auth.tcp_config()?
+    };
+    let transport = TcpTransport::bind(id, listen, &addrs, tcp)
         .map_err(|e| format!("listening on {listen}: {e}"))?;
     let node = Node::start(replica, transport);
     if args.coordinator.is_none() {

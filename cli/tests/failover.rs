@@ -16,8 +16,10 @@ use shardkit_replication::{FileLog, LogConfig, LogStorage, Offset, Record};
 
 const PRODUCER: u64 = 9;
 const SIZE: usize = 100;
-/// The replica set's authentication key, written to the file every process is given.
+/// The replica set's members' key, written to the file nodes and the coordinator are given.
 const KEY: &[u8] = b"the failover test's shared secret";
+/// The clients' key (the writer's, and this test's status requests').
+const CLIENT_KEY: &[u8] = b"the failover test's clients' secret";
 
 #[path = "../src/ports.rs"]
 mod ports;
@@ -43,6 +45,8 @@ struct Cluster {
     dir: PathBuf,
     /// The file holding [`KEY`].
     key_file: PathBuf,
+    /// The file holding [`CLIENT_KEY`].
+    client_key_file: PathBuf,
     coordinator: SocketAddr,
     nodes: HashMap<u64, SocketAddr>,
     children: HashMap<u64, Child>,
@@ -67,6 +71,8 @@ impl Cluster {
             .args(["--coordinator", &format!("0={}", self.coordinator)])
             .arg("--auth-key-file")
             .arg(&self.key_file)
+            .arg("--client-auth-key-file")
+            .arg(&self.client_key_file)
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -81,7 +87,7 @@ impl Cluster {
     }
 
     fn status(&self, id: u64) -> Option<ReplicaStatus> {
-        let key = AuthKey::new(KEY).unwrap();
+        let key = AuthKey::new(CLIENT_KEY).unwrap();
         self.status_with(id, Some(key))
     }
 
@@ -158,6 +164,8 @@ fn sigkilled_leader_loses_no_acknowledged_write_and_rejoins() {
     }
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, KEY).unwrap();
+    let client_key_file = dir.path().join("client-key");
+    std::fs::write(&client_key_file, CLIENT_KEY).unwrap();
     let coordinator_child = Command::new(env!("CARGO_BIN_EXE_shardkit"))
         .args(["log", "coordinate", "--lease-ms", "400"])
         .args(["--listen", &format!("0={coordinator}")])
@@ -170,6 +178,7 @@ fn sigkilled_leader_loses_no_acknowledged_write_and_rejoins() {
     let mut cluster = Cluster {
         dir: dir.path().to_path_buf(),
         key_file: key_file.clone(),
+        client_key_file: client_key_file.clone(),
         coordinator,
         nodes,
         children: HashMap::new(),
@@ -179,10 +188,12 @@ fn sigkilled_leader_loses_no_acknowledged_write_and_rejoins() {
         cluster.start_node(id);
     }
     let first_leader = cluster.leader();
-    assert!(
-        cluster.status_with(first_leader, None).is_none(),
-        "a client without the key was answered"
-    );
+    for key in [None, Some(AuthKey::new(KEY).unwrap())] {
+        assert!(
+            cluster.status_with(first_leader, key).is_none(),
+            "a client without the clients' key was answered"
+        );
+    }
 
     // The writer runs as its own process and prints each acknowledged `seq offset`.
     let total = 600u64;
@@ -206,7 +217,7 @@ fn sigkilled_leader_loses_no_acknowledged_write_and_rejoins() {
                 .flat_map(|id| ["--node".to_string(), format!("{id}={}", cluster.nodes[&id])]),
         )
         .arg("--auth-key-file")
-        .arg(&key_file)
+        .arg(&client_key_file)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
