@@ -523,6 +523,25 @@ impl<N> HashRing<N> {
     }
 }
 
+/// Two rings are equal when they route every key alike: the same seed, virtual nodes per unit
+/// of weight, and nodes with their weights, whatever order the nodes were added in (the points
+/// are a function of these alone).
+impl<N: PartialEq> PartialEq for HashRing<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.seed == other.seed
+            && self.vnodes == other.vnodes
+            && self.members.len() == other.members.len()
+            && self.members.iter().all(|m| {
+                other.index.get(&m.hash).is_some_and(|&i| {
+                    let theirs = &other.members[i as usize];
+                    theirs.node == m.node && theirs.weight == m.weight
+                })
+            })
+    }
+}
+
+impl<N: Eq> Eq for HashRing<N> {}
+
 impl<N: fmt::Debug> fmt::Debug for HashRing<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HashRing")

@@ -163,3 +163,45 @@ fn nodes_are_looked_up_by_a_borrowed_form() {
     assert!(plan.iter().all(|m| m.from() == "db-1"));
     assert!(!ring.contains("db-1"));
 }
+
+#[test]
+fn rings_are_equal_when_they_route_alike_whatever_the_order_nodes_came_in() {
+    let build = |nodes: &[(&'static str, u32)]| {
+        let mut ring = HashRing::new();
+        for &(node, weight) in nodes {
+            ring.add_weighted(node, weight).unwrap();
+        }
+        ring
+    };
+    let one = build(&[("a", 1), ("b", 2), ("c", 1)]);
+    let other = build(&[("c", 1), ("a", 1), ("b", 2)]);
+    assert_eq!(one, other);
+    for key in 0..10_000u64 {
+        assert_eq!(one.get(&key), other.get(&key), "key {key}");
+    }
+    // Removed and added back: equal again.
+    let mut churned = other.clone();
+    churned.remove("a").unwrap();
+    assert_ne!(churned, one);
+    churned.add("a").unwrap();
+    assert_eq!(churned, one);
+    // Another weight, node, seed or point count: not equal.
+    assert_ne!(one, build(&[("a", 1), ("b", 1), ("c", 1)]));
+    assert_ne!(one, build(&[("a", 1), ("b", 2), ("d", 1)]));
+    let reseeded = HashRing::builder()
+        .seed(7)
+        .weighted_node("a", 1)
+        .weighted_node("b", 2)
+        .weighted_node("c", 1)
+        .build()
+        .unwrap();
+    assert_ne!(one, reseeded);
+    let fewer_points = HashRing::builder()
+        .vnodes(10)
+        .weighted_node("a", 1)
+        .weighted_node("b", 2)
+        .weighted_node("c", 1)
+        .build()
+        .unwrap();
+    assert_ne!(one, fewer_points);
+}
