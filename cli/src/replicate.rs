@@ -29,9 +29,10 @@ pub(crate) enum AckOn {
 /// The replica set's packet authentication, if it has a key.
 #[derive(Debug, Args)]
 pub(crate) struct AuthArgs {
-    /// A file whose bytes (all of them, 16 or more; for instance 32 from /dev/urandom) are
-    /// the key every node, coordinator and client of the replica set shares: packets are
-    /// then authenticated, and whoever lacks the key is not heard.
+    /// A file whose bytes (all of them, 16 or more; for instance 32 from /dev/urandom) are a
+    /// key of the replica set: for a node or the coordinator the members' key, for a client
+    /// the clients' key if the nodes have one (--client-auth-key-file), else the members'.
+    /// Packets are then authenticated, and whoever lacks a key is not heard.
     #[arg(long, value_name = "FILE")]
     auth_key_file: Option<PathBuf>,
 }

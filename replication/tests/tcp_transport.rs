@@ -258,7 +258,8 @@ fn with_a_key_only_its_holders_are_heard() {
     assert_eq!(rejected(), before + 1);
 }
 
-/// Settings that would close healthy quiet links, or overflow the keepalive clock, are refused.
+/// Settings that would close healthy quiet links, or overflow the keepalive clock, are refused;
+/// so are a clients' key without the members', and one equal to it.
 #[test]
 fn keepalive_settings_that_cannot_work_are_refused() {
     let id = NodeId::new(1);
@@ -278,6 +279,19 @@ fn keepalive_settings_that_cannot_work_are_refused() {
         assert!(
             matches!(&bound, Err(e) if e.kind() == std::io::ErrorKind::InvalidInput),
             "{keepalive_interval:?} {idle_timeout:?}: {bound:?}"
+        );
+    }
+    let key = || Some(AuthKey::new(b"sixteen or more bytes of secret").unwrap());
+    for auth in [None, key()] {
+        let config = TcpConfig {
+            auth,
+            client_auth: key(),
+            ..TcpConfig::default()
+        };
+        let bound = TcpTransport::bind_loopback(&[id], config);
+        assert!(
+            matches!(&bound, Err(e) if e.kind() == std::io::ErrorKind::InvalidInput),
+            "{bound:?}"
         );
     }
 }

@@ -90,8 +90,13 @@ impl TcpConfig {
         if self.idle_timeout > Duration::from_secs(24 * 3600) {
             return invalid("idle_timeout must be at most a day");
         }
-        if self.client_auth.is_some() && self.auth.is_none() {
-            return invalid("client_auth needs auth, the members' key");
+        match (&self.auth, &self.client_auth) {
+            (None, Some(_)) => return invalid("client_auth needs auth, the members' key"),
+            // Every client request would count as the members' and be refused.
+            (Some(members), Some(clients)) if members.tag(&[]) == clients.tag(&[]) => {
+                return invalid("client_auth must be another key than auth");
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -154,7 +159,7 @@ impl TcpTransport {
     ///
     /// The listener's bind error, or [`std::io::ErrorKind::InvalidInput`] for a `config` whose
     /// `keepalive_interval` is zero, whose `idle_timeout` is less than three of them or more
-    /// than a day, or that has a `client_auth` without an `auth`.
+    /// than a day, or that has a `client_auth` without an `auth` or equal to it.
     pub fn bind(
         id: NodeId,
         listen: SocketAddr,
