@@ -77,17 +77,6 @@ impl AuthKey {
         tag
     }
 
-    /// Decodes the packet at the start of `buf` once its tag, after it, checks out; returns it
-    /// with the bytes it and its tag took. As [`decode_packet`], with a missing or wrong tag
-    /// [`FrameError::Malformed`].
-    pub(crate) fn decode(
-        &self,
-        buf: &[u8],
-        max_body: usize,
-    ) -> Result<(Packet, usize), FrameError> {
-        decode_received(Some(self), None, buf, max_body).map(|(packet, used, _)| (packet, used))
-    }
-
     /// Whether `buf` (a whole packet of `len` bytes, then its tag) carries this key's tag.
     fn tags(&self, buf: &[u8], len: usize) -> bool {
         let mut mac = self.0.clone();
@@ -144,16 +133,15 @@ pub(crate) fn decode_received(
     Ok((packet, needed, sender))
 }
 
-/// Decodes the packet at the start of `buf`, checking its tag first if there is a key.
+/// Decodes the packet at the start of `buf`, checking its tag first if there is a key;
+/// returns it with the bytes it (and its tag) took. As [`decode_packet`], with a missing or
+/// wrong tag [`FrameError::Malformed`].
 pub(crate) fn decode(
     auth: Option<&AuthKey>,
     buf: &[u8],
     max_body: usize,
 ) -> Result<(Packet, usize), FrameError> {
-    match auth {
-        Some(key) => key.decode(buf, max_body),
-        None => decode_packet(buf, max_body),
-    }
+    decode_received(auth, None, buf, max_body).map(|(packet, used, _)| (packet, used))
 }
 
 /// The version byte packets carry with `auth`.
@@ -195,17 +183,20 @@ mod tests {
         let mut bytes = Vec::new();
         encode(Some(&key), &packet(), &mut bytes).unwrap();
         assert_eq!(
-            key.decode(&bytes, MAX_PACKET).unwrap(),
+            decode(Some(&key), &bytes, MAX_PACKET).unwrap(),
             (packet(), bytes.len())
         );
         for i in 0..bytes.len() {
             let mut changed = bytes.clone();
             changed[i] ^= 1;
-            assert!(key.decode(&changed, MAX_PACKET).is_err(), "byte {i}");
+            assert!(
+                decode(Some(&key), &changed, MAX_PACKET).is_err(),
+                "byte {i}"
+            );
         }
         // Short of its tag: wait for more.
         assert!(matches!(
-            key.decode(&bytes[..bytes.len() - 1], MAX_PACKET),
+            decode(Some(&key), &bytes[..bytes.len() - 1], MAX_PACKET),
             Err(FrameError::Incomplete { .. })
         ));
     }
@@ -216,11 +207,11 @@ mod tests {
         let other = AuthKey::new(&[2; 16]).unwrap();
         let mut tagged = Vec::new();
         encode(Some(&other), &packet(), &mut tagged).unwrap();
-        assert!(key.decode(&tagged, MAX_PACKET).is_err());
+        assert!(decode(Some(&key), &tagged, MAX_PACKET).is_err());
         let mut untagged = Vec::new();
         encode(None, &packet(), &mut untagged).unwrap();
         untagged.extend_from_slice(&[0; TAG_LEN]);
-        assert!(key.decode(&untagged, MAX_PACKET).is_err());
+        assert!(decode(Some(&key), &untagged, MAX_PACKET).is_err());
     }
 
     #[test]
@@ -230,7 +221,7 @@ mod tests {
         encode(None, &packet(), &mut untagged).unwrap();
         // No bytes after it: refused at once, not waiting for a tag.
         assert!(matches!(
-            key.decode(&untagged, MAX_PACKET),
+            decode(Some(&key), &untagged, MAX_PACKET),
             Err(FrameError::Malformed { .. })
         ));
         let mut tagged = Vec::new();
