@@ -127,6 +127,9 @@ fn is_segment(name: &str) -> bool {
         .is_some_and(|base| !base.is_empty() && base.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The file in which a log records how far its tail was synced (see `FileLog`'s docs).
+const SYNCED_MARK: &str = "synced";
+
 /// Opens a copy of the log in `dir` (its files, into a temporary directory). Refuses a
 /// directory that holds no segment, rather than make an empty log of it.
 fn inspect(dir: &Path) -> Result<Inspected, String> {
@@ -143,7 +146,7 @@ fn inspect(dir: &Path) -> Result<Inspected, String> {
         .map_err(describe)?;
     // The synced mark first: copied after a segment that a running writer then appended to
     // and synced, it would vouch for bytes the copy lacks.
-    files.sort_by_key(|path| path.file_name() != Some(std::ffi::OsStr::new("synced")));
+    files.sort_by_key(|path| path.file_name() != Some(std::ffi::OsStr::new(SYNCED_MARK)));
     for path in files {
         let Some(name) = path.file_name() else {
             continue;
@@ -164,7 +167,7 @@ fn inspect(dir: &Path) -> Result<Inspected, String> {
         // Synced records damaged: the log refuses to open. Without the mark, recovery cuts
         // the damage as it would a torn write, and shows what lies before it.
         Err(refused @ shardkit_replication::Error::Corrupt { .. }) => {
-            let mark = copy.path().join("synced");
+            let mark = copy.path().join(SYNCED_MARK);
             let log = std::fs::remove_file(&mark)
                 .ok()
                 .and_then(|()| FileLog::open(copy.path(), config).ok())

@@ -12,7 +12,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use crate::error::Error;
 
@@ -86,20 +86,17 @@ impl SyncedMark {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
             Err(e) => return Err(Error::io("read", &path)(e)),
         };
-        let state = State {
-            mark: found.unwrap_or_default(),
-            generation: 0,
-        };
+        // The log sets the mark once it has recovered; until then it vouches for nothing.
         let mark = Self {
             file,
             path,
-            state: Mutex::new(state),
+            state: Mutex::new(State::default()),
         };
         Ok((mark, found))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        super::lock(&self.state)
     }
 
     /// The generation to pass to [`synced`](Self::synced), read before the sync's bytes are

@@ -290,6 +290,7 @@ impl Transport for TcpTransport {
     }
 
     fn send_batch(&self, packets: Vec<(NodeId, Packet)>) {
+        let version = auth::version(self.auth.as_ref());
         let mut writes: Vec<PeerWrite<'_>> = Vec::new();
         for (to, packet) in &packets {
             let i = match writes.iter().position(|w| w.to == *to) {
@@ -307,7 +308,6 @@ impl Transport for TcpTransport {
             let w = &mut writes[i];
             let head_start = w.heads.len();
             // A packet too large to encode is dropped; the protocol never builds one.
-            let version = auth::version(self.auth.as_ref());
             if let Ok(frames) = encode_packet_head(packet, &mut w.heads, version) {
                 w.frames.push((w.heads.len(), frames));
                 if let Some(key) = &self.auth {
@@ -382,6 +382,11 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
     // Read straight into `buf[filled..]`; packets are decoded from `buf[at..filled]`.
     let mut buf = vec![0u8; 64 << 10];
     let (mut at, mut filled) = (0, 0);
+    let (members, clients) = (
+        receiving.config.auth.as_ref(),
+        receiving.config.client_auth.as_ref(),
+    );
+    let max = receiving.config.max_packet;
     while !receiving.stop.load(Ordering::Relaxed) {
         let n = match reader.read(&mut buf[filled..]) {
             Ok(0) | Err(_) => return,
@@ -390,11 +395,6 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
         filled += n;
         let mut delivered = false;
         loop {
-            let (members, clients) = (
-                receiving.config.auth.as_ref(),
-                receiving.config.client_auth.as_ref(),
-            );
-            let max = receiving.config.max_packet;
             match auth::decode_received(members, clients, &buf[at..filled], max) {
                 Ok((packet, used, sender)) => {
                     at += used;
@@ -494,8 +494,8 @@ fn batch(first: Packet, rx: &Receiver<Packet>, auth: Option<&AuthKey>, buf: &mut
 fn write_replies(mut stream: TcpStream, rx: Receiver<Packet>, config: &TcpConfig) {
     let _ = stream.set_write_timeout(Some(config.write_timeout));
     let mut buf = Vec::new();
+    let auth = config.client_auth.as_ref().or(config.auth.as_ref());
     while let Ok(first) = rx.recv() {
-        let auth = config.client_auth.as_ref().or(config.auth.as_ref());
         batch(first, &rx, auth, &mut buf);
         if stream.write_all(&buf).is_err() {
             return;
