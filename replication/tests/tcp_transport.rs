@@ -245,8 +245,19 @@ fn with_a_key_only_its_holders_are_heard() {
         answer,
         Ok(Packet::WriteResult { result: Ok(_), .. })
     ));
+    let before = rejected();
     let unanswered = write(&mut connect(), Duration::from_secs(10));
     assert!(unanswered.is_err(), "a client without the key was answered");
+    // The client gives up on the node's challenge, which it cannot read, before the node has
+    // refused its write.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rejected() == before {
+        assert!(
+            Instant::now() < deadline,
+            "the keyless write was not refused"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     // With the members' key, where clients have their own: refused, since the answer would
     // carry the clients' tag.
     let before = rejected();

@@ -151,6 +151,9 @@ fn every_kind() -> Vec<Packet> {
     }
     packets.push(Packet::StatusRequest { request: 11 });
     packets.push(Packet::Keepalive);
+    packets.push(Packet::Challenge {
+        nonce: std::array::from_fn(|i| i as u8),
+    });
     packets.push(Packet::Status {
         request: 11,
         status: ReplicaStatus {

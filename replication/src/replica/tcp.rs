@@ -6,6 +6,7 @@ mod link;
 
 pub use auth::AuthKey;
 
+use auth::{Direction, Incoming, Session};
 use crossbeam_channel::{Receiver, Sender, unbounded as channel};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -93,7 +94,7 @@ impl TcpConfig {
         match (&self.auth, &self.client_auth) {
             (None, Some(_)) => return invalid("client_auth needs auth, the members' key"),
             // Every client request would count as the members' and be refused.
-            (Some(members), Some(clients)) if members.tag(&[]) == clients.tag(&[]) => {
+            (Some(members), Some(clients)) if members.same_as(clients) => {
                 return invalid("client_auth must be another key than auth");
             }
             _ => {}
@@ -137,8 +138,8 @@ pub struct TcpTransport {
     stats: Arc<TcpStats>,
     stop: Arc<AtomicBool>,
     on_delivery: Arc<OnceLock<DeliveryHook>>,
-    /// Tags what is sent to peers ([`TcpConfig::auth`]).
-    auth: Option<AuthKey>,
+    /// Whether packets to peers are tagged (by their links): [`TcpConfig::auth`] is set.
+    keyed: bool,
 }
 
 impl std::fmt::Debug for TcpTransport {
@@ -202,7 +203,7 @@ impl TcpTransport {
             stats,
             stop,
             on_delivery,
-            auth: config.auth,
+            keyed: config.auth.is_some(),
         })
     }
 
@@ -290,7 +291,7 @@ impl Transport for TcpTransport {
     }
 
     fn send_batch(&self, packets: Vec<(NodeId, Packet)>) {
-        let version = auth::version(self.auth.as_ref());
+        let version = auth::version(self.keyed);
         let mut writes: Vec<PeerWrite<'_>> = Vec::new();
         for (to, packet) in &packets {
             let i = match writes.iter().position(|w| w.to == *to) {
@@ -300,24 +301,19 @@ impl Transport for TcpTransport {
                         to: *to,
                         heads: Vec::new(),
                         frames: Vec::new(),
-                        tags: Vec::new(),
                     });
                     writes.len() - 1
                 }
             };
             let w = &mut writes[i];
-            let head_start = w.heads.len();
             // A packet too large to encode is dropped; the protocol never builds one.
             if let Ok(frames) = encode_packet_head(packet, &mut w.heads, version) {
                 w.frames.push((w.heads.len(), frames));
-                if let Some(key) = &self.auth {
-                    w.tags.push(key.tag(&[&w.heads[head_start..], frames]));
-                }
             }
         }
         for w in &writes {
             if let Some(link) = self.peers.get(&w.to) {
-                link.write(&mut w.slices(), &self.stats);
+                link.write(w, &self.stats);
             }
         }
     }
@@ -360,33 +356,53 @@ fn accept_loop(listener: TcpListener, receiving: &Receiving) {
 }
 
 /// Reads frames from one incoming connection until it closes or sends a bad frame. Answers
-/// to a client's requests go back on the same connection, written by a second thread.
+/// to a client's requests go back on the same connection, written by a second thread. With a
+/// key, the connection opens with a challenge, whose nonce the tags both ways cover.
 fn serve_connection(stream: TcpStream, receiving: &Receiving) {
-    let Ok(writer) = stream.try_clone() else {
+    let config = &receiving.config;
+    let Ok(mut writer) = stream.try_clone() else {
         return;
     };
-    let (reply_tx, reply_rx) = channel::<Packet>();
-    let config = receiving.config.clone();
-    let _ = std::thread::Builder::new()
-        .name("shardkit-reply".into())
-        .spawn(move || write_replies(writer, reply_rx, &config));
-    let mut reader = stream;
-    // Silence past the idle timeout means a dead peer, until a client shows itself.
-    if reader
-        .set_read_timeout(Some(receiving.config.idle_timeout))
+    if writer
+        .set_write_timeout(Some(config.write_timeout))
         .is_err()
     {
         return;
     }
+    let (mut incoming, answers) = match &config.auth {
+        None => (None, None),
+        Some(members) => {
+            let Ok(nonce) = auth::nonce() else { return };
+            if writer.write_all(&auth::challenge(nonce)).is_err() {
+                return;
+            }
+            let clients = config.client_auth.as_ref();
+            let answering = clients.unwrap_or(members);
+            (
+                Some(Incoming::new(members, clients, &nonce)),
+                Some(Session::new(answering, &nonce, Direction::FromAcceptor)),
+            )
+        }
+    };
+    let (reply_tx, reply_rx) = channel::<Packet>();
+    let _ = std::thread::Builder::new()
+        .name("shardkit-reply".into())
+        .spawn(move || write_replies(writer, &reply_rx, answers));
+    let mut reader = stream;
+    // Silence past the idle timeout means a dead peer, until a client shows itself.
+    if reader.set_read_timeout(Some(config.idle_timeout)).is_err() {
+        return;
+    }
     let mut client = false;
+    // Until a packet is authenticated, only a small one is taken (one buffer's worth).
+    let mut max = match incoming {
+        Some(_) => auth::FIRST_PACKET_MAX.min(config.max_packet),
+        None => config.max_packet,
+    };
     // Read straight into `buf[filled..]`; packets are decoded from `buf[at..filled]`.
     let mut buf = vec![0u8; 64 << 10];
     let (mut at, mut filled) = (0, 0);
-    let (members, clients) = (
-        receiving.config.auth.as_ref(),
-        receiving.config.client_auth.as_ref(),
-    );
-    let max = receiving.config.max_packet;
+    let clients_keyed = config.client_auth.is_some();
     while !receiving.stop.load(Ordering::Relaxed) {
         let n = match reader.read(&mut buf[filled..]) {
             Ok(0) | Err(_) => return,
@@ -395,15 +411,20 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
         filled += n;
         let mut delivered = false;
         loop {
-            match auth::decode_received(members, clients, &buf[at..filled], max) {
+            match auth::decode_received(incoming.as_mut(), &buf[at..filled], max) {
                 Ok((packet, used, sender)) => {
                     at += used;
-                    let from_member = matches!(packet, Packet::Protocol { .. } | Packet::Keepalive);
-                    let misplaced = match sender {
+                    max = config.max_packet;
+                    let misplaced = match packet {
+                        Packet::Keepalive => false,
                         // A client posing as a member.
-                        auth::Sender::Client => from_member,
+                        Packet::Protocol { .. } => sender == auth::Sender::Client,
                         // A client with the members' key where clients have their own.
-                        auth::Sender::Member => !from_member && clients.is_some(),
+                        Packet::Write { .. } | Packet::StatusRequest { .. } => {
+                            sender == auth::Sender::Member && clients_keyed
+                        }
+                        // Only a node sends the others.
+                        _ => true,
                     };
                     if misplaced {
                         reject(receiving, &reader);
@@ -477,12 +498,12 @@ fn reject(receiving: &Receiving, connection: &TcpStream) {
 }
 
 /// Encodes everything queued into one buffer: a batch, written with one call.
-fn batch(first: Packet, rx: &Receiver<Packet>, auth: Option<&AuthKey>, buf: &mut Vec<u8>) {
+fn batch(first: Packet, rx: &Receiver<Packet>, session: &mut Option<Session>, buf: &mut Vec<u8>) {
     buf.clear();
     let mut next = Some(first);
     while let Some(p) = next {
         // A packet too large to encode is dropped; the protocol never builds one.
-        let _ = auth::encode(auth, &p, buf);
+        let _ = auth::encode(session.as_mut(), &p, buf);
         next = if buf.len() < (1 << 20) {
             rx.try_recv().ok()
         } else {
@@ -491,12 +512,11 @@ fn batch(first: Packet, rx: &Receiver<Packet>, auth: Option<&AuthKey>, buf: &mut
     }
 }
 
-fn write_replies(mut stream: TcpStream, rx: Receiver<Packet>, config: &TcpConfig) {
-    let _ = stream.set_write_timeout(Some(config.write_timeout));
+/// Writes a connection's answers, tagged by `session` (with a key).
+fn write_replies(mut stream: TcpStream, rx: &Receiver<Packet>, mut session: Option<Session>) {
     let mut buf = Vec::new();
-    let auth = config.client_auth.as_ref().or(config.auth.as_ref());
     while let Ok(first) = rx.recv() {
-        batch(first, &rx, auth, &mut buf);
+        batch(first, rx, &mut session, &mut buf);
         if stream.write_all(&buf).is_err() {
             return;
         }
@@ -510,6 +530,8 @@ pub struct TcpClient {
     buf: Vec<u8>,
     next_request: u64,
     auth: Option<AuthKey>,
+    /// With a key, once the node's challenge is read: the tags of requests, and of answers.
+    sessions: Option<(Session, Session)>,
 }
 
 impl TcpClient {
@@ -528,11 +550,14 @@ impl TcpClient {
             buf: Vec::new(),
             next_request: 0,
             auth: None,
+            sessions: None,
         })
     }
 
     /// Authenticates requests and answers with `key`: the replica set's clients' key
-    /// ([`TcpConfig::client_auth`]), or without one, its members' ([`TcpConfig::auth`]).
+    /// ([`TcpConfig::client_auth`]), or without one, its members' ([`TcpConfig::auth`]). Set
+    /// it before the first request. A node without a key sends no challenge for the first
+    /// request to read, so that request times out.
     #[must_use]
     pub fn with_auth(mut self, key: AuthKey) -> Self {
         self.auth = Some(key);
@@ -553,15 +578,28 @@ impl TcpClient {
     ) -> std::io::Result<Packet> {
         let request = self.next_request;
         self.next_request += 1;
-        let mut out = Vec::new();
-        auth::encode(self.auth.as_ref(), &build(request), &mut out)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         self.stream.set_write_timeout(Some(timeout))?;
-        self.stream.write_all(&out)?;
         self.stream.set_read_timeout(Some(timeout))?;
+        let mut out = Vec::new();
+        if let (Some(key), None) = (&self.auth, &self.sessions) {
+            let nonce = auth::read_challenge(&mut self.stream)?;
+            let mut requests = Session::new(key, &nonce, Direction::ToAcceptor);
+            let answers = Session::new(key, &nonce, Direction::FromAcceptor);
+            // The node takes only a small first packet before it is authenticated.
+            auth::encode(Some(&mut requests), &Packet::Keepalive, &mut out)
+                .expect("a keepalive is a few bytes");
+            self.sessions = Some((requests, answers));
+        }
+        let (requests, mut answers) = match &mut self.sessions {
+            Some((requests, answers)) => (Some(requests), Some(answers)),
+            None => (None, None),
+        };
+        auth::encode(requests, &build(request), &mut out)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        self.stream.write_all(&out)?;
         let mut chunk = [0u8; 16 << 10];
         loop {
-            match auth::decode(self.auth.as_ref(), &self.buf, MAX_PACKET) {
+            match auth::decode(answers.as_deref_mut(), &self.buf, MAX_PACKET) {
                 Ok((packet, used)) => {
                     self.buf.drain(..used);
                     let answered = match &packet {

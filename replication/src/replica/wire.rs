@@ -7,7 +7,8 @@
 //! and the packet's checksum covers the body before them, so no byte is checksummed twice
 //! (a follower appends the frames as they came, and the leader read them from its log as they
 //! are stored). With an authentication key (`TcpConfig::auth`), `version` has its top bit set
-//! and the packet is followed by a 16-byte tag.
+//! and the packet is followed by a 16-byte tag, and a node opens every connection it accepts
+//! with a [`Packet::Challenge`] (untagged), whose nonce the tags on that connection cover.
 
 use std::time::Duration;
 
@@ -73,6 +74,17 @@ pub enum Packet {
     ///
     /// [`TcpConfig::idle_timeout`]: super::TcpConfig::idle_timeout
     Keepalive,
+    /// Sent by a node with a key ([`TcpConfig::auth`]) first on every connection it accepts,
+    /// without a tag: the side that connected tags its packets on this connection with
+    /// `nonce` (and the node its answers), so that no packet recorded on one connection
+    /// verifies on another ([`AuthKey`]).
+    ///
+    /// [`TcpConfig::auth`]: super::TcpConfig::auth
+    /// [`AuthKey`]: super::AuthKey
+    Challenge {
+        /// Random bytes, fresh for each connection.
+        nonce: [u8; 16],
+    },
 }
 
 /// A [`WriteError`] as a remote client sees it.
@@ -457,6 +469,7 @@ const WRITE_RESULT: u8 = 33;
 const STATUS_REQUEST: u8 = 34;
 const STATUS: u8 = 35;
 const KEEPALIVE: u8 = 48;
+const CHALLENGE: u8 = 49;
 
 /// Encodes the packet's fields; returns the record frames that follow them.
 fn encode_body<'p>(packet: &'p Packet, e: &mut Encoder<'_>) -> Result<&'p [u8], FrameError> {
@@ -511,6 +524,10 @@ fn encode_body<'p>(packet: &'p Packet, e: &mut Encoder<'_>) -> Result<&'p [u8], 
             e.u64(*request);
         }
         Packet::Keepalive => e.u8(KEEPALIVE),
+        Packet::Challenge { nonce } => {
+            e.u8(CHALLENGE);
+            e.0.extend_from_slice(nonce);
+        }
         Packet::Status { request, status } => {
             e.u8(STATUS);
             e.u64(*request);
@@ -711,6 +728,9 @@ fn decode_body(d: &mut Decoder<'_>) -> Result<Packet, FrameError> {
         }
         STATUS_REQUEST => Packet::StatusRequest { request: d.u64()? },
         KEEPALIVE => Packet::Keepalive,
+        CHALLENGE => Packet::Challenge {
+            nonce: d.take(16)?.try_into().expect("16 bytes"),
+        },
         STATUS => {
             let request = d.u64()?;
             let id = d.node()?;

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::auth::TAG_LEN;
+use super::auth::{self, Direction, Session, TAG_LEN};
 use super::{TcpConfig, TcpStats};
 use crate::replica::types::NodeId;
-use crate::replica::wire::Packet;
+use crate::replica::wire::{Packet, encode_packet_head};
 
 /// What one peer is sent in one go: per packet, in order, its encoded head and the record
 /// frames after it, written from the packet itself (one vectored write, no copy of the
@@ -23,23 +23,15 @@ pub(super) struct PeerWrite<'p> {
     pub(super) heads: Vec<u8>,
     /// Per packet: where its head ends in `heads`, and its record frames.
     pub(super) frames: Vec<(usize, &'p [u8])>,
-    /// Per packet, with an [`AuthKey`](super::AuthKey): its tag, written after it.
-    pub(super) tags: Vec<[u8; TAG_LEN]>,
 }
 
 impl PeerWrite<'_> {
-    pub(super) fn slices(&self) -> Vec<IoSlice<'_>> {
-        let mut from = 0;
-        let mut slices = Vec::with_capacity(3 * self.frames.len());
-        for (i, &(head_end, frames)) in self.frames.iter().enumerate() {
-            slices.push(IoSlice::new(&self.heads[from..head_end]));
-            slices.push(IoSlice::new(frames));
-            if let Some(tag) = self.tags.get(i) {
-                slices.push(IoSlice::new(tag));
-            }
-            from = head_end;
-        }
-        slices
+    /// Each packet's head and record frames, in order.
+    fn packets(&self) -> impl Iterator<Item = [&[u8]; 2]> + Clone {
+        let starts = std::iter::once(0).chain(self.frames.iter().map(|&(end, _)| end));
+        starts
+            .zip(&self.frames)
+            .map(|(from, &(end, frames))| [&self.heads[from..end], frames])
     }
 }
 
@@ -69,9 +61,15 @@ impl std::fmt::Debug for Link {
 struct LinkState {
     /// Shared with the link's thread, which writes the queue outside the lock.
     stream: Option<Arc<TcpStream>>,
+    /// Tags the connection's packets, with a key ([`TcpConfig::auth`]).
+    session: Option<Session>,
     /// Bytes for the link's thread to write, in order: packets sent while it connected or
     /// while earlier bytes were queued, and the rest of a packet the socket took only part of.
+    /// While not connected, whole packets without their tags, which need the next
+    /// connection's nonce.
     queued: Vec<u8>,
+    /// While not connected: where each packet in `queued` ends.
+    held: Vec<usize>,
     /// The link's thread is writing bytes it took from `queued`: sends queue behind them.
     flushing: bool,
     /// Whether packets went out since the connector last looked: if not, it sends a keepalive.
@@ -121,26 +119,58 @@ impl Link {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(super) fn write(&self, parts: &mut [IoSlice<'_>], stats: &TcpStats) {
+    pub(super) fn write(&self, w: &PeerWrite<'_>, stats: &TcpStats) {
         let mut state = self.lock();
-        state.sent |= parts.iter().any(|p| !p.is_empty());
-        self.write_locked(&mut state, parts, stats);
+        state.sent |= !w.frames.is_empty();
+        self.write_locked(&mut state, w.packets(), stats);
     }
 
     /// A keepalive, if nothing was written since the last call.
     fn keep_alive(&self, keepalive: &[u8], stats: &TcpStats) {
         let mut state = self.lock();
         if !std::mem::take(&mut state.sent) && state.stream.is_some() {
-            self.write_locked(&mut state, &mut [IoSlice::new(keepalive)], stats);
+            self.write_locked(&mut state, std::iter::once([keepalive, &[]]), stats);
         }
     }
 
-    /// Sends `parts` (whole packets) now, as far as the socket takes them without waiting,
-    /// and queues the rest for the link's thread.
-    fn write_locked(&self, state: &mut LinkState, parts: &mut [IoSlice<'_>], stats: &TcpStats) {
-        let direct = !state.flushing && state.queued.is_empty();
-        let mut parts = parts;
-        if let (Some(stream), true) = (&state.stream, direct) {
+    /// Sends `packets` (each a head and its record frames) now, as far as the socket takes
+    /// them without waiting, and queues the rest for the link's thread.
+    fn write_locked<'a>(
+        &self,
+        state: &mut LinkState,
+        packets: impl Iterator<Item = [&'a [u8]; 2]> + Clone,
+        stats: &TcpStats,
+    ) {
+        let len: usize = packets.clone().flatten().map(<[u8]>::len).sum();
+        if state.stream.is_none() {
+            let _ = self.wake.try_send(());
+            // Held for the next connection, which tags them.
+            if state.queued.len() + len <= MAX_QUEUED {
+                for packet in packets {
+                    packet
+                        .iter()
+                        .for_each(|p| state.queued.extend_from_slice(p));
+                    state.held.push(state.queued.len());
+                }
+            } else {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        let mark = state.session.as_ref().map(Session::mark);
+        let tags: Vec<[u8; TAG_LEN]> = match &mut state.session {
+            Some(session) => packets.clone().map(|p| session.tag(&p)).collect(),
+            None => Vec::new(),
+        };
+        let mut slices = Vec::new();
+        for (i, [head, frames]) in packets.enumerate() {
+            slices.extend([IoSlice::new(head), IoSlice::new(frames)]);
+            if let Some(tag) = tags.get(i) {
+                slices.push(IoSlice::new(tag));
+            }
+        }
+        let mut parts = &mut slices[..];
+        if let (Some(stream), false) = (&state.stream, state.flushing || !state.queued.is_empty()) {
             match send_now(stream, &mut parts) {
                 Ok(_) if parts.is_empty() => return,
                 // The socket took part of a packet: the rest must follow on this connection.
@@ -154,19 +184,22 @@ impl Link {
                 Err(_) => {
                     // Dropped: the protocol resends what matters over the next connection.
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    state.stream = None;
+                    state.disconnect(stats);
                     let _ = self.wake.try_send(());
                     return;
                 }
             }
         }
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        if state.queued.len() + len <= MAX_QUEUED {
+        let _ = self.wake.try_send(());
+        if state.queued.len() + len + TAG_LEN * tags.len() <= MAX_QUEUED {
             parts.iter().for_each(|p| state.queued.extend_from_slice(p));
         } else {
             stats.dropped.fetch_add(1, Ordering::Relaxed);
+            // Never sent: their numbers go to the next packets.
+            if let (Some(session), Some(mark)) = (&mut state.session, mark) {
+                session.rewind(mark);
+            }
         }
-        let _ = self.wake.try_send(());
     }
 
     /// Writes what is queued, outside the lock, until nothing is (sends meanwhile queue
@@ -191,12 +224,49 @@ impl Link {
             };
             if (&*stream).write_all(&buf).is_err() {
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
-                let mut state = self.lock();
-                state.stream = None;
-                state.flushing = false;
+                self.lock().disconnect(stats);
                 return;
             }
         }
+    }
+
+    /// Takes a new connection, which `session` (with a key) tags packets for; what was held
+    /// meanwhile goes first, after a keepalive (`opening`, untagged) when there is a key: the
+    /// node refuses a first packet larger than a small one before it is authenticated.
+    fn connected(&self, stream: TcpStream, mut session: Option<Session>, opening: &[u8]) {
+        let mut state = self.lock();
+        let held = std::mem::take(&mut state.queued);
+        let ends = std::mem::take(&mut state.held);
+        if let Some(session) = &mut session {
+            let tag = session.tag(&[opening]);
+            state.queued.extend_from_slice(opening);
+            state.queued.extend_from_slice(&tag);
+            let mut from = 0;
+            for end in ends {
+                let tag = session.tag(&[&held[from..end]]);
+                state.queued.extend_from_slice(&held[from..end]);
+                state.queued.extend_from_slice(&tag);
+                from = end;
+            }
+        } else {
+            state.queued = held;
+        }
+        state.stream = Some(Arc::new(stream));
+        state.session = session;
+    }
+}
+
+impl LinkState {
+    /// Drops the connection, and what was queued for it (tagged for it, or cut mid-packet).
+    fn disconnect(&mut self, stats: &TcpStats) {
+        if !self.queued.is_empty() {
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stream = None;
+        self.session = None;
+        self.queued.clear();
+        self.held.clear();
+        self.flushing = false;
     }
 }
 
@@ -234,8 +304,10 @@ fn connect_loop(
     stop: &AtomicBool,
 ) {
     let mut backoff = config.min_backoff;
+    // Untagged: the connection's session tags it.
     let mut keepalive = Vec::new();
-    super::auth::encode(config.auth.as_ref(), &Packet::Keepalive, &mut keepalive)
+    let version = auth::version(config.auth.is_some());
+    encode_packet_head(&Packet::Keepalive, &mut keepalive, version)
         .expect("a keepalive is a few bytes");
     let mut next_keepalive = Instant::now() + config.keepalive_interval;
     while !stop.load(Ordering::Relaxed) {
@@ -252,27 +324,30 @@ fn connect_loop(
             }
             continue;
         }
-        let attempt = TcpStream::connect_timeout(&addr, config.connect_timeout).and_then(|s| {
-            s.set_nodelay(true)?;
-            s.set_write_timeout(Some(config.write_timeout))?;
-            Ok(s)
-        });
-        let mut state = link.lock();
+        let attempt =
+            TcpStream::connect_timeout(&addr, config.connect_timeout).and_then(|mut s| {
+                s.set_nodelay(true)?;
+                s.set_write_timeout(Some(config.write_timeout))?;
+                let session = match &config.auth {
+                    Some(key) => {
+                        s.set_read_timeout(Some(config.connect_timeout))?;
+                        let nonce = auth::read_challenge(&mut s)?;
+                        Some(Session::new(key, &nonce, Direction::ToAcceptor))
+                    }
+                    None => None,
+                };
+                Ok((s, session))
+            });
         match attempt {
-            Ok(s) => {
+            Ok((stream, session)) => {
                 stats.connects.fetch_add(1, Ordering::Relaxed);
-                state.stream = Some(Arc::new(s));
+                link.connected(stream, session, &keepalive);
                 backoff = config.min_backoff;
-                drop(state);
-                // What was queued while connecting goes first.
+                // What was held while connecting goes first.
                 link.flush(stats);
             }
             Err(_) => {
-                if !state.queued.is_empty() {
-                    stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    state.queued.clear();
-                }
-                drop(state);
+                link.lock().disconnect(stats);
                 std::thread::sleep(backoff);
                 // At least a millisecond: a zero `min_backoff` doubled stays zero, a spin.
                 backoff = (backoff * 2)
