@@ -174,8 +174,8 @@
 //! leader's (the end of its last common epoch, Kafka's KIP-101) and **truncates its divergent
 //! suffix** before copying the rest. A follower behind the leader's retained log installs a
 //! **snapshot** of the user's state ([`replica::StateMachine`]) and continues from there; the
-//! state travels in parts of at most `fetch_max_bytes`, so a snapshot of any size fits the
-//! transport's packets while `fetch_max_bytes` does (with room for a part's header).
+//! state travels in parts of at most `fetch_max_bytes` (fewer if the transport's packets are
+//! smaller, [`replica::Replica::limit_packets`]), so a snapshot of any size fits them.
 //!
 //! ## Ack levels and what they guarantee
 //!

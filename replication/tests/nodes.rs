@@ -274,6 +274,45 @@ fn ack_levels_are_refused_or_time_out_but_never_weakened() {
         .unwrap();
 }
 
+/// Messages fit the transport's packets: an append larger than a packet reaches the
+/// followers in several fetch answers, whatever `fetch_max_bytes` says, and a record no packet
+/// can carry is refused up front (written, it would stall every follower at it for good).
+#[test]
+fn writes_and_fetches_fit_the_transports_packets() {
+    let members = ids(3);
+    let small = TcpConfig {
+        max_packet: 64 << 10,
+        ..TcpConfig::default()
+    };
+    let mut bound = TcpTransport::bind_loopback(&members, small).expect("binding");
+    let nodes = manual_set_over(|id| bound.transports.remove(&id).expect("bound"), |_| {});
+    // 256 KiB in one append: four packets' worth, within the default fetch_max_bytes (1 MiB).
+    let writes = (0..256)
+        .map(|_| Write::new(vec![1; 1024], AckLevel::All))
+        .collect();
+    for outcome in nodes[0].write_batch(writes) {
+        outcome.expect("acknowledged by all");
+    }
+    let payload = 64 << 10;
+    let refused = nodes[0].write(Write::new(vec![2; payload], AckLevel::All));
+    let Err(WriteError::TooLarge { len, max }) = refused else {
+        panic!("a record larger than a packet was not refused: {refused:?}");
+    };
+    assert!(len > max && max < payload, "{len} {max}");
+    // The largest record that fits is carried.
+    let largest = payload - (len - max);
+    let written = nodes[0]
+        .write(Write::new(vec![3; largest], AckLevel::All))
+        .expect("the largest record that fits");
+    for n in &nodes {
+        wait_until(
+            "every replica has every record",
+            Duration::from_secs(20),
+            || n.log().end_offset() > written.offset,
+        );
+    }
+}
+
 /// TCP transports for `members` and the coordinator, every address bound before any node
 /// starts connecting (see [`TcpTransport::bind_loopback`]).
 fn tcp_transports(

@@ -145,6 +145,7 @@ fn every_kind() -> Vec<Packet> {
         Err(RemoteWriteError::Storage {
             reason: "disk full".into(),
         }),
+        Err(RemoteWriteError::TooLarge { len: 70, max: 60 }),
     ];
     for result in outcomes {
         packets.push(Packet::WriteResult { request: 9, result });

@@ -11,6 +11,7 @@ use super::snapshot::StateMachine;
 use super::status::ReplicaStatus;
 use super::store::{DurableState, ReplicaStore, StoredProducers};
 use super::types::{NodeId, Position, ProducerSeq, ReplicaConfig, Role};
+use super::wire::MAX_HEAD;
 use super::write::Completion;
 use crate::error::Error;
 use crate::log::storage::LogStorage;
@@ -96,6 +97,9 @@ pub struct Replica<S> {
     pub(crate) next_id: u64,
     next_heartbeat: Duration,
     pub(crate) state_machine: Option<Box<dyn StateMachine>>,
+    /// The most bytes of records, or of a snapshot's part, one message may carry
+    /// ([`limit_packets`](Self::limit_packets)).
+    max_carried: usize,
 }
 
 impl<S> std::fmt::Debug for Replica<S> {
@@ -194,7 +198,31 @@ impl<S: LogStorage> Replica<S> {
             next_write_id: 0,
             next_heartbeat: Duration::ZERO,
             state_machine: None,
+            max_carried: usize::MAX,
         })
+    }
+
+    /// Fits the messages this replica sends to packets of at most `max_body` bytes (a
+    /// transport's largest, [`TcpConfig::max_packet`](super::TcpConfig::max_packet);
+    /// [`Node::start`](super::Node::start) sets it from its transport): fetch answers and
+    /// snapshot parts carry at most `max_body` less a packet's head (128 bytes), fewer than
+    /// [`ReplicaConfig::fetch_max_bytes`] if need be, and a write whose record would be
+    /// larger is refused ([`WriteError::TooLarge`](super::WriteError::TooLarge)): a packet
+    /// too large for the transport is never delivered, so a follower would ask for it for
+    /// ever. Every member should take packets at least as large. Records already in the log
+    /// are not checked: lowering the limit below a stored record stalls followers at it.
+    pub fn limit_packets(&mut self, max_body: usize) {
+        self.max_carried = max_body.saturating_sub(MAX_HEAD);
+    }
+
+    /// The most bytes of records, or of a snapshot's part, one message carries.
+    pub(crate) fn carried_bytes(&self) -> usize {
+        self.config.fetch_max_bytes.min(self.max_carried)
+    }
+
+    /// The most bytes one record may take.
+    pub(crate) fn max_record(&self) -> usize {
+        self.max_carried
     }
 
     /// Gives the replica the user's state machine, for full resyncs: as a leader it sends

@@ -30,6 +30,16 @@ pub(crate) fn encode_data(producer: Option<ProducerSeq>, payload: &[u8]) -> Vec<
     out
 }
 
+/// The bytes a user write's record takes in the log, framed.
+pub(crate) fn framed_len(
+    producer: Option<ProducerSeq>,
+    key: Option<&[u8]>,
+    payload: &[u8],
+) -> usize {
+    let tag = if producer.is_some() { 17 } else { 1 };
+    crate::log::memory::framed_len(key, payload) + tag
+}
+
 /// Appends a user write's encoded payload to `out`: a batch's payloads share one buffer.
 pub(crate) fn encode_data_into(producer: Option<ProducerSeq>, payload: &[u8], out: &mut Vec<u8>) {
     match producer {

@@ -39,6 +39,16 @@ pub enum WriteError {
     },
     /// The leader's log refused the append; nothing was written.
     Storage(std::sync::Arc<crate::Error>),
+    /// The record would be larger than the replica's packets can carry to its followers
+    /// ([`Replica::limit_packets`](super::Replica::limit_packets); a [`Node`](super::Node) on
+    /// TCP, [`TcpConfig::max_packet`](super::TcpConfig::max_packet) less a packet's head);
+    /// nothing was written. Written, it would stall every follower at it for good.
+    TooLarge {
+        /// The bytes the record would take in the log (its frame).
+        len: usize,
+        /// The most a record may take.
+        max: usize,
+    },
 }
 
 impl WriteError {
@@ -72,6 +82,10 @@ impl fmt::Display for WriteError {
                 "the leader stepped down while the write at offset {offset} waited; its fate is unknown"
             ),
             WriteError::Storage(e) => write!(f, "the leader's log refused the write: {e}"),
+            WriteError::TooLarge { len, max } => write!(
+                f,
+                "the record would take {len} bytes, over the {max} a packet carries to followers; nothing was written"
+            ),
         }
     }
 }

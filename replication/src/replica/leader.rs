@@ -151,7 +151,7 @@ impl<S: LogStorage> Replica<S> {
     /// # Errors
     ///
     /// Refusals that leave nothing written: [`WriteError::NotLeader`],
-    /// [`WriteError::NotEnoughReplicas`], [`WriteError::Storage`].
+    /// [`WriteError::NotEnoughReplicas`], [`WriteError::TooLarge`], [`WriteError::Storage`].
     pub fn write(&mut self, now: Duration, write: Write) -> Result<WriteId, WriteError> {
         self.write_batch(now, vec![write])
             .pop()
@@ -168,6 +168,7 @@ impl<S: LogStorage> Replica<S> {
         now: Duration,
         writes: Vec<Write>,
     ) -> Vec<Result<WriteId, WriteError>> {
+        let max_record = self.max_record();
         let epoch = self.epoch;
         let config = &self.config;
         let end = self.log.end_offset();
@@ -186,6 +187,14 @@ impl<S: LogStorage> Replica<S> {
         // Retries whose first copy is in this batch: they wait only once the batch is in.
         let mut retries = Vec::new();
         for write in writes {
+            let len = envelope::framed_len(write.producer, write.key.as_deref(), &write.payload);
+            if len > max_record {
+                results.push(Err(WriteError::TooLarge {
+                    len,
+                    max: max_record,
+                }));
+                continue;
+            }
             let strong = matches!(write.ack, AckLevel::Quorum | AckLevel::All);
             if strong && in_sync < config.min_in_sync_replicas {
                 results.push(Err(WriteError::NotEnoughReplicas {
@@ -353,6 +362,7 @@ impl<S: LogStorage> Replica<S> {
         resume: Option<SnapshotResume>,
     ) -> Result<(), Error> {
         let start = self.log.start_offset();
+        let part_bytes = self.carried_bytes();
         let RoleState::Leader(leader) = &mut self.role else {
             return Ok(());
         };
@@ -378,10 +388,7 @@ impl<S: LogStorage> Replica<S> {
             .filter(|r| r.snapshot == served.id && r.from <= served.bytes.len() as u64)
             .map_or(0, |r| r.from);
         served.last_asked = now;
-        let data = served
-            .part(from, self.config.fetch_max_bytes)
-            .unwrap_or_default()
-            .to_vec();
+        let data = served.part(from, part_bytes).unwrap_or_default().to_vec();
         self.outbox.push((
             to,
             Message::InstallSnapshot {
@@ -441,7 +448,7 @@ impl<S: LogStorage> Replica<S> {
 
     fn send_records(&mut self, to: NodeId, id: u64, from: Offset) -> Result<(), Error> {
         let records = if from < self.log.end_offset() {
-            self.log.read_batch(from, self.config.fetch_max_bytes)?
+            self.log.read_batch(from, self.carried_bytes())?
         } else {
             RecordBatch::new()
         };

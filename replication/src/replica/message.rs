@@ -69,9 +69,9 @@ pub enum Message {
         resume: Option<SnapshotResume>,
     },
     /// Leader → follower: part of a snapshot as of `offset`. A snapshot travels in parts of at
-    /// most [`ReplicaConfig::fetch_max_bytes`](super::ReplicaConfig::fetch_max_bytes), so that
-    /// one of any size fits the transport's packets (while that setting, plus a part's header,
-    /// does); the follower asks for each next part,
+    /// most [`ReplicaConfig::fetch_max_bytes`](super::ReplicaConfig::fetch_max_bytes), fewer if
+    /// the transport's packets are smaller ([`Replica::limit_packets`](super::Replica::limit_packets)),
+    /// so that one of any size reaches the follower; the follower asks for each next part,
     /// installs the snapshot once it holds all of it, and continues from `offset`.
     ///
     /// What travels is the user's state, then the idempotent producers' latest writes before

@@ -92,8 +92,10 @@ impl<S: LogStorage + 'static> Node<S> {
     /// Work runs on the thread that brings it: a transport's receiving thread handles what
     /// arrives (when the transport supports it, as [`TcpTransport`](super::TcpTransport)
     /// does), a blocking call's caller runs its own call. The node's own thread keeps time
-    /// and takes asynchronous submissions.
-    pub fn start(replica: Replica<Arc<S>>, transport: impl Transport + 'static) -> Self {
+    /// and takes asynchronous submissions. The replica's messages are fitted to the
+    /// transport's largest packet ([`Replica::limit_packets`]).
+    pub fn start(mut replica: Replica<Arc<S>>, transport: impl Transport + 'static) -> Self {
+        replica.limit_packets(transport.max_packet());
         let id = replica.id();
         let log = Arc::clone(replica.log());
         let published = Arc::new(Published::new(replica.commit_offset().get()));

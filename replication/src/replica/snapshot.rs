@@ -14,7 +14,8 @@ use crate::record::{Epoch, Offset};
 /// [`Replica::read_committed`](super::Replica::read_committed)) as usual.
 ///
 /// The leader sends a snapshot in parts of at most
-/// [`fetch_max_bytes`](super::ReplicaConfig::fetch_max_bytes) and keeps it meanwhile, shared by
+/// [`fetch_max_bytes`](super::ReplicaConfig::fetch_max_bytes) (or what fits the transport's
+/// packets) and keeps it meanwhile, shared by
 /// every follower fetching it, until nobody has asked for a part for two fetch timeouts
 /// (`2 × (fetch_wait + fetch_timeout)`, the leader's settings), and meanwhile
 /// [`Replica::compact`](super::Replica::compact) keeps the records after it; the follower

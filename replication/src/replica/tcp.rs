@@ -140,6 +140,8 @@ pub struct TcpTransport {
     on_delivery: Arc<OnceLock<DeliveryHook>>,
     /// Whether packets to peers are tagged (by their links): [`TcpConfig::auth`] is set.
     keyed: bool,
+    /// [`TcpConfig::max_packet`].
+    max_packet: usize,
 }
 
 impl std::fmt::Debug for TcpTransport {
@@ -204,6 +206,7 @@ impl TcpTransport {
             stop,
             on_delivery,
             keyed: config.auth.is_some(),
+            max_packet: config.max_packet,
         })
     }
 
@@ -320,6 +323,10 @@ impl Transport for TcpTransport {
 
     fn inbox(&self) -> &Receiver<Inbound> {
         &self.inbox
+    }
+
+    fn max_packet(&self) -> usize {
+        self.max_packet
     }
 
     /// Reader threads call `hook` after each read's packets (a later call keeps the first

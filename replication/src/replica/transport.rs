@@ -60,6 +60,12 @@ pub trait Transport: Send {
     /// The channel packets arrive on.
     fn inbox(&self) -> &Receiver<Inbound>;
 
+    /// The largest packet body it delivers: a [`Node`](super::Node) fits its messages to it
+    /// ([`Replica::limit_packets`](super::Replica::limit_packets)). The default has no limit.
+    fn max_packet(&self) -> usize {
+        usize::MAX
+    }
+
     /// Has the transport call `hook` on its own receiving thread each time it has put
     /// packets in the inbox, so that a [`Node`](super::Node) handles them on that thread
     /// instead of waking its own (a wake-up per message, tens of microseconds on a virtual

@@ -116,9 +116,9 @@ pub struct ReplicaConfig {
     pub fetch_wait: Duration,
     /// How long a follower waits for a fetch's answer before asking again.
     pub fetch_timeout: Duration,
-    /// The most framed bytes one fetch answer carries, and the most bytes of a snapshot one of
-    /// its parts carries. Keep it well below the transport's largest packet
-    /// ([`TcpConfig::max_packet`](super::TcpConfig::max_packet)).
+    /// The most framed bytes one fetch answer carries (or one record, if larger), and the most
+    /// bytes of a snapshot one of its parts carries. A [`Node`](super::Node) lowers it to fit
+    /// its transport's largest packet ([`Replica::limit_packets`](super::Replica::limit_packets)).
     pub fetch_max_bytes: usize,
     /// How often the replica reports to the coordinator.
     pub heartbeat_interval: Duration,

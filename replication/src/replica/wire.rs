@@ -32,6 +32,11 @@ pub(crate) const TAGGED_VERSION: u8 = WIRE_VERSION | 0x80;
 /// The largest packet body accepted by default (64 MiB, a fetch answer's worth).
 pub const MAX_PACKET: usize = 64 << 20;
 
+/// The most bytes a packet carrying records or a snapshot's part takes besides them: a
+/// replica whose packets may carry at most `max_body` bytes sends records and parts of at most
+/// `max_body - MAX_HEAD` ([`Replica::limit_packets`](super::Replica::limit_packets)).
+pub(crate) const MAX_HEAD: usize = 128;
+
 /// One packet: a protocol message between nodes, or a client's request or its answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -119,6 +124,13 @@ pub enum RemoteWriteError {
         /// The log's error, as text.
         reason: String,
     },
+    /// [`WriteError::TooLarge`]: nothing was written.
+    TooLarge {
+        /// The bytes the record would take.
+        len: u64,
+        /// The most a record may take.
+        max: u64,
+    },
 }
 
 impl RemoteWriteError {
@@ -151,6 +163,10 @@ impl From<&WriteError> for RemoteWriteError {
             WriteError::Storage(e) => RemoteWriteError::Storage {
                 reason: e.to_string(),
             },
+            WriteError::TooLarge { len, max } => RemoteWriteError::TooLarge {
+                len: *len as u64,
+                max: *max as u64,
+            },
         }
     }
 }
@@ -171,6 +187,10 @@ impl std::fmt::Display for RemoteWriteError {
                 write!(f, "leadership lost at offset {offset}; fate unknown")
             }
             RemoteWriteError::Storage { reason } => write!(f, "the leader's log failed: {reason}"),
+            RemoteWriteError::TooLarge { len, max } => write!(
+                f,
+                "the record would take {len} bytes, over the {max} a packet carries; nothing was written"
+            ),
         }
     }
 }
@@ -517,6 +537,11 @@ fn encode_body<'p>(packet: &'p Packet, e: &mut Encoder<'_>) -> Result<&'p [u8], 
                     e.u8(5);
                     e.bytes(reason.as_bytes());
                 }
+                Err(RemoteWriteError::TooLarge { len, max }) => {
+                    e.u8(6);
+                    e.u64(*len);
+                    e.u64(*max);
+                }
             }
         }
         Packet::StatusRequest { request } => {
@@ -722,6 +747,10 @@ fn decode_body(d: &mut Decoder<'_>) -> Result<Packet, FrameError> {
                 5 => Err(RemoteWriteError::Storage {
                     reason: String::from_utf8_lossy(&d.bytes()?).into_owned(),
                 }),
+                6 => Err(RemoteWriteError::TooLarge {
+                    len: d.u64()?,
+                    max: d.u64()?,
+                }),
                 _ => return Err(malformed("unknown write outcome")),
             };
             Packet::WriteResult { request, result }
@@ -856,4 +885,48 @@ fn decode_message(kind: u8, epoch: Epoch, d: &mut Decoder<'_>) -> Result<Message
             incarnation: d.opt_u64()?,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+
+    /// At their largest, the heads of the packets that carry records or a snapshot's part fit
+    /// in [`MAX_HEAD`], so fitting what they carry to `max_body - MAX_HEAD` fits the packets.
+    #[test]
+    fn the_heads_of_packets_carrying_records_or_parts_fit_max_head() {
+        let (epoch, offset) = (Epoch::new(u64::MAX), Offset::new(u64::MAX - 1));
+        let record = Record::new(offset, epoch, u64::MAX, vec![0; 1000]);
+        let records = Message::Records {
+            epoch,
+            id: u64::MAX,
+            records: RecordBatch::from_records(&[record]).expect("one record"),
+            commit: offset,
+        };
+        let part = Message::InstallSnapshot {
+            epoch,
+            id: u64::MAX,
+            snapshot: u64::MAX,
+            offset,
+            last_epoch: epoch,
+            len: u64::MAX,
+            at: u64::MAX,
+            data: vec![0; 1000],
+        };
+        for (message, in_fields) in [(records, 0), (part, 1000)] {
+            let packet = Packet::Protocol {
+                from: NodeId::new(u64::MAX),
+                message,
+            };
+            let mut out = Vec::new();
+            let frames = encode_packet_head(&packet, &mut out, TAGGED_VERSION).expect("encodes");
+            let head = out.len() - 8 - in_fields;
+            assert!(head <= MAX_HEAD, "a head of {head} bytes: {packet:?}");
+            assert!(
+                frames.len() + in_fields >= 1000,
+                "it carries what it was given"
+            );
+        }
+    }
 }
