@@ -1,13 +1,15 @@
 //! The TCP transport carries packets of every size intact and in order: record frames are
 //! written from where they lie and read into a buffer that grows to the packet. Silent
 //! incoming connections are closed, but quiet links (keepalives) and clients' are not. Sends
-//! never wait for a slow peer. With a key, only its holders are heard.
+//! never wait for a slow peer. With a key, only its holders are heard, a recorded packet or
+//! answer sent again is refused, a link is heard only by the node it means, and a sender that
+//! has not shown the key gets no large packet buffered.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::io::{Read, Write as _};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shardkit_replication::replica::{
@@ -424,4 +426,299 @@ fn a_peer_that_stalls_then_reads_gets_whole_packets_in_order() {
         assert!(expected.any(|e| e == p), "a packet out of order or damaged");
     }
     assert!(got.len() > 1, "nothing arrived from the stall");
+}
+
+fn keyed() -> TcpConfig {
+    TcpConfig {
+        auth: Some(AuthKey::new(b"sixteen or more bytes of secret").unwrap()),
+        ..TcpConfig::default()
+    }
+}
+
+/// A relay on the path to a node: forwards both ways and records, per connection, what each
+/// side sent. It can send bytes of its own to the node on the latest connection.
+#[derive(Default)]
+struct Tap {
+    /// Per connection: what the side that connected sent, and what the node sent back.
+    recorded: Mutex<Vec<[Vec<u8>; 2]>>,
+    /// The latest connection to the node.
+    upstream: Mutex<Option<TcpStream>>,
+}
+
+impl Tap {
+    /// Listens on a fresh port and relays each connection to `to`.
+    fn start(to: SocketAddr) -> (Arc<Self>, SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let tap = Arc::new(Tap::default());
+        let relay = Arc::clone(&tap);
+        std::thread::spawn(move || {
+            for downstream in listener.incoming() {
+                let Ok(downstream) = downstream else { return };
+                let Ok(upstream) = TcpStream::connect(to) else {
+                    continue;
+                };
+                let index = {
+                    let mut recorded = relay.recorded.lock().unwrap();
+                    recorded.push([Vec::new(), Vec::new()]);
+                    recorded.len() - 1
+                };
+                *relay.upstream.lock().unwrap() = upstream.try_clone().ok();
+                let pipes = [
+                    (
+                        downstream.try_clone().unwrap(),
+                        upstream.try_clone().unwrap(),
+                    ),
+                    (upstream, downstream),
+                ];
+                for (side, (from, into)) in pipes.into_iter().enumerate() {
+                    let relay = Arc::clone(&relay);
+                    std::thread::spawn(move || {
+                        copy(from, into, |bytes| {
+                            relay.recorded.lock().unwrap()[index][side].extend_from_slice(bytes);
+                        });
+                    });
+                }
+            }
+        });
+        (tap, addr)
+    }
+
+    /// What side 0 (the connector) or 1 (the node) sent on `connection`.
+    fn recorded(&self, connection: usize, side: usize) -> Vec<u8> {
+        self.recorded.lock().unwrap()[connection][side].clone()
+    }
+
+    fn inject(&self, bytes: &[u8]) {
+        let upstream = self.upstream.lock().unwrap();
+        upstream
+            .as_ref()
+            .expect("connected")
+            .write_all(bytes)
+            .expect("inject");
+    }
+}
+
+/// Copies `from` to `into` until either closes, showing `seen` each chunk first.
+fn copy(mut from: TcpStream, mut into: TcpStream, seen: impl Fn(&[u8])) {
+    let mut buf = [0u8; 64 << 10];
+    while let Ok(n @ 1..) = from.read(&mut buf) {
+        seen(&buf[..n]);
+        if into.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = into.shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
+}
+
+fn prepare(from: NodeId, epoch: u64) -> Packet {
+    Packet::Protocol {
+        from,
+        message: Message::Prepare {
+            epoch: Epoch::new(epoch),
+        },
+    }
+}
+
+/// Waits (a deadlock detector, not a timing) until `done`.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Reads the challenge a node with a key opens a connection with.
+fn read_challenge(stream: &mut TcpStream) {
+    let mut header = [0u8; 8];
+    stream
+        .read_exact(&mut header)
+        .expect("a challenge's header");
+    let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
+    stream.read_exact(&mut vec![0; len]).expect("a challenge");
+}
+
+/// Node `b`, keyed, with `a` for a peer (never reached).
+fn keyed_node(a: NodeId, b: NodeId) -> TcpTransport {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    TcpTransport::bind(b, any, &HashMap::from([(a, any)]), keyed()).expect("bind")
+}
+
+/// Node `a`, keyed, reaching its peer `b` at `at`.
+fn keyed_link(a: NodeId, b: NodeId, at: SocketAddr) -> TcpTransport {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    TcpTransport::bind(a, any, &HashMap::from([(b, at)]), keyed()).expect("bind")
+}
+
+#[test]
+fn recorded_packets_sent_again_are_refused() {
+    let (a, b) = (NodeId::new(1), NodeId::new(2));
+    let receiver = keyed_node(a, b);
+    let (tap, tap_addr) = Tap::start(receiver.local_addr());
+    let sender = keyed_link(a, b, tap_addr);
+    let rejected = || receiver.stats().rejected_frames.load(Ordering::Relaxed);
+    let receive = || {
+        receiver
+            .inbox()
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a packet arrives")
+            .packet
+    };
+    // More than the 64 KiB a connection's first packet may carry: the link opens with its
+    // small hello.
+    let large = Packet::Protocol {
+        from: a,
+        message: records(0, 1000, 200),
+    };
+    sender.send_batch(vec![(b, large.clone()), (b, prepare(a, 1))]);
+    assert_eq!(receive(), large);
+    assert_eq!(receive(), prepare(a, 1));
+    let recorded = tap.recorded(0, 0);
+
+    // On a connection of its own, with another challenge.
+    let mut replay = TcpStream::connect(receiver.local_addr()).expect("connect");
+    replay
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    read_challenge(&mut replay);
+    replay.write_all(&recorded).expect("replay");
+    wait_until("the replay on a new connection was not refused", || {
+        rejected() == 1
+    });
+    assert!(
+        matches!(replay.read(&mut [0; 1]), Ok(0) | Err(_)),
+        "the replaying connection stays open"
+    );
+    assert!(receiver.inbox().is_empty(), "the replay was heard");
+
+    // Again on the connection it was recorded on: closed, and the link connects again.
+    tap.inject(&recorded);
+    wait_until("the replay on its own connection was not refused", || {
+        rejected() == 2
+    });
+    assert!(receiver.inbox().is_empty(), "the replay was heard");
+    let mut epoch = 2;
+    loop {
+        sender.send(b, prepare(a, epoch));
+        match receiver.inbox().recv_timeout(Duration::from_millis(200)) {
+            Ok(inbound) => {
+                assert_eq!(inbound.packet, prepare(a, epoch));
+                break;
+            }
+            Err(_) => epoch += 1,
+        }
+        assert!(epoch < 150, "the link never came back");
+    }
+    assert!(
+        tap.recorded.lock().unwrap().len() >= 2,
+        "not a new connection"
+    );
+    assert_eq!(rejected(), 2);
+}
+
+/// A peer's link brought to another node (an address mixed up, or a relay on the path) is
+/// refused there: its hello names the node it means.
+#[test]
+fn a_link_is_heard_only_by_the_node_it_means() {
+    let (a, b, c) = (NodeId::new(1), NodeId::new(2), NodeId::new(3));
+    let other = keyed_node(a, c);
+    let sender = keyed_link(a, b, other.local_addr());
+    sender.send(b, prepare(a, 1));
+    wait_until("the misdirected link was not refused", || {
+        other.stats().rejected_frames.load(Ordering::Relaxed) > 0
+    });
+    assert!(other.inbox().is_empty(), "a packet for b was heard by c");
+}
+
+/// Answers recorded on one client's connection and shown to another client (by someone on
+/// the path posing as the node) do not verify: they are tagged with the first client's nonce.
+#[test]
+fn recorded_answers_are_refused_by_another_client() {
+    let (a, b) = (NodeId::new(1), NodeId::new(2));
+    let node = Arc::new(keyed_node(a, b));
+    answer_writes(Arc::clone(&node));
+    let (tap, tap_addr) = Tap::start(node.local_addr());
+    let key = keyed().auth.unwrap();
+    let connect = |addr| {
+        TcpClient::connect(addr, Duration::from_secs(5))
+            .expect("connect")
+            .with_auth(key.clone())
+    };
+    let answered = write(&mut connect(tap_addr), Duration::from_secs(10));
+    assert!(matches!(
+        answered,
+        Ok(Packet::WriteResult { result: Ok(_), .. })
+    ));
+    // The node's side of that connection, its challenge and answer, to the next client.
+    let recorded = tap.recorded(0, 1);
+    let impostor = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let impostor_addr = impostor.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut conn, _) = impostor.accept().expect("accept");
+        conn.write_all(&recorded).expect("replay");
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let fooled = write(&mut connect(impostor_addr), Duration::from_secs(10));
+    let err = fooled.expect_err("a recorded answer was taken");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+}
+
+/// A client's request too large to send fails alone: the client's next request on the same
+/// connection is answered (its packets stay numbered as the node counts them). Its first
+/// request may be larger than the 64 KiB a connection's first packet may carry.
+#[test]
+fn a_client_survives_a_request_too_large_to_send() {
+    let (a, b) = (NodeId::new(1), NodeId::new(2));
+    let node = Arc::new(keyed_node(a, b));
+    answer_writes(Arc::clone(&node));
+    let mut client = TcpClient::connect(node.local_addr(), Duration::from_secs(5))
+        .expect("connect")
+        .with_auth(keyed().auth.unwrap());
+    let huge = |request| Packet::Write {
+        request,
+        write: Write::new(vec![0; MAX_PACKET], AckLevel::Leader),
+    };
+    let refused = client.call(huge, Duration::from_secs(10));
+    assert_eq!(
+        refused.expect_err("sent").kind(),
+        std::io::ErrorKind::InvalidInput
+    );
+    let large = |request| Packet::Write {
+        request,
+        write: Write::new(vec![1; 200 << 10], AckLevel::Leader),
+    };
+    let answered = client.call(large, Duration::from_secs(10));
+    assert!(
+        matches!(answered, Ok(Packet::WriteResult { result: Ok(_), .. })),
+        "{answered:?}"
+    );
+    assert!(matches!(
+        write(&mut client, Duration::from_secs(10)),
+        Ok(Packet::WriteResult { result: Ok(_), .. })
+    ));
+}
+
+/// A sender without the key cannot make a node buffer a large packet: before a connection's
+/// first authenticated packet, one over 64 KiB is refused from its header.
+#[test]
+fn a_large_first_packet_is_refused_from_its_header() {
+    let id = NodeId::new(1);
+    let bound = TcpTransport::bind_loopback(&[id], keyed()).expect("binding");
+    let node = &bound.transports[&id];
+    let mut stranger = TcpStream::connect(bound.addrs[&id]).expect("connect");
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    read_challenge(&mut stranger);
+    // The header of a 1 MiB packet, and only a few bytes of its body.
+    let mut header = (1u32 << 20).to_le_bytes().to_vec();
+    header.extend_from_slice(&[0; 4]);
+    header.extend_from_slice(&[0x84; 16]);
+    stranger.write_all(&header).expect("send");
+    wait_until("the large first packet was not refused", || {
+        node.stats().rejected_frames.load(Ordering::Relaxed) == 1
+    });
+    assert!(matches!(stranger.read(&mut [0; 1]), Ok(0) | Err(_)));
 }

@@ -155,6 +155,9 @@ fn every_kind() -> Vec<Packet> {
     packets.push(Packet::Challenge {
         nonce: std::array::from_fn(|i| i as u8),
     });
+    for to in [None, Some(NodeId::new(3))] {
+        packets.push(Packet::Hello { nonce: [7; 16], to });
+    }
     packets.push(Packet::Status {
         request: 11,
         status: ReplicaStatus {

@@ -6,7 +6,7 @@ mod link;
 
 pub use auth::AuthKey;
 
-use auth::{Direction, Incoming, Session};
+use auth::{Incoming, NONCE_LEN, Session};
 use crossbeam_channel::{Receiver, Sender, unbounded as channel};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -179,6 +179,7 @@ impl TcpTransport {
         let on_delivery = Arc::new(OnceLock::new());
         {
             let receiving = Receiving {
+                id,
                 inbox: tx,
                 known,
                 config: config.clone(),
@@ -340,6 +341,8 @@ impl Transport for TcpTransport {
 /// What every reader thread of a transport shares.
 #[derive(Clone)]
 struct Receiving {
+    /// The node's own id: a peer's link must mean it.
+    id: NodeId,
     inbox: Sender<Inbound>,
     known: Arc<Vec<NodeId>>,
     config: TcpConfig,
@@ -363,8 +366,9 @@ fn accept_loop(listener: TcpListener, receiving: &Receiving) {
 }
 
 /// Reads frames from one incoming connection until it closes or sends a bad frame. Answers
-/// to a client's requests go back on the same connection, written by a second thread. With a
-/// key, the connection opens with a challenge, whose nonce the tags both ways cover.
+/// to a client's requests go back on the same connection, written by a second thread started
+/// with the first request. With a key, the connection opens with the node's challenge and the
+/// connector's hello, whose nonces the tags cover.
 fn serve_connection(stream: TcpStream, receiving: &Receiving) {
     let config = &receiving.config;
     let Ok(mut writer) = stream.try_clone() else {
@@ -376,40 +380,37 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
     {
         return;
     }
-    let (mut incoming, answers) = match &config.auth {
-        None => (None, None),
+    // With a key: the node's nonce, and what checks the connector's tags.
+    let mut keyed = match &config.auth {
+        None => None,
         Some(members) => {
             let Ok(nonce) = auth::nonce() else { return };
             if writer.write_all(&auth::challenge(nonce)).is_err() {
                 return;
             }
-            let clients = config.client_auth.as_ref();
-            let answering = clients.unwrap_or(members);
-            (
-                Some(Incoming::new(members, clients, &nonce)),
-                Some(Session::new(answering, &nonce, Direction::FromAcceptor)),
-            )
+            Some((
+                nonce,
+                Incoming::new(members, config.client_auth.as_ref(), &nonce),
+            ))
         }
     };
-    let (reply_tx, reply_rx) = channel::<Packet>();
-    let _ = std::thread::Builder::new()
-        .name("shardkit-reply".into())
-        .spawn(move || write_replies(writer, &reply_rx, answers));
+    // With a key, once the connector's hello came: the node it meant, and its nonce.
+    let mut hello: Option<(Option<NodeId>, [u8; NONCE_LEN])> = None;
+    let mut writer = Some(writer);
+    let mut replies: Option<Sender<Packet>> = None;
     let mut reader = stream;
     // Silence past the idle timeout means a dead peer, until a client shows itself.
     if reader.set_read_timeout(Some(config.idle_timeout)).is_err() {
         return;
     }
-    let mut client = false;
     // Until a packet is authenticated, only a small one is taken (one buffer's worth).
-    let mut max = match incoming {
+    let mut max = match keyed {
         Some(_) => auth::FIRST_PACKET_MAX.min(config.max_packet),
         None => config.max_packet,
     };
     // Read straight into `buf[filled..]`; packets are decoded from `buf[at..filled]`.
     let mut buf = vec![0u8; 64 << 10];
     let (mut at, mut filled) = (0, 0);
-    let clients_keyed = config.client_auth.is_some();
     while !receiving.stop.load(Ordering::Relaxed) {
         let n = match reader.read(&mut buf[filled..]) {
             Ok(0) | Err(_) => return,
@@ -418,22 +419,30 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
         filled += n;
         let mut delivered = false;
         loop {
-            match auth::decode_received(incoming.as_mut(), &buf[at..filled], max) {
+            let incoming = keyed.as_mut().map(|(_, incoming)| incoming);
+            match auth::decode_received(incoming, &buf[at..filled], max) {
                 Ok((packet, used, sender)) => {
                     at += used;
                     max = config.max_packet;
-                    let misplaced = match packet {
-                        Packet::Keepalive => false,
-                        // A client posing as a member.
-                        Packet::Protocol { .. } => sender == auth::Sender::Client,
-                        // A client with the members' key where clients have their own.
-                        Packet::Write { .. } | Packet::StatusRequest { .. } => {
-                            sender == auth::Sender::Member && clients_keyed
+                    if keyed.is_some() && hello.is_none() {
+                        // The connector's first packet: its hello, meant for this node or,
+                        // from a client, for any.
+                        match packet {
+                            Packet::Hello { nonce, to }
+                                if to.is_none_or(|to| to == receiving.id) =>
+                            {
+                                hello = Some((to, nonce));
+                                continue;
+                            }
+                            _ => {
+                                reject(receiving, &reader);
+                                return;
+                            }
                         }
-                        // Only a node sends the others.
-                        _ => true,
-                    };
-                    if misplaced {
+                    }
+                    let meant_here = hello.is_none_or(|(to, _)| to == Some(receiving.id));
+                    let clients_keyed = config.client_auth.is_some();
+                    if !admits(&packet, sender, clients_keyed, meant_here) {
                         reject(receiving, &reader);
                         return;
                     }
@@ -446,20 +455,32 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                             .fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    let request =
-                        matches!(packet, Packet::Write { .. } | Packet::StatusRequest { .. });
-                    if request && !client {
-                        // Clients send no keepalives: a client's connection may be quiet
-                        // between requests for as long as it likes.
-                        client = true;
-                        if reader.set_read_timeout(None).is_err() {
-                            return;
-                        }
-                    }
                     let reply = match packet {
                         Packet::Keepalive => continue,
                         Packet::Protocol { .. } => ReplyTo::none(),
-                        _ => ReplyTo::connection(reply_tx.clone()),
+                        // A client's request.
+                        _ => {
+                            if replies.is_none() {
+                                // Clients send no keepalives: a client's connection may be
+                                // quiet between requests for as long as it likes.
+                                let answers =
+                                    keyed.as_ref().zip(hello).map(|((node, _), (_, theirs))| {
+                                        let key =
+                                            config.client_auth.as_ref().or(config.auth.as_ref());
+                                        Session::from_acceptor(key.expect("keyed"), node, &theirs)
+                                    });
+                                let (tx, rx) = channel::<Packet>();
+                                let Some(writer) = writer.take() else { return };
+                                let started = std::thread::Builder::new()
+                                    .name("shardkit-reply".into())
+                                    .spawn(move || write_replies(writer, &rx, answers));
+                                if started.is_err() || reader.set_read_timeout(None).is_err() {
+                                    return;
+                                }
+                                replies = Some(tx);
+                            }
+                            ReplyTo::connection(replies.clone().expect("started above"))
+                        }
                     };
                     if receiving.inbox.send(Inbound { packet, reply }).is_err() {
                         return;
@@ -492,6 +513,22 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
         if delivered && let Some(hook) = receiving.on_delivery.get() {
             hook();
         }
+    }
+}
+
+/// Whether a node takes `packet`, tagged by `sender` (a member's, without a key), on a
+/// connection whose connector meant it (always, without a key).
+fn admits(packet: &Packet, sender: auth::Sender, clients_keyed: bool, meant_here: bool) -> bool {
+    match packet {
+        // A member's, for this node.
+        Packet::Protocol { .. } | Packet::Keepalive => sender == auth::Sender::Member && meant_here,
+        // A client's; with the clients' key where they have one (an answer would carry a tag
+        // a client with the members' key could not check).
+        Packet::Write { .. } | Packet::StatusRequest { .. } => {
+            !(sender == auth::Sender::Member && clients_keyed)
+        }
+        // Only nodes send the others; a hello only opens a connection.
+        _ => false,
     }
 }
 
@@ -537,8 +574,11 @@ pub struct TcpClient {
     buf: Vec<u8>,
     next_request: u64,
     auth: Option<AuthKey>,
-    /// With a key, once the node's challenge is read: the tags of requests, and of answers.
+    /// With a key, once the handshake is done: the tags of requests, and of answers.
     sessions: Option<(Session, Session)>,
+    /// An earlier call failed part-way (its handshake, its write, a bad answer): what the
+    /// connection holds is unknown, so later calls are refused.
+    broken: bool,
 }
 
 impl TcpClient {
@@ -558,6 +598,7 @@ impl TcpClient {
             next_request: 0,
             auth: None,
             sessions: None,
+            broken: false,
         })
     }
 
@@ -572,38 +613,46 @@ impl TcpClient {
     }
 
     /// Sends a request packet built around a fresh request id, and waits up to `timeout` for
-    /// the answer to it.
+    /// the answer to it. An answer that does not come in time may still come: a later call
+    /// skips it.
     ///
     /// # Errors
     ///
-    /// I/O errors (a timeout is [`std::io::ErrorKind::WouldBlock`] or `TimedOut`), and
-    /// [`std::io::ErrorKind::InvalidData`] for a bad frame.
+    /// I/O errors (a timeout is [`std::io::ErrorKind::WouldBlock`] or `TimedOut`),
+    /// [`std::io::ErrorKind::InvalidInput`] for a request too large to send, and
+    /// [`std::io::ErrorKind::InvalidData`] for a bad frame. After any error but these two
+    /// (a handshake, a write or a read that failed, a bad frame), the connection cannot be
+    /// trusted, and later calls fail with [`std::io::ErrorKind::NotConnected`]: connect again.
     pub fn call(
         &mut self,
         build: impl FnOnce(u64) -> Packet,
         timeout: Duration,
     ) -> std::io::Result<Packet> {
-        let request = self.next_request;
-        self.next_request += 1;
+        if self.broken {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "an earlier call failed part-way: connect again",
+            ));
+        }
         self.stream.set_write_timeout(Some(timeout))?;
         self.stream.set_read_timeout(Some(timeout))?;
-        let mut out = Vec::new();
         if let (Some(key), None) = (&self.auth, &self.sessions) {
-            let nonce = auth::read_challenge(&mut self.stream)?;
-            let mut requests = Session::new(key, &nonce, Direction::ToAcceptor);
-            let answers = Session::new(key, &nonce, Direction::FromAcceptor);
-            // The node takes only a small first packet before it is authenticated.
-            auth::encode(Some(&mut requests), &Packet::Keepalive, &mut out)
-                .expect("a keepalive is a few bytes");
-            self.sessions = Some((requests, answers));
+            let sessions = handshake(&mut self.stream, key).map_err(|e| self.broke(e))?;
+            self.sessions = Some(sessions);
         }
+        let request = self.next_request;
+        self.next_request += 1;
         let (requests, mut answers) = match &mut self.sessions {
             Some((requests, answers)) => (Some(requests), Some(answers)),
             None => (None, None),
         };
+        // Counted by its session only once encoded.
+        let mut out = Vec::new();
         auth::encode(requests, &build(request), &mut out)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        self.stream.write_all(&out)?;
+        if let Err(e) = self.stream.write_all(&out) {
+            return Err(self.broke(e));
+        }
         let mut chunk = [0u8; 16 << 10];
         loop {
             match auth::decode(answers.as_deref_mut(), &self.buf, MAX_PACKET) {
@@ -618,15 +667,47 @@ impl TcpClient {
                         return Ok(packet);
                     }
                 }
-                Err(FrameError::Incomplete { .. }) => {
-                    let n = self.stream.read(&mut chunk)?;
-                    if n == 0 {
-                        return Err(std::io::ErrorKind::UnexpectedEof.into());
-                    }
-                    self.buf.extend_from_slice(&chunk[..n]);
+                Err(FrameError::Incomplete { .. }) => match self.stream.read(&mut chunk) {
+                    Ok(0) => return Err(self.broke(std::io::ErrorKind::UnexpectedEof.into())),
+                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if is_timeout(&e) => return Err(e),
+                    Err(e) => return Err(self.broke(e)),
+                },
+                Err(e) => {
+                    let e = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+                    return Err(self.broke(e));
                 }
-                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
             }
         }
     }
+
+    /// Refuses later calls, and passes `e` on.
+    fn broke(&mut self, e: std::io::Error) -> std::io::Error {
+        self.broken = true;
+        e
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// A client's side of a keyed connection's opening: reads the node's challenge and sends a
+/// hello; returns the sessions of requests and of answers.
+fn handshake(stream: &mut TcpStream, key: &AuthKey) -> std::io::Result<(Session, Session)> {
+    let node = auth::read_challenge(stream)?;
+    let mine = auth::nonce()?;
+    let mut requests = Session::to_acceptor(key, &node);
+    let answers = Session::from_acceptor(key, &node, &mine);
+    let mut hello = Vec::new();
+    let packet = Packet::Hello {
+        nonce: mine,
+        to: None,
+    };
+    auth::encode(Some(&mut requests), &packet, &mut hello).expect("a hello is a few bytes");
+    stream.write_all(&hello)?;
+    Ok((requests, answers))
 }

@@ -81,14 +81,24 @@ pub enum Packet {
     Keepalive,
     /// Sent by a node with a key ([`TcpConfig::auth`]) first on every connection it accepts,
     /// without a tag: the side that connected tags its packets on this connection with
-    /// `nonce` (and the node its answers), so that no packet recorded on one connection
-    /// verifies on another ([`AuthKey`]).
+    /// `nonce`, so that no packet recorded on one connection verifies on another
+    /// ([`AuthKey`]).
     ///
     /// [`TcpConfig::auth`]: super::TcpConfig::auth
     /// [`AuthKey`]: super::AuthKey
     Challenge {
         /// Random bytes, fresh for each connection.
         nonce: [u8; 16],
+    },
+    /// The first packet of the side that connected, with a key, tagged: its own nonce, which
+    /// the node's answers on the connection are tagged with too (so a client cannot be shown
+    /// answers recorded on another connection), and the node it means to reach (a peer's
+    /// link; `None` from a client), which any other node refuses.
+    Hello {
+        /// Random bytes, fresh for each connection.
+        nonce: [u8; 16],
+        /// The node meant.
+        to: Option<NodeId>,
     },
 }
 
@@ -490,6 +500,7 @@ const STATUS_REQUEST: u8 = 34;
 const STATUS: u8 = 35;
 const KEEPALIVE: u8 = 48;
 const CHALLENGE: u8 = 49;
+const HELLO: u8 = 50;
 
 /// Encodes the packet's fields; returns the record frames that follow them.
 fn encode_body<'p>(packet: &'p Packet, e: &mut Encoder<'_>) -> Result<&'p [u8], FrameError> {
@@ -552,6 +563,11 @@ fn encode_body<'p>(packet: &'p Packet, e: &mut Encoder<'_>) -> Result<&'p [u8], 
         Packet::Challenge { nonce } => {
             e.u8(CHALLENGE);
             e.0.extend_from_slice(nonce);
+        }
+        Packet::Hello { nonce, to } => {
+            e.u8(HELLO);
+            e.0.extend_from_slice(nonce);
+            e.opt_u64(to.map(NodeId::get));
         }
         Packet::Status { request, status } => {
             e.u8(STATUS);
@@ -759,6 +775,10 @@ fn decode_body(d: &mut Decoder<'_>) -> Result<Packet, FrameError> {
         KEEPALIVE => Packet::Keepalive,
         CHALLENGE => Packet::Challenge {
             nonce: d.take(16)?.try_into().expect("16 bytes"),
+        },
+        HELLO => Packet::Hello {
+            nonce: d.take(16)?.try_into().expect("16 bytes"),
+            to: d.opt_u64()?.map(NodeId::new),
         },
         STATUS => {
             let request = d.u64()?;

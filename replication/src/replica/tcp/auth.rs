@@ -5,9 +5,13 @@
 //! cannot, say, raise the replicas' epoch and so stop failovers.
 //!
 //! Tags are bound to their connection: a node opens every connection it accepts with a
-//! [`Packet::Challenge`] carrying a fresh random nonce, and each tag covers that nonce, the
-//! packet's direction and its number on the connection. A recorded packet sent again (on
-//! another connection, twice on one, out of order, or back to its sender) does not verify.
+//! [`Packet::Challenge`] carrying a fresh random nonce, and the side that connected opens with
+//! a [`Packet::Hello`] carrying one of its own and the node it means to reach. Each tag covers
+//! the packet's direction, its number on the connection and the nonces: the node's for what
+//! the connector sends, both for the node's answers. A recorded packet sent again (on another
+//! connection, twice on one, out of order, or back to its sender) does not verify, nor does a
+//! recorded answer shown to another client, and a peer's link brought to another node is
+//! refused there.
 
 use std::io::Read;
 
@@ -26,7 +30,7 @@ pub(crate) const TAG_LEN: usize = 16;
 pub(crate) const NONCE_LEN: usize = 16;
 
 /// The largest body of a connection's first packet with a key: the side that connected opens
-/// with a small one (a keepalive), so a sender without the key gets no more than this
+/// with a small one (its [`Packet::Hello`]), so a sender without the key gets no more than this
 /// buffered (and the reader's first buffer, 64 KiB, never grows) before it is found out.
 pub(crate) const FIRST_PACKET_MAX: usize = (64 << 10) - 8 - TAG_LEN;
 
@@ -37,10 +41,11 @@ pub(crate) const FIRST_PACKET_MAX: usize = (64 << 10) - 8 - TAG_LEN;
 /// drops its connection. Whoever holds it is trusted as a member, so give clients a key of
 /// their own ([`TcpConfig::client_auth`]): with it they can write and ask for status, but not
 /// speak the protocol. The tag proves that a key holder sent the packet's bytes on this
-/// connection, in this order: a recorded packet sent again, on this connection or another,
-/// is refused (each tag covers a nonce the accepting node chose for the connection and the
-/// packet's number on it). It does not prove which member sent a packet, and it hides
-/// nothing: use a private network or a tunnel for that.
+/// connection, in this order, and (for a peer's packets) meant them for the node receiving
+/// them: a recorded packet sent again, on this connection or another, is refused, as is an
+/// answer recorded for another client (tags cover nonces both sides choose for each
+/// connection, and the packet's number on it). It does not prove which member sent a
+/// packet, and it hides nothing: use a private network or a tunnel for that.
 ///
 /// ```
 /// use shardkit_replication::replica::{AuthKey, TcpConfig};
@@ -93,14 +98,14 @@ impl AuthKey {
 /// Which way a packet travels on a connection. Each way has its own tags, so a packet cannot
 /// be sent back to the side that sent it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Direction {
+enum Direction {
     /// From the side that connected (a peer's link, a client) to the node that accepted.
     ToAcceptor = 1,
     /// From the node that accepted: its answers to a client.
     FromAcceptor = 2,
 }
 
-/// The tags of one direction of one connection: each packet's covers the connection's nonce,
+/// The tags of one direction of one connection: each packet's covers the connection's nonces,
 /// the direction and the packet's number on it.
 #[derive(Clone)]
 pub(crate) struct Session {
@@ -119,10 +124,24 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    pub(crate) fn new(key: &AuthKey, nonce: &[u8; NONCE_LEN], direction: Direction) -> Self {
+    /// What the side that connected sends: it covers the node's nonce.
+    pub(crate) fn to_acceptor(key: &AuthKey, acceptor: &[u8; NONCE_LEN]) -> Self {
+        Self::new(key, Direction::ToAcceptor, &[acceptor])
+    }
+
+    /// What the node sends back: it covers both nonces.
+    pub(crate) fn from_acceptor(
+        key: &AuthKey,
+        acceptor: &[u8; NONCE_LEN],
+        connector: &[u8; NONCE_LEN],
+    ) -> Self {
+        Self::new(key, Direction::FromAcceptor, &[acceptor, connector])
+    }
+
+    fn new(key: &AuthKey, direction: Direction, nonces: &[&[u8; NONCE_LEN]]) -> Self {
         let mut mac = key.0.clone();
         mac.update(&[direction as u8]);
-        mac.update(nonce);
+        nonces.iter().for_each(|n| mac.update(*n));
         Self { mac, next: 0 }
     }
 
@@ -179,7 +198,7 @@ impl Incoming {
         clients: Option<&AuthKey>,
         nonce: &[u8; NONCE_LEN],
     ) -> Self {
-        let session = |key| Session::new(key, nonce, Direction::ToAcceptor);
+        let session = |key| Session::to_acceptor(key, nonce);
         Self {
             members: session(members),
             clients: clients.map(session),
@@ -359,7 +378,7 @@ mod tests {
 
     /// The sending and the receiving side of one direction of a connection.
     fn sides(key: &AuthKey, nonce: u8, direction: Direction) -> (Session, Session) {
-        let s = Session::new(key, &[nonce; NONCE_LEN], direction);
+        let s = Session::new(key, direction, &[&[nonce; NONCE_LEN]]);
         (s.clone(), s)
     }
 
@@ -452,8 +471,8 @@ mod tests {
         let (members, clients) = (key(1), key(2));
         let nonce = [9; NONCE_LEN];
         let mut incoming = Incoming::new(&members, Some(&clients), &nonce);
-        let mut send_members = Session::new(&members, &nonce, Direction::ToAcceptor);
-        let mut send_clients = Session::new(&clients, &nonce, Direction::ToAcceptor);
+        let mut send_members = Session::to_acceptor(&members, &nonce);
+        let mut send_clients = Session::to_acceptor(&clients, &nonce);
         // Whoever sent the last packet, the next is the connection's next.
         for (request, sender) in [
             (0, Sender::Member),
@@ -472,6 +491,17 @@ mod tests {
                 Sender::Client => send_members.count(),
             }
         }
+    }
+
+    #[test]
+    fn answers_are_bound_to_both_sides_nonces() {
+        let key = key(1);
+        let (node, client, another) = ([1; NONCE_LEN], [2; NONCE_LEN], [3; NONCE_LEN]);
+        let bytes = encoded(Some(&mut Session::from_acceptor(&key, &node, &client)), 1);
+        let mut right = Session::from_acceptor(&key, &node, &client);
+        assert!(decode(Some(&mut right), &bytes, MAX_PACKET).is_ok());
+        let mut other = Session::from_acceptor(&key, &node, &another);
+        assert!(decode(Some(&mut other), &bytes, MAX_PACKET).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::auth::{self, Direction, Session, TAG_LEN};
+use super::auth::{self, Session, TAG_LEN};
 use super::{TcpConfig, TcpStats};
 use crate::replica::types::NodeId;
 use crate::replica::wire::{Packet, encode_packet_head};
@@ -111,7 +111,7 @@ impl Link {
         let connector = Arc::clone(&link);
         std::thread::Builder::new()
             .name(format!("shardkit-link-{peer}"))
-            .spawn(move || connect_loop(addr, &connector, &woken, &config, &stats, &stop))?;
+            .spawn(move || connect_loop(peer, addr, &connector, &woken, &config, &stats, &stop))?;
         Ok(link)
     }
 
@@ -230,24 +230,27 @@ impl Link {
         }
     }
 
-    /// Takes a new connection, which `session` (with a key) tags packets for; what was held
-    /// meanwhile goes first, after a keepalive (`opening`, untagged) when there is a key: the
-    /// node refuses a first packet larger than a small one before it is authenticated.
-    fn connected(&self, stream: TcpStream, mut session: Option<Session>, opening: &[u8]) {
+    /// Takes a new connection (with a key, and its `handshake`). What was held meanwhile goes
+    /// first, after the hello.
+    fn connected(&self, stream: TcpStream, handshake: Option<Handshake>) {
         let mut state = self.lock();
         let held = std::mem::take(&mut state.queued);
         let ends = std::mem::take(&mut state.held);
-        if let Some(session) = &mut session {
-            let tag = session.tag(&[opening]);
-            state.queued.extend_from_slice(opening);
-            state.queued.extend_from_slice(&tag);
+        let mut session = None;
+        if let Some(Handshake {
+            session: mut tagging,
+            hello,
+        }) = handshake
+        {
+            state.queued = hello;
             let mut from = 0;
             for end in ends {
-                let tag = session.tag(&[&held[from..end]]);
+                let tag = tagging.tag(&[&held[from..end]]);
                 state.queued.extend_from_slice(&held[from..end]);
                 state.queued.extend_from_slice(&tag);
                 from = end;
             }
+            session = Some(tagging);
         } else {
             state.queued = held;
         }
@@ -257,16 +260,24 @@ impl Link {
 }
 
 impl LinkState {
-    /// Drops the connection, and what was queued for it (tagged for it, or cut mid-packet).
+    /// Drops the connection after a failed write. What is queued behind that write is whole
+    /// packets: without a key they wait for the next connection; with one they were tagged
+    /// for this one, and are dropped with it.
     fn disconnect(&mut self, stats: &TcpStats) {
+        if self.session.take().is_some() {
+            self.drop_queued(stats);
+        }
+        self.stream = None;
+        self.flushing = false;
+    }
+
+    /// Drops what is queued or held.
+    fn drop_queued(&mut self, stats: &TcpStats) {
         if !self.queued.is_empty() {
             stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        self.stream = None;
-        self.session = None;
         self.queued.clear();
         self.held.clear();
-        self.flushing = false;
     }
 }
 
@@ -296,6 +307,7 @@ fn send_now(stream: &TcpStream, parts: &mut &mut [IoSlice<'_>]) -> std::io::Resu
 /// the connection is found broken; a failed attempt drops what was queued for it. Writes what
 /// sends queued.
 fn connect_loop(
+    peer: NodeId,
     addr: SocketAddr,
     link: &Link,
     woken: &Receiver<()>,
@@ -324,30 +336,17 @@ fn connect_loop(
             }
             continue;
         }
-        let attempt =
-            TcpStream::connect_timeout(&addr, config.connect_timeout).and_then(|mut s| {
-                s.set_nodelay(true)?;
-                s.set_write_timeout(Some(config.write_timeout))?;
-                let session = match &config.auth {
-                    Some(key) => {
-                        s.set_read_timeout(Some(config.connect_timeout))?;
-                        let nonce = auth::read_challenge(&mut s)?;
-                        Some(Session::new(key, &nonce, Direction::ToAcceptor))
-                    }
-                    None => None,
-                };
-                Ok((s, session))
-            });
-        match attempt {
-            Ok((stream, session)) => {
+        match connect(peer, addr, config) {
+            Ok((stream, handshake)) => {
                 stats.connects.fetch_add(1, Ordering::Relaxed);
-                link.connected(stream, session, &keepalive);
+                link.connected(stream, handshake);
                 backoff = config.min_backoff;
                 // What was held while connecting goes first.
                 link.flush(stats);
             }
             Err(_) => {
-                link.lock().disconnect(stats);
+                // What was held for this attempt is dropped.
+                link.lock().drop_queued(stats);
                 std::thread::sleep(backoff);
                 // At least a millisecond: a zero `min_backoff` doubled stays zero, a spin.
                 backoff = (backoff * 2)
@@ -356,4 +355,42 @@ fn connect_loop(
             }
         }
     }
+}
+
+/// A keyed connection's opening, on the link's side.
+struct Handshake {
+    /// Tags the link's packets on the connection.
+    session: Session,
+    /// The link's hello, tagged: its first packet.
+    hello: Vec<u8>,
+}
+
+/// Connects to `peer` at `addr`; with a key, reads the node's challenge and returns the
+/// session that tags packets for the connection and the hello to open it with.
+fn connect(
+    peer: NodeId,
+    addr: SocketAddr,
+    config: &TcpConfig,
+) -> std::io::Result<(TcpStream, Option<Handshake>)> {
+    let mut stream = TcpStream::connect_timeout(&addr, config.connect_timeout)?;
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(config.write_timeout))?;
+    let Some(key) = &config.auth else {
+        return Ok((stream, None));
+    };
+    stream.set_read_timeout(Some(config.connect_timeout))?;
+    let mut session = Session::to_acceptor(key, &auth::read_challenge(&mut stream)?);
+    let hello = Packet::Hello {
+        nonce: auth::nonce()?,
+        to: Some(peer),
+    };
+    let mut opening = Vec::new();
+    auth::encode(Some(&mut session), &hello, &mut opening).expect("a hello is a few bytes");
+    Ok((
+        stream,
+        Some(Handshake {
+            session,
+            hello: opening,
+        }),
+    ))
 }
