@@ -373,6 +373,11 @@ pub(crate) fn write(args: &WriteArgs) -> Result<(), String> {
                     client = None;
                     std::thread::sleep(Duration::from_millis(20));
                 }
+                // Retrying cannot help: no packet carries it.
+                Ok(Packet::WriteResult {
+                    result: Err(e @ RemoteWriteError::TooLarge { .. }),
+                    ..
+                }) => return Err(format!("write {seq}: {e}")),
                 Ok(_) => std::thread::sleep(Duration::from_millis(20)),
                 Err(_) => {
                     client = None;

@@ -54,8 +54,9 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn a_snapshot_larger_than_a_packet_reaches_a_follower_in_parts() {
-    // Nodes take packets of at most 64 KiB; the state is 1 MiB. (Authenticated: every
-    // message kind a set sends goes through the tags.)
+    // Nodes take packets of at most 64 KiB; the state is 1 MiB, and `fetch_max_bytes` the
+    // default 1 MiB: the nodes fit parts to their packets. (Authenticated: every message kind
+    // a set sends goes through the tags.)
     let members: Vec<NodeId> = (1..=3).map(NodeId::new).collect();
     let tcp = TcpConfig {
         max_packet: 64 << 10,
@@ -68,7 +69,6 @@ fn a_snapshot_larger_than_a_packet_reaches_a_follower_in_parts() {
         let mut replica = replica(members[i], |c| {
             c.fetch_wait = Duration::from_millis(50);
             c.fetch_timeout = Duration::from_millis(200);
-            c.fetch_max_bytes = 16 << 10;
         });
         replica.set_state_machine(Box::new(Held(Arc::clone(&states[i]))));
         let transport = bound.transports.remove(&members[i]).expect("bound above");

@@ -272,9 +272,10 @@ fn with_a_key_only_its_holders_are_heard() {
 }
 
 /// Settings that would close healthy quiet links, or overflow the keepalive clock, are refused;
-/// so are a clients' key without the members', and one equal to it.
+/// so are a clients' key without the members', one equal to it, and packets too small to
+/// carry a snapshot's part.
 #[test]
-fn keepalive_settings_that_cannot_work_are_refused() {
+fn settings_that_cannot_work_are_refused() {
     let id = NodeId::new(1);
     let cases = [
         (Duration::ZERO, Duration::from_secs(10)),
@@ -295,12 +296,16 @@ fn keepalive_settings_that_cannot_work_are_refused() {
         );
     }
     let key = || Some(AuthKey::new(b"sixteen or more bytes of secret").unwrap());
-    for auth in [None, key()] {
-        let config = TcpConfig {
-            auth,
-            client_auth: key(),
-            ..TcpConfig::default()
-        };
+    let too_small = TcpConfig {
+        max_packet: (4 << 10) - 1,
+        ..TcpConfig::default()
+    };
+    let keys = [None, key()].map(|auth| TcpConfig {
+        auth,
+        client_auth: key(),
+        ..TcpConfig::default()
+    });
+    for config in keys.into_iter().chain([too_small]) {
         let bound = TcpTransport::bind_loopback(&[id], config);
         assert!(
             matches!(&bound, Err(e) if e.kind() == std::io::ErrorKind::InvalidInput),
@@ -698,6 +703,27 @@ fn a_client_survives_a_request_too_large_to_send() {
         write(&mut client, Duration::from_secs(10)),
         Ok(Packet::WriteResult { result: Ok(_), .. })
     ));
+}
+
+/// A client whose call failed part-way (here its handshake: a node without a key sends no
+/// challenge) refuses later calls instead of sending on a connection in an unknown state.
+#[test]
+fn a_client_whose_call_failed_part_way_refuses_later_calls() {
+    let id = NodeId::new(1);
+    let bound = TcpTransport::bind_loopback(&[id], TcpConfig::default()).expect("binding");
+    let mut client = TcpClient::connect(bound.addrs[&id], Duration::from_secs(5))
+        .expect("connect")
+        .with_auth(keyed().auth.unwrap());
+    let timed_out = write(&mut client, Duration::from_millis(200)).expect_err("answered");
+    assert!(
+        matches!(
+            timed_out.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{timed_out}"
+    );
+    let refused = write(&mut client, Duration::from_secs(10)).expect_err("answered");
+    assert_eq!(refused.kind(), std::io::ErrorKind::NotConnected);
 }
 
 /// A sender without the key cannot make a node buffer a large packet: before a connection's

@@ -204,7 +204,8 @@ impl<S: LogStorage> Replica<S> {
 
     /// Fits the messages this replica sends to packets of at most `max_body` bytes (a
     /// transport's largest, [`TcpConfig::max_packet`](super::TcpConfig::max_packet);
-    /// [`Node::start`](super::Node::start) sets it from its transport): fetch answers and
+    /// [`Node::start`](super::Node::start) sets it from its transport, and a lower limit set
+    /// before stays, for a set whose members take smaller packets): fetch answers and
     /// snapshot parts carry at most `max_body` less a packet's head (128 bytes), fewer than
     /// [`ReplicaConfig::fetch_max_bytes`] if need be, and a write whose record would be
     /// larger is refused ([`WriteError::TooLarge`](super::WriteError::TooLarge)): a packet
@@ -212,7 +213,7 @@ impl<S: LogStorage> Replica<S> {
     /// ever. Every member should take packets at least as large. Records already in the log
     /// are not checked: lowering the limit below a stored record stalls followers at it.
     pub fn limit_packets(&mut self, max_body: usize) {
-        self.max_carried = max_body.saturating_sub(MAX_HEAD);
+        self.max_carried = self.max_carried.min(max_body.saturating_sub(MAX_HEAD));
     }
 
     /// The most bytes of records, or of a snapshot's part, one message carries.

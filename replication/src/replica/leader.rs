@@ -187,14 +187,6 @@ impl<S: LogStorage> Replica<S> {
         // Retries whose first copy is in this batch: they wait only once the batch is in.
         let mut retries = Vec::new();
         for write in writes {
-            let len = envelope::framed_len(write.producer, write.key.as_deref(), &write.payload);
-            if len > max_record {
-                results.push(Err(WriteError::TooLarge {
-                    len,
-                    max: max_record,
-                }));
-                continue;
-            }
             let strong = matches!(write.ack, AckLevel::Quorum | AckLevel::All);
             if strong && in_sync < config.min_in_sync_replicas {
                 results.push(Err(WriteError::NotEnoughReplicas {
@@ -221,6 +213,15 @@ impl<S: LogStorage> Replica<S> {
                         .push_duplicate(last.offset, id, write.ack, deadline);
                 }
                 results.push(Ok(id));
+                continue;
+            }
+            // After the retries: one of a record written under a larger limit is answered.
+            let len = envelope::framed_len(write.producer, write.key.as_deref(), &write.payload);
+            if len > max_record {
+                results.push(Err(WriteError::TooLarge {
+                    len,
+                    max: max_record,
+                }));
                 continue;
             }
             let offset = Offset::new(end.get() + ends.len() as u64);

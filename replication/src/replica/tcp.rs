@@ -21,6 +21,9 @@ use super::wire::{MAX_PACKET, Packet, encode_packet_head};
 use crate::error::FrameError;
 use link::{Link, PeerWrite};
 
+/// The smallest [`TcpConfig::max_packet`]: smaller ones would not carry a snapshot's part.
+const MIN_PACKET: usize = 4 << 10;
+
 /// Timeouts and limits of a [`TcpTransport`].
 #[derive(Debug, Clone)]
 pub struct TcpConfig {
@@ -32,7 +35,10 @@ pub struct TcpConfig {
     pub min_backoff: Duration,
     /// The longest wait before reconnecting.
     pub max_backoff: Duration,
-    /// The largest packet accepted.
+    /// The largest packet body accepted (at least 4 KiB). Packets sent are at most this and
+    /// [`MAX_PACKET`]; a [`Node`](super::Node) fits its messages to them
+    /// ([`Replica::limit_packets`](super::Replica::limit_packets)), so give every member of a
+    /// replica set the same.
     pub max_packet: usize,
     /// How often a connection to a peer looks whether it sent anything since it last looked,
     /// and if not, sends a [`Packet::Keepalive`], so that its receiver can tell a quiet link
@@ -82,6 +88,9 @@ impl TcpConfig {
                 reason,
             ))
         };
+        if self.max_packet < MIN_PACKET {
+            return invalid("max_packet must be at least 4 KiB");
+        }
         if self.keepalive_interval.is_zero() {
             return invalid("keepalive_interval must be positive");
         }
@@ -327,7 +336,8 @@ impl Transport for TcpTransport {
     }
 
     fn max_packet(&self) -> usize {
-        self.max_packet
+        // Nothing larger is ever encoded, whatever the receiving side would take.
+        self.max_packet.min(MAX_PACKET)
     }
 
     /// Reader threads call `hook` after each read's packets (a later call keeps the first
@@ -620,8 +630,9 @@ impl TcpClient {
     ///
     /// I/O errors (a timeout is [`std::io::ErrorKind::WouldBlock`] or `TimedOut`),
     /// [`std::io::ErrorKind::InvalidInput`] for a request too large to send, and
-    /// [`std::io::ErrorKind::InvalidData`] for a bad frame. After any error but these two
-    /// (a handshake, a write or a read that failed, a bad frame), the connection cannot be
+    /// [`std::io::ErrorKind::InvalidData`] for a bad frame. After a timeout while waiting for
+    /// the answer, or a request too large to send, the client can be used again; after any
+    /// other error (in the handshake, a write, a read, a bad frame) the connection cannot be
     /// trusted, and later calls fail with [`std::io::ErrorKind::NotConnected`]: connect again.
     pub fn call(
         &mut self,

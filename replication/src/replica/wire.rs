@@ -940,13 +940,9 @@ mod tests {
                 message,
             };
             let mut out = Vec::new();
-            let frames = encode_packet_head(&packet, &mut out, TAGGED_VERSION).expect("encodes");
+            encode_packet_head(&packet, &mut out, TAGGED_VERSION).expect("encodes");
             let head = out.len() - 8 - in_fields;
             assert!(head <= MAX_HEAD, "a head of {head} bytes: {packet:?}");
-            assert!(
-                frames.len() + in_fields >= 1000,
-                "it carries what it was given"
-            );
         }
     }
 }
