@@ -1,13 +1,13 @@
 //! Crash safety with real processes: `shardkit log append --sync always` is killed with SIGKILL
 //! at random moments, and every offset it acknowledged must be in the reopened log, intact and in
 //! order. Also a write that fails (file size limit, as a full disk fails) is a typed error that
-//! loses nothing acknowledged.
+//! loses nothing acknowledged, and a log another process has open is refused.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use shardkit_replication::{FileLog, LogConfig, LogStorage, Offset};
+use shardkit_replication::{Error, FileLog, LogConfig, LogStorage, Offset};
 
 const SIZE: usize = 64;
 
@@ -127,4 +127,38 @@ fn a_failed_write_is_a_typed_error_and_loses_nothing() {
         "{}",
         String::from_utf8_lossy(&status.stdout)
     );
+}
+
+/// A log one process has open is refused to another (it would write the same files), by the
+/// library and by the CLI, and opens once that process is gone.
+#[test]
+fn a_log_open_in_another_process_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("log");
+    let append = |records: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shardkit"));
+        command
+            .args(["log", "append"])
+            .arg(&log_dir)
+            .args(["--sync", "always", "--records", records, "--size"])
+            .arg(SIZE.to_string());
+        command
+    };
+    let mut holder = append("1000000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    let first = lines.next();
+    let opened = FileLog::open(&log_dir, LogConfig::default());
+    let second = append("1").output().unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(matches!(first, Some(Ok(_))), "the holder appended nothing");
+    assert!(matches!(opened, Err(Error::InUse { .. })), "{opened:?}");
+    assert!(!second.status.success(), "a second appender ran");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("open in another process"), "{stderr}");
+    check(&log_dir, None);
 }

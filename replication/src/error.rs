@@ -145,6 +145,12 @@ pub enum Error {
         /// How many records the append had.
         count: u64,
     },
+    /// Another process has the log in `dir` open: two writers would interleave appends and cut
+    /// each other's records, so the second is refused.
+    InUse {
+        /// The log's directory.
+        dir: std::path::PathBuf,
+    },
 }
 
 impl Error {
@@ -212,6 +218,9 @@ impl fmt::Display for Error {
                 f,
                 "appending {count} records at offset {end} would pass the largest offset"
             ),
+            Error::InUse { dir } => {
+                write!(f, "the log in {} is open in another process", dir.display())
+            }
         }
     }
 }

@@ -76,10 +76,14 @@
 //!   may lag the last syncs (it reaches the disk with the page cache's writeback), so bit rot
 //!   in records synced just before such a crash can still be cut: in the last record, or
 //!   where the payload holds such a sector of zeros. Deleting `synced` makes recovery cut
-//!   damage it would refuse, acknowledged records with it: a last resort. The mark is one
-//!   process's: two `FileLog`s on one directory at once (never supported) can leave one that
-//!   vouches for bytes the other cut. An older version of this crate ignores the mark: after
-//!   one truncated or reset the log, delete `synced` before opening it with this one.
+//!   damage it would refuse, acknowledged records with it: a last resort. An older version
+//!   of this crate ignores the mark: after one truncated or reset the log, delete `synced`
+//!   before opening it with this one.
+//! - One process at a time: a log keeps a lock file (`lock`, an `fcntl` lock) in its
+//!   directory while it is open, and another process opening it gets [`Error::InUse`]. The
+//!   lock is the process's, so it does not stop two `FileLog`s on one directory in one
+//!   process (never supported: they would cut each other's records, and their marks vouch
+//!   for what the other cut).
 //! - A failed sync of a segment being sealed poisons the log whatever the durability.
 //! - One writer at a time (appends from several threads are serialised); readers never block
 //!   it. The group-commit hand-off and the tail wake-up are model-checked with loom.

@@ -3,6 +3,7 @@
 
 mod config;
 pub(crate) mod epochs;
+mod lock;
 pub(crate) mod memory;
 mod read;
 mod recent;
@@ -79,6 +80,8 @@ struct Writer {
 }
 
 struct Inner {
+    /// Keeps other processes out of the directory while the log lives.
+    _lock: lock::DirLock,
     dir: PathBuf,
     config: LogConfig,
     /// Every segment, oldest first; the last is the active one. Readers clone the list.
@@ -179,6 +182,20 @@ pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(
     write().map_err(Error::io("write", &path))
 }
 
+/// Opens `dir/name` to read and write, creating it (empty) if it is missing; returns it with
+/// its path.
+pub(crate) fn open_or_create(dir: &Path, name: &str) -> Result<(std::fs::File, PathBuf), Error> {
+    let path = dir.join(name);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(Error::io("open", &path))?;
+    Ok((file, path))
+}
+
 /// The segment bases in `dir`, ascending.
 fn segment_bases(dir: &Path) -> Result<Vec<u64>, Error> {
     let mut bases = Vec::new();
@@ -205,11 +222,13 @@ impl FileLog {
     ///
     /// [`Error::Io`] (a missing permission, a full disk), [`Error::Corrupt`] if a record before
     /// the tail, or one the synced mark says was synced, is damaged or missing (it is never
-    /// skipped), [`Error::InvalidConfig`].
+    /// skipped), [`Error::InvalidConfig`], [`Error::InUse`] if another process has the log
+    /// open (the log keeps a lock file, `lock`, in `dir` while it lives).
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Self, Error> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
+        let dir_lock = lock::DirLock::take(&dir)?;
         let mut recovery = Recovery::default();
         let (synced, mark) = SyncedMark::open(&dir)?;
         let bases = segment_bases(&dir)?;
@@ -270,6 +289,7 @@ impl FileLog {
             epochs.store(&dir)?;
         }
         let inner = Arc::new(Inner {
+            _lock: dir_lock,
             dir,
             config,
             segments: RwLock::new(segments),

@@ -9,7 +9,7 @@
 //! a sync of its own (a crash may leave an older mark, which only vouches for less), and is
 //! lowered, synced, before anything can put unsynced bytes below it: a truncation or a reset.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -72,14 +72,7 @@ impl SyncedMark {
     /// Opens (or creates) the mark file in `dir`; returns it with the mark it holds, `None` if
     /// there is none (a new log, or one written before marks) or it is damaged.
     pub(super) fn open(dir: &Path) -> Result<(Self, Option<Mark>), Error> {
-        let path = dir.join("synced");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(Error::io("open", &path))?;
+        let (file, path) = super::open_or_create(dir, "synced")?;
         let mut bytes = [0; LEN];
         let found = match file.read_exact_at(&mut bytes, 0) {
             Ok(()) => Mark::decode(&bytes),
