@@ -272,8 +272,8 @@ fn with_a_key_only_its_holders_are_heard() {
 }
 
 /// Settings that would close healthy quiet links, or overflow the keepalive clock, are refused;
-/// so are a clients' key without the members', one equal to it, and packets too small to
-/// carry a snapshot's part.
+/// so are a clients' key without the members', one equal to it, packets too small to carry a
+/// snapshot's part, and no connections at all.
 #[test]
 fn settings_that_cannot_work_are_refused() {
     let id = NodeId::new(1);
@@ -300,12 +300,16 @@ fn settings_that_cannot_work_are_refused() {
         max_packet: (4 << 10) - 1,
         ..TcpConfig::default()
     };
+    let no_connections = TcpConfig {
+        max_connections: 0,
+        ..TcpConfig::default()
+    };
     let keys = [None, key()].map(|auth| TcpConfig {
         auth,
         client_auth: key(),
         ..TcpConfig::default()
     });
-    for config in keys.into_iter().chain([too_small]) {
+    for config in keys.into_iter().chain([too_small, no_connections]) {
         let bound = TcpTransport::bind_loopback(&[id], config);
         assert!(
             matches!(&bound, Err(e) if e.kind() == std::io::ErrorKind::InvalidInput),
@@ -747,4 +751,81 @@ fn a_large_first_packet_is_refused_from_its_header() {
         node.stats().rejected_frames.load(Ordering::Relaxed) == 1
     });
     assert!(matches!(stranger.read(&mut [0; 1]), Ok(0) | Err(_)));
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// With a key, a connection that has not sent its hello within the idle timeout is closed,
+/// however its bytes trickle in: a sender without the key cannot hold it, and its thread.
+#[test]
+fn a_connection_trickling_bytes_before_its_hello_is_closed() {
+    let id = NodeId::new(1);
+    let config = TcpConfig {
+        auth: keyed().auth,
+        ..short_idle()
+    };
+    let bound = TcpTransport::bind_loopback(&[id], config).expect("binding");
+    let mut stranger = TcpStream::connect(bound.addrs[&id]).expect("connect");
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    read_challenge(&mut stranger);
+    // A 1,000-byte packet announced, then its bytes one at a time, each well within the idle
+    // timeout (a second) of the last.
+    let mut header = 1000u32.to_le_bytes().to_vec();
+    header.extend_from_slice(&[0; 4]);
+    stranger.write_all(&header).expect("send");
+    stranger
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let started = Instant::now();
+    let closed = loop {
+        match stranger.read(&mut [0; 1]) {
+            Err(e) if is_timeout(&e) => {
+                if started.elapsed() > Duration::from_secs(20) {
+                    break false;
+                }
+                if stranger.write_all(&[0x84]).is_err() {
+                    break true;
+                }
+            }
+            _ => break true,
+        }
+    };
+    assert!(closed, "still open after 20 s of trickling");
+}
+
+/// Connections past `max_connections` are closed at once, and served again once one ends.
+#[test]
+fn connections_past_the_limit_are_closed_at_once() {
+    let id = NodeId::new(1);
+    let config = TcpConfig {
+        max_connections: 2,
+        ..TcpConfig::default()
+    };
+    let bound = TcpTransport::bind_loopback(&[id], config).expect("binding");
+    let node = &bound.transports[&id];
+    let connect = || {
+        let s = TcpStream::connect(bound.addrs[&id]).expect("connect");
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        s
+    };
+    // Open: the node neither closes it nor sends anything.
+    let open = |mut s: &TcpStream| matches!(s.read(&mut [0; 1]), Err(e) if is_timeout(&e));
+    let (first, second) = (connect(), connect());
+    // Accepted in order: the first two are counted before the third is.
+    let third = connect();
+    assert!(!open(&third), "a third connection was served");
+    assert_eq!(node.stats().refused_connections.load(Ordering::Relaxed), 1);
+    assert!(open(&first) && open(&second));
+    drop(first);
+    wait_until("no connection was served after one ended", || {
+        open(&connect())
+    });
 }

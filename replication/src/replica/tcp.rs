@@ -11,9 +11,9 @@ use crossbeam_channel::{Receiver, Sender, unbounded as channel};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::transport::{DeliveryHook, Inbound, ReplyTo, Transport};
 use super::types::NodeId;
@@ -49,12 +49,17 @@ pub struct TcpConfig {
     /// its host keeps its connection's threads until the node stops). A peer's host that lost
     /// power never closes its connections, and each would keep a reader thread and its buffer
     /// for good. At least three `keepalive_interval`s (a quiet link's longest gap is two, plus
-    /// a busy machine's delays), and at most a day.
+    /// a busy machine's delays), and at most a day. With a key, a connection must also open
+    /// with its [`Packet::Hello`] within this time, however slowly its bytes come.
     pub idle_timeout: Duration,
     /// The members' key: every packet is authenticated with it (see [`AuthKey`]); `None`,
     /// the default, trusts the network. Every node and coordinator of a replica set needs the
     /// same, and so do its [`TcpClient`]s unless `client_auth` is set.
     pub auth: Option<AuthKey>,
+    /// The most incoming connections served at once (peers' links and clients); further ones
+    /// are closed at once ([`TcpStats::refused_connections`]). Each holds a thread or two and
+    /// a read buffer: the bound keeps a flood of connections from taking them all.
+    pub max_connections: usize,
     /// The clients' key, if clients should not hold the members' (which would let them speak
     /// the protocol as a member): with it, a client's writes and status requests, and the
     /// answers to them, are authenticated with this key only (a request tagged with the
@@ -73,6 +78,7 @@ impl Default for TcpConfig {
             max_packet: MAX_PACKET,
             keepalive_interval: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(10),
+            max_connections: 1024,
             auth: None,
             client_auth: None,
         }
@@ -88,6 +94,9 @@ impl TcpConfig {
                 reason,
             ))
         };
+        if self.max_connections == 0 {
+            return invalid("max_connections must be positive");
+        }
         if self.max_packet < MIN_PACKET {
             return invalid("max_packet must be at least 4 KiB");
         }
@@ -124,6 +133,8 @@ pub struct TcpStats {
     /// Sends dropped: their peer was unreachable, its connection failed, or it was so slow
     /// that its link's queue was full.
     pub dropped: AtomicU64,
+    /// Incoming connections closed at once: [`TcpConfig::max_connections`] were being served.
+    pub refused_connections: AtomicU64,
 }
 
 /// Packets over TCP (`std::net`): one outgoing connection per peer, written directly by the
@@ -189,6 +200,7 @@ impl TcpTransport {
         {
             let receiving = Receiving {
                 id,
+                served: Arc::new(AtomicUsize::new(0)),
                 inbox: tx,
                 known,
                 config: config.clone(),
@@ -353,6 +365,8 @@ impl Transport for TcpTransport {
 struct Receiving {
     /// The node's own id: a peer's link must mean it.
     id: NodeId,
+    /// Incoming connections being served.
+    served: Arc<AtomicUsize>,
     inbox: Sender<Inbound>,
     known: Arc<Vec<NodeId>>,
     config: TcpConfig,
@@ -367,11 +381,39 @@ fn accept_loop(listener: TcpListener, receiving: &Receiving) {
             return;
         }
         let Ok(stream) = stream else { continue };
+        if receiving.served.load(Ordering::Acquire) >= receiving.config.max_connections {
+            receiving
+                .stats
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let receiving = receiving.clone();
+        // Counted until the thread ends, or at once if it cannot start (the closure drops).
+        let served = Served::count(&receiving.served);
         let _ = std::thread::Builder::new()
             .name("shardkit-conn".into())
-            .spawn(move || serve_connection(stream, &receiving));
+            .spawn(move || {
+                let _served = served;
+                serve_connection(stream, &receiving);
+            });
+    }
+}
+
+/// Counts a connection as served while it lives.
+struct Served(Arc<AtomicUsize>);
+
+impl Served {
+    fn count(served: &Arc<AtomicUsize>) -> Self {
+        served.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(served))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -421,7 +463,16 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
     // Read straight into `buf[filled..]`; packets are decoded from `buf[at..filled]`.
     let mut buf = vec![0u8; 64 << 10];
     let (mut at, mut filled) = (0, 0);
+    // With a key, the hello must come within the idle timeout of accepting, however its
+    // bytes trickle in: a sender without the key holds a connection no longer.
+    let hello_by = Instant::now() + config.idle_timeout;
     while !receiving.stop.load(Ordering::Relaxed) {
+        if keyed.is_some() && hello.is_none() {
+            let left = hello_by.saturating_duration_since(Instant::now());
+            if left.is_zero() || reader.set_read_timeout(Some(left)).is_err() {
+                return;
+            }
+        }
         let n = match reader.read(&mut buf[filled..]) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
@@ -442,6 +493,9 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                                 if to.is_none_or(|to| to == receiving.id) =>
                             {
                                 hello = Some((to, nonce));
+                                if reader.set_read_timeout(Some(config.idle_timeout)).is_err() {
+                                    return;
+                                }
                                 continue;
                             }
                             _ => {
