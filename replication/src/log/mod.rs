@@ -80,8 +80,6 @@ struct Writer {
 }
 
 struct Inner {
-    /// Keeps other processes out of the directory while the log lives.
-    _lock: lock::DirLock,
     dir: PathBuf,
     config: LogConfig,
     /// Every segment, oldest first; the last is the active one. Readers clone the list.
@@ -103,6 +101,9 @@ struct Inner {
     /// Sealed segments synced by `flush_and_sync`, for tests.
     #[cfg(test)]
     sealed_syncs: std::sync::atomic::AtomicUsize,
+    /// Keeps other processes out of the directory while the log lives (last: released after
+    /// the segment files are closed).
+    _lock: lock::DirLock,
 }
 
 /// Changes a log under [`Durability::Never`] made without syncing, which an owner that syncs
@@ -223,7 +224,8 @@ impl FileLog {
     /// [`Error::Io`] (a missing permission, a full disk), [`Error::Corrupt`] if a record before
     /// the tail, or one the synced mark says was synced, is damaged or missing (it is never
     /// skipped), [`Error::InvalidConfig`], [`Error::InUse`] if another process has the log
-    /// open (the log keeps a lock file, `lock`, in `dir` while it lives).
+    /// open (the log locks a file `lock` in `dir` while it lives; a file system without
+    /// `fcntl` locks, such as NFS without its lock daemon, fails the open with [`Error::Io`]).
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Self, Error> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
@@ -289,7 +291,6 @@ impl FileLog {
             epochs.store(&dir)?;
         }
         let inner = Arc::new(Inner {
-            _lock: dir_lock,
             dir,
             config,
             segments: RwLock::new(segments),
@@ -310,6 +311,7 @@ impl FileLog {
             synced_by_owner: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             sealed_syncs: std::sync::atomic::AtomicUsize::new(0),
+            _lock: dir_lock,
         });
         if let Durability::Interval(every) = config.durability {
             spawn_flusher(Arc::downgrade(&inner), every);
