@@ -96,6 +96,37 @@ fn a_node_whose_log_panics_in_a_sync_stops_and_answers_its_writers() {
     stops_when_syncs(PANICS);
 }
 
+/// A TCP node whose log failed lets go of its transport at once: it stops listening (its
+/// peers see it gone), and packets sent to it no longer pile up in its inbox until `stop`.
+#[test]
+fn a_tcp_node_whose_log_failed_stops_listening() {
+    use shardkit_replication::replica::{TcpConfig, TcpTransport};
+    let id = NodeId::new(1);
+    let mut bound = TcpTransport::bind_loopback(&[id], TcpConfig::default()).expect("binding");
+    let addr = bound.addrs[&id];
+    let mut config = ReplicaConfig::new(id, [id]);
+    config.bootstrap = true;
+    let log = Arc::new(FaultyLog::default());
+    let replica = Replica::open(
+        config,
+        Arc::clone(&log),
+        Box::new(MemoryReplicaStore::new()),
+    )
+    .expect("open");
+    let node = Node::start(replica, bound.transports.remove(&id).expect("bound"));
+    node.promote(Epoch::new(1)).expect("promote");
+    std::net::TcpStream::connect(addr).expect("listening while healthy");
+    log.hooks.0.store(ERRS, Ordering::SeqCst);
+    assert!(write_that_syncs(&node).is_err());
+    // A deadlock detector, not a timing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "still listening");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(node);
+}
+
 #[test]
 fn calls_after_stop_are_refused_at_once() {
     let (node, _log) = leader();

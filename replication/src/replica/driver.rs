@@ -424,8 +424,9 @@ pub(crate) struct Engine<S: LogStorage, T> {
     /// Threads inside [`run`](Self::run) or a sync: `stop` returns only once there are none,
     /// so nothing uses the log after it.
     busy: AtomicUsize,
-    /// The transport of a node whose log failed, dropped by `stop` rather than on the thread
-    /// that found the failure (which can be one of the transport's own).
+    /// The transport of a node whose log failed, dropped by the node's own thread as it ends
+    /// (or by `stop`) rather than on the thread that found the failure (which can be one of
+    /// the transport's own).
     retired: Mutex<Option<T>>,
 }
 
@@ -584,7 +585,7 @@ impl<S: LogStorage + 'static, T: Transport + 'static> Engine<S, T> {
     }
 
     /// Stops the node after a failure: the replica and its waiters go now (their callers
-    /// hear the node stopped); the transport waits for `stop` (see `retired`).
+    /// hear the node stopped); the transport waits for the node's thread (see `retired`).
     fn retire(&self, driver: Option<Driver<S, T>>) {
         self.stopped.store(true, Ordering::SeqCst);
         if let Some(driver) = driver {
@@ -637,6 +638,11 @@ impl<S: LogStorage + 'static, T: Transport + 'static> Engine<S, T> {
         }
         fence(Ordering::SeqCst);
         self.inputs.drop_all();
+        // A node whose log failed lets go of its transport now, not at `stop`: it hears
+        // nothing more (its inbox would fill until then), and its peers see it gone. This
+        // thread is none of the transport's, so the transport's `Drop` may wait for those.
+        let retired = self.retired.lock().take();
+        drop(retired);
     }
 }
 
