@@ -101,9 +101,29 @@ struct Inner {
     /// Sealed segments synced by `flush_and_sync`, for tests.
     #[cfg(test)]
     sealed_syncs: std::sync::atomic::AtomicUsize,
+    /// For tests: how many segments a reset deletes before it fails as a crash would stop
+    /// it (`usize::MAX`: all).
+    #[cfg(test)]
+    reset_deletions: std::sync::atomic::AtomicUsize,
     /// Keeps other processes out of the directory while the log lives (last: released after
     /// the segment files are closed).
     _lock: lock::DirLock,
+}
+
+#[cfg(test)]
+impl Inner {
+    /// Fails a reset where the test asked it to stop, as a crash would.
+    fn crash_point(&self) -> Result<(), Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let left = self.reset_deletions.load(Relaxed);
+        if left == 0 {
+            return Err(Error::Poisoned {
+                reason: "the test's crash".into(),
+            });
+        }
+        self.reset_deletions.store(left.saturating_sub(1), Relaxed);
+        Ok(())
+    }
 }
 
 /// Changes a log under [`Durability::Never`] made without syncing, which an owner that syncs
@@ -311,6 +331,8 @@ impl FileLog {
             synced_by_owner: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             sealed_syncs: std::sync::atomic::AtomicUsize::new(0),
+            #[cfg(test)]
+            reset_deletions: std::sync::atomic::AtomicUsize::new(usize::MAX),
             _lock: dir_lock,
         });
         if let Durability::Interval(every) = config.durability {
@@ -801,30 +823,31 @@ impl LogStorage for FileLog {
         inner.tail.publish(self.start_offset().get());
         lock(&inner.recent).clear();
         inner.commit.restarted_at(start.get());
-        // The history first, then the segments newest first: a crash part-way leaves a
-        // shorter log (which the follower re-fetches), never one with a gap.
+        // The segments newest first, then the history: a crash part-way leaves a shorter log
+        // (which the follower re-fetches), never one with a gap, and with the history of what
+        // is left (the history first would leave old records under the new one, which the
+        // next open cuts to nothing past the log's end, forgetting their epochs).
         let history = EpochHistory::restarted_at(start, epoch);
         let restarted = Mark {
             base: start.get(),
             position: 0,
         };
-        let result = inner
-            .synced
-            .set(restarted)
-            .and_then(|()| history.store(&inner.dir))
-            .and_then(|()| {
-                let mut segments = inner
-                    .segments
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner);
-                while let Some(seg) = segments.pop() {
-                    seg.delete()?;
-                }
-                // The directory is synced whatever the policy: a crash must not bring the deleted
-                // segments back next to the new history (a reset is rare: a snapshot install).
-                segments.push(Arc::new(Segment::create(&inner.dir, start.get(), true)?));
-                Ok(())
-            });
+        let result = inner.synced.set(restarted).and_then(|()| {
+            let mut segments = inner
+                .segments
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            while let Some(seg) = segments.pop() {
+                #[cfg(test)]
+                inner.crash_point()?;
+                seg.delete()?;
+            }
+            history.store(&inner.dir)?;
+            // The directory is synced whatever the policy: a crash must not bring the deleted
+            // segments back next to the new history (a reset is rare: a snapshot install).
+            segments.push(Arc::new(Segment::create(&inner.dir, start.get(), true)?));
+            Ok(())
+        });
         if let Err(e) = &result {
             inner.commit.poison(format!("reset failed: {e}"));
             return result;

@@ -1,6 +1,6 @@
 //! What a log under `Durability::Never` owes an owner that syncs it (a replica): a sync covers
 //! the records of segments sealed since the last one, and the files of the segments it no
-//! longer has are let go.
+//! longer has are let go. And a reset a crash cuts short leaves a history true to what is left.
 
 use std::sync::atomic::Ordering;
 
@@ -53,4 +53,35 @@ fn segments_dropped_before_a_sync_are_let_go() {
         "deleted segments are still held open"
     );
     assert!(unsynced.directory);
+}
+
+/// A reset that a crash stops part-way leaves the log's history true to the records left:
+/// their epochs are still known after reopening.
+#[test]
+fn a_reset_cut_short_keeps_the_history_of_the_records_left() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = never(dir.path());
+    let payload = [7u8; 100];
+    for epoch in [1, 2] {
+        for _ in 0..100 {
+            log.append(Epoch::new(epoch), &[Entry::new(&payload)])
+                .expect("append");
+        }
+    }
+    log.sync().expect("sync");
+    assert!(log.inner.segments().len() > 2);
+    let before = log.epochs();
+    // The newest segment deleted, then the crash.
+    log.inner.reset_deletions.store(1, Ordering::Relaxed);
+    assert!(log.reset(Offset::new(1_000), Epoch::new(5)).is_err());
+    std::mem::forget(log);
+    let reopened = never(dir.path());
+    let end = reopened.end_offset();
+    assert!(end.get() > 100, "more than epoch 1's records are left");
+    assert!(end.get() < 200, "the newest segment is gone");
+    assert_eq!(reopened.epochs(), before);
+    for record in reopened.read(Offset::new(0), 1 << 20).expect("read") {
+        let expected = if record.offset.get() < 100 { 1 } else { 2 };
+        assert_eq!(record.epoch, Epoch::new(expected));
+    }
 }
