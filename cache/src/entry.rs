@@ -161,9 +161,10 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for EntryRef<K, V> {}
 
 impl<K, V> EntryRef<K, V> {
     pub(crate) fn get(&self) -> &Entry<K, V> {
-        // SAFETY: every `EntryRef` in use is either held by the policy (which frees an entry only
-        // by releasing it, through the epochs) or was released while its user's thread was
-        // pinned, which keeps the epochs from freeing it.
+        // SAFETY: the entry is not retired yet (fresh and owned by its writer, or held by the
+        // policy, which frees an entry only by retiring it through the epochs), or it was
+        // retired while this thread was pinned, pinned since it got the `EntryRef`: the
+        // epochs keep it allocated until then.
         unsafe { self.0.as_ref() }
     }
 }

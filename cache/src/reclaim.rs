@@ -176,9 +176,10 @@ where
     ///
     /// # Safety
     ///
-    /// `h` is unreachable from the table and the policy, nobody retires it again, and
-    /// `guard` was pinned before `h` was unlinked, so it keeps `h` valid for its holder after
-    /// this call.
+    /// `h` is out of the table and released by the policy (or was never published), and
+    /// nobody retires it again; the caller is pinned (`guard`), and every thread that can
+    /// still use `h` got it while pinned and is pinned still (the epochs wait for every pinned
+    /// thread, not only `guard`'s).
     pub(crate) unsafe fn retire(&mut self, h: EntryRef<K, V>, guard: &Pin) {
         if self.batch_len == 1 {
             // SAFETY: see above: unreachable and retired once; it was allocated as a `Box`
@@ -207,9 +208,9 @@ where
         self.waiting_weight = 0;
         let units = batch.len();
         let returned = self.returned.clone();
-        // Every entry in the batch left the table and the policy while `guard` was pinned (see
-        // `retire`), so only threads pinned now can hold one, and `recycle` runs after they
-        // all unpin. Deferring later than the release only waits longer.
+        // Every entry in the batch is out of the table and the policy, and a thread that can
+        // still hold one got it while pinned and is pinned now (see `retire`), so `recycle`
+        // runs after they all unpin. Deferring later than the release only waits longer.
         guard.defer(units, move || recycle(batch, &returned));
     }
 }
@@ -262,9 +263,11 @@ fn empty_all<K, V>(batch: Vec<EntryRef<K, V>>) -> (Vec<Spare<K, V>>, Option<Pani
         .into_iter()
         .map(|h| {
             let raw = h.0.as_ptr();
-            // SAFETY: the collector runs this only once no reader can hold the entry, and the
-            // entry was retired once, so nothing else drops or frees it: its contents are
-            // dropped once, here (a panicking field's drop still drops the other fields).
+            // SAFETY: callers pass only retired entries no thread can reach: the collector
+            // (every thread pinned when they were handed over has unpinned) or
+            // `Reclaimer::drop` (the shard is owned exclusively). Each was retired once, so
+            // its contents are dropped once, here (a panicking field's drop still drops the
+            // other fields).
             let dropped =
                 catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(raw) }));
             if let Err(p) = dropped {

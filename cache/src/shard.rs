@@ -174,10 +174,11 @@ where
         }
     }
 
-    fn table<'g>(&self, guard: &'g Pin) -> &'g Table<K, V> {
+    fn table<'g>(&'g self, guard: &'g Pin) -> &'g Table<K, V> {
         let table = self.table.load(Ordering::Acquire, guard.guard());
-        // SAFETY: the table pointer is never null, and a replaced table is freed only through
-        // the epochs, so it lives as long as the pin `guard`.
+        // SAFETY: the table pointer is never null; a replaced table is freed only through the
+        // epochs, so it lives as long as the pin `guard`, and the current one only by the
+        // shard's drop, which the borrow of `self` excludes for as long.
         unsafe { table.deref() }
     }
 
@@ -185,7 +186,7 @@ where
     /// after the cache's time origin) is given when entries can expire.
     #[inline(always)]
     pub(crate) fn get<'g, Q>(
-        &self,
+        &'g self,
         hash: u64,
         key: &Q,
         now: Option<u64>,
@@ -210,7 +211,7 @@ where
     /// The live entry for `key`, without counting anything.
     #[inline]
     pub(crate) fn peek<'g, Q>(
-        &self,
+        &'g self,
         hash: u64,
         key: &Q,
         now: Option<u64>,
@@ -539,7 +540,7 @@ where
     }
 
     /// Replaces the table by one sized for the live entries, without tombstones.
-    fn rebuild<'g>(&self, w: &mut Writer<K, V>, guard: &'g Pin) -> &'g Table<K, V> {
+    fn rebuild<'g>(&'g self, w: &mut Writer<K, V>, guard: &'g Pin) -> &'g Table<K, V> {
         let old = self.table.load(Ordering::Acquire, guard.guard());
         // SAFETY: `old` is the current table, live under `guard`.
         let new = Table::rebuilt_from(unsafe { old.deref() }, MIN_SLOTS, guard);

@@ -225,9 +225,11 @@ impl<K, V> Table<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        // SAFETY: the pointer was loaded from a slot while pinned, and is not null (see
-        // `candidates`); entries are freed only through the epochs after leaving every slot,
-        // so it is live for as long as the pin is.
+        // SAFETY: the pointer was loaded while pinned from a table reached under that pin, and
+        // is not null (see `candidates`). An entry is retired only after leaving the current
+        // table, and any older table still reachable was retired before it, so the entry is
+        // freed only through the epochs, after the pin (a shard's drop frees at once, but
+        // nothing borrows the shard then).
         let entry = unsafe { p.deref() };
         entry.reached();
         entry.hash == hash && entry.key.borrow() == key
@@ -244,7 +246,8 @@ impl<K, V> Table<K, V> {
             Self::candidates(bucket, tags, hash, Ordering::Acquire, guard)
                 .find(|&(_, p)| Self::holds(p, hash, key))
         })?;
-        // SAFETY: as in `holds`: loaded while pinned (`guard` is the pin), not null.
+        // SAFETY: as in `holds`: loaded while pinned (`guard` is the pin) from a table
+        // reached under it, not null.
         Some(unsafe { found.1.deref() })
     }
 
@@ -287,9 +290,9 @@ impl<K, V> Table<K, V> {
 
     /// The slot holding exactly `entry` (writer only).
     pub(crate) fn position(&self, entry: Shared<'_, Entry<K, V>>, guard: &Pin) -> Option<usize> {
-        // SAFETY: the caller holds `entry` alive: the policy has not released it, or (`retain`)
-        // the caller's guard was pinned while the policy held it, so its memory is neither
-        // freed nor reused before the guard is dropped.
+        // SAFETY: `entry` is not retired yet, or the caller's guard was pinned while the table
+        // or the policy still held it (an eviction's victim, `retain`'s and `compute`'s
+        // entries): either way its memory is neither freed nor reused before the guard drops.
         let hash = unsafe { entry.deref() }.hash;
         // The writer sees its own stores: an entry's slot has its tag.
         self.walk(hash, Ordering::Relaxed, |b, bucket, tags| {
@@ -458,7 +461,8 @@ mod tests {
                 assert_eq!(tombstones, counted);
             }
             for (_, entry) in present {
-                // SAFETY: unreachable once the table is dropped, and never shared elsewhere.
+                // SAFETY: `table` is not read again, dropping it does not touch entries, and
+                // nothing else holds them.
                 drop(unsafe { entry.into_owned() });
             }
         }
