@@ -95,6 +95,14 @@ pub(crate) struct Collector {
     garbage: CachePadded<Mutex<Garbage>>,
     /// Units deferred toward the next advance.
     waiting: CachePadded<AtomicUsize>,
+    /// The units waiting at which a collection next tries to advance: [`ADVANCE_AFTER`], or,
+    /// after an advance a pinned thread stopped, [`ADVANCE_AFTER`] more than were waiting
+    /// then. A thread pinned for long (a slow eviction listener) so costs a scan of the slots,
+    /// under their lock, per [`ADVANCE_AFTER`] units handed over, not one per write.
+    next_try: CachePadded<AtomicUsize>,
+    /// Advances tried, for tests.
+    #[cfg(test)]
+    tries: std::sync::atomic::AtomicUsize,
     /// The epoch at the last look for freeable work: until the epoch moves past it, there is
     /// none, and a collection costs two loads.
     collected: CachePadded<AtomicUsize>,
@@ -117,6 +125,9 @@ impl Collector {
             slots: CachePadded::new(Mutex::new(Vec::new())),
             garbage: CachePadded::new(Mutex::new(Garbage::default())),
             waiting: CachePadded::new(AtomicUsize::new(0)),
+            next_try: CachePadded::new(AtomicUsize::new(ADVANCE_AFTER)),
+            #[cfg(test)]
+            tries: std::sync::atomic::AtomicUsize::new(0),
             collected: CachePadded::new(AtomicUsize::new(0)),
         }
     }
@@ -178,6 +189,9 @@ impl Collector {
     /// hand-over that reads the epoch while an advance is under way may see it already
     /// moved, and loads may pass loads on weakly ordered processors.)
     fn try_advance(&self) -> usize {
+        #[cfg(test)]
+        self.tries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let slots = lock(&self.slots);
         let epoch = self.epoch.load(Ordering::Relaxed);
         let pinned = (epoch << 1) | 1;
@@ -207,22 +221,26 @@ impl Collector {
         // epoch with acquire).
         fence(Ordering::Acquire);
         self.epoch.store(epoch + 1, Ordering::Release);
+        self.next_try.store(ADVANCE_AFTER, Ordering::Relaxed);
         epoch + 1
     }
 
     /// Advances the epoch for the work waiting, unless another writer just took it on; the
     /// epoch after. If the epoch cannot move (a thread is still pinned in the previous one),
-    /// the work stays counted, so the next collection tries again.
+    /// the work stays counted, and a collection tries again once [`ADVANCE_AFTER`] more units
+    /// wait (see `next_try`).
     fn advance_for_waiting(&self) -> usize {
         let taken = self.waiting.swap(0, Ordering::Relaxed);
         let epoch = self.epoch.load(Ordering::Acquire);
-        if taken < ADVANCE_AFTER {
+        if taken < self.next_try.load(Ordering::Relaxed) {
             self.waiting.fetch_add(taken, Ordering::Relaxed);
             return epoch;
         }
         let after = self.try_advance();
         if after == epoch {
             self.waiting.fetch_add(taken, Ordering::Relaxed);
+            self.next_try
+                .store(taken.saturating_add(ADVANCE_AFTER), Ordering::Relaxed);
         }
         after
     }
@@ -231,7 +249,7 @@ impl Collector {
     #[inline]
     fn collect(&self, force: bool) {
         if force
-            || self.waiting.load(Ordering::Relaxed) >= ADVANCE_AFTER
+            || self.waiting.load(Ordering::Relaxed) >= self.next_try.load(Ordering::Relaxed)
             || self.collected.load(Ordering::Relaxed) != self.epoch.load(Ordering::Relaxed)
         {
             self.collect_slow(force);
@@ -255,7 +273,7 @@ impl Collector {
                 epoch = self.try_advance();
             }
             epoch
-        } else if self.waiting.load(Ordering::Relaxed) >= ADVANCE_AFTER {
+        } else if self.waiting.load(Ordering::Relaxed) >= self.next_try.load(Ordering::Relaxed) {
             self.advance_for_waiting()
         } else {
             // Acquire: synchronises with the advance that stored it (see `try_advance`).

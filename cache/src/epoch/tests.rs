@@ -195,3 +195,39 @@ fn readers_never_see_deferred_work_run_under_them() {
     // SAFETY: the last value, swapped out by nobody.
     drop(unsafe { Box::from_raw(slot.load(Ordering::Relaxed)) });
 }
+
+/// A thread pinned for long does not make every collection scan the slots again: after an
+/// advance it stopped, the next is tried only once `ADVANCE_AFTER` more units wait. Once it
+/// unpins, the work is freed.
+#[test]
+fn a_long_pin_costs_one_try_per_advance_after_units() {
+    let (collector, reader, writer) = reader_and_writer();
+    reader.enter();
+    let before = collector.tries.load(Ordering::Relaxed);
+    let rounds = 20 * ADVANCE_AFTER;
+    let ran = Arc::new(AtomicUsize::new(0));
+    for _ in 0..rounds {
+        let counted = ran.clone();
+        writer.defer(
+            1,
+            Box::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        writer.hand_over();
+        collector.collect(false);
+    }
+    let tries = collector.tries.load(Ordering::Relaxed) - before;
+    assert!(
+        tries <= rounds / ADVANCE_AFTER + 1,
+        "{tries} advances tried for {rounds} units under one pin"
+    );
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "freed under the pin");
+    reader.leave();
+    collector.collect(true);
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        rounds,
+        "not freed once unpinned"
+    );
+}
