@@ -211,7 +211,10 @@ impl<S: LogStorage> Replica<S> {
     /// larger is refused ([`WriteError::TooLarge`](super::WriteError::TooLarge)): a packet
     /// too large for the transport is never delivered, so a follower would ask for it for
     /// ever. Every member should take packets at least as large. Records already in the log
-    /// are not checked: lowering the limit below a stored record stalls followers at it.
+    /// are not checked: lowering the limit below a stored record stalls followers at it. A
+    /// limit no larger than a packet's head leaves nothing to carry (every write refused, no
+    /// snapshot part sent): [`TcpConfig`](super::TcpConfig) takes no `max_packet` under
+    /// 4 KiB.
     pub fn limit_packets(&mut self, max_body: usize) {
         self.max_carried = self.max_carried.min(max_body.saturating_sub(MAX_HEAD));
     }

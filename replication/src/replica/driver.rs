@@ -587,11 +587,13 @@ impl<S: LogStorage + 'static, T: Transport + 'static> Engine<S, T> {
     /// Stops the node after a failure: the replica and its waiters go now (their callers
     /// hear the node stopped); the transport waits for the node's thread (see `retired`).
     fn retire(&self, driver: Option<Driver<S, T>>) {
-        self.stopped.store(true, Ordering::SeqCst);
+        // The transport is in place before the flag: the node's thread, seeing the flag, finds
+        // it to drop.
         if let Some(driver) = driver {
             let Driver { transport, .. } = driver;
             *self.retired.lock() = Some(transport);
         }
+        self.stopped.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         self.inputs.drop_all();
         let _ = self.wake.try_send(());
@@ -696,7 +698,6 @@ impl<S: LogStorage + 'static, T: Transport + 'static> Runner for Engine<S, T> {
         // Dropped outside the lock: a transport's `Drop` may wait for its reader threads,
         // which may be waiting for the lock.
         drop(driver);
-        drop(self.retired.lock().take());
         fence(Ordering::SeqCst);
         self.inputs.drop_all();
         let _ = self.wake.try_send(());
@@ -705,6 +706,9 @@ impl<S: LogStorage + 'static, T: Transport + 'static> Runner for Engine<S, T> {
         while self.busy.load(Ordering::SeqCst) > 0 {
             std::thread::sleep(Duration::from_micros(50));
         }
+        // After the wait: a round that failed meanwhile retired its transport.
+        let retired = self.retired.lock().take();
+        drop(retired);
     }
 }
 

@@ -58,7 +58,11 @@ pub struct TcpConfig {
     pub auth: Option<AuthKey>,
     /// The most incoming connections served at once (peers' links and clients); further ones
     /// are closed at once ([`TcpStats::refused_connections`]). Each holds a thread or two and
-    /// a read buffer: the bound keeps a flood of connections from taking them all.
+    /// a read buffer: the bound keeps a flood of connections from taking them all. A client's
+    /// connection counts until it closes (it has no idle timeout); one whose host vanished
+    /// is closed by TCP keepalive probes, sent once it has been idle for `idle_timeout`,
+    /// three unanswered a `keepalive_interval` apart (at least a second each). Peers' links
+    /// count too, so leave room for them above the clients you expect.
     pub max_connections: usize,
     /// The clients' key, if clients should not hold the members' (which would let them speak
     /// the protocol as a member): with it, a client's writes and status requests, and the
@@ -182,7 +186,8 @@ impl TcpTransport {
     ///
     /// The listener's bind error, or [`std::io::ErrorKind::InvalidInput`] for a `config` whose
     /// `keepalive_interval` is zero, whose `idle_timeout` is less than three of them or more
-    /// than a day, or that has a `client_auth` without an `auth` or equal to it.
+    /// than a day, whose `max_packet` is under 4 KiB or `max_connections` zero, or that has a
+    /// `client_auth` without an `auth` or equal to it.
     pub fn bind(
         id: NodeId,
         listen: SocketAddr,
@@ -389,6 +394,8 @@ fn accept_loop(listener: TcpListener, receiving: &Receiving) {
             continue;
         }
         let _ = stream.set_nodelay(true);
+        // Best effort: without probes a vanished client's connection waits for its host.
+        let _ = probe_when_idle(&stream, &receiving.config);
         let receiving = receiving.clone();
         // Counted until the thread ends, or at once if it cannot start (the closure drops).
         let served = Served::count(&receiving.served);
@@ -399,6 +406,23 @@ fn accept_loop(listener: TcpListener, receiving: &Receiving) {
                 serve_connection(stream, &receiving);
             });
     }
+}
+
+/// Unanswered TCP keepalive probes after which the kernel closes a connection.
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// Has the kernel probe an accepted connection once it has been idle for the idle timeout,
+/// and close it after [`KEEPALIVE_PROBES`] unanswered probes a keepalive interval apart (at
+/// least a second each): a client's connection has no idle timeout of its own, so without
+/// them one whose host vanished would hold its slot of `max_connections` for good.
+fn probe_when_idle(stream: &TcpStream, config: &TcpConfig) -> std::io::Result<()> {
+    use rustix::net::sockopt;
+    let second = Duration::from_secs(1);
+    sockopt::set_socket_keepalive(stream, true)?;
+    sockopt::set_tcp_keepidle(stream, config.idle_timeout.max(second))?;
+    sockopt::set_tcp_keepintvl(stream, config.keepalive_interval.max(second))?;
+    sockopt::set_tcp_keepcnt(stream, KEEPALIVE_PROBES)?;
+    Ok(())
 }
 
 /// Counts a connection as served while it lives.
@@ -763,16 +787,36 @@ fn is_timeout(e: &std::io::Error) -> bool {
 /// A client's side of a keyed connection's opening: reads the node's challenge and sends a
 /// hello; returns the sessions of requests and of answers.
 fn handshake(stream: &mut TcpStream, key: &AuthKey) -> std::io::Result<(Session, Session)> {
-    let node = auth::read_challenge(stream)?;
-    let mine = auth::nonce()?;
-    let mut requests = Session::to_acceptor(key, &node);
-    let answers = Session::from_acceptor(key, &node, &mine);
-    let mut hello = Vec::new();
-    let packet = Packet::Hello {
-        nonce: mine,
-        to: None,
-    };
-    auth::encode(Some(&mut requests), &packet, &mut hello).expect("a hello is a few bytes");
-    stream.write_all(&hello)?;
-    Ok((requests, answers))
+    let opening = auth::open(stream, key, None)?;
+    stream.write_all(&opening.hello)?;
+    Ok((opening.requests, opening.answers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_connections_are_probed_once_idle() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        let config = TcpConfig {
+            idle_timeout: Duration::from_secs(7),
+            keepalive_interval: Duration::from_millis(50),
+            ..TcpConfig::default()
+        };
+        probe_when_idle(&accepted, &config).expect("set");
+        use rustix::net::sockopt;
+        assert!(sockopt::socket_keepalive(&accepted).unwrap());
+        assert_eq!(
+            sockopt::tcp_keepidle(&accepted).unwrap(),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            sockopt::tcp_keepintvl(&accepted).unwrap(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(sockopt::tcp_keepcnt(&accepted).unwrap(), KEEPALIVE_PROBES);
+    }
 }

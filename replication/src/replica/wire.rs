@@ -25,8 +25,10 @@ use crate::record::{Epoch, Offset};
 pub const WIRE_VERSION: u8 = 4;
 
 /// The version byte of a packet followed by an authentication tag: [`WIRE_VERSION`] with its
-/// top bit set, so that a node and a peer that disagree on having a key refuse each other's
-/// first packet instead of acting on it.
+/// top bit set, so that a side without a key refuses the first packet of a side with one
+/// (a node's challenge, a connector's hello) and the other way round, instead of acting on
+/// it. (A connector with a key, facing a node without, waits for a challenge that never
+/// comes: its connection attempt times out.)
 pub(crate) const TAGGED_VERSION: u8 = WIRE_VERSION | 0x80;
 
 /// The largest packet body accepted by default (64 MiB, a fetch answer's worth).

@@ -19,6 +19,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::error::{Error, FrameError};
+use crate::replica::types::NodeId;
 use crate::replica::wire::{
     Packet, TAGGED_VERSION, decode_packet, decode_packet_as, encode_packet_head, packet_len,
 };
@@ -339,6 +340,42 @@ pub(crate) fn challenge(nonce: [u8; NONCE_LEN]) -> Vec<u8> {
         encode_packet_head(&packet, &mut out, TAGGED_VERSION).expect("a challenge is a few bytes");
     debug_assert!(frames.is_empty(), "a challenge carries no records");
     out
+}
+
+/// The connecting side's part of a keyed connection's opening, once the node's challenge is
+/// read.
+pub(crate) struct Opening {
+    /// Tags what the connector sends.
+    pub(crate) requests: Session,
+    /// Checks what the node sends back.
+    pub(crate) answers: Session,
+    /// The connector's hello, tagged: its first packet.
+    pub(crate) hello: Vec<u8>,
+}
+
+/// Reads the node's challenge from `stream` (the caller sets its read timeout) and makes the
+/// connector's hello, naming `to` (a peer's link names the node it means; a client, none).
+///
+/// # Errors
+///
+/// As [`read_challenge`], and a failed random source.
+pub(crate) fn open(
+    stream: &mut impl Read,
+    key: &AuthKey,
+    to: Option<NodeId>,
+) -> std::io::Result<Opening> {
+    let node = read_challenge(stream)?;
+    let mine = nonce()?;
+    let mut requests = Session::to_acceptor(key, &node);
+    let answers = Session::from_acceptor(key, &node, &mine);
+    let mut hello = Vec::new();
+    let packet = Packet::Hello { nonce: mine, to };
+    encode(Some(&mut requests), &packet, &mut hello).expect("a hello is a few bytes");
+    Ok(Opening {
+        requests,
+        answers,
+        hello,
+    })
 }
 
 /// Reads the [`Packet::Challenge`] a node with a key opens a connection with (the caller sets

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::auth::{self, Session, TAG_LEN};
+use super::auth::{self, Opening, Session, TAG_LEN};
 use super::{TcpConfig, TcpStats};
 use crate::replica::types::NodeId;
 use crate::replica::wire::{Packet, encode_packet_head};
@@ -230,17 +230,18 @@ impl Link {
         }
     }
 
-    /// Takes a new connection (with a key, and its `handshake`). What was held meanwhile goes
+    /// Takes a new connection (with a key, and its `opening`). What was held meanwhile goes
     /// first, after the hello.
-    fn connected(&self, stream: TcpStream, handshake: Option<Handshake>) {
+    fn connected(&self, stream: TcpStream, opening: Option<Opening>) {
         let mut state = self.lock();
         let held = std::mem::take(&mut state.queued);
         let ends = std::mem::take(&mut state.held);
         let mut session = None;
-        if let Some(Handshake {
-            session: mut tagging,
+        if let Some(Opening {
+            requests: mut tagging,
             hello,
-        }) = handshake
+            ..
+        }) = opening
         {
             state.queued = hello;
             let mut from = 0;
@@ -357,21 +358,13 @@ fn connect_loop(
     }
 }
 
-/// A keyed connection's opening, on the link's side.
-struct Handshake {
-    /// Tags the link's packets on the connection.
-    session: Session,
-    /// The link's hello, tagged: its first packet.
-    hello: Vec<u8>,
-}
-
 /// Connects to `peer` at `addr`; with a key, reads the node's challenge and returns the
 /// session that tags packets for the connection and the hello to open it with.
 fn connect(
     peer: NodeId,
     addr: SocketAddr,
     config: &TcpConfig,
-) -> std::io::Result<(TcpStream, Option<Handshake>)> {
+) -> std::io::Result<(TcpStream, Option<Opening>)> {
     let mut stream = TcpStream::connect_timeout(&addr, config.connect_timeout)?;
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(config.write_timeout))?;
@@ -379,18 +372,6 @@ fn connect(
         return Ok((stream, None));
     };
     stream.set_read_timeout(Some(config.connect_timeout))?;
-    let mut session = Session::to_acceptor(key, &auth::read_challenge(&mut stream)?);
-    let hello = Packet::Hello {
-        nonce: auth::nonce()?,
-        to: Some(peer),
-    };
-    let mut opening = Vec::new();
-    auth::encode(Some(&mut session), &hello, &mut opening).expect("a hello is a few bytes");
-    Ok((
-        stream,
-        Some(Handshake {
-            session,
-            hello: opening,
-        }),
-    ))
+    let opening = auth::open(&mut stream, key, Some(peer))?;
+    Ok((stream, Some(opening)))
 }
