@@ -36,8 +36,9 @@ pub(crate) fn framed_len(
     key: Option<&[u8]>,
     payload: &[u8],
 ) -> usize {
-    let tag = if producer.is_some() { 17 } else { 1 };
-    crate::log::memory::framed_len(key, payload) + tag
+    // The tag byte, and the producer id and sequence of an idempotent write.
+    let envelope = 1 + producer.map_or(0, |_| 16);
+    crate::log::memory::framed_len(key, payload) + envelope
 }
 
 /// Appends a user write's encoded payload to `out`: a batch's payloads share one buffer.
@@ -106,6 +107,23 @@ mod tests {
             })
         );
         assert_eq!(decode(&marker()), Some(Envelope::Marker));
+    }
+
+    #[test]
+    fn framed_len_counts_the_encoded_envelope() {
+        let p = ProducerSeq {
+            producer: 7,
+            seq: 9,
+        };
+        for producer in [None, Some(p)] {
+            for key in [None, Some(&b"key"[..])] {
+                let encoded = encode_data(producer, b"payload");
+                assert_eq!(
+                    framed_len(producer, key, b"payload"),
+                    crate::log::memory::framed_len(key, &encoded)
+                );
+            }
+        }
     }
 
     #[test]
