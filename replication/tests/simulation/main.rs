@@ -1,8 +1,9 @@
 //! Deterministic simulation of the replication protocol: replicas, a coordinator and
 //! idempotent clients on a seeded, faulty network (loss, delay, duplication, reordering,
 //! partitions), with paused "zombie" leaders, crashes that lose the unsynced tail, wiped
-//! disks, forced failovers and coordinator restarts (their epoch count lost). The invariants
-//! are checked after every step.
+//! disks, forced failovers and coordinator restarts (their epoch count lost), and for a third
+//! of the seeds a largest packet (512 bytes to 8 KiB) that every message must fit. The
+//! invariants are checked after every step.
 //!
 //! `SHARDKIT_SIM_SEEDS` (how many) and `SHARDKIT_SIM_SEED_START` (the first) choose the seeds;
 //! a failing seed is printed with the command that replays it alone.

@@ -2,7 +2,9 @@
 //! and cut as the faults say.
 
 use shardkit_replication::Epoch;
-use shardkit_replication::replica::{Coordinator, Message, NodeId, Write, Written};
+use shardkit_replication::replica::{
+    Coordinator, Message, NodeId, Packet, Write, Written, encode_packet,
+};
 use std::time::Duration;
 
 use super::clients::refusal;
@@ -51,6 +53,19 @@ impl Ord for InFlight {
 
 impl Sim {
     pub(super) fn send(&mut self, from: NodeId, to: NodeId, payload: Payload) {
+        if let (Some(limit), Payload::Protocol(message)) = (self.packet_limit, &payload) {
+            let mut bytes = Vec::new();
+            let packet = Packet::Protocol {
+                from,
+                message: message.clone(),
+            };
+            let body = encode_packet(&packet, &mut bytes).map(|()| bytes.len() - 8);
+            if !body.as_ref().is_ok_and(|&body| body <= limit) {
+                self.fail(&format!(
+                    "{from} sent {to} a message of {body:?} bytes, over the packet limit of {limit}"
+                ));
+            }
+        }
         if self.cut.contains(&(from, to)) || self.rng.chance(self.loss) {
             return;
         }
