@@ -211,7 +211,9 @@ where
         // Every entry in the batch is out of the table and the policy, and a thread that can
         // still hold one got it while pinned and is pinned now (see `retire`), so `recycle`
         // runs after they all unpin. Deferring later than the release only waits longer.
-        guard.defer(units, move || recycle(batch, &returned));
+        // SAFETY: retired once, and freed only after every thread that could hold them unpins
+        // (above).
+        guard.defer(units, move || unsafe { recycle(batch, &returned) });
     }
 }
 
@@ -239,8 +241,13 @@ fn bounds(entries: usize, weight: Option<u64>) -> (usize, u64, usize) {
 /// Drops the batch's keys and values and returns their memory to the shard, up to the pool's
 /// `keep` spares; the rest is freed. A panicking `drop` of one entry does not keep the others
 /// from being dropped and freed; the first panic is resumed once they are.
-fn recycle<K, V>(batch: Vec<EntryRef<K, V>>, returned: &Returned<K, V>) {
-    let (mut spares, panic) = empty_all(batch);
+///
+/// # Safety
+///
+/// As [`empty_all`].
+unsafe fn recycle<K, V>(batch: Vec<EntryRef<K, V>>, returned: &Returned<K, V>) {
+    // SAFETY: the caller's contract is `empty_all`'s.
+    let (mut spares, panic) = unsafe { empty_all(batch) };
     // Keys and values were dropped above, outside the pool's lock: their `drop` is the user's
     // code.
     let mut pool = lock(returned);
@@ -257,16 +264,20 @@ fn recycle<K, V>(batch: Vec<EntryRef<K, V>>, returned: &Returned<K, V>) {
 }
 
 /// Drops every entry of `batch`, keeping their memory, and the first panic a `drop` raised.
-fn empty_all<K, V>(batch: Vec<EntryRef<K, V>>) -> (Vec<Spare<K, V>>, Option<Panic>) {
+///
+/// # Safety
+///
+/// Every entry of `batch` was retired, once, and no thread can reach it any more: every
+/// thread pinned when it was handed over has unpinned (the collector runs this), or the
+/// shard is owned exclusively (its drop).
+unsafe fn empty_all<K, V>(batch: Vec<EntryRef<K, V>>) -> (Vec<Spare<K, V>>, Option<Panic>) {
     let mut panic = None;
     let spares = batch
         .into_iter()
         .map(|h| {
             let raw = h.0.as_ptr();
-            // SAFETY: callers pass only retired entries no thread can reach: the collector
-            // (every thread pinned when they were handed over has unpinned) or
-            // `Reclaimer::drop` (the shard is owned exclusively). Each was retired once, so
-            // its contents are dropped once, here (a panicking field's drop still drops the
+            // SAFETY: retired once and out of every thread's reach (the contract), so its
+            // contents are dropped once, here (a panicking field's drop still drops the
             // other fields).
             let dropped =
                 catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(raw) }));
@@ -286,7 +297,8 @@ impl<K, V> Drop for Reclaimer<K, V> {
     fn drop(&mut self) {
         // The shard is being dropped, so no reader holds its entries. A panic from a `drop`
         // is not resumed here: this may already run while unwinding.
-        drop(empty_all(std::mem::take(&mut self.batch)));
+        // SAFETY: retired, and out of every reader's reach with the shard gone.
+        drop(unsafe { empty_all(std::mem::take(&mut self.batch)) });
     }
 }
 
@@ -358,7 +370,8 @@ mod tests {
             spares: Vec::new(),
             keep: 5,
         }));
-        let outcome = catch_unwind(AssertUnwindSafe(|| recycle(batch, &returned)));
+        // SAFETY: the test's entries, reachable by nothing else.
+        let outcome = catch_unwind(AssertUnwindSafe(|| unsafe { recycle(batch, &returned) }));
         assert!(outcome.is_err(), "the first panic is resumed");
         assert_eq!(
             DROPS.load(Ordering::SeqCst),

@@ -307,14 +307,16 @@ where
         }
         let replaced = match table.probe(hash, &new_ref.get().key, guard) {
             Probe::Found(i, old) => {
-                table.store(i, new);
+                // SAFETY: just built, not null, retired only once out of the table.
+                unsafe { table.store(i, new) };
                 Some(entry_ref(old))
             }
             Probe::Vacant(i) => {
                 if table.is_tombstone(i) {
                     w.tombstones -= 1;
                 }
-                table.store(i, new);
+                // SAFETY: as above.
+                unsafe { table.store(i, new) };
                 w.live += 1;
                 None
             }
@@ -382,7 +384,8 @@ where
         w.policy
             .sweep(budget, |h| h.get().is_expired(now), &mut expired);
         for h in expired {
-            if let Some(i) = table.position(shared(h), guard) {
+            // SAFETY: the policy gave `h` up just now, under the writer's lock and `guard`.
+            if let Some(i) = unsafe { table.position(shared(h), guard) } {
                 table.clear_slot(i);
                 w.live -= 1;
                 w.tombstones += 1;
@@ -563,7 +566,8 @@ where
         w: &mut Writer<K, V>,
         guard: &Pin,
     ) -> bool {
-        let Some(i) = table.position(shared(h), guard) else {
+        // SAFETY: callers got `h` while pinned by `guard` (see above).
+        let Some(i) = (unsafe { table.position(shared(h), guard) }) else {
             return false;
         };
         Self::unlink(table, i, h, w);
@@ -636,7 +640,8 @@ where
         guard: &Pin,
     ) {
         if why == Release::Evicted {
-            if let Some(i) = table.position(shared(h), guard) {
+            // SAFETY: the policy released `h` just now, while `guard` was pinned.
+            if let Some(i) = unsafe { table.position(shared(h), guard) } {
                 table.clear_slot(i);
                 *live -= 1;
                 *tombstones += 1;

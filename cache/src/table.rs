@@ -289,10 +289,18 @@ impl<K, V> Table<K, V> {
     }
 
     /// The slot holding exactly `entry` (writer only).
-    pub(crate) fn position(&self, entry: Shared<'_, Entry<K, V>>, guard: &Pin) -> Option<usize> {
-        // SAFETY: `entry` is not retired yet, or the caller's guard was pinned while the table
-        // or the policy still held it (an eviction's victim, `retain`'s and `compute`'s
-        // entries): either way its memory is neither freed nor reused before the guard drops.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is not null, and not retired yet, or `guard` was pinned while the table or
+    /// the policy still held it (an eviction's victim, `retain`'s and `compute`'s entries):
+    /// either way its memory is neither freed nor reused before `guard` drops.
+    pub(crate) unsafe fn position(
+        &self,
+        entry: Shared<'_, Entry<K, V>>,
+        guard: &Pin,
+    ) -> Option<usize> {
+        // SAFETY: live under `guard`, and not null (the contract).
         let hash = unsafe { entry.deref() }.hash;
         // The writer sees its own stores: an entry's slot has its tag.
         self.walk(hash, Ordering::Relaxed, |b, bucket, tags| {
@@ -304,8 +312,13 @@ impl<K, V> Table<K, V> {
 
     /// Stores `entry` in slot `i` (writer only): the pointer first, so a reader that sees the
     /// tag finds it.
-    pub(crate) fn store(&self, i: usize, entry: Shared<'_, Entry<K, V>>) {
-        // SAFETY: the caller holds `entry` alive.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is not null and not retired: readers that find it dereference it for as long
+    /// as they are pinned, and it may be retired only after it leaves the table.
+    pub(crate) unsafe fn store(&self, i: usize, entry: Shared<'_, Entry<K, V>>) {
+        // SAFETY: not null and live (the contract).
         let hash = unsafe { entry.deref() }.hash;
         self.slot(i).store(entry, Ordering::Release);
         self.set_tag(i, tag(hash));
@@ -405,8 +418,19 @@ mod tests {
         let Probe::Vacant(i) = table.probe(hash, &key, guard) else {
             panic!("key {key} present before its insert");
         };
-        table.store(i, entry);
+        // SAFETY: just allocated, and freed only by the test once out of the table.
+        unsafe { table.store(i, entry) };
         (i, entry)
+    }
+
+    /// [`Table::position`] of an entry the test allocated.
+    fn position_of(
+        table: &Table<u64, u64>,
+        entry: Shared<'_, Entry<u64, u64>>,
+        guard: &Pin,
+    ) -> Option<usize> {
+        // SAFETY: the tests' entries are freed only at their end, after their last search.
+        unsafe { table.position(entry, guard) }
     }
 
     /// Random inserts and removals of keys crowded onto two home buckets of a small table, as
@@ -444,7 +468,8 @@ mod tests {
                         }
                         let entry =
                             Owned::new(Entry::new(hash, key, key, 1)).into_shared(guard.guard());
-                        table.store(i, entry);
+                        // SAFETY: just allocated, and freed only once out of the table.
+                        unsafe { table.store(i, entry) };
                         present.insert(key, entry);
                     }
                     Probe::Vacant(_) => {}
@@ -539,16 +564,16 @@ mod tests {
             .map(|k| {
                 let hash = hash_at(if k < 10 { 2 } else { 0 }, 3, k);
                 let (i, entry) = put(&table, hash, k, guard);
-                assert_eq!(table.position(entry, guard), Some(i), "key {k}");
+                assert_eq!(position_of(&table, entry, guard), Some(i), "key {k}");
                 (k, hash, entry)
             })
             .collect();
         let (removed, kept) = keys.split_at(2);
         // Remove the first two keys of the last bucket: tombstones the wrapped keys sit past.
         for &(k, hash, entry) in removed {
-            let i = table.position(entry, guard).expect("present");
+            let i = position_of(&table, entry, guard).expect("present");
             table.clear_slot(i);
-            assert_eq!(table.position(entry, guard), None);
+            assert_eq!(position_of(&table, entry, guard), None);
             assert!(table.find(hash, &k, guard).is_none());
         }
         for &(k, hash, _) in kept {
@@ -572,7 +597,7 @@ mod tests {
             for &(k, hash, entry) in kept {
                 let found = rebuilt.find(hash, &k, guard).map(|e| e.value);
                 assert_eq!(found, Some(k), "key {k} after a rebuild to {slots}");
-                assert!(rebuilt.position(entry, guard).is_some());
+                assert!(position_of(&rebuilt, entry, guard).is_some());
             }
         }
         for (_, _, entry) in keys {
@@ -591,7 +616,7 @@ mod tests {
             .map(|k| put(&table, hash_at(0, 1, k), k, guard).1)
             .collect();
         assert!(table.find(hash_at(0, 1, 99), &99, guard).is_none());
-        let i = table.position(entries[3], guard).expect("present");
+        let i = position_of(&table, entries[3], guard).expect("present");
         table.clear_slot(i);
         assert!(table.find(hash_at(0, 1, 3), &3, guard).is_none());
         match table.probe(hash_at(0, 1, 99), &99, guard) {
