@@ -267,9 +267,9 @@ unsafe fn recycle<K, V>(batch: Vec<EntryRef<K, V>>, returned: &Returned<K, V>) {
 ///
 /// # Safety
 ///
-/// Every entry of `batch` was retired, once, and no thread can reach it any more: every
-/// thread pinned when it was handed over has unpinned (the collector runs this), or the
-/// shard is owned exclusively (its drop).
+/// Every entry of `batch` was allocated as a `Box` (by `Reclaimer::alloc`), retired once,
+/// and no thread can reach it any more: every thread pinned when it was handed over has
+/// unpinned (the collector runs this), or the shard is owned exclusively (its drop).
 unsafe fn empty_all<K, V>(batch: Vec<EntryRef<K, V>>) -> (Vec<Spare<K, V>>, Option<Panic>) {
     let mut panic = None;
     let spares = batch

@@ -316,7 +316,9 @@ impl<K, V> Table<K, V> {
     /// # Safety
     ///
     /// `entry` is not null and not retired: readers that find it dereference it for as long
-    /// as they are pinned, and it may be retired only after it leaves the table.
+    /// as they are pinned, and it may be retired only after it leaves the table. The caller
+    /// is the shard's writer (it holds the writer's lock, or owns the table alone): a tag
+    /// word written by two at once could lose a tag, and with it the entry's slot.
     pub(crate) unsafe fn store(&self, i: usize, entry: Shared<'_, Entry<K, V>>) {
         // SAFETY: not null and live (the contract).
         let hash = unsafe { entry.deref() }.hash;
@@ -418,7 +420,8 @@ mod tests {
         let Probe::Vacant(i) = table.probe(hash, &key, guard) else {
             panic!("key {key} present before its insert");
         };
-        // SAFETY: just allocated, and freed only by the test once out of the table.
+        // SAFETY: just allocated, and freed only at the test's end, when the table is not
+        // read again.
         unsafe { table.store(i, entry) };
         (i, entry)
     }
@@ -468,7 +471,8 @@ mod tests {
                         }
                         let entry =
                             Owned::new(Entry::new(hash, key, key, 1)).into_shared(guard.guard());
-                        // SAFETY: just allocated, and freed only once out of the table.
+                        // SAFETY: just allocated, and freed only once out of the table or at
+                        // the end.
                         unsafe { table.store(i, entry) };
                         present.insert(key, entry);
                     }

@@ -250,22 +250,25 @@
 //! ## Over the network
 //!
 //! [`replica::TcpTransport`] checks every packet (its length, checksum, version and fields)
-//! before it acts on it, and drops the connection on the first bad one; what it refuses is
-//! counted in [`replica::TcpStats`]. Its limits ([`replica::TcpConfig`]) bound what a peer can
-//! cost a node: the largest packet (`max_packet`; a [`replica::Node`] fits its fetch answers
-//! and snapshot parts to it, and refuses a record that could not travel with
-//! [`replica::WriteError::TooLarge`]), the connections served at once (`max_connections`),
-//! and how long a connection may stay silent (`idle_timeout`; peers' links send keepalives).
+//! before it acts on it, and drops the connection on the first bad one (a packet from an id
+//! that is not a peer is skipped); [`replica::TcpStats`] counts both. Its limits
+//! ([`replica::TcpConfig`]) bound what a peer can cost a node: the largest packet
+//! (`max_packet`; a [`replica::Node`] fits its fetch answers and snapshot parts to it, and
+//! refuses a record that could not travel with [`replica::WriteError::TooLarge`]), the
+//! connections served at once (`max_connections`), and how long a connection may stay silent
+//! (`idle_timeout`; peers' links send keepalives). A client's connection that has sent a
+//! request has no idle timeout: TCP keepalive probes close it once its host is gone, but a
+//! live host answers them, so without a key anyone can hold every connection slot.
 //!
 //! Without a key, the transport trusts the network: anyone who can connect can pose as a
 //! member. With one ([`replica::AuthKey`], `TcpConfig::auth`, and for clients
-//! `TcpConfig::client_auth`), every packet carries an HMAC-SHA256 tag bound to its
-//! connection, its direction and its place on it, so a sender without the key is not heard,
-//! nothing over 64 KiB is buffered for it, a recorded packet or answer sent again is
-//! refused, and a peer's link is heard only by the node it means. A tag does not say which
-//! member sent a packet, and nothing is encrypted: use a private network or a tunnel for
-//! that. The CLI's `log` commands take the keys with `--auth-key-file` and
-//! `--client-auth-key-file`.
+//! `TcpConfig::client_auth`), every packet after the node's opening challenge carries an
+//! HMAC-SHA256 tag bound to its connection, its direction and its place on it, so a sender
+//! without the key is not heard, nothing over 64 KiB is buffered for it, a recorded packet
+//! or answer sent again is refused, and a peer's link is heard only by the node it means. A
+//! tag does not say which member sent a packet, and nothing is encrypted: use a private
+//! network or a tunnel for that. The CLI's `log` commands take the keys with
+//! `--auth-key-file` and `--client-auth-key-file`.
 //!
 //! # Frame format
 //!
