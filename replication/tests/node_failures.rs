@@ -8,8 +8,8 @@ use std::time::Duration;
 use crossbeam_channel::RecvTimeoutError;
 
 use shardkit_replication::replica::{
-    AckLevel, MemoryNetwork, MemoryReplicaStore, Node, NodeId, Replica, ReplicaConfig, Write,
-    WriteError,
+    AckLevel, MemoryNetwork, MemoryReplicaStore, Node, NodeId, Replica, ReplicaConfig, Transport,
+    Write, WriteError,
 };
 use shardkit_replication::{Epoch, Error, LogStorage, MemoryLog, Offset};
 
@@ -38,8 +38,8 @@ impl DiskHooks for Faults {
 
 type FaultyLog = HookedLog<Faults>;
 
-/// A one-replica node that leads epoch 1, with a first write acknowledged.
-fn leader() -> (Node<FaultyLog>, Arc<FaultyLog>) {
+/// A one-replica node on `transport`, leading epoch 1, and its log.
+fn leading(transport: impl Transport + 'static) -> (Node<FaultyLog>, Arc<FaultyLog>) {
     let id = NodeId::new(1);
     let mut config = ReplicaConfig::new(id, [id]);
     config.bootstrap = true;
@@ -50,8 +50,14 @@ fn leader() -> (Node<FaultyLog>, Arc<FaultyLog>) {
         Box::new(MemoryReplicaStore::new()),
     )
     .expect("open");
-    let node = Node::start(replica, MemoryNetwork::new().join(id));
+    let node = Node::start(replica, transport);
     node.promote(Epoch::new(1)).expect("promote");
+    (node, log)
+}
+
+/// A one-replica node that leads epoch 1, with a first write acknowledged.
+fn leader() -> (Node<FaultyLog>, Arc<FaultyLog>) {
+    let (node, log) = leading(MemoryNetwork::new().join(NodeId::new(1)));
     node.write(Write::new(b"before".to_vec(), AckLevel::Leader))
         .expect("a healthy write");
     (node, log)
@@ -104,17 +110,7 @@ fn a_tcp_node_whose_log_failed_stops_listening() {
     let id = NodeId::new(1);
     let mut bound = TcpTransport::bind_loopback(&[id], TcpConfig::default()).expect("binding");
     let addr = bound.addrs[&id];
-    let mut config = ReplicaConfig::new(id, [id]);
-    config.bootstrap = true;
-    let log = Arc::new(FaultyLog::default());
-    let replica = Replica::open(
-        config,
-        Arc::clone(&log),
-        Box::new(MemoryReplicaStore::new()),
-    )
-    .expect("open");
-    let node = Node::start(replica, bound.transports.remove(&id).expect("bound"));
-    node.promote(Epoch::new(1)).expect("promote");
+    let (node, log) = leading(bound.transports.remove(&id).expect("bound"));
     std::net::TcpStream::connect(addr).expect("listening while healthy");
     log.hooks.0.store(ERRS, Ordering::SeqCst);
     assert!(write_that_syncs(&node).is_err());
