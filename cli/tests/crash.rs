@@ -161,6 +161,6 @@ fn a_log_open_in_another_process_is_refused() {
     assert!(matches!(opened, Err(Error::InUse { .. })), "{opened:?}");
     assert!(!second.status.success(), "a second appender ran");
     let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(stderr.contains("open in another process"), "{stderr}");
+    assert!(stderr.contains("is already open"), "{stderr}");
     check(&log_dir, Some(first.trim().parse().unwrap()));
 }

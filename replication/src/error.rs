@@ -145,8 +145,8 @@ pub enum Error {
         /// How many records the append had.
         count: u64,
     },
-    /// Another process has the log in `dir` open: two writers would interleave appends and cut
-    /// each other's records, so the second is refused.
+    /// Another `FileLog`, in this process or another, has the log in `dir` open: two writers
+    /// would interleave appends and cut each other's records, so the second is refused.
     InUse {
         /// The log's directory.
         dir: std::path::PathBuf,
@@ -219,7 +219,7 @@ impl fmt::Display for Error {
                 "appending {count} records at offset {end} would pass the largest offset"
             ),
             Error::InUse { dir } => {
-                write!(f, "the log in {} is open in another process", dir.display())
+                write!(f, "the log in {} is already open", dir.display())
             }
         }
     }

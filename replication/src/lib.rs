@@ -79,12 +79,12 @@
 //!   damage it would refuse, acknowledged records with it: a last resort. An older version
 //!   of this crate ignores the mark: after one truncated or reset the log, delete `synced`
 //!   before opening it with this one.
-//! - One process at a time: an open log holds an `fcntl` lock on a file `lock` in its
+//! - One `FileLog` at a time: an open log holds an `fcntl` lock on a file `lock` in its
 //!   directory (the file stays; the lock ends with the log or its process), and another
-//!   process opening it gets [`Error::InUse`]. The lock is the process's, so it does not stop
-//!   two `FileLog`s on one directory in one process (never supported: they would cut each
-//!   other's records, and their marks vouch for what the other cut), and closing either
-//!   releases it for both. Versions of this crate before the lock take none.
+//!   process opening it gets [`Error::InUse`], as does a second `FileLog` on the directory in
+//!   the same process (which the process's lock cannot tell apart; the crate keeps a list,
+//!   by the lock file's device and inode, so another path to the directory is caught too).
+//!   Versions of this crate before the lock take none.
 //! - A failed sync of a segment being sealed poisons the log whatever the durability.
 //! - One writer at a time (appends from several threads are serialised); readers never block
 //!   it. The group-commit hand-off and the tail wake-up are model-checked with loom.

@@ -386,9 +386,8 @@ fn preallocated_zeros_are_not_damage_and_a_torn_write_into_them_is_cut_exactly()
         log.append(Epoch::new(1), &[Entry::new(&payload(i))])
             .unwrap();
     }
-    let seg = log.segments().pop().unwrap();
     // A crash: no clean close, so the zeros written ahead of the appends stay.
-    std::mem::forget(log);
+    let (dir, seg) = crash(log, dir.path());
     assert!(std::fs::metadata(&seg.path).unwrap().len() > seg.bytes);
 
     let log = FileLog::open(dir.path(), config).unwrap();
@@ -397,8 +396,7 @@ fn preallocated_zeros_are_not_damage_and_a_torn_write_into_them_is_cut_exactly()
     check_prefix(&log, 20);
     log.append(Epoch::new(1), &[Entry::new(&payload(20))])
         .unwrap();
-    let seg = log.segments().pop().unwrap();
-    std::mem::forget(log);
+    let (dir, seg) = crash(log, dir.path());
 
     // A torn write into the zeros: the first half of a frame, the rest of it still zeros.
     let mut frame = Vec::new();
@@ -432,8 +430,7 @@ fn logs_that_do_not_sync_or_opt_out_do_not_preallocate() {
         let dir = tempfile::tempdir().unwrap();
         let log = FileLog::open(dir.path(), config).unwrap();
         log.append(Epoch::new(1), &[Entry::new(b"x")]).unwrap();
-        let seg = log.segments().pop().unwrap();
-        std::mem::forget(log);
+        let (_crashed, seg) = crash(log, dir.path());
         assert_eq!(std::fs::metadata(&seg.path).unwrap().len(), seg.bytes);
     }
 }
@@ -459,7 +456,7 @@ fn a_log_its_owner_syncs_preallocates_under_durability_never() {
         seg.bytes
     );
     // The zeros are not records: a crash here recovers exactly the two records.
-    std::mem::forget(log);
+    let (dir, _) = crash(log, dir.path());
     let log = FileLog::open(dir.path(), LogConfig::default()).unwrap();
     assert_eq!(log.end_offset(), Offset::new(2));
 }
@@ -480,8 +477,7 @@ fn an_unsynced_write_with_a_sector_missing_is_torn_not_corrupt() {
     let batch: Vec<Vec<u8>> = (5..45).map(|i| vec![b'a' + (i % 26) as u8; 200]).collect();
     let entries: Vec<Entry<'_>> = batch.iter().map(|p| Entry::new(p)).collect();
     log.append(Epoch::new(1), &entries).unwrap();
-    let seg = log.segments().pop().unwrap();
-    std::mem::forget(log);
+    let (dir, seg) = crash(log, dir.path());
     // Power fails before the sync completes: one sector of the write never reaches the disk
     // (it still reads as the preallocated zeros) while later ones do.
     let hole = (before / 512 + 3) * 512;
@@ -506,6 +502,48 @@ fn an_unsynced_write_with_a_sector_missing_is_torn_not_corrupt() {
     for r in &records[5..] {
         assert_eq!(r.payload, batch[r.offset.get() as usize - 5]);
     }
+}
+
+/// Set for a copy of this test binary that only tries to open the log in its directory.
+const OPEN_PROBE: &str = "SHARDKIT_TEST_OPEN_PROBE";
+
+#[test]
+fn a_second_log_on_one_directory_is_refused_in_the_same_process_too() {
+    if let Some(dir) = std::env::var_os(OPEN_PROBE) {
+        // The copy in another process: exit 3 if refused as in use.
+        match FileLog::open(&dir, config()) {
+            Err(Error::InUse { .. }) => std::process::exit(3),
+            other => panic!("opened from another process: {other:?}"),
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let link = tempfile::tempdir().unwrap();
+    let link = link.path().join("the same log");
+    std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+    let log = FileLog::open(dir.path(), config()).unwrap();
+    log.append(Epoch::new(1), &[Entry::new(b"kept")]).unwrap();
+    for path in [dir.path().to_path_buf(), dir.path().join("."), link.clone()] {
+        let second = FileLog::open(&path, config());
+        assert!(matches!(second, Err(Error::InUse { .. })), "{second:?}");
+    }
+    // The refused opens left the first log's lock whole: another process is refused too.
+    let probe = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_second_log_on_one_directory_is_refused_in_the_same_process_too",
+        ])
+        .env(OPEN_PROBE, dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&probe.stdout);
+    assert_eq!(probe.status.code(), Some(3), "{said}");
+    // Once the first is closed, the directory opens, by any path.
+    drop(log);
+    let log = FileLog::open(&link, config()).unwrap();
+    assert_eq!(
+        log.read(Offset::new(0), 1 << 20).unwrap()[0].payload,
+        b"kept"
+    );
 }
 
 #[test]
@@ -553,11 +591,16 @@ fn append_zeros(log: &FileLog, epoch: u64, n: u64) {
     }
 }
 
-/// The tail segment of `log`, then a crash (no clean close).
-fn crash(log: FileLog) -> SegmentInfo {
-    let tail = log.segments().pop().unwrap();
+/// A crash of `log`'s process, as the next process finds `dir`: the log is never closed,
+/// and its files are copied as they are into a new directory for the test to go on in (the
+/// leaked log still holds `dir`). Returns that directory and the log's tail segment in it.
+fn crash(log: FileLog, dir: &Path) -> (tempfile::TempDir, SegmentInfo) {
+    let mut tail = log.segments().pop().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir, copy.path());
     std::mem::forget(log);
-    tail
+    tail.path = copy.path().join(tail.path.file_name().unwrap());
+    (copy, tail)
 }
 
 #[test]
@@ -567,7 +610,7 @@ fn bit_rot_in_synced_records_is_an_error_even_where_it_looks_like_a_torn_write()
         let log = FileLog::open(dir.path(), one_segment()).unwrap();
         append_zeros(&log, 1, 2);
         log.sync().unwrap();
-        let tail = crash(log);
+        let (dir, tail) = crash(log, dir.path());
         // A record's offset field damaged. Before the second record, the stretch up to it
         // holds sectors of zeros, as a torn write's would; the second is the last record.
         let frame = tail.bytes as usize / 2;
@@ -601,7 +644,7 @@ fn after_a_truncation_or_a_reset_unsynced_appends_can_be_torn_and_cut() {
         }
         let kept = log.end_offset();
         append_zeros(&log, 2, 1);
-        let tail = crash(log);
+        let (dir, tail) = crash(log, dir.path());
         // Torn: the last record's end never reached the disk.
         let f = std::fs::OpenOptions::new()
             .write(true)

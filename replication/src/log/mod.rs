@@ -243,9 +243,10 @@ impl FileLog {
     ///
     /// [`Error::Io`] (a missing permission, a full disk), [`Error::Corrupt`] if a record before
     /// the tail, or one the synced mark says was synced, is damaged or missing (it is never
-    /// skipped), [`Error::InvalidConfig`], [`Error::InUse`] if another process has the log
-    /// open (the log locks a file `lock` in `dir` while it lives; a file system without
-    /// `fcntl` locks, such as NFS without its lock daemon, fails the open with [`Error::Io`]).
+    /// skipped), [`Error::InvalidConfig`], [`Error::InUse`] if another `FileLog`, in this process or
+    /// another, has the log open (the log locks a file `lock` in `dir` while it lives; a file
+    /// system without `fcntl` locks, such as NFS without its lock daemon, fails the open with
+    /// [`Error::Io`]). A log leaked instead of dropped keeps `dir` until its process ends.
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Self, Error> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
