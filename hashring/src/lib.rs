@@ -28,9 +28,11 @@
 //!   weights, O(1) expected lookup through a prefix-bucket index over the sorted points
 //!   ([`get`](HashRing::get), [`get_hash`](HashRing::get_hash)), and Dynamo-style preference
 //!   lists of distinct nodes ([`replicas`](HashRing::replicas)).
-//! - **Rebalancing plans**: [`add`](HashRing::add), [`remove`](HashRing::remove) and
-//!   [`diff`](HashRing::diff) return a [`Rebalance`]: the hash ranges that change owner, from
-//!   which node to which, so a service knows exactly which data to migrate.
+//! - **Rebalancing plans**: [`add`](HashRing::add), [`remove`](HashRing::remove),
+//!   [`set_weight`](HashRing::set_weight) and [`diff`](HashRing::diff) return a
+//!   [`Rebalance`]: the hash ranges that change owner, from which node to which, so a service
+//!   knows exactly which data to migrate. A new weight moves keys only to or from its node.
+//!   [`ranges_of`](HashRing::ranges_of) gives the ranges a node owns.
 //! - [`BoundedLoads`]: consistent hashing with bounded loads; while keys are only placed, no
 //!   node takes more than `c×` its fair share of them (see its docs for releases).
 //! - [`SlotMap`]: a fixed number of slots (as Redis Cluster's 16,384) placed on the ring, with a
@@ -63,7 +65,8 @@
 //! |---|---|---|
 //! | `get`, `get_hash` | O(1) expected | hash, one index read, a compare of a fixed window of 8 hashes |
 //! | `replicas(key, n)` | O(n) expected for n ≤ 8, O(n²) above, with equal weights | no allocation for n ≤ 8; the walk passes a heavy node's points, so it grows with the heaviest weight over the lightest |
-//! | `add`, `remove` | O(points) memory moves + O(vnodes) | plan included |
+//! | `add`, `remove`, `set_weight` | O(points) memory moves + O(vnodes) | plan included |
+//! | `ranges_of(node)` | O(its points × log) | sorted, adjacent ranges merged |
 //! | build, `add_all` | O(points) | counting sort by bucket; no scratch copy of the points |
 //! | `diff` | O(points of both rings) | |
 //!

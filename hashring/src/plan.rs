@@ -72,6 +72,11 @@ pub struct Rebalance<N> {
 }
 
 impl<N> Rebalance<N> {
+    /// A plan in which nothing moves.
+    pub(crate) fn nothing() -> Self {
+        Self { moves: Vec::new() }
+    }
+
     /// The moves, in hash order.
     pub fn iter(&self) -> std::slice::Iter<'_, RangeMove<N>> {
         self.moves.iter()
@@ -115,8 +120,8 @@ impl<'a, N> IntoIterator for &'a Rebalance<N> {
     }
 }
 
-/// A move in terms of member indices, before the nodes are cloned out.
-type RawMove = (HashRange, u32, u32);
+/// A move in terms of member indices (from, to), before the nodes are cloned out.
+type RawMove = (HashRange, (u32, u32));
 
 /// Pushes the circular arc `(prev, hash]` as one or two ranges.
 fn push_arc<T: Copy>(out: &mut Vec<(HashRange, T)>, prev: u64, hash: u64, tag: T) {
@@ -170,28 +175,30 @@ fn owned_arcs<N, T: Copy>(
     arcs
 }
 
-/// Sorts, merges adjacent ranges with the same owners, and clones the nodes out.
-fn finish<N>(
-    mut raw: Vec<RawMove>,
-    from_node: impl Fn(u32) -> N,
-    to_node: impl Fn(u32) -> N,
-) -> Rebalance<N> {
-    raw.sort_unstable_by_key(|m| m.0.start);
-    let mut merged: Vec<RawMove> = Vec::with_capacity(raw.len());
-    for m in raw {
+/// Sorts ranges by start and merges adjacent ones with equal tags.
+fn merge_adjacent<T: PartialEq>(mut ranges: Vec<(HashRange, T)>) -> Vec<(HashRange, T)> {
+    ranges.sort_unstable_by_key(|m| m.0.start);
+    let mut merged: Vec<(HashRange, T)> = Vec::with_capacity(ranges.len());
+    for m in ranges {
         match merged.last_mut() {
-            Some(last)
-                if last.0.end.checked_add(1) == Some(m.0.start)
-                    && (last.1, last.2) == (m.1, m.2) =>
-            {
+            Some(last) if last.0.end.checked_add(1) == Some(m.0.start) && last.1 == m.1 => {
                 last.0.end = m.0.end;
             }
             _ => merged.push(m),
         }
     }
-    let moves = merged
+    merged
+}
+
+/// Sorts, merges adjacent ranges with the same owners, and clones the nodes out.
+fn finish<N>(
+    raw: Vec<RawMove>,
+    from_node: impl Fn(u32) -> N,
+    to_node: impl Fn(u32) -> N,
+) -> Rebalance<N> {
+    let moves = merge_adjacent(raw)
         .into_iter()
-        .map(|(range, from, to)| RangeMove {
+        .map(|(range, (from, to))| RangeMove {
             range,
             from: from_node(from),
             to: to_node(to),
@@ -204,8 +211,9 @@ fn node_of<N: Clone>(ring: &HashRing<N>) -> impl Fn(u32) -> N + '_ {
     |i| ring.members[i as usize].node.clone()
 }
 
-/// The plan after member `added` was inserted at point indices `at`; `old_owners[j]` owned the
-/// `j`-th new point's hash before (all `None` when the ring was empty: nothing moves).
+/// The plan after member `added` got new points at indices `at`; `old_owners[j]` owned the
+/// `j`-th new point's hash before (`None` when nothing moves: the ring was empty, or the
+/// hash was already `added`'s).
 pub(crate) fn after_add<N: Clone>(
     ring: &HashRing<N>,
     added: u32,
@@ -215,32 +223,34 @@ pub(crate) fn after_add<N: Clone>(
     let arcs = owned_arcs(ring, at, |j| old_owners[j]);
     let raw = arcs
         .into_iter()
-        .map(|(range, from)| (range, from, added))
+        .map(|(range, from)| (range, (from, added)))
         .collect();
     finish(raw, node_of(ring), node_of(ring))
 }
 
-/// The arcs owned by the points at `at` (those of the member about to be removed).
-pub(crate) fn vacated_ranges<N>(ring: &HashRing<N>, at: &[usize]) -> Vec<HashRange> {
-    owned_arcs(ring, at, |_| Some(()))
+/// The ranges the points at `at` (ascending indices) own, sorted, adjacent ones merged.
+pub(crate) fn owned_ranges<N>(ring: &HashRing<N>, at: &[usize]) -> Vec<HashRange> {
+    merge_adjacent(owned_arcs(ring, at, |_| Some(())))
         .into_iter()
         .map(|(r, ())| r)
         .collect()
 }
 
-/// The plan after `removed` left, given the ranges it owned: each goes to the owner of its last
-/// hash on the ring that remains.
+/// The plan after `removed` gave up the ranges `vacated`: each goes to the owner of its last
+/// hash on the ring that remains, unless that is member `staying` (`removed` itself, when it
+/// only lost some of its points).
 pub(crate) fn after_remove<N: Clone>(
     ring: &HashRing<N>,
     removed: N,
     vacated: Vec<HashRange>,
+    staying: Option<u32>,
 ) -> Rebalance<N> {
-    if ring.is_empty() {
-        return Rebalance { moves: Vec::new() };
-    }
     let raw = vacated
         .into_iter()
-        .filter_map(|r| Some((r, 0, ring.owner_index(r.end)?)))
+        .filter_map(|r| {
+            let to = ring.owner_index(r.end)?;
+            (Some(to) != staying).then_some((r, (0, to)))
+        })
         .collect();
     finish(raw, |_| removed.clone(), node_of(ring))
 }
@@ -257,7 +267,7 @@ pub(crate) fn diff<N: Clone + Eq + std::hash::Hash>(
         });
     }
     if a.is_empty() || b.is_empty() {
-        return Ok(Rebalance { moves: Vec::new() });
+        return Ok(Rebalance::nothing());
     }
     // b's members as a's indices, so owners compare as integers.
     let b_in_a: Vec<Option<u32>> = b.members.iter().map(|m| a.member_index(&m.node)).collect();
@@ -276,7 +286,7 @@ pub(crate) fn diff<N: Clone + Eq + std::hash::Hash>(
             let oa = pa.owner(if i < la { i } else { 0 });
             let ob = pb.owner(if j < lb { j } else { 0 });
             if b_in_a[ob as usize] != Some(oa) {
-                raw.push((HashRange { start: from, end: boundary }, oa, ob));
+                raw.push((HashRange { start: from, end: boundary }, (oa, ob)));
             }
             while i < la && pa.hash(i) == boundary {
                 i += 1;

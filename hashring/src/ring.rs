@@ -7,7 +7,7 @@ use std::hash::Hash;
 
 use crate::error::Error;
 use crate::hash::{point_hash, stable_hash};
-use crate::plan::{self, Rebalance};
+use crate::plan::{self, HashRange, Rebalance};
 use crate::points::{OwnerId, Point, Points};
 use crate::replicas::Replicas;
 
@@ -234,11 +234,6 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
     pub fn add_weighted(&mut self, node: N, weight: u32) -> Result<Rebalance<N>, Error> {
         let hash = self.admit(&node, weight, 0)?;
         let idx = self.members.len() as u32;
-        let mut new: Vec<u64> = (0..weight * self.vnodes)
-            .map(|i| point_hash(hash, i))
-            .collect();
-        new.sort_unstable();
-        let old_owners: Vec<Option<u32>> = new.iter().map(|&h| self.owner_index(h)).collect();
         self.members.push(Member { node, hash, weight });
         self.index.insert(hash, idx);
         if let Store::Narrow(p) = &self.store
@@ -246,10 +241,103 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
         {
             self.store = Store::Wide(p.widen());
         }
+        Ok(self.insert_points(idx, &sorted_points(hash, 0..weight * self.vnodes)))
+    }
+
+    /// Inserts `new` (sorted) as member `idx`'s points, and returns the ranges that move to it.
+    fn insert_points(&mut self, idx: u32, new: &[u64]) -> Rebalance<N> {
+        let old_owners: Vec<Option<u32>> = new
+            .iter()
+            .map(|&h| self.owner_index(h).filter(|&o| o != idx))
+            .collect();
         let members = &self.members;
         let tie = |o: u32| members[o as usize].hash;
-        let at = with_points!(&mut self.store, p => p.insert(&new, idx, &tie));
-        Ok(plan::after_add(self, idx, &at, &old_owners))
+        let at = with_points!(&mut self.store, p => p.insert(new, idx, &tie));
+        plan::after_add(self, idx, &at, &old_owners)
+    }
+
+    /// Changes `node`'s weight, and returns the ranges that change owner: only keys moving to
+    /// `node` when its weight grows, only keys leaving it when its weight shrinks; no key moves
+    /// between two other nodes, and the same weight moves nothing. (A node's points are the
+    /// first `weight × vnodes` of a sequence fixed by its identity, so a new weight adds or
+    /// drops points at the end and leaves the others in place. Removing the node and adding
+    /// it back would move all its keys away and back.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shardkit_hashring::HashRing;
+    ///
+    /// let mut ring = HashRing::builder().nodes(["a", "b", "c"]).build()?;
+    /// let plan = ring.set_weight(&"c", 3)?;
+    /// assert!(plan.iter().all(|m| *m.to() == "c"));
+    /// // "c" has 3 of the 5 weight units now, up from 1 of 3.
+    /// assert!((plan.moved_fraction() - (3.0 / 5.0 - 1.0 / 3.0)).abs() < 0.1);
+    /// let plan = ring.set_weight(&"c", 1)?;
+    /// assert!(plan.iter().all(|m| *m.from() == "c"));
+    /// # Ok::<(), shardkit_hashring::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NodeNotFound`], [`Error::ZeroWeight`] or [`Error::TooManyPoints`]. The ring is
+    /// unchanged on error.
+    pub fn set_weight<Q>(&mut self, node: &Q, weight: u32) -> Result<Rebalance<N>, Error>
+    where
+        N: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let idx = self.member_index(node).ok_or(Error::NodeNotFound)?;
+        if weight == 0 {
+            return Err(Error::ZeroWeight);
+        }
+        let member = &self.members[idx as usize];
+        let (hash, old, vnodes) = (member.hash, member.weight, self.vnodes);
+        if weight > old {
+            let points = self.point_count() as u64 + u64::from(weight - old) * u64::from(vnodes);
+            if points > u64::from(MAX_POINTS) {
+                return Err(Error::TooManyPoints { points });
+            }
+            self.members[idx as usize].weight = weight;
+            return Ok(self.insert_points(idx, &sorted_points(hash, old * vnodes..weight * vnodes)));
+        }
+        let gone = sorted_points(hash, weight * vnodes..old * vnodes);
+        let at = with_points!(&self.store, p => p.positions(&gone, idx));
+        let vacated = plan::owned_ranges(self, &at);
+        with_points!(&mut self.store, p => p.remove(&at, &gone, None));
+        self.members[idx as usize].weight = weight;
+        let node = self.members[idx as usize].node.clone();
+        Ok(plan::after_remove(self, node, vacated, Some(idx)))
+    }
+
+    /// The hash ranges whose keys `node` owns, sorted by start, adjacent ones merged (`None`
+    /// if it is not a member): the data a node should hold, to copy to a new machine, check
+    /// against what it stores, or scan by range. Every hash lies in the ranges of exactly one
+    /// node, the one [`get_hash`](Self::get_hash) names. O(its points × log(its points)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shardkit_hashring::HashRing;
+    ///
+    /// let ring = HashRing::builder().nodes(["a", "b"]).build()?;
+    /// let hash = ring.hash_key("user:42");
+    /// let owner = ring.get_hash(hash).unwrap();
+    /// assert!(ring.ranges_of(owner).unwrap().iter().any(|r| r.contains(hash)));
+    /// let share: f64 = ring.ranges_of(&"a").unwrap().iter().map(|r| r.fraction()).sum();
+    /// assert!((share - 0.5).abs() < 0.15);
+    /// # Ok::<(), shardkit_hashring::Error>(())
+    /// ```
+    pub fn ranges_of<Q>(&self, node: &Q) -> Option<Vec<HashRange>>
+    where
+        N: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let idx = self.member_index(node)?;
+        let member = &self.members[idx as usize];
+        let points = sorted_points(member.hash, 0..member.weight * self.vnodes);
+        let at = with_points!(&self.store, p => p.positions(&points, idx));
+        Some(plan::owned_ranges(self, &at))
     }
 
     /// Adds many `(node, weight)` pairs with one rebuild: O(total points), where adding them one
@@ -359,12 +447,9 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
     {
         let idx = self.member_index(node).ok_or(Error::NodeNotFound)?;
         let member = &self.members[idx as usize];
-        let mut gone: Vec<u64> = (0..member.weight * self.vnodes)
-            .map(|i| point_hash(member.hash, i))
-            .collect();
-        gone.sort_unstable();
+        let gone = sorted_points(member.hash, 0..member.weight * self.vnodes);
         let at = with_points!(&self.store, p => p.positions(&gone, idx));
-        let vacated = plan::vacated_ranges(self, &at);
+        let vacated = plan::owned_ranges(self, &at);
         let last = self.members.len() as u32 - 1;
         let removed = self.members.swap_remove(idx as usize);
         self.index.remove(&removed.hash);
@@ -373,7 +458,7 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
             (last, idx)
         });
         with_points!(&mut self.store, p => p.remove(&at, &gone, relabel));
-        Ok(plan::after_remove(self, removed.node, vacated))
+        Ok(plan::after_remove(self, removed.node, vacated, None))
     }
 
     /// The node that owns `key`, or `None` if the ring is empty.
@@ -479,6 +564,13 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
         self.member_index(node)
             .map(|i| self.members[i as usize].weight)
     }
+}
+
+/// Points `indices` of the sequence of the node whose identity hash is `node_hash`, sorted.
+fn sorted_points(node_hash: u64, indices: std::ops::Range<u32>) -> Vec<u64> {
+    let mut points: Vec<u64> = indices.map(|i| point_hash(node_hash, i)).collect();
+    points.sort_unstable();
+    points
 }
 
 impl<N> HashRing<N> {

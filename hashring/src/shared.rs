@@ -110,6 +110,19 @@ impl<N: Hash + Eq + Clone> SharedRing<N> {
         self.update(|ring| ring.remove(node))
     }
 
+    /// Changes a node's weight and publishes the new ring.
+    ///
+    /// # Errors
+    ///
+    /// As [`HashRing::set_weight`].
+    pub fn set_weight<Q>(&self, node: &Q, weight: u32) -> Result<Rebalance<N>, Error>
+    where
+        N: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.update(|ring| ring.set_weight(node, weight))
+    }
+
     /// The node owning `key` in the current ring, cloned out.
     pub fn get<K: Hash + ?Sized>(&self, key: &K) -> Option<N> {
         self.read(|ring| ring.get(key).cloned())

@@ -11,12 +11,14 @@ use shardkit_hashring::{HashRing, Rebalance};
 enum Op {
     Add(u8, u32),
     Remove(u8),
+    SetWeight(u8, u32),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0u8..40, 1u32..4).prop_map(|(n, w)| Op::Add(n, w)),
         (0u8..40).prop_map(Op::Remove),
+        (0u8..40, 1u32..5).prop_map(|(n, w)| Op::SetWeight(n, w)),
     ]
 }
 
@@ -45,7 +47,44 @@ fn apply(ring: &mut HashRing<String>, members: &mut Vec<(String, u32)>, op: &Op)
                 "remove {n}: {result:?}"
             );
         }
+        Op::SetWeight(n, w) => {
+            let member = members.iter_mut().find(|(m, _)| *m == name(n));
+            let present = member.is_some();
+            if let Some(member) = member {
+                member.1 = w;
+            }
+            let result = ring.set_weight(&name(n), w);
+            assert_eq!(result.is_ok(), present, "set weight {n}: {result:?}");
+        }
     }
+}
+
+/// Checks that the members' `ranges_of` split the hash space between them exactly, each
+/// range owned, at both ends, by its member.
+fn check_ranges(ring: &HashRing<String>, keys: &[u64]) -> Result<(), TestCaseError> {
+    let mut all = Vec::new();
+    for node in ring.nodes() {
+        let ranges = ring.ranges_of(node).unwrap();
+        for r in &ranges {
+            prop_assert_eq!(ring.get_hash(r.start()), Some(node));
+            prop_assert_eq!(ring.get_hash(r.end()), Some(node));
+        }
+        for &k in keys {
+            let inside = ranges.iter().any(|r| r.contains(k));
+            prop_assert_eq!(inside, ring.get_hash(k) == Some(node));
+        }
+        all.extend(ranges);
+    }
+    all.sort_by_key(|r| r.start());
+    if let (Some(first), Some(last)) = (all.first(), all.last()) {
+        prop_assert_eq!(first.start(), 0);
+        prop_assert_eq!(last.end(), u64::MAX);
+    }
+    for pair in all.windows(2) {
+        prop_assert_eq!(pair[0].end() + 1, pair[1].start(), "a gap or an overlap");
+    }
+    prop_assert_eq!(ring.ranges_of("not a member"), None);
+    Ok(())
 }
 
 proptest! {
@@ -72,6 +111,7 @@ proptest! {
                     prop_assert_eq!(got, naive_replicas(&points, k, n));
                 }
             }
+            check_ranges(&ring, &keys)?;
             // The same membership built in one go, in reverse order, is the same ring.
             let rebuilt = HashRing::builder()
                 .seed(seed)
@@ -104,9 +144,9 @@ fn check_movement(
                 old.map(String::as_str) == Some(changed)
                     || new.map(String::as_str) == Some(changed)
             );
-        } else {
-            // An unmoved key is never the changed node's: an added node had none before, and
-            // a removed one has none after.
+        } else if before.contains(changed) != after.contains(changed) {
+            // An unmoved key is never an added or removed node's: an added node had none
+            // before, and a removed one has none after.
             prop_assert!(old.map(String::as_str) != Some(changed));
         }
         match plan.find(k) {
@@ -154,5 +194,20 @@ proptest! {
         let gone = name(victim.index(n as usize) as u8);
         let plan = shrunk.remove(&gone).unwrap();
         check_movement(&ring, &shrunk, &gone, &plan, &keys)?;
+
+        // A new weight moves keys only to the node (growing) or only from it (shrinking).
+        let mut heavier = ring.clone();
+        let plan = heavier.set_weight(&gone, 1 + weight).unwrap();
+        // (With one node, it owns everything at any weight.)
+        prop_assert_eq!(plan.is_empty(), n == 1);
+        prop_assert!(plan.iter().all(|m| *m.to() == gone));
+        check_movement(&ring, &heavier, &gone, &plan, &keys)?;
+        let mut lighter = heavier.clone();
+        let plan = lighter.set_weight(&gone, 1).unwrap();
+        prop_assert_eq!(plan.is_empty(), n == 1);
+        prop_assert!(plan.iter().all(|m| *m.from() == gone));
+        check_movement(&heavier, &lighter, &gone, &plan, &keys)?;
+        prop_assert_eq!(&lighter, &ring);
+        prop_assert!(lighter.set_weight(&gone, 1).unwrap().is_empty());
     }
 }
