@@ -1,5 +1,5 @@
 //! Criterion benches of the pagination workloads in `benches/README.md`: cursor encode and
-//! decode, and one keyset page against one offset page at depth.
+//! decode (signed, and encrypted), and one keyset page against one offset page at depth.
 //! `cargo bench -p shardkit-benches --bench pagination`.
 
 use std::collections::BTreeMap;
@@ -14,22 +14,26 @@ fn cursor(c: &mut Criterion) {
         .unique_asc("id", ColumnType::Uint)
         .build()
         .expect("valid sort");
-    let codec = CursorCodec::builder(sort)
-        .signing_key(1, b"benchmark-signing-key-32-bytes!!")
-        .build()
-        .expect("valid codec");
-    let query = codec.bind(b"status=open&owner=42");
+    let signing =
+        || CursorCodec::builder(sort.clone()).signing_key(1, b"benchmark-signing-key-32-bytes!!");
     let key = [
         Value::Timestamp(1_764_000_000_123_456),
         Value::Uint(98_765_432),
     ];
-    let token = query.encode(&key).expect("encodes");
-    let mut group = c.benchmark_group("cursor_signed_2col");
-    group.bench_function("encode", |b| b.iter(|| query.encode(black_box(&key))));
-    group.bench_function("decode_verify", |b| {
-        b.iter(|| query.decode(black_box(token.as_str())))
-    });
-    group.finish();
+    for (name, codec) in [
+        ("cursor_signed_2col", signing().build()),
+        ("cursor_encrypted_2col", signing().encrypt().build()),
+    ] {
+        let codec = codec.expect("valid codec");
+        let query = codec.bind(b"status=open&owner=42");
+        let token = query.encode(&key).expect("encodes");
+        let mut group = c.benchmark_group(name);
+        group.bench_function("encode", |b| b.iter(|| query.encode(black_box(&key))));
+        group.bench_function("decode_verify", |b| {
+            b.iter(|| query.decode(black_box(token.as_str())))
+        });
+        group.finish();
+    }
 }
 
 fn depth(c: &mut Criterion) {

@@ -6,12 +6,13 @@
 //! | field | bytes | |
 //! |---|---|---|
 //! | version | 1 | [`CURSOR_VERSION`] |
-//! | flags | 1 | bit 0: signed, bit 1: expires |
+//! | flags | 1 | bit 0: signed, bit 1: expires, bit 2: encrypted (only with bit 0) |
 //! | key id | 1 | only when signed: which key signed it |
 //! | query fingerprint | 4 | first bytes of SHA-256(sort description, query) |
+//! | synthetic IV | 16 | only when encrypted: AES-SIV's, over the fields above, the full 32-byte query digest and the plaintext of the fields below, which follow encrypted |
 //! | expiry | varint | only when expiring: seconds since the Unix epoch |
 //! | values | per column | nullable columns: a 0/1 byte first; int and timestamp zigzag varint, uint varint, text and bytes varint length then bytes, uuid 16 bytes |
-//! | tag | 16 | only when signed: HMAC-SHA256 over everything above and the full 32-byte query digest, truncated |
+//! | tag | 16 | only when signed and not encrypted: HMAC-SHA256 over everything above and the full 32-byte query digest, truncated |
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,6 +23,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
+use crate::sealing::SealingKey;
 use crate::sort::Sort;
 use crate::value::{ColumnType, Value};
 
@@ -45,6 +47,7 @@ pub const MAX_CURSOR_LEN: usize = 4096;
 
 const FLAG_SIGNED: u8 = 1;
 const FLAG_EXPIRES: u8 = 2;
+const FLAG_ENCRYPTED: u8 = 4;
 
 /// An opaque cursor token as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -105,9 +108,19 @@ impl fmt::Display for Cursor {
 #[derive(Clone)]
 pub struct CursorCodec {
     sort: Sort,
-    /// Pre-keyed MACs by key id; the first one signs.
-    keys: Vec<(u8, Hmac<Sha256>)>,
+    /// The first one signs (or encrypts).
+    keys: Vec<SigningKey>,
+    /// Whether new cursors are encrypted ([`CodecBuilder::encrypt`]).
+    encrypt: bool,
     ttl: Option<Duration>,
+}
+
+/// A signing key, ready to use: its id, its keyed MAC, and what encrypts under it.
+#[derive(Clone)]
+struct SigningKey {
+    id: u8,
+    mac: Hmac<Sha256>,
+    sealing: SealingKey,
 }
 
 impl fmt::Debug for CursorCodec {
@@ -117,8 +130,9 @@ impl fmt::Debug for CursorCodec {
             .field("sort", &self.sort)
             .field(
                 "key_ids",
-                &self.keys.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+                &self.keys.iter().map(|k| k.id).collect::<Vec<_>>(),
             )
+            .field("encrypt", &self.encrypt)
             .field("ttl", &self.ttl)
             .finish()
     }
@@ -129,6 +143,7 @@ impl fmt::Debug for CursorCodec {
 pub struct CodecBuilder {
     sort: Sort,
     keys: Vec<(u8, Vec<u8>)>,
+    encrypt: bool,
     ttl: Option<Duration>,
 }
 
@@ -136,6 +151,7 @@ impl fmt::Debug for CodecBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CodecBuilder")
             .field("sort", &self.sort)
+            .field("encrypt", &self.encrypt)
             .field("ttl", &self.ttl)
             .finish()
     }
@@ -146,6 +162,38 @@ impl CodecBuilder {
     /// new tokens; every key verifies, so a key can be rotated out gradually.
     pub fn signing_key(mut self, id: u8, secret: &[u8]) -> Self {
         self.keys.push((id, secret.to_vec()));
+        self
+    }
+
+    /// Encrypts new cursors as well as authenticating them, so clients cannot read the sort
+    /// key values (or the expiry) they carry: AES-SIV (RFC 5297), deterministic
+    /// authenticated encryption, under a key derived from the signing key with HKDF-SHA256.
+    /// An encrypted cursor is as long as a signed one: SIV's 16-byte synthetic IV replaces
+    /// the HMAC tag and authenticates the cursor in its place. Needs a signing key.
+    ///
+    /// Every codec built with the feature decodes both kinds, so a service can switch
+    /// encryption on (or off) while cursors of the other kind are in use.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shardkit_pagination::{ColumnType, CursorCodec, Sort, Value};
+    ///
+    /// let sort = Sort::builder().unique_asc("email", ColumnType::Text).build()?;
+    /// let codec = CursorCodec::builder(sort)
+    ///     .signing_key(1, b"a-secret-key-of-32-bytes-or-more")
+    ///     .encrypt()
+    ///     .build()?;
+    /// let query = codec.bind(b"");
+    /// let key = [Value::Text("ada@example.com".into())];
+    /// let cursor = query.encode(&key)?;
+    /// assert_eq!(query.decode(cursor.as_str())?, key);
+    /// # Ok::<(), shardkit_pagination::Error>(())
+    /// ```
+    #[cfg(feature = "encryption")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+    pub fn encrypt(mut self) -> Self {
+        self.encrypt = true;
         self
     }
 
@@ -160,8 +208,14 @@ impl CodecBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidCodec`] for a key shorter than [`MIN_KEY_LEN`] bytes or a repeated id.
+    /// [`Error::InvalidCodec`] for a key shorter than [`MIN_KEY_LEN`] bytes, a repeated id,
+    /// or encryption without a key.
     pub fn build(self) -> Result<CursorCodec, Error> {
+        if self.encrypt && self.keys.is_empty() {
+            return Err(Error::InvalidCodec {
+                reason: "encrypted cursors need a signing key".into(),
+            });
+        }
         let mut keys = Vec::with_capacity(self.keys.len());
         for (i, (id, secret)) in self.keys.iter().enumerate() {
             if secret.len() < MIN_KEY_LEN {
@@ -181,11 +235,16 @@ impl CodecBuilder {
                 <Hmac<Sha256> as Mac>::new_from_slice(secret).map_err(|_| Error::InvalidCodec {
                     reason: "unusable signing key".into(),
                 })?;
-            keys.push((*id, mac));
+            keys.push(SigningKey {
+                id: *id,
+                mac,
+                sealing: SealingKey::derive(secret)?,
+            });
         }
         Ok(CursorCodec {
             sort: self.sort,
             keys,
+            encrypt: self.encrypt,
             ttl: self.ttl,
         })
     }
@@ -197,6 +256,7 @@ impl CursorCodec {
         CodecBuilder {
             sort,
             keys: Vec::new(),
+            encrypt: false,
             ttl: None,
         }
     }
@@ -342,12 +402,16 @@ impl BoundCodec<'_> {
         if codec.ttl.is_some() {
             flags |= FLAG_EXPIRES;
         }
+        if codec.encrypt {
+            flags |= FLAG_ENCRYPTED;
+        }
         buf.push(CURSOR_VERSION);
         buf.push(flags);
-        if let Some((id, _)) = signer {
-            buf.push(*id);
+        if let Some(key) = signer {
+            buf.push(key.id);
         }
         buf.extend_from_slice(&self.digest[..FINGERPRINT_LEN]);
+        let header_len = buf.len();
         if let Some(ttl) = codec.ttl {
             put_varint(
                 &mut buf,
@@ -373,9 +437,19 @@ impl BoundCodec<'_> {
                 Value::Uuid(u) => buf.extend_from_slice(u),
             }
         }
-        if let Some((_, mac)) = signer {
-            let tag = self.tag(mac, &buf);
-            buf.extend_from_slice(&tag);
+        match signer {
+            Some(key) if codec.encrypt => {
+                let sealed =
+                    key.sealing
+                        .seal(&buf[..header_len], &self.digest, &buf[header_len..])?;
+                buf.truncate(header_len);
+                buf.extend_from_slice(&sealed);
+            }
+            Some(key) => {
+                let tag = self.tag(&key.mac, &buf);
+                buf.extend_from_slice(&tag);
+            }
+            None => {}
         }
         let token = URL_SAFE_NO_PAD.encode(&buf);
         if token.len() > MAX_CURSOR_LEN {
@@ -440,8 +514,12 @@ impl BoundCodec<'_> {
             return Err(Error::UnsupportedVersion(version));
         }
         let flags = r.byte()?;
-        if flags & !(FLAG_SIGNED | FLAG_EXPIRES) != 0 {
+        if flags & !(FLAG_SIGNED | FLAG_EXPIRES | FLAG_ENCRYPTED) != 0 {
             return Err(malformed("unknown flags"));
+        }
+        let encrypted = flags & FLAG_ENCRYPTED != 0;
+        if encrypted && flags & FLAG_SIGNED == 0 {
+            return Err(malformed("encrypted but not signed"));
         }
         let signer = if flags & FLAG_SIGNED != 0 {
             let id = r.byte()?;
@@ -449,8 +527,7 @@ impl BoundCodec<'_> {
                 codec
                     .keys
                     .iter()
-                    .find(|(k, _)| *k == id)
-                    .map(|(_, mac)| mac)
+                    .find(|k| k.id == id)
                     .ok_or(Error::BadSignature)?,
             )
         } else if codec.keys.is_empty() {
@@ -458,31 +535,40 @@ impl BoundCodec<'_> {
         } else {
             return Err(Error::UnsignedCursor);
         };
-        let body_end = match signer {
-            Some(_) => buf
-                .len()
-                .checked_sub(TAG_LEN)
-                .filter(|&e| e >= r.at + FINGERPRINT_LEN),
-            None => Some(buf.len()),
-        }
-        .ok_or(malformed("token ends early"))?;
-        let mut r = Reader {
-            buf: &buf[..body_end],
-            at: r.at,
-        };
         // The fingerprint is compared before the signature only to name the mistake: a token
-        // replayed with other filters says so. The tag below still covers every byte.
+        // replayed with other filters says so. The tag (or the synthetic IV) still covers
+        // every byte.
         if r.bytes(FINGERPRINT_LEN)? != &self.digest[..FINGERPRINT_LEN] {
             return Err(Error::WrongQuery);
         }
-        if let Some(mac) = signer {
-            let mut mac = mac.clone();
-            mac.update(&buf[..body_end]);
-            mac.update(&self.digest);
-            // Constant-time comparison, so timing does not reveal how much of a forgery was right.
-            mac.verify_truncated_left(&buf[body_end..])
-                .map_err(|_| Error::BadSignature)?;
-        }
+        let header = &buf[..r.at];
+        let opened;
+        let payload = match signer {
+            Some(key) if encrypted => {
+                opened = key.sealing.open(header, &self.digest, &buf[r.at..])?;
+                opened.as_slice()
+            }
+            Some(key) => {
+                let body_end = buf
+                    .len()
+                    .checked_sub(TAG_LEN)
+                    .filter(|&e| e >= r.at)
+                    .ok_or(malformed("token ends early"))?;
+                let mut mac = key.mac.clone();
+                mac.update(&buf[..body_end]);
+                mac.update(&self.digest);
+                // Constant-time comparison, so timing does not reveal how much of a forgery
+                // was right.
+                mac.verify_truncated_left(&buf[body_end..])
+                    .map_err(|_| Error::BadSignature)?;
+                &buf[r.at..body_end]
+            }
+            None => &buf[r.at..],
+        };
+        let mut r = Reader {
+            buf: payload,
+            at: 0,
+        };
         if flags & FLAG_EXPIRES != 0 {
             let expires_at = r.varint()?;
             if seconds(now()) >= expires_at {
@@ -532,7 +618,7 @@ impl BoundCodec<'_> {
                 }
             });
         }
-        if r.at != body_end {
+        if r.at != payload.len() {
             return Err(malformed("trailing bytes"));
         }
         Ok(key)

@@ -52,7 +52,8 @@
 //! - [`Sort`]: columns of [`Value`]s (integers, text, bytes, timestamps, UUIDs, nullable with
 //!   NULLS FIRST/LAST), ascending, descending or mixed, ending in a unique tiebreaker.
 //! - [`CursorCodec`]: compact URL-safe tokens, versioned, optionally signed (HMAC-SHA256 with
-//!   key rotation) and expiring, bound to the query ([`CursorCodec::bind`]).
+//!   key rotation) or encrypted (feature `encryption`), optionally expiring, bound to the query
+//!   ([`CursorCodec::bind`]).
 //! - [`Source`] and [`paginate`]: keyset pages over a [`BTreeMap`](std::collections::BTreeMap),
 //!   a sorted slice ([`SliceSource`]), any re-startable iterator ([`IterSource`]), or several
 //!   shards merged into one ([`Merged`]).
@@ -68,7 +69,9 @@
 //!   direction and one probed the other way.
 //! - With signing on, any change to a token is rejected; decoding never panics
 //!   (property-tested on random input and on valid tokens damaged past their header).
-//! - Cursors are base64, not encrypted: a client can read the sort values they hold. Bind each
+//! - Signed cursors are base64, not encrypted: a client can read the sort values they hold
+//!   (an email address, a creation time) unless the codec encrypts them (`CodecBuilder::encrypt`,
+//!   feature `encryption`). Bind each
 //!   endpoint's cursors to its name too ([`CursorCodec::bind`]), or two endpoints with the same
 //!   sort, key and filters accept each other's cursors.
 //!
@@ -76,6 +79,10 @@
 //!
 //! - `serde`: `Serialize`/`Deserialize` for [`Page`], [`Edge`], [`PageInfo`], [`Cursor`] and
 //!   [`Value`].
+//! - `encryption`: `CodecBuilder::encrypt`, cursors whose contents clients cannot read
+//!   (AES-SIV, RFC 5297, under keys derived from the signing keys with HKDF-SHA256; adds the
+//!   `aes-siv` and `hkdf` dependencies). Builds without it refuse encrypted cursors with
+//!   [`Error::MalformedCursor`].
 //!
 //! The minimum supported Rust version is 1.88. The crate has no `unsafe` code.
 #![forbid(unsafe_code)]
@@ -87,6 +94,7 @@ mod link;
 mod merge;
 mod page;
 mod request;
+mod sealing;
 mod sort;
 mod source;
 mod sql;
