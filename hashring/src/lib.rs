@@ -33,6 +33,10 @@
 //!   [`Rebalance`]: the hash ranges that change owner, from which node to which, so a service
 //!   knows exactly which data to migrate. A new weight moves keys only to or from its node.
 //!   [`ranges_of`](HashRing::ranges_of) gives the ranges a node owns.
+//! - **Replica-aware plans**: [`diff_replicas`](HashRing::diff_replicas) gives the ranges whose
+//!   preference list of `n` nodes changes, with both lists, so a store keeping `n` copies
+//!   knows which nodes need a copy ([`ReplicaMove::gained`]) and which may drop one
+//!   ([`ReplicaMove::lost`]).
 //! - [`BoundedLoads`]: consistent hashing with bounded loads; while keys are only placed, no
 //!   node takes more than `c×` its fair share of them (see its docs for releases).
 //! - [`SlotMap`]: a fixed number of slots (as Redis Cluster's 16,384) placed on the ring, with a
@@ -69,6 +73,7 @@
 //! | `ranges_of(node)` | O(its points × log) | sorted, adjacent ranges merged |
 //! | build, `add_all` | O(points) | counting sort by bucket; no scratch copy of the points |
 //! | `diff` | O(points of both rings) | |
+//! | `diff_replicas(other, n)` | O(points of both × log + ranges × n) | |
 //!
 //! Memory is about 11.5 bytes per point after a build while the ring has at most 65,536 nodes:
 //! 8 for the hash, 2 for the owner, 1 for the index, and 1/64 spare capacity so that membership
@@ -90,6 +95,7 @@ mod hash;
 mod membership;
 mod plan;
 mod points;
+mod replica_plan;
 mod replicas;
 mod ring;
 mod shared;
@@ -100,6 +106,7 @@ pub use error::Error;
 pub use hash::stable_hash;
 pub use membership::Membership;
 pub use plan::{HashRange, RangeMove, Rebalance};
+pub use replica_plan::{ReplicaMove, ReplicaPlan};
 pub use replicas::Replicas;
 pub use ring::{DEFAULT_SEED, DEFAULT_VNODES, HashRing, MAX_POINTS, RingBuilder};
 pub use shared::SharedRing;

@@ -18,6 +18,12 @@ impl HashRange {
         (start <= end).then_some(Self { start, end })
     }
 
+    /// The range `start..=end`, known to be in order.
+    pub(crate) fn spanning(start: u64, end: u64) -> Self {
+        debug_assert!(start <= end);
+        Self { start, end }
+    }
+
     /// The first hash in the range.
     pub fn start(&self) -> u64 {
         self.start

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::hash::{point_hash, stable_hash};
 use crate::plan::{self, HashRange, Rebalance};
 use crate::points::{OwnerId, Point, Points};
+use crate::replica_plan::{self, ReplicaPlan};
 use crate::replicas::Replicas;
 
 /// Virtual nodes per unit of weight when the builder is not told otherwise (ketama's figure).
@@ -532,6 +533,46 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
     /// [`Error::SeedMismatch`] if the rings hash with different seeds.
     pub fn diff(&self, other: &HashRing<N>) -> Result<Rebalance<N>, Error> {
         plan::diff(self, other)
+    }
+
+    /// The ranges of the hash space whose preference list of `n` nodes
+    /// ([`replicas`](Self::replicas)) differs between `self` and `other`, with both lists: for
+    /// a store that keeps `n` copies of each key, where copies must be made
+    /// ([`ReplicaMove::gained`](crate::ReplicaMove::gained)), where they may be dropped ([`ReplicaMove::lost`](crate::ReplicaMove::lost)), and
+    /// where only the owner changed among the same nodes. With `n = 1` the ranges are
+    /// [`diff`](Self::diff)'s. O((points of both) × log + ranges × `n`).
+    ///
+    /// Empty when either ring is empty or `n` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shardkit_hashring::HashRing;
+    ///
+    /// let before = HashRing::builder().nodes(["a", "b", "c", "d"]).build()?;
+    /// let mut after = before.clone();
+    /// after.add("e")?;
+    /// let plan = before.diff_replicas(&after, 3)?;
+    /// // Only "e" takes new copies; every other node only gives some up.
+    /// assert!(plan.iter().all(|m| m.gained().all(|n| *n == "e")));
+    /// assert!(plan.iter().all(|m| m.lost().all(|n| *n != "e")));
+    /// // Every key whose three copies change is in the plan, with its lists.
+    /// let hash = before.hash_key("user:42");
+    /// let lists = |ring: &HashRing<&'static str>| -> Vec<&'static str> {
+    ///     ring.replicas_hash(hash, 3).copied().collect()
+    /// };
+    /// match plan.find(hash) {
+    ///     Some(m) => assert_eq!((m.before(), m.after()), (&lists(&before)[..], &lists(&after)[..])),
+    ///     None => assert_eq!(lists(&before), lists(&after)),
+    /// }
+    /// # Ok::<(), shardkit_hashring::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SeedMismatch`] if the rings hash with different seeds.
+    pub fn diff_replicas(&self, other: &HashRing<N>, n: usize) -> Result<ReplicaPlan<N>, Error> {
+        replica_plan::diff_replicas(self, other, n)
     }
 
     /// `node`'s index among the members. `node` may be a borrowed form of `N` (a `&str` for a

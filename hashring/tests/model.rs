@@ -165,6 +165,77 @@ fn check_movement(
     Ok(())
 }
 
+/// Checks `before.diff_replicas(after, n)` against each ring's own preference lists: at random
+/// keys, and at both edges of every range and just outside them (where an off-by-one would
+/// show); with `n = 1` its ranges must be `diff`'s.
+fn check_replica_plan(
+    before: &HashRing<String>,
+    after: &HashRing<String>,
+    n: usize,
+    keys: &[u64],
+) -> Result<(), TestCaseError> {
+    let plan = before.diff_replicas(after, n).unwrap();
+    if before.is_empty() || after.is_empty() {
+        // As with `diff`: no key moves between two nodes.
+        prop_assert!(plan.is_empty());
+        return Ok(());
+    }
+    let lists = |ring: &HashRing<String>, hash: u64| -> Vec<String> {
+        ring.replicas_hash(hash, n).cloned().collect()
+    };
+    let check = |hash: u64| -> Result<(), TestCaseError> {
+        let (old, new) = (lists(before, hash), lists(after, hash));
+        match plan.find(hash) {
+            Some(m) => {
+                prop_assert_ne!(&old, &new, "an unchanged list at {} is in the plan", hash);
+                prop_assert_eq!(m.before(), &old[..]);
+                prop_assert_eq!(m.after(), &new[..]);
+            }
+            None => prop_assert_eq!(old, new, "a changed list at {} is missing", hash),
+        }
+        Ok(())
+    };
+    for &k in keys {
+        check(k)?;
+    }
+    for m in &plan {
+        let r = m.range();
+        for hash in [
+            Some(r.start()),
+            Some(r.end()),
+            r.start().checked_sub(1),
+            r.end().checked_add(1),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            check(hash)?;
+        }
+    }
+    for pair in plan.iter().collect::<Vec<_>>().windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        prop_assert!(
+            a.range().end() < b.range().start(),
+            "out of order or overlapping"
+        );
+        if a.range().end() + 1 == b.range().start() {
+            prop_assert!(
+                a.before() != b.before() || a.after() != b.after(),
+                "not merged"
+            );
+        }
+    }
+    if n == 1 {
+        let moves: Vec<_> = before.diff(after).unwrap().into_iter().collect();
+        prop_assert_eq!(moves.len(), plan.len());
+        for (m, r) in moves.iter().zip(&plan) {
+            prop_assert_eq!(m.range(), r.range());
+            prop_assert_eq!((m.from(), m.to()), (&r.before()[0], &r.after()[0]));
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
@@ -189,11 +260,18 @@ proptest! {
         let mut grown = ring.clone();
         let plan = grown.add_weighted("newcomer".to_string(), weight).unwrap();
         check_movement(&ring, &grown, "newcomer", &plan, &keys)?;
+        for n in [1, 3] {
+            check_replica_plan(&ring, &grown, n, &keys[..20_000])?;
+            // Only the newcomer takes copies.
+            let plan = ring.diff_replicas(&grown, n).unwrap();
+            prop_assert!(plan.iter().all(|m| m.gained().all(|g| g == "newcomer")));
+        }
 
         let mut shrunk = ring.clone();
         let gone = name(victim.index(n as usize) as u8);
         let plan = shrunk.remove(&gone).unwrap();
         check_movement(&ring, &shrunk, &gone, &plan, &keys)?;
+        check_replica_plan(&ring, &shrunk, 3, &keys[..20_000])?;
 
         // A new weight moves keys only to the node (growing) or only from it (shrinking).
         let mut heavier = ring.clone();
