@@ -73,7 +73,7 @@
 //! | `ranges_of(node)` | O(its points × log) | sorted, adjacent ranges merged |
 //! | build, `add_all` | O(points) | counting sort by bucket; no scratch copy of the points |
 //! | `diff` | O(points of both rings) | |
-//! | `diff_replicas(other, n)` | O(points of both × log + ranges × n) | |
+//! | `diff_replicas(other, n)` | O(points of both × (log + n)) with equal weights | both lists found per stretch between points |
 //!
 //! Memory is about 11.5 bytes per point after a build while the ring has at most 65,536 nodes:
 //! 8 for the hash, 2 for the owner, 1 for the index, and 1/64 spare capacity so that membership

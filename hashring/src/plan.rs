@@ -71,7 +71,8 @@ impl<N> RangeMove<N> {
 }
 
 /// The hash ranges that change owner, sorted by start, adjacent ranges with the same owners
-/// merged. Returned by [`HashRing::add`], [`HashRing::remove`] and [`HashRing::diff`].
+/// merged. Returned by [`HashRing::add`], [`HashRing::remove`], [`HashRing::set_weight`] and
+/// [`HashRing::diff`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rebalance<N> {
     moves: Vec<RangeMove<N>>,

@@ -44,9 +44,10 @@ impl<N: PartialEq> ReplicaMove<N> {
         self.before.iter().filter(|n| !self.after.contains(n))
     }
 
-    /// Whether only the order changed (a new owner among the same nodes): no copy to make.
+    /// Whether the same nodes hold these keys before and after, only in another order (a new
+    /// owner among them): no copy to make or drop.
     pub fn reordered_only(&self) -> bool {
-        self.gained().next().is_none()
+        self.gained().next().is_none() && self.lost().next().is_none()
     }
 }
 

@@ -540,7 +540,9 @@ impl<N: Hash + Eq + Clone> HashRing<N> {
     /// a store that keeps `n` copies of each key, where copies must be made
     /// ([`ReplicaMove::gained`](crate::ReplicaMove::gained)), where they may be dropped ([`ReplicaMove::lost`](crate::ReplicaMove::lost)), and
     /// where only the owner changed among the same nodes. With `n = 1` the ranges are
-    /// [`diff`](Self::diff)'s. O((points of both) × log + ranges × `n`).
+    /// [`diff`](Self::diff)'s. O((points of both) × (log + `n`)) with equal weights: both
+    /// lists are found for every stretch between two points (more with uneven weights, as for
+    /// [`replicas`](Self::replicas)).
     ///
     /// Empty when either ring is empty or `n` is 0.
     ///

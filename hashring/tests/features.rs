@@ -205,3 +205,30 @@ fn rings_are_equal_when_they_route_alike_whatever_the_order_nodes_came_in() {
         .unwrap();
     assert_ne!(one, fewer_points);
 }
+
+#[test]
+fn replica_plans_say_who_gains_and_who_loses_a_copy() {
+    let before = HashRing::builder().nodes(["a", "b", "c"]).build().unwrap();
+    let mut after = before.clone();
+    after.remove(&"c").unwrap();
+    // Every key's list of 3 was all three nodes; now it is the two left.
+    let plan = before.diff_replicas(&after, 3).unwrap();
+    assert!(!plan.is_empty());
+    for m in &plan {
+        assert_eq!(m.before().len(), 3);
+        assert_eq!(m.after().len(), 2);
+        assert_eq!(m.lost().collect::<Vec<_>>(), [&"c"]);
+        assert_eq!(m.gained().count(), 0);
+        assert!(!m.reordered_only(), "a copy is gone, not just moved");
+    }
+    // The whole hash space, in order.
+    assert_eq!(plan.iter().next().unwrap().range().start(), 0);
+    assert_eq!(plan.iter().last().unwrap().range().end(), u64::MAX);
+    // Adding "c" back restores every list: the reverse plan gains it everywhere.
+    for m in &after.diff_replicas(&before, 3).unwrap() {
+        assert_eq!(m.gained().collect::<Vec<_>>(), [&"c"]);
+    }
+    // A seed mismatch is an error, as for `diff`.
+    let other = HashRing::builder().seed(7).nodes(["a"]).build().unwrap();
+    assert!(before.diff_replicas(&other, 3).is_err());
+}

@@ -195,7 +195,8 @@ fn check_replica_plan(
         }
         Ok(())
     };
-    for &k in keys {
+    // The two ends of the hash space, where the stretch past the last point wraps.
+    for &k in keys.iter().chain(&[0, u64::MAX]) {
         check(k)?;
     }
     for m in &plan {
@@ -262,9 +263,10 @@ proptest! {
         check_movement(&ring, &grown, "newcomer", &plan, &keys)?;
         for n in [1, 3] {
             check_replica_plan(&ring, &grown, n, &keys[..20_000])?;
-            // Only the newcomer takes copies.
+            // Only the newcomer takes copies; every changed list has it.
             let plan = ring.diff_replicas(&grown, n).unwrap();
             prop_assert!(plan.iter().all(|m| m.gained().all(|g| g == "newcomer")));
+            prop_assert!(plan.iter().all(|m| !m.reordered_only()));
         }
 
         let mut shrunk = ring.clone();
@@ -272,6 +274,11 @@ proptest! {
         let plan = shrunk.remove(&gone).unwrap();
         check_movement(&ring, &shrunk, &gone, &plan, &keys)?;
         check_replica_plan(&ring, &shrunk, 3, &keys[..20_000])?;
+        // Every list that changes loses the removed node, so none is a mere reordering, even
+        // when too few nodes are left to take its place (the list only shrinks).
+        for m in &ring.diff_replicas(&shrunk, 3).unwrap() {
+            prop_assert!(m.lost().any(|l| *l == gone) && !m.reordered_only());
+        }
 
         // A new weight moves keys only to the node (growing) or only from it (shrinking).
         let mut heavier = ring.clone();

@@ -81,8 +81,9 @@
 //!   [`Value`].
 //! - `encryption`: `CodecBuilder::encrypt`, cursors whose contents clients cannot read
 //!   (AES-SIV, RFC 5297, under keys derived from the signing keys with HKDF-SHA256; adds the
-//!   `aes-siv` and `hkdf` dependencies). Builds without it refuse encrypted cursors with
-//!   [`Error::MalformedCursor`].
+//!   `aes-siv` and `hkdf` dependencies). Builds without it refuse encrypted cursors: with
+//!   [`Error::MalformedCursor`] once the key id and the query match (before that, as any
+//!   cursor, with [`Error::BadSignature`] or [`Error::WrongQuery`]).
 //!
 //! The minimum supported Rust version is 1.88. The crate has no `unsafe` code.
 #![forbid(unsafe_code)]

@@ -113,6 +113,25 @@ proptest! {
     }
 }
 
+/// Damages a token's bytes past its first `header`: `edits` overwrite bytes, then the rest is
+/// cut at `cut` and `tail` appended.
+fn damage(
+    bytes: &mut Vec<u8>,
+    header: usize,
+    edits: &[(prop::sample::Index, u8)],
+    cut: prop::sample::Index,
+    tail: &[u8],
+) {
+    let body = bytes.len() - header;
+    for (at, byte) in edits {
+        if body > 0 {
+            bytes[header + at.index(body)] = *byte;
+        }
+    }
+    bytes.truncate(header + cut.index(body + 1));
+    bytes.extend(tail);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(FUZZ_CASES))]
 
@@ -138,15 +157,7 @@ proptest! {
         let valid = query.encode_at(&key, UNIX_EPOCH).unwrap();
         let mut bytes = b64.decode(valid.as_str()).unwrap();
         // The version, flags and 4-byte fingerprint stay; the body is damaged.
-        const HEADER: usize = 6;
-        let body = bytes.len() - HEADER;
-        for (at, byte) in &edits {
-            if body > 0 {
-                bytes[HEADER + at.index(body)] = *byte;
-            }
-        }
-        bytes.truncate(HEADER + cut.index(body + 1));
-        bytes.extend(&tail);
+        damage(&mut bytes, 6, &edits, cut, &tail);
         // At the epoch, so a damaged expiry is rarely in the past.
         if let Ok(decoded) = query.decode_at(&b64.encode(&bytes), UNIX_EPOCH) {
             prop_assert_eq!(decoded.len(), rich_sort().columns().len());
@@ -344,6 +355,37 @@ fn a_codec_with_a_lifetime_refuses_cursors_issued_without_one() {
     );
 }
 
+#[cfg(feature = "encryption")]
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(FUZZ_CASES))]
+
+    /// Encrypted cursors damaged past a valid header (version, flags, key id, fingerprint):
+    /// the sealed part overwritten, cut short (under its 16-byte synthetic IV too) or
+    /// extended. Every change is refused as inauthentic; nothing panics.
+    #[test]
+    fn decoding_damaged_encrypted_tokens_refuses_every_change(
+        key in key(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        cut in any::<prop::sample::Index>(),
+        tail in prop::collection::vec(any::<u8>(), 0..16),
+    ) {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let codec = encrypted_with(rich_sort());
+        let query = codec.bind(b"q");
+        let valid = query.encode_at(&key, UNIX_EPOCH).unwrap();
+        let original = b64.decode(valid.as_str()).unwrap();
+        let mut bytes = original.clone();
+        damage(&mut bytes, 7, &edits, cut, &tail);
+        let decoded = query.decode_at(&b64.encode(&bytes), UNIX_EPOCH);
+        if bytes == original {
+            prop_assert_eq!(decoded.unwrap(), key);
+        } else {
+            prop_assert_eq!(decoded, Err(Error::BadSignature));
+        }
+    }
+}
+
 /// A signed cursor with its encrypted flag set is refused: with the feature, as inauthentic
 /// (the synthetic IV that would vouch for it is missing); without, as unreadable by this build.
 #[test]
@@ -414,11 +456,20 @@ mod encrypted {
                 .unwrap(),
             key
         );
-        // Another query with the same 4-byte fingerprint is impossible to arrange here, but
-        // the full digest is authenticated: a cursor read under another query is refused.
+        // Under another query it is refused (by the 4-byte fingerprint; that the full query
+        // digest is authenticated too is pinned by `encrypted_cursors_keep_their_format`).
         assert_eq!(
             sealed_codec.bind(b"r").decode_at(sealed.as_str(), now),
             Err(Error::WrongQuery)
+        );
+        // Marked as merely signed, it is refused: its last 16 bytes are no HMAC tag.
+        let mut downgraded = sealed_bytes.clone();
+        downgraded[1] &= !4;
+        assert_eq!(
+            sealed_codec
+                .bind(b"q")
+                .decode_at(&b64.encode(&downgraded), now),
+            Err(Error::BadSignature)
         );
         // Expiry is inside the encryption and still enforced.
         assert!(matches!(

@@ -1,8 +1,11 @@
 //! The file log: appends, reads across segments, reopening, truncation, retention, the epoch
 //! history, and recovery from torn writes and bit rot.
 
+mod crash_copy;
+
 use std::path::Path;
 
+use crash_copy::copy_log_files;
 use shardkit_replication::{
     Durability, Entry, Epoch, Error, FileLog, LogConfig, LogStorage, Offset, Record, SegmentInfo,
 };
@@ -180,13 +183,6 @@ fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-    }
-}
-
 #[test]
 fn a_torn_tail_is_cut_at_every_byte_position() {
     let dir = tempfile::tempdir().unwrap();
@@ -208,7 +204,7 @@ fn a_torn_tail_is_cut_at_every_byte_position() {
     let start = ends[ends.len().saturating_sub(4)];
     for cut in start..bytes.len() {
         let copy = tempfile::tempdir().unwrap();
-        copy_dir(dir.path(), copy.path());
+        copy_log_files(dir.path(), copy.path());
         let f = std::fs::OpenOptions::new()
             .write(true)
             .open(copy.path().join(tail.file_name().unwrap()))
@@ -243,7 +239,7 @@ fn bit_rot_in_the_tail_record_is_cut_and_in_the_middle_is_an_error() {
 
     // The last record damaged: it is cut, nothing before it is lost.
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), copy.path());
+    copy_log_files(dir.path(), copy.path());
     flip(&copy.path().join(tail.file_name().unwrap()), len - 3);
     let log = FileLog::open(copy.path(), config()).unwrap();
     check_prefix(&log, 39);
@@ -252,7 +248,7 @@ fn bit_rot_in_the_tail_record_is_cut_and_in_the_middle_is_an_error() {
 
     // A record in the middle of the tail segment damaged: an error naming file and position.
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), copy.path());
+    copy_log_files(dir.path(), copy.path());
     flip(&copy.path().join(tail.file_name().unwrap()), 20);
     match FileLog::open(copy.path(), config()) {
         Err(Error::Corrupt { path, position, .. }) => {
@@ -268,7 +264,7 @@ fn bit_rot_in_the_tail_record_is_cut_and_in_the_middle_is_an_error() {
     let files = segment_files(dir.path());
     assert!(files.len() > 2);
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), copy.path());
+    copy_log_files(dir.path(), copy.path());
     let first = copy.path().join(files[0].file_name().unwrap());
     flip(&first, 30);
     std::fs::remove_file(first.with_extension("index")).unwrap();
@@ -279,7 +275,7 @@ fn bit_rot_in_the_tail_record_is_cut_and_in_the_middle_is_an_error() {
 
     // With its index intact, the damage is found when the record is read, never skipped.
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), copy.path());
+    copy_log_files(dir.path(), copy.path());
     flip(&copy.path().join(files[0].file_name().unwrap()), 30);
     let log = FileLog::open(copy.path(), config()).unwrap();
     assert!(matches!(
@@ -292,7 +288,7 @@ fn bit_rot_in_the_tail_record_is_cut_and_in_the_middle_is_an_error() {
     // A length field damaged so the frame runs past its segment: an error too, not an empty
     // batch (which a reader would take for "nothing more", for ever).
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), copy.path());
+    copy_log_files(dir.path(), copy.path());
     flip(&copy.path().join(files[0].file_name().unwrap()), 2);
     let log = FileLog::open(copy.path(), config()).unwrap();
     let read = log.read(Offset::new(0), 1 << 20);
@@ -546,6 +542,23 @@ fn a_second_log_on_one_directory_is_refused_in_the_same_process_too() {
     );
 }
 
+/// The `Interval` syncer holds the log while it syncs; a log dropped meanwhile must still be
+/// gone, its directory free, when `drop` returns. With a 1 ms interval the syncer is often
+/// mid-sync at the drop.
+#[test]
+fn a_log_syncing_on_an_interval_can_be_reopened_as_soon_as_it_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        LogConfig::default().durability(Durability::Interval(std::time::Duration::from_millis(1)));
+    for i in 0..600u64 {
+        let log =
+            FileLog::open(dir.path(), config).unwrap_or_else(|e| panic!("reopening {i}: {e}"));
+        assert_eq!(log.end_offset(), Offset::new(i));
+        log.append(Epoch::new(1), &[Entry::new(b"x")]).unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(i % 7 * 150));
+    }
+}
+
 #[test]
 fn reset_restarts_the_log_empty_at_an_offset_and_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
@@ -597,7 +610,7 @@ fn append_zeros(log: &FileLog, epoch: u64, n: u64) {
 fn crash(log: FileLog, dir: &Path) -> (tempfile::TempDir, SegmentInfo) {
     let mut tail = log.segments().pop().unwrap();
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir, copy.path());
+    copy_log_files(dir, copy.path());
     std::mem::forget(log);
     tail.path = copy.path().join(tail.path.file_name().unwrap());
     (copy, tail)

@@ -2,6 +2,9 @@
 //! holding exactly what a simple in-memory model says (retention may keep a little more: it
 //! drops whole segments only), with and without syncing (and so preallocation).
 
+mod crash_copy;
+
+use crash_copy::copy_log_files;
 use proptest::prelude::*;
 use shardkit_replication::{
     Durability, Entry, Epoch, FileLog, LogConfig, LogStorage, MemoryLog, Offset, Record,
@@ -95,10 +98,7 @@ proptest! {
                     // preallocated zeros), copied while the log is still open. Every append
                     // completed its write, so nothing is torn: the zeros are not damage.
                     let crashed = tempfile::tempdir().unwrap();
-                    for file in std::fs::read_dir(dir.path()).unwrap() {
-                        let path = file.unwrap().path();
-                        std::fs::copy(&path, crashed.path().join(path.file_name().unwrap())).unwrap();
-                    }
+                    copy_log_files(dir.path(), crashed.path());
                     drop(log);
                     dir = crashed;
                     log = FileLog::open(dir.path(), config).unwrap();

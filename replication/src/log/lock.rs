@@ -56,8 +56,20 @@ impl DirLock {
             return Err(in_use());
         }
         let (file, path) = super::open_or_create(dir, LOCK_FILE)?;
-        let meta = file.metadata().map_err(Error::io("examine", &path))?;
-        let id = (meta.dev(), meta.ino());
+        // Had the path changed since the check (the file replaced, a symlink repointed), this
+        // could be a file the process holds; closing it would end that lock. Such a
+        // descriptor is left open instead.
+        let id = match file.metadata() {
+            Ok(meta) if !held.contains(&(meta.dev(), meta.ino())) => (meta.dev(), meta.ino()),
+            Ok(_) => {
+                std::mem::forget(file);
+                return Err(in_use());
+            }
+            Err(e) => {
+                std::mem::forget(file);
+                return Err(Error::io("examine", &path)(e));
+            }
+        };
         match rustix::fs::fcntl_lock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {
                 held.push(id);
@@ -76,6 +88,8 @@ impl Drop for DirLock {
     fn drop(&mut self) {
         let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
         drop(self.file.take());
-        held.retain(|&id| id != self.id);
+        if let Some(at) = held.iter().position(|&id| id == self.id) {
+            held.swap_remove(at);
+        }
     }
 }

@@ -170,6 +170,8 @@ impl Unsynced {
 /// ```
 pub struct FileLog {
     inner: Arc<Inner>,
+    /// The `Interval` policy's background syncer.
+    flusher: Option<Flusher>,
 }
 
 impl std::fmt::Debug for FileLog {
@@ -336,10 +338,11 @@ impl FileLog {
             reset_deletions: std::sync::atomic::AtomicUsize::new(usize::MAX),
             _lock: dir_lock,
         });
-        if let Durability::Interval(every) = config.durability {
-            spawn_flusher(Arc::downgrade(&inner), every);
-        }
-        Ok(Self { inner })
+        let flusher = match config.durability {
+            Durability::Interval(every) => Some(spawn_flusher(Arc::downgrade(&inner), every)),
+            _ => None,
+        };
+        Ok(Self { inner, flusher })
     }
 
     /// What recovery repaired when the log was opened.
@@ -602,6 +605,12 @@ impl Inner {
 
 impl Drop for FileLog {
     fn drop(&mut self) {
+        // Stopped first and waited for: a sync of its own holds the log, and the log (with its
+        // directory lock) must be gone when this returns, not at the end of that sync.
+        if let Some(flusher) = self.flusher.take() {
+            drop(flusher.stop);
+            let _ = flusher.thread.join();
+        }
         let inner = &*self.inner;
         // `Interval` promises at most one interval of unsynced records; closing must not leave
         // more behind. Failures here cannot be reported; recovery handles what they leave.
@@ -622,11 +631,19 @@ impl Drop for FileLog {
     }
 }
 
-/// The `Interval` policy's background syncer; it ends when the log is dropped.
-fn spawn_flusher(inner: Weak<Inner>, every: Duration) {
-    std::thread::spawn(move || {
-        loop {
-            std::thread::sleep(every);
+/// The `Interval` policy's background syncer, stopped by dropping `stop`.
+struct Flusher {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Starts the syncer: every `every`, it syncs what is pending, until told to stop (or the log
+/// fails a sync).
+fn spawn_flusher(inner: Weak<Inner>, every: Duration) -> Flusher {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        // Nothing is ever sent: the wait ends early only when the log drops the sender.
+        while stopped.recv_timeout(every) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
             let Some(inner) = inner.upgrade() else { return };
             if inner
                 .commit
@@ -637,6 +654,7 @@ fn spawn_flusher(inner: Weak<Inner>, every: Duration) {
             }
         }
     });
+    Flusher { stop, thread }
 }
 
 impl LogStorage for FileLog {

@@ -80,7 +80,10 @@ fn a_reset_cut_short_keeps_the_history_of_the_records_left() {
     for file in std::fs::read_dir(dir.path()).expect("list") {
         let path = file.expect("entry").path();
         let name = path.file_name().expect("a file name");
-        std::fs::copy(&path, after.path().join(name)).expect("copy");
+        // Not the lock file: closing a copy's descriptor of it would end the leaked log's lock.
+        if name != "lock" {
+            std::fs::copy(&path, after.path().join(name)).expect("copy");
+        }
     }
     std::mem::forget(log);
     let reopened = never(after.path());

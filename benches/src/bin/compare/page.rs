@@ -134,6 +134,9 @@ fn depth_table(args: &PageArgs, out: &mut String) -> Result<(), String> {
     Ok(())
 }
 
+/// Encodes (and decodes) per timed run of the cursor table.
+const CURSOR_OPS: u32 = 100_000;
+
 /// Median nanoseconds to encode `key` and to decode its cursor through `query`, and the
 /// cursor's length.
 fn cursor_costs(
@@ -142,7 +145,7 @@ fn cursor_costs(
     key: &[Value],
 ) -> Result<(f64, f64, usize), String> {
     let token = query.encode(key).map_err(|e| e.to_string())?;
-    let n = 100_000;
+    let n = CURSOR_OPS;
     let mut errors = 0;
     let encode = time_us(args.rounds, || {
         for _ in 0..n {
@@ -178,7 +181,7 @@ fn codec_table(args: &PageArgs, out: &mut String) -> Result<(), String> {
     ];
     let _ = writeln!(
         out,
-        "### Two-column cursor (timestamp, id), query-bound (median of {} runs of 100000)\n",
+        "### Two-column cursor (timestamp, id), query-bound (median of {} runs of {CURSOR_OPS})\n",
         args.rounds
     );
     let _ = writeln!(
