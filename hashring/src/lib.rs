@@ -43,7 +43,8 @@
 //!   slot-level diff; [`jump_hash`] for fixed bucket counts.
 //! - [`SharedRing`]: readers never block and never see a half-built ring while a writer
 //!   publishes the next version.
-//! - [`Membership`] snapshots (serde with the `serde` feature) rebuild the same ring anywhere.
+//! - [`Membership`] snapshots (serde with the `serde` feature) rebuild the same ring anywhere;
+//!   a ring's snapshot is canonical, so equal rings serialize to the same bytes.
 //!
 //! # Guarantees
 //!

@@ -7,7 +7,8 @@ use crate::ring::HashRing;
 
 /// Everything that determines a ring: seed, points per unit of weight, and the weighted nodes.
 /// The same membership always rebuilds the same ring, in any process and on any platform, and
-/// whatever the order of `nodes`.
+/// whatever the order of `nodes`. A ring's own [`membership`](HashRing::membership) is
+/// canonical: equal rings give equal memberships, which serialize to the same bytes.
 ///
 /// With the `serde` feature it is `Serialize`/`Deserialize`, and so is [`HashRing`] (as its
 /// membership).
@@ -32,7 +33,9 @@ use crate::ring::HashRing;
 ///
 /// let ring: HashRing<String> = HashRing::builder().nodes(["a".to_string(), "b".to_string()]).build()?;
 /// let json = serde_json::to_string(&ring).unwrap();
-/// assert_eq!(json, r#"{"seed":0,"vnodes_per_weight":160,"nodes":[["a",1],["b",1]]}"#);
+/// // The nodes in the order of their identity hashes: the same JSON for an equal ring built
+/// // in any order.
+/// assert_eq!(json, r#"{"seed":0,"vnodes_per_weight":160,"nodes":[["b",1],["a",1]]}"#);
 /// let back: HashRing<String> = serde_json::from_str(&json).unwrap();
 /// assert_eq!(back.get("key"), ring.get("key"));
 /// # }
@@ -50,12 +53,21 @@ pub struct Membership<N> {
 }
 
 impl<N: Hash + Eq + Clone> HashRing<N> {
-    /// This ring's membership.
+    /// This ring's membership, canonical: its nodes in the order of their identity hashes
+    /// (each node's [`stable_hash`](crate::stable_hash) under the ring's seed), not the order
+    /// they came in. Rings that are equal (that route every key alike) give equal
+    /// memberships, and so the same bytes when serialized: a service can hash or compare the
+    /// snapshots it stores or sends.
     pub fn membership(&self) -> Membership<N> {
+        let mut members: Vec<_> = self.members.iter().collect();
+        members.sort_unstable_by_key(|m| m.hash);
         Membership {
             seed: self.seed(),
             vnodes_per_weight: self.vnodes_per_weight(),
-            nodes: self.weighted_nodes().map(|(n, w)| (n.clone(), w)).collect(),
+            nodes: members
+                .into_iter()
+                .map(|m| (m.node.clone(), m.weight))
+                .collect(),
         }
     }
 

@@ -176,6 +176,13 @@ fn rings_are_equal_when_they_route_alike_whatever_the_order_nodes_came_in() {
     let one = build(&[("a", 1), ("b", 2), ("c", 1)]);
     let other = build(&[("c", 1), ("a", 1), ("b", 2)]);
     assert_eq!(one, other);
+    // Their snapshots are the same too, whatever the order the nodes came in.
+    assert_eq!(one.membership(), other.membership());
+    #[cfg(feature = "serde")]
+    assert_eq!(
+        serde_json::to_string(&one).unwrap(),
+        serde_json::to_string(&other).unwrap()
+    );
     for key in 0..10_000u64 {
         assert_eq!(one.get(&key), other.get(&key), "key {key}");
     }
@@ -185,6 +192,7 @@ fn rings_are_equal_when_they_route_alike_whatever_the_order_nodes_came_in() {
     assert_ne!(churned, one);
     churned.add("a").unwrap();
     assert_eq!(churned, one);
+    assert_eq!(churned.membership(), one.membership());
     // Another weight, node, seed or point count: not equal.
     assert_ne!(one, build(&[("a", 1), ("b", 1), ("c", 1)]));
     assert_ne!(one, build(&[("a", 1), ("b", 2), ("d", 1)]));
