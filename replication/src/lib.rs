@@ -258,7 +258,8 @@
 //! connections served at once (`max_connections`), and how long a connection may stay silent
 //! (`idle_timeout`; peers' links send keepalives). A client's connection that has sent a
 //! request has no idle timeout: TCP keepalive probes close it once its host is gone, but a
-//! live host answers them, so without a key anyone can hold every connection slot.
+//! live host answers them, so without a key anyone can hold every place clients may take.
+//! Two places per peer are kept for peers' links, so that clients cannot stop replication.
 //!
 //! Without a key, the transport trusts the network: anyone who can connect can pose as a
 //! member. With one ([`replica::AuthKey`], `TcpConfig::auth`, and for clients

@@ -316,6 +316,16 @@ fn settings_that_cannot_work_are_refused() {
             "{bound:?}"
         );
     }
+    // Two places are kept for each peer's link, which would leave none for clients.
+    let crowded = TcpConfig {
+        max_connections: 2,
+        ..TcpConfig::default()
+    };
+    let bound = TcpTransport::bind_loopback(&[id, NodeId::new(2)], crowded);
+    assert!(
+        matches!(&bound, Err(e) if e.kind() == std::io::ErrorKind::InvalidInput),
+        "{bound:?}"
+    );
 }
 
 /// A peer that stops reading holds up neither the sender nor the other peers of the same
@@ -837,4 +847,79 @@ fn connections_past_the_limit_are_closed_at_once() {
     wait_until("no connection was served after one ended", || {
         open(&connect())
     });
+}
+
+/// Clients that keep their connections open cannot shut a peer out: two places per peer are
+/// kept for links, and a client's first request past the rest closes its connection.
+#[test]
+fn clients_holding_every_place_leave_room_for_the_peers_links() {
+    let (a, b) = (NodeId::new(1), NodeId::new(2));
+    let config = TcpConfig {
+        max_connections: 4,
+        ..TcpConfig::default()
+    };
+    // `b` is not listening yet: `a`'s link to it retries meanwhile, and `b`'s link to `a`
+    // comes only once the clients hold their places.
+    let unreachable = SocketAddr::from(([127, 0, 0, 1], 1));
+    let node = Arc::new(
+        TcpTransport::bind(
+            a,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            &HashMap::from([(b, unreachable)]),
+            config,
+        )
+        .expect("binding"),
+    );
+    let addr = node.local_addr();
+    let (heard_tx, heard) = std::sync::mpsc::channel();
+    {
+        let node = Arc::clone(&node);
+        std::thread::spawn(move || {
+            while let Ok(inbound) = node.inbox().recv() {
+                match inbound.packet {
+                    Packet::Write { request, .. } => inbound.reply.send(Packet::WriteResult {
+                        request,
+                        result: Ok(Written {
+                            offset: Offset::new(7),
+                            duplicate: false,
+                        }),
+                    }),
+                    Packet::Protocol { from, .. } => {
+                        let _ = heard_tx.send(from);
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+    let connect = || TcpClient::connect(addr, Duration::from_secs(5)).expect("connect");
+    let timeout = Duration::from_secs(10);
+    // 4 places, 2 of them the peer's: two clients are served and keep their connections.
+    let mut held = [connect(), connect()];
+    for client in &mut held {
+        let answer = write(client, timeout).expect("answered");
+        assert!(matches!(answer, Packet::WriteResult { result: Ok(_), .. }));
+    }
+    for _ in 0..2 {
+        let refused = write(&mut connect(), timeout);
+        assert!(
+            matches!(&refused, Err(e) if !is_timeout(e)),
+            "a third client was served: {refused:?}"
+        );
+    }
+    assert_eq!(node.stats().refused_clients.load(Ordering::Relaxed), 2);
+    // The peer's link still gets in, and is heard.
+    let peer = TcpTransport::bind(
+        b,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        &HashMap::from([(a, addr)]),
+        TcpConfig::default(),
+    )
+    .expect("binding");
+    peer.send_batch(vec![(a, prepare(b, 1))]);
+    assert_eq!(heard.recv_timeout(Duration::from_secs(20)), Ok(b));
+    // The held clients are still served.
+    for client in &mut held {
+        assert!(write(client, timeout).is_ok());
+    }
 }

@@ -61,8 +61,14 @@ pub struct TcpConfig {
     /// a read buffer: the bound keeps a flood of connections from taking them all. A client's
     /// connection counts until it closes (it has no idle timeout); one whose host vanished
     /// is closed by TCP keepalive probes, sent once it has been idle for `idle_timeout`,
-    /// three unanswered a `keepalive_interval` apart (at least a second each). Peers' links
-    /// count too, so leave room for them above the clients you expect.
+    /// three unanswered a `keepalive_interval` apart (at least a second each).
+    ///
+    /// Two places per peer are kept for peers' links (one, and one for a reconnection while
+    /// the old connection is not yet seen to be dead): clients may hold the rest, and a
+    /// connection whose first request finds them all held is closed
+    /// ([`TcpStats::refused_clients`]). So clients that keep their connections open, however
+    /// many, cannot shut a member's link out and stop replication. It must be more than two
+    /// per peer.
     pub max_connections: usize,
     /// The clients' key, if clients should not hold the members' (which would let them speak
     /// the protocol as a member): with it, a client's writes and status requests, and the
@@ -139,6 +145,9 @@ pub struct TcpStats {
     pub dropped: AtomicU64,
     /// Incoming connections closed at once: [`TcpConfig::max_connections`] were being served.
     pub refused_connections: AtomicU64,
+    /// Connections closed at their first request: clients held every place
+    /// [`TcpConfig::max_connections`] leaves them.
+    pub refused_clients: AtomicU64,
 }
 
 /// Packets over TCP (`std::net`): one outgoing connection per peer, written directly by the
@@ -186,8 +195,8 @@ impl TcpTransport {
     ///
     /// The listener's bind error, or [`std::io::ErrorKind::InvalidInput`] for a `config` whose
     /// `keepalive_interval` is zero, whose `idle_timeout` is less than three of them or more
-    /// than a day, whose `max_packet` is under 4 KiB or `max_connections` zero, or that has a
-    /// `client_auth` without an `auth` or equal to it.
+    /// than a day, whose `max_packet` is under 4 KiB, whose `max_connections` is not more
+    /// than two per peer, or that has a `client_auth` without an `auth` or equal to it.
     pub fn bind(
         id: NodeId,
         listen: SocketAddr,
@@ -195,6 +204,17 @@ impl TcpTransport {
         config: TcpConfig,
     ) -> std::io::Result<Self> {
         config.check()?;
+        let peer_count = peers.keys().filter(|&&peer| peer != id).count();
+        let client_slots = config
+            .max_connections
+            .checked_sub(PLACES_PER_PEER * peer_count)
+            .filter(|&slots| slots > 0)
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "max_connections must be more than two per peer",
+                )
+            })?;
         let listener = TcpListener::bind(listen)?;
         let local = listener.local_addr()?;
         let (tx, rx) = channel();
@@ -206,6 +226,8 @@ impl TcpTransport {
             let receiving = Receiving {
                 id,
                 served: Arc::new(AtomicUsize::new(0)),
+                clients: Arc::new(AtomicUsize::new(0)),
+                client_slots,
                 inbox: tx,
                 known,
                 config: config.clone(),
@@ -372,6 +394,9 @@ struct Receiving {
     id: NodeId,
     /// Incoming connections being served.
     served: Arc<AtomicUsize>,
+    /// Of them, clients' (connections that sent a request), and how many may be.
+    clients: Arc<AtomicUsize>,
+    client_slots: usize,
     inbox: Sender<Inbound>,
     known: Arc<Vec<NodeId>>,
     config: TcpConfig,
@@ -386,19 +411,18 @@ fn accept_loop(listener: TcpListener, receiving: &Receiving) {
             return;
         }
         let Ok(stream) = stream else { continue };
-        if receiving.served.load(Ordering::Acquire) >= receiving.config.max_connections {
+        // Counted until the thread ends, or at once if it cannot start (the closure drops).
+        let Some(served) = Place::take(&receiving.served, receiving.config.max_connections) else {
             receiving
                 .stats
                 .refused_connections
                 .fetch_add(1, Ordering::Relaxed);
             continue;
-        }
+        };
         let _ = stream.set_nodelay(true);
         // Best effort: without probes a vanished client's connection waits for its host.
         let _ = probe_when_idle(&stream, &receiving.config);
         let receiving = receiving.clone();
-        // Counted until the thread ends, or at once if it cannot start (the closure drops).
-        let served = Served::count(&receiving.served);
         let _ = std::thread::Builder::new()
             .name("shardkit-conn".into())
             .spawn(move || {
@@ -425,17 +449,27 @@ fn probe_when_idle(stream: &TcpStream, config: &TcpConfig) -> std::io::Result<()
     Ok(())
 }
 
-/// Counts a connection as served while it lives.
-struct Served(Arc<AtomicUsize>);
+/// Places kept for each peer's link out of [`TcpConfig::max_connections`]: its link, and its
+/// next one, which can arrive while the old connection still waits to be seen dead (a peer
+/// whose host vanished is noticed only after the idle timeout).
+const PLACES_PER_PEER: usize = 2;
 
-impl Served {
-    fn count(served: &Arc<AtomicUsize>) -> Self {
-        served.fetch_add(1, Ordering::AcqRel);
-        Self(Arc::clone(served))
+/// One of a bounded number of places (connections served, or clients' among them), held
+/// while it lives.
+struct Place(Arc<AtomicUsize>);
+
+impl Place {
+    /// A place, if fewer than `limit` are held.
+    fn take(held: &Arc<AtomicUsize>, limit: usize) -> Option<Self> {
+        held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < limit).then_some(n + 1)
+        })
+        .ok()?;
+        Some(Self(Arc::clone(held)))
     }
 }
 
-impl Drop for Served {
+impl Drop for Place {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -549,6 +583,16 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                         // A client's request.
                         _ => {
                             if replies.is_none() {
+                                // Held by the thread answering it, which outlives the reader.
+                                let Some(place) =
+                                    Place::take(&receiving.clients, receiving.client_slots)
+                                else {
+                                    receiving
+                                        .stats
+                                        .refused_clients
+                                        .fetch_add(1, Ordering::Relaxed);
+                                    return;
+                                };
                                 // Clients send no keepalives: a client's connection may be
                                 // quiet between requests for as long as it likes.
                                 let answers =
@@ -561,7 +605,10 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                                 let Some(writer) = writer.take() else { return };
                                 let started = std::thread::Builder::new()
                                     .name("shardkit-reply".into())
-                                    .spawn(move || write_replies(writer, &rx, answers));
+                                    .spawn(move || {
+                                        let _place = place;
+                                        write_replies(writer, &rx, answers);
+                                    });
                                 if started.is_err() || reader.set_read_timeout(None).is_err() {
                                     return;
                                 }
