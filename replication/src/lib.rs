@@ -258,8 +258,9 @@
 //! connections served at once (`max_connections`), and how long a connection may stay silent
 //! (`idle_timeout`; peers' links send keepalives). A client's connection that has sent a
 //! request has no idle timeout: TCP keepalive probes close it once its host is gone, but a
-//! live host answers them, so without a key anyone can hold every place clients may take.
-//! Two places per peer are kept for peers' links, so that clients cannot stop replication.
+//! live host answers them. Clients may hold every place but two per peer, which are kept
+//! for peers' links, so clients keeping connections open cannot stop replication; but
+//! without a key anyone can pose as a peer, and so hold every place.
 //!
 //! Without a key, the transport trusts the network: anyone who can connect can pose as a
 //! member. With one ([`replica::AuthKey`], `TcpConfig::auth`, and for clients

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use shardkit_replication::replica::{
     AckLevel, AuthKey, MAX_PACKET, Message, NodeId, Packet, TcpClient, TcpConfig, TcpTransport,
-    Transport, Write, Written, decode_packet,
+    Transport, Write, Written, decode_packet, encode_packet,
 };
 use shardkit_replication::{Epoch, Offset, Record, RecordBatch};
 
@@ -849,6 +849,49 @@ fn connections_past_the_limit_are_closed_at_once() {
     });
 }
 
+/// Node 1, whose one peer (node 2) is not listening, with `config`; every write it receives
+/// is answered with `answer(request)`, and every protocol packet's sender is sent to the
+/// receiver returned.
+fn node_with_an_absent_peer(
+    config: TcpConfig,
+    answer: fn(u64) -> Packet,
+) -> (Arc<TcpTransport>, std::sync::mpsc::Receiver<NodeId>) {
+    let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+    let node = Arc::new(
+        TcpTransport::bind(
+            NodeId::new(1),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            &HashMap::from([(NodeId::new(2), peer)]),
+            config,
+        )
+        .expect("binding"),
+    );
+    let (heard_tx, heard) = std::sync::mpsc::channel();
+    let serving = Arc::clone(&node);
+    std::thread::spawn(move || {
+        while let Ok(inbound) = serving.inbox().recv() {
+            match inbound.packet {
+                Packet::Write { request, .. } => inbound.reply.send(answer(request)),
+                Packet::Protocol { from, .. } => {
+                    let _ = heard_tx.send(from);
+                }
+                _ => {}
+            }
+        }
+    });
+    (node, heard)
+}
+
+fn written(request: u64) -> Packet {
+    Packet::WriteResult {
+        request,
+        result: Ok(Written {
+            offset: Offset::new(7),
+            duplicate: false,
+        }),
+    }
+}
+
 /// Clients that keep their connections open cannot shut a peer out: two places per peer are
 /// kept for links, and a client's first request past the rest closes its connection.
 #[test]
@@ -858,40 +901,8 @@ fn clients_holding_every_place_leave_room_for_the_peers_links() {
         max_connections: 4,
         ..TcpConfig::default()
     };
-    // `b` is not listening yet: `a`'s link to it retries meanwhile, and `b`'s link to `a`
-    // comes only once the clients hold their places.
-    let unreachable = SocketAddr::from(([127, 0, 0, 1], 1));
-    let node = Arc::new(
-        TcpTransport::bind(
-            a,
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            &HashMap::from([(b, unreachable)]),
-            config,
-        )
-        .expect("binding"),
-    );
+    let (node, heard) = node_with_an_absent_peer(config, written);
     let addr = node.local_addr();
-    let (heard_tx, heard) = std::sync::mpsc::channel();
-    {
-        let node = Arc::clone(&node);
-        std::thread::spawn(move || {
-            while let Ok(inbound) = node.inbox().recv() {
-                match inbound.packet {
-                    Packet::Write { request, .. } => inbound.reply.send(Packet::WriteResult {
-                        request,
-                        result: Ok(Written {
-                            offset: Offset::new(7),
-                            duplicate: false,
-                        }),
-                    }),
-                    Packet::Protocol { from, .. } => {
-                        let _ = heard_tx.send(from);
-                    }
-                    _ => {}
-                }
-            }
-        });
-    }
     let connect = || TcpClient::connect(addr, Duration::from_secs(5)).expect("connect");
     let timeout = Duration::from_secs(10);
     // 4 places, 2 of them the peer's: two clients are served and keep their connections.
@@ -908,7 +919,8 @@ fn clients_holding_every_place_leave_room_for_the_peers_links() {
         );
     }
     assert_eq!(node.stats().refused_clients.load(Ordering::Relaxed), 2);
-    // The peer's link still gets in, and is heard.
+    // The peer's link still gets in, and is heard. (Sent until heard: a link accepted while
+    // a refused client's connection still counted would be closed, and its packet lost.)
     let peer = TcpTransport::bind(
         b,
         SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -916,10 +928,64 @@ fn clients_holding_every_place_leave_room_for_the_peers_links() {
         TcpConfig::default(),
     )
     .expect("binding");
-    peer.send_batch(vec![(a, prepare(b, 1))]);
-    assert_eq!(heard.recv_timeout(Duration::from_secs(20)), Ok(b));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        peer.send_batch(vec![(a, prepare(b, 1))]);
+        match heard.recv_timeout(Duration::from_millis(100)) {
+            Ok(from) => break assert_eq!(from, b),
+            Err(_) => assert!(Instant::now() < deadline, "the peer was never heard"),
+        }
+    }
     // The held clients are still served.
     for client in &mut held {
         assert!(write(client, timeout).is_ok());
     }
+}
+
+/// A client that sends requests but does not take its answers loses its connection once an
+/// answer cannot be written, and with it its place: it cannot hold places by leaving its
+/// answers unread.
+#[test]
+fn a_client_that_leaves_its_answers_unread_loses_its_place() {
+    let config = TcpConfig {
+        // One place for clients.
+        max_connections: 3,
+        write_timeout: Duration::from_millis(200),
+        ..TcpConfig::default()
+    };
+    // The stalled client's requests are numbered from here, and answered with about a
+    // megabyte each: a few fill the sockets' buffers.
+    const STALLED: u64 = 1 << 40;
+    let (node, _) = node_with_an_absent_peer(config, |request| {
+        if request < STALLED {
+            return written(request);
+        }
+        Packet::Protocol {
+            from: NodeId::new(1),
+            message: records(0, 1000, 1000),
+        }
+    });
+    let addr = node.local_addr();
+    let stalled = TcpStream::connect(addr).expect("connect");
+    let mut requests = Vec::new();
+    for request in STALLED..STALLED + 16 {
+        let write = Write::new(b"x".to_vec(), AckLevel::Leader);
+        encode_packet(&Packet::Write { request, write }, &mut requests).expect("encode");
+    }
+    (&stalled).write_all(&requests).expect("requests sent");
+    // Once the node gives up writing to it, the connection is closed: a write to it fails.
+    stalled
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    wait_until("the stalled client's connection stayed open", || {
+        (&stalled).write_all(&requests).is_err()
+    });
+    // And its place is free again.
+    wait_until(
+        "no client was served after the stalled one's connection ended",
+        || {
+            TcpClient::connect(addr, Duration::from_secs(5))
+                .is_ok_and(|mut client| write(&mut client, Duration::from_secs(10)).is_ok())
+        },
+    );
 }

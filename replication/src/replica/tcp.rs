@@ -10,7 +10,7 @@ use auth::{Incoming, NONCE_LEN, Session};
 use crossbeam_channel::{Receiver, Sender, unbounded as channel};
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -63,12 +63,15 @@ pub struct TcpConfig {
     /// is closed by TCP keepalive probes, sent once it has been idle for `idle_timeout`,
     /// three unanswered a `keepalive_interval` apart (at least a second each).
     ///
-    /// Two places per peer are kept for peers' links (one, and one for a reconnection while
-    /// the old connection is not yet seen to be dead): clients may hold the rest, and a
-    /// connection whose first request finds them all held is closed
-    /// ([`TcpStats::refused_clients`]). So clients that keep their connections open, however
-    /// many, cannot shut a member's link out and stop replication. It must be more than two
-    /// per peer.
+    /// Two places per peer are kept for peers' links (its link, and one for a reconnection
+    /// while the old connection is not yet seen to be dead): clients, counted from their
+    /// first request, may hold the rest, and a connection whose first request finds them all
+    /// held is closed ([`TcpStats::refused_clients`]). So clients that keep their connections
+    /// open, however many, cannot shut a member's link out and stop replication. That holds
+    /// against clients, not against a sender posing as a peer: without a key anyone can
+    /// (see [`TcpTransport`]), and so can a client given the members' key (give clients their
+    /// own, `client_auth`); and a connection that sends nothing holds a place for up to
+    /// `idle_timeout`. It must be more than two per peer.
     pub max_connections: usize,
     /// The clients' key, if clients should not hold the members' (which would let them speak
     /// the protocol as a member): with it, a client's writes and status requests, and the
@@ -507,7 +510,9 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
     // With a key, once the connector's hello came: the node it meant, and its nonce.
     let mut hello: Option<(Option<NodeId>, [u8; NONCE_LEN])> = None;
     let mut writer = Some(writer);
-    let mut replies: Option<Sender<Packet>> = None;
+    // Once a client's first request came: where its answers go, and its place among the
+    // clients', held by this reader and by the thread answering (whichever ends last).
+    let mut replies: Option<(Sender<Packet>, Arc<Place>)> = None;
     let mut reader = stream;
     // Silence past the idle timeout means a dead peer, until a client shows itself.
     if reader.set_read_timeout(Some(config.idle_timeout)).is_err() {
@@ -583,7 +588,6 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                         // A client's request.
                         _ => {
                             if replies.is_none() {
-                                // Held by the thread answering it, which outlives the reader.
                                 let Some(place) =
                                     Place::take(&receiving.clients, receiving.client_slots)
                                 else {
@@ -603,18 +607,21 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                                     });
                                 let (tx, rx) = channel::<Packet>();
                                 let Some(writer) = writer.take() else { return };
+                                let place = Arc::new(place);
+                                let answering = Arc::clone(&place);
                                 let started = std::thread::Builder::new()
                                     .name("shardkit-reply".into())
                                     .spawn(move || {
-                                        let _place = place;
+                                        let _place = answering;
                                         write_replies(writer, &rx, answers);
                                     });
                                 if started.is_err() || reader.set_read_timeout(None).is_err() {
                                     return;
                                 }
-                                replies = Some(tx);
+                                replies = Some((tx, place));
                             }
-                            ReplyTo::connection(replies.clone().expect("started above"))
+                            let (tx, _) = replies.as_ref().expect("started above");
+                            ReplyTo::connection(tx.clone())
                         }
                     };
                     if receiving.inbox.send(Inbound { packet, reply }).is_err() {
@@ -691,12 +698,15 @@ fn batch(first: Packet, rx: &Receiver<Packet>, session: &mut Option<Session>, bu
     }
 }
 
-/// Writes a connection's answers, tagged by `session` (with a key).
+/// Writes a connection's answers, tagged by `session` (with a key). A client that does not
+/// take its answers (a write timed out) loses its connection: the reader stops too, instead
+/// of taking requests whose answers go nowhere.
 fn write_replies(mut stream: TcpStream, rx: &Receiver<Packet>, mut session: Option<Session>) {
     let mut buf = Vec::new();
     while let Ok(first) = rx.recv() {
         batch(first, rx, &mut session, &mut buf);
         if stream.write_all(&buf).is_err() {
+            let _ = stream.shutdown(Shutdown::Both);
             return;
         }
     }
