@@ -14,7 +14,9 @@ pub(crate) enum LogCommand {
     Append(AppendArgs),
     /// Print records, one line each, starting with the offset. Like `verify` and `stats`, it
     /// reads a temporary copy of the log (room for one is needed), so the log is never
-    /// changed; stop the process writing it first, or its last write may look torn.
+    /// changed. A copy that a running writer changed while it was taken, and that looks torn
+    /// or damaged, is taken again (five tries in all); under steady writes its last write
+    /// may still look torn, so stop the writer first to be sure.
     Dump(DumpArgs),
     /// Check every checksum and index entry; exits non-zero on corruption, or on a torn tail
     /// that opening the log would cut.
@@ -130,37 +132,113 @@ fn is_segment(name: &str) -> bool {
 /// The file in which a log records how far its tail was synced (see `FileLog`'s docs).
 const SYNCED_MARK: &str = "synced";
 
+/// The file whose lock keeps a log to one writer. Not copied: the copy has its own, and
+/// copying it from inside the writer's process would end the writer's lock (an `fcntl` lock
+/// ends when its process closes any descriptor of the file).
+const LOCK_FILE: &str = "lock";
+
+/// How many times a copy is taken in all, when the log's synced mark changed while one was
+/// taken and it looks damaged or torn, or a file went away while it was taken.
+const COPY_TRIES: usize = 5;
+
 /// Opens a copy of the log in `dir` (its files, into a temporary directory). Refuses a
 /// directory that holds no segment, rather than make an empty log of it.
 fn inspect(dir: &Path) -> Result<Inspected, String> {
-    let describe = |e: std::io::Error| format!("{}: {e}", dir.display());
+    inspect_with(dir, &mut || {})
+}
+
+/// [`inspect`], calling `after_mark` once the synced mark is copied, before the segments (a
+/// test's way to change the log then).
+///
+/// A log being written can change while it is copied: a truncation (a follower cutting a
+/// divergent suffix) lowers the mark before it cuts the segment, so a copy holding the mark
+/// from before it and the segment from after it looks as if synced records were lost, and a
+/// compaction can remove a segment between listing and copying it, and an append can be
+/// half copied. The copy is then taken again, up to [`COPY_TRIES`] times in all: a damaged or
+/// torn copy is shown as the log's state only if the mark did not change while it was taken
+/// (or the tries ran out).
+fn inspect_with(dir: &Path, after_mark: &mut dyn FnMut()) -> Result<Inspected, String> {
     if !dir.is_dir() {
         return Err(format!("{} is not a log directory", dir.display()));
     }
-    let copy = tempfile::tempdir().map_err(|e| format!("a temporary copy: {e}"))?;
-    let mut segments = 0;
+    let mark = || std::fs::read(dir.join(SYNCED_MARK)).ok();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let last = tries == COPY_TRIES;
+        let copy = tempfile::tempdir().map_err(|e| format!("a temporary copy: {e}"))?;
+        match copy_log(dir, copy.path(), after_mark) {
+            Err(Copy::Vanished(_)) if !last => continue,
+            Err(Copy::Vanished(e) | Copy::Failed(e)) => return Err(e),
+            Ok(copied_mark) => {
+                let opened = open_copy(copy);
+                let sound = matches!(&opened, Ok(i) if torn_tail(i).is_none());
+                if sound || last || mark() == copied_mark {
+                    return opened;
+                }
+            }
+        }
+    }
+}
+
+/// Why a copy of a log failed.
+enum Copy {
+    /// A file went away while the copy was taken: a running writer removed it.
+    Vanished(String),
+    Failed(String),
+}
+
+/// Copies the log files of `dir` into `copy`, the synced mark first (copied after a segment
+/// that a running writer then appended to and synced, it would vouch for bytes the copy
+/// lacks), then calls `after_mark`; returns the mark copied.
+fn copy_log(
+    dir: &Path,
+    copy: &Path,
+    after_mark: &mut dyn FnMut(),
+) -> Result<Option<Vec<u8>>, Copy> {
+    let describe = |e: std::io::Error| Copy::Failed(format!("{}: {e}", dir.display()));
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(describe)?
         .map(|entry| entry.map(|e| e.path()))
         .collect::<Result<_, _>>()
         .map_err(describe)?;
-    // The synced mark first: copied after a segment that a running writer then appended to
-    // and synced, it would vouch for bytes the copy lacks.
-    files.sort_by_key(|path| path.file_name() != Some(std::ffi::OsStr::new(SYNCED_MARK)));
+    let is_mark = |path: &Path| path.file_name() == Some(std::ffi::OsStr::new(SYNCED_MARK));
+    files.sort_by_key(|path| !is_mark(path));
+    let mut segments = 0;
+    let mut mark = None;
     for path in files {
         let Some(name) = path.file_name() else {
             continue;
         };
-        if !path.is_file() {
+        if !path.is_file() || name == LOCK_FILE {
             continue;
         }
         segments += usize::from(is_segment(&name.to_string_lossy()));
-        std::fs::copy(&path, copy.path().join(name))
-            .map_err(|e| format!("copying {}: {e}", path.display()))?;
+        let into = copy.join(name);
+        if let Err(e) = std::fs::copy(&path, &into) {
+            let what = format!("copying {}: {e}", path.display());
+            return Err(if e.kind() == std::io::ErrorKind::NotFound {
+                Copy::Vanished(what)
+            } else {
+                Copy::Failed(what)
+            });
+        }
+        if is_mark(&path) {
+            mark = std::fs::read(&into).ok();
+            after_mark();
+        }
     }
     if segments == 0 {
-        return Err(format!("{} holds no log segments", dir.display()));
+        return Err(Copy::Failed(format!(
+            "{} holds no log segments",
+            dir.display()
+        )));
     }
+    Ok(mark)
+}
+
+/// Opens the copy of a log; see [`Inspected`].
+fn open_copy(copy: tempfile::TempDir) -> Result<Inspected, String> {
     let config = LogConfig::default().durability(Durability::Never);
     let (log, refused) = match FileLog::open(copy.path(), config) {
         Ok(log) => (log, None),
@@ -391,4 +469,76 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log of 100 synced records in a fresh directory.
+    fn synced_log() -> (tempfile::TempDir, FileLog) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let log = FileLog::open(dir.path(), LogConfig::default()).expect("open");
+        for offset in 0..100 {
+            log.append(
+                Epoch::new(1),
+                &[Entry::new(&generated_payload(offset, 100))],
+            )
+            .expect("append");
+        }
+        (dir, log)
+    }
+
+    /// A truncation by the log's writer while the log is copied, between its synced mark and
+    /// its segments, is not shown as damage: the copy is taken again.
+    #[test]
+    fn a_truncation_during_the_copy_is_not_taken_for_damage() {
+        let (dir, log) = synced_log();
+        let mut cut = false;
+        let inspected = inspect_with(dir.path(), &mut || {
+            if !cut {
+                cut = true;
+                log.truncate_from(Offset::new(50)).expect("truncate");
+            }
+        })
+        .expect("inspect");
+        assert!(cut);
+        assert_eq!(torn_tail(&inspected), None);
+        assert_eq!(inspected.log.end_offset(), Offset::new(50));
+        assert!(inspected.log.verify().expect("verify").is_empty());
+    }
+
+    /// Damage that stays is reported, however many copies are taken: here, inside the log,
+    /// where opening fails even without the synced mark.
+    #[test]
+    fn damage_that_stays_is_reported() {
+        use std::io::{Read as _, Seek as _, SeekFrom};
+        let (dir, _log) = synced_log();
+        let segment = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").path())
+            .find(|p| is_segment(&p.file_name().unwrap_or_default().to_string_lossy()))
+            .expect("a segment");
+        // A bit flipped past 80 records' payloads, inside the 100 records.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&segment)
+            .expect("open segment");
+        let at = SeekFrom::Start(80 * 100);
+        let mut byte = [0u8];
+        file.seek(at)
+            .and_then(|_| file.read_exact(&mut byte))
+            .expect("read");
+        byte[0] ^= 1;
+        file.seek(at)
+            .and_then(|_| file.write_all(&byte))
+            .expect("write");
+        let inspected = inspect(dir.path());
+        assert!(
+            matches!(&inspected, Err(e) if e.contains("frame checksum mismatch")),
+            "{:?}",
+            inspected.map(|i| torn_tail(&i))
+        );
+    }
 }
