@@ -137,8 +137,8 @@ const SYNCED_MARK: &str = "synced";
 /// ends when its process closes any descriptor of the file).
 const LOCK_FILE: &str = "lock";
 
-/// How many times a copy is taken in all, when the log's synced mark changed while one was
-/// taken and it looks damaged or torn, or a file went away while it was taken.
+/// How many times a copy is taken in all, when the log changed while one was taken and that
+/// copy looks torn or damaged, or could not be taken.
 const COPY_TRIES: usize = 5;
 
 /// Opens a copy of the log in `dir` (its files, into a temporary directory). Refuses a
@@ -152,51 +152,66 @@ fn inspect(dir: &Path) -> Result<Inspected, String> {
 ///
 /// A log being written can change while it is copied: a truncation (a follower cutting a
 /// divergent suffix) lowers the mark before it cuts the segment, so a copy holding the mark
-/// from before it and the segment from after it looks as if synced records were lost, and a
-/// compaction can remove a segment between listing and copying it, and an append can be
-/// half copied. The copy is then taken again, up to [`COPY_TRIES`] times in all: a damaged or
-/// torn copy is shown as the log's state only if the mark did not change while it was taken
-/// (or the tries ran out).
+/// from before it and the segment from after it looks as if synced records were lost; a
+/// compaction or a reset can remove segments between listing and copying them; an append can
+/// be half copied. So a copy that looks torn or damaged, or could not be taken, is taken
+/// again if the directory changed meanwhile ([`DirState`]), up to [`COPY_TRIES`] times in all;
+/// the last try's result stands.
 fn inspect_with(dir: &Path, after_mark: &mut dyn FnMut()) -> Result<Inspected, String> {
     if !dir.is_dir() {
         return Err(format!("{} is not a log directory", dir.display()));
     }
-    let mark = || std::fs::read(dir.join(SYNCED_MARK)).ok();
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let last = tries == COPY_TRIES;
-        let copy = tempfile::tempdir().map_err(|e| format!("a temporary copy: {e}"))?;
-        match copy_log(dir, copy.path(), after_mark) {
-            Err(Copy::Vanished(_)) if !last => continue,
-            Err(Copy::Vanished(e) | Copy::Failed(e)) => return Err(e),
-            Ok(copied_mark) => {
-                let opened = open_copy(copy);
-                let sound = matches!(&opened, Ok(i) if torn_tail(i).is_none());
-                if sound || last || mark() == copied_mark {
-                    return opened;
-                }
-            }
+    for _ in 1..COPY_TRIES {
+        let before = DirState::of(dir);
+        let inspected = copy_and_open(dir, after_mark);
+        let sound = matches!(&inspected, Ok(i) if torn_tail(i).is_none());
+        if sound || DirState::of(dir) == before {
+            return inspected;
+        }
+    }
+    copy_and_open(dir, after_mark)
+}
+
+/// What changes in a log directory when its writer changes the log: each file's name, length
+/// and modification time, and the synced mark's bytes (rewritten in place, sometimes within
+/// one tick of the file system's clock).
+#[derive(Debug, PartialEq, Eq)]
+struct DirState {
+    files: Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)>,
+    mark: Option<Vec<u8>>,
+}
+
+impl DirState {
+    fn of(dir: &Path) -> Self {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let meta = entry.metadata().ok()?;
+                Some((entry.file_name(), meta.len(), meta.modified().ok()))
+            })
+            .collect();
+        files.sort();
+        Self {
+            files,
+            mark: std::fs::read(dir.join(SYNCED_MARK)).ok(),
         }
     }
 }
 
-/// Why a copy of a log failed.
-enum Copy {
-    /// A file went away while the copy was taken: a running writer removed it.
-    Vanished(String),
-    Failed(String),
+/// Copies the log in `dir` into a temporary directory (see [`copy_log`]) and opens the copy.
+fn copy_and_open(dir: &Path, after_mark: &mut dyn FnMut()) -> Result<Inspected, String> {
+    let copy = tempfile::tempdir().map_err(|e| format!("a temporary copy: {e}"))?;
+    copy_log(dir, copy.path(), after_mark)?;
+    open_copy(copy)
 }
 
 /// Copies the log files of `dir` into `copy`, the synced mark first (copied after a segment
 /// that a running writer then appended to and synced, it would vouch for bytes the copy
-/// lacks), then calls `after_mark`; returns the mark copied.
-fn copy_log(
-    dir: &Path,
-    copy: &Path,
-    after_mark: &mut dyn FnMut(),
-) -> Result<Option<Vec<u8>>, Copy> {
-    let describe = |e: std::io::Error| Copy::Failed(format!("{}: {e}", dir.display()));
+/// lacks), then calls `after_mark`.
+fn copy_log(dir: &Path, copy: &Path, after_mark: &mut dyn FnMut()) -> Result<(), String> {
+    let describe = |e: std::io::Error| format!("{}: {e}", dir.display());
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(describe)?
         .map(|entry| entry.map(|e| e.path()))
@@ -205,7 +220,6 @@ fn copy_log(
     let is_mark = |path: &Path| path.file_name() == Some(std::ffi::OsStr::new(SYNCED_MARK));
     files.sort_by_key(|path| !is_mark(path));
     let mut segments = 0;
-    let mut mark = None;
     for path in files {
         let Some(name) = path.file_name() else {
             continue;
@@ -214,27 +228,16 @@ fn copy_log(
             continue;
         }
         segments += usize::from(is_segment(&name.to_string_lossy()));
-        let into = copy.join(name);
-        if let Err(e) = std::fs::copy(&path, &into) {
-            let what = format!("copying {}: {e}", path.display());
-            return Err(if e.kind() == std::io::ErrorKind::NotFound {
-                Copy::Vanished(what)
-            } else {
-                Copy::Failed(what)
-            });
-        }
+        std::fs::copy(&path, copy.join(name))
+            .map_err(|e| format!("copying {}: {e}", path.display()))?;
         if is_mark(&path) {
-            mark = std::fs::read(&into).ok();
             after_mark();
         }
     }
     if segments == 0 {
-        return Err(Copy::Failed(format!(
-            "{} holds no log segments",
-            dir.display()
-        )));
+        return Err(format!("{} holds no log segments", dir.display()));
     }
-    Ok(mark)
+    Ok(())
 }
 
 /// Opens the copy of a log; see [`Inspected`].
@@ -489,31 +492,43 @@ mod tests {
         (dir, log)
     }
 
+    /// A log nobody writes is copied once.
+    #[test]
+    fn a_quiet_log_is_copied_once() {
+        let (dir, _log) = synced_log();
+        let mut copies = 0;
+        let inspected = inspect_with(dir.path(), &mut || copies += 1).expect("inspect");
+        assert_eq!(copies, 1);
+        assert_eq!(torn_tail(&inspected), None);
+        assert_eq!(inspected.log.end_offset(), Offset::new(100));
+    }
+
     /// A truncation by the log's writer while the log is copied, between its synced mark and
     /// its segments, is not shown as damage: the copy is taken again.
     #[test]
     fn a_truncation_during_the_copy_is_not_taken_for_damage() {
         let (dir, log) = synced_log();
-        let mut cut = false;
+        let mut copies = 0;
         let inspected = inspect_with(dir.path(), &mut || {
-            if !cut {
-                cut = true;
+            copies += 1;
+            if copies == 1 {
                 log.truncate_from(Offset::new(50)).expect("truncate");
             }
         })
         .expect("inspect");
-        assert!(cut);
+        assert_eq!(copies, 2);
         assert_eq!(torn_tail(&inspected), None);
         assert_eq!(inspected.log.end_offset(), Offset::new(50));
         assert!(inspected.log.verify().expect("verify").is_empty());
     }
 
     /// Damage that stays is reported, however many copies are taken: here, inside the log,
-    /// where opening fails even without the synced mark.
+    /// where opening fails even without the synced mark, while a writer appends during every
+    /// copy.
     #[test]
     fn damage_that_stays_is_reported() {
         use std::io::{Read as _, Seek as _, SeekFrom};
-        let (dir, _log) = synced_log();
+        let (dir, log) = synced_log();
         let segment = std::fs::read_dir(dir.path())
             .expect("list")
             .map(|e| e.expect("entry").path())
@@ -534,11 +549,28 @@ mod tests {
         file.seek(at)
             .and_then(|_| file.write_all(&byte))
             .expect("write");
-        let inspected = inspect(dir.path());
+        let checksum = |inspected: &Result<Inspected, String>| matches!(inspected, Err(e) if e.contains("frame checksum mismatch"));
+        // Quiet: one copy says it.
+        let mut copies = 0;
+        let inspected = inspect_with(dir.path(), &mut || copies += 1);
         assert!(
-            matches!(&inspected, Err(e) if e.contains("frame checksum mismatch")),
+            checksum(&inspected),
             "{:?}",
             inspected.map(|i| torn_tail(&i))
         );
+        assert_eq!(copies, 1);
+        // Written to: every try says it.
+        let mut copies = 0;
+        let inspected = inspect_with(dir.path(), &mut || {
+            copies += 1;
+            log.append(Epoch::new(1), &[Entry::new(b"more")])
+                .expect("append");
+        });
+        assert!(
+            checksum(&inspected),
+            "{:?}",
+            inspected.map(|i| torn_tail(&i))
+        );
+        assert_eq!(copies, COPY_TRIES);
     }
 }

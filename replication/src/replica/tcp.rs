@@ -70,8 +70,9 @@ pub struct TcpConfig {
     /// open, however many, cannot shut a member's link out and stop replication. That holds
     /// against clients, not against a sender posing as a peer: without a key anyone can
     /// (see [`TcpTransport`]), and so can a client given the members' key (give clients their
-    /// own, `client_auth`); and a connection that sends nothing holds a place for up to
-    /// `idle_timeout`. It must be more than two per peer.
+    /// own, `client_auth`); a connection that sends nothing holds a place for up to
+    /// `idle_timeout`, and one that trickles a packet's bytes, each within `idle_timeout` of
+    /// the last, for as long as it goes on. It must be more than two per peer.
     pub max_connections: usize,
     /// The clients' key, if clients should not hold the members' (which would let them speak
     /// the protocol as a member): with it, a client's writes and status requests, and the
