@@ -549,7 +549,10 @@ mod tests {
         file.seek(at)
             .and_then(|_| file.write_all(&byte))
             .expect("write");
-        let checksum = |inspected: &Result<Inspected, String>| matches!(inspected, Err(e) if e.contains("frame checksum mismatch"));
+        let checksum = |inspected: &Result<Inspected, String>| {
+            let mismatch = |e: &String| e.contains("frame checksum mismatch");
+            inspected.as_ref().err().is_some_and(mismatch)
+        };
         // Quiet: one copy says it.
         let mut copies = 0;
         let inspected = inspect_with(dir.path(), &mut || copies += 1);
