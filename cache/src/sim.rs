@@ -114,14 +114,41 @@ impl<'a> Simulation<'a> {
 
     /// Every access is a `get`; a miss inserts the key.
     pub fn run(&self, capacity: usize) -> SimResult {
-        let ratio = |hits: usize| hits as f64 / self.keys.len().max(1) as f64;
         SimResult {
             capacity,
             accesses: self.keys.len(),
-            cache: ratio(cache_hits(self.keys, capacity)),
-            lru: ratio(lru_hits(self.keys, capacity)),
-            opt: ratio(self.opt_hits(capacity)),
+            cache: self.ratio(cache_hits(self.keys, capacity)),
+            lru: self.lru(capacity),
+            opt: self.opt(capacity),
         }
+    }
+
+    /// Exact LRU's hit ratio at `capacity` entries alone ([`SimResult::lru`]), for callers
+    /// that compare their own caches with the bounds and need not replay this crate's.
+    ///
+    /// ```
+    /// let keys = [1, 2, 1, 3, 1, 2];
+    /// let sim = shardkit_cache::sim::Simulation::new(&keys);
+    /// assert_eq!(sim.lru(2), 2.0 / 6.0); // the second and third 1
+    /// ```
+    pub fn lru(&self, capacity: usize) -> f64 {
+        self.ratio(lru_hits(self.keys, capacity))
+    }
+
+    /// Belady's OPT's hit ratio at `capacity` entries alone ([`SimResult::opt`]).
+    ///
+    /// ```
+    /// let keys = [1, 2, 1, 3, 1, 2];
+    /// let sim = shardkit_cache::sim::Simulation::new(&keys);
+    /// assert_eq!(sim.opt(2), 3.0 / 6.0); // keeps 1 and 2, passing 3 by
+    /// ```
+    pub fn opt(&self, capacity: usize) -> f64 {
+        self.ratio(self.opt_hits(capacity))
+    }
+
+    /// `hits` as a share of the trace's accesses.
+    fn ratio(&self, hits: usize) -> f64 {
+        hits as f64 / self.keys.len().max(1) as f64
     }
 
     /// Belady's OPT with bypass: on a miss, a key used again before the farthest resident one
