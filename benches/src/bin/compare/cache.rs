@@ -169,9 +169,10 @@ const NAMES: [&str; 5] = [
     Moka::NAME,
 ];
 
-/// moka and mini-moka, 10 to 30 times slower than the others, replay the first
-/// `1 / SLOW_SHARE` of each stream: they took four fifths of the suite's time, and an order
-/// of magnitude off, their rates need no more precision. Warm-ups are the same for all.
+/// moka and mini-moka, 3 to 30 times slower than the others (an order of magnitude on most
+/// rows), replay the first `1 / SLOW_SHARE` of each stream: they took four fifths of the
+/// suite's time, and that far off, their rates need no more precision. Warm-ups are the same
+/// for all.
 const SLOW_SHARE: usize = 4;
 
 /// The first `1 / SLOW_SHARE` of each of `streams`.
@@ -204,7 +205,7 @@ fn throughput_table(args: &CacheArgs, out: &mut String) {
         out,
         "## Cache throughput
 
-Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --only throughput --rounds {}`. Capacity {CAPACITY}; keys from Zipf over {} keys; each thread replays its own {} operations after a warm-up (moka and mini-moka, an order of magnitude slower, the first {}); million operations per second, median of {} rounds with the caches interleaved.
+Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --only throughput --rounds {}`. Capacity {CAPACITY}; keys from Zipf over {} keys; each thread replays its own {} operations after a warm-up (moka and mini-moka, 3 to 30 times slower, the first {}); million operations per second, median of {} rounds with the caches interleaved.
 ",
         args.rounds,
         args.keyspace,
@@ -454,9 +455,10 @@ fn measure(args: &CacheArgs, trace: &str, keys: &[u64], capacities: &[usize]) ->
     } else {
         1
     };
-    let jobs: Vec<(usize, Replay)> = capacities
+    // Replay-major, so the slowest replays of every capacity start first.
+    let jobs: Vec<(usize, Replay)> = Replay::ALL
         .iter()
-        .flat_map(|&c| Replay::ALL.map(|r| (c, r)))
+        .flat_map(|&r| capacities.iter().map(move |&c| (c, r)))
         .collect();
     let ratios = on_every_core(&jobs, |&(capacity, replay)| match replay {
         Replay::Ours => hit_ratio::<Shardkit>(keys, capacity, runs),
@@ -469,24 +471,24 @@ fn measure(args: &CacheArgs, trace: &str, keys: &[u64], capacities: &[usize]) ->
     });
     capacities
         .iter()
-        .zip(ratios.chunks(Replay::ALL.len()))
-        .map(|(&capacity, r)| Row {
-            trace: trace.to_string(),
-            capacity,
-            ours: r[Replay::Ours as usize],
-            peers: [
-                r[Replay::Moka as usize],
-                r[Replay::QuickCache as usize],
-                r[Replay::MiniMoka as usize],
-            ],
-            moka_held: r[Replay::MokaHeld as usize],
-            lru: r[Replay::Lru as usize],
-            opt: r[Replay::Opt as usize],
+        .enumerate()
+        .map(|(i, &capacity)| {
+            let r = |replay: Replay| ratios[replay as usize * capacities.len() + i];
+            Row {
+                trace: trace.to_string(),
+                capacity,
+                ours: r(Replay::Ours),
+                peers: [r(Replay::Moka), r(Replay::QuickCache), r(Replay::MiniMoka)],
+                moka_held: r(Replay::MokaHeld),
+                lru: r(Replay::Lru),
+                opt: r(Replay::Opt),
+            }
         })
         .collect()
 }
 
-/// One replay of a stream at one capacity for the hit-ratio table.
+/// One replay of a stream at one capacity for the hit-ratio table. Its discriminant is its
+/// index in [`Replay::ALL`] (checked below).
 #[derive(Debug, Clone, Copy)]
 enum Replay {
     Opt,
@@ -512,6 +514,14 @@ impl Replay {
     ];
 }
 
+const _: () = {
+    let mut i = 0;
+    while i < Replay::ALL.len() {
+        assert!(Replay::ALL[i] as usize == i, "Replay::ALL out of order");
+        i += 1;
+    }
+};
+
 /// `f` of each of `jobs`, in order, computed by one thread per core taking the next job as
 /// it finishes one. For hit ratios, which do not depend on timing, unlike the throughput
 /// tables, which run one cache at a time.
@@ -521,14 +531,21 @@ fn on_every_core<J: Sync>(jobs: &[J], f: impl Fn(&J) -> f64 + Sync) -> Vec<f64> 
         jobs.iter().map(|_| std::sync::OnceLock::new()).collect();
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     std::thread::scope(|s| {
-        for _ in 0..threads.min(jobs.len()) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    let _ = results[i].set(f(job));
-                }
-            });
+        let workers: Vec<_> = (0..threads.min(jobs.len()))
+            .map(|_| {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(job) = jobs.get(i) else { break };
+                        let _ = results[i].set(f(job));
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic);
+            }
         }
     });
     results
@@ -573,6 +590,8 @@ fn synthetic(args: &CacheArgs) -> Vec<(String, Vec<u64>)> {
 }
 
 fn hit_table(args: &CacheArgs, out: &mut String) -> Result<(), String> {
+    // Measured before the replays, none running beside it.
+    let excess = moka_excess();
     let mut rows = Vec::new();
     let mut once = Vec::new();
     let mut measure_stream = |name: String, keys: &[u64], capacities: &[usize]| {
@@ -612,14 +631,14 @@ fn hit_table(args: &CacheArgs, out: &mut String) -> Result<(), String> {
     }
     let _ = writeln!(
         out,
-        "## Cache hit ratios\n\nReproduce: `cargo run --release -p shardkit-benches --bin compare -- cache` (synthetic streams: {} accesses over {} keys). Every access is a `get`, and a miss inserts the key; hits are counted over the whole stream. Ours runs in its default configuration (sharded). Each cache builds its own randomly seeded hasher, so ratios move between runs: on streams of at most {} accesses each cache's ratio is the median of {} runs; longer streams ({}) run once. Last columns: ours minus the best of moka, quick_cache and mini-moka, minus the best of moka and quick_cache, and minus the best of quick_cache and moka held to the capacity, in points.\n\nmoka queues inserts and applies them in batches, and a queued insert is readable at once, so between batches moka holds more entries than its capacity: up to {} more here (`moka_excess`: the most entries beyond a capacity of 1,000 that `iter` shows while one thread inserts new keys). Every other cache here keeps its bound at every insert. The column \"moka held\" is moka built {} entries smaller, so it never holds more than the capacity: moka at the same peak memory as the others.\n",
+        "## Cache hit ratios\n\nReproduce: `cargo run --release -p shardkit-benches --bin compare -- cache` (synthetic streams: {} accesses over {} keys). Every access is a `get`, and a miss inserts the key; hits are counted over the whole stream. Ours runs in its default configuration (sharded). Each cache builds its own randomly seeded hasher, so ratios move between runs: on streams of at most {} accesses each cache's ratio is the median of {} runs; longer streams ({}) run once. Last columns: ours minus the best of moka, quick_cache and mini-moka, minus the best of moka and quick_cache, and minus the best of quick_cache and moka held to the capacity, in points.\n\nmoka queues inserts and applies them in batches, and a queued insert is readable at once, so between batches moka holds more entries than its capacity: up to {} more while one thread only inserts (`moka_excess`, measured before the replays: the most entries beyond a capacity of 1,000 that `iter` shows). Its reads run the batches too (every 64), so in these replays it holds fewer extra entries at its peak, the fewer the more accesses hit. Ours and the mutex LRU keep their bound at every insert; quick_cache rounds each shard's share of the capacity up, so it may hold one entry per shard more; mini-moka queues inserts as moka does, and is not held. The column \"moka held\" is moka built {} entries smaller, so that it never holds more than the capacity: a lower bound for moka, which then usually holds well under the capacity. moka as it runs is the upper one.\n",
         args.ops,
         args.keyspace,
         args.short_stream,
         args.hit_runs,
         once.join(", "),
-        moka_excess(),
-        moka_excess()
+        excess,
+        excess
     );
     let _ = writeln!(
         out,
