@@ -93,11 +93,12 @@ sync_cache_adapter!(
 sync_cache_adapter!(
     /// moka's synchronous cache built [`moka_excess`] entries smaller than the capacity asked
     /// for, so that one thread never sees it hold more than that capacity: moka at the same
-    /// peak number of entries as the caches that keep their bound at every insert. A lower
-    /// bound for moka: its reads run its maintenance too (every 64), so where some accesses
-    /// hit, moka as it runs holds fewer than [`moka_excess`] extra entries at its peak, and
-    /// this one usually holds well under the capacity. At a capacity of [`moka_excess`] or
-    /// less it is built with a capacity of 1, and can hold more than asked.
+    /// peak number of entries as the caches that keep their bound at every insert. Mostly a
+    /// lower bound for moka: its reads run its maintenance too (every 64), so where some
+    /// accesses hit, moka as it runs holds fewer than [`moka_excess`] extra entries at its
+    /// peak, and this one holds less than the capacity, well under it at small capacities. At
+    /// a capacity of [`moka_excess`] or less it is built with a capacity of 1, and can hold
+    /// more than asked.
     MokaHeldToCapacity,
     "moka held to capacity",
     moka::sync::Cache<u64, u64>,

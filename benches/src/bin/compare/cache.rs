@@ -169,7 +169,7 @@ const NAMES: [&str; 5] = [
     Moka::NAME,
 ];
 
-/// moka and mini-moka, 3 to 30 times slower than the others (an order of magnitude on most
+/// moka and mini-moka, 2.5 to 30 times slower than the others (an order of magnitude on most
 /// rows), replay the first `1 / SLOW_SHARE` of each stream: they took four fifths of the
 /// suite's time, and that far off, their rates need no more precision. Warm-ups are the same
 /// for all.
@@ -205,7 +205,7 @@ fn throughput_table(args: &CacheArgs, out: &mut String) {
         out,
         "## Cache throughput
 
-Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --only throughput --rounds {}`. Capacity {CAPACITY}; keys from Zipf over {} keys; each thread replays its own {} operations after a warm-up (moka and mini-moka, 3 to 30 times slower, the first {}); million operations per second, median of {} rounds with the caches interleaved.
+Reproduce: `cargo run --release -p shardkit-benches --bin compare -- cache --only throughput --rounds {}`. Capacity {CAPACITY}; keys from Zipf over {} keys; each thread replays its own {} operations after a warm-up (moka and mini-moka, 2.5 to 30 times slower, the first {}); million operations per second, median of {} rounds with the caches interleaved.
 ",
         args.rounds,
         args.keyspace,
@@ -631,7 +631,7 @@ fn hit_table(args: &CacheArgs, out: &mut String) -> Result<(), String> {
     }
     let _ = writeln!(
         out,
-        "## Cache hit ratios\n\nReproduce: `cargo run --release -p shardkit-benches --bin compare -- cache` (synthetic streams: {} accesses over {} keys). Every access is a `get`, and a miss inserts the key; hits are counted over the whole stream. Ours runs in its default configuration (sharded). Each cache builds its own randomly seeded hasher, so ratios move between runs: on streams of at most {} accesses each cache's ratio is the median of {} runs; longer streams ({}) run once. Last columns: ours minus the best of moka, quick_cache and mini-moka, minus the best of moka and quick_cache, and minus the best of quick_cache and moka held to the capacity, in points.\n\nmoka queues inserts and applies them in batches, and a queued insert is readable at once, so between batches moka holds more entries than its capacity: up to {} more while one thread only inserts (`moka_excess`, measured before the replays: the most entries beyond a capacity of 1,000 that `iter` shows). Its reads run the batches too (every 64), so in these replays it holds fewer extra entries at its peak, the fewer the more accesses hit. Ours and the mutex LRU keep their bound at every insert; quick_cache rounds each shard's share of the capacity up, so it may hold one entry per shard more; mini-moka queues inserts as moka does, and is not held. The column \"moka held\" is moka built {} entries smaller, so that it never holds more than the capacity: a lower bound for moka, which then usually holds well under the capacity. moka as it runs is the upper one.\n",
+        "## Cache hit ratios\n\nReproduce: `cargo run --release -p shardkit-benches --bin compare -- cache` (synthetic streams: {} accesses over {} keys). Every access is a `get`, and a miss inserts the key; hits are counted over the whole stream. Ours runs in its default configuration (sharded). Each cache builds its own randomly seeded hasher, so ratios move between runs: on streams of at most {} accesses each cache's ratio is the median of {} runs; longer streams ({}) run once. Last columns: ours minus the best of moka, quick_cache and mini-moka, minus the best of moka and quick_cache, and minus the best of quick_cache and moka held to the capacity, in points.\n\nmoka queues inserts and applies them in batches, and a queued insert is readable at once, so between batches moka holds more entries than its capacity: up to {} more while one thread only inserts (`moka_excess`, measured before the replays: the most entries beyond a capacity of 1,000 that `iter` shows). Its reads run the batches too (every 64), so in these replays it holds fewer extra entries at its peak, the fewer the more accesses hit. Ours and the mutex LRU keep their bound at every insert; quick_cache rounds each shard's share of the capacity up, so it may hold one entry per shard more; mini-moka queues inserts as moka does, and is not held. The column \"moka held\" is moka built {} entries smaller, so that it never holds more than the capacity: it then holds less, well under the capacity at small capacities, so it is mostly a lower bound for moka (single runs vary with the hasher's seed), and moka as it runs mostly an upper one.\n",
         args.ops,
         args.keyspace,
         args.short_stream,
