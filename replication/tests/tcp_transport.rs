@@ -812,6 +812,79 @@ fn a_connection_trickling_bytes_before_its_hello_is_closed() {
     assert!(closed, "still open after 20 s of trickling");
 }
 
+/// Whether `stream`'s connection is closed within `limit`, trickling one `byte` every 200 ms
+/// (if it is `Some`) while it waits.
+fn closed_within(stream: &mut TcpStream, limit: Duration, byte: Option<u8>) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        match stream.read(&mut [0; 1]) {
+            Err(e) if is_timeout(&e) => {
+                if started.elapsed() > limit {
+                    return false;
+                }
+                if let Some(b) = byte
+                    && stream.write_all(&[b]).is_err()
+                {
+                    return true;
+                }
+            }
+            _ => return true,
+        }
+    }
+}
+
+/// A sender that trickles a packet's bytes, each well within the idle timeout of the last, is
+/// closed once the packet is overdue: it cannot hold a connection's place and thread for as
+/// long as it goes on (here without a key, so any sender; with one, after its hello).
+#[test]
+fn a_sender_trickling_a_packets_bytes_is_closed() {
+    let id = NodeId::new(1);
+    let bound = TcpTransport::bind_loopback(&[id], short_idle()).expect("binding");
+    let node = &bound.transports[&id];
+    let mut stranger = TcpStream::connect(bound.addrs[&id]).expect("connect");
+    // A 1,000-byte packet announced: due within the idle timeout (a second) and 15 ms.
+    let mut header = 1000u32.to_le_bytes().to_vec();
+    header.extend_from_slice(&[0; 4]);
+    stranger.write_all(&header).expect("send");
+    assert!(
+        closed_within(&mut stranger, Duration::from_secs(20), Some(0x84)),
+        "still open after 20 s of trickling"
+    );
+    wait_until("the stalled packet was not counted", || {
+        node.stats().stalled_packets.load(Ordering::Relaxed) == 1
+    });
+    assert_eq!(node.stats().rejected_frames.load(Ordering::Relaxed), 0);
+}
+
+/// A client's connection may be quiet between requests for good, but not in the middle of a
+/// packet: one that stops there is closed after the idle timeout, as a silent peer's is.
+#[test]
+fn a_client_silent_in_the_middle_of_a_packet_is_closed() {
+    let id = NodeId::new(1);
+    let bound = TcpTransport::bind_loopback(&[id], short_idle()).expect("binding");
+    let mut client = TcpStream::connect(bound.addrs[&id]).expect("connect");
+    let mut request = Vec::new();
+    encode_packet(&Packet::StatusRequest { request: 1 }, &mut request).expect("encodes");
+    client.write_all(&request).expect("send");
+    // Quiet between requests, past the idle timeout (a second): still open.
+    assert!(!closed_within(
+        &mut client,
+        Duration::from_millis(2500),
+        None
+    ));
+    // Half of the next request, then silence.
+    client
+        .write_all(&request[..request.len() / 2])
+        .expect("send");
+    assert!(
+        closed_within(&mut client, Duration::from_secs(20), None),
+        "still open 20 s into a half-sent packet"
+    );
+}
+
 /// Connections past `max_connections` are closed at once, and served again once one ends.
 #[test]
 fn connections_past_the_limit_are_closed_at_once() {

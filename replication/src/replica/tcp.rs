@@ -50,7 +50,11 @@ pub struct TcpConfig {
     /// power never closes its connections, and each would keep a reader thread and its buffer
     /// for good. At least three `keepalive_interval`s (a quiet link's longest gap is two, plus
     /// a busy machine's delays), and at most a day. With a key, a connection must also open
-    /// with its [`Packet::Hello`] within this time, however slowly its bytes come.
+    /// with its [`Packet::Hello`] within this time, however slowly its bytes come. And every
+    /// packet must be whole within this time of its first bytes, plus a second per 64 KiB of
+    /// it, or its connection is closed ([`TcpStats::stalled_packets`]), a client's too: a
+    /// sender cannot hold a connection by trickling a packet's bytes. A link slower than
+    /// 64 KiB/s needs a longer timeout for its largest packets.
     pub idle_timeout: Duration,
     /// The members' key: every packet is authenticated with it (see [`AuthKey`]); `None`,
     /// the default, trusts the network. Every node and coordinator of a replica set needs the
@@ -71,8 +75,8 @@ pub struct TcpConfig {
     /// against clients, not against a sender posing as a peer: without a key anyone can
     /// (see [`TcpTransport`]), and so can a client given the members' key (give clients their
     /// own, `client_auth`); a connection that sends nothing holds a place for up to
-    /// `idle_timeout`, and one that trickles a packet's bytes, each within `idle_timeout` of
-    /// the last, for as long as it goes on. It must be more than two per peer.
+    /// `idle_timeout`, and one that trickles a packet's bytes until the packet is overdue
+    /// (see `idle_timeout`). It must be more than two per peer.
     pub max_connections: usize,
     /// The clients' key, if clients should not hold the members' (which would let them speak
     /// the protocol as a member): with it, a client's writes and status requests, and the
@@ -152,6 +156,9 @@ pub struct TcpStats {
     /// Connections closed at their first request: clients held every place
     /// [`TcpConfig::max_connections`] leaves them.
     pub refused_clients: AtomicU64,
+    /// Connections closed because a packet's bytes came too slowly: a packet must be whole
+    /// within [`TcpConfig::idle_timeout`] of its first bytes, plus a second per 64 KiB of it.
+    pub stalled_packets: AtomicU64,
 }
 
 /// Packets over TCP (`std::net`): one outgoing connection per peer, written directly by the
@@ -530,6 +537,11 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
     // With a key, the hello must come within the idle timeout of accepting, however its
     // bytes trickle in: a sender without the key holds a connection no longer.
     let hello_by = Instant::now() + config.idle_timeout;
+    // The packet partly received, if any: when its first bytes came, and its deadline.
+    let mut partial: Option<PartialPacket> = None;
+    // Whether a client's connection, which has no read timeout between requests, has one set
+    // while a packet is partly received.
+    let mut client_mid_packet = false;
     while !receiving.stop.load(Ordering::Relaxed) {
         if keyed.is_some() && hello.is_none() {
             let left = hello_by.saturating_duration_since(Instant::now());
@@ -538,16 +550,24 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
             }
         }
         let n = match reader.read(&mut buf[filled..]) {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return,
             Ok(n) => n,
+            Err(_) => {
+                // Silent too long, or broken: closed for the answering thread too, which
+                // would otherwise keep it open for answers still to come.
+                let _ = reader.shutdown(Shutdown::Both);
+                return;
+            }
         };
         filled += n;
         let mut delivered = false;
+        let mut decoded = false;
         loop {
             let incoming = keyed.as_mut().map(|(_, incoming)| incoming);
             match auth::decode_received(incoming, &buf[at..filled], max) {
                 Ok((packet, used, sender)) => {
                     at += used;
+                    decoded = true;
                     max = config.max_packet;
                     if keyed.is_some() && hello.is_none() {
                         // The connector's first packet: its hello, meant for this node or,
@@ -642,6 +662,29 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                     if filled == buf.len() {
                         buf.resize(needed.min(2 * buf.len()), 0);
                     }
+                    // The packet partly received before, unless this read finished one:
+                    // then this one began in it.
+                    let since = partial
+                        .filter(|_| !decoded)
+                        .map_or_else(Instant::now, |p| p.since);
+                    let packet = PartialPacket::new(since, needed, config.idle_timeout);
+                    if packet.overdue() {
+                        receiving
+                            .stats
+                            .stalled_packets
+                            .fetch_add(1, Ordering::Relaxed);
+                        let _ = reader.shutdown(Shutdown::Both);
+                        return;
+                    }
+                    // A client's connection has no read timeout between requests, but one
+                    // that stops in the middle of a packet is closed like a silent peer's.
+                    if replies.is_some() && !client_mid_packet {
+                        if reader.set_read_timeout(Some(config.idle_timeout)).is_err() {
+                            return;
+                        }
+                        client_mid_packet = true;
+                    }
+                    partial = Some(packet);
                     break;
                 }
                 Err(_) => {
@@ -652,10 +695,48 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
         }
         if at == filled {
             (at, filled) = (0, 0);
+            partial = None;
+            if client_mid_packet {
+                if reader.set_read_timeout(None).is_err() {
+                    return;
+                }
+                client_mid_packet = false;
+            }
         }
         if delivered && let Some(hook) = receiving.on_delivery.get() {
             hook();
         }
+    }
+}
+
+/// A packet whose first bytes came and whose last have not.
+#[derive(Debug, Clone, Copy)]
+struct PartialPacket {
+    /// When its first bytes came.
+    since: Instant,
+    /// When it must be whole: the idle timeout after `since`, plus a second per
+    /// [`MIN_PACKET_RATE`] bytes of its length.
+    by: Instant,
+}
+
+/// The slowest rate a packet's bytes may come at (64 KiB a second), on top of the idle
+/// timeout every packet is given: a sender cannot hold a connection (its place and its reader
+/// thread) by trickling a packet's bytes, each within the idle timeout of the last, while a
+/// packet of the largest size ([`MAX_PACKET`]) still has over 17 minutes on a slow link.
+const MIN_PACKET_RATE: u64 = 64 << 10;
+
+impl PartialPacket {
+    /// A packet of `len` bytes (as far as its header says yet) begun at `since`.
+    fn new(since: Instant, len: usize, idle_timeout: Duration) -> Self {
+        let transfer = Duration::from_secs_f64(len as f64 / MIN_PACKET_RATE as f64);
+        Self {
+            since,
+            by: since + idle_timeout + transfer,
+        }
+    }
+
+    fn overdue(&self) -> bool {
+        Instant::now() > self.by
     }
 }
 
