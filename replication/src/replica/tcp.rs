@@ -52,9 +52,11 @@ pub struct TcpConfig {
     /// a busy machine's delays), and at most a day. With a key, a connection must also open
     /// with its [`Packet::Hello`] within this time, however slowly its bytes come. And every
     /// packet must be whole within this time of its first bytes, plus a second per 64 KiB of
-    /// it, or its connection is closed ([`TcpStats::stalled_packets`]), a client's too: a
-    /// sender cannot hold a connection by trickling a packet's bytes. A link slower than
-    /// 64 KiB/s needs a longer timeout for its largest packets.
+    /// it, and its bytes may not stop for this long, or its connection is closed
+    /// ([`TcpStats::stalled_packets`]), a client's too: a sender cannot hold a connection by
+    /// trickling a packet's bytes. (A packet late is seen when its next bytes come, so it is
+    /// closed at most this long after its deadline.) A link slower than 64 KiB/s needs a
+    /// longer timeout for its largest packets.
     pub idle_timeout: Duration,
     /// The members' key: every packet is authenticated with it (see [`AuthKey`]); `None`,
     /// the default, trusts the network. Every node and coordinator of a replica set needs the
@@ -157,7 +159,8 @@ pub struct TcpStats {
     /// [`TcpConfig::max_connections`] leaves them.
     pub refused_clients: AtomicU64,
     /// Connections closed because a packet's bytes came too slowly: a packet must be whole
-    /// within [`TcpConfig::idle_timeout`] of its first bytes, plus a second per 64 KiB of it.
+    /// within [`TcpConfig::idle_timeout`] of its first bytes, plus a second per 64 KiB of it
+    /// (checked as its bytes come), and its bytes may not stop for `idle_timeout`.
     pub stalled_packets: AtomicU64,
 }
 
@@ -552,7 +555,14 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
         let n = match reader.read(&mut buf[filled..]) {
             Ok(0) => return,
             Ok(n) => n,
-            Err(_) => {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                if partial.is_some() && is_timeout(&e) {
+                    receiving
+                        .stats
+                        .stalled_packets
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 // Silent too long, or broken: closed for the answering thread too, which
                 // would otherwise keep it open for answers still to come.
                 let _ = reader.shutdown(Shutdown::Both);
@@ -650,18 +660,9 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                     }
                     delivered = true;
                 }
+                // Everything read is decoded: no packet begun.
+                Err(FrameError::Incomplete { .. }) if at == filled => break,
                 Err(FrameError::Incomplete { needed, .. }) => {
-                    // Make room for the rest of the packet (or a full read after a partial
-                    // header) by moving its start to the front; grow only a buffer full of
-                    // received bytes, at most doubling it, so memory follows what the peer
-                    // sent, not the length it claims.
-                    if at + needed.max(64 << 10) > buf.len() {
-                        buf.copy_within(at..filled, 0);
-                        (at, filled) = (0, filled - at);
-                    }
-                    if filled == buf.len() {
-                        buf.resize(needed.min(2 * buf.len()), 0);
-                    }
                     // The packet partly received before, unless this read finished one:
                     // then this one began in it.
                     let since = partial
@@ -675,6 +676,17 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                             .fetch_add(1, Ordering::Relaxed);
                         let _ = reader.shutdown(Shutdown::Both);
                         return;
+                    }
+                    // Make room for the rest of the packet (or a full read after a partial
+                    // header) by moving its start to the front; grow only a buffer full of
+                    // received bytes, at most doubling it, so memory follows what the peer
+                    // sent, not the length it claims.
+                    if at + needed.max(64 << 10) > buf.len() {
+                        buf.copy_within(at..filled, 0);
+                        (at, filled) = (0, filled - at);
+                    }
+                    if filled == buf.len() {
+                        buf.resize(needed.min(2 * buf.len()), 0);
                     }
                     // A client's connection has no read timeout between requests, but one
                     // that stops in the middle of a packet is closed like a silent peer's.
@@ -705,6 +717,15 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
         }
         if delivered && let Some(hook) = receiving.on_delivery.get() {
             hook();
+            // The node's own work on what it received (log writes, syncs) is not the
+            // sender's: a packet begun in this read starts its clock now.
+            if let Some(p) = partial {
+                partial = Some(PartialPacket::new(
+                    Instant::now(),
+                    p.len,
+                    config.idle_timeout,
+                ));
+            }
         }
     }
 }
@@ -714,6 +735,8 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
 struct PartialPacket {
     /// When its first bytes came.
     since: Instant,
+    /// Its length, as far as its header says yet.
+    len: usize,
     /// When it must be whole: the idle timeout after `since`, plus a second per
     /// [`MIN_PACKET_RATE`] bytes of its length.
     by: Instant,
@@ -731,6 +754,7 @@ impl PartialPacket {
         let transfer = Duration::from_secs_f64(len as f64 / MIN_PACKET_RATE as f64);
         Self {
             since,
+            len,
             by: since + idle_timeout + transfer,
         }
     }
