@@ -135,8 +135,9 @@ impl<K, V> Entry<K, V> {
 
 /// A pointer to an entry. Valid while the policy holds it (entries are freed only when the
 /// policy releases them, and then only through the epochs of [`crate::epoch`]), and after
-/// release for as long as a pin taken before the release.
-pub(crate) struct EntryRef<K, V>(pub(crate) NonNull<Entry<K, V>>);
+/// release for as long as a pin taken before the release. Made only by the unsafe
+/// [`new`](Self::new), which promises that much, so [`get`](Self::get) can be safe.
+pub(crate) struct EntryRef<K, V>(NonNull<Entry<K, V>>);
 
 impl<K, V> Clone for EntryRef<K, V> {
     fn clone(&self) -> Self {
@@ -160,11 +161,29 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Send for EntryRef<K, V> {}
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for EntryRef<K, V> {}
 
 impl<K, V> EntryRef<K, V> {
+    /// A reference to the entry at `entry`.
+    ///
+    /// # Safety
+    ///
+    /// `entry` points to a live entry allocated as a `Box`, which stays allocated for as long
+    /// as the `EntryRef` (or a copy) is used: it is not retired yet and is freed only by
+    /// retiring it through the epochs (fresh and owned by its writer, or held by a shard's
+    /// table or policy), or it was retired while the thread using the `EntryRef` was pinned,
+    /// and that thread stays pinned while it uses it.
+    pub(crate) unsafe fn new(entry: NonNull<Entry<K, V>>) -> Self {
+        Self(entry)
+    }
+
+    /// The entry's address.
+    pub(crate) fn as_ptr(self) -> *mut Entry<K, V> {
+        self.0.as_ptr()
+    }
+
     pub(crate) fn get(&self) -> &Entry<K, V> {
-        // SAFETY: the entry is not retired yet (fresh and owned by its writer, or held by the
-        // policy, which frees an entry only by retiring it through the epochs), or it was
-        // retired while this thread was pinned, pinned since it got the `EntryRef`: the
-        // epochs keep it allocated until then.
+        // SAFETY: `new`'s contract: the entry is not retired yet (fresh and owned by its
+        // writer, or held by the policy, which frees an entry only by retiring it through the
+        // epochs), or it was retired while this thread was pinned, pinned since it got the
+        // `EntryRef`: the epochs keep it allocated until then.
         unsafe { self.0.as_ref() }
     }
 }

@@ -185,7 +185,7 @@ where
             // SAFETY: see above: unreachable and retired once; it was allocated as a `Box`
             // (by `alloc`, through `Owned`), and is freed only after every thread that could
             // hold it unpins.
-            unsafe { guard.defer_drop(1, h.0.as_ptr()) };
+            unsafe { guard.defer_drop(1, h.as_ptr()) };
             return;
         }
         if self.batch.capacity() == 0 {
@@ -275,7 +275,7 @@ unsafe fn empty_all<K, V>(batch: Vec<EntryRef<K, V>>) -> (Vec<Spare<K, V>>, Opti
     let spares = batch
         .into_iter()
         .map(|h| {
-            let raw = h.0.as_ptr();
+            let raw = h.as_ptr();
             // SAFETY: retired once and out of every thread's reach (the contract), so its
             // contents are dropped once, here (a panicking field's drop still drops the
             // other fields).
@@ -335,7 +335,9 @@ mod tests {
                     panics: false,
                 };
                 let entry = reclaimer.alloc(Entry::new(k, k, value, 4));
-                let h = EntryRef(NonNull::from(Box::leak(entry.into_box())));
+                // SAFETY: leaked from a `Box` and never published: it stays allocated until
+                // retired below, through the epochs.
+                let h = unsafe { EntryRef::new(NonNull::from(Box::leak(entry.into_box()))) };
                 // SAFETY: the entry was never published, so nothing else can reach or retire
                 // it, and `guard` was pinned before.
                 unsafe { reclaimer.retire(h, &guard) };
@@ -363,7 +365,8 @@ mod tests {
                     panics: k == 2 || k == 5,
                 };
                 let entry = Box::new(Entry::new(k, k, value, 1));
-                EntryRef(NonNull::from(Box::leak(entry)))
+                // SAFETY: leaked from a `Box`, freed only by `empty_all` below.
+                unsafe { EntryRef::new(NonNull::from(Box::leak(entry))) }
             })
             .collect();
         let returned: Returned<u64, Fragile<'static>> = Arc::new(Mutex::new(Pool {

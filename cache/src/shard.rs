@@ -136,12 +136,21 @@ fn cause_for<K, V>(h: EntryRef<K, V>, now: Option<u64>, cause: RemovalCause) -> 
     }
 }
 
-fn entry_ref<K, V>(p: Shared<'_, Entry<K, V>>) -> EntryRef<K, V> {
-    EntryRef(NonNull::new(p.as_raw().cast_mut()).expect("entries in the table are not null"))
+/// The [`EntryRef`] of `p`, an entry of the shard.
+///
+/// # Safety
+///
+/// `p` is an entry a shard's table holds (loaded from it under the pin the caller holds) or
+/// one just allocated by the shard's reclaimer: it is freed only by retiring it through the
+/// epochs, as [`EntryRef::new`] requires.
+unsafe fn entry_ref<K, V>(p: Shared<'_, Entry<K, V>>) -> EntryRef<K, V> {
+    let p = NonNull::new(p.as_raw().cast_mut()).expect("entries in the table are not null");
+    // SAFETY: the contract above is `new`'s.
+    unsafe { EntryRef::new(p) }
 }
 
 fn shared<'g, K, V>(h: EntryRef<K, V>) -> Shared<'g, Entry<K, V>> {
-    Shared::from(h.0.as_ptr().cast_const())
+    Shared::from(h.as_ptr().cast_const())
 }
 
 impl<K, V> Shard<K, V>
@@ -288,7 +297,8 @@ where
     ) {
         w.policy.prefetch_insert(entry.hash);
         let new = w.reclaim.alloc(entry).into_shared(guard.guard());
-        let new_ref = entry_ref(new);
+        // SAFETY: just allocated by the reclaimer; retired only through it.
+        let new_ref = unsafe { entry_ref(new) };
         let hash = new_ref.get().hash;
         if u64::from(new_ref.get().weight) > w.policy.capacity() {
             self.evict_at_once(w, new_ref, now, out, guard);
@@ -309,7 +319,9 @@ where
             Probe::Found(i, old) => {
                 // SAFETY: just built, not null, retired only once out of the table.
                 unsafe { table.store(i, new) };
-                Some(entry_ref(old))
+                // SAFETY: loaded from the table under `guard`; retired only through the
+                // reclaimer, once the policy releases it.
+                Some(unsafe { entry_ref(old) })
             }
             Probe::Vacant(i) => {
                 if table.is_tombstone(i) {
@@ -351,7 +363,8 @@ where
     ) {
         let table = self.table(guard);
         if let Probe::Found(i, old) = table.probe(new.get().hash, &new.get().key, guard) {
-            let old = entry_ref(old);
+            // SAFETY: loaded from the table under `guard`, as in `insert_locked`.
+            let old = unsafe { entry_ref(old) };
             Self::unlink(table, i, old, w);
             self.publish_sizes(w);
             out.push((old, cause_for(old, now, RemovalCause::Replaced)));
@@ -412,7 +425,8 @@ where
         let Probe::Found(i, e) = table.probe(hash, key, guard) else {
             return None;
         };
-        let h = entry_ref(e);
+        // SAFETY: loaded from the table under `guard`, as in `insert_locked`.
+        let h = unsafe { entry_ref(e) };
         Self::unlink(table, i, h, &mut w);
         self.publish_sizes(&w);
         Some(h)
@@ -448,7 +462,8 @@ where
         let table = self.table(guard);
         for h in doomed {
             // Still the entry `keep` judged, not one removed or replaced meanwhile.
-            if Self::unlink_if_linked(table, h, &mut w, guard) {
+            // SAFETY: `held` was taken from the policy under `guard`, pinned since.
+            if unsafe { Self::unlink_if_linked(table, h, &mut w, guard) } {
                 out.push((h, cause_for(h, now, RemovalCause::Removed)));
             }
         }
@@ -560,13 +575,19 @@ where
     /// Unlinks `h` if the table still holds it, and says whether it did: an entry seen
     /// earlier may have been removed or replaced since. While `guard` is pinned, a removed
     /// entry's memory is not reused, so the same address is the same entry.
-    fn unlink_if_linked(
+    ///
+    /// # Safety
+    ///
+    /// `h` was got while `guard` was pinned (from this shard's table or policy), so its
+    /// memory has not been reused for another entry since.
+    unsafe fn unlink_if_linked(
         table: &Table<K, V>,
         h: EntryRef<K, V>,
         w: &mut Writer<K, V>,
         guard: &Pin,
     ) -> bool {
-        // SAFETY: callers got `h` while pinned by `guard` (see above).
+        // SAFETY: `h` was got while pinned by `guard` (the contract), so it is not freed, nor
+        // its memory reused, before `guard` drops.
         let Some(i) = (unsafe { table.position(shared(h), guard) }) else {
             return false;
         };

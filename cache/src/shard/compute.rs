@@ -116,8 +116,11 @@ where
         guard: &Pin,
     ) -> bool {
         let mut w = lock(&self.writer);
-        let h = EntryRef(NonNull::from(shown));
-        if !Self::unlink_if_linked(self.table(guard), h, &mut w, guard) {
+        // SAFETY: `shown` was read from the table under `guard`, pinned since: its memory
+        // stays allocated, and is not reused, until `guard` drops.
+        let h = unsafe { EntryRef::new(NonNull::from(shown)) };
+        // SAFETY: as above, got while pinned by `guard`.
+        if !unsafe { Self::unlink_if_linked(self.table(guard), h, &mut w, guard) } {
             return false;
         }
         self.publish_sizes(&w);
