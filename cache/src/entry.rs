@@ -155,7 +155,11 @@ impl<K, V> std::fmt::Debug for EntryRef<K, V> {
 
 // SAFETY: an `EntryRef` is a shared reference in disguise; sending one to another thread is
 // sending `&Entry<K, V>`, which is sound when the entry is `Sync` (its atomics are, and `K`, `V`
-// are required to be `Sync`) and the entry may be dropped there (`Send`).
+// are required to be `Sync`) and the entry may be dropped there (`Send`). Which thread may
+// read through it is `new`'s contract: any, while the entry is not retired (the policy's
+// handles, used under the shard's lock); once it is, only a thread pinned since before the
+// retirement (a retired batch handed to the collector is only emptied, by `as_ptr`, once
+// every such thread has unpinned).
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for EntryRef<K, V> {}
 // SAFETY: as above; sharing the pointer only ever gives out `&Entry`.
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for EntryRef<K, V> {}
@@ -165,11 +169,14 @@ impl<K, V> EntryRef<K, V> {
     ///
     /// # Safety
     ///
-    /// `entry` points to a live entry allocated as a `Box`, which stays allocated for as long
-    /// as the `EntryRef` (or a copy) is used: it is not retired yet and is freed only by
-    /// retiring it through the epochs (fresh and owned by its writer, or held by a shard's
-    /// table or policy), or it was retired while the thread using the `EntryRef` was pinned,
-    /// and that thread stays pinned while it uses it.
+    /// `entry` points to a live entry allocated as a `Box`, whose contents are not dropped,
+    /// and whose memory is neither freed nor reused, for as long as the `EntryRef` (or a copy)
+    /// is read through: it is not retired yet, and is emptied or freed only once retired
+    /// through the epochs (fresh and owned by its writer, or held by a shard's table or
+    /// policy), or by an owner with exclusive access (a shard's drop); or it was retired, and
+    /// the thread reading through the `EntryRef` has stayed pinned since before the
+    /// retirement. The `EntryRef` is `Copy` and `Send`: code that keeps one past a retirement
+    /// (a removal's notice) must read it only under the pin it was got under.
     pub(crate) unsafe fn new(entry: NonNull<Entry<K, V>>) -> Self {
         Self(entry)
     }
@@ -181,9 +188,9 @@ impl<K, V> EntryRef<K, V> {
 
     pub(crate) fn get(&self) -> &Entry<K, V> {
         // SAFETY: `new`'s contract: the entry is not retired yet (fresh and owned by its
-        // writer, or held by the policy, which frees an entry only by retiring it through the
-        // epochs), or it was retired while this thread was pinned, pinned since it got the
-        // `EntryRef`: the epochs keep it allocated until then.
+        // writer, or held by a shard's table or policy, which let it go only by retiring it
+        // through the epochs), or this thread has stayed pinned since before it was retired:
+        // the epochs keep it whole until then.
         unsafe { self.0.as_ref() }
     }
 }
@@ -218,6 +225,6 @@ impl<K, V> Handle for EntryRef<K, V> {
     }
 
     fn prefetch(self) {
-        crate::prefetch::prefetch(self.0.as_ptr());
+        crate::prefetch::prefetch(self.as_ptr());
     }
 }

@@ -365,7 +365,7 @@ mod tests {
                     panics: k == 2 || k == 5,
                 };
                 let entry = Box::new(Entry::new(k, k, value, 1));
-                // SAFETY: leaked from a `Box`, freed only by `empty_all` below.
+                // SAFETY: leaked from a `Box`, emptied only by `empty_all` below.
                 unsafe { EntryRef::new(NonNull::from(Box::leak(entry))) }
             })
             .collect();

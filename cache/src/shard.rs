@@ -141,11 +141,13 @@ fn cause_for<K, V>(h: EntryRef<K, V>, now: Option<u64>, cause: RemovalCause) -> 
 /// # Safety
 ///
 /// `p` is an entry a shard's table holds (loaded from it under the pin the caller holds) or
-/// one just allocated by the shard's reclaimer: it is freed only by retiring it through the
-/// epochs, as [`EntryRef::new`] requires.
+/// one just allocated by the shard's reclaimer: it is emptied or freed only once retired
+/// through the epochs, as [`EntryRef::new`] requires; and once it is retired, the
+/// `EntryRef` is read only under the pin it was got under (its notice is sent before that
+/// pin drops).
 unsafe fn entry_ref<K, V>(p: Shared<'_, Entry<K, V>>) -> EntryRef<K, V> {
     let p = NonNull::new(p.as_raw().cast_mut()).expect("entries in the table are not null");
-    // SAFETY: the contract above is `new`'s.
+    // SAFETY: the contract above is `new`'s, for an entry of the table or a fresh one.
     unsafe { EntryRef::new(p) }
 }
 
