@@ -710,10 +710,15 @@ mod loom_models {
 
     use super::*;
 
-    fn insert(shard: &Shard<u64, u64>, key: u64, value: u64) {
+    pub(super) fn insert(shard: &Shard<u64, u64>, key: u64, value: u64) {
         let guard = &crate::sync::pin();
         let mut out = Notices::new(false);
         shard.insert(Entry::new(key, key, value, 1), None, &mut out, guard);
+    }
+
+    pub(super) fn remove(shard: &Shard<u64, u64>, key: u64) {
+        let guard = &crate::sync::pin();
+        shard.remove(key, &key, guard);
     }
 
     /// Key `key`'s value, checking the entry found is the key's (also for `compute`'s models).

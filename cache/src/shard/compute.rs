@@ -134,7 +134,7 @@ mod loom_models {
     use loom::sync::Arc;
 
     use super::*;
-    use crate::shard::loom_models::get;
+    use crate::shard::loom_models::{get, insert, remove};
     use crate::window::WindowShare;
 
     /// Adds one to key 1's count, starting from 1 when it is absent.
@@ -209,6 +209,50 @@ mod loom_models {
             // The loader gets its value either way; the cache does not keep it.
             assert_eq!(answer, Some(10));
             assert_eq!(get(&shard, 1), None);
+        });
+    }
+
+    /// A compute whose entry is removed while its function runs, the memory recycled and the
+    /// key inserted again: the compute's check that the key's entry is still the one it was
+    /// shown compares addresses, which holds only because the compute's pin keeps that memory
+    /// from being reused meanwhile. Were it reused for the new entry, the compute would write
+    /// its answer over the new value (an update lost, and a stale answer).
+    #[test]
+    fn loom_a_compute_is_not_fooled_by_recycled_memory() {
+        loom::model(|| {
+            // Room for one entry, sized so that retired entries go in batches of two and come
+            // back as spares.
+            let shard = Arc::new(Shard::new(1, 128, false, WindowShare::for_capacity(1)));
+            add_one(&shard);
+            let writer = {
+                let shard = shard.clone();
+                loom::thread::spawn(move || {
+                    remove(&shard, 1);
+                    // The second insert takes the removed entry out of the window's queue and
+                    // evicts the first: a batch of two, handed over.
+                    insert(&shard, 2, 20);
+                    insert(&shard, 3, 30);
+                    // Two epochs on with nothing pinned here: the batch comes back as spares
+                    // unless the compute's pin holds it back.
+                    for _ in 0..3 {
+                        crate::sync::flush();
+                    }
+                    // Spares are taken last in first: the second insert gets the memory of
+                    // key 1's removed entry, if it came back.
+                    insert(&shard, 1, 100);
+                    insert(&shard, 1, 100);
+                })
+            };
+            let answer = add_one(&shard);
+            writer.join().unwrap();
+            // Before the removal (2) or between it and the reinserts (1), and then replaced
+            // by 100; or after a reinsert (101), perhaps replaced by the second: never 2 over
+            // a reinserted 100.
+            match answer {
+                Some(1 | 2) => assert_eq!(get(&shard, 1), Some(100)),
+                Some(101) => assert!(matches!(get(&shard, 1), Some(100 | 101))),
+                other => panic!("compute answered {other:?}"),
+            }
         });
     }
 
