@@ -556,13 +556,11 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
             Ok(0) => return,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                if partial.is_some() && is_timeout(&e) {
-                    receiving
-                        .stats
-                        .stalled_packets
-                        .fetch_add(1, Ordering::Relaxed);
-                }
+            Err(e) if partial.is_some() && is_timeout(&e) => {
+                close_stalled(receiving, &reader);
+                return;
+            }
+            Err(_) => {
                 // Silent too long, or broken: closed for the answering thread too, which
                 // would otherwise keep it open for answers still to come.
                 let _ = reader.shutdown(Shutdown::Both);
@@ -668,13 +666,9 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
                     let since = partial
                         .filter(|_| !decoded)
                         .map_or_else(Instant::now, |p| p.since);
-                    let packet = PartialPacket::new(since, needed, config.idle_timeout);
-                    if packet.overdue() {
-                        receiving
-                            .stats
-                            .stalled_packets
-                            .fetch_add(1, Ordering::Relaxed);
-                        let _ = reader.shutdown(Shutdown::Both);
+                    let packet = PartialPacket { since, len: needed };
+                    if packet.overdue(config.idle_timeout) {
+                        close_stalled(receiving, &reader);
                         return;
                     }
                     // Make room for the rest of the packet (or a full read after a partial
@@ -719,12 +713,8 @@ fn serve_connection(stream: TcpStream, receiving: &Receiving) {
             hook();
             // The node's own work on what it received (log writes, syncs) is not the
             // sender's: a packet begun in this read starts its clock now.
-            if let Some(p) = partial {
-                partial = Some(PartialPacket::new(
-                    Instant::now(),
-                    p.len,
-                    config.idle_timeout,
-                ));
+            if let Some(p) = &mut partial {
+                p.since = Instant::now();
             }
         }
     }
@@ -737,9 +727,6 @@ struct PartialPacket {
     since: Instant,
     /// Its length, as far as its header says yet.
     len: usize,
-    /// When it must be whole: the idle timeout after `since`, plus a second per
-    /// [`MIN_PACKET_RATE`] bytes of its length.
-    by: Instant,
 }
 
 /// The slowest rate a packet's bytes may come at (64 KiB a second), on top of the idle
@@ -749,18 +736,11 @@ struct PartialPacket {
 const MIN_PACKET_RATE: u64 = 64 << 10;
 
 impl PartialPacket {
-    /// A packet of `len` bytes (as far as its header says yet) begun at `since`.
-    fn new(since: Instant, len: usize, idle_timeout: Duration) -> Self {
-        let transfer = Duration::from_secs_f64(len as f64 / MIN_PACKET_RATE as f64);
-        Self {
-            since,
-            len,
-            by: since + idle_timeout + transfer,
-        }
-    }
-
-    fn overdue(&self) -> bool {
-        Instant::now() > self.by
+    /// Whether it is not whole yet past its deadline: `idle_timeout` after its first bytes,
+    /// plus a second per [`MIN_PACKET_RATE`] bytes of its length.
+    fn overdue(&self, idle_timeout: Duration) -> bool {
+        let transfer = Duration::from_secs_f64(self.len as f64 / MIN_PACKET_RATE as f64);
+        self.since.elapsed() > idle_timeout + transfer
     }
 }
 
@@ -787,6 +767,16 @@ fn reject(receiving: &Receiving, connection: &TcpStream) {
         .rejected_frames
         .fetch_add(1, Ordering::Relaxed);
     let _ = connection.shutdown(std::net::Shutdown::Both);
+}
+
+/// Closes a connection whose packet came too slowly (counted in
+/// [`TcpStats::stalled_packets`]), for its answering thread too.
+fn close_stalled(receiving: &Receiving, connection: &TcpStream) {
+    receiving
+        .stats
+        .stalled_packets
+        .fetch_add(1, Ordering::Relaxed);
+    let _ = connection.shutdown(Shutdown::Both);
 }
 
 /// Encodes everything queued into one buffer: a batch, written with one call.
