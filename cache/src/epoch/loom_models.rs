@@ -32,7 +32,11 @@ fn node(v: u64, freed: &Arc<AtomicUsize>) -> *mut Node {
 }
 
 fn read(slot: &AtomicPtr<Node>) -> u64 {
-    let _pin = pin();
+    read_under(&pin(), slot)
+}
+
+/// Reads the slot's value under `_pin`.
+fn read_under(_pin: &Pin, slot: &AtomicPtr<Node>) -> u64 {
     let p = slot.load(Ordering::Acquire);
     // SAFETY: loaded while pinned: freed only after this pin is dropped.
     let node = unsafe { &*p };
@@ -43,7 +47,11 @@ fn read(slot: &AtomicPtr<Node>) -> u64 {
 
 /// Replaces the slot's value by a new one `v`, deferring the old one's free.
 fn replace(slot: &AtomicPtr<Node>, v: u64, freed: &Arc<AtomicUsize>) {
-    let pin = pin();
+    replace_under(&pin(), slot, v, freed);
+}
+
+/// [`replace`] under `pin`.
+fn replace_under(pin: &Pin, slot: &AtomicPtr<Node>, v: u64, freed: &Arc<AtomicUsize>) {
     let old = slot.swap(node(v, freed), Ordering::AcqRel);
     // SAFETY: unlinked above, retired once, a `Box`'s.
     unsafe { pin.defer_drop(1, old) };
@@ -119,4 +127,47 @@ fn loom_advances_for_waiting_work_and_collections_that_do_not_advance() {
         3,
         2,
     );
+}
+
+/// A thread's exit: its registration hands its bag to the collector and gives up its slot,
+/// which the next thread to register may take, while other threads pin, read and collect.
+/// Here the registrations are `pin_exiting`'s, made and dropped by the pin, because loom runs
+/// thread-local destructors only after the model's threads have ended; their drop is the
+/// same `Local::drop` a thread's exit runs. What the exiting thread retired must be freed
+/// (its bag is not lost with it), and never under the reader, whose registration may be the
+/// exiting one's slot: a slot given up before its last store of "unpinned" could have that
+/// store erase the new owner's pin.
+#[test]
+fn loom_an_exiting_threads_retirements_are_freed_and_its_slot_reused_safely() {
+    loom::model(|| {
+        let freed = Arc::new(AtomicUsize::new(0));
+        let slot = Arc::new(AtomicPtr::new(node(1, &freed)));
+        let exiting = {
+            let (slot, freed) = (slot.clone(), freed.clone());
+            loom::thread::spawn(move || {
+                let registration = pin_exiting();
+                replace_under(&registration, &slot, 2, &freed);
+                // The registration ends with the pin, its bag (one unit, under the loom
+                // threshold of two) not yet handed over.
+                drop(registration);
+            })
+        };
+        let reader = {
+            let slot = slot.clone();
+            loom::thread::spawn(move || {
+                let value = read_under(&pin_exiting(), &slot);
+                assert!(matches!(value, 1 | 2), "read {value}");
+            })
+        };
+        collect(true);
+        exiting.join().unwrap();
+        reader.join().unwrap();
+        collect(true);
+        assert_eq!(
+            freed.load(Ordering::Relaxed),
+            1,
+            "the exiting thread's retirement was never freed"
+        );
+        free_last(&slot);
+    });
 }
