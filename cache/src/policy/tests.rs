@@ -88,6 +88,40 @@ fn a_scan_does_not_flush_the_hot_set() {
     assert!(hit_ratio(&keys, 200) > 0.2);
 }
 
+/// Protected turns at the pace of promotions, even under its share: each promotion looks at
+/// its oldest entry, which goes back to probation unless it was re-used since it was last
+/// looked at. Protected turning only when it overflowed kept a hot set that had moved on in it
+/// (a third of the cache for a whole phase of the comparison's shifting hot set).
+#[test]
+fn each_promotion_turns_protected() {
+    let mut policy: Policy<&'static Meta> =
+        Policy::new(1_000, 1_000, WindowShare::for_capacity(1_000));
+    let (unused, reused, promoted) = (leak(1), leak(2), leak(3));
+    policy.protected.push(unused, Region::Protected);
+    policy.protected.push(reused, Region::Protected);
+    reused.hits.set(1);
+    let mut release = |_: &Meta, _: Release| panic!("nothing is released");
+    policy.promote(promoted, &mut release);
+    assert_eq!(unused.region(), Region::Probation);
+    let hashes = |q: &Queue<&Meta>| q.handles.iter().map(|m| m.hash).collect::<Vec<_>>();
+    assert_eq!(hashes(&policy.probation), [1]);
+    policy.promote(leak(4), &mut release);
+    // Re-used, it got a second chance: to protected's back, its hits folded in.
+    assert_eq!(reused.region(), Region::Protected);
+    assert_eq!(reused.hits.get(), 0);
+    assert_eq!(hashes(&policy.protected), [3, 2, 4]);
+}
+
+/// The `k`th recall of a one-sided run scales the window by the step raised to `1 + k / 30`.
+#[test]
+fn a_one_sided_run_of_recalls_steepens_the_step() {
+    let grow = Step::new(1.0 + ADAPT_RATE);
+    assert_eq!(grow.steepened(0).factor, grow.factor);
+    let doubled = grow.steepened(RUN_STEEPENING as u32);
+    assert!((doubled.factor - grow.factor.powi(2)).abs() < 1e-12);
+    assert!((doubled.log2 - 2 * grow.log2).abs() <= 1);
+}
+
 /// A loop longer than the cache defeats LRU (every access misses), and the window must not
 /// drift there: every key the window turns away comes back, which looks like a reason to
 /// grow it.
