@@ -110,15 +110,16 @@ const ADAPT_RATE: f64 = 0.005;
 /// scales the window by the grow step raised to `1 + k / 30`, and likewise for the shrink
 /// side. A workload that changes sends long one-sided runs, and the window then crosses in
 /// hundreds of recalls, not a thousand; a settled one sends mixed signals, which keep the
-/// steps at 0.5%. Measured with a scratch replay of the comparison's 41 cases against run
-/// 28b's peers (with protected turning at promotions, below): 30 raised the shifting hot set
-/// at 100,000 entries from 0.733 to 0.745 (LRU 0.743) and at 10,000 from 0.611 to 0.621 (best
-/// peer 0.621), and the mean from +0.24 to +0.30 points above the better of moka and
-/// quick_cache; 10 let lirs-zigzag lose up to 4.9 points, 50 and 100 gained less.
+/// steps at 0.5%. With it, and protected turning at promotions (below), the comparison's run
+/// 28c (`benches/results/2026-11-28c-cache.md`) has the shifting hot set at 100,000 entries at
+/// 0.745 (LRU 0.743; 0.733 in run 28b, before both), at 10,000 at 0.621 (0.611), and the mean
+/// over its 41 cases 0.35 points above the better of moka and quick_cache (0.22). In scratch
+/// replays of those cases, 10 let lirs-zigzag lose up to 4.9 points, and 15 to 60 scored
+/// alike.
 const RUN_STEEPENING: f64 = 30.0;
 
-/// The longest run counted: the window's step then is about 1.9 times its size per recall,
-/// a bound on how far one recall can move it.
+/// The longest run counted: a bound on how far one recall can move the window (by a factor of
+/// about 1.65).
 const MAX_RUN: i32 = 3_000;
 
 /// How much a second chance in probation shrinks the window: 0.075 of a recall. A probation
