@@ -333,7 +333,7 @@ where
         };
         let n = shards as u64;
         let weighted = self.max_weight.is_some();
-        let share = WindowShare::for_capacity(capacity.div_ceil(n));
+        let share = WindowShare::for_shards(capacity.div_ceil(n), n as u32);
         let shards = (0..n)
             .map(|i| {
                 let cap = shard_capacity(capacity, n, i);

@@ -18,8 +18,8 @@
 //! and the keys it recently evicted from main. A miss on a key the window turned away says a larger
 //! window would have hit, and grows the window by 0.5%; a miss on a key main evicted says a larger
 //! main would have, and shrinks it by 0.5%; a run of recalls on one side steepens the steps (the
-//! `k`th by a power of `1 + k / 30`), so a workload that changes moves the window in hundreds
-//! of recalls, not a thousand; a probation entry re-used by the time it comes up for
+//! `k`th of the cache's run by a power of `1 + k / 120`), so a workload that changes moves the
+//! window in a few hundred recalls, not 900; a probation entry re-used by the time it comes up for
 //! eviction (main's space paying for itself) shrinks it by 0.0375%. Every shard adds its signals to
 //! one cache-wide [`WindowShare`]: the shards split the keys by hash, so they see the same kind of
 //! traffic, and pooling gives the share all of the cache's evidence (measured: with each shard
@@ -96,33 +96,40 @@ pub(crate) enum Release {
 /// integer, so sizing a ghost on every insert is a shift, not a floating-point round.
 const ENTRIES_PER_GHOST_SLOT: usize = 16;
 
-/// How much one ghost recall scales the window: by 0.5%, so the window crosses from 1% to 95%
-/// of the cache in about 900 recalls, counted over all shards (a shifting hot set needs that
-/// within a phase), while one recall moves it little. Steps in entries instead, as ARC takes,
+/// How much one ghost recall scales the window: by 0.5%, so that, were every recall a step of
+/// this size, the window would cross from 1% to 95% of the cache in about 900 recalls, counted
+/// over all shards (a shifting hot set needs that within a phase), while one recall moves it
+/// little; a one-sided run of recalls steepens the steps (see [`RUN_STEEPENING`]). Steps in entries instead, as ARC takes,
 /// were too slow after a shift (measured: 0.25 entries per recall left the shifting hot set at
 /// 100,000 entries 6 points lower). With each shard moving only its own window, 1% was best;
 /// with the recalls of all shards pooled (see [`WindowShare`]), 0.5% was (measured, 1% to
 /// 0.125%, mean over the 41 comparison cases).
 const ADAPT_RATE: f64 = 0.005;
 
-/// Recalls over which a run of them on one side steepens the window's step by one more step:
-/// the `k`th recall of a run of turned-away keys (with no recall of an evicted key between)
-/// scales the window by the grow step raised to `1 + k / 30`, and likewise for the shrink
-/// side. A workload that changes sends long one-sided runs, and the window then crosses in
-/// hundreds of recalls, not a thousand; a settled one sends mixed signals, which keep the
-/// steps at 0.5%. With it, and protected turning at promotions (below), the comparison's run
-/// 28c (`benches/results/2026-11-28c-cache.md`) has the shifting hot set at 100,000 entries at
-/// 0.745 (LRU 0.743; 0.733 in run 28b, before both), at 10,000 at 0.621 (0.611), and the mean
-/// over its 41 cases 0.35 points above the better of moka and quick_cache (0.22). In scratch
-/// replays of those cases, 10 let lirs-zigzag lose up to 4.9 points, and 15 to 60 scored
-/// alike.
-const RUN_STEEPENING: f64 = 30.0;
+/// Recalls, over the whole cache, over which a run of them on one side steepens the window's
+/// step by one more step: the `k`th recall of a run of turned-away keys (with no recall of an
+/// evicted key between) scales the window by the grow step raised to `1 + k / 120`, and
+/// likewise for the shrink side. Each shard counts its own run and takes it times the shard
+/// count as the cache's (each sees about its share of the recalls), so the steepening does not
+/// weaken as shards are added. A workload that changes sends long one-sided runs, and the window
+/// then crosses from 1% to 95% in a few hundred recalls (about 360 by this formula), not 900;
+/// a settled one sends mixed signals, which keep the steps near 0.5%. A second chance in
+/// probation (see [`SAVE_RATE`]) does not end a run of the window's growth: ending it there
+/// left the shifting hot set at 100,000 entries 0.9 points lower.
+///
+/// Measured by replaying the comparison's 41 cases against the peers of its run 28c
+/// (`benches/results/2026-11-28c-cache.md`, where runs were counted per shard, 30 to a step):
+/// 30, 60, 120 and 240 scored +0.36, +0.38, +0.38 and +0.37 points above the better of moka and
+/// quick_cache on average, with 7, 7, 6 and 6 cases more than 0.5 below; with per-shard runs,
+/// 10 had let lirs-zigzag lose up to 4.9 points.
+const RUN_STEEPENING: f64 = 120.0;
 
-/// The longest run counted: a bound on how far one recall can move the window (by a factor of
-/// about 1.65).
+/// The longest run counted, for one shard and for the cache: a bound on how far one recall
+/// can move the window (by a factor of about 1.14).
 const MAX_RUN: i32 = 3_000;
 
-/// How much a second chance in probation shrinks the window: 0.075 of a recall. A probation
+/// How much a second chance in probation shrinks the window: 0.075 of a recall's base step
+/// (the first of a run). A probation
 /// entry found re-used as it comes up for eviction is main's space paying for itself, which the
 /// evicted-key ghost cannot see while admission keeps main stable (as in a loop longer than the
 /// cache: without it, the window grew until the loop thrashed). Too strong, it holds the window
@@ -375,6 +382,7 @@ impl<H: Handle> Policy<H> {
         let least = usize::try_from(capacity).map_or(INITIAL_SKETCH, |c| c.min(INITIAL_SKETCH));
         self.sketch.shrink_to((held + 1).max(least));
         self.ghosts = Ghosts::new(ghost_slots(self.sketch.capacity()));
+        self.recall_run = 0;
         self.ghost_len = ghost_slots(held);
         for queue in [&mut self.window, &mut self.probation, &mut self.protected] {
             queue.handles.shrink_to_fit();
@@ -493,6 +501,7 @@ impl<H: Handle> Policy<H> {
         }
         // Keys put back after a clear are not returning evictions.
         self.ghosts.clear();
+        self.recall_run = 0;
     }
 
     /// Looks at up to `budget` entries per queue, going round each queue over successive calls,
@@ -715,15 +724,21 @@ impl<H: Handle> Policy<H> {
         let ghost_len = self.ghost_len;
         match self.ghosts.recall(hash, ghost_len) {
             Some(Side::TurnedAway) => {
-                self.recall_run = self.recall_run.clamp(0, MAX_RUN) + 1;
-                self.resize_window(self.steps.grow.steepened(self.recall_run.unsigned_abs()));
+                self.recall_run = (self.recall_run.max(0) + 1).min(MAX_RUN);
+                self.resize_window(self.steps.grow.steepened(self.cache_wide_run()));
             }
             Some(Side::Evicted) => {
-                self.recall_run = self.recall_run.clamp(-MAX_RUN, 0) - 1;
-                self.resize_window(self.steps.shrink.steepened(self.recall_run.unsigned_abs()));
+                self.recall_run = (self.recall_run.min(0) - 1).max(-MAX_RUN);
+                self.resize_window(self.steps.shrink.steepened(self.cache_wide_run()));
             }
             None => {}
         }
+    }
+
+    /// The current run of recalls as the whole cache's: this shard's, times the shards (each
+    /// sees about its share of the recalls), up to [`MAX_RUN`].
+    fn cache_wide_run(&self) -> u32 {
+        (self.recall_run.unsigned_abs() * self.share.shards()).min(MAX_RUN.unsigned_abs())
     }
 
     /// How many entries it holds.

@@ -733,7 +733,7 @@ mod loom_models {
     #[test]
     fn loom_readers_see_whole_entries_in_order() {
         loom::model(|| {
-            let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_capacity(4)));
+            let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_shards(4, 1)));
             let writer = {
                 let shard = shard.clone();
                 loom::thread::spawn(move || {
@@ -760,7 +760,7 @@ mod loom_models {
     fn loom_removed_and_evicted_entries_are_never_returned_after() {
         loom::model(|| {
             // Room for one entry: inserting key 2 evicts one of the two.
-            let shard = Arc::new(Shard::new(1, 1, false, WindowShare::for_capacity(1)));
+            let shard = Arc::new(Shard::new(1, 1, false, WindowShare::for_shards(1, 1)));
             insert(&shard, 1, 10);
             let writer = {
                 let shard = shard.clone();
@@ -787,7 +787,7 @@ mod loom_models {
         loom::model(|| {
             // Small keys' hashes (the keys themselves) all have the first bucket of the
             // shard's table as home: keys 1 to 7 fill it, and 17 goes to the next bucket.
-            let shard = Arc::new(Shard::new(8, 8, false, WindowShare::for_capacity(8)));
+            let shard = Arc::new(Shard::new(8, 8, false, WindowShare::for_shards(8, 1)));
             for key in 1..=7 {
                 insert(&shard, key, key * 10);
             }
@@ -820,7 +820,7 @@ mod loom_models {
     #[test]
     fn loom_a_rebuild_keeps_every_key_visible() {
         loom::model(|| {
-            let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_capacity(4)));
+            let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_shards(4, 1)));
             insert(&shard, 1, 10);
             insert(&shard, 2, 20);
             // The count the writer rebuilds by says the table is nearly used up (real
@@ -852,7 +852,7 @@ mod loom_models {
     /// whole, never another built in its memory after it was freed or recycled.
     fn evictions_under_a_reader(entries: usize) {
         loom::model(move || {
-            let shard = Arc::new(Shard::new(1, entries, false, WindowShare::for_capacity(1)));
+            let shard = Arc::new(Shard::new(1, entries, false, WindowShare::for_shards(1, 1)));
             insert(&shard, 1, 10);
             let writer = {
                 let shard = shard.clone();

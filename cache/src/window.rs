@@ -29,17 +29,25 @@ pub(crate) struct WindowShare {
     /// when the cache is resized. The share read is never below it, but the share learnt may
     /// be: a resize moves the floor and leaves the share alone (see [`resize`](Self::resize)).
     floor: AtomicI64,
+    /// How many shards tune it: each sees about this fraction of the cache's signals.
+    shards: u32,
 }
 
 impl WindowShare {
-    /// The starting share, 1% (or one unit of weight, if more), for shards of up to
+    /// The starting share, 1% (or one unit of weight, if more), for `shards` shards of up to
     /// `largest_shard` units of weight.
-    pub(crate) fn for_capacity(largest_shard: u64) -> Arc<Self> {
+    pub(crate) fn for_shards(largest_shard: u64, shards: u32) -> Arc<Self> {
         let floor = floor_for(largest_shard);
         Arc::new(Self {
             log2: CachePadded::new(AtomicI64::new(log2_fixed(INITIAL).clamp(floor, 0))),
             floor: AtomicI64::new(floor),
+            shards: shards.max(1),
         })
+    }
+
+    /// How many shards tune it.
+    pub(crate) fn shards(&self) -> u32 {
+        self.shards
     }
 
     /// Moves the floor to one unit of weight of the largest shard after a resize. The share
@@ -97,7 +105,7 @@ mod tests {
 
     #[test]
     fn scaling_multiplies_and_is_undone_by_the_inverse() {
-        let share = WindowShare::for_capacity(10_000);
+        let share = WindowShare::for_shards(10_000, 1);
         assert!((share.fraction() - 0.01).abs() < 1e-9);
         for _ in 0..100 {
             share.scale(log2_fixed(1.005));
@@ -111,7 +119,7 @@ mod tests {
 
     #[test]
     fn a_resize_moves_the_floor_and_keeps_the_share_learnt() {
-        let share = WindowShare::for_capacity(10_000);
+        let share = WindowShare::for_shards(10_000, 1);
         // Shrunk to shards of 10: the 1% learnt reads as one unit of the new shards, 10%.
         share.resize(10);
         assert!((share.fraction() - 0.1).abs() < 1e-6);
@@ -130,7 +138,7 @@ mod tests {
 
     #[test]
     fn the_share_stays_between_one_entry_and_the_whole_shard() {
-        let share = WindowShare::for_capacity(1_000);
+        let share = WindowShare::for_shards(1_000, 1);
         for _ in 0..10_000 {
             share.scale(log2_fixed(0.5));
         }

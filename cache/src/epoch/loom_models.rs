@@ -130,13 +130,15 @@ fn loom_advances_for_waiting_work_and_collections_that_do_not_advance() {
 }
 
 /// A thread's exit: its registration hands its bag to the collector and gives up its slot,
-/// which the next thread to register may take, while other threads pin, read and collect.
-/// Here the registrations are `pin_exiting`'s, made and dropped by the pin, because loom runs
-/// thread-local destructors only after the model's threads have ended; their drop is the
-/// same `Local::drop` a thread's exit runs. What the exiting thread retired must be freed
-/// (its bag is not lost with it), and never under the reader, whose registration may be the
-/// exiting one's slot: a slot given up before its last store of "unpinned" could have that
-/// store erase the new owner's pin.
+/// which the next thread to register may take, while another thread pins and reads and a
+/// third collects. Here the registrations are `pin_exiting`'s, made and dropped by the pin,
+/// because loom runs thread-local destructors only after the model's threads have ended;
+/// their drop is the same `Local::drop` a thread's exit runs. What the exiting thread retired
+/// must be freed (its bag is not lost with it), and not while the reader, registered before or
+/// after the exit (on the exiting thread's slot, in some executions), may still read it.
+/// A reader that takes the slot does so after the exiting thread's retirement, so it cannot
+/// load what was retired: the model does not check that a late store by the exiting thread
+/// cannot erase the new owner's pin.
 #[test]
 fn loom_an_exiting_threads_retirements_are_freed_and_its_slot_reused_safely() {
     loom::model(|| {

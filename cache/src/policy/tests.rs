@@ -52,7 +52,7 @@ fn hit_ratio(keys: &[u64], capacity: usize) -> f64 {
     let mut policy: Policy<&'static Meta> = Policy::new(
         capacity as u64,
         capacity,
-        WindowShare::for_capacity(capacity as u64),
+        WindowShare::for_shards(capacity as u64, 1),
     );
     let mut hits = 0u64;
     for &k in keys {
@@ -95,7 +95,7 @@ fn a_scan_does_not_flush_the_hot_set() {
 #[test]
 fn each_promotion_turns_protected() {
     let mut policy: Policy<&'static Meta> =
-        Policy::new(1_000, 1_000, WindowShare::for_capacity(1_000));
+        Policy::new(1_000, 1_000, WindowShare::for_shards(1_000, 1));
     let (unused, reused, promoted) = (leak(1), leak(2), leak(3));
     policy.protected.push(unused, Region::Protected);
     policy.protected.push(reused, Region::Protected);
@@ -110,16 +110,57 @@ fn each_promotion_turns_protected() {
     assert_eq!(reused.region(), Region::Protected);
     assert_eq!(reused.hits.get(), 0);
     assert_eq!(hashes(&policy.protected), [3, 2, 4]);
+
+    // At its share, protected turns only through its overflow: one entry looked at, not two.
+    let mut full: Policy<&'static Meta> = Policy::new(10, 10, WindowShare::for_shards(10, 1));
+    let max = full.protected_max();
+    for hash in 0..max {
+        full.protected.push(leak(hash), Region::Protected);
+    }
+    full.promote(leak(100), &mut release);
+    assert_eq!(hashes(&full.probation), [0]);
+    assert_eq!(full.protected.weight, max);
 }
 
-/// The `k`th recall of a one-sided run scales the window by the step raised to `1 + k / 30`.
+/// A recall of `side` for a key of hash `hash`, as a miss on it would make; the window's target
+/// after.
+fn recall(policy: &mut Policy<&'static Meta>, side: Side, hash: u64) -> f64 {
+    policy.ghosts.remember(side, hash, policy.ghost_len);
+    policy.adapt(hash);
+    policy.window_target
+}
+
+/// The `k`th recall of a one-sided run scales the window by the step raised to
+/// `1 + k × shards / RUN_STEEPENING`; a recall on the other side starts a new run, and a
+/// run's length is bounded.
 #[test]
 fn a_one_sided_run_of_recalls_steepens_the_step() {
-    let grow = Step::new(1.0 + ADAPT_RATE);
-    assert_eq!(grow.steepened(0).factor, grow.factor);
-    let doubled = grow.steepened(RUN_STEEPENING as u32);
-    assert!((doubled.factor - grow.factor.powi(2)).abs() < 1e-12);
-    assert!((doubled.log2 - 2 * grow.log2).abs() <= 1);
+    for shards in [1, 8] {
+        let mut policy: Policy<&'static Meta> =
+            Policy::new(1_000_000, 1_000, WindowShare::for_shards(1_000_000, shards));
+        policy.ghost_len = ghost_slots(1_000);
+        let grow = 1.0 + ADAPT_RATE;
+        let power = |k: u32| 1.0 + f64::from((k * shards).min(MAX_RUN as u32)) / RUN_STEEPENING;
+        let mut target = policy.window_target;
+        for k in 1..=3 {
+            let after = recall(&mut policy, Side::TurnedAway, k.into());
+            assert!(
+                (after / target - grow.powf(power(k))).abs() < 1e-9,
+                "grow {k}"
+            );
+            target = after;
+        }
+        let after = recall(&mut policy, Side::Evicted, 10);
+        assert!(
+            (target / after - grow.powf(power(1))).abs() < 1e-9,
+            "a new run"
+        );
+        for k in 2..=MAX_RUN + 2 {
+            recall(&mut policy, Side::Evicted, 10 + u64::from(k.unsigned_abs()));
+        }
+        assert_eq!(policy.recall_run, -MAX_RUN);
+        assert_eq!(policy.cache_wide_run(), MAX_RUN.unsigned_abs());
+    }
 }
 
 /// A loop longer than the cache defeats LRU (every access misses), and the window must not
@@ -143,7 +184,7 @@ fn loops_longer_than_the_cache_keep_most_of_what_fits() {
 /// have folded in, are left as they were.
 #[test]
 fn a_first_seen_candidate_leaves_main_untouched() {
-    let mut policy: Policy<&'static Meta> = Policy::new(100, 100, WindowShare::for_capacity(100));
+    let mut policy: Policy<&'static Meta> = Policy::new(100, 100, WindowShare::for_shards(100, 1));
     for k in 0..100u64 {
         policy.insert(leak(mix(k)), &mut |_, _| {});
     }
@@ -182,7 +223,7 @@ fn a_first_seen_candidate_leaves_main_untouched() {
 /// What one shard's ghosts learn moves every shard's window, at their next exchanges.
 #[test]
 fn shards_tune_one_window_share() {
-    let share = WindowShare::for_capacity(1_000);
+    let share = WindowShare::for_shards(1_000, 1);
     let mut a: Policy<&'static Meta> = Policy::new(1_000, 1_000, share.clone());
     let mut b: Policy<&'static Meta> = Policy::new(1_000, 1_000, share.clone());
     let near = |x: f64, want: f64| (x / want - 1.0).abs() < 1e-6;
@@ -209,7 +250,7 @@ fn shards_tune_one_window_share() {
 #[test]
 fn the_sketch_grows_with_the_entries_held() {
     let mut policy: Policy<&'static Meta> =
-        Policy::new(1 << 30, 1 << 24, WindowShare::for_capacity(1 << 30));
+        Policy::new(1 << 30, 1 << 24, WindowShare::for_shards(1 << 30, 1));
     assert_eq!(policy.sketch.capacity(), INITIAL_SKETCH);
     for k in 0..10_000u64 {
         policy.insert(leak(mix(k)), &mut |_, _| {});
@@ -258,7 +299,7 @@ fn shrink(
 /// the sketch shrinks with it; a grow lets the policy fill again.
 #[test]
 fn a_resize_evicts_at_once_and_teaches_the_window_nothing() {
-    let share = WindowShare::for_capacity(10_000);
+    let share = WindowShare::for_shards(10_000, 1);
     let (mut policy, mut resident) = full_policy(share.clone());
     // Every other entry re-used: the shrink's evictions promote them, each a second chance.
     for m in resident.values().step_by(2) {
@@ -296,7 +337,7 @@ fn a_resize_evicts_at_once_and_teaches_the_window_nothing() {
 /// the next insert does not replace it with an empty one.
 #[test]
 fn the_counts_a_shrink_keeps_survive_the_next_insert() {
-    let (mut policy, mut resident) = full_policy(WindowShare::for_capacity(10_000));
+    let (mut policy, mut resident) = full_policy(WindowShare::for_shards(10_000, 1));
     shrink(&mut policy, &mut resident, 128);
     assert_eq!(resident.len(), 128);
     let counted: Vec<(u64, u8)> = resident

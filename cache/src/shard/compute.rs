@@ -156,7 +156,7 @@ mod loom_models {
     #[test]
     fn loom_concurrent_computes_lose_no_update() {
         loom::model(|| {
-            let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_capacity(4)));
+            let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_shards(4, 1)));
             let other = {
                 let shard = shard.clone();
                 loom::thread::spawn(move || add_one(&shard))
@@ -178,7 +178,7 @@ mod loom_models {
     #[test]
     fn loom_a_load_invalidated_by_a_removal_is_never_left_cached() {
         loom::model(|| {
-            let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_capacity(4)));
+            let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_shards(4, 1)));
             let invalidated = Arc::new(crate::sync::AtomicBool::new(false));
             let remover = {
                 let (shard, invalidated) = (shard.clone(), invalidated.clone());
@@ -222,7 +222,7 @@ mod loom_models {
         loom::model(|| {
             // Room for one entry, sized so that retired entries go in batches of two and come
             // back as spares.
-            let shard = Arc::new(Shard::new(1, 128, false, WindowShare::for_capacity(1)));
+            let shard = Arc::new(Shard::new(1, 128, false, WindowShare::for_shards(1, 1)));
             add_one(&shard);
             let writer = {
                 let shard = shard.clone();
@@ -259,7 +259,7 @@ mod loom_models {
     #[test]
     fn loom_a_compute_racing_a_removal_applies_to_what_it_saw() {
         loom::model(|| {
-            let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_capacity(4)));
+            let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_shards(4, 1)));
             add_one(&shard);
             let remover = {
                 let shard = shard.clone();
