@@ -118,7 +118,9 @@ const ADAPT_RATE: f64 = 0.005;
 /// left the shifting hot set at 100,000 entries 0.9 points lower.
 ///
 /// Measured by replaying the comparison's 41 cases against the peers of its run 28c
-/// (`benches/results/2026-11-28c-cache.md`, where runs were counted per shard, 30 to a step):
+/// (`benches/results/2026-11-28c-cache.md`, where runs were counted per shard, 30 to a step;
+/// run 28d, `2026-11-28d-cache.md`, is of this code: +0.36, 7 below, and the shifting hot set
+/// at 100,000 entries at 0.745 against LRU's 0.743):
 /// 30, 60, 120 and 240 scored +0.36, +0.38, +0.38 and +0.37 points above the better of moka and
 /// quick_cache on average, with 7, 7, 6 and 6 cases more than 0.5 below; with per-shard runs,
 /// 10 had let lirs-zigzag lose up to 4.9 points.
