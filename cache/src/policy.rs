@@ -99,8 +99,8 @@ const ENTRIES_PER_GHOST_SLOT: usize = 16;
 /// How much one ghost recall scales the window: by 0.5%, so that, were every recall a step of
 /// this size, the window would cross from 1% to 95% of the cache in about 900 recalls, counted
 /// over all shards (a shifting hot set needs that within a phase), while one recall moves it
-/// little; a one-sided run of recalls steepens the steps (see [`RUN_STEEPENING`]). Steps in entries instead, as ARC takes,
-/// were too slow after a shift (measured: 0.25 entries per recall left the shifting hot set at
+/// little; a one-sided run of recalls steepens the steps (see [`RUN_STEEPENING`]). Steps in
+/// entries instead, as ARC takes, were too slow after a shift (measured: 0.25 entries per recall left the shifting hot set at
 /// 100,000 entries 6 points lower). With each shard moving only its own window, 1% was best;
 /// with the recalls of all shards pooled (see [`WindowShare`]), 0.5% was (measured, 1% to
 /// 0.125%, mean over the 41 comparison cases).
@@ -110,30 +110,38 @@ const ADAPT_RATE: f64 = 0.005;
 /// step by one more step: the `k`th recall of a run of turned-away keys (with no recall of an
 /// evicted key between) scales the window by the grow step raised to `1 + k / 120`, and
 /// likewise for the shrink side. Each shard counts its own run and takes it times the shard
-/// count as the cache's (each sees about its share of the recalls), so the steepening does not
-/// weaken as shards are added. A workload that changes sends long one-sided runs, and the window
-/// then crosses from 1% to 95% in a few hundred recalls (about 360 by this formula), not 900;
-/// a settled one sends mixed signals, which keep the steps near 0.5%. A second chance in
+/// count (up to [`RUN_SHARDS`]) as the cache's. A workload that changes sends long one-sided
+/// runs, and the window then crosses from 1% to 95% in a few hundred recalls (about 360 by
+/// this formula), not 900; a settled one sends mixed signals, whose runs are short (about two
+/// recalls at each, a shard's as the cache's), which keep the steps near 0.5% (0.57% at 8
+/// shards). A second chance in
 /// probation (see [`SAVE_RATE`]) does not end a run of the window's growth: ending it there
 /// left the shifting hot set at 100,000 entries 0.9 points lower.
 ///
 /// Measured by replaying the comparison's 41 cases against the peers of its run 28c
 /// (`benches/results/2026-11-28c-cache.md`, where runs were counted per shard, 30 to a step;
 /// run 28d, `2026-11-28d-cache.md`, is of this code: +0.36, 7 below, and the shifting hot set
-/// at 100,000 entries at 0.745 against LRU's 0.743):
-/// 30, 60, 120 and 240 scored +0.36, +0.38, +0.38 and +0.37 points above the better of moka and
+/// at 100,000 entries at 0.745 against LRU's 0.743): 30, 60, 120 and 240 scored +0.36, +0.38, +0.38 and +0.37 points above the better of moka and
 /// quick_cache on average, with 7, 7, 6 and 6 cases more than 0.5 below; with per-shard runs,
 /// 10 had let lirs-zigzag lose up to 4.9 points.
 const RUN_STEEPENING: f64 = 120.0;
+
+/// The most shards a shard's run is multiplied by to stand for the cache's (see
+/// [`RUN_STEEPENING`]). Within a one-sided run each shard sees about its share of the recalls,
+/// so its run times the shard count is the cache's; but while recalls on the two sides mix, a
+/// shard's runs are as long as the cache's, and the multiple would steepen a settled
+/// workload's steps with the shard count (to about 1% at 64 shards). 8 is the most the
+/// comparison ran with (shards are up to four per core): beyond it, the steepening of a
+/// one-sided run weakens in proportion, and a mixed one's steps stay as measured.
+const RUN_SHARDS: u32 = 8;
 
 /// The longest run counted, for one shard and for the cache: a bound on how far one recall
 /// can move the window (by a factor of about 1.14).
 const MAX_RUN: i32 = 3_000;
 
-/// How much a second chance in probation shrinks the window: 0.075 of a recall's base step
-/// (the first of a run). A probation
-/// entry found re-used as it comes up for eviction is main's space paying for itself, which the
-/// evicted-key ghost cannot see while admission keeps main stable (as in a loop longer than the
+/// How much a second chance in probation shrinks the window: 0.075 of the unsteepened 0.5%
+/// step. A probation entry found re-used as it comes up for eviction is main's space paying
+/// for itself, which the evicted-key ghost cannot see while admission keeps main stable (as in a loop longer than the
 /// cache: without it, the window grew until the loop thrashed). Too strong, it holds the window
 /// too small when the hot set shifts. Measured relative to [`ADAPT_RATE`]: with per-shard
 /// windows and 1% recalls, 0.05 to 1 were tried, 0.1 was best on average, 0.05 let loops lose
@@ -174,7 +182,8 @@ impl Step {
         }
     }
 
-    /// This step as the `run`th recall of a one-sided run takes it (see [`RUN_STEEPENING`]).
+    /// This step as the `run`th recall of a one-sided run takes it, `run` counted for the whole
+    /// cache (see [`RUN_STEEPENING`]).
     fn steepened(self, run: u32) -> Self {
         let power = 1.0 + f64::from(run) / RUN_STEEPENING;
         Self {
@@ -444,6 +453,9 @@ impl<H: Handle> Policy<H> {
         if held >= self.sketch.capacity() {
             self.sketch.ensure_capacity(held + 1);
             let ghosts = ghost_slots(self.sketch.capacity());
+            // The ghosts start over, larger; a run of their recalls goes on (unlike after a
+            // shrink or a clear): the cache is still filling, and what the run said of the
+            // workload still holds.
             self.ghosts.ensure_len(ghosts);
         }
         self.sketch.increment(h.hash());
@@ -737,10 +749,11 @@ impl<H: Handle> Policy<H> {
         }
     }
 
-    /// The current run of recalls as the whole cache's: this shard's, times the shards (each
-    /// sees about its share of the recalls), up to [`MAX_RUN`].
+    /// The current run of recalls as the whole cache's: this shard's, times the shards (up to
+    /// [`RUN_SHARDS`]), up to [`MAX_RUN`].
     fn cache_wide_run(&self) -> u32 {
-        (self.recall_run.unsigned_abs() * self.share.shards()).min(MAX_RUN.unsigned_abs())
+        let shards = self.share.shards().min(RUN_SHARDS);
+        (self.recall_run.unsigned_abs() * shards).min(MAX_RUN.unsigned_abs())
     }
 
     /// How many entries it holds.

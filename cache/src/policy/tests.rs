@@ -131,17 +131,20 @@ fn recall(policy: &mut Policy<&'static Meta>, side: Side, hash: u64) -> f64 {
 }
 
 /// The `k`th recall of a one-sided run scales the window by the step raised to
-/// `1 + k × shards / RUN_STEEPENING`; a recall on the other side starts a new run, and a
-/// run's length is bounded.
+/// `1 + k × shards / RUN_STEEPENING` (shards counted up to `RUN_SHARDS`), here and in the
+/// adjustment kept for the cache-wide share; a recall on the other side starts a new run, and
+/// a run's length is bounded.
 #[test]
 fn a_one_sided_run_of_recalls_steepens_the_step() {
-    for shards in [1, 8] {
+    for shards in [1, 8, 64] {
         let mut policy: Policy<&'static Meta> =
             Policy::new(1_000_000, 1_000, WindowShare::for_shards(1_000_000, shards));
         policy.ghost_len = ghost_slots(1_000);
         let grow = 1.0 + ADAPT_RATE;
-        let power = |k: u32| 1.0 + f64::from((k * shards).min(MAX_RUN as u32)) / RUN_STEEPENING;
+        let counted = shards.min(RUN_SHARDS);
+        let power = |k: u32| 1.0 + f64::from((k * counted).min(MAX_RUN as u32)) / RUN_STEEPENING;
         let mut target = policy.window_target;
+        let mut log2 = 0;
         for k in 1..=3 {
             let after = recall(&mut policy, Side::TurnedAway, k.into());
             assert!(
@@ -149,6 +152,11 @@ fn a_one_sided_run_of_recalls_steepens_the_step() {
                 "grow {k}"
             );
             target = after;
+            log2 += log2_fixed(grow.powf(power(k)));
+            // Within rounding: a step's fixed-point logarithm is the base step's, rounded, times
+            // the power, rounded again.
+            let off = (policy.pending - log2).abs();
+            assert!(off <= 2 * i64::from(k), "the share's step {k}: {off} off");
         }
         let after = recall(&mut policy, Side::Evicted, 10);
         assert!(
@@ -161,6 +169,23 @@ fn a_one_sided_run_of_recalls_steepens_the_step() {
         assert_eq!(policy.recall_run, -MAX_RUN);
         assert_eq!(policy.cache_wide_run(), MAX_RUN.unsigned_abs());
     }
+}
+
+/// The ghosts start over after a shrink and a clear, and a run of their recalls ends with
+/// them.
+#[test]
+fn a_shrink_or_a_clear_ends_a_run() {
+    let (mut policy, mut resident) = full_policy(WindowShare::for_shards(10_000, 1));
+    for k in 0..3 {
+        recall(&mut policy, Side::TurnedAway, k);
+    }
+    assert_eq!(policy.recall_run, 3);
+    shrink(&mut policy, &mut resident, 5_000);
+    assert_eq!(policy.recall_run, 0);
+    recall(&mut policy, Side::Evicted, 1);
+    assert_eq!(policy.recall_run, -1);
+    policy.drain(&mut |_, _| {});
+    assert_eq!(policy.recall_run, 0);
 }
 
 /// A loop longer than the cache defeats LRU (every access misses), and the window must not
@@ -223,7 +248,7 @@ fn a_first_seen_candidate_leaves_main_untouched() {
 /// What one shard's ghosts learn moves every shard's window, at their next exchanges.
 #[test]
 fn shards_tune_one_window_share() {
-    let share = WindowShare::for_shards(1_000, 1);
+    let share = WindowShare::for_shards(1_000, 2);
     let mut a: Policy<&'static Meta> = Policy::new(1_000, 1_000, share.clone());
     let mut b: Policy<&'static Meta> = Policy::new(1_000, 1_000, share.clone());
     let near = |x: f64, want: f64| (x / want - 1.0).abs() < 1e-6;
