@@ -100,10 +100,10 @@ const ENTRIES_PER_GHOST_SLOT: usize = 16;
 /// this size, the window would cross from 1% to 95% of the cache in about 900 recalls, counted
 /// over all shards (a shifting hot set needs that within a phase), while one recall moves it
 /// little; a one-sided run of recalls steepens the steps (see [`RUN_STEEPENING`]). Steps in
-/// entries instead, as ARC takes, were too slow after a shift (measured: 0.25 entries per recall left the shifting hot set at
-/// 100,000 entries 6 points lower). With each shard moving only its own window, 1% was best;
-/// with the recalls of all shards pooled (see [`WindowShare`]), 0.5% was (measured, 1% to
-/// 0.125%, mean over the 41 comparison cases).
+/// entries instead, as ARC takes, were too slow after a shift (measured: 0.25 entries per
+/// recall left the shifting hot set at 100,000 entries 6 points lower). With each shard moving
+/// only its own window, 1% was best; with the recalls of all shards pooled (see
+/// [`WindowShare`]), 0.5% was (measured, 1% to 0.125%, mean over the 41 comparison cases).
 const ADAPT_RATE: f64 = 0.005;
 
 /// Recalls, over the whole cache, over which a run of them on one side steepens the window's
@@ -114,16 +114,17 @@ const ADAPT_RATE: f64 = 0.005;
 /// runs, and the window then crosses from 1% to 95% in a few hundred recalls (about 360 by
 /// this formula), not 900; a settled one sends mixed signals, whose runs are short (about two
 /// recalls at each, a shard's as the cache's), which keep the steps near 0.5% (0.57% at 8
-/// shards). A second chance in
-/// probation (see [`SAVE_RATE`]) does not end a run of the window's growth: ending it there
-/// left the shifting hot set at 100,000 entries 0.9 points lower.
+/// shards). A second chance in probation (see [`SAVE_RATE`]) does not end a run of the
+/// window's growth: ending it there left the shifting hot set at 100,000 entries 0.9 points
+/// lower.
 ///
 /// Measured by replaying the comparison's 41 cases against the peers of its run 28c
 /// (`benches/results/2026-11-28c-cache.md`, where runs were counted per shard, 30 to a step;
 /// run 28d, `2026-11-28d-cache.md`, is of this code: +0.36, 7 below, and the shifting hot set
-/// at 100,000 entries at 0.745 against LRU's 0.743): 30, 60, 120 and 240 scored +0.36, +0.38, +0.38 and +0.37 points above the better of moka and
-/// quick_cache on average, with 7, 7, 6 and 6 cases more than 0.5 below; with per-shard runs,
-/// 10 had let lirs-zigzag lose up to 4.9 points.
+/// at 100,000 entries at 0.745 against LRU's 0.743): 30, 60, 120 and 240 scored +0.36, +0.38,
+/// +0.38 and +0.37 points above the better of moka and quick_cache on average, with 7, 7, 6
+/// and 6 cases more than 0.5 below; with per-shard runs, 10 had let lirs-zigzag lose up to
+/// 4.9 points.
 const RUN_STEEPENING: f64 = 120.0;
 
 /// The most shards a shard's run is multiplied by to stand for the cache's (see
@@ -139,17 +140,17 @@ const RUN_SHARDS: u32 = 8;
 /// can move the window (by a factor of about 1.14).
 const MAX_RUN: i32 = 3_000;
 
-/// How much a second chance in probation shrinks the window: 0.075 of the unsteepened 0.5%
-/// step. A probation entry found re-used as it comes up for eviction is main's space paying
-/// for itself, which the evicted-key ghost cannot see while admission keeps main stable (as in a loop longer than the
-/// cache: without it, the window grew until the loop thrashed). Too strong, it holds the window
-/// too small when the hot set shifts. Measured relative to [`ADAPT_RATE`]: with per-shard
-/// windows and 1% recalls, 0.05 to 1 were tried, 0.1 was best on average, 0.05 let loops lose
-/// up to 11 points, and 0.2 and up held the window too small on a shifting hot set. With pooled
-/// recalls at 0.5% (2 to 3 runs of the 41 comparison cases each): 0.1 left the shifting hot set
-/// at 100,000 entries at 0.727 (LRU 0.743); 0.075 reached 0.735 and raised the mean by 0.02
-/// points; 0.06 reached 0.742 but failed `loops_longer_than_the_cache_keep_most_of_what_fits`
-/// on one of 8 key sets (0.075 passed all of 20), and 0.05 failed it outright.
+/// How much a second chance in probation shrinks the window: 0.075 of the unsteepened 0.5% step. A
+/// probation entry found re-used as it comes up for eviction is main's space paying for itself,
+/// which the evicted-key ghost cannot see while admission keeps main stable (as in a loop longer
+/// than the cache: without it, the window grew until the loop thrashed). Too strong, it holds the
+/// window too small when the hot set shifts. Measured relative to [`ADAPT_RATE`]: with per-shard
+/// windows and 1% recalls, 0.05 to 1 were tried, 0.1 was best on average, 0.05 let loops lose up to
+/// 11 points, and 0.2 and up held the window too small on a shifting hot set. With pooled recalls
+/// at 0.5% (2 to 3 runs of the 41 comparison cases each): 0.1 left the shifting hot set at 100,000
+/// entries at 0.727 (LRU 0.743); 0.075 reached 0.735 and raised the mean by 0.02 points; 0.06
+/// reached 0.742 but failed `loops_longer_than_the_cache_keep_most_of_what_fits` on one of 8 key
+/// sets (0.075 passed all of 20), and 0.05 failed it outright.
 const SAVE_RATE: f64 = 0.000375;
 
 /// Entries the frequency sketch is first sized for (8 bytes each); it grows with the entries
