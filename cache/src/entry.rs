@@ -14,11 +14,12 @@ const MAX_HITS: u8 = 15;
 /// entry, so a reader can clone the value without a lock. They are freed through epoch-based
 /// reclamation once both the table and the policy have let go of them.
 ///
-/// Laid out in field order (`repr(C)`), what a hit reads first: the hash, the hit counter,
-/// the removal flag, the key and the value, then the policy's and expiry's fields. Entries
-/// come from the allocator 16-byte aligned, not line aligned, so a `u64` to `u64` entry (40
-/// bytes) crosses a cache line at half its places; a hit then touched both lines, where now
-/// its 32 bytes cross one at a quarter of them. Measured against the compiler's order with a
+/// Laid out in field order (`repr(C)`), what a hit reads first: the hash, the hit counter and
+/// the removal flag (the policy's region and the weight fill the rest of those 16 bytes),
+/// the key and the value, and the expiry last. Entries come from the allocator 16-byte
+/// aligned, not line aligned, so a `u64` to `u64` entry (40 bytes) crosses a cache line at
+/// half its places; a hit then touched both lines, where now its 32 bytes cross one at a
+/// quarter of them. Measured against the compiler's order with a
 /// scratch harness (not kept) that ran both builds in one process, alternating every 20,000
 /// operations of `cache-profile`'s workloads (median of six rounds): get-or-insert 2.4%
 /// faster at Zipf 0.99 and at 0.7, hits 1%.
