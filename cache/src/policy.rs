@@ -34,12 +34,15 @@
 //! (`benches/results/2026-11-25-cache.md`), where the pooled ghosts average 0.24 above it, 1.17
 //! below at worst (`2026-11-26-cache.md`).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::ghost::{Ghosts, Side};
 use crate::sketch::FrequencySketch;
 use crate::window::{WindowShare, log2_fixed};
+
+mod queue;
+
+use queue::Queue;
 
 /// Where an entry is in the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,78 +213,6 @@ impl Default for Steps {
             shrink: Step::new(1.0 / (1.0 + ADAPT_RATE)),
             save: Step::new(1.0 / (1.0 + SAVE_RATE)),
         }
-    }
-}
-
-/// One queue of the policy.
-#[derive(Debug)]
-struct Queue<H> {
-    handles: VecDeque<H>,
-    /// Total weight of the live entries in it.
-    weight: u64,
-    /// Handles in it whose entries were removed.
-    stale: usize,
-    /// Handles ever popped from its front, and compactions: where the expiry sweep's position
-    /// has moved to.
-    pops: u64,
-    compactions: u64,
-}
-
-impl<H> Default for Queue<H> {
-    fn default() -> Self {
-        Self {
-            handles: VecDeque::new(),
-            weight: 0,
-            stale: 0,
-            pops: 0,
-            compactions: 0,
-        }
-    }
-}
-
-impl<H: Handle> Queue<H> {
-    fn push(&mut self, h: H, region: Region) {
-        h.set_region(region);
-        self.weight += h.weight();
-        self.handles.push_back(h);
-    }
-
-    /// Pops the oldest live handle, reclaiming stale ones on the way.
-    fn pop(&mut self, release: &mut impl FnMut(H, Release)) -> Option<H> {
-        while let Some(h) = self.handles.pop_front() {
-            self.pops += 1;
-            if h.region() == Region::Gone {
-                self.stale -= 1;
-                release(h, Release::Reclaim);
-                continue;
-            }
-            self.weight -= h.weight();
-            return Some(h);
-        }
-        None
-    }
-
-    /// Drops stale handles once they are half the queue, so removals cannot grow it unbounded.
-    /// Checked on every insert, rarely due: the check is inlined, the work is not.
-    #[inline]
-    fn compact(&mut self, release: &mut impl FnMut(H, Release)) {
-        if self.stale > 16 && self.stale * 2 > self.handles.len() {
-            self.compact_now(release);
-        }
-    }
-
-    /// Drops the stale handles now.
-    #[cold]
-    fn compact_now(&mut self, release: &mut impl FnMut(H, Release)) {
-        self.handles.retain(|&h| {
-            let live = h.region() != Region::Gone;
-            if !live {
-                release(h, Release::Reclaim);
-            }
-            live
-        });
-        self.stale = 0;
-        self.compactions += 1;
     }
 }
 

@@ -1,0 +1,78 @@
+//! A queue of the policy: a FIFO of entry handles read as a CLOCK, with the weight of its
+//! live entries and the count of stale handles (entries removed while queued) it drops lazily.
+
+use std::collections::VecDeque;
+
+use super::{Handle, Region, Release};
+
+/// One queue of the policy.
+#[derive(Debug)]
+pub(super) struct Queue<H> {
+    pub(super) handles: VecDeque<H>,
+    /// Total weight of the live entries in it.
+    pub(super) weight: u64,
+    /// Handles in it whose entries were removed.
+    pub(super) stale: usize,
+    /// Handles ever popped from its front, and compactions: where the expiry sweep's position
+    /// has moved to.
+    pub(super) pops: u64,
+    pub(super) compactions: u64,
+}
+
+impl<H> Default for Queue<H> {
+    fn default() -> Self {
+        Self {
+            handles: VecDeque::new(),
+            weight: 0,
+            stale: 0,
+            pops: 0,
+            compactions: 0,
+        }
+    }
+}
+
+impl<H: Handle> Queue<H> {
+    pub(super) fn push(&mut self, h: H, region: Region) {
+        h.set_region(region);
+        self.weight += h.weight();
+        self.handles.push_back(h);
+    }
+
+    /// Pops the oldest live handle, reclaiming stale ones on the way.
+    pub(super) fn pop(&mut self, release: &mut impl FnMut(H, Release)) -> Option<H> {
+        while let Some(h) = self.handles.pop_front() {
+            self.pops += 1;
+            if h.region() == Region::Gone {
+                self.stale -= 1;
+                release(h, Release::Reclaim);
+                continue;
+            }
+            self.weight -= h.weight();
+            return Some(h);
+        }
+        None
+    }
+
+    /// Drops stale handles once they are half the queue, so removals cannot grow it unbounded.
+    /// Checked on every insert, rarely due: the check is inlined, the work is not.
+    #[inline]
+    pub(super) fn compact(&mut self, release: &mut impl FnMut(H, Release)) {
+        if self.stale > 16 && self.stale * 2 > self.handles.len() {
+            self.compact_now(release);
+        }
+    }
+
+    /// Drops the stale handles now.
+    #[cold]
+    fn compact_now(&mut self, release: &mut impl FnMut(H, Release)) {
+        self.handles.retain(|&h| {
+            let live = h.region() != Region::Gone;
+            if !live {
+                release(h, Release::Reclaim);
+            }
+            live
+        });
+        self.stale = 0;
+        self.compactions += 1;
+    }
+}
