@@ -421,6 +421,11 @@ impl Local {
 impl Drop for Local {
     fn drop(&mut self) {
         self.hand_over();
+        // The state is cleared before the slot is given up, and the release pairs with the
+        // next owner's acquiring claim: a clear landing after the next owner's pin would
+        // leave it pinned unseen, and an advance would free what it reads (the loom model
+        // `loom_an_exiting_threads_last_stores_never_unpin_the_next_owner_of_its_slot` fails
+        // with either the order or the release undone).
         self.slot.state.store(0, Ordering::Release);
         self.slot.taken.store(false, Ordering::Release);
     }

@@ -76,7 +76,8 @@
 //! cache in the process, three epochs on, or by [`Cache::run_pending_tasks`] or dropping the
 //! cache; an entry that was removed or replaced waits until the policy's queue passes it.
 //! Destructors of keys and values never run under a shard's lock, and never on the read path.
-//! Listeners run after the mutex is released. The epochs, the read path against a writer
+//! Listeners run after the mutex is released. The epochs (a thread's exit, and the reuse of
+//! its registration by the next thread, included), the read path against a writer
 //! (publication, replacement, removal, eviction, reclamation) and the single-flight hand-off
 //! are model-checked with loom.
 //!

@@ -137,8 +137,8 @@ fn loom_advances_for_waiting_work_and_collections_that_do_not_advance() {
 /// must be freed (its bag is not lost with it), and not while the reader, registered before or
 /// after the exit (on the exiting thread's slot, in some executions), may still read it.
 /// A reader that takes the slot does so after the exiting thread's retirement, so it cannot
-/// load what was retired: the model does not check that a late store by the exiting thread
-/// cannot erase the new owner's pin.
+/// load what was retired: that a late store by the exiting thread cannot erase the new
+/// owner's pin is the next model's.
 #[test]
 fn loom_an_exiting_threads_retirements_are_freed_and_its_slot_reused_safely() {
     loom::model(|| {
@@ -169,6 +169,38 @@ fn loom_an_exiting_threads_retirements_are_freed_and_its_slot_reused_safely() {
             freed.load(Ordering::Relaxed),
             1,
             "the exiting thread's retirement was never freed"
+        );
+        free_last(&slot);
+    });
+}
+
+/// A thread's exit against the next thread to take its slot: the exiting registration's last
+/// stores (its slot's state, cleared, then the slot given up) must not land after the new
+/// owner's pin, or an advance would see the slot unpinned and free what the new owner is
+/// reading. The new owner reads while this thread unlinks the value and forces collections.
+/// (The registrations are `pin_exiting`'s, as in the model above.)
+#[test]
+fn loom_an_exiting_threads_last_stores_never_unpin_the_next_owner_of_its_slot() {
+    loom::model(|| {
+        let freed = Arc::new(AtomicUsize::new(0));
+        let slot = Arc::new(AtomicPtr::new(node(1, &freed)));
+        let exiting = loom::thread::spawn(|| drop(pin_exiting()));
+        let reader = {
+            let slot = slot.clone();
+            loom::thread::spawn(move || {
+                let value = read_under(&pin_exiting(), &slot);
+                assert!(matches!(value, 1 | 2), "read {value}");
+            })
+        };
+        replace(&slot, 2, &freed);
+        collect(true);
+        exiting.join().unwrap();
+        reader.join().unwrap();
+        collect(true);
+        assert_eq!(
+            freed.load(Ordering::Relaxed),
+            1,
+            "the old value was never freed"
         );
         free_last(&slot);
     });
