@@ -19,10 +19,11 @@ const MAX_HITS: u8 = 15;
 /// the key and the value, and the expiry last. Entries come from the allocator 16-byte
 /// aligned, not line aligned, so a `u64` to `u64` entry (40 bytes) crosses a cache line at
 /// half its places; a hit then touched both lines, where now its 32 bytes cross one at a
-/// quarter of them. Measured against the compiler's order with a
-/// scratch harness (not kept) that ran both builds in one process, alternating every 20,000
-/// operations of `cache-profile`'s workloads (median of six rounds): get-or-insert 2.4%
-/// faster at Zipf 0.99 and at 0.7, hits 1%.
+/// quarter of them. A small gain, measured against the compiler's order with a scratch
+/// harness (not kept) that ran both builds in one process, alternating every 20,000 operations
+/// of `cache-profile`'s workloads: get-or-insert 2.4% faster at Zipf 0.99 and 0.7 in a set
+/// of six rounds, 1.2% and 0.7% in a set of ten; hits 1.0% and 0.8% (medians). Two
+/// identical builds came out within 0.8% of each other.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Entry<K, V> {
