@@ -420,13 +420,17 @@ impl Local {
 
 impl Drop for Local {
     fn drop(&mut self) {
-        self.hand_over();
-        // The state is cleared before the slot is given up, and the release pairs with the
-        // next owner's acquiring claim: a clear landing after the next owner's pin would
-        // leave it pinned unseen, and an advance would free what it reads (the loom model
+        // A registration is dropped unpinned (a pin borrows it, and lives within one cache
+        // call), so its last unpin has cleared the slot's state already. The slot is given up
+        // with a release store, which the next owner's acquiring claim pairs with: that clear
+        // then comes before the next owner's pin. A store that could land after the pin (a
+        // second clear here, after giving the slot up, or the slot given up with a relaxed
+        // store) would leave the next owner pinned unseen, and an advance would free what it
+        // reads: the loom model
         // `loom_an_exiting_threads_last_stores_never_unpin_the_next_owner_of_its_slot` fails
-        // with either the order or the release undone).
-        self.slot.state.store(0, Ordering::Release);
+        // either way.
+        debug_assert_eq!(self.depth.get(), 0, "a registration dropped while pinned");
+        self.hand_over();
         self.slot.taken.store(false, Ordering::Release);
     }
 }

@@ -1,4 +1,5 @@
-//! [`CacheBuilder`]: a cache's settings, checked when it is built.
+//! Building a cache: [`Cache::new`] with the default settings, or [`Cache::builder`] and its
+//! [`CacheBuilder`], whose settings [`CacheBuilder::build`] checks ([`BuildError`]).
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;

@@ -174,11 +174,15 @@ fn loom_an_exiting_threads_retirements_are_freed_and_its_slot_reused_safely() {
     });
 }
 
-/// A thread's exit against the next thread to take its slot: the exiting registration's last
-/// stores (its slot's state, cleared, then the slot given up) must not land after the new
-/// owner's pin, or an advance would see the slot unpinned and free what the new owner is
-/// reading. The new owner reads while this thread unlinks the value and forces collections.
-/// (The registrations are `pin_exiting`'s, as in the model above.)
+/// A thread's exit against the next thread to register, which takes the exiting thread's slot
+/// in some executions: the clear of the slot's state by the exiting registration's last unpin
+/// must come before the new owner's pin, or an advance would see the slot unpinned and free
+/// what the new owner is reading. The reader reads while this thread unlinks the value and
+/// forces collections; a free under its read is a write to the value's cell concurrent with
+/// it, which loom reports as a causality violation (the assertions only check that the value
+/// read is one of the two, and that the old one is freed in the end). It does so with the
+/// slot given up by a relaxed store, or with a second clear of the state after the slot is
+/// given up. (The registrations are `pin_exiting`'s, as in the model above.)
 #[test]
 fn loom_an_exiting_threads_last_stores_never_unpin_the_next_owner_of_its_slot() {
     loom::model(|| {
