@@ -21,17 +21,17 @@
 //! (the `k`th of the cache's run by a power of `1 + (k - 96) / 120` past its 96th), so a
 //! workload that changes moves the window in a few hundred recalls, not 900; a probation entry
 //! re-used by the time it comes up for eviction (main's space paying for itself) shrinks it by
-//! 0.0375%. Every shard adds its signals to
-//! one cache-wide [`WindowShare`]: the shards split the keys by hash, so they see the same kind of
-//! traffic, and pooling gives the share all of the cache's evidence (measured: with each shard
-//! tuning its own window, the comparison's hit ratios averaged 0.04 points lower and had two more
-//! cases over half a point below the best peer). The window settles where those signals balance,
-//! and moves within a few hundred recalls when the workload changes: a shifting hot set or a
-//! recency-biased trace grows it toward LRU, a skewed and stable one (or a loop longer than the
-//! cache) shrinks it toward LFU. The ghost idea is ARC's (Megiddo and Modha, 2003), applied to
-//! W-TinyLFU's split. Caffeine tunes the same split by hill climbing on sampled hit ratios; here
-//! that reacted more slowly (a sample is many requests) and settled worse: over the comparison's 41
-//! hit-ratio cases it averaged 0.33 points below the best peer, 2.54 at worst
+//! 0.0375%. Every shard adds its signals to one cache-wide [`WindowShare`]: the shards split the
+//! keys by hash, so they see the same kind of traffic, and pooling gives the share all of the
+//! cache's evidence (measured: with each shard tuning its own window, the comparison's hit ratios
+//! averaged 0.04 points lower and had two more cases over half a point below the best peer). The
+//! window settles where those signals balance, and moves within a few hundred recalls when the
+//! workload changes: a shifting hot set or a recency-biased trace grows it toward LRU, a skewed
+//! and stable one (or a loop longer than the cache) shrinks it toward LFU. The ghost idea is
+//! ARC's (Megiddo and Modha, 2003), applied to W-TinyLFU's split. Caffeine tunes the same split
+//! by hill climbing on sampled hit ratios; here that reacted more slowly (a sample is many
+//! requests) and settled worse: over the comparison's 41 hit-ratio cases it averaged 0.33 points
+//! below the best peer, 2.54 at worst
 //! (`benches/results/2026-11-25-cache.md`), where the pooled ghosts average 0.24 above it, 1.17
 //! below at worst (`2026-11-26-cache.md`).
 
@@ -121,13 +121,13 @@ const ADAPT_RATE: f64 = 0.005;
 /// second chance in probation (see [`SAVE_RATE`]) does not end a run of the window's growth:
 /// ending it there left the shifting hot set at 100,000 entries 0.9 points lower.
 ///
-/// Measured by replaying the comparison's 41 cases against the peers of its run 28c
-/// (`benches/results/2026-11-28c-cache.md`, where runs were counted per shard, 30 to a step;
-/// run 28d, `2026-11-28d-cache.md`, is of this code: +0.36, 7 below, and the shifting hot set
-/// at 100,000 entries at 0.745 against LRU's 0.743): 30, 60, 120 and 240 scored +0.36, +0.38,
-/// +0.38 and +0.37 points above the better of moka and quick_cache on average, with 7, 7, 6
-/// and 6 cases more than 0.5 below; with per-shard runs, 10 had let lirs-zigzag lose up to
-/// 4.9 points.
+/// Measured without an onset, by replaying the comparison's 41 cases against the peers of its
+/// run 28c (`benches/results/2026-11-28c-cache.md`, where runs were counted per shard, 30 to a
+/// step; run 28d, `2026-11-28d-cache.md`, is of this code before [`RUN_ONSET`]: +0.36, 7
+/// below, and the shifting hot set at 100,000 entries at 0.745 against LRU's 0.743): 30, 60,
+/// 120 and 240 scored +0.36, +0.38, +0.38 and +0.37 points above the better of moka and
+/// quick_cache on average, with 7, 7, 6 and 6 cases more than 0.5 below; with per-shard runs,
+/// 10 had let lirs-zigzag lose up to 4.9 points.
 const RUN_STEEPENING: f64 = 120.0;
 
 /// The cache-wide run a run of recalls must pass before it steepens the steps (see
@@ -152,7 +152,8 @@ const RUN_ONSET: u32 = 96;
 /// [`RUN_STEEPENING`]). Within a one-sided run each shard sees about its share of the recalls,
 /// so its run times the shard count is the cache's; but while recalls on the two sides mix, a
 /// shard's runs are as long as the cache's, and the multiple would steepen a settled
-/// workload's steps with the shard count (to about 1% at 64 shards). 8 is the most the
+/// workload's steps with the shard count (runs of two at each of 64 shards would count as
+/// 128, past [`RUN_ONSET`]: steps of about 0.63%). 8 is the most the
 /// comparison ran with (shards are up to four per core): beyond it, the steepening of a
 /// one-sided run weakens in proportion, and a mixed one's steps stay as measured.
 const RUN_SHARDS: u32 = 8;
