@@ -208,10 +208,10 @@ impl Step {
     /// This step as the `run`th recall of a one-sided run takes it, `run` counted for the whole
     /// cache (see [`RUN_STEEPENING`] and [`RUN_ONSET`]).
     fn steepened(self, run: u32) -> Self {
-        let Some(past) = run.checked_sub(RUN_ONSET).filter(|&past| past > 0) else {
+        if run <= RUN_ONSET {
             return self;
-        };
-        let power = 1.0 + f64::from(past) / RUN_STEEPENING;
+        }
+        let power = 1.0 + f64::from(run - RUN_ONSET) / RUN_STEEPENING;
         Self {
             factor: self.factor.powf(power),
             log2: (self.log2 as f64 * power).round() as i64,

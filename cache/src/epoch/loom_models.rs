@@ -129,6 +129,35 @@ fn loom_advances_for_waiting_work_and_collections_that_do_not_advance() {
     );
 }
 
+/// A thread that registers (with a registration of its own, as an exiting thread's destructor
+/// does), pins, and reads the slot's value: 1 or 2.
+fn spawn_registering_reader(slot: &Arc<AtomicPtr<Node>>) -> loom::thread::JoinHandle<()> {
+    let slot = slot.clone();
+    loom::thread::spawn(move || {
+        let value = read_under(&pin_exiting(), &slot);
+        assert!(matches!(value, 1 | 2), "read {value}");
+    })
+}
+
+/// Joins `threads`, then checks that a forced collection, with nothing pinned, has freed the
+/// one value replaced (what the exit models end with).
+fn join_then_check_freed(
+    threads: [loom::thread::JoinHandle<()>; 2],
+    slot: &AtomicPtr<Node>,
+    freed: &AtomicUsize,
+) {
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    collect(true);
+    assert_eq!(
+        freed.load(Ordering::Relaxed),
+        1,
+        "the replaced value was never freed"
+    );
+    free_last(slot);
+}
+
 /// A thread's exit: its registration hands its bag to the collector and gives up its slot,
 /// which the next thread to register may take, while another thread pins and reads and a
 /// third collects. Here the registrations are `pin_exiting`'s, made and dropped by the pin,
@@ -154,23 +183,9 @@ fn loom_an_exiting_threads_retirements_are_freed_and_its_slot_reused_safely() {
                 drop(registration);
             })
         };
-        let reader = {
-            let slot = slot.clone();
-            loom::thread::spawn(move || {
-                let value = read_under(&pin_exiting(), &slot);
-                assert!(matches!(value, 1 | 2), "read {value}");
-            })
-        };
+        let reader = spawn_registering_reader(&slot);
         collect(true);
-        exiting.join().unwrap();
-        reader.join().unwrap();
-        collect(true);
-        assert_eq!(
-            freed.load(Ordering::Relaxed),
-            1,
-            "the exiting thread's retirement was never freed"
-        );
-        free_last(&slot);
+        join_then_check_freed([exiting, reader], &slot, &freed);
     });
 }
 
@@ -189,23 +204,9 @@ fn loom_an_exiting_threads_last_stores_never_unpin_the_next_owner_of_its_slot() 
         let freed = Arc::new(AtomicUsize::new(0));
         let slot = Arc::new(AtomicPtr::new(node(1, &freed)));
         let exiting = loom::thread::spawn(|| drop(pin_exiting()));
-        let reader = {
-            let slot = slot.clone();
-            loom::thread::spawn(move || {
-                let value = read_under(&pin_exiting(), &slot);
-                assert!(matches!(value, 1 | 2), "read {value}");
-            })
-        };
+        let reader = spawn_registering_reader(&slot);
         replace(&slot, 2, &freed);
         collect(true);
-        exiting.join().unwrap();
-        reader.join().unwrap();
-        collect(true);
-        assert_eq!(
-            freed.load(Ordering::Relaxed),
-            1,
-            "the old value was never freed"
-        );
-        free_last(&slot);
+        join_then_check_freed([exiting, reader], &slot, &freed);
     });
 }

@@ -48,33 +48,7 @@ fn leak(hash: u64) -> &'static Meta {
 
 /// Runs `keys` through a policy of `capacity` entries; returns the hit ratio.
 fn hit_ratio(keys: &[u64], capacity: usize) -> f64 {
-    let mut resident: HashMap<u64, &'static Meta> = HashMap::new();
-    let mut policy: Policy<&'static Meta> = Policy::new(
-        capacity as u64,
-        capacity,
-        WindowShare::for_shards(capacity as u64, 1),
-    );
-    let mut hits = 0u64;
-    for &k in keys {
-        let hash = mix(k);
-        if let Some(m) = resident.get(&hash) {
-            hits += 1;
-            let v = m.hits.get();
-            m.hits.set((v + 1).min(15));
-            policy.record(1);
-            continue;
-        }
-        let m = leak(hash);
-        resident.insert(hash, m);
-        policy.insert(m, &mut |h, why| {
-            if why == Release::Evicted {
-                resident.remove(&h.hash);
-            }
-        });
-        assert!(policy.weight() <= capacity as u64);
-        assert_eq!(resident.len() as u64, policy.weight());
-    }
-    hits as f64 / keys.len() as f64
+    sharded_hit_ratio(keys, capacity, 1)
 }
 
 /// The shard of `hash` among `shards` (a power of two), as the cache picks it: by its top bits.
@@ -109,6 +83,9 @@ fn sharded_hit_ratio(keys: &[u64], capacity: usize, shards: usize) -> f64 {
                 resident.remove(&h.hash);
             }
         });
+        assert!(policies[shard].weight() <= per_shard as u64);
+        let held: u64 = policies.iter().map(Policy::weight).sum();
+        assert_eq!(resident.len() as u64, held);
     }
     hits as f64 / keys.len() as f64
 }
