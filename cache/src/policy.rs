@@ -158,6 +158,19 @@ const RUN_ONSET: u32 = 96;
 /// one-sided run weakens in proportion, and a mixed one's steps stay as measured.
 const RUN_SHARDS: u32 = 8;
 
+/// The ghost slots a shard needs per shard its run stands for (see [`RUN_SHARDS`]): a shard
+/// holding under 64 entries per shard of the multiple (4 slots of 16) takes a smaller one, so
+/// 8 only from 512 entries (a cache bounded by entries gets shards of at least 256 entries by
+/// default, whose runs count 4 times or more). A small shard's ghosts remember only a few keys, and its runs
+/// are a coarse sample of the cache's: on a loop, multiplied by 8, they steepened the
+/// window's growth until it ran away to the whole cache (a share of 1.0 after 200 passes,
+/// where 8 shards of 500 held it at 0.4%). On a loop 5% longer than the cache, 8 shards of
+/// 125 entries kept 0.80 of what fits, 8 of 250 kept 0.92 and 64 of 62 kept 0.76; with this
+/// bound, 0.98 to 0.99 (with 2 slots per shard: 0.87 to 0.97). Replays of the comparison's
+/// 41 cases moved by +0.0005 points on average (+0.012 with the shard counts of 16
+/// processors, where more of its caches have shards under 512 entries).
+const GHOST_SLOTS_PER_RUN_SHARD: usize = 4;
+
 /// The longest run counted, for one shard and for the cache: a bound on how far one recall
 /// can move the window (by a factor of about 1.13).
 const MAX_RUN: i32 = 3_000;
@@ -704,9 +717,15 @@ impl<H: Handle> Policy<H> {
     }
 
     /// The current run of recalls as the whole cache's: this shard's, times the shards (up to
-    /// [`RUN_SHARDS`]), up to [`MAX_RUN`].
+    /// [`RUN_SHARDS`], and to what its ghosts' size supports: [`GHOST_SLOTS_PER_RUN_SHARD`]), up
+    /// to [`MAX_RUN`].
     fn cache_wide_run(&self) -> u32 {
-        let shards = self.share.shards().min(RUN_SHARDS);
+        let supported = (self.ghost_len / GHOST_SLOTS_PER_RUN_SHARD).max(1);
+        let shards = self
+            .share
+            .shards()
+            .min(RUN_SHARDS)
+            .min(u32::try_from(supported).unwrap_or(u32::MAX));
         (self.recall_run.unsigned_abs() * shards).min(MAX_RUN.unsigned_abs())
     }
 

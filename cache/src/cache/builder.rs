@@ -90,7 +90,10 @@ where
     /// (computed once, on insertion). An entry heavier than a shard's share of `max` is not
     /// cached (the listener sees it evicted for size), and the value it was to replace is
     /// removed all the same (the listener sees it replaced): a read after an insert never
-    /// returns the value the insert overwrote.
+    /// returns the value the insert overwrote. Without [`max_capacity`](Self::max_capacity),
+    /// the default shard count takes `max` for the number of entries, so entries of many
+    /// units each make small shards, which admit and evict less well: give `max_capacity` the
+    /// number of entries you expect.
     #[must_use]
     pub fn max_weight(
         mut self,

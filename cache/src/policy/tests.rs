@@ -145,17 +145,17 @@ fn recall(policy: &mut Policy<&'static Meta>, side: Side, hash: u64) -> f64 {
 
 /// The `k`th recall of a one-sided run scales the window by the step raised to
 /// `1 + (k × shards - RUN_ONSET) / RUN_STEEPENING` once `k × shards` is past the onset (shards
-/// counted up to `RUN_SHARDS`), by the step itself before, here and in the adjustment kept for
-/// the cache-wide share; a recall on the other side starts a new run, and a run's length is
-/// bounded.
+/// counted up to `RUN_SHARDS`, and to one per `GHOST_SLOTS_PER_RUN_SHARD` of the ghosts'
+/// slots), by the step itself before, here and in the adjustment kept for the cache-wide
+/// share; a recall on the other side starts a new run, and a run's length is bounded.
 #[test]
 fn a_one_sided_run_of_recalls_steepens_the_step() {
-    for shards in [1, 8, 64] {
+    // 1,000 entries count up to 15 shards, 125 up to 2.
+    for (shards, entries, counted) in [(1, 1_000, 1), (8, 1_000, 8), (64, 1_000, 8), (8, 125, 2)] {
         let mut policy: Policy<&'static Meta> =
             Policy::new(1_000_000, 1_000, WindowShare::for_shards(1_000_000, shards));
-        policy.ghost_len = ghost_slots(1_000);
+        policy.ghost_len = ghost_slots(entries);
         let grow = 1.0 + ADAPT_RATE;
-        let counted = shards.min(RUN_SHARDS);
         let power = |k: u32| {
             let run = (k * counted).min(MAX_RUN as u32);
             1.0 + f64::from(run.saturating_sub(RUN_ONSET)) / RUN_STEEPENING
@@ -229,11 +229,22 @@ fn loops_longer_than_the_cache_keep_most_of_what_fits() {
 /// them by default: a loop slightly longer than the cache sends turned-away recalls a few at
 /// a time, against single evicted-side ones, and those short runs must not steepen the
 /// window's steps into LRU's collapse (see `RUN_ONSET`: without it, 0.84 here at 1.05 times
-/// the cache, and 0.94 with it). The best is what fits of each shard's part of the loop.
+/// the cache, and 0.94 with it). Also in small shards, as an explicit shard count or a cache
+/// bounded by weight may have (see `GHOST_SLOTS_PER_RUN_SHARD`: without it, 0.77 and 0.72 at
+/// 1.05 times 8 × 125 and 64 × 62 entries). The best is what fits of each shard's part of the
+/// loop.
 #[test]
 fn loops_longer_than_a_sharded_cache_keep_most_of_what_fits() {
-    let (shards, capacity, passes) = (8, 4_000, 200);
-    for stretch in [1.05, 1.2, 1.5, 2.0] {
+    let passes = 200;
+    for (shards, capacity, stretch) in [
+        (8, 4_000, 1.05),
+        (8, 4_000, 1.2),
+        (8, 4_000, 1.5),
+        (8, 4_000, 2.0),
+        (8, 1_000, 1.05),
+        (8, 2_000, 1.05),
+        (64, 4_000, 1.05),
+    ] {
         let len = (capacity as f64 * stretch) as u64;
         let keys: Vec<u64> = (0..passes * len).map(|i| i % len).collect();
         let ratio = sharded_hit_ratio(&keys, capacity, shards);
