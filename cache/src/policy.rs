@@ -110,16 +110,16 @@ const ENTRIES_PER_GHOST_SLOT: usize = 16;
 /// [`WindowShare`]), 0.5% was (measured, 1% to 0.125%, mean over the 41 comparison cases).
 const ADAPT_RATE: f64 = 0.005;
 
-/// Recalls, over the whole cache, over which a run of them on one side steepens the window's
-/// step by one more step, once the run is past [`RUN_ONSET`]: the `k`th recall of a run of
-/// turned-away keys (with no recall of an evicted key between) scales the window by the grow
-/// step raised to `1 + (k - 96) / 120` (1 up to the 96th), and likewise for the shrink side.
-/// Each shard counts its own run and takes it times the shard count (up to [`RUN_SHARDS`]) as
-/// the cache's. A workload that changes sends long one-sided runs, and the window then
-/// crosses from 1% to 95% in a few hundred recalls (about 435 by this formula), not 900; a
-/// settled one sends mixed signals, whose runs are short, and its steps stay at 0.5%. A
-/// second chance in probation (see [`SAVE_RATE`]) does not end a run of the window's growth:
-/// ending it there left the shifting hot set at 100,000 entries 0.9 points lower.
+/// Recalls, over the whole cache, over which a run of them on one side steepens the window's step
+/// by one more step, once the run is past [`RUN_ONSET`]: the `k`th recall of a run of turned-away
+/// keys (with no recall of an evicted key between) scales the window by the grow step raised to
+/// `1 + (k - 96) / 120` (1 up to the 96th), and likewise for the shrink side. Each shard counts its
+/// own run and takes it times the shard count (up to [`RUN_SHARDS`], and to what
+/// [`GHOST_SLOTS_PER_RUN_SHARD`] allows) as the cache's. A workload that changes sends long
+/// one-sided runs, and the window then crosses from 1% to 95% in a few hundred recalls (about 435
+/// by this formula), not 900; a settled one sends mixed signals, whose runs are short, and its
+/// steps stay at 0.5%. A second chance in probation (see [`SAVE_RATE`]) does not end a run of the
+/// window's growth: ending it there left the shifting hot set at 100,000 entries 0.9 points lower.
 ///
 /// Measured without an onset, by replaying the comparison's 41 cases against the peers of its
 /// run 28c (`benches/results/2026-11-28c-cache.md`, where runs were counted per shard, 30 to a
@@ -158,17 +158,19 @@ const RUN_ONSET: u32 = 96;
 /// one-sided run weakens in proportion, and a mixed one's steps stay as measured.
 const RUN_SHARDS: u32 = 8;
 
-/// The ghost slots a shard needs per shard its run stands for (see [`RUN_SHARDS`]): a shard
-/// holding under 64 entries per shard of the multiple (4 slots of 16) takes a smaller one, so
-/// 8 only from 512 entries (a cache bounded by entries gets shards of at least 256 entries by
-/// default, whose runs count 4 times or more). A small shard's ghosts remember only a few keys, and its runs
-/// are a coarse sample of the cache's: on a loop, multiplied by 8, they steepened the
-/// window's growth until it ran away to the whole cache (a share of 1.0 after 200 passes,
-/// where 8 shards of 500 held it at 0.4%). On a loop 5% longer than the cache, 8 shards of
-/// 125 entries kept 0.80 of what fits, 8 of 250 kept 0.92 and 64 of 62 kept 0.76; with this
-/// bound, 0.98 to 0.99 (with 2 slots per shard: 0.87 to 0.97). Replays of the comparison's
-/// 41 cases moved by +0.0005 points on average (+0.012 with the shard counts of 16
-/// processors, where more of its caches have shards under 512 entries).
+/// The ghost slots in use a shard needs per shard its run stands for (see [`RUN_SHARDS`]): the
+/// multiple is at most a quarter of the slots its ghosts use (one per 16 entries held, rounded
+/// up), at least 1. So about one shard per 64 entries held: 2 at 125 entries, 4 from 241 and
+/// 8 from 497, and less while a shard fills. A cache bounded by entries gets shards of at
+/// least 256 entries by default (when it has more than one), which allow 4 or more once full.
+/// A small shard's ghosts remember only a few keys, and its runs are a coarse sample of the
+/// cache's: on a loop, multiplied by 8, they steepened the window's growth until it ran away
+/// to the whole cache (a share of 1.0 after 200 passes, where 8 shards of 500 held it at
+/// 0.4%). On a loop 5% longer than the cache, 8 shards of 125 entries kept 0.80 of what fits,
+/// 8 of 250 kept 0.92 and 64 of 62 kept 0.76; with this bound, 0.98 to 0.99 (with 2 slots
+/// per shard: 0.92 to 0.97, and 0.87 at 16 × 125). Replays of the comparison's 41 cases moved
+/// by +0.0005 points on average (+0.012 with the shard counts of 16 processors, where more of
+/// its caches have shards under 497 entries).
 const GHOST_SLOTS_PER_RUN_SHARD: usize = 4;
 
 /// The longest run counted, for one shard and for the cache: a bound on how far one recall
@@ -717,15 +719,11 @@ impl<H: Handle> Policy<H> {
     }
 
     /// The current run of recalls as the whole cache's: this shard's, times the shards (up to
-    /// [`RUN_SHARDS`], and to what its ghosts' size supports: [`GHOST_SLOTS_PER_RUN_SHARD`]), up
-    /// to [`MAX_RUN`].
+    /// [`RUN_SHARDS`], and to what the ghost slots it uses allow: see
+    /// [`GHOST_SLOTS_PER_RUN_SHARD`]), up to [`MAX_RUN`].
     fn cache_wide_run(&self) -> u32 {
-        let supported = (self.ghost_len / GHOST_SLOTS_PER_RUN_SHARD).max(1);
-        let shards = self
-            .share
-            .shards()
-            .min(RUN_SHARDS)
-            .min(u32::try_from(supported).unwrap_or(u32::MAX));
+        let allowed = (self.ghost_len / GHOST_SLOTS_PER_RUN_SHARD).clamp(1, RUN_SHARDS as usize);
+        let shards = self.share.shards().min(allowed as u32);
         (self.recall_run.unsigned_abs() * shards).min(MAX_RUN.unsigned_abs())
     }
 
