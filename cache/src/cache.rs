@@ -14,6 +14,8 @@ use crate::window::WindowShare;
 
 mod builder;
 
+#[cfg(feature = "sim")]
+pub(crate) use builder::default_shards;
 pub use builder::{BuildError, CacheBuilder};
 
 /// The default hasher: `foldhash`'s fast, randomly seeded hasher (as quick_cache uses); hash

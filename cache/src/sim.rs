@@ -2,20 +2,37 @@
 //! policy (OPT), so a cache can be sized on real access logs. Behind the `sim` feature; the
 //! `shardkit cache sim` command is built on it.
 //!
+//! The cache is simulated as [`Cache::new`] builds it on the machine running the simulation
+//! (its default shard count), or with the shards [`SimOptions`] gives, and hashes with a fixed
+//! seed, so a simulation repeats exactly. A short trace's ratio moves with the seed (each
+//! cache seeds its hasher anew in use); [`SimOptions::seed`] shows by how much.
+//!
 //! ```
-//! use shardkit_cache::sim::{Simulation, read_trace};
+//! use shardkit_cache::sim::{SimOptions, Simulation, read_trace};
 //!
 //! let keys = read_trace("1\n2\n1\n3\n1\n2\n".as_bytes())?;
-//! let result = Simulation::new(&keys).run(2);
-//! assert_eq!(result.accesses, 6);
+//! let sim = Simulation::new(&keys);
+//! let result = sim.run(2);
+//! assert_eq!((result.accesses, sim.distinct()), (6, 3));
 //! assert!(result.opt >= result.lru && result.opt >= result.cache);
-//! # Ok::<(), shardkit_cache::sim::TraceError>(())
+//! // The same cache in one shard, hashing with another seed.
+//! let one_shard = sim.run_with(2, &SimOptions::default().shards(1).seed(7))?;
+//! assert_eq!(one_shard.shards, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
-use crate::Cache;
+use crate::{BuildError, Cache};
+
+/// The longest line a trace may have, in bytes: a key has at most 20 digits, so this leaves
+/// room for any whitespace around it while a file that is not a trace (no line breaks) fails
+/// at once instead of being read whole.
+const MAX_LINE: usize = 4096;
+
+/// How much of a bad line an error quotes.
+const QUOTED: usize = 64;
 
 /// Why a trace could not be read.
 #[derive(Debug)]
@@ -23,11 +40,13 @@ use crate::Cache;
 pub enum TraceError {
     /// Reading failed.
     Io(std::io::Error),
-    /// A line is not an unsigned decimal key.
+    /// A line is not an unsigned decimal key (up to `u64::MAX`, digits only), or is longer
+    /// than 4,096 bytes with its line break.
     BadLine {
         /// The line's number, from 1.
         line: usize,
-        /// Its text.
+        /// Its text, trimmed, up to its first 64 characters (bytes that are not UTF-8 shown as
+        /// `U+FFFD`).
         text: String,
     },
 }
@@ -52,26 +71,52 @@ impl std::error::Error for TraceError {
     }
 }
 
-/// Reads a trace: one access per line, the key as an unsigned decimal integer (blank lines are
-/// skipped). Decompress first if it is compressed.
+/// Reads a trace: one access per line, the key as an unsigned decimal integer. Whitespace
+/// around a key (a `\r` before the line break included) and blank lines are skipped, and so is
+/// a UTF-8 byte-order mark before the first line. Decompress first if it is compressed.
 ///
 /// # Errors
 ///
-/// [`TraceError`] for a read failure or a line that is not a key.
-pub fn read_trace(reader: impl BufRead) -> Result<Vec<u64>, TraceError> {
+/// [`TraceError`] for a read failure, or a line that is not a key (bytes that are not
+/// UTF-8, a sign, a key past `u64::MAX`, more than 4,096 bytes with its line break).
+pub fn read_trace(mut reader: impl BufRead) -> Result<Vec<u64>, TraceError> {
     let mut keys = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(TraceError::Io)?;
-        let text = line.trim();
-        if text.is_empty() {
+    let mut buf = Vec::new();
+    for line in 1.. {
+        buf.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(TraceError::Io)?;
+        if read == 0 {
+            break;
+        }
+        let mut text = buf.trim_ascii();
+        if line == 1 {
+            text = text
+                .strip_prefix("\u{feff}".as_bytes())
+                .map_or(text, <[u8]>::trim_ascii);
+        }
+        if text.is_empty() && buf.len() <= MAX_LINE {
             continue;
         }
-        keys.push(text.parse().map_err(|_| TraceError::BadLine {
-            line: i + 1,
-            text: text.to_string(),
-        })?);
+        match parse_key(text) {
+            Some(key) if buf.len() <= MAX_LINE => keys.push(key),
+            _ => {
+                let text = String::from_utf8_lossy(text).chars().take(QUOTED).collect();
+                return Err(TraceError::BadLine { line, text });
+            }
+        }
     }
     Ok(keys)
+}
+
+/// `text` as an unsigned decimal key: digits only (`u64::from_str` would take a `+`).
+fn parse_key(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
 }
 
 /// Hit ratios of one capacity on one trace.
@@ -82,12 +127,41 @@ pub struct SimResult {
     pub capacity: usize,
     /// Accesses in the trace.
     pub accesses: usize,
-    /// This crate's [`Cache`] (one shard, so the whole capacity shares one policy).
+    /// This crate's [`Cache`], built as the run asked (see [`Simulation::run_with`]).
     pub cache: f64,
+    /// The shards the cache had.
+    pub shards: usize,
     /// Exact LRU.
     pub lru: f64,
     /// Belady's optimal policy with bypass: the upper bound for any policy.
     pub opt: f64,
+}
+
+/// How a simulation builds the cache: [`Default`] is [`Cache::new`]'s shard count with seed 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SimOptions {
+    /// The shard count (see [`CacheBuilder::shards`](crate::CacheBuilder::shards)); `None`
+    /// for the default a cache of the capacity gets on this machine.
+    pub shards: Option<usize>,
+    /// The seed of the cache's hasher.
+    pub seed: u64,
+}
+
+impl SimOptions {
+    /// With `shards` shards (a power of two).
+    #[must_use]
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// With the cache's hasher seeded by `seed`.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
 }
 
 /// A trace prepared for simulation at several capacities (OPT's next-use table is computed
@@ -96,6 +170,7 @@ pub struct SimResult {
 pub struct Simulation<'a> {
     keys: &'a [u64],
     next_use: Vec<usize>,
+    distinct: usize,
 }
 
 impl<'a> Simulation<'a> {
@@ -109,18 +184,43 @@ impl<'a> Simulation<'a> {
             }
             seen.insert(k, i);
         }
-        Self { keys, next_use }
+        Self {
+            keys,
+            next_use,
+            distinct: seen.len(),
+        }
     }
 
-    /// Every access is a `get`; a miss inserts the key.
+    /// The trace's distinct keys.
+    pub fn distinct(&self) -> usize {
+        self.distinct
+    }
+
+    /// Hit ratios at `capacity` entries, the cache built as [`Cache::new`] builds it (see
+    /// [`SimOptions`]'s default). Every access is a `get`; a miss inserts the key.
     pub fn run(&self, capacity: usize) -> SimResult {
-        SimResult {
+        self.run_with(capacity, &SimOptions::default())
+            .expect("the default shard count is a valid one")
+    }
+
+    /// [`run`](Self::run) with the cache built as `options` say.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::InvalidShards`] for a shard count that is not a power of two up to 2^16.
+    pub fn run_with(&self, capacity: usize, options: &SimOptions) -> Result<SimResult, BuildError> {
+        let shards = options
+            .shards
+            .unwrap_or_else(|| crate::cache::default_shards(capacity as u64));
+        let hits = cache_hits(self.keys, capacity, shards, options.seed)?;
+        Ok(SimResult {
             capacity,
             accesses: self.keys.len(),
-            cache: self.ratio(cache_hits(self.keys, capacity)),
+            cache: self.ratio(hits),
+            shards,
             lru: self.lru(capacity),
             opt: self.opt(capacity),
-        }
+        })
     }
 
     /// Exact LRU's hit ratio at `capacity` entries alone ([`SimResult::lru`]), for callers
@@ -185,13 +285,20 @@ impl<'a> Simulation<'a> {
     }
 }
 
-fn cache_hits(keys: &[u64], capacity: usize) -> usize {
+/// Our cache's hits on `keys`.
+fn cache_hits(
+    keys: &[u64],
+    capacity: usize,
+    shards: usize,
+    seed: u64,
+) -> Result<usize, BuildError> {
     let cache = Cache::builder()
         .max_capacity(capacity as u64)
-        .shards(1)
-        .build()
-        .expect("a capacity and one shard are a valid configuration");
-    keys.iter()
+        .shards(shards)
+        .hasher(foldhash::fast::FixedState::with_seed(seed))
+        .build()?;
+    Ok(keys
+        .iter()
         .filter(|&&k| {
             let hit = cache.get(&k).is_some();
             if !hit {
@@ -199,7 +306,7 @@ fn cache_hits(keys: &[u64], capacity: usize) -> usize {
             }
             hit
         })
-        .count()
+        .count())
 }
 
 /// Exact LRU on an index-linked list.
@@ -288,6 +395,77 @@ mod tests {
     fn bad_lines_are_errors_with_their_number() {
         let err = read_trace("1\n\n2\nx3\n".as_bytes()).unwrap_err();
         assert!(matches!(err, TraceError::BadLine { line: 4, .. }), "{err}");
+        for (trace, line) in [
+            (&b"1\n+2\n"[..], 2),
+            (b"1\n-2\n", 2),
+            (b"18446744073709551616\n", 1),
+            (b"1\n\xff\xfe\n", 2),
+            (b"1\n2 3\n", 2),
+        ] {
+            let err = read_trace(trace).unwrap_err();
+            assert!(
+                matches!(err, TraceError::BadLine { line: l, .. } if l == line),
+                "{trace:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn whitespace_line_ends_and_a_byte_order_mark_are_skipped() {
+        let keys = read_trace("\u{feff}1\r\n  2 \r\n\r\n\t3\n18446744073709551615".as_bytes());
+        assert_eq!(keys.unwrap(), [1, 2, 3, u64::MAX]);
+    }
+
+    #[test]
+    fn a_line_too_long_is_an_error_read_no_further_than_it() {
+        // Digits with no line break: not read whole, and quoted only in part.
+        let mut endless = std::io::repeat(b'7').take(1 << 30);
+        let err = read_trace(std::io::BufReader::new(&mut endless)).unwrap_err();
+        let TraceError::BadLine { line: 1, text } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(text.len(), QUOTED);
+        assert!(endless.limit() > (1 << 30) - 2 * MAX_LINE as u64 - 8192);
+        // A line of exactly the limit is read.
+        let mut line = " ".repeat(MAX_LINE - 2);
+        line.push_str("5\n");
+        assert_eq!(read_trace(line.as_bytes()).unwrap(), [5]);
+    }
+
+    #[test]
+    fn runs_repeat_and_take_their_shards() {
+        let mut x = 3u64;
+        let keys: Vec<u64> = (0..30_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 3_000).min(x % 101 * 40)
+            })
+            .collect();
+        let sim = Simulation::new(&keys);
+        assert_eq!(
+            sim.distinct(),
+            keys.iter().collect::<std::collections::HashSet<_>>().len()
+        );
+        let first = sim.run(1_000);
+        assert_eq!(first, sim.run(1_000), "a run repeats exactly");
+        assert_eq!(first.shards, crate::cache::default_shards(1_000));
+        let options = SimOptions::default().shards(4);
+        let four = sim.run_with(1_000, &options).unwrap();
+        assert_eq!(four.shards, 4);
+        // Seeds give the cache different hashes, so (on this trace) different figures.
+        let seeds: std::collections::HashSet<u64> = (0..8)
+            .map(|seed| {
+                let r = sim.run_with(1_000, &options.seed(seed)).unwrap();
+                r.cache.to_bits()
+            })
+            .collect();
+        assert!(seeds.len() > 1, "{seeds:?}");
+        assert!(matches!(
+            sim.run_with(1_000, &SimOptions::default().shards(3)),
+            Err(BuildError::InvalidShards(3))
+        ));
     }
 
     #[test]

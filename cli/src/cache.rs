@@ -3,16 +3,21 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use shardkit_cache::sim::{Simulation, read_trace};
+use shardkit_cache::sim::{SimOptions, Simulation, read_trace};
 
 /// Cache commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum CacheCommand {
     /// Runs an access trace through the cache at several capacities and prints its hit ratio
-    /// next to LRU's and the optimal policy's (OPT), to size a cache on your own access logs.
+    /// next to LRU's and the optimal policy's (OPT, with bypass: the bound for any policy), to
+    /// size a cache on your own access logs. The cache is built as `Cache::new` builds it on
+    /// this machine (its default shard count, printed with each row) unless `--shards` says
+    /// otherwise, and hashes with a fixed seed, so a run repeats exactly; on a short trace,
+    /// other `--seed`s show how much the ratio moves with the hasher's seed.
     Sim(SimArgs),
 }
 
@@ -24,7 +29,14 @@ pub(crate) struct SimArgs {
     trace: PathBuf,
     /// Capacities to try, in entries (default: 25%, 50% and 75% of the trace's distinct keys).
     #[arg(long, num_args = 1..)]
-    capacity: Vec<usize>,
+    capacity: Vec<NonZeroUsize>,
+    /// Shards of the simulated cache, a power of two (default: what a cache of each capacity
+    /// gets on this machine).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Seed of the simulated cache's hasher.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 pub(crate) fn run(cmd: &CacheCommand) -> Result<(), String> {
@@ -36,31 +48,39 @@ pub(crate) fn run(cmd: &CacheCommand) -> Result<(), String> {
             args.trace.display()
         ));
     }
-    let distinct = keys.iter().collect::<std::collections::HashSet<_>>().len();
-    let capacities = if args.capacity.is_empty() {
-        vec![
-            (distinct / 4).max(1),
-            (distinct / 2).max(1),
-            (distinct * 3 / 4).max(1),
-        ]
+    let sim = Simulation::new(&keys);
+    let distinct = sim.distinct();
+    let capacities: Vec<usize> = if args.capacity.is_empty() {
+        let mut quarters: Vec<usize> = [1, 2, 3].map(|q| (distinct * q / 4).max(1)).into();
+        quarters.dedup();
+        quarters
     } else {
-        args.capacity.clone()
+        args.capacity.iter().map(|c| c.get()).collect()
     };
+    let mut options = SimOptions::default().seed(args.seed);
+    if let Some(shards) = args.shards {
+        options = options.shards(shards);
+    }
+    // All rows first, so a bad option prints nothing but its error.
+    let results = capacities
+        .into_iter()
+        .map(|capacity| sim.run_with(capacity, &options))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("--shards: {e}"))?;
     println!(
         "{}: {} accesses, {distinct} distinct keys",
         args.trace.display(),
         keys.len()
     );
     println!(
-        "{:>10}  {:>8}  {:>8}  {:>8}",
-        "capacity", "shardkit", "LRU", "OPT"
+        "{:>10}  {:>8}  {:>8}  {:>8}  {:>6}",
+        "capacity", "shardkit", "LRU", "OPT", "shards"
     );
-    let sim = Simulation::new(&keys);
-    for capacity in capacities {
-        let r = sim.run(capacity);
+    for r in results {
+        let capacity = r.capacity;
         println!(
-            "{capacity:>10}  {:>8.4}  {:>8.4}  {:>8.4}",
-            r.cache, r.lru, r.opt
+            "{capacity:>10}  {:>8.4}  {:>8.4}  {:>8.4}  {:>6}",
+            r.cache, r.lru, r.opt, r.shards
         );
     }
     Ok(())

@@ -277,6 +277,61 @@ fn cache_sim_reads_plain_and_gzip_traces_and_reports_every_policy() {
     let o = shardkit(&["cache", "sim", "--trace", bad.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("line 2"), "{}", stderr(&o));
+    // Bytes that are not UTF-8 (a file compressed with something other than gzip, say) are a
+    // bad line too, with its number.
+    std::fs::write(&bad, b"1\n2\n\xff\xfe\x00\n").unwrap();
+    let o = shardkit(&["cache", "sim", "--trace", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("line 3"), "{}", stderr(&o));
+}
+
+#[test]
+fn cache_sim_repeats_exactly_and_checks_its_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut x = 1u64;
+    let text: String = (0..20_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("{}\n", (x % 2_000).min(x % 113 * 7))
+        })
+        .collect();
+    let trace = dir.path().join("mixed.trace");
+    std::fs::write(&trace, text).unwrap();
+    let sim = |extra: &[&str]| {
+        let mut args = vec!["cache", "sim", "--trace", trace.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        shardkit(&args)
+    };
+    // The default capacities, each with the shard count a cache of it gets, and the same
+    // figures on a second run (the hasher's seed is fixed).
+    let first = sim(&[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(stdout(&first), stdout(&sim(&[])));
+    let rows: Vec<Vec<String>> = stdout(&first)
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{}", stdout(&first));
+    assert!(
+        rows.iter().all(|r| r[4].parse::<usize>().is_ok()),
+        "{rows:?}"
+    );
+    // Shards and seed as asked.
+    let one = sim(&["--capacity", "1000", "--shards", "1", "--seed", "9"]);
+    assert!(one.status.success(), "{}", stderr(&one));
+    let row = stdout(&one).lines().last().unwrap().to_string();
+    assert_eq!(row.split_whitespace().last(), Some("1"), "{row}");
+    // Bad options are errors that say what is wrong, not panics.
+    let o = sim(&["--shards", "3"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--shards"), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "", "rows printed before the error");
+    let o = sim(&["--capacity", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--capacity"), "{}", stderr(&o));
 }
 
 #[path = "../src/ports.rs"]

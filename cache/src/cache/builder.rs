@@ -212,14 +212,7 @@ where
                 return Err(BuildError::InvalidShards(n));
             }
             Some(n) => n,
-            None => {
-                let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-                let by_size = (entries / 256).max(1) as usize;
-                (cpus * 4)
-                    .next_power_of_two()
-                    .min(by_size.next_power_of_two() / 2)
-                    .clamp(1, 64)
-            }
+            None => default_shards(entries),
         };
         let n = shards as u64;
         let weighted = self.max_weight.is_some();
@@ -244,6 +237,19 @@ where
             share,
         })
     }
+}
+
+/// The shard count a cache of about `entries` entries gets by default (see
+/// [`CacheBuilder::shards`]): four per processor, fewer where shards would hold under 256
+/// entries, at most 64.
+pub(crate) fn default_shards(entries: u64) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    // At most 2^16, so the power of two below cannot overflow.
+    let by_size = (entries.min(1 << 24) / 256).max(1) as usize;
+    (cpus * 4)
+        .next_power_of_two()
+        .min(by_size.next_power_of_two() / 2)
+        .clamp(1, 64)
 }
 
 impl<K, V> Cache<K, V>
