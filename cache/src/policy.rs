@@ -357,10 +357,8 @@ impl<H: Handle> Policy<H> {
         self.take_share();
         self.demote_overflow(release);
         let held = self.held();
-        // Room for one more than it holds: a sketch only as large as what the cache holds
-        // would be replaced by an empty one at the next insert (`ensure_capacity`).
         let least = usize::try_from(capacity).map_or(INITIAL_SKETCH, |c| c.min(INITIAL_SKETCH));
-        self.sketch.shrink_to((held + 1).max(least));
+        self.sketch.shrink_to(held.max(least));
         self.ghosts = Ghosts::new(ghost_slots(self.sketch.capacity()));
         self.recall_run = 0;
         self.ghost_len = ghost_slots(held);
@@ -419,8 +417,10 @@ impl<H: Handle> Policy<H> {
     pub(crate) fn insert(&mut self, h: H, release: &mut impl FnMut(H, Release)) {
         let held = self.held();
         self.ghost_len = ghost_slots(held);
-        if held >= self.sketch.capacity() {
-            self.sketch.ensure_capacity(held + 1);
+        // Past what it is sized for, not at it: a full shard of a power-of-two size holds
+        // exactly its sketch's size at every insert, and must not get a new, empty one then.
+        if held > self.sketch.capacity() {
+            self.sketch.ensure_capacity(held);
             let ghosts = ghost_slots(self.sketch.capacity());
             // The ghosts start over, larger; a run of their recalls goes on (unlike after a
             // shrink or a clear): the cache is still filling, and what the run said of the

@@ -41,9 +41,11 @@ struct Block([u64; BLOCK]);
 /// Estimates how often each key was seen recently, in 8 bytes per cached entry (16 four-bit
 /// counters; the table is rounded up to a power of two).
 ///
-/// Counts are over-estimates (hash collisions only add) capped at 15. After `10 × capacity`
-/// increments every counter is halved, so the sketch reflects recent popularity rather than all
-/// history (TinyLFU's "reset").
+/// Counts are over-estimates (hash collisions only add) capped at 15. Once increments reach
+/// `10 × capacity` (its capacity: a power of two), every counter is halved and so is the count
+/// of increments, so counters halve every `5 × capacity` increments after the first time: the
+/// sketch reflects recent popularity rather than all history (TinyLFU's "reset"). An increment
+/// that finds all four of a key's counters at 15 does not count.
 ///
 /// # Examples
 ///
@@ -67,7 +69,7 @@ pub struct FrequencySketch {
 }
 
 impl FrequencySketch {
-    /// A sketch sized for a cache of `capacity` entries (at least 16 counters).
+    /// A sketch sized for a cache of `capacity` entries (at least 16: 256 counters).
     pub fn new(capacity: usize) -> Self {
         let base = (capacity.max(16) as u64).next_power_of_two();
         let counters = base * COUNTERS_PER_ENTRY;
@@ -91,8 +93,8 @@ impl FrequencySketch {
     }
 
     /// Grows it to suit a cache of `entries` entries, if it is smaller: a new, empty sketch
-    /// (counts start over, as after a few agings). Growing by doubling at most, for caches
-    /// that start small and fill, keeps the number of restarts logarithmic.
+    /// (counts start over, as after a few agings). Growing at least twofold, for caches that
+    /// start small and fill, keeps the number of restarts logarithmic.
     pub(crate) fn ensure_capacity(&mut self, entries: usize) {
         if entries > self.capacity() {
             *self = Self::new(entries.max(self.capacity() * 2));
@@ -181,21 +183,30 @@ impl FrequencySketch {
     }
 
     /// Counts `n` accesses that were not recorded with [`increment`](Self::increment) (a cache
-    /// that folds hits in later, with [`add_counted`](Self::add_counted)) toward the next aging,
-    /// so popularity fades at the pace of requests, not of recorded increments.
+    /// that folds hits in later, with [`add_counted`](Self::add_counted)) toward aging, so
+    /// popularity fades at the pace of requests, not of recorded increments. A batch ages the
+    /// counters as often as counting its accesses one at a time would: each time the count
+    /// reaches the sample size, which then drops to half of it (a batch of readers' hits can
+    /// span several such periods).
     pub(crate) fn count_unrecorded(&mut self, n: u64) {
         self.additions += n;
-        if self.additions >= self.sample_size {
-            self.age();
+        if self.additions < self.sample_size {
+            return;
+        }
+        let half = (self.sample_size / 2).max(1);
+        let periods = (self.additions - self.sample_size) / half + 1;
+        self.additions -= periods * half;
+        // Four halvings leave every 4-bit counter at zero.
+        for _ in 0..periods.min(4) {
+            self.halve();
         }
     }
 
     /// Halves every counter, so old popularity fades.
-    fn age(&mut self) {
+    fn halve(&mut self) {
         for word in self.blocks.iter_mut().flat_map(|b| &mut b.0) {
             *word = (*word >> 1) & 0x7777_7777_7777_7777;
         }
-        self.additions /= 2;
     }
 
     /// The estimated recent access count of `hash`'s key, 0 to 15.
@@ -294,8 +305,30 @@ mod tests {
         for _ in 0..9 {
             s.increment(1);
         }
-        s.age();
+        s.halve();
         assert_eq!(s.frequency(1), 4);
+    }
+
+    /// A batch of accesses counted at once ages the counters as often, and leaves the count
+    /// where, counting them one at a time would: once at the sample size, then at every half
+    /// of it.
+    #[test]
+    fn a_batch_ages_as_often_as_its_accesses_one_by_one() {
+        let mut batched = FrequencySketch::new(64);
+        let hash = 7u64.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        batched.add(hash, 15);
+        let mut single = batched.clone();
+        let s = batched.sample_size;
+        for n in [s / 2, 5 * s / 2 + 3, 1, s / 3, 40 * s] {
+            batched.count_unrecorded(n);
+            for _ in 0..n {
+                single.count_unrecorded(1);
+            }
+            assert_eq!(batched.additions, single.additions, "after {n}");
+            assert_eq!(batched.blocks, single.blocks, "after {n}");
+        }
+        // 15 halved to 7 at s, then 3, 1 and 0 at each half sample after.
+        assert_eq!(batched.frequency(hash), 0);
     }
 
     #[test]

@@ -347,6 +347,23 @@ fn the_sketch_grows_with_the_entries_held() {
     assert!(policy.ghosts.len() >= ghost_slots(10_000));
 }
 
+/// A full shard of a power-of-two size holds as many entries as its sketch is sized for at
+/// every insert: the sketch must stay (8 bytes per entry, the counts kept), not be replaced by
+/// an empty one twice the size as the shard fills.
+#[test]
+fn a_power_of_two_shard_keeps_its_sketch_once_full() {
+    let mut policy: Policy<&'static Meta> = Policy::new(512, 512, WindowShare::for_shards(512, 1));
+    let hot = mix(1_000_000);
+    for _ in 0..3 {
+        policy.sketch.increment(hot);
+    }
+    for k in 0..2_000u64 {
+        policy.insert(leak(mix(k)), &mut |_, _| {});
+    }
+    assert_eq!(policy.sketch.capacity(), 512);
+    assert!(policy.sketch.frequency(hot) > 0, "the sketch started over");
+}
+
 /// A policy of 10,000 entries on `share`, filled with 10,000 keys, and the entries it holds
 /// by hash.
 fn full_policy(share: Arc<WindowShare>) -> (Policy<&'static Meta>, HashMap<u64, &'static Meta>) {
@@ -420,8 +437,8 @@ fn a_resize_evicts_at_once_and_teaches_the_window_nothing() {
     assert_eq!(policy.weight(), 1_000);
 }
 
-/// Shrunk to a power of two of entries, the sketch keeps room for one more than it holds, so
-/// the next insert does not replace it with an empty one.
+/// Shrunk to a power of two of entries, the sketch is sized to what the policy holds, and the
+/// next insert does not replace it with an empty one.
 #[test]
 fn the_counts_a_shrink_keeps_survive_the_next_insert() {
     let (mut policy, mut resident) = full_policy(WindowShare::for_shards(10_000, 1));
