@@ -159,18 +159,18 @@ const RUN_ONSET: u32 = 96;
 const RUN_SHARDS: u32 = 8;
 
 /// The ghost slots in use a shard needs per shard its run stands for (see [`RUN_SHARDS`]): the
-/// multiple is at most a quarter of the slots its ghosts use (one per 16 entries held, rounded
-/// up), at least 1. So about one shard per 64 entries held: 2 at 125 entries, 4 from 241 and
-/// 8 from 497, and less while a shard fills. A cache bounded by entries gets shards of at
-/// least 256 entries by default (when it has more than one), which allow 4 or more once full.
-/// A small shard's ghosts remember only a few keys, and its runs are a coarse sample of the
-/// cache's: on a loop, multiplied by 8, they steepened the window's growth until it ran away
-/// to the whole cache (a share of 1.0 after 200 passes, where 8 shards of 500 held it at
-/// 0.4%). On a loop 5% longer than the cache, 8 shards of 125 entries kept 0.80 of what fits,
-/// 8 of 250 kept 0.92 and 64 of 62 kept 0.76; with this bound, 0.98 to 0.99 (with 2 slots
-/// per shard: 0.92 to 0.97, and 0.87 at 16 × 125). Replays of the comparison's 41 cases moved
-/// by +0.0005 points on average (+0.012 with the shard counts of 16 processors, where more of
-/// its caches have shards under 497 entries).
+/// multiple is at most a quarter of the slots its ghosts use (one per 16 entries held, rounded up,
+/// followed within an eighth: see [`Policy::track_ghost_len`]), at least 1. So about one shard per
+/// 64 entries held: 2 at 125 entries, 4 from 241 and 8 from 497, and less while a shard fills. A
+/// cache bounded by entries gets shards of at least 256 entries by default (when it has more than
+/// one), which allow 4 or more once full. A small shard's ghosts remember only a few keys, and its
+/// runs are a coarse sample of the cache's: on a loop, multiplied by 8, they steepened the window's
+/// growth until it ran away to the whole cache (a share of 1.0 after 200 passes, where 8 shards of
+/// 500 held it at 0.4%). On a loop 5% longer than the cache, 8 shards of 125 entries kept 0.80 of
+/// what fits, 8 of 250 kept 0.92 and 64 of 62 kept 0.76; with this bound, 0.98 to 0.99 (with 2
+/// slots per shard: 0.92 to 0.97, and 0.87 at 16 × 125). Replays of the comparison's 41 cases moved
+/// by +0.0005 points on average (+0.012 with the shard counts of 16 processors, where more of its
+/// caches have shards under 497 entries).
 const GHOST_SLOTS_PER_RUN_SHARD: usize = 4;
 
 /// The longest run counted, for one shard and for the cache: a bound on how far one recall
@@ -290,11 +290,8 @@ pub(crate) struct Policy<H> {
     steps: Steps,
     /// Window leavers admission turned away, and entries evicted from main.
     ghosts: Ghosts,
-    /// How many slots each ghost uses during this write: one per [`ENTRIES_PER_GHOST_SLOT`]
-    /// entries held when it began. Computed once per write, not per use: it saves summing the
-    /// queues three or four times a miss, and moves the ghosts' length by at most one slot,
-    /// which a ghost's approximate memory absorbs (when the length changes, some hashes map
-    /// to new slots and are forgotten early, as between any two writes).
+    /// How many slots each ghost uses: one per [`ENTRIES_PER_GHOST_SLOT`] entries held, as
+    /// of the last write that moved it (see [`track_ghost_len`](Self::track_ghost_len)).
     ghost_len: usize,
     /// The current run of ghost recalls on one side: turned-away keys (positive) or keys
     /// evicted from main (negative), counted up to a bound (see [`RUN_STEEPENING`]).
@@ -416,7 +413,7 @@ impl<H: Handle> Policy<H> {
     /// Adds a new entry, evicting as needed.
     pub(crate) fn insert(&mut self, h: H, release: &mut impl FnMut(H, Release)) {
         let held = self.held();
-        self.ghost_len = ghost_slots(held);
+        self.track_ghost_len(held);
         // Past what it is sized for, not at it: a full shard of a power-of-two size holds
         // exactly its sketch's size at every insert, and must not get a new, empty one then.
         if held > self.sketch.capacity() {
@@ -441,7 +438,7 @@ impl<H: Handle> Policy<H> {
     /// entry there, which is what an access would do.
     pub(crate) fn replace(&mut self, old: H, new: H, release: &mut impl FnMut(H, Release)) {
         let region = old.region();
-        self.ghost_len = ghost_slots(self.held());
+        self.track_ghost_len(self.held());
         self.remove(old);
         self.sketch.increment(new.hash());
         match region {
@@ -725,6 +722,21 @@ impl<H: Handle> Policy<H> {
         let allowed = (self.ghost_len / GHOST_SLOTS_PER_RUN_SHARD).clamp(1, RUN_SHARDS as usize);
         let shards = self.share.shards().min(allowed as u32);
         (self.recall_run.unsigned_abs() * shards).min(MAX_RUN.unsigned_abs())
+    }
+
+    /// Follows the entries held with the ghosts' length, but only once it is off by more than
+    /// an eighth: a key's slot is its hash scaled to the length, so a length one slot longer
+    /// or shorter moves about half the keys a ghost remembers, which are then forgotten. A
+    /// full cache bounded by entries holds a steady count, but one bounded by weight, or
+    /// losing entries to removals and expiry, holds a count that wanders by a few entries at
+    /// every write; followed exactly, its ghosts lost half their memory at each slot's
+    /// change. Computed once per write, not per use: it saves summing the queues three or
+    /// four times a miss.
+    fn track_ghost_len(&mut self, held: usize) {
+        let wanted = ghost_slots(held);
+        if wanted.abs_diff(self.ghost_len) * 8 > self.ghost_len {
+            self.ghost_len = wanted;
+        }
     }
 
     /// How many entries it holds.

@@ -347,6 +347,38 @@ fn the_sketch_grows_with_the_entries_held() {
     assert!(policy.ghosts.len() >= ghost_slots(10_000));
 }
 
+/// The ghosts' length follows the entries held only once off by more than an eighth, so a
+/// count wandering around its mean (a cache bounded by weight, removals, expiry) does not
+/// keep moving the keys the ghosts remember to other slots, where they are lost.
+#[test]
+fn the_ghosts_length_holds_while_the_count_wanders() {
+    let mut policy: Policy<&'static Meta> =
+        Policy::new(2_000, 2_000, WindowShare::for_shards(2_000, 1));
+    policy.track_ghost_len(1_000);
+    assert_eq!(policy.ghost_len, ghost_slots(1_000));
+    let remembered: Vec<u64> = (0..40).map(mix).collect();
+    for &h in &remembered {
+        policy
+            .ghosts
+            .remember(Side::TurnedAway, h, policy.ghost_len);
+    }
+    // 63 slots, 16 entries each: 1,010 or 984 entries would want 64 or 62.
+    for held in [984, 1_010, 1_040, 1_100] {
+        policy.track_ghost_len(held);
+        assert_eq!(policy.ghost_len, ghost_slots(1_000), "moved at {held}");
+    }
+    let recalled = remembered
+        .iter()
+        .filter(|&&h| policy.ghosts.recall(h, policy.ghost_len).is_some())
+        .count();
+    // Only keys sharing a slot with a later one are lost (40 keys in 63 slots).
+    assert!(recalled >= 25, "{recalled} of 40 recalled");
+    for held in [1_200, 880] {
+        policy.track_ghost_len(held);
+        assert_eq!(policy.ghost_len, ghost_slots(held), "held at {held}");
+    }
+}
+
 /// A full shard of a power-of-two size holds as many entries as its sketch is sized for at
 /// every insert: the sketch must stay (8 bytes per entry, the counts kept), not be replaced by
 /// an empty one twice the size as the shard fills.
