@@ -83,7 +83,6 @@ impl Ghosts {
     }
 
     /// Slots per ghost.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
     }

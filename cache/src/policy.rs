@@ -421,8 +421,9 @@ impl<H: Handle> Policy<H> {
             let ghosts = ghost_slots(self.sketch.capacity());
             // The ghosts start over, larger; a run of their recalls goes on (unlike after a
             // shrink or a clear): the cache is still filling, and what the run said of the
-            // workload still holds.
+            // workload still holds. With nothing remembered, their length need not lag.
             self.ghosts.ensure_len(ghosts);
+            self.ghost_len = ghost_slots(held);
         }
         self.sketch.increment(h.hash());
         self.adapt(h.hash());
@@ -735,7 +736,9 @@ impl<H: Handle> Policy<H> {
     fn track_ghost_len(&mut self, held: usize) {
         let wanted = ghost_slots(held);
         if wanted.abs_diff(self.ghost_len) * 8 > self.ghost_len {
-            self.ghost_len = wanted;
+            // Not past the slots the ghosts have: a shard may hold one entry more than its
+            // sketch (and ghosts) are sized for until its next insert grows them.
+            self.ghost_len = wanted.min(self.ghosts.len());
         }
     }
 

@@ -40,14 +40,19 @@ const QUOTED: usize = 64;
 pub enum TraceError {
     /// Reading failed.
     Io(std::io::Error),
-    /// A line is not an unsigned decimal key (up to `u64::MAX`, digits only), or is longer
-    /// than 4,096 bytes with its line break.
+    /// A line is not an unsigned decimal key (up to `u64::MAX`, digits only).
     BadLine {
         /// The line's number, from 1.
         line: usize,
         /// Its text, trimmed, up to its first 64 characters (bytes that are not UTF-8 shown as
         /// `U+FFFD`).
         text: String,
+    },
+    /// A line is longer than 4,096 bytes with its line break: not a trace of keys (it is not
+    /// read further).
+    LongLine {
+        /// The line's number, from 1.
+        line: usize,
     },
 }
 
@@ -58,6 +63,9 @@ impl std::fmt::Display for TraceError {
             Self::BadLine { line, text } => {
                 write!(f, "line {line}: {text:?} is not an unsigned decimal key")
             }
+            Self::LongLine { line } => {
+                write!(f, "line {line} is longer than {MAX_LINE} bytes: not a key")
+            }
         }
     }
 }
@@ -66,19 +74,19 @@ impl std::error::Error for TraceError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Io(e) => Some(e),
-            Self::BadLine { .. } => None,
+            Self::BadLine { .. } | Self::LongLine { .. } => None,
         }
     }
 }
 
-/// Reads a trace: one access per line, the key as an unsigned decimal integer. Whitespace
+/// Reads a trace: one access per line, the key as an unsigned decimal integer. ASCII whitespace
 /// around a key (a `\r` before the line break included) and blank lines are skipped, and so is
 /// a UTF-8 byte-order mark before the first line. Decompress first if it is compressed.
 ///
 /// # Errors
 ///
-/// [`TraceError`] for a read failure, or a line that is not a key (bytes that are not
-/// UTF-8, a sign, a key past `u64::MAX`, more than 4,096 bytes with its line break).
+/// [`TraceError`] for a read failure, a line that is not a key (bytes that are not UTF-8, a
+/// sign, a key past `u64::MAX`), or a line of more than 4,096 bytes with its line break.
 pub fn read_trace(mut reader: impl BufRead) -> Result<Vec<u64>, TraceError> {
     let mut keys = Vec::new();
     let mut buf = Vec::new();
@@ -91,22 +99,23 @@ pub fn read_trace(mut reader: impl BufRead) -> Result<Vec<u64>, TraceError> {
         if read == 0 {
             break;
         }
+        if buf.len() > MAX_LINE {
+            return Err(TraceError::LongLine { line });
+        }
         let mut text = buf.trim_ascii();
         if line == 1 {
             text = text
                 .strip_prefix("\u{feff}".as_bytes())
                 .map_or(text, <[u8]>::trim_ascii);
         }
-        if text.is_empty() && buf.len() <= MAX_LINE {
+        if text.is_empty() {
             continue;
         }
-        match parse_key(text) {
-            Some(key) if buf.len() <= MAX_LINE => keys.push(key),
-            _ => {
-                let text = String::from_utf8_lossy(text).chars().take(QUOTED).collect();
-                return Err(TraceError::BadLine { line, text });
-            }
-        }
+        let Some(key) = parse_key(text) else {
+            let text = String::from_utf8_lossy(text).chars().take(QUOTED).collect();
+            return Err(TraceError::BadLine { line, text });
+        };
+        keys.push(key);
     }
     Ok(keys)
 }
@@ -418,18 +427,33 @@ mod tests {
 
     #[test]
     fn a_line_too_long_is_an_error_read_no_further_than_it() {
-        // Digits with no line break: not read whole, and quoted only in part.
+        // Digits with no line break: not read whole.
         let mut endless = std::io::repeat(b'7').take(1 << 30);
         let err = read_trace(std::io::BufReader::new(&mut endless)).unwrap_err();
-        let TraceError::BadLine { line: 1, text } = &err else {
+        assert!(matches!(err, TraceError::LongLine { line: 1 }), "{err}");
+        assert!(endless.limit() > (1 << 30) - 2 * MAX_LINE as u64 - 8192);
+        // A key padded to the limit, with its line break or as the last line, is read; one
+        // byte more is too long, a key or not.
+        let padded = |spaces: usize, end: &str| format!("1\n{}5{end}", " ".repeat(spaces));
+        for (trace, keys) in [
+            (padded(MAX_LINE - 2, "\n"), Some(vec![1, 5])),
+            (padded(MAX_LINE - 1, ""), Some(vec![1, 5])),
+            (padded(MAX_LINE - 1, "\n"), None),
+            (padded(MAX_LINE, ""), None),
+            (format!("1\n{}\n", " ".repeat(MAX_LINE)), None),
+        ] {
+            match (read_trace(trace.as_bytes()), keys) {
+                (Ok(read), Some(keys)) => assert_eq!(read, keys),
+                (Err(TraceError::LongLine { line: 2 }), None) => {}
+                (other, _) => panic!("{} bytes: {other:?}", trace.len()),
+            }
+        }
+        // A bad line is quoted only in part.
+        let err = read_trace("x".repeat(1_000).as_bytes()).unwrap_err();
+        let TraceError::BadLine { text, .. } = err else {
             panic!("{err}");
         };
         assert_eq!(text.len(), QUOTED);
-        assert!(endless.limit() > (1 << 30) - 2 * MAX_LINE as u64 - 8192);
-        // A line of exactly the limit is read.
-        let mut line = " ".repeat(MAX_LINE - 2);
-        line.push_str("5\n");
-        assert_eq!(read_trace(line.as_bytes()).unwrap(), [5]);
     }
 
     #[test]

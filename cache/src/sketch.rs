@@ -189,7 +189,7 @@ impl FrequencySketch {
     /// reaches the sample size, which then drops to half of it (a batch of readers' hits can
     /// span several such periods).
     pub(crate) fn count_unrecorded(&mut self, n: u64) {
-        self.additions += n;
+        self.additions = self.additions.saturating_add(n);
         if self.additions < self.sample_size {
             return;
         }

@@ -19,7 +19,8 @@ use crate::window::WindowShare;
 pub enum BuildError {
     /// Neither [`CacheBuilder::max_capacity`] nor [`CacheBuilder::max_weight`] was set.
     NoCapacity,
-    /// [`CacheBuilder::shards`] was given zero or a number that is not a power of two.
+    /// [`CacheBuilder::shards`] was given zero, a number that is not a power of two, or one
+    /// over 65,536.
     InvalidShards(usize),
     /// More than one of time to live, time to idle and a per-entry [`Expiry`] were set: an
     /// entry keeps one deadline. (An [`Expiry`] can implement any combination.)
@@ -34,7 +35,10 @@ impl std::fmt::Display for BuildError {
                 "a cache needs a capacity: set max_capacity or max_weight"
             ),
             Self::InvalidShards(n) => {
-                write!(f, "{n} shards: the shard count must be a power of two")
+                write!(
+                    f,
+                    "{n} shards: the shard count must be a power of two from 1 to 65,536"
+                )
             }
             Self::ConflictingExpiry => write!(
                 f,
