@@ -2,7 +2,7 @@
 //! exact LRU and Belady's optimal policy.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
@@ -67,23 +67,27 @@ pub(crate) fn run(cmd: &CacheCommand) -> Result<(), String> {
         .map(|capacity| sim.run_with(capacity, &options))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("--shards: {e}"))?;
-    println!(
-        "{}: {} accesses, {distinct} distinct keys",
+    let mut out = format!(
+        "{}: {} accesses, {distinct} distinct keys\n{:>10}  {:>8}  {:>8}  {:>8}  {:>6}\n",
         args.trace.display(),
-        keys.len()
-    );
-    println!(
-        "{:>10}  {:>8}  {:>8}  {:>8}  {:>6}",
-        "capacity", "shardkit", "LRU", "OPT", "shards"
+        keys.len(),
+        "capacity",
+        "shardkit",
+        "LRU",
+        "OPT",
+        "shards"
     );
     for r in results {
-        let capacity = r.capacity;
-        println!(
-            "{capacity:>10}  {:>8.4}  {:>8.4}  {:>8.4}  {:>6}",
-            r.cache, r.lru, r.opt, r.shards
+        out += &format!(
+            "{:>10}  {:>8.4}  {:>8.4}  {:>8.4}  {:>6}\n",
+            r.capacity, r.cache, r.lru, r.opt, r.shards
         );
     }
-    Ok(())
+    // A reader that stops early (`| head`) is not an error; `println!` would panic on it.
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(format!("writing the table: {e}")),
+        _ => Ok(()),
+    }
 }
 
 /// Reads a trace file, decompressing it if it starts with gzip's magic bytes.

@@ -335,6 +335,18 @@ fn cache_sim_repeats_exactly_and_checks_its_options() {
     let o = sim(&["--capacity", "0"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--capacity"), "{}", stderr(&o));
+    // A reader that closes before the table is written (`| head`, or here before anything
+    // is read): the command still succeeds, with no panic.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shardkit"))
+        .args(["cache", "sim", "--trace", trace.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
 
 #[path = "../src/ports.rs"]
