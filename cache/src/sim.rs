@@ -122,7 +122,7 @@ pub fn read_trace(mut reader: impl BufRead) -> Result<Vec<u64>, TraceError> {
 
 /// `text` as an unsigned decimal key: digits only (`u64::from_str` would take a `+`).
 fn parse_key(text: &[u8]) -> Option<u64> {
-    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+    if !text.iter().all(u8::is_ascii_digit) {
         return None;
     }
     std::str::from_utf8(text).ok()?.parse().ok()
@@ -456,17 +456,22 @@ mod tests {
         assert_eq!(text.len(), QUOTED);
     }
 
-    #[test]
-    fn runs_repeat_and_take_their_shards() {
-        let mut x = 3u64;
-        let keys: Vec<u64> = (0..30_000)
+    /// `len` keys, each `key` of the next number of a xorshift seeded by `seed`.
+    fn trace(seed: u64, len: usize, key: impl Fn(u64) -> u64) -> Vec<u64> {
+        let mut x = seed;
+        (0..len)
             .map(|_| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                (x % 3_000).min(x % 101 * 40)
+                key(x)
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn runs_repeat_and_take_their_shards() {
+        let keys = trace(3, 30_000, |x| (x % 3_000).min(x % 101 * 40));
         let sim = Simulation::new(&keys);
         assert_eq!(
             sim.distinct(),
@@ -494,15 +499,7 @@ mod tests {
 
     #[test]
     fn opt_bounds_every_policy() {
-        let mut x = 7u64;
-        let keys: Vec<u64> = (0..20_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x % 1_000).min(x % 97 * 3)
-            })
-            .collect();
+        let keys = trace(7, 20_000, |x| (x % 1_000).min(x % 97 * 3));
         let sim = Simulation::new(&keys);
         for cap in [1, 10, 100, 500] {
             let r = sim.run(cap);

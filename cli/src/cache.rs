@@ -58,9 +58,7 @@ pub(crate) fn run(cmd: &CacheCommand) -> Result<(), String> {
         args.capacity.iter().map(|c| c.get()).collect()
     };
     let mut options = SimOptions::default().seed(args.seed);
-    if let Some(shards) = args.shards {
-        options = options.shards(shards);
-    }
+    options.shards = args.shards;
     // All rows first, so a bad option prints nothing but its error.
     let results = capacities
         .into_iter()
