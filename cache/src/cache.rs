@@ -373,24 +373,24 @@ where
     }
 
     /// Reclaims every expired entry now (writes otherwise reclaim them a few at a time), telling
-    /// the listener, and frees the memory of entries that left the cache, if no other thread
-    /// is pinned: those waiting in this cache's shard batches or in this thread's bag, and
-    /// what any thread of the process handed over (writes otherwise free it as they go, about
-    /// every thousand entries; another thread's bag, of up to 64 entries, is handed over when
-    /// it fills or the thread exits).
-    /// Removed and replaced entries are let go when the policy's queue passes them.
+    /// the listener, and frees the memory of every entry that left the cache (expired,
+    /// evicted, removed or replaced), if no other thread is pinned: those this cache still
+    /// holds for its policy or in its shard batches, those in this thread's bag, and what any
+    /// thread of the process handed over. Writes otherwise free them as they go: a removed,
+    /// replaced or expired entry once its policy queue passes it, or once such entries are
+    /// half a queue or weigh a quarter of a shard's capacity; the rest about every thousand
+    /// entries. Another thread's bag, of up to 64 entries, is handed over when it fills or
+    /// the thread exits.
+    ///
     /// Optional: expired entries are never returned either way.
     pub fn run_pending_tasks(&self) {
         let now = self.now();
         {
             let guard = &crate::sync::pin();
             for shard in &*self.shards {
-                if let Some(now) = now {
-                    let mut out = Notices::new(self.listener.is_some());
-                    shard.sweep_all(now, &mut out, guard);
-                    self.notify(out.into_vec());
-                }
-                shard.hand_over(guard);
+                let mut out = Notices::new(self.listener.is_some());
+                shard.run_pending_tasks(now, &mut out, guard);
+                self.notify(out.into_vec());
             }
         }
         // Unpinned: a pin held here would keep the epoch from moving past it.
@@ -428,7 +428,8 @@ where
     }
 
     /// Removes every entry for which `keep` returns false. Expired entries are not shown to
-    /// `keep`: they are gone already, and are reclaimed as such.
+    /// `keep`: they are gone already, and are reclaimed first (the listener hears them as
+    /// expired).
     ///
     /// `keep` runs outside the cache's locks, so it may read and write the cache. An entry
     /// inserted, replaced or removed while `retain` runs may or may not be judged; one that
@@ -472,12 +473,14 @@ where
         self.shards.iter().map(Shard::len).sum()
     }
 
-    /// Whether no entry is cached.
+    /// Whether no entry is cached, counting expired ones not yet reclaimed as [`len`](Self::len)
+    /// does: a cache whose entries all expired is empty once they are reclaimed.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The total weight of the cached entries (their count, without a weigher).
+    /// The total weight of the cached entries (their count, without a weigher), counting
+    /// expired ones not yet reclaimed as [`len`](Self::len) does.
     pub fn weighted_size(&self) -> u64 {
         self.shards.iter().map(Shard::weight).sum()
     }

@@ -190,6 +190,14 @@ const MAX_RUN: i32 = 3_000;
 /// sets (0.075 passed all of 20), and 0.05 failed it outright.
 const SAVE_RATE: f64 = 0.000375;
 
+/// A queue's stale handles (entries removed, replaced or expired while queued) are dropped
+/// once they weigh more than this fraction of the shard's capacity, so the memory a shard
+/// holds for entries gone from it stays within a bound of its own: with a quarter per queue,
+/// at most three quarters of the capacity (more only in entries of weight 0, which the count
+/// bound covers). Each compaction then drops at least a quarter of the capacity's weight,
+/// which paid for its scan when it was inserted.
+const STALE_WEIGHT_SHARE: u64 = 4;
+
 /// Entries the frequency sketch is first sized for (8 bytes each); it grows with the entries
 /// held. A cache sized for millions of entries, or bounded by a weight (which says nothing of
 /// how many entries it will hold), pays for its sketch only as it fills.
@@ -459,9 +467,7 @@ impl<H: Handle> Policy<H> {
             Region::Protected => &mut self.protected,
             Region::Gone => return,
         };
-        queue.weight -= h.weight();
-        queue.stale += 1;
-        h.set_region(Region::Gone);
+        queue.mark_gone(h);
     }
 
     /// Releases every handle (the cache is being cleared or dropped).
@@ -478,6 +484,7 @@ impl<H: Handle> Policy<H> {
             }
             queue.weight = 0;
             queue.stale = 0;
+            queue.stale_weight = 0;
             queue.compactions += 1;
         }
         // Keys put back after a clear are not returning evictions.
@@ -512,9 +519,7 @@ impl<H: Handle> Policy<H> {
                 }
                 let h = queue.handles[at];
                 if h.region() != Region::Gone && expired(h) {
-                    queue.weight -= h.weight();
-                    queue.stale += 1;
-                    h.set_region(Region::Gone);
+                    queue.mark_gone(h);
                     out.push(h);
                 }
                 at += 1;
@@ -570,9 +575,20 @@ impl<H: Handle> Policy<H> {
             victim.set_region(Region::Gone);
             release(victim, Release::Evicted);
         }
-        self.window.compact(release);
-        self.probation.compact(release);
-        self.protected.compact(release);
+        let max_stale_weight = self.capacity / STALE_WEIGHT_SHARE;
+        for queue in [&mut self.window, &mut self.probation, &mut self.protected] {
+            queue.compact(max_stale_weight, release);
+        }
+    }
+
+    /// Drops every stale handle now (see [`Queue::compact`]), so what left the policy can be
+    /// freed.
+    pub(crate) fn compact_all(&mut self, release: &mut impl FnMut(H, Release)) {
+        for queue in [&mut self.window, &mut self.probation, &mut self.protected] {
+            if queue.stale > 0 {
+                queue.compact_now(release);
+            }
+        }
     }
 
     /// Admits a window leaver to probation if there is room or it is more popular than main's

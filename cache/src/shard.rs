@@ -303,7 +303,13 @@ where
         let new_ref = unsafe { entry_ref(new) };
         let hash = new_ref.get().hash;
         if u64::from(new_ref.get().weight) > w.policy.capacity() {
-            self.evict_at_once(w, new_ref, now, out, guard);
+            self.turn_away_at_once(w, new_ref, RemovalCause::Size, now, out, guard);
+            return;
+        }
+        // Expired on arrival (an `Expiry` answering zero, "do not cache this"): it would only
+        // take room in the window from a live entry, and be swept later.
+        if now.is_some_and(|now| new_ref.get().is_expired(now)) {
+            self.turn_away_at_once(w, new_ref, RemovalCause::Expired, now, out, guard);
             return;
         }
         // Reading the stripes touches cache lines other threads' reads write to: do it every
@@ -314,6 +320,11 @@ where
             self.feed_reads(w);
         }
         let mut table = self.table(guard);
+        // Before the new entry takes its room: expired entries swept after it would have
+        // counted toward the window's and main's bounds, and pushed live entries out.
+        if let Some(now) = now {
+            Self::sweep(w, table, now, SWEEP_BUDGET, out, guard);
+        }
         if (w.live + w.tombstones + 1) * 4 > table.slots() * 3 {
             table = self.rebuild(w, guard);
         }
@@ -345,20 +356,18 @@ where
         if let Some(old) = replaced {
             out.push((old, cause_for(old, now, RemovalCause::Replaced)));
         }
-        if let Some(now) = now {
-            Self::sweep(w, table, now, SWEEP_BUDGET, out, guard);
-        }
         self.publish_sizes(w);
     }
 
-    /// Turns `new`, too heavy for the shard, away (to `out`, evicted for size); the value it
-    /// was to replace leaves too, or a reader would get back the value the caller just
-    /// overwrote. `new` was never shared.
+    /// Turns `new` away (to `out`, with `cause`: evicted for size, too heavy for the shard, or
+    /// expired on arrival); the value it was to replace leaves too, or a reader would get back
+    /// the value the caller just overwrote. `new` was never shared.
     #[cold]
-    fn evict_at_once(
+    fn turn_away_at_once(
         &self,
         w: &mut Writer<K, V>,
         new: EntryRef<K, V>,
+        cause: RemovalCause,
         now: Option<u64>,
         out: &mut Notices<K, V>,
         guard: &Pin,
@@ -372,17 +381,28 @@ where
             out.push((old, cause_for(old, now, RemovalCause::Replaced)));
         }
         new.get().mark_removed();
-        w.evictions += 1;
-        out.push((new, RemovalCause::Size));
+        if cause == RemovalCause::Size {
+            w.evictions += 1;
+        }
+        out.push((new, cause));
         // SAFETY: never shared: no reader can hold it; `guard` is pinned (the caller's).
         unsafe { w.reclaim.retire(new, guard) };
     }
 
-    /// Removes every expired entry now, rather than a few per write; they go to `out`.
-    pub(crate) fn sweep_all(&self, now: u64, out: &mut Notices<K, V>, guard: &Pin) {
+    /// Removes every entry expired at `now` (if given) at once, rather than a few per write
+    /// (they go to `out`), drops every handle the policy still queues for entries gone from
+    /// the shard (removed, replaced or expired), and hands all they held over for freeing.
+    pub(crate) fn run_pending_tasks(&self, now: Option<u64>, out: &mut Notices<K, V>, guard: &Pin) {
         let mut w = lock(&self.writer);
         let table = self.table(guard);
-        Self::sweep(&mut w, table, now, usize::MAX, out, guard);
+        if let Some(now) = now {
+            Self::sweep(&mut w, table, now, usize::MAX, out, guard);
+        }
+        {
+            let (policy, mut release) = Self::policy_and_release(&mut w, table, now, out, guard);
+            policy.compact_all(&mut release);
+        }
+        w.reclaim.hand_over(guard);
         self.publish_sizes(&w);
     }
 
@@ -410,12 +430,6 @@ where
         }
     }
 
-    /// Hands over for freeing the entries this shard released and has not handed over yet
-    /// (they otherwise wait for a batch to fill).
-    pub(crate) fn hand_over(&self, guard: &Pin) {
-        lock(&self.writer).reclaim.hand_over(guard);
-    }
-
     /// Removes `key`'s entry, returning it.
     pub(crate) fn remove<Q>(&self, hash: u64, key: &Q, guard: &Pin) -> Option<EntryRef<K, V>>
     where
@@ -435,7 +449,8 @@ where
     }
 
     /// Removes every entry for which `keep` is false; they go to `out`. Entries expired at
-    /// `now` (if given) are not shown to `keep`: they are gone already, and left to be swept.
+    /// `now` (if given) are not shown to `keep`: they are gone already, and swept first (to
+    /// `out`, as expired).
     ///
     /// `keep` runs without the shard's lock, so it may use the cache (a lock held across the
     /// user's code would deadlock a `keep` that writes to this shard). An entry replaced or
@@ -448,11 +463,14 @@ where
         guard: &Pin,
     ) {
         // The entries stay readable while `guard` is pinned, in the table or not.
-        let held: Vec<EntryRef<K, V>> = lock(&self.writer)
-            .policy
-            .handles()
-            .filter(|h| !now.is_some_and(|now| h.get().is_expired(now)))
-            .collect();
+        let held: Vec<EntryRef<K, V>> = {
+            let mut w = lock(&self.writer);
+            if let Some(now) = now {
+                Self::sweep(&mut w, self.table(guard), now, usize::MAX, out, guard);
+                self.publish_sizes(&w);
+            }
+            w.policy.handles().collect()
+        };
         let doomed: Vec<EntryRef<K, V>> = held
             .into_iter()
             .filter(|h| !keep(&h.get().key, &h.get().value))
@@ -487,6 +505,11 @@ where
         let mut w = lock(&self.writer);
         let capacity = capacity();
         let table = self.table(guard);
+        // Expired entries leave first: a shrink must not evict live entries for room that
+        // expired ones hold.
+        if let Some(now) = now {
+            Self::sweep(&mut w, table, now, usize::MAX, out, guard);
+        }
         {
             let (policy, mut release) = Self::policy_and_release(&mut w, table, now, out, guard);
             policy.set_capacity(capacity, &mut release);

@@ -11,8 +11,10 @@ pub(super) struct Queue<H> {
     pub(super) handles: VecDeque<H>,
     /// Total weight of the live entries in it.
     pub(super) weight: u64,
-    /// Handles in it whose entries were removed.
+    /// Handles in it whose entries were removed, and their total weight: memory the shard
+    /// still holds for entries no longer in it.
     pub(super) stale: usize,
+    pub(super) stale_weight: u64,
     /// Handles ever popped from its front, and compactions: where the expiry sweep's position
     /// has moved to.
     pub(super) pops: u64,
@@ -25,6 +27,7 @@ impl<H> Default for Queue<H> {
             handles: VecDeque::new(),
             weight: 0,
             stale: 0,
+            stale_weight: 0,
             pops: 0,
             compactions: 0,
         }
@@ -44,6 +47,7 @@ impl<H: Handle> Queue<H> {
             self.pops += 1;
             if h.region() == Region::Gone {
                 self.stale -= 1;
+                self.stale_weight -= h.weight();
                 release(h, Release::Reclaim);
                 continue;
             }
@@ -53,18 +57,31 @@ impl<H: Handle> Queue<H> {
         None
     }
 
-    /// Drops stale handles once they are half the queue, so removals cannot grow it unbounded.
-    /// Checked on every insert, rarely due: the check is inlined, the work is not.
+    /// Takes `h`, queued here, out of the policy: its handle stays until popped or compacted.
+    pub(super) fn mark_gone(&mut self, h: H) {
+        self.weight -= h.weight();
+        self.stale += 1;
+        self.stale_weight += h.weight();
+        h.set_region(Region::Gone);
+    }
+
+    /// Drops stale handles once they are half the queue, so removals cannot grow it unbounded,
+    /// or once they weigh more than `max_stale_weight`, so that entries gone from a cache
+    /// bounded by weight cannot hold many times its bound (a few heavy values expired or
+    /// removed among many light live ones). Checked on every insert, rarely due: the check is
+    /// inlined, the work is not.
     #[inline]
-    pub(super) fn compact(&mut self, release: &mut impl FnMut(H, Release)) {
-        if self.stale > 16 && self.stale * 2 > self.handles.len() {
+    pub(super) fn compact(&mut self, max_stale_weight: u64, release: &mut impl FnMut(H, Release)) {
+        if (self.stale > 16 && self.stale * 2 > self.handles.len())
+            || self.stale_weight > max_stale_weight
+        {
             self.compact_now(release);
         }
     }
 
     /// Drops the stale handles now.
     #[cold]
-    fn compact_now(&mut self, release: &mut impl FnMut(H, Release)) {
+    pub(super) fn compact_now(&mut self, release: &mut impl FnMut(H, Release)) {
         self.handles.retain(|&h| {
             let live = h.region() != Region::Gone;
             if !live {
@@ -73,6 +90,7 @@ impl<H: Handle> Queue<H> {
             live
         });
         self.stale = 0;
+        self.stale_weight = 0;
         self.compactions += 1;
     }
 }

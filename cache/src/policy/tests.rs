@@ -11,6 +11,7 @@ struct Meta {
     hash: u64,
     hits: Cell<u8>,
     region: Cell<u8>,
+    weight: u64,
 }
 
 impl Handle for &Meta {
@@ -27,7 +28,7 @@ impl Handle for &Meta {
         self.region.set(region as u8);
     }
     fn weight(self) -> u64 {
-        1
+        self.weight
     }
     fn prefetch(self) {}
 }
@@ -39,10 +40,16 @@ fn mix(k: u64) -> u64 {
 
 /// A fresh entry for the policy, with hash `hash`.
 fn leak(hash: u64) -> &'static Meta {
+    leak_weighing(hash, 1)
+}
+
+/// A fresh entry for the policy, with hash `hash` and weight `weight`.
+fn leak_weighing(hash: u64, weight: u64) -> &'static Meta {
     Box::leak(Box::new(Meta {
         hash,
         hits: Cell::new(0),
         region: Cell::new(0),
+        weight,
     }))
 }
 
@@ -88,6 +95,49 @@ fn sharded_hit_ratio(keys: &[u64], capacity: usize, shards: usize) -> f64 {
         assert_eq!(resident.len() as u64, held);
     }
     hits as f64 / keys.len() as f64
+}
+
+/// Heavy entries taken out of the policy (removed or expired) among many light live ones are
+/// let go once they weigh more than a quarter of the capacity, not only once their handles are
+/// half their queue: otherwise a cache bounded by weight held up to 40 such entries of 50 units
+/// here, twenty times its bound of 100, in memory it no longer counted.
+#[test]
+fn entries_gone_are_let_go_before_they_weigh_a_quarter_of_the_capacity() {
+    let mut policy: Policy<&'static Meta> = Policy::new(100, 100, WindowShare::for_shards(100, 1));
+    let mut ignore = |_: &Meta, _: Release| {};
+    for hash in 0..40 {
+        policy.insert(leak(hash), &mut ignore);
+    }
+    let mut let_go = Vec::new();
+    for round in 0..40 {
+        let heavy = leak_weighing(1_000 + round, 50);
+        policy.insert(heavy, &mut |h, why| {
+            if why == Release::Reclaim {
+                let_go.push(h.hash);
+            }
+        });
+        policy.remove(heavy);
+        let held_gone: u64 = [&policy.window, &policy.probation, &policy.protected]
+            .iter()
+            .flat_map(|q| q.handles.iter())
+            .filter(|h| h.region() == Region::Gone)
+            .map(|h| h.weight)
+            .sum();
+        assert!(
+            held_gone <= 50,
+            "round {round}: {held_gone} units gone but held"
+        );
+    }
+    assert_eq!(
+        let_go.len(),
+        39,
+        "each heavy entry let go at the next insert"
+    );
+    policy.compact_all(&mut |h, why| {
+        assert_eq!(why, Release::Reclaim);
+        let_go.push(h.hash);
+    });
+    assert_eq!(let_go, (1_000..1_040).collect::<Vec<_>>());
 }
 
 #[test]
