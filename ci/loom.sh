@@ -12,16 +12,19 @@ for crate in hashring replication cache pagination; do
   # (with its own target directory, so the two flag sets do not rebuild each other's deps).
   flags="--cfg shardkit_loom"
   dir=target-loom
+  features=()
   if [ "$crate" = cache ]; then
     flags="$flags --cfg crossbeam_loom"
     dir=target-loom-crossbeam
+    # The asynchronous waiters' hand-off is modelled too.
+    features=(--features async)
   fi
   if grep -rqs "cfg(all(test, shardkit_loom))" "$crate/src"; then
-    RUSTFLAGS="$flags" cargo test --locked --release --target-dir "$dir" -p "shardkit-$crate" --lib loom_
+    RUSTFLAGS="$flags" cargo test --locked --release --target-dir "$dir" -p "shardkit-$crate" "${features[@]}" --lib loom_
     ran=$((ran + 1))
   fi
   if [ -f "$crate/tests/loom.rs" ]; then
-    RUSTFLAGS="$flags" cargo test --locked --release --target-dir "$dir" -p "shardkit-$crate" --test loom
+    RUSTFLAGS="$flags" cargo test --locked --release --target-dir "$dir" -p "shardkit-$crate" "${features[@]}" --test loom
     ran=$((ran + 1))
   fi
 done

@@ -70,8 +70,8 @@ pub struct CacheStats {
     /// Loads (`get_or_insert_with` and friends) that returned a value; counted only with
     /// [`CacheBuilder::record_stats`].
     pub load_successes: u64,
-    /// Loads that returned an error or panicked; counted only with
-    /// [`CacheBuilder::record_stats`].
+    /// Loads that returned an error, panicked, or (asynchronous ones) were dropped before they
+    /// finished; counted only with [`CacheBuilder::record_stats`].
     pub load_failures: u64,
     /// Time spent in loads, successful or not; counted only with
     /// [`CacheBuilder::record_stats`].
@@ -280,13 +280,15 @@ where
     /// [`Expired`](RemovalCause::Expired)). Keep `f` short: while it runs, the thread stays pinned,
     /// and memory that any cache of the process releases meanwhile waits to be freed.
     ///
-    /// A value put is a new entry, as with [`insert`](Self::insert): its expiry starts again,
-    /// the weigher weighs it (one heavier than a shard's share of the capacity is evicted at
-    /// once), the eviction policy counts it as a use of the key, and the listener hears of the
-    /// value it replaced ([`RemovalCause::Replaced`]). A removal is heard as
-    /// [`RemovalCause::Removed`]. Showing `f` the value is not a read: it counts in no
-    /// [`stats`](Self::stats), renews no time to idle, and is no use of the key for the
-    /// policy, so [`Keep`](Compute::Keep) leaves everything as it was.
+    /// A value put is a new entry, as with [`insert`](Self::insert): its expiry starts again, the
+    /// weigher weighs it (one heavier than a shard's share of the capacity is evicted at once), the
+    /// eviction policy counts it as a use of the key, and the listener hears of the value it
+    /// replaced ([`RemovalCause::Replaced`]). A removal is heard as [`RemovalCause::Removed`], and,
+    /// as with [`remove`](Self::remove), a load of the key in flight is not cached when it finishes
+    /// (whether or not the key was cached when `f` answered [`Remove`](Compute::Remove)). Showing
+    /// `f` the value is not a read: it counts in no [`stats`](Self::stats), renews no time to idle,
+    /// and is no use of the key for the policy, so [`Keep`](Compute::Keep) leaves everything as it
+    /// was.
     ///
     /// # Examples
     ///
@@ -339,11 +341,13 @@ where
         let timing = self.timing.as_ref();
         let now = || timing.map(|t| t.now().1);
         let build = |key, value| self.new_entry(hash, key, value, timing.map(Timing::now));
+        // A removal by `compute` cancels the caching of a load in flight, as `remove` does.
+        let removing = |key: &K| self.invalidate_loads(hash, key);
         self.write(|guard| {
             let mut out = Notices::new(self.listener.is_some());
             let answer = self
                 .shard(hash)
-                .compute(hash, key, now, f, wanted, build, &mut out, guard);
+                .compute(hash, key, now, f, wanted, removing, build, &mut out, guard);
             // Caught, so a panic in `then` (a clone of the user's value) does not keep the
             // listener from hearing what left; it goes on to the caller after that.
             let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| then(answer)));
@@ -427,9 +431,10 @@ where
         })
     }
 
-    /// Removes every entry for which `keep` returns false. Expired entries are not shown to
-    /// `keep`: they are gone already, and are reclaimed first (the listener hears them as
-    /// expired).
+    /// Removes every entry for which `keep` returns false. Expired entries are not shown to `keep`:
+    /// they are gone already, and are reclaimed first (the listener hears them as expired). Keys
+    /// being loaded ([`get_or_insert_with`](Self::get_or_insert_with)) are not cached yet, so
+    /// `keep` does not judge them: what their loads return is cached.
     ///
     /// `keep` runs outside the cache's locks, so it may read and write the cache. An entry
     /// inserted, replaced or removed while `retain` runs may or may not be judged; one that

@@ -35,8 +35,12 @@ impl<V: Clone, E> Clone for Landing<V, E> {
 #[derive(Debug)]
 struct State<V, E> {
     landing: Option<Landing<V, E>>,
-    /// Asynchronous waiters to wake when it lands.
-    wakers: Vec<std::task::Waker>,
+    /// Asynchronous waiters to wake when it lands, each under the number its future took
+    /// (from `next_waiter`), so a future dropped before the landing takes its waker out: a
+    /// waker can keep its task's memory alive, and a load can outlast many callers that gave
+    /// up waiting for it (a timeout around each request).
+    wakers: Vec<(u64, std::task::Waker)>,
+    next_waiter: u64,
 }
 
 /// One key's load in progress.
@@ -52,6 +56,7 @@ impl<V: Clone, E> Flight<V, E> {
             state: Mutex::new(State {
                 landing: None,
                 wakers: Vec::new(),
+                next_waiter: 0,
             }),
             landed: Condvar::new(),
         }
@@ -70,20 +75,16 @@ impl<V: Clone, E> Flight<V, E> {
 
     /// A future of the flight's end (an asynchronous waiter).
     #[cfg(feature = "async")]
-    pub(crate) fn landed(&self) -> impl Future<Output = Landing<V, E>> + '_ {
-        std::future::poll_fn(move |cx| {
-            let mut state = lock(&self.state);
-            if let Some(l) = &state.landing {
-                return std::task::Poll::Ready(l.clone());
-            }
-            if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                state.wakers.push(cx.waker().clone());
-            }
-            std::task::Poll::Pending
-        })
+    pub(crate) fn landed(&self) -> Landed<'_, V, E> {
+        Landed {
+            flight: self,
+            waiter: None,
+        }
     }
 
-    /// Ends the flight (the leader), waking every waiter.
+    /// Ends the flight (the leader), waking every waiter. A waker that panics does not keep
+    /// the others from being woken; its panic goes on afterwards (unless the leader is
+    /// unwinding already).
     pub(crate) fn land(&self, how: Landing<V, E>) {
         let wakers = {
             let mut state = lock(&self.state);
@@ -91,8 +92,63 @@ impl<V: Clone, E> Flight<V, E> {
             std::mem::take(&mut state.wakers)
         };
         self.landed.notify_all();
-        for w in wakers {
-            w.wake();
+        let mut panicked = None;
+        for (_, w) in wakers {
+            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())) {
+                panicked.get_or_insert(p);
+            }
+        }
+        if let Some(p) = panicked
+            && !std::thread::panicking()
+        {
+            std::panic::resume_unwind(p);
+        }
+    }
+}
+
+/// The future [`Flight::landed`] returns.
+#[cfg(feature = "async")]
+pub(crate) struct Landed<'a, V, E> {
+    flight: &'a Flight<V, E>,
+    /// Its number among the flight's wakers, once it has left one there.
+    waiter: Option<u64>,
+}
+
+#[cfg(feature = "async")]
+impl<V: Clone, E> Future for Landed<'_, V, E> {
+    type Output = Landing<V, E>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let mut state = lock(&self.flight.state);
+        if let Some(l) = &state.landing {
+            return std::task::Poll::Ready(l.clone());
+        }
+        let slot = self
+            .waiter
+            .and_then(|id| state.wakers.iter_mut().find(|(waiter, _)| *waiter == id));
+        match slot {
+            Some((_, waker)) => waker.clone_from(cx.waker()),
+            None => {
+                let id = state.next_waiter;
+                state.next_waiter += 1;
+                state.wakers.push((id, cx.waker().clone()));
+                drop(state);
+                self.waiter = Some(id);
+            }
+        }
+        std::task::Poll::Pending
+    }
+}
+
+#[cfg(feature = "async")]
+impl<V, E> Drop for Landed<'_, V, E> {
+    fn drop(&mut self) {
+        if let Some(id) = self.waiter {
+            let mut state = lock(&self.flight.state);
+            state.wakers.retain(|(waiter, _)| *waiter != id);
         }
     }
 }
@@ -146,6 +202,46 @@ mod loom_models {
             for w in waiters {
                 assert!(matches!(w.join().unwrap(), Landing::Loaded(7)));
             }
+        });
+    }
+
+    /// An asynchronous waiter polled while its leader lands: it sees the landing at once, or
+    /// its waker is kept and woken (never lost between its look and the landing); polled again,
+    /// it gets the value.
+    #[cfg(feature = "async")]
+    #[test]
+    fn loom_an_async_waiter_is_woken_or_sees_the_landing() {
+        use std::task::{Context, Poll, Wake, Waker};
+
+        struct Flag(loom::sync::atomic::AtomicBool);
+        impl Wake for Flag {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+
+        loom::model(|| {
+            let flight = Arc::new(Flight::<u32, ()>::new());
+            let leader = {
+                let flight = flight.clone();
+                loom::thread::spawn(move || Leader::new(&*flight).land(Landing::Loaded(7)))
+            };
+            let woken = std::sync::Arc::new(Flag(loom::sync::atomic::AtomicBool::new(false)));
+            let waker = Waker::from(std::sync::Arc::clone(&woken));
+            let mut cx = Context::from_waker(&waker);
+            let mut landed = std::pin::pin!(flight.landed());
+            if let Poll::Ready(l) = landed.as_mut().poll(&mut cx) {
+                assert!(matches!(l, Landing::Loaded(7)));
+                leader.join().unwrap();
+                return;
+            }
+            leader.join().unwrap();
+            assert!(
+                woken.0.load(std::sync::atomic::Ordering::SeqCst),
+                "a waker lost"
+            );
+            let again = landed.as_mut().poll(&mut cx);
+            assert!(matches!(again, Poll::Ready(Landing::Loaded(7))));
         });
     }
 

@@ -31,6 +31,46 @@ pub(crate) struct Pending<K> {
 /// The loads in flight of one shard.
 pub(crate) type Flights<K> = parking_lot::Mutex<Vec<Pending<K>>>;
 
+thread_local! {
+    /// The flights whose asynchronous loads this thread is polling right now (addresses of
+    /// their `Arc`s): a caller in such a load asking for the load's own key, blocking or not,
+    /// would wait for a load that cannot go on while it waits. A blocking leader is told by
+    /// its thread ([`Pending::blocking_leader`]); an asynchronous one moves between threads,
+    /// so it is marked only while polled.
+    static POLLING_LOADS: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The address that stands for `flight` in [`POLLING_LOADS`].
+fn flight_id(flight: &Arc<dyn Any + Send + Sync>) -> usize {
+    Arc::as_ptr(flight).cast::<()>() as usize
+}
+
+/// Whether this thread is polling `flight`'s load.
+fn polling_here(flight: &Arc<dyn Any + Send + Sync>) -> bool {
+    let id = flight_id(flight);
+    POLLING_LOADS.with(|loads| loads.borrow().contains(&id))
+}
+
+/// Polls `load` with `flight` marked in [`POLLING_LOADS`] during each poll.
+#[cfg(feature = "async")]
+async fn polled_as<T>(flight: Arc<dyn Any + Send + Sync>, load: impl Future<Output = T>) -> T {
+    /// Unmarks the flight when the poll returns or unwinds.
+    struct Polling;
+    impl Drop for Polling {
+        fn drop(&mut self) {
+            POLLING_LOADS.with(|loads| loads.borrow_mut().pop());
+        }
+    }
+    let id = flight_id(&flight);
+    let mut load = std::pin::pin!(load);
+    std::future::poll_fn(move |cx| {
+        POLLING_LOADS.with(|loads| loads.borrow_mut().push(id));
+        let _polling = Polling;
+        load.as_mut().poll(cx)
+    })
+    .await
+}
+
 /// Takes a flight out of the pending list when its leader is done (or unwinds, or its future
 /// is dropped).
 struct Deregister<'a, K> {
@@ -179,10 +219,18 @@ where
     /// retry (one of them loading); nobody is left waiting. If another write gives the key a
     /// value while `load` runs (an [`insert`](Self::insert), a [`compute`](Self::compute)),
     /// that value stays and every caller gets it: the load does not overwrite it. If the key
-    /// is [removed](Self::remove) (or the cache [cleared](Self::clear)) while `load` runs,
-    /// what it returns is not cached, as it may predate the removal, and callers from then on
-    /// load afresh. A `load` that asks for its own key (or a listener it sets off that does)
-    /// loads it again, on its own, rather than wait for itself.
+    /// is [removed](Self::remove) (or the cache [cleared](Self::clear), or a
+    /// [`compute`](Self::compute) answers [`Remove`](Compute::Remove)) while `load` runs, what
+    /// it returns is not cached, as it may predate the removal, and callers from then on load
+    /// afresh. A `load` that asks for its own key on its own thread (or a listener it sets off
+    /// that does) loads it again, on its own, rather than wait for itself; one that waits for
+    /// another thread that asks for it (or for another key whose load asks for this one)
+    /// deadlocks, as it would with a lock.
+    ///
+    /// Callers share a load only if their loads have the same error type: this one's is
+    /// [`Infallible`](std::convert::Infallible), and a
+    /// [`try_get_or_insert_with`](Self::try_get_or_insert_with) caller with another error
+    /// type missing the key at the same time runs its own load.
     ///
     /// # Examples
     ///
@@ -200,7 +248,8 @@ where
     }
 
     /// [`get_or_insert_with`](Self::get_or_insert_with) with a fallible `load`. Nothing is
-    /// cached when it fails.
+    /// cached when it fails. Callers share a load only if their loads have the same error type
+    /// `E`.
     ///
     /// # Errors
     ///
@@ -227,16 +276,16 @@ where
                 Step::Lead(flight, invalidated) => (flight, invalidated),
             };
             let (leader, deregister) = self.lead(hash, &flight);
+            // Written by another caller since this one missed: that value, as it is cached.
+            // Put again, it would start a new lifetime, or come back after expiring or being
+            // evicted or removed meanwhile (no load ran to justify it).
+            if let Some(v) = self.peek_value(hash, &key) {
+                return finish(Landing::Loaded(v), leader, deregister);
+            }
             let load = load.take().expect("a caller leads at most one flight");
-            let loaded = match self.peek_value(hash, &key) {
-                Some(v) => Ok(v),
-                None => {
-                    let timer = self.load_timer();
-                    let loaded = load();
-                    timer.finish(&loaded);
-                    loaded
-                }
-            };
+            let timer = self.load_timer();
+            let loaded = load();
+            timer.finish(&loaded);
             return self.land(key, loaded, &invalidated, leader, deregister);
         }
     }
@@ -245,8 +294,9 @@ where
     /// runtime. Waiting callers yield instead of blocking. If the loading caller's future is
     /// dropped before it finishes (a timeout, a cancelled task), the waiters retry, one of them
     /// loading. A loading future that is kept but no longer polled holds its waiters until it
-    /// is dropped, so drop futures you stop driving. A load that asks for its own key waits
-    /// for itself: asynchronous callers cannot be told apart by thread.
+    /// is dropped, so drop futures you stop driving. A load that asks for its own key (from
+    /// its own polls, with this call or the blocking one) loads it again rather than wait for
+    /// itself; a waiting caller's future dropped early leaves nothing behind.
     #[cfg(feature = "async")]
     #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub async fn get_or_insert_async(&self, key: K, load: impl Future<Output = V>) -> V {
@@ -284,16 +334,14 @@ where
                 Step::Lead(flight, invalidated) => (flight, invalidated),
             };
             let (leader, deregister) = self.lead(hash, &flight);
-            let loaded = match self.peek_value(hash, &key) {
-                Some(v) => Ok(v),
-                None => {
-                    let load = load.take().expect("a caller leads at most one flight");
-                    let timer = self.load_timer();
-                    let loaded = load.await;
-                    timer.finish(&loaded);
-                    loaded
-                }
-            };
+            // As in `try_get_or_insert_with`.
+            if let Some(v) = self.peek_value(hash, &key) {
+                return finish(Landing::Loaded(v), leader, deregister);
+            }
+            let load = load.take().expect("a caller leads at most one flight");
+            let timer = self.load_timer();
+            let loaded = polled_as(Arc::clone(&flight) as _, load).await;
+            timer.finish(&loaded);
             return self.land(key, loaded, &invalidated, leader, deregister);
         }
     }
@@ -305,9 +353,10 @@ where
 
     /// The cached value, or else joins `key`'s flight, or else starts one. A flight of another
     /// error type for the key is left alone (this caller loads on its own), and so, for a
-    /// caller that `blocks` to wait, is a flight its own thread leads: the load (or a listener
-    /// it set off) asking for its own key would wait for itself for ever; it loads the key
-    /// again instead.
+    /// caller that `blocks` to wait, is a flight its own thread leads, and for any caller, a
+    /// flight whose asynchronous load this thread is polling: the load (or a listener it set
+    /// off) asking for its own key would wait for itself for ever; it loads the key again
+    /// instead.
     fn step<E: Send + Sync + 'static>(&self, hash: u64, key: &K, blocks: bool) -> Step<V, E> {
         if let Some(v) = self.get(key) {
             return Step::Hit(v);
@@ -317,7 +366,10 @@ where
         let joined = pending
             .iter()
             .filter(|p| p.hash == hash && p.key == *key && p.flight.is::<Flight<V, E>>())
-            .find(|p| this_thread.is_none() || p.blocking_leader != this_thread)
+            .find(|p| {
+                (this_thread.is_none() || p.blocking_leader != this_thread)
+                    && !polling_here(&p.flight)
+            })
             .and_then(|p| Arc::clone(&p.flight).downcast::<Flight<V, E>>().ok());
         if let Some(flight) = joined {
             return Step::Wait(flight);
@@ -359,16 +411,7 @@ where
         leader: Leader<'_, V, E>,
         deregister: Deregister<'_, K>,
     ) -> Result<V, Arc<E>> {
-        let finish = |landing: Landing<V, E>| {
-            drop(deregister);
-            let result = match &landing {
-                Landing::Loaded(v) => Ok(v.clone()),
-                Landing::Failed(e) => Err(Arc::clone(e)),
-                Landing::Abandoned => unreachable!("a leader lands what it loaded"),
-            };
-            leader.land(landing);
-            result
-        };
+        let finish = |landing| finish(landing, leader, deregister);
         match loaded {
             // Cached only if the key is still absent. A value written while the load ran (an
             // `insert`, a `compute`) stays, and is what the callers get: overwriting it would
@@ -392,4 +435,21 @@ where
             Err(e) => finish(Landing::Failed(Arc::new(e))),
         }
     }
+}
+
+/// Lands a leader's flight with `landing` (after taking it out of the pending list, so a caller
+/// arriving after the landing starts a flight of its own), and gives the leader the result.
+fn finish<V: Clone, E>(
+    landing: Landing<V, E>,
+    leader: Leader<'_, V, E>,
+    deregister: Deregister<'_, impl Sized>,
+) -> Result<V, Arc<E>> {
+    drop(deregister);
+    let result = match &landing {
+        Landing::Loaded(v) => Ok(v.clone()),
+        Landing::Failed(e) => Err(Arc::clone(e)),
+        Landing::Abandoned => unreachable!("a leader lands what it loaded"),
+    };
+    leader.land(landing);
+    result
 }

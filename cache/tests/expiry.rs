@@ -461,3 +461,55 @@ fn run_pending_tasks_frees_what_expired() {
     assert_eq!(Arc::strong_count(&token), 1);
     assert!(cache.is_empty());
 }
+
+/// Something a test runs once, at a given point of a call.
+type Hook = std::cell::RefCell<Option<Box<dyn FnOnce()>>>;
+
+thread_local! {
+    /// Run by the next clone of a [`Hooked`] key (`ON_CLONE[0]`) or value (`ON_CLONE[1]`) on
+    /// this thread: how a test steps in between two steps of a call.
+    static ON_CLONE: [Hook; 2] = Default::default();
+}
+
+/// A key (`VALUE` false) or value (`VALUE` true) whose clone runs this thread's hook, if set.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Hooked<const VALUE: bool>(u64);
+
+impl<const VALUE: bool> Clone for Hooked<VALUE> {
+    fn clone(&self) -> Self {
+        if let Some(hook) = ON_CLONE.with(|hooks| hooks[usize::from(VALUE)].borrow_mut().take()) {
+            hook();
+        }
+        Self(self.0)
+    }
+}
+
+/// A loading caller that finds the key written by another caller since it missed returns that
+/// value as it is cached, and does not put it again: put again, a value that expired in
+/// between came back with a new lifetime, though no load ran.
+#[test]
+fn a_value_written_during_a_load_is_not_given_a_new_lifetime() {
+    let clock = MockClock::new();
+    let cache: Arc<Cache<Hooked<false>, Hooked<true>>> = Arc::new(
+        Cache::builder()
+            .max_capacity(100)
+            .time_to_live(Duration::from_secs(1))
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    let writer = Arc::clone(&cache);
+    // The leader's key is cloned as its flight starts, after its miss: another caller's value
+    // lands then. The leader's look at it clones it: it expires just after.
+    ON_CLONE.with(|hooks| {
+        *hooks[0].borrow_mut() = Some(Box::new(move || {
+            writer.insert(Hooked(1), Hooked(5));
+            ON_CLONE.with(|hooks| {
+                *hooks[1].borrow_mut() = Some(Box::new(move || clock.advance(1_000)));
+            });
+        }));
+    });
+    let got = cache.get_or_insert_with(Hooked(1), || panic!("the value was there"));
+    assert_eq!(got, Hooked(5));
+    assert_eq!(cache.get(&Hooked(1)), None, "an expired value came back");
+}

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use shardkit_cache::{Cache, RemovalCause};
+use shardkit_cache::{Cache, Compute, RemovalCause};
 
 #[test]
 fn concurrent_callers_share_one_load() {
@@ -241,6 +241,15 @@ fn a_removal_while_a_key_loads_keeps_the_load_from_being_cached() {
 #[test]
 fn a_clear_while_a_key_loads_keeps_the_load_from_being_cached() {
     a_load_in_flight_is_not_cached_after(|cache, _| cache.clear());
+}
+
+/// `compute` answering `Remove` (a conditional removal) is a removal too, though the key is
+/// absent while it loads.
+#[test]
+fn a_removal_by_compute_while_a_key_loads_keeps_the_load_from_being_cached() {
+    a_load_in_flight_is_not_cached_after(|cache, key| {
+        cache.compute(key, |_| Compute::Remove);
+    });
 }
 
 /// A load that asks for its own key (here directly; a listener it sets off could too) loads it

@@ -71,20 +71,125 @@ fn concurrent_async_callers_share_one_load() {
 
 #[test]
 fn a_dropped_leader_releases_its_waiters() {
-    let cache = Arc::new(Cache::new(100));
-    let waker = Waker::noop();
-    let mut cx = Context::from_waker(waker);
-    {
-        // The leader polls once, then is dropped (a timeout): its load never finishes.
-        let mut leader = Box::pin(cache.get_or_insert_async(1u64, std::future::pending()));
-        assert!(leader.as_mut().poll(&mut cx).is_pending());
-        let waiter = {
-            let cache = cache.clone();
-            std::thread::spawn(move || block_on(cache.get_or_insert_async(1u64, async { 5u64 })))
-        };
-        std::thread::sleep(Duration::from_millis(50));
-        drop(leader);
-        assert_eq!(waiter.join().unwrap(), 5);
-    }
+    let cache = Cache::builder()
+        .max_capacity(100)
+        .record_stats(true)
+        .build()
+        .unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    // The leader polls once, then is dropped (a timeout): its load never finishes.
+    let mut leader = Box::pin(cache.get_or_insert_async(1u64, std::future::pending()));
+    assert!(leader.as_mut().poll(&mut cx).is_pending());
+    let mut waiter = Box::pin(cache.get_or_insert_async(1u64, async { 5u64 }));
+    assert!(
+        waiter.as_mut().poll(&mut cx).is_pending(),
+        "the second caller waits for the leader's load"
+    );
+    drop(leader);
+    // Released, it loads the key itself.
+    assert_eq!(waiter.as_mut().poll(&mut cx), Poll::Ready(5));
     assert_eq!(cache.get(&1), Some(5));
+    // The dropped load counts as failed.
+    let stats = cache.stats();
+    assert_eq!((stats.load_successes, stats.load_failures), (1, 1));
+}
+
+/// A waker that counts its wakes.
+struct CountingWaker(AtomicUsize);
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A waiting caller's future dropped before the load lands (a timeout around each request)
+/// leaves nothing of its task behind: the flight keeps no clone of its waker, which could
+/// keep the task's memory alive for as long as the load runs. One kept polling is woken once.
+#[test]
+fn a_dropped_waiter_leaves_no_waker_behind() {
+    let cache = Cache::new(100);
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut leader = Box::pin(cache.try_get_or_insert_async(1u64, async {
+        std::future::pending::<Result<u64, ()>>().await
+    }));
+    assert!(leader.as_mut().poll(&mut cx).is_pending());
+    let wakers: Vec<Arc<CountingWaker>> = (0..100)
+        .map(|_| Arc::new(CountingWaker(AtomicUsize::new(0))))
+        .collect();
+    for waker in &wakers {
+        let waker = Waker::from(Arc::clone(waker));
+        let mut waiter = Box::pin(cache.try_get_or_insert_async(1u64, async { Ok::<u64, ()>(5) }));
+        // Polled twice with the same waker: kept once, not twice.
+        for _ in 0..2 {
+            let polled = waiter.as_mut().poll(&mut Context::from_waker(&waker));
+            assert!(polled.is_pending(), "a waiter joins the leader's flight");
+        }
+    }
+    assert!(
+        wakers.iter().all(|w| Arc::strong_count(w) == 1),
+        "a dropped waiter's waker kept"
+    );
+    let kept = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let waker = Waker::from(Arc::clone(&kept));
+    let mut waiter = Box::pin(cache.try_get_or_insert_async(1u64, async { Ok::<u64, ()>(5) }));
+    for _ in 0..2 {
+        assert!(
+            waiter
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+    }
+    assert_eq!(Arc::strong_count(&kept), 3, "the waiter's waker, kept once");
+    drop(leader);
+    assert_eq!(
+        kept.0.load(Ordering::SeqCst),
+        1,
+        "woken once as the leader left"
+    );
+    assert!(wakers.iter().all(|w| w.0.load(Ordering::SeqCst) == 0));
+    assert_eq!(
+        waiter.as_mut().poll(&mut Context::from_waker(&waker)),
+        Poll::Ready(Ok(5))
+    );
+}
+
+/// An asynchronous load that asks for its own key, with the blocking call or the asynchronous
+/// one, loads it again rather than wait for itself: its waiting would block the very polls
+/// its load needs (the blocking call hung the thread, the asynchronous one the task).
+#[test]
+fn an_async_load_that_asks_for_its_own_key_does_not_wait_for_itself() {
+    let cache = Arc::new(Cache::new(100));
+    let (done, finished) = std::sync::mpsc::channel();
+    {
+        let cache = cache.clone();
+        std::thread::spawn(move || {
+            let blocking =
+                block_on(cache.get_or_insert_async(1u64, async {
+                    cache.get_or_insert_with(1u64, || 10) + 1
+                }));
+            let nested = block_on(cache.get_or_insert_async(2u64, async {
+                cache.get_or_insert_async(2u64, async { 20 }).await + 1
+            }));
+            let _ = done.send((blocking, nested));
+        });
+    }
+    // A deadlock detector, not a timing: the calls take microseconds when they do not hang.
+    let (blocking, nested) = finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a load waited for itself");
+    // The inner loads were cached first; the outer ones do not overwrite them.
+    assert_eq!((blocking, nested), (10, 20));
+    assert_eq!((cache.get(&1), cache.get(&2)), (Some(10), Some(20)));
+}
+
+/// The asynchronous loaders' futures are `Send` when their loads are, so a multi-threaded
+/// runtime can move them between threads (a compile-time check).
+#[test]
+fn async_loads_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let cache: Cache<u64, u64> = Cache::new(10);
+    assert_send(&cache.get_or_insert_async(1, async { 1 }));
+    assert_send(&cache.try_get_or_insert_async(1, async { Ok::<u64, ()>(1) }));
 }

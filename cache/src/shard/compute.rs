@@ -37,8 +37,9 @@ where
     /// Does with `key` what `f` decides from its live value (`None`: absent or expired):
     /// [`Compute::Put`] stores the value, in an entry `build` makes from the key and value, if
     /// `wanted` (asked under the lock) says so, and otherwise only answers it;
-    /// [`Compute::Remove`] removes the entry, if there is one; [`Compute::Keep`] writes
-    /// nothing. Returns the key's value after that. What leaves the cache goes to `out`.
+    /// [`Compute::Remove`] calls `removing` with the key (before the lock is taken, present or
+    /// not), then removes the entry, if there is one; [`Compute::Keep`] writes nothing. Returns
+    /// the key's value after that. What leaves the cache goes to `out`.
     /// `read_clock` gives [`insert`](Self::insert)'s `now`; it is read before `f` runs and
     /// again before the write, so a value that expired while `f` ran makes it run again.
     #[allow(clippy::too_many_arguments)]
@@ -49,6 +50,7 @@ where
         read_clock: impl Fn() -> Option<u64>,
         mut f: impl FnMut(Option<&V>) -> Compute<V>,
         wanted: impl Fn() -> bool,
+        removing: impl Fn(&K),
         mut build: impl FnMut(K, V) -> Entry<K, V>,
         out: &mut Notices<K, V>,
         guard: &Pin,
@@ -70,14 +72,14 @@ where
                         Err(Refused::Changed(entry)) => key = entry.key,
                     }
                 }
-                Compute::Remove => match shown {
-                    None => return None,
-                    Some(e) => {
-                        if self.remove_if(e, read_clock(), out, guard) {
-                            return None;
-                        }
+                Compute::Remove => {
+                    removing(&key);
+                    // Nothing to remove: the key is absent (or expired), as the answer says.
+                    let e = shown?;
+                    if self.remove_if(e, read_clock(), out, guard) {
+                        return None;
                     }
-                },
+                }
             }
         }
     }
@@ -147,6 +149,7 @@ mod loom_models {
             || None,
             |v| Compute::Put(v.map_or(1, |n| n + 1)),
             || true,
+            |_| {},
             |k, v| Entry::new(k, k, v, 1),
             &mut out,
             guard,
@@ -200,6 +203,7 @@ mod loom_models {
                         None => Compute::Put(10),
                     },
                     || !invalidated.load(std::sync::atomic::Ordering::Acquire),
+                    |_| {},
                     |k, v| Entry::new(k, k, v, 1),
                     &mut out,
                     guard,
