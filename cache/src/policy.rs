@@ -576,9 +576,9 @@ impl<H: Handle> Policy<H> {
             release(victim, Release::Evicted);
         }
         let max_stale_weight = self.capacity / STALE_WEIGHT_SHARE;
-        for queue in [&mut self.window, &mut self.probation, &mut self.protected] {
-            queue.compact(max_stale_weight, release);
-        }
+        self.window.compact(max_stale_weight, release);
+        self.probation.compact(max_stale_weight, release);
+        self.protected.compact(max_stale_weight, release);
     }
 
     /// Drops every stale handle now (see [`Queue::compact`]), so what left the policy can be
