@@ -175,7 +175,16 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hash(key);
+        self.get_hashed(self.hash(key), key)
+    }
+
+    /// [`get`](Self::get), for a key already hashed.
+    #[inline]
+    pub(crate) fn get_hashed<Q>(&self, hash: u64, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         if let Some(timing) = &self.timing {
             return self.get_timed(timing, hash, key);
         }

@@ -104,7 +104,9 @@
 //! value (or its error). A loader that panics releases the waiters, who load again. With the
 //! `async` feature, `get_or_insert_async` and `try_get_or_insert_async` do the same with a
 //! future on any runtime; a loading future that is dropped (a timeout, a cancelled task)
-//! releases its waiters too.
+//! releases its waiters too. Each has a `_by_ref` variant
+//! ([`Cache::get_or_insert_with_by_ref`]) that takes a borrowed key (a `&str` for a `String`
+//! key) and clones it only to cache what it loads.
 //!
 //! # Read-modify-write
 //!

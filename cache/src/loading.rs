@@ -2,7 +2,7 @@
 //! for the hand-off between the caller that loads and those that wait).
 
 use std::any::Any;
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -241,10 +241,25 @@ where
     /// assert_eq!(cache.get_or_insert_with("k".to_string(), || unreachable!()), 42);
     /// ```
     pub fn get_or_insert_with(&self, key: K, load: impl FnOnce() -> V) -> V {
-        match self.try_get_or_insert_with(key, || Ok::<V, std::convert::Infallible>(load())) {
-            Ok(v) => v,
-            Err(e) => match *e {},
-        }
+        infallible(self.load_blocking(Cow::<K>::Owned(key), || Ok(load())))
+    }
+
+    /// [`get_or_insert_with`](Self::get_or_insert_with) for a borrowed key (a `&str` for a
+    /// `String` key): the key is cloned into an owned one only if it is loaded, not on a hit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache: shardkit_cache::Cache<String, usize> = shardkit_cache::Cache::new(100);
+    /// assert_eq!(cache.get_or_insert_with_by_ref("user:42", || 7), 7);
+    /// assert_eq!(cache.get("user:42"), Some(7));
+    /// ```
+    pub fn get_or_insert_with_by_ref<Q>(&self, key: &Q, load: impl FnOnce() -> V) -> V
+    where
+        K: Borrow<Q>,
+        Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+    {
+        infallible(self.load_blocking(Cow::Borrowed(key), || Ok(load())))
     }
 
     /// [`get_or_insert_with`](Self::get_or_insert_with) with a fallible `load`. Nothing is
@@ -264,10 +279,43 @@ where
     where
         E: Send + Sync + 'static,
     {
-        let hash = self.hash(&key);
+        self.load_blocking(Cow::<K>::Owned(key), load)
+    }
+
+    /// [`try_get_or_insert_with`](Self::try_get_or_insert_with) for a borrowed key, cloned
+    /// into an owned one only if it is loaded.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_get_or_insert_with`](Self::try_get_or_insert_with).
+    pub fn try_get_or_insert_with_by_ref<Q, E>(
+        &self,
+        key: &Q,
+        load: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, Arc<E>>
+    where
+        K: Borrow<Q>,
+        Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+        E: Send + Sync + 'static,
+    {
+        self.load_blocking(Cow::Borrowed(key), load)
+    }
+
+    /// The blocking loads, for an owned or a borrowed key.
+    fn load_blocking<Q, E>(
+        &self,
+        key: Cow<'_, Q>,
+        load: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, Arc<E>>
+    where
+        K: Borrow<Q>,
+        Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+        E: Send + Sync + 'static,
+    {
+        let hash = self.hash(&*key);
         let mut load = Some(load);
         loop {
-            let (flight, invalidated) = match self.step::<E>(hash, &key, true) {
+            let (flight, invalidated) = match self.step::<Q, E>(hash, &key, true) {
                 Step::Hit(v) => return Ok(v),
                 Step::Wait(flight) => match outcome(flight.wait()) {
                     Some(result) => return result,
@@ -275,18 +323,15 @@ where
                 },
                 Step::Lead(flight, invalidated) => (flight, invalidated),
             };
-            let (leader, deregister) = self.lead(hash, &flight);
-            // Written by another caller since this one missed: that value, as it is cached.
-            // Put again, it would start a new lifetime, or come back after expiring or being
-            // evicted or removed meanwhile (no load ran to justify it).
-            if let Some(v) = self.peek_value(hash, &key) {
-                return finish(Landing::Loaded(v), leader, deregister);
-            }
+            let (leader, deregister) = match self.lead(hash, &*key, &flight) {
+                Ok(guards) => guards,
+                Err(cached) => return cached,
+            };
             let load = load.take().expect("a caller leads at most one flight");
             let timer = self.load_timer();
             let loaded = load();
             timer.finish(&loaded);
-            return self.land(key, loaded, &invalidated, leader, deregister);
+            return self.land(key.into_owned(), loaded, &invalidated, leader, deregister);
         }
     }
 
@@ -300,11 +345,25 @@ where
     #[cfg(feature = "async")]
     #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub async fn get_or_insert_async(&self, key: K, load: impl Future<Output = V>) -> V {
-        let load = async { Ok::<V, std::convert::Infallible>(load.await) };
-        match self.try_get_or_insert_async(key, load).await {
-            Ok(v) => v,
-            Err(e) => match *e {},
-        }
+        infallible(
+            self.load_async(Cow::<K>::Owned(key), async { Ok(load.await) })
+                .await,
+        )
+    }
+
+    /// [`get_or_insert_async`](Self::get_or_insert_async) for a borrowed key, cloned into an
+    /// owned one only if it is loaded.
+    #[cfg(feature = "async")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+    pub async fn get_or_insert_async_by_ref<Q>(&self, key: &Q, load: impl Future<Output = V>) -> V
+    where
+        K: Borrow<Q>,
+        Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+    {
+        infallible(
+            self.load_async(Cow::Borrowed(key), async { Ok(load.await) })
+                .await,
+        )
     }
 
     /// [`get_or_insert_async`](Self::get_or_insert_async) with a fallible `load`.
@@ -322,10 +381,46 @@ where
     where
         E: Send + Sync + 'static,
     {
-        let hash = self.hash(&key);
+        self.load_async(Cow::<K>::Owned(key), load).await
+    }
+
+    /// [`try_get_or_insert_async`](Self::try_get_or_insert_async) for a borrowed key, cloned
+    /// into an owned one only if it is loaded.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_get_or_insert_with`](Self::try_get_or_insert_with).
+    #[cfg(feature = "async")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+    pub async fn try_get_or_insert_async_by_ref<Q, E>(
+        &self,
+        key: &Q,
+        load: impl Future<Output = Result<V, E>>,
+    ) -> Result<V, Arc<E>>
+    where
+        K: Borrow<Q>,
+        Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+        E: Send + Sync + 'static,
+    {
+        self.load_async(Cow::Borrowed(key), load).await
+    }
+
+    /// The asynchronous loads, for an owned or a borrowed key.
+    #[cfg(feature = "async")]
+    async fn load_async<Q, E>(
+        &self,
+        key: Cow<'_, Q>,
+        load: impl Future<Output = Result<V, E>>,
+    ) -> Result<V, Arc<E>>
+    where
+        K: Borrow<Q>,
+        Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+        E: Send + Sync + 'static,
+    {
+        let hash = self.hash(&*key);
         let mut load = Some(load);
         loop {
-            let (flight, invalidated) = match self.step::<E>(hash, &key, false) {
+            let (flight, invalidated) = match self.step::<Q, E>(hash, &key, false) {
                 Step::Hit(v) => return Ok(v),
                 Step::Wait(flight) => match outcome(flight.landed().await) {
                     Some(result) => return result,
@@ -333,16 +428,15 @@ where
                 },
                 Step::Lead(flight, invalidated) => (flight, invalidated),
             };
-            let (leader, deregister) = self.lead(hash, &flight);
-            // As in `try_get_or_insert_with`.
-            if let Some(v) = self.peek_value(hash, &key) {
-                return finish(Landing::Loaded(v), leader, deregister);
-            }
+            let (leader, deregister) = match self.lead(hash, &*key, &flight) {
+                Ok(guards) => guards,
+                Err(cached) => return cached,
+            };
             let load = load.take().expect("a caller leads at most one flight");
             let timer = self.load_timer();
             let loaded = polled_as(Arc::clone(&flight) as _, load).await;
             timer.finish(&loaded);
-            return self.land(key, loaded, &invalidated, leader, deregister);
+            return self.land(key.into_owned(), loaded, &invalidated, leader, deregister);
         }
     }
 
@@ -357,15 +451,20 @@ where
     /// flight whose asynchronous load this thread is polling: the load (or a listener it set
     /// off) asking for its own key would wait for itself for ever; it loads the key again
     /// instead.
-    fn step<E: Send + Sync + 'static>(&self, hash: u64, key: &K, blocks: bool) -> Step<V, E> {
-        if let Some(v) = self.get(key) {
+    fn step<Q, E>(&self, hash: u64, key: &Q, blocks: bool) -> Step<V, E>
+    where
+        K: Borrow<Q>,
+        Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+        E: Send + Sync + 'static,
+    {
+        if let Some(v) = self.get_hashed(hash, key) {
             return Step::Hit(v);
         }
         let this_thread = blocks.then(|| std::thread::current().id());
         let mut pending = self.flights[self.shard_index(hash)].lock();
         let joined = pending
             .iter()
-            .filter(|p| p.hash == hash && p.key == *key && p.flight.is::<Flight<V, E>>())
+            .filter(|p| p.hash == hash && p.key.borrow() == key && p.flight.is::<Flight<V, E>>())
             .find(|p| {
                 (this_thread.is_none() || p.blocking_leader != this_thread)
                     && !polling_here(&p.flight)
@@ -378,7 +477,7 @@ where
         let invalidated = Arc::new(AtomicBool::new(false));
         pending.push(Pending {
             hash,
-            key: key.clone(),
+            key: key.to_owned(),
             flight: Arc::clone(&flight) as Arc<dyn Any + Send + Sync>,
             invalidated: Arc::clone(&invalidated),
             blocking_leader: this_thread,
@@ -387,18 +486,31 @@ where
     }
 
     /// The guards of a leader: whatever happens to it, its flight lands and leaves `pending`
-    /// (drops run in reverse, so it leaves `pending` first).
-    fn lead<'a, E: Send + Sync + 'static>(
+    /// (drops run in reverse, so it leaves `pending` first). Unless the key was written since
+    /// this caller's miss: the flight then lands at once with that value, as it is cached, and
+    /// that is the caller's answer (`Err`). Put again, it would start a new lifetime, or come
+    /// back after expiring or being evicted or removed meanwhile, with no load to justify it.
+    #[allow(clippy::type_complexity)] // the guards, or the answer
+    fn lead<'a, Q, E>(
         &'a self,
         hash: u64,
+        key: &Q,
         flight: &'a Arc<Flight<V, E>>,
-    ) -> (Leader<'a, V, E>, Deregister<'a, K>) {
+    ) -> Result<(Leader<'a, V, E>, Deregister<'a, K>), Result<V, Arc<E>>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        E: Send + Sync + 'static,
+    {
         let leader = Leader::new(flight);
         let deregister = Deregister {
             flights: &self.flights[self.shard_index(hash)],
             flight: Arc::clone(flight) as Arc<dyn Any + Send + Sync>,
         };
-        (leader, deregister)
+        match self.peek_value(hash, key) {
+            Some(v) => Err(finish(Landing::Loaded(v), leader, deregister)),
+            None => Ok((leader, deregister)),
+        }
     }
 
     /// Caches what the leader loaded (unless the key was removed meanwhile: `invalidated`),
@@ -452,4 +564,12 @@ fn finish<V: Clone, E>(
     };
     leader.land(landing);
     result
+}
+
+/// The value of a load that cannot fail.
+fn infallible<V>(result: Result<V, Arc<std::convert::Infallible>>) -> V {
+    match result {
+        Ok(v) => v,
+        Err(e) => match *e {},
+    }
 }

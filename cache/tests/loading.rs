@@ -177,9 +177,9 @@ fn a_listener_can_load_the_key_whose_load_it_hears_evicted() {
 }
 
 /// A load of `key` on another thread, held until the sender is used; returns once it runs.
-fn held_load(
-    cache: &Arc<Cache<u64, String>>,
-    key: u64,
+fn held_load<K: std::hash::Hash + Eq + Clone + Send + Sync + 'static>(
+    cache: &Arc<Cache<K, String>>,
+    key: K,
     value: &'static str,
 ) -> (std::thread::JoinHandle<String>, std::sync::mpsc::Sender<()>) {
     let (started, loading) = std::sync::mpsc::channel();
@@ -250,6 +250,40 @@ fn a_removal_by_compute_while_a_key_loads_keeps_the_load_from_being_cached() {
     a_load_in_flight_is_not_cached_after(|cache, key| {
         cache.compute(key, |_| Compute::Remove);
     });
+}
+
+/// The calls by reference (a `&str` for a `String` key) find what the owned ones cached, cache
+/// under the owned key, and share a load in flight with them.
+#[test]
+fn callers_by_reference_share_loads_with_owned_ones() {
+    let cache: Arc<Cache<String, String>> = Arc::new(Cache::new(100));
+    assert_eq!(cache.get_or_insert_with_by_ref("a", || "1".into()), "1");
+    assert_eq!(cache.get("a").as_deref(), Some("1"));
+    let cached = cache.get_or_insert_with("a".to_string(), || unreachable!("cached"));
+    assert_eq!(cached, "1");
+    let failed = cache.try_get_or_insert_with_by_ref("b", || Err::<String, _>("down"));
+    assert_eq!(*failed.unwrap_err(), "down");
+    assert_eq!(cache.get("b"), None);
+    // A caller by reference waits for an owned caller's load of the same key.
+    let (leader, release) = held_load(&cache, "c".to_string(), "loaded once");
+    let (done, finished) = std::sync::mpsc::channel();
+    {
+        let cache = cache.clone();
+        std::thread::spawn(move || {
+            let _ = done.send(cache.get_or_insert_with_by_ref("c", || "loaded twice".into()));
+        });
+    }
+    // Time for the caller by reference to reach the flight (were it late, it would find the
+    // value cached, and the test would pass without checking the sharing).
+    std::thread::sleep(Duration::from_millis(20));
+    release.send(()).unwrap();
+    let waited = finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the caller by reference hung");
+    assert_eq!(
+        (leader.join().unwrap(), waited.as_str()),
+        ("loaded once".into(), "loaded once")
+    );
 }
 
 /// A load that asks for its own key (here directly; a listener it sets off could too) loads it

@@ -193,3 +193,18 @@ fn async_loads_are_send() {
     assert_send(&cache.get_or_insert_async(1, async { 1 }));
     assert_send(&cache.try_get_or_insert_async(1, async { Ok::<u64, ()>(1) }));
 }
+
+/// The asynchronous calls by reference cache under the owned key and find what is cached.
+#[test]
+fn async_callers_by_reference_load_and_hit() {
+    let cache: Cache<String, u64> = Cache::new(10);
+    assert_eq!(
+        block_on(cache.get_or_insert_async_by_ref("a", async { 1 })),
+        1
+    );
+    assert_eq!(cache.get("a"), Some(1));
+    let hit = cache.try_get_or_insert_async_by_ref("a", async { Err::<u64, ()>(()) });
+    assert_eq!(block_on(hit), Ok(1));
+    fn assert_send<T: Send>(_: &T) {}
+    assert_send(&cache.get_or_insert_async_by_ref("b", async { 2 }));
+}
