@@ -20,11 +20,11 @@ for crate in hashring replication cache pagination; do
     features=(--features async)
   fi
   if grep -rqs "cfg(all(test, shardkit_loom))" "$crate/src"; then
-    RUSTFLAGS="$flags" cargo test --locked --release --target-dir "$dir" -p "shardkit-$crate" "${features[@]}" --lib loom_
+    RUSTFLAGS="$flags" cargo test --locked --release --target-dir "$dir" -p "shardkit-$crate" ${features[@]+"${features[@]}"} --lib loom_
     ran=$((ran + 1))
   fi
   if [ -f "$crate/tests/loom.rs" ]; then
-    RUSTFLAGS="$flags" cargo test --locked --release --target-dir "$dir" -p "shardkit-$crate" "${features[@]}" --test loom
+    RUSTFLAGS="$flags" cargo test --locked --release --target-dir "$dir" -p "shardkit-$crate" ${features[@]+"${features[@]}"} --test loom
     ran=$((ran + 1))
   fi
 done

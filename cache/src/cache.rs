@@ -391,8 +391,8 @@ where
     /// holds for its policy or in its shard batches, those in this thread's bag, and what any
     /// thread of the process handed over. Writes otherwise free them as they go: a removed,
     /// replaced or expired entry once its policy queue passes it, or once such entries are
-    /// half a queue or weigh a quarter of a shard's capacity; the rest about every thousand
-    /// entries. Another thread's bag, of up to 64 entries, is handed over when it fills or
+    /// half a queue or weigh more than a quarter of a shard's capacity and half the queue's
+    /// live entries; the rest about every thousand entries. Another thread's bag, of up to 64 entries, is handed over when it fills or
     /// the thread exits.
     ///
     /// Optional: expired entries are never returned either way.

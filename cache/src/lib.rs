@@ -74,7 +74,9 @@
 //! waits in its shard until it is full, then in the writing thread's bag until that holds 64
 //! entries' worth (or the thread exits); what was handed over is freed by later writes of any
 //! cache in the process, three epochs on, or by [`Cache::run_pending_tasks`] or dropping the
-//! cache; an entry that was removed or replaced waits until the policy's queue passes it.
+//! cache; an entry that was removed, replaced or expired is handed over once the policy's
+//! queue passes it, or once such entries are half their queue or weigh more than a quarter of
+//! the shard's capacity and half the queue's live entries (or at `run_pending_tasks`).
 //! Destructors of keys and values never run under a shard's lock, and never on the read path.
 //! Listeners run after the mutex is released. The epochs (a thread's exit, and the reuse of
 //! its registration by the next thread, included), the read path against a writer

@@ -446,11 +446,11 @@ where
     }
 
     /// The cached value, or else joins `key`'s flight, or else starts one. A flight of another
-    /// error type for the key is left alone (this caller loads on its own), and so, for a
-    /// caller that `blocks` to wait, is a flight its own thread leads, and for any caller, a
-    /// flight whose asynchronous load this thread is polling: the load (or a listener it set
-    /// off) asking for its own key would wait for itself for ever; it loads the key again
-    /// instead.
+    /// error type for the key is left alone (this caller loads on its own), and so is a flight
+    /// whose blocking leader is this thread, or whose asynchronous load this thread is polling:
+    /// the caller is then inside that load (or a listener it set off, or an executor it blocks
+    /// on), and waiting would wait for itself for ever; it loads the key again instead. A
+    /// caller that `blocks` is marked as its flight's leader by its thread.
     fn step<Q, E>(&self, hash: u64, key: &Q, blocks: bool) -> Step<V, E>
     where
         K: Borrow<Q>,
@@ -460,15 +460,12 @@ where
         if let Some(v) = self.get_hashed(hash, key) {
             return Step::Hit(v);
         }
-        let this_thread = blocks.then(|| std::thread::current().id());
+        let this_thread = std::thread::current().id();
         let mut pending = self.flights[self.shard_index(hash)].lock();
         let joined = pending
             .iter()
             .filter(|p| p.hash == hash && p.key.borrow() == key && p.flight.is::<Flight<V, E>>())
-            .find(|p| {
-                (this_thread.is_none() || p.blocking_leader != this_thread)
-                    && !polling_here(&p.flight)
-            })
+            .find(|p| p.blocking_leader != Some(this_thread) && !polling_here(&p.flight))
             .and_then(|p| Arc::clone(&p.flight).downcast::<Flight<V, E>>().ok());
         if let Some(flight) = joined {
             return Step::Wait(flight);
@@ -480,7 +477,7 @@ where
             key: key.to_owned(),
             flight: Arc::clone(&flight) as Arc<dyn Any + Send + Sync>,
             invalidated: Arc::clone(&invalidated),
-            blocking_leader: this_thread,
+            blocking_leader: blocks.then_some(this_thread),
         });
         Step::Lead(flight, invalidated)
     }

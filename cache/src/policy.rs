@@ -190,12 +190,15 @@ const MAX_RUN: i32 = 3_000;
 /// sets (0.075 passed all of 20), and 0.05 failed it outright.
 const SAVE_RATE: f64 = 0.000375;
 
-/// A queue's stale handles (entries removed, replaced or expired while queued) are dropped
-/// once they weigh more than this fraction of the shard's capacity, so the memory a shard
-/// holds for entries gone from it stays within a bound of its own: with a quarter per queue,
-/// at most three quarters of the capacity (more only in entries of weight 0, which the count
-/// bound covers). Each compaction then drops at least a quarter of the capacity's weight,
-/// which paid for its scan when it was inserted.
+/// A queue's stale handles (entries removed, replaced or expired while queued) are dropped at
+/// the next insert once they weigh more than this fraction of the shard's capacity and half as
+/// much as the queue's live entries (see `Queue::compact`), so the memory a shard holds for
+/// entries gone from it stays bounded by its capacity: after an insert, each queue's stale
+/// handles weigh at most a quarter of the capacity or half its live entries, whichever is more,
+/// so at most one and a half times the capacity in all (removals, `retain` and sweeps between
+/// two inserts can add more, until the next insert or `run_pending_tasks`). Without it, a cache
+/// bounded by weight held many times its bound in a few heavy entries gone among many light live
+/// ones.
 const STALE_WEIGHT_SHARE: u64 = 4;
 
 /// Entries the frequency sketch is first sized for (8 bytes each); it grows with the entries
@@ -261,15 +264,6 @@ impl Default for Steps {
     }
 }
 
-/// Where the expiry sweep is in each queue (window, probation, protected): a position counted
-/// from the queue's front when the queue had seen `pops` pops and `compactions` compactions.
-#[derive(Debug, Default)]
-struct Sweep {
-    at: [usize; 3],
-    pops: [u64; 3],
-    compactions: [u64; 3],
-}
-
 /// The slots a ghost uses for `entries` entries.
 fn ghost_slots(entries: usize) -> usize {
     entries.div_ceil(ENTRIES_PER_GHOST_SLOT)
@@ -306,7 +300,6 @@ pub(crate) struct Policy<H> {
     recall_run: i32,
     /// xorshift state for the random admission of warm candidates.
     rng: u64,
-    sweep: Sweep,
 }
 
 impl<H: Handle> Policy<H> {
@@ -330,7 +323,6 @@ impl<H: Handle> Policy<H> {
             ghost_len: 0,
             recall_run: 0,
             rng: 0x2545_f491_4f6c_dd1d,
-            sweep: Sweep::default(),
         };
         policy.take_share();
         policy
@@ -485,7 +477,7 @@ impl<H: Handle> Policy<H> {
             queue.weight = 0;
             queue.stale = 0;
             queue.stale_weight = 0;
-            queue.compactions += 1;
+            queue.sweep_at = 0;
         }
         // Keys put back after a clear are not returning evictions.
         self.ghosts.clear();
@@ -497,22 +489,9 @@ impl<H: Handle> Policy<H> {
     /// into `out`: expired entries are reclaimed a few at a time by writes, whatever their
     /// place in the queues.
     pub(crate) fn sweep(&mut self, budget: usize, expired: impl Fn(H) -> bool, out: &mut Vec<H>) {
-        for q in 0..3 {
-            let queue = match q {
-                0 => &mut self.window,
-                1 => &mut self.probation,
-                _ => &mut self.protected,
-            };
+        for queue in [&mut self.window, &mut self.probation, &mut self.protected] {
             let len = queue.handles.len();
-            if len == 0 {
-                continue;
-            }
-            let mut at = if queue.compactions == self.sweep.compactions[q] {
-                let popped = queue.pops - self.sweep.pops[q];
-                self.sweep.at[q].saturating_sub(usize::try_from(popped).unwrap_or(usize::MAX))
-            } else {
-                0
-            };
+            let mut at = queue.sweep_at;
             for _ in 0..budget.min(len) {
                 if at >= len {
                     at = 0;
@@ -524,9 +503,7 @@ impl<H: Handle> Policy<H> {
                 }
                 at += 1;
             }
-            self.sweep.at[q] = at;
-            self.sweep.pops[q] = queue.pops;
-            self.sweep.compactions[q] = queue.compactions;
+            queue.sweep_at = at;
         }
     }
 
@@ -627,9 +604,7 @@ impl<H: Handle> Policy<H> {
             self.probation.push(candidate, Region::Probation);
         } else {
             // The victim stays first in line for the next comparison.
-            victim.set_region(Region::Probation);
-            self.probation.weight += victim.weight();
-            self.probation.handles.push_front(victim);
+            self.probation.push_front(victim, Region::Probation);
             self.turn_away(candidate, release);
         }
     }

@@ -271,8 +271,9 @@ where
     }
 
     /// Inserts or replaces `entry`'s key; entries that leave the cache go to `out`. An entry
-    /// heavier than the shard's whole capacity is not inserted (it goes to `out` itself, as
-    /// evicted for size), and the key's old entry leaves all the same.
+    /// heavier than the shard's whole capacity, or expired at `now` already, is not inserted
+    /// (it goes to `out` itself, as evicted for size or as expired), and the key's old entry
+    /// leaves all the same.
     ///
     /// `guard` is pinned, before the lock is taken: what leaves the cache is deferred under it,
     /// and the notices in `out` stay valid as long as it is.
@@ -306,12 +307,6 @@ where
             self.turn_away_at_once(w, new_ref, RemovalCause::Size, now, out, guard);
             return;
         }
-        // Expired on arrival (an `Expiry` answering zero, "do not cache this"): it would only
-        // take room in the window from a live entry, and be swept later.
-        if now.is_some_and(|now| new_ref.get().is_expired(now)) {
-            self.turn_away_at_once(w, new_ref, RemovalCause::Expired, now, out, guard);
-            return;
-        }
         // Reading the stripes touches cache lines other threads' reads write to: do it every
         // few writes, not every write (the sketch's aging needs no finer grain).
         w.unfed_writes += 1;
@@ -324,6 +319,12 @@ where
         // counted toward the window's and main's bounds, and pushed live entries out.
         if let Some(now) = now {
             Self::sweep(w, table, now, SWEEP_BUDGET, out, guard);
+            // Expired on arrival (an `Expiry` answering zero, "do not cache this"): it would
+            // only take room in the window from a live entry, and be swept later.
+            if new_ref.get().is_expired(now) {
+                self.turn_away_at_once(w, new_ref, RemovalCause::Expired, Some(now), out, guard);
+                return;
+            }
         }
         if (w.live + w.tombstones + 1) * 4 > table.slots() * 3 {
             table = self.rebuild(w, guard);
@@ -507,7 +508,9 @@ where
         let table = self.table(guard);
         // Expired entries leave first: a shrink must not evict live entries for room that
         // expired ones hold.
-        if let Some(now) = now {
+        if let Some(now) = now
+            && capacity < w.policy.capacity()
+        {
             Self::sweep(&mut w, table, now, usize::MAX, out, guard);
         }
         {

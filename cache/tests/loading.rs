@@ -358,3 +358,32 @@ fn callers_share_a_load_whatever_other_error_types_are_loading_the_key() {
     // The fallible load was cached first; the infallible one gets that value.
     assert_eq!(infallible.join().unwrap(), 41);
 }
+
+/// `compute` answering `Remove` for a key absent when it looked, while a load of the key lands
+/// its value: that value does not stay (`compute` looks again under the lock, and runs again
+/// on the value if it landed before its invalidation did).
+#[test]
+fn a_removal_by_compute_of_an_absent_key_does_not_leave_a_landing_load_cached() {
+    let cache = Arc::new(Cache::new(100));
+    let (leader, release) = held_load(&cache, 1u64, "stale");
+    let mut release = Some(release);
+    let answer = cache.compute(1, |v| {
+        if let Some(release) = release.take() {
+            assert!(v.is_none());
+            // The load lands while `f` decides.
+            release.send(()).unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while cache.peek(&1).is_none() && std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+        }
+        Compute::Remove
+    });
+    assert_eq!(answer, None);
+    assert_eq!(leader.join().unwrap(), "stale");
+    assert_eq!(
+        cache.peek(&1),
+        None,
+        "the load's value stayed after the removal"
+    );
+}

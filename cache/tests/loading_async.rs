@@ -208,3 +208,26 @@ fn async_callers_by_reference_load_and_hit() {
     fn assert_send<T: Send>(_: &T) {}
     assert_send(&cache.get_or_insert_async_by_ref("b", async { 2 }));
 }
+
+/// A blocking load that asks for its own key through the asynchronous call (a blocking
+/// wrapper around an asynchronous client, on an executor it blocks on) loads it again rather
+/// than wait for itself: the thread it would wait on is its own.
+#[test]
+fn a_blocking_load_that_asks_for_its_own_key_asynchronously_does_not_wait_for_itself() {
+    let cache = Arc::new(Cache::new(100));
+    let (done, finished) = std::sync::mpsc::channel();
+    {
+        let cache = cache.clone();
+        std::thread::spawn(move || {
+            let outer = cache.get_or_insert_with(3u64, || {
+                block_on(cache.get_or_insert_async(3u64, async { 30 })) + 1
+            });
+            let _ = done.send(outer);
+        });
+    }
+    // A deadlock detector, not a timing: the call takes microseconds when it does not hang.
+    let outer = finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the load waited for itself");
+    assert_eq!(outer, 30);
+}

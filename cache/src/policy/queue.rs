@@ -15,10 +15,10 @@ pub(super) struct Queue<H> {
     /// still holds for entries no longer in it.
     pub(super) stale: usize,
     pub(super) stale_weight: u64,
-    /// Handles ever popped from its front, and compactions: where the expiry sweep's position
-    /// has moved to.
-    pub(super) pops: u64,
-    pub(super) compactions: u64,
+    /// Where the expiry sweep is (see [`Policy::sweep`](super::Policy::sweep)): a position from
+    /// the front, moved with the handles as they leave the front or stale ones are dropped, so
+    /// the sweep goes on round the queue rather than starting over at its front.
+    pub(super) sweep_at: usize,
 }
 
 impl<H> Default for Queue<H> {
@@ -28,8 +28,7 @@ impl<H> Default for Queue<H> {
             weight: 0,
             stale: 0,
             stale_weight: 0,
-            pops: 0,
-            compactions: 0,
+            sweep_at: 0,
         }
     }
 }
@@ -41,10 +40,18 @@ impl<H: Handle> Queue<H> {
         self.handles.push_back(h);
     }
 
+    /// Puts `h`, popped just now, back at the front (in `region`).
+    pub(super) fn push_front(&mut self, h: H, region: Region) {
+        h.set_region(region);
+        self.weight += h.weight();
+        self.handles.push_front(h);
+        self.sweep_at = (self.sweep_at + 1).min(self.handles.len());
+    }
+
     /// Pops the oldest live handle, reclaiming stale ones on the way.
     pub(super) fn pop(&mut self, release: &mut impl FnMut(H, Release)) -> Option<H> {
         while let Some(h) = self.handles.pop_front() {
-            self.pops += 1;
+            self.sweep_at = self.sweep_at.saturating_sub(1);
             if h.region() == Region::Gone {
                 self.stale -= 1;
                 self.stale_weight -= h.weight();
@@ -66,14 +73,16 @@ impl<H: Handle> Queue<H> {
     }
 
     /// Drops stale handles once they are half the queue, so removals cannot grow it unbounded,
-    /// or once they weigh more than `max_stale_weight`, so that entries gone from a cache
-    /// bounded by weight cannot hold many times its bound (a few heavy values expired or
-    /// removed among many light live ones). Checked on every insert, rarely due: the check is
-    /// inlined, the work is not.
+    /// or once they weigh more than `max_stale_weight` and half the live entries', so that
+    /// entries gone from a cache bounded by weight cannot hold many times its bound (a few
+    /// heavy values expired or removed among many light live ones). Either way the scan's
+    /// handles are paid for by what it drops: by their count, or, with weights of at least 1,
+    /// by their weight (the live handles are at most their weight). Checked on every insert,
+    /// rarely due: the check is inlined, the work is not.
     #[inline]
     pub(super) fn compact(&mut self, max_stale_weight: u64, release: &mut impl FnMut(H, Release)) {
         if (self.stale > 16 && self.stale * 2 > self.handles.len())
-            || self.stale_weight > max_stale_weight
+            || (self.stale_weight > max_stale_weight && self.stale_weight * 2 > self.weight)
         {
             self.compact_now(release);
         }
@@ -82,15 +91,19 @@ impl<H: Handle> Queue<H> {
     /// Drops the stale handles now.
     #[cold]
     pub(super) fn compact_now(&mut self, release: &mut impl FnMut(H, Release)) {
+        let (sweep_at, mut index, mut live_before_sweep) = (self.sweep_at, 0, 0);
         self.handles.retain(|&h| {
             let live = h.region() != Region::Gone;
             if !live {
                 release(h, Release::Reclaim);
+            } else if index < sweep_at {
+                live_before_sweep += 1;
             }
+            index += 1;
             live
         });
+        self.sweep_at = live_before_sweep;
         self.stale = 0;
         self.stale_weight = 0;
-        self.compactions += 1;
     }
 }

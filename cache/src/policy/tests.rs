@@ -140,6 +140,33 @@ fn entries_gone_are_let_go_before_they_weigh_a_quarter_of_the_capacity() {
     assert_eq!(let_go, (1_000..1_040).collect::<Vec<_>>());
 }
 
+/// The expiry sweep goes on round a queue across its compactions instead of starting over at
+/// its front after each: with a compaction between every two sweeps (a cache bounded by weight
+/// that replaces a heavy entry every few writes), expired entries past the first few were never
+/// reached.
+#[test]
+fn the_sweep_goes_round_a_queue_across_compactions() {
+    let mut policy: Policy<&'static Meta> =
+        Policy::new(1_000, 1_000, WindowShare::for_shards(1_000, 1));
+    let mut ignore = |_: &Meta, _: Release| {};
+    let entries: Vec<&'static Meta> = (0..100).map(leak).collect();
+    for &m in &entries {
+        policy.insert(m, &mut ignore);
+    }
+    // Probation holds 0 to 89 in order; 80 to 89 have expired.
+    assert_eq!(policy.probation.handles.front().map(|m| m.hash), Some(0));
+    let mut expired = Vec::new();
+    for round in 0..40 {
+        policy.sweep(4, |m| (80..90).contains(&m.hash), &mut expired);
+        // An entry in the middle of probation leaves, and probation is compacted.
+        policy.remove(entries[40 + round]);
+        policy.compact_all(&mut ignore);
+    }
+    expired.sort_unstable_by_key(|m| m.hash);
+    let hashes: Vec<u64> = expired.iter().map(|m| m.hash).collect();
+    assert_eq!(hashes, (80..90).collect::<Vec<_>>());
+}
+
 #[test]
 fn a_scan_does_not_flush_the_hot_set() {
     let mut keys = Vec::new();

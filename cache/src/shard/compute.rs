@@ -74,9 +74,17 @@ where
                 }
                 Compute::Remove => {
                     removing(&key);
-                    // Nothing to remove: the key is absent (or expired), as the answer says.
-                    let e = shown?;
-                    if self.remove_if(e, read_clock(), out, guard) {
+                    let removed = match shown {
+                        Some(e) => self.remove_if(e, read_clock(), out, guard),
+                        // Still absent once `removing` is done, or `f` runs again: a value put
+                        // while `f` ran (by a load that `removing` came too late for) must not
+                        // stay, and under the lock, no write lands before the look.
+                        None => {
+                            let _w = lock(&self.writer);
+                            self.peek(hash, &key, read_clock(), guard).is_none()
+                        }
+                    };
+                    if removed {
                         return None;
                     }
                 }
