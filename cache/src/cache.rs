@@ -398,14 +398,7 @@ where
     /// Optional: expired entries are never returned either way.
     pub fn run_pending_tasks(&self) {
         let now = self.now();
-        {
-            let guard = &crate::sync::pin();
-            for shard in &*self.shards {
-                let mut out = Notices::new(self.listener.is_some());
-                shard.run_pending_tasks(now, &mut out, guard);
-                self.notify(out.into_vec());
-            }
-        }
+        self.each_shard(|_, shard, out, guard| shard.run_pending_tasks(now, out, guard));
         // Unpinned: a pin held here would keep the epoch from moving past it.
         crate::sync::flush();
     }
@@ -434,9 +427,9 @@ where
                 self.notify(vec![(removed, RemovalCause::Expired)]);
                 return None;
             }
-            let value = removed.get().value.clone();
+            // Told first: a clone that panics leaves the removal heard all the same.
             self.notify(vec![(removed, RemovalCause::Removed)]);
-            Some(value)
+            Some(removed.get().value.clone())
         })
     }
 
@@ -449,26 +442,14 @@ where
     /// inserted, replaced or removed while `retain` runs may or may not be judged; one that
     /// changed after `keep` judged it is left as it now is.
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
-        self.write(|guard| {
-            for shard in &*self.shards {
-                let mut out = Notices::new(self.listener.is_some());
-                shard.retain(&mut keep, self.now(), &mut out, guard);
-                self.notify(out.into_vec());
-            }
-        });
+        self.each_shard(|_, shard, out, guard| shard.retain(&mut keep, self.now(), out, guard));
     }
 
     /// Removes every entry. Loads in flight ([`get_or_insert_with`](Self::get_or_insert_with)
     /// and its variants) are not cached when they finish, as after a [`remove`](Self::remove).
     pub fn clear(&self) {
         self.invalidate_all_loads();
-        self.write(|guard| {
-            for shard in &*self.shards {
-                let mut out = Notices::new(self.listener.is_some());
-                shard.clear(self.now(), &mut out, guard);
-                self.notify(out.into_vec());
-            }
-        });
+        self.each_shard(|_, shard, out, guard| shard.clear(self.now(), out, guard));
     }
 
     /// The cached entries, cloned, shard by shard: entries inserted or removed meanwhile may or
@@ -545,25 +526,10 @@ where
                 break;
             }
         }
-        // A listener's panic stops neither the other shards' resizing nor their listener
-        // calls; the first panic goes on to the caller after them.
-        let mut panic = None;
-        for (i, shard) in (0..).zip(&*self.shards) {
-            let resized = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.write(|guard| {
-                    let mut out = Notices::new(self.listener.is_some());
-                    let part = || shard_capacity(self.capacity.load(Ordering::SeqCst), n, i);
-                    shard.set_capacity(part, self.now(), &mut out, guard);
-                    self.notify(out.into_vec());
-                });
-            }));
-            if let Err(p) = resized {
-                panic.get_or_insert(p);
-            }
-        }
-        if let Some(p) = panic {
-            std::panic::resume_unwind(p);
-        }
+        self.each_shard(|i, shard, out, guard| {
+            let part = || shard_capacity(self.capacity.load(Ordering::SeqCst), n, i);
+            shard.set_capacity(part, self.now(), out, guard);
+        });
     }
 
     /// An estimate of the bytes the cache holds, from its own structures: the shards' tables,
@@ -618,6 +584,30 @@ where
     }
 
     /// Tells the listener about `out`; the caller's guard keeps the entries allocated.
+    /// Runs `work` on each shard (with its index), each as a write of its own, and tells the
+    /// listener what left each shard after its work. A listener's panic stops neither the
+    /// other shards' work nor their listener calls; the first panic goes on to the caller
+    /// after them. A panic in `work` itself (the caller's `keep`, say) goes on at once.
+    fn each_shard(
+        &self,
+        mut work: impl FnMut(u64, &Shard<K, V>, &mut Notices<K, V>, &crate::sync::Pin),
+    ) {
+        let mut panic = None;
+        for (i, shard) in (0..).zip(&*self.shards) {
+            self.write(|guard| {
+                let mut out = Notices::new(self.listener.is_some());
+                work(i, shard, &mut out, guard);
+                let told = std::panic::AssertUnwindSafe(|| self.notify(out.into_vec()));
+                if let Err(p) = std::panic::catch_unwind(told) {
+                    panic.get_or_insert(p);
+                }
+            });
+        }
+        if let Some(p) = panic {
+            std::panic::resume_unwind(p);
+        }
+    }
+
     fn notify(&self, out: Vec<Notice<K, V>>) {
         let Some(listener) = &self.listener else {
             return;

@@ -90,6 +90,11 @@
 //! only `exec` (as for most multithreaded code): a thread pinned, or a lock held, at the fork
 //! stays so in the child.
 //!
+//! The keys' `Hash`, `Eq` and `Borrow` are the exception to "user code runs outside the
+//! locks": a write compares keys under its shard's lock, as any hash map's insert does. They
+//! must not use the cache (a write to the same shard would wait for itself), and an `Eq` that
+//! panics in a write leaves the entry being inserted unfreed (the shard stays sound).
+//!
 //! # Expiry
 //!
 //! [`CacheBuilder::time_to_live`], [`CacheBuilder::time_to_idle`] or a per-entry [`Expiry`]

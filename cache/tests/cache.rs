@@ -160,6 +160,40 @@ fn a_panicking_listener_leaves_the_cache_sound() {
     }
 }
 
+/// A listener's panic in one shard stops neither `clear`, `retain` nor `set_capacity` on the
+/// others: each finishes over the whole cache, and the panic reaches the caller after that.
+/// (`clear` and `retain` used to stop at the shard whose listener call panicked.)
+#[test]
+fn a_panicking_listener_does_not_stop_whole_cache_calls_midway() {
+    let panics = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&panics);
+    let cache = Cache::builder()
+        .max_capacity(1_000)
+        .shards(8)
+        .eviction_listener(move |_: &u64, _: &u64, _| {
+            count.fetch_add(1, Ordering::SeqCst);
+            panic!("listener bug")
+        })
+        .build()
+        .unwrap();
+    let fill = |cache: &Cache<u64, u64>| {
+        for k in 0..400 {
+            cache.insert(k, k);
+        }
+    };
+    let panicked = |call: &dyn Fn()| std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
+    fill(&cache);
+    assert!(panicked(&|| cache.retain(|k, _| k % 2 == 0)).is_err());
+    assert_eq!(cache.len(), 200, "retain stopped midway");
+    assert!(cache.iter().all(|(k, _)| k % 2 == 0));
+    assert!(panicked(&|| cache.set_capacity(100)).is_err());
+    assert!(cache.len() <= 100, "set_capacity stopped midway");
+    assert!(panicked(&|| cache.clear()).is_err());
+    assert_eq!(cache.len(), 0, "clear stopped midway");
+    // Every entry that left was heard, not only the first shard's.
+    assert_eq!(panics.load(Ordering::SeqCst), 400);
+}
+
 /// A value that counts its drops.
 #[derive(Debug)]
 struct Counted(Arc<AtomicUsize>);
