@@ -3,7 +3,7 @@
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 
-use crate::sync::{AtomicBool, AtomicU8, AtomicU64};
+use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Built};
 
 use crate::policy::{Handle, Region};
 
@@ -45,30 +45,10 @@ pub(crate) struct Entry<K, V> {
     /// When it expires, in nanoseconds after the cache's time origin; 0 for never. Time to idle
     /// moves it on reads.
     expires_at: AtomicU64,
-    /// Under loom, a cell written as the entry is built and read wherever a reader reaches
-    /// the entry ([`Entry::reached`]): the key and value are plain memory, which loom does not
-    /// track, so this is how the models check that whatever published the entry ordered its
-    /// building before the read.
-    #[cfg(shardkit_loom)]
+    /// Read wherever a reader reaches the entry ([`Entry::reached`]): the key and value are
+    /// plain memory, which loom does not track, so this is how the models check that whatever
+    /// published the entry ordered its building before the read, and its freeing after.
     built: Built,
-}
-
-/// The cell behind [`Entry::reached`].
-#[cfg(shardkit_loom)]
-#[derive(Debug)]
-struct Built(loom::cell::UnsafeCell<()>);
-
-// SAFETY: the cell holds `()`: there is no data to race on, only accesses for loom to order.
-#[cfg(shardkit_loom)]
-unsafe impl Sync for Built {}
-
-/// A write to the cell as the entry is dropped (freed, or emptied for reuse), so that loom also
-/// reports a reader reaching an entry freed under it, not only one whose memory was reused.
-#[cfg(shardkit_loom)]
-impl Drop for Built {
-    fn drop(&mut self) {
-        self.0.with_mut(|_| ());
-    }
 }
 
 impl<K, V> Entry<K, V> {
@@ -82,12 +62,7 @@ impl<K, V> Entry<K, V> {
             expires_at: AtomicU64::new(0),
             key,
             value,
-            #[cfg(shardkit_loom)]
-            built: {
-                let built = loom::cell::UnsafeCell::new(());
-                built.with_mut(|_| ());
-                Built(built)
-            },
+            built: Built::new(),
         }
     }
 
@@ -96,8 +71,7 @@ impl<K, V> Entry<K, V> {
     /// before it. Nothing otherwise.
     #[inline]
     pub(crate) fn reached(&self) {
-        #[cfg(shardkit_loom)]
-        self.built.0.with(|_| ());
+        self.built.reached();
     }
 
     /// The entry, expiring at `at` (nanoseconds after the cache's time origin; 0 for never).

@@ -59,3 +59,42 @@ pub(crate) use imp::{
 pub(crate) fn flush() {
     crate::epoch::collect(true);
 }
+
+/// Under loom, a cell written as the structure holding it is built and as it is dropped (freed,
+/// or emptied for reuse), and read wherever a reader reaches that structure
+/// ([`reached`](Self::reached)): what loom does not track (plain memory, a table's buckets
+/// behind atomic pointers) is checked through it, so a model fails if a reader's access is not
+/// ordered after the building or before the freeing. Nothing at all otherwise.
+#[derive(Debug)]
+pub(crate) struct Built(#[cfg(shardkit_loom)] loom::cell::UnsafeCell<()>);
+
+// SAFETY: the cell holds `()`: there is no data to race on, only accesses for loom to order.
+#[cfg(shardkit_loom)]
+unsafe impl Sync for Built {}
+
+impl Built {
+    pub(crate) fn new() -> Self {
+        #[cfg(shardkit_loom)]
+        {
+            let built = loom::cell::UnsafeCell::new(());
+            built.with_mut(|_| ());
+            Self(built)
+        }
+        #[cfg(not(shardkit_loom))]
+        Self()
+    }
+
+    /// A reader's access.
+    #[inline]
+    pub(crate) fn reached(&self) {
+        #[cfg(shardkit_loom)]
+        self.0.with(|_| ());
+    }
+}
+
+#[cfg(shardkit_loom)]
+impl Drop for Built {
+    fn drop(&mut self) {
+        self.0.with_mut(|_| ());
+    }
+}

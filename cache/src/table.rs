@@ -27,7 +27,7 @@ use crossbeam_epoch::{Atomic, Shared};
 use crate::epoch::Pin;
 
 use crate::entry::Entry;
-use crate::sync::AtomicU64;
+use crate::sync::{AtomicU64, Built};
 
 /// Hash tags of slots never used (a probe stops after their bucket) and of removed entries'
 /// slots.
@@ -110,6 +110,9 @@ impl<K, V> Bucket<K, V> {
 /// A table of buckets; slots are numbered as [`STRIDE`] says.
 pub(crate) struct Table<K, V> {
     buckets: Box<[Bucket<K, V>]>,
+    /// Reached by every lookup: under loom, the models check that a table is freed (after a
+    /// rebuild replaced it) only once no reader can still walk it.
+    built: Built,
 }
 
 impl<K, V> std::fmt::Debug for Table<K, V> {
@@ -128,6 +131,7 @@ impl<K, V> Table<K, V> {
         debug_assert!(buckets as u64 <= 1 << 32, "{buckets} buckets");
         Self {
             buckets: (0..buckets).map(|_| Bucket::new()).collect(),
+            built: Built::new(),
         }
     }
 
@@ -173,6 +177,7 @@ impl<K, V> Table<K, V> {
         order: Ordering,
         mut visit: impl FnMut(usize, &'t Bucket<K, V>, u64) -> Option<R>,
     ) -> Option<R> {
+        self.built.reached();
         let mut b = self.home(hash);
         // The writer keeps a quarter of the slots never used, so a probe ends within a few
         // buckets; the bound only guards the loop.

@@ -142,6 +142,35 @@ fn loom_a_rebuild_keeps_every_key_visible() {
     });
 }
 
+/// A reader while the writer's insert rebuilds the table and another thread runs the
+/// collector: a table a rebuild replaced is freed only once no reader can still walk it, which
+/// the table's loom cell checks against the reader's walk (the model fails if the old table is
+/// freed at once instead of deferred). Not found within the preemption bound of `ci/loom.sh`:
+/// deferring the old table before taking it out of the shard, where an advance between the two
+/// could seal it, a reader pin the next epoch and load it, and two more advances free it under
+/// that reader. `rebuild` takes it out first.
+#[test]
+fn loom_a_replaced_table_is_not_freed_under_a_reader() {
+    loom::model(|| {
+        let shard = Arc::new(Shard::new(4, 4, false, WindowShare::for_shards(4, 1)));
+        insert(&shard, 1, 10);
+        // As in `loom_a_rebuild_keeps_every_key_visible`: the next insert rebuilds.
+        lock(&shard.writer).tombstones = 4 * MIN_SLOTS;
+        let writer = {
+            let shard = shard.clone();
+            loom::thread::spawn(move || insert(&shard, 2, 20))
+        };
+        let collector = loom::thread::spawn(|| {
+            for _ in 0..3 {
+                crate::sync::flush();
+            }
+        });
+        assert_eq!(get(&shard, 1), Some(10));
+        writer.join().unwrap();
+        collector.join().unwrap();
+    });
+}
+
 /// A writer evicting from a shard with room for one entry (sized for `entries`, which
 /// sets how it hands evicted entries over), letting the collector run, and inserting
 /// again, against a reader of the keys it evicts: the reader sees each key's own entry
