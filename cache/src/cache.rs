@@ -258,11 +258,16 @@ where
     }
 
     /// Caches `value` for `key`, replacing any value it had, and evicting to stay within the
-    /// capacity.
+    /// capacity. The new value's lifetime starts now (time to live, time to idle), or is what
+    /// an [`Expiry`](crate::Expiry) says: `expire_after_create`, or `expire_after_update` if
+    /// the key had a live value.
     pub fn insert(&self, key: K, value: V) {
         let hash = self.hash(&key);
+        if let Some(timing) = self.timing.as_ref().filter(|t| t.updates_by_expiry()) {
+            return self.insert_by_expiry(timing, hash, key, value);
+        }
         let now = self.timing.as_ref().map(Timing::now);
-        let entry = self.new_entry(hash, key, value, now);
+        let entry = self.new_entry(hash, key, value, now, None);
         self.write(|guard| {
             let mut out = Notices::new(self.listener.is_some());
             self.shard(hash)
@@ -289,8 +294,9 @@ where
     /// [`Expired`](RemovalCause::Expired)). Keep `f` short: while it runs, the thread stays pinned,
     /// and memory that any cache of the process releases meanwhile waits to be freed.
     ///
-    /// A value put is a new entry, as with [`insert`](Self::insert): its expiry starts again, the
-    /// weigher weighs it (one heavier than a shard's share of the capacity is evicted at once), the
+    /// A value put is a new entry, as with [`insert`](Self::insert): its expiry starts again (or as
+    /// an [`Expiry`](crate::Expiry)'s `expire_after_update` says, if it replaces one), the weigher
+    /// weighs it (one heavier than a shard's share of the capacity is evicted at once), the
     /// eviction policy counts it as a use of the key, and the listener hears of the value it
     /// replaced ([`RemovalCause::Replaced`]). A removal is heard as [`RemovalCause::Removed`], and,
     /// as with [`remove`](Self::remove), a load of the key in flight is not cached when it finishes
@@ -349,7 +355,9 @@ where
         // not be shown a value that expired meanwhile, nor write one already expired.
         let timing = self.timing.as_ref();
         let now = || timing.map(|t| t.now().1);
-        let build = |key, value| self.new_entry(hash, key, value, timing.map(Timing::now));
+        let build = |key, value, replacing: Option<&Entry<K, V>>| {
+            self.new_entry(hash, key, value, timing.map(Timing::now), replacing)
+        };
         // A removal by `compute` cancels the caching of a load in flight, as `remove` does.
         let removing = |key: &K| self.invalidate_loads(hash, key);
         self.write(|guard| {
@@ -365,12 +373,43 @@ where
         })
     }
 
+    /// [`insert`](Self::insert) in a cache with an [`Expiry`](crate::Expiry): the new value's
+    /// lifetime may depend on what the old one has left
+    /// ([`expire_after_update`](crate::Expiry::expire_after_update)), so the entry's deadline
+    /// is set for the live entry seen, and the entry is put only if that is still the key's
+    /// live entry under the shard's lock; otherwise its deadline is set again for the new one.
+    /// The `Expiry` runs outside the lock.
+    fn insert_by_expiry(&self, timing: &Timing<K, V>, hash: u64, key: K, value: V) {
+        self.write(|guard| {
+            let shard = self.shard(hash);
+            let mut out = Notices::new(self.listener.is_some());
+            let mut entry = self.new_entry(hash, key, value, None, None);
+            loop {
+                let now = timing.now();
+                let live = shard.peek(hash, &entry.key, Some(now.1), guard);
+                entry.set_expires_at(timing.on_insert(&entry.key, &entry.value, now, live));
+                match shard.insert_if(entry, live, Some(now.1), &|| true, &mut out, guard) {
+                    Ok(()) => break,
+                    Err(e) => entry = e.into_entry(),
+                }
+            }
+            self.notify(out.into_vec());
+        });
+    }
+
     /// The entry for `key` and `value`: weighed, and with its expiry deadline from `now` (the
-    /// clock's reading, when entries can expire).
-    fn new_entry(&self, hash: u64, key: K, value: V, now: Option<(Instant, u64)>) -> Entry<K, V> {
+    /// clock's reading, when entries can expire), `replacing` the key's live entry, if any.
+    fn new_entry(
+        &self,
+        hash: u64,
+        key: K,
+        value: V,
+        now: Option<(Instant, u64)>,
+        replacing: Option<&Entry<K, V>>,
+    ) -> Entry<K, V> {
         let weight = self.weigher.as_ref().map_or(1, |w| w(&key, &value));
         let deadline = match (&self.timing, now) {
-            (Some(t), Some(now)) => t.on_insert(&key, &value, now),
+            (Some(t), Some(now)) => t.on_insert(&key, &value, now, replacing),
             _ => 0,
         };
         Entry::new(hash, key, value, weight).expiring_at(deadline)

@@ -88,6 +88,13 @@ impl<K, V> Entry<K, V> {
         self.expires_at.store(at, Ordering::Relaxed);
     }
 
+    /// What it has left to live at `now` (nanoseconds after the cache's time origin; `None`: no
+    /// deadline).
+    pub(crate) fn remaining(&self, now: u64) -> Option<std::time::Duration> {
+        let at = self.expires_at();
+        (at != 0).then(|| std::time::Duration::from_nanos(at.saturating_sub(now)))
+    }
+
     /// Moves its deadline later to `at`, never earlier: a time-to-idle renewal. A load and a
     /// store, not an atomic maximum, to keep read-modify-writes off the read path: a reader
     /// that read the clock, then waited before storing, can still overwrite a later renewal

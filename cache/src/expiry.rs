@@ -52,9 +52,26 @@ impl Clock for SystemClock {
 /// # Ok::<(), shardkit_cache::BuildError>(())
 /// ```
 pub trait Expiry<K, V>: Send + Sync + 'static {
-    /// How long a newly inserted entry lives (`None`: until evicted). A new value for a
-    /// cached key is a new entry: its lifetime starts again.
+    /// How long a newly inserted entry lives (`None`: until evicted), for a key that had no
+    /// live value.
     fn expire_after_create(&self, key: &K, value: &V, now: Instant) -> Option<Duration>;
+
+    /// How long a new value for a key with a live one lives (an [`insert`](crate::Cache::insert)
+    /// or a [`compute`](crate::Cache::compute) that replaces it), given what the old value had
+    /// left (`None`: no deadline). By default a new value's lifetime starts again, as
+    /// [`expire_after_create`](Self::expire_after_create) says; return `remaining` to keep the
+    /// old deadline instead (moka's default). Called outside the cache's locks; if another
+    /// write replaces the key meanwhile, it is called again for that one.
+    fn expire_after_update(
+        &self,
+        key: &K,
+        value: &V,
+        now: Instant,
+        remaining: Option<Duration>,
+    ) -> Option<Duration> {
+        let _ = remaining;
+        self.expire_after_create(key, value, now)
+    }
 
     /// How long an entry lives after a read, given what it had left (`None`: no deadline). By
     /// default, a read changes nothing.
@@ -120,11 +137,24 @@ impl<K: 'static, V: 'static> Timing<K, V> {
         })
     }
 
-    /// The deadline of an entry inserted now.
-    pub(crate) fn on_insert(&self, key: &K, value: &V, (now, nanos): (Instant, u64)) -> u64 {
-        let life = match &self.expiry {
-            Some(e) => e.expire_after_create(key, value, now),
-            None => self.ttl.or(self.tti),
+    /// Whether a new value's lifetime can depend on the one it replaces (an [`Expiry`] decides
+    /// it): a write must then know which live entry it replaces.
+    pub(crate) fn updates_by_expiry(&self) -> bool {
+        self.expiry.is_some()
+    }
+
+    /// The deadline of an entry written now, `replacing` the key's live entry, if any.
+    pub(crate) fn on_insert(
+        &self,
+        key: &K,
+        value: &V,
+        (now, nanos): (Instant, u64),
+        replacing: Option<&Entry<K, V>>,
+    ) -> u64 {
+        let life = match (&self.expiry, replacing) {
+            (Some(e), None) => e.expire_after_create(key, value, now),
+            (Some(e), Some(old)) => e.expire_after_update(key, value, now, old.remaining(nanos)),
+            (None, _) => self.ttl.or(self.tti),
         };
         Self::deadline(nanos, life)
     }
@@ -134,8 +164,7 @@ impl<K: 'static, V: 'static> Timing<K, V> {
     pub(crate) fn on_read(&self, entry: &Entry<K, V>, (now, nanos): (Instant, u64)) {
         if let Some(e) = &self.expiry {
             let at = entry.expires_at();
-            let remaining = (at != 0).then(|| Duration::from_nanos(at.saturating_sub(nanos)));
-            let life = e.expire_after_read(&entry.key, &entry.value, now, remaining);
+            let life = e.expire_after_read(&entry.key, &entry.value, now, entry.remaining(nanos));
             let new = Self::deadline(nanos, life);
             if new != at {
                 entry.set_expires_at(new);

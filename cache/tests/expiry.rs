@@ -513,3 +513,67 @@ fn a_value_written_during_a_load_is_not_given_a_new_lifetime() {
     assert_eq!(got, Hooked(5));
     assert_eq!(cache.get(&Hooked(1)), None, "an expired value came back");
 }
+
+/// Lives one second from its first write: a new value keeps what the old one had left.
+struct KeepsItsDeadline;
+
+impl Expiry<u64, u64> for KeepsItsDeadline {
+    fn expire_after_create(&self, _: &u64, _: &u64, _: Instant) -> Option<Duration> {
+        Some(Duration::from_secs(1))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &u64,
+        _: &u64,
+        _: Instant,
+        remaining: Option<Duration>,
+    ) -> Option<Duration> {
+        remaining
+    }
+}
+
+/// A new value for a live key lives as `expire_after_update` says: by default its lifetime
+/// starts again (`Lifetimes`, which does not override it), and an `Expiry` that returns what
+/// was left keeps the old deadline, through `insert` and `compute` alike. A key whose value had
+/// expired gets a new lifetime either way (`expire_after_create`).
+#[test]
+fn a_new_value_lives_as_expire_after_update_says() {
+    let clock = MockClock::new();
+    let restarts: Cache<u64, u64> = Cache::builder()
+        .max_capacity(100)
+        .expiry(Lifetimes {
+            permanent_below: 0,
+            lifetime: Duration::from_secs(1),
+        })
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let keeps: Cache<u64, u64> = Cache::builder()
+        .max_capacity(100)
+        .expiry(KeepsItsDeadline)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for cache in [&restarts, &keeps] {
+        cache.insert(1, 1);
+        cache.insert(2, 2);
+    }
+    clock.advance(600);
+    for cache in [&restarts, &keeps] {
+        cache.insert(1, 10);
+        cache.compute(2, |v| Compute::Put(v.map_or(0, |v| v * 10)));
+    }
+    clock.advance(500);
+    // 1.1 s after the first writes, 0.5 s after the second.
+    assert_eq!((restarts.get(&1), restarts.get(&2)), (Some(10), Some(20)));
+    assert_eq!(
+        (keeps.get(&1), keeps.get(&2)),
+        (None, None),
+        "the old deadline was kept"
+    );
+    // Expired keys start over.
+    keeps.insert(1, 100);
+    clock.advance(900);
+    assert_eq!(keeps.get(&1), Some(100));
+}

@@ -22,11 +22,20 @@ use crate::sync::{Pin, lock};
 use crate::{Compute, RemovalCause};
 
 /// Why [`Shard::insert_if`] handed its entry back.
-enum Refused<K, V> {
+pub(crate) enum Refused<K, V> {
     /// The key's entry is no longer the one shown.
     Changed(Entry<K, V>),
     /// The caller no longer wants it cached.
     Unwanted(Entry<K, V>),
+}
+
+impl<K, V> Refused<K, V> {
+    /// The entry handed back.
+    pub(crate) fn into_entry(self) -> Entry<K, V> {
+        match self {
+            Self::Changed(e) | Self::Unwanted(e) => e,
+        }
+    }
 }
 
 impl<K, V> Shard<K, V>
@@ -51,7 +60,7 @@ where
         mut f: impl FnMut(Option<&V>) -> Compute<V>,
         wanted: impl Fn() -> bool,
         removing: impl Fn(&K),
-        mut build: impl FnMut(K, V) -> Entry<K, V>,
+        mut build: impl FnMut(K, V, Option<&Entry<K, V>>) -> Entry<K, V>,
         out: &mut Notices<K, V>,
         guard: &Pin,
     ) -> Option<V> {
@@ -64,7 +73,7 @@ where
                     let answer = value.clone();
                     // Checked against the clock read again: a value that expired while `f`
                     // ran is no longer the one shown.
-                    let entry = build(key, value);
+                    let entry = build(key, value, shown);
                     match self.insert_if(entry, shown, read_clock(), &wanted, out, guard) {
                         Ok(()) => return Some(answer),
                         // Dropped here, with the lock let go: the key and value are the user's.
@@ -94,7 +103,7 @@ where
 
     /// Inserts `entry` if its key's live entry is still `shown` (or, for `None`, there is still
     /// none) and the caller still `wanted` it; otherwise hands `entry` back, unused.
-    fn insert_if(
+    pub(crate) fn insert_if(
         &self,
         entry: Entry<K, V>,
         shown: Option<&Entry<K, V>>,
@@ -158,7 +167,7 @@ mod loom_models {
             |v| Compute::Put(v.map_or(1, |n| n + 1)),
             || true,
             |_| {},
-            |k, v| Entry::new(k, k, v, 1),
+            |k, v, _| Entry::new(k, k, v, 1),
             &mut out,
             guard,
         )
@@ -212,7 +221,7 @@ mod loom_models {
                     },
                     || !invalidated.load(std::sync::atomic::Ordering::Acquire),
                     |_| {},
-                    |k, v| Entry::new(k, k, v, 1),
+                    |k, v, _| Entry::new(k, k, v, 1),
                     &mut out,
                     guard,
                 )
