@@ -388,7 +388,10 @@ where
                 let now = timing.now();
                 let live = shard.peek(hash, &entry.key, Some(now.1), guard);
                 entry.set_expires_at(timing.on_insert(&entry.key, &entry.value, now, live));
-                match shard.insert_if(entry, live, Some(now.1), &|| true, &mut out, guard) {
+                // The clock read again, as `compute` does: an entry that expired while the
+                // `Expiry` ran is no longer the one looked at, and the next try creates.
+                let now = timing.now().1;
+                match shard.insert_if(entry, live, Some(now), &|| true, &mut out, guard) {
                     Ok(()) => break,
                     Err(e) => entry = e.into_entry(),
                 }
@@ -633,15 +636,17 @@ where
     ) {
         let mut panic = None;
         for (i, shard) in (0..).zip(&*self.shards) {
-            self.write(|guard| {
-                let mut out = Notices::new(self.listener.is_some());
-                work(i, shard, &mut out, guard);
-                let told = std::panic::AssertUnwindSafe(|| self.notify(out.into_vec()));
-                if let Err(p) = std::panic::catch_unwind(told) {
-                    panic.get_or_insert(p);
-                }
-            });
+            // Pinned per shard, but freed once, after every shard: a key's or value's
+            // destructor that panics as a collection frees it must not stop the others either.
+            let guard = &crate::sync::pin();
+            let mut out = Notices::new(self.listener.is_some());
+            work(i, shard, &mut out, guard);
+            let told = std::panic::AssertUnwindSafe(|| self.notify(out.into_vec()));
+            if let Err(p) = std::panic::catch_unwind(told) {
+                panic.get_or_insert(p);
+            }
         }
+        crate::epoch::collect(false);
         if let Some(p) = panic {
             std::panic::resume_unwind(p);
         }

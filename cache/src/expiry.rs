@@ -28,7 +28,8 @@ impl Clock for SystemClock {
     }
 }
 
-/// How long each entry lives, decided per entry when it is inserted and when it is read.
+/// How long each entry lives, decided per entry when it is inserted (created, or replacing a live
+/// value) and when it is read.
 ///
 /// # Examples
 ///
@@ -60,8 +61,10 @@ pub trait Expiry<K, V>: Send + Sync + 'static {
     /// or a [`compute`](crate::Cache::compute) that replaces it), given what the old value had
     /// left (`None`: no deadline). By default a new value's lifetime starts again, as
     /// [`expire_after_create`](Self::expire_after_create) says; return `remaining` to keep the
-    /// old deadline instead (moka's default). Called outside the cache's locks; if another
-    /// write replaces the key meanwhile, it is called again for that one.
+    /// old deadline instead (moka's default, so a port from moka that relied on it must
+    /// override this). Called outside the cache's locks, so it may be called again for one
+    /// write: if another write replaces the key meanwhile, or the old value expires before the
+    /// new one is written (and then `expire_after_create` decides).
     fn expire_after_update(
         &self,
         key: &K,

@@ -514,8 +514,13 @@ fn a_value_written_during_a_load_is_not_given_a_new_lifetime() {
     assert_eq!(cache.get(&Hooked(1)), None, "an expired value came back");
 }
 
-/// Lives one second from its first write: a new value keeps what the old one had left.
-struct KeepsItsDeadline;
+/// Lives one second from its first write: a new value keeps what the old one had left. Given a
+/// clock, its first update moves it two seconds on as it decides: the old value expires
+/// meanwhile.
+#[derive(Default)]
+struct KeepsItsDeadline {
+    slow_first_update: Option<(MockClock, std::sync::atomic::AtomicBool)>,
+}
 
 impl Expiry<u64, u64> for KeepsItsDeadline {
     fn expire_after_create(&self, _: &u64, _: &u64, _: Instant) -> Option<Duration> {
@@ -529,6 +534,11 @@ impl Expiry<u64, u64> for KeepsItsDeadline {
         _: Instant,
         remaining: Option<Duration>,
     ) -> Option<Duration> {
+        if let Some((clock, moved)) = &self.slow_first_update
+            && !moved.swap(true, Ordering::SeqCst)
+        {
+            clock.advance(2_000);
+        }
         remaining
     }
 }
@@ -551,7 +561,7 @@ fn a_new_value_lives_as_expire_after_update_says() {
         .unwrap();
     let keeps: Cache<u64, u64> = Cache::builder()
         .max_capacity(100)
-        .expiry(KeepsItsDeadline)
+        .expiry(KeepsItsDeadline::default())
         .clock(clock.clone())
         .build()
         .unwrap();
@@ -576,4 +586,82 @@ fn a_new_value_lives_as_expire_after_update_says() {
     keeps.insert(1, 100);
     clock.advance(900);
     assert_eq!(keeps.get(&1), Some(100));
+}
+
+/// An old value that expires while `expire_after_update` decides is not replaced with that
+/// answer: the write reads the clock again, sees the key absent, and creates (before, the new
+/// value took the old, passed deadline and was expired as soon as written).
+#[test]
+fn an_update_whose_old_value_expires_meanwhile_creates_instead() {
+    let clock = MockClock::new();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&heard);
+    let expiry = KeepsItsDeadline {
+        slow_first_update: Some((clock.clone(), std::sync::atomic::AtomicBool::new(false))),
+    };
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(100)
+        .expiry(expiry)
+        .clock(clock.clone())
+        .eviction_listener(move |k: &u64, _: &u64, cause| log.lock().push((*k, cause)))
+        .build()
+        .unwrap();
+    cache.insert(1, 1);
+    clock.advance(500);
+    cache.insert(1, 2);
+    assert_eq!(cache.get(&1), Some(2), "the new value was written expired");
+    assert_eq!(*heard.lock(), [(1, RemovalCause::Expired)]);
+}
+
+/// Counts its calls; every entry lives a minute, updates included.
+struct CountingExpiry(std::sync::atomic::AtomicUsize);
+
+impl Expiry<u64, u64> for CountingExpiry {
+    fn expire_after_create(&self, _: &u64, _: &u64, _: Instant) -> Option<Duration> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Some(Duration::from_secs(60))
+    }
+}
+
+/// Writers racing on a few keys of a cache with an `Expiry` (each insert a compare-and-swap
+/// against the entry it looked at, retried when another write lands first): no write is lost
+/// or stuck, every key ends with one of its writers' values, and the `Expiry` was asked at
+/// least once per write.
+#[test]
+fn racing_inserts_with_an_expiry_all_land() {
+    let expiry = Arc::new(CountingExpiry(std::sync::atomic::AtomicUsize::new(0)));
+    let cache: Arc<Cache<u64, u64>> = Arc::new(
+        Cache::builder()
+            .max_capacity(100)
+            .expiry(ArcExpiry(Arc::clone(&expiry)))
+            .build()
+            .unwrap(),
+    );
+    let writers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let cache = Arc::clone(&cache);
+            std::thread::spawn(move || {
+                for i in 0..2_000u64 {
+                    cache.insert(i % 4, t * 10_000 + i);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    for k in 0..4u64 {
+        let v = cache.get(&k).expect("a key lost every write");
+        assert_eq!(v % 10_000 % 4, k, "key {k} holds another key's value {v}");
+    }
+    assert!(expiry.0.load(Ordering::SeqCst) >= 8_000);
+}
+
+/// An `Expiry` shared with the test.
+struct ArcExpiry(Arc<CountingExpiry>);
+
+impl Expiry<u64, u64> for ArcExpiry {
+    fn expire_after_create(&self, k: &u64, v: &u64, now: Instant) -> Option<Duration> {
+        self.0.expire_after_create(k, v, now)
+    }
 }

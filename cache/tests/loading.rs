@@ -257,7 +257,13 @@ fn a_removal_by_compute_while_a_key_loads_keeps_the_load_from_being_cached() {
 /// under the owned key, and share a load in flight with them.
 #[test]
 fn callers_by_reference_share_loads_with_owned_ones() {
-    let cache: Arc<Cache<String, String>> = Arc::new(Cache::new(100));
+    let cache: Arc<Cache<String, String>> = Arc::new(
+        Cache::builder()
+            .max_capacity(100)
+            .record_stats(true)
+            .build()
+            .unwrap(),
+    );
     assert_eq!(cache.get_or_insert_with_by_ref("a", || "1".into()), "1");
     assert_eq!(cache.get("a").as_deref(), Some("1"));
     let cached = cache.get_or_insert_with("a".to_string(), || unreachable!("cached"));
@@ -267,16 +273,21 @@ fn callers_by_reference_share_loads_with_owned_ones() {
     assert_eq!(cache.get("b"), None);
     // A caller by reference waits for an owned caller's load of the same key.
     let (leader, release) = held_load(&cache, "c".to_string(), "loaded once");
+    let misses = cache.stats().misses;
     let (done, finished) = std::sync::mpsc::channel();
     {
         let cache = cache.clone();
         std::thread::spawn(move || {
-            let _ = done.send(cache.get_or_insert_with_by_ref("c", || "loaded twice".into()));
+            let _ = done.send(cache.get_or_insert_with_by_ref("c", || panic!("loaded twice")));
         });
     }
-    // Time for the caller by reference to reach the flight (were it late, it would find the
-    // value cached, and the test would pass without checking the sharing).
-    std::thread::sleep(Duration::from_millis(20));
+    // Released once the caller by reference has missed: it then joins the flight (a load of
+    // its own would panic, and the deadline below fail), or, very rarely, finds the landed
+    // value, which it returns without loading either.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while cache.stats().misses == misses && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
     release.send(()).unwrap();
     let waited = finished
         .recv_timeout(Duration::from_secs(30))

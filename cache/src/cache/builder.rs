@@ -23,7 +23,8 @@ pub enum BuildError {
     /// over 65,536.
     InvalidShards(usize),
     /// More than one of time to live, time to idle and a per-entry [`Expiry`] were set: an
-    /// entry keeps one deadline. (An [`Expiry`] can implement any combination.)
+    /// entry keeps one deadline. (An [`Expiry`] can give a time to idle capped by a time to
+    /// live only if the value records when it was written: `expire_after_read` is not told.)
     ConflictingExpiry,
 }
 
@@ -42,7 +43,7 @@ impl std::fmt::Display for BuildError {
             }
             Self::ConflictingExpiry => write!(
                 f,
-                "set one of time_to_live, time_to_idle and expiry (an Expiry can combine them)"
+                "set only one of time_to_live, time_to_idle and expiry: an entry keeps one deadline"
             ),
         }
     }
@@ -149,7 +150,8 @@ where
         self
     }
 
-    /// Decides each entry's lifetime with `expiry`, on insertion and on reads.
+    /// Decides each entry's lifetime with `expiry`: when it is inserted (and whether it
+    /// replaces a live value), and on reads.
     #[must_use]
     pub fn expiry(mut self, expiry: impl Expiry<K, V>) -> Self {
         self.expiry = Some(Arc::new(expiry));
