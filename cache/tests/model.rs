@@ -1,5 +1,6 @@
 //! Random sequences of operations (`compute` among them), with a mock clock moving under a time
-//! to live, a time to idle or a per-entry expiry, agree with a `HashMap` model: with room for
+//! to live, a time to idle or a per-entry expiry (one keeping a replaced value's deadline among
+//! them), agree with a `HashMap` model: with room for
 //! every key the cache holds exactly what the model does; with less, it holds a subset (values
 //! always the model's, and an evicted key never comes back on its own), within its capacity, in
 //! entries or in weight, also after `set_capacity` moves it between the two; an expired entry
@@ -43,6 +44,26 @@ impl Expiry<u8, u32> for ByEntry {
     }
 }
 
+/// [`ByEntry`] for new keys; a new value for a live key keeps the old deadline (moka's
+/// default for updates).
+struct KeepsDeadline;
+
+impl Expiry<u8, u32> for KeepsDeadline {
+    fn expire_after_create(&self, key: &u8, value: &u32, now: Instant) -> Option<Duration> {
+        ByEntry.expire_after_create(key, value, now)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &u8,
+        _: &u32,
+        _: Instant,
+        remaining: Option<Duration>,
+    ) -> Option<Duration> {
+        remaining
+    }
+}
+
 /// How entries expire in a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Life {
@@ -50,6 +71,8 @@ enum Life {
     ToLive,
     ToIdle,
     ByEntry,
+    /// [`KeepsDeadline`].
+    KeepsDeadline,
 }
 
 impl Life {
@@ -58,7 +81,16 @@ impl Life {
         match self {
             Life::Forever => None,
             Life::ToLive | Life::ToIdle => Some(now + LIFE_MS),
-            Life::ByEntry => ByEntry::life_ms(key, value).map(|ms| now + ms),
+            Life::ByEntry | Life::KeepsDeadline => ByEntry::life_ms(key, value).map(|ms| now + ms),
+        }
+    }
+
+    /// The deadline (ms) of a new value `value` for `key` at `now`, given the key's deadline
+    /// in the model, if the cache held it live (`old`, `Some(None)` for no deadline).
+    fn written(self, key: u8, value: u32, now: u64, old: Option<Option<u64>>) -> Option<u64> {
+        match (self, old) {
+            (Life::KeepsDeadline, Some(deadline)) => deadline,
+            _ => self.deadline(key, value, now),
         }
     }
 }
@@ -107,7 +139,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(if cfg!(debug_assertions) { 64 } else { 512 }))]
 
     #[test]
-    fn the_cache_agrees_with_a_map(ops in prop::collection::vec(op(), 1..300), roomy in any::<bool>(), shards in 0u32..3, life in prop_oneof![Just(Life::Forever), Just(Life::ToLive), Just(Life::ToIdle), Just(Life::ByEntry)], weighted in any::<bool>()) {
+    fn the_cache_agrees_with_a_map(ops in prop::collection::vec(op(), 1..300), roomy in any::<bool>(), shards in 0u32..3, life in prop_oneof![Just(Life::Forever), Just(Life::ToLive), Just(Life::ToIdle), Just(Life::ByEntry), Just(Life::KeepsDeadline)], weighted in any::<bool>()) {
         // Bounded by weight, key `k` weighs 1 to 3; room for every key is then three times as
         // much.
         let most = if weighted { 3 } else { 1 };
@@ -126,6 +158,7 @@ proptest! {
             Life::ToLive => builder = builder.time_to_live(life_span),
             Life::ToIdle => builder = builder.time_to_idle(life_span),
             Life::ByEntry => builder = builder.expiry(ByEntry),
+            Life::KeepsDeadline => builder = builder.expiry(KeepsDeadline),
         }
         let cache = builder.build().unwrap();
         // Value, and when it expires (ms), if it does.
@@ -157,8 +190,12 @@ proptest! {
                     }
                 }
                 Op::Insert(k, v) => {
+                    // Whether the new value replaces a live one (short of room, the cache may
+                    // have evicted a key the model still holds).
+                    let old = cache.contains_key(&k).then(|| model.get(&k).map(|&(_, d)| d));
+                    prop_assert!(old != Some(None), "key {} held by the cache only", k);
                     cache.insert(k, v);
-                    model.insert(k, (v, life.deadline(k, v, now())));
+                    model.insert(k, (v, life.written(k, v, now(), old.flatten())));
                 }
                 Op::Remove(k) => {
                     let got = cache.remove(&k);
@@ -184,7 +221,8 @@ proptest! {
                     match computed(seen, add) {
                         Compute::Put(v) => {
                             prop_assert_eq!(answer, Some(v));
-                            model.insert(k, (v, life.deadline(k, v, now())));
+                            let old = seen.and_then(|_| model.get(&k).map(|&(_, d)| d));
+                            model.insert(k, (v, life.written(k, v, now(), old)));
                         }
                         Compute::Remove => {
                             prop_assert_eq!(answer, None);
