@@ -599,3 +599,37 @@ fn peek_is_no_use_of_the_key_for_the_policy() {
     assert_eq!(outcome(&|c| assert_eq!(c.get(&1), Some(1))), [2, 3]);
     assert_eq!(outcome(&|c| assert_eq!(c.peek(&1), Some(1))), [1, 3]);
 }
+
+/// A value whose clone panics once armed.
+#[derive(Debug)]
+struct CloneBomb(Arc<std::sync::atomic::AtomicBool>);
+
+impl Clone for CloneBomb {
+    fn clone(&self) -> Self {
+        assert!(!self.0.load(Ordering::SeqCst), "a clone's bug");
+        CloneBomb(Arc::clone(&self.0))
+    }
+}
+
+/// `remove` tells the listener before it clones the value it returns: a clone that panics
+/// leaves the removal heard, not only done.
+#[test]
+fn a_removal_is_heard_even_if_cloning_its_value_panics() {
+    let heard = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&heard);
+    let cache = Cache::builder()
+        .max_capacity(10)
+        .eviction_listener(move |_: &u64, _: &CloneBomb, cause| {
+            assert_eq!(cause, RemovalCause::Removed);
+            count.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    cache.insert(1, CloneBomb(Arc::clone(&armed)));
+    armed.store(true, Ordering::SeqCst);
+    let removed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.remove(&1)));
+    assert!(removed.is_err());
+    assert!(!cache.contains_key(&1));
+    assert_eq!(heard.load(Ordering::SeqCst), 1, "the removal was not heard");
+}

@@ -231,3 +231,52 @@ fn a_blocking_load_that_asks_for_its_own_key_asynchronously_does_not_wait_for_it
         .expect("the load waited for itself");
     assert_eq!(outer, 30);
 }
+
+/// A waker that panics when woken.
+struct PanickingWaker;
+
+impl Wake for PanickingWaker {
+    fn wake(self: Arc<Self>) {
+        panic!("a waker's bug");
+    }
+}
+
+/// A waiter's waker that panics as the load lands does not keep the other waiters from being
+/// woken: the panic reaches the loading caller after every waker was called.
+#[test]
+fn a_panicking_waker_does_not_strand_the_other_waiters() {
+    let cache = Cache::new(10);
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut leader = Box::pin(cache.get_or_insert_async(1u64, after_polls(1, 5u64)));
+    assert!(leader.as_mut().poll(&mut cx).is_pending());
+    let bad = Waker::from(Arc::new(PanickingWaker));
+    let good = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let good_waker = Waker::from(Arc::clone(&good));
+    let mut first = Box::pin(cache.get_or_insert_async(1u64, async { 6 }));
+    let mut second = Box::pin(cache.get_or_insert_async(1u64, async { 7 }));
+    assert!(
+        first
+            .as_mut()
+            .poll(&mut Context::from_waker(&bad))
+            .is_pending()
+    );
+    assert!(
+        second
+            .as_mut()
+            .poll(&mut Context::from_waker(&good_waker))
+            .is_pending()
+    );
+    let landed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        leader.as_mut().poll(&mut cx)
+    }));
+    assert!(
+        landed.is_err(),
+        "the waker's panic reaches the loading caller"
+    );
+    assert_eq!(
+        good.0.load(Ordering::SeqCst),
+        1,
+        "the other waiter was woken"
+    );
+    assert_eq!(second.as_mut().poll(&mut cx), Poll::Ready(5));
+}
