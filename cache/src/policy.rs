@@ -465,19 +465,7 @@ impl<H: Handle> Policy<H> {
     /// Releases every handle (the cache is being cleared or dropped).
     pub(crate) fn drain(&mut self, release: &mut impl FnMut(H, Release)) {
         for queue in [&mut self.window, &mut self.probation, &mut self.protected] {
-            for h in queue.handles.drain(..) {
-                let kind = if h.region() == Region::Gone {
-                    Release::Reclaim
-                } else {
-                    h.set_region(Region::Gone);
-                    Release::Evicted
-                };
-                release(h, kind);
-            }
-            queue.weight = 0;
-            queue.stale = 0;
-            queue.stale_weight = 0;
-            queue.sweep_at = 0;
+            queue.drain(release);
         }
         // Keys put back after a clear are not returning evictions.
         self.ghosts.clear();

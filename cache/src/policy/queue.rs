@@ -64,6 +64,23 @@ impl<H: Handle> Queue<H> {
         None
     }
 
+    /// Releases every handle, live ones as evicted, and empties the queue.
+    pub(super) fn drain(&mut self, release: &mut impl FnMut(H, Release)) {
+        for h in self.handles.drain(..) {
+            let kind = if h.region() == Region::Gone {
+                Release::Reclaim
+            } else {
+                h.set_region(Region::Gone);
+                Release::Evicted
+            };
+            release(h, kind);
+        }
+        self.weight = 0;
+        self.stale = 0;
+        self.stale_weight = 0;
+        self.sweep_at = 0;
+    }
+
     /// Takes `h`, queued here, out of the policy: its handle stays until popped or compacted.
     pub(super) fn mark_gone(&mut self, h: H) {
         self.weight -= h.weight();
